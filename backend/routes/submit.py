@@ -1,0 +1,111 @@
+"""Submit tasks: v3 (per endpoint) and the 1.0 v2 triples.
+
+Everything is validated before anything is queued, so a refused request
+(4xx) never leaves a task behind; the public SDKs retry on 429/5xx.
+"""
+from __future__ import annotations
+
+import uuid
+
+from flask import Blueprint, jsonify
+
+from backend.api_errors import ApiError, bad_request, too_large
+from backend.auth import current_user
+from backend.routes.common import (endpoint_for_user, field, function_for_user, json_body, redis,
+                                   tasks, valid_uuid)
+from backend.store import endpoints as ep_store
+from funcx.defaults import setting
+
+bp = Blueprint("submit", __name__)
+
+
+def _task_group(raw, user: str) -> str:
+    tg = valid_uuid(raw, "task_group_id") if raw else str(uuid.uuid4())
+    owner = tasks().task_group_owner(tg)
+    if owner is not None and owner != user:
+        raise ApiError(404, "TASK_GROUP_NOT_FOUND", f"task group {tg} not found")
+    return tg
+
+
+def _check_payloads(payloads: list) -> None:
+    limit = int(setting("MAX_PAYLOAD_BYTES"))
+    for p in payloads:
+        if not isinstance(p, str):
+            raise bad_request("each task payload must be a string (the serialized arguments)")
+        if len(p) > limit:
+            raise too_large(f"a task payload of {len(p)} bytes exceeds the limit of {limit} bytes")
+
+
+def _queue(user: str, eid: str, tg: str, by_function: dict[str, list[str]],
+           resource_specification: dict | None) -> dict[str, list[str]]:
+    """Validate one endpoint's tasks and queue them in one transaction."""
+    ep = endpoint_for_user(eid, user)
+    allowed = ep_store.allowed_functions(redis(), ep["uuid"])
+    codes, containers, items, order = {}, {}, [], []
+    for fid_raw, payloads in by_function.items():
+        fn = function_for_user(fid_raw, user)
+        fid = fn["function_uuid"]
+        if allowed and fid not in allowed:
+            raise ApiError(403, "FUNCTION_NOT_ALLOWED",
+                           f"function {fid} is not allowed on endpoint {ep['uuid']}")
+        _check_payloads(payloads)
+        codes[fid] = fn["function_code"]
+        if fn.get("container_uuid"):
+            containers[fid] = fn["container_uuid"]
+        items += [(fid, p) for p in payloads]
+        order.append((fid_raw, len(payloads)))
+    tids = tasks().submit(user, ep["uuid"], tg, items, codes, containers, resource_specification)
+    out, i = {}, 0
+    for fid_raw, n in order:
+        out[fid_raw] = tids[i:i + n]
+        i += n
+    return out
+
+
+@bp.post("/v3/endpoints/<eid>/submit")
+def submit_v3(eid: str):
+    body = json_body()
+    by_function = field(body, "tasks", dict, required=True)
+    for fid, payloads in by_function.items():
+        if not isinstance(payloads, list):
+            raise bad_request(f"tasks[{fid!r}] must be a list of payloads")
+    user = current_user()
+    tg = _task_group(field(body, "task_group_id", str, default=None), user)
+    spec = field(body, "resource_specification", dict, default=None)
+    field(body, "user_endpoint_config", dict, default=None)
+    ids = _queue(user, eid, tg, by_function, spec)
+    return jsonify({"request_id": str(uuid.uuid4()), "task_group_id": tg,
+                    "endpoint_id": valid_uuid(eid, "endpoint id"), "tasks": ids})
+
+
+@bp.post("/v2/submit")
+def submit_v2():
+    body = json_body()
+    triples = field(body, "tasks", list, required=True)
+    user = current_user()
+    tg = _task_group(field(body, "task_group_id", str, default=None), user)
+    for t in triples:
+        if not (isinstance(t, list) and len(t) >= 3 and all(isinstance(x, str) for x in t[:3])):
+            raise bad_request("each task must be [function_id, endpoint_id, payload]")
+    # group by endpoint, remembering each task's position to answer in order
+    per_ep: dict[str, dict[str, list[str]]] = {}
+    slots: dict[str, dict[str, list[int]]] = {}
+    for pos, (fid, eid, payload, *_) in enumerate(triples):
+        per_ep.setdefault(eid, {}).setdefault(fid, []).append(payload)
+        slots.setdefault(eid, {}).setdefault(fid, []).append(pos)
+    results: list[dict | None] = [None] * len(triples)
+    for eid, by_function in per_ep.items():
+        try:
+            ids = _queue(user, eid, tg, by_function, None)
+        except ApiError as e:
+            if e.status == 413:
+                raise
+            for fid, positions in slots[eid].items():
+                for pos in positions:
+                    results[pos] = {"status": "Failed", "http_status_code": e.status,
+                                    "code": e.code, "reason": e.message}
+            continue
+        for fid, positions in slots[eid].items():
+            for pos, tid in zip(positions, ids[fid]):
+                results[pos] = {"status": "Success", "task_uuid": tid, "http_status_code": 200}
+    return jsonify({"response": "batch", "task_group_id": tg, "results": results})

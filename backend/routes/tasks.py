@@ -1,0 +1,43 @@
+"""Task documents, one at a time or in a batch."""
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+from backend.api_errors import bad_request, not_found
+from backend.auth import current_user
+from backend.routes.common import field, json_body, tasks, valid_uuid
+from backend.store.tasks import document
+
+bp = Blueprint("tasks", __name__)
+MAX_BATCH_STATUS = 10_000
+
+
+@bp.get("/v2/tasks/<tid>")
+def get_task(tid: str):
+    tid = valid_uuid(tid, "task id")
+    rec = tasks().records([tid])[0]
+    if not rec or rec.get("owner") != current_user():
+        raise not_found("task", tid)
+    tasks().mark_fetched([rec])
+    return jsonify(document(rec))
+
+
+@bp.post("/v2/batch_status")
+def batch_status():
+    ids = field(json_body(), "task_ids", list, required=True)
+    if len(ids) > MAX_BATCH_STATUS:
+        raise bad_request(f"at most {MAX_BATCH_STATUS} task ids per request")
+    if not all(isinstance(t, str) for t in ids):
+        raise bad_request("task_ids must be a list of strings")
+    tids = [valid_uuid(t, "task id") for t in ids]
+    user = current_user()
+    recs = tasks().records(tids)
+    mine = [r for r in recs if r and r.get("owner") == user]
+    tasks().mark_fetched(mine)
+    results = {}
+    for tid, rec in zip(tids, recs):
+        if rec and rec.get("owner") == user:
+            results[tid] = document(rec)
+        else:
+            results[tid] = {"task_id": tid, "status": "unknown", "reason": "unknown task id"}
+    return jsonify({"response": "batch", "results": results})

@@ -1,0 +1,19 @@
+"""GET /v2/version: public, the one route that needs no token."""
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+from funcx.version import API_VERSION, MIN_EP_VERSION, MIN_SDK_VERSION, __version__
+
+bp = Blueprint("version", __name__)
+
+
+@bp.get("/v2/version")
+def version():
+    return jsonify({
+        "api": API_VERSION,
+        "min_sdk_version": MIN_SDK_VERSION,
+        "min_ep_version": MIN_EP_VERSION,
+        "web-service": __version__,
+        "service": "funcx-selfhosted",
+    })

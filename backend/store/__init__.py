@@ -1,0 +1,1 @@
+"""The only code that knows Redis key layouts (names come from funcx.protocol.keys)."""

@@ -1,0 +1,180 @@
+"""Endpoints: metadata (service-owned), per-endpoint Redis ACL users, streams,
+and liveness read from the status key the agent refreshes."""
+from __future__ import annotations
+
+import json
+import secrets
+import time
+import uuid
+from urllib.parse import quote, urlsplit
+
+import redis
+
+from funcx.defaults import setting
+from funcx.protocol import keys
+
+# The commands an endpoint agent needs, on its own keys only (DESIGN decision 6).
+AGENT_COMMANDS = (
+    "ping", "hello", "auth", "select", "multi", "exec", "discard", "watch", "unwatch",
+    "xreadgroup", "xack", "xdel", "xadd", "xlen", "xpending", "xclaim", "xautoclaim",
+    "xinfo", "hset", "hget", "hgetall", "expire", "get", "mget", "del", "client|setname",
+)
+
+
+def acl_rules(eid: str, password: str) -> list[str]:
+    """ACL SETUSER rules: only the agent's commands, only ``fx:ep:{eid}:*``."""
+    return ["reset", "on", f">{password}", f"~{keys.ep_prefix(eid)}*", "resetchannels", "-@all",
+            *(f"+{c}" for c in AGENT_COMMANDS)]
+
+
+def _save_acl(r: redis.Redis) -> None:
+    try:
+        r.execute_command("ACL", "SAVE")
+    except redis.ResponseError:
+        pass  # Redis without an aclfile: the agent re-registers after a Redis restart
+
+
+def agent_redis_url(service_url: str, eid: str, password: str) -> str:
+    parts = urlsplit(service_url)
+    host = str(setting("REDIS_PUBLIC_HOST")) or parts.hostname or "127.0.0.1"
+    port = parts.port or 6379
+    db = (parts.path or "/0").lstrip("/") or "0"
+    user = quote(keys.ep_acl_user(eid), safe="")
+    return f"redis://{user}:{quote(password, safe='')}@{host}:{port}/{db}"
+
+
+def ensure_streams(r: redis.Redis, eid: str) -> None:
+    for stream, group in ((keys.ep_tasks(eid), keys.AGENT_GROUP),
+                          (keys.ep_results(eid), keys.INGEST_GROUP)):
+        try:
+            r.xgroup_create(stream, group, id="0", mkstream=True)
+        except redis.ResponseError as e:
+            if "BUSYGROUP" not in str(e):
+                raise
+
+
+def register(r: redis.Redis, owner: str, service_redis_url: str, *, eid: str | None = None,
+             name: str, display_name: str = "", metadata: dict | None = None,
+             public: bool = False, allowed_functions: list[str] | None = None) -> dict:
+    """Create or update an endpoint; rotate its Redis credentials; return what
+    the agent needs to connect."""
+    eid = eid or str(uuid.uuid4())
+    now = repr(time.time())
+    rec = {
+        "uuid": eid, "name": name, "display_name": display_name or name, "owner": owner,
+        "public": "1" if public else "0", "metadata": json.dumps(metadata or {}),
+        "registered_at": now,
+    }
+    password = secrets.token_urlsafe(24)
+    ensure_streams(r, eid)
+    with r.pipeline() as p:
+        p.hsetnx(keys.endpoint(eid), "created_at", now)
+        p.hset(keys.endpoint(eid), mapping=rec)
+        p.sadd(keys.ENDPOINTS, eid)
+        p.sadd(keys.user_endpoints(owner), eid)
+        if allowed_functions is not None:
+            p.delete(keys.endpoint_allowed(eid))
+            if allowed_functions:
+                p.sadd(keys.endpoint_allowed(eid), *allowed_functions)
+        p.xadd(keys.INGEST_WAKE, {"endpoint_id": eid}, maxlen=100, approximate=True)
+        p.execute()
+    r.execute_command("ACL", "SETUSER", keys.ep_acl_user(eid), *acl_rules(eid, password))
+    _save_acl(r)
+    return {
+        "endpoint_id": eid,
+        "name": name,
+        "redis_url": agent_redis_url(service_redis_url, eid, password),
+        "task_stream": keys.ep_tasks(eid),
+        "result_stream": keys.ep_results(eid),
+        "status_key": keys.ep_status(eid),
+        "function_key_prefix": keys.ep_function(eid, ""),
+        "agent_group": keys.AGENT_GROUP,
+        "agent_consumer": keys.AGENT_CONSUMER,
+        "heartbeat_period": float(setting("HEARTBEAT_PERIOD_S")),
+        "heartbeat_threshold": float(setting("HEARTBEAT_THRESHOLD_S")),
+    }
+
+
+def get(r: redis.Redis, eid: str) -> dict | None:
+    return r.hgetall(keys.endpoint(eid)) or None
+
+
+def list_for(r: redis.Redis, owner: str, include_public: bool = False) -> list[dict]:
+    eids = set(r.smembers(keys.user_endpoints(owner)))
+    with r.pipeline(transaction=False) as p:
+        for eid in sorted(eids):
+            p.hgetall(keys.endpoint(eid))
+        recs = [x for x in p.execute() if x]
+    if include_public:
+        with r.pipeline(transaction=False) as p:
+            others = sorted(set(r.smembers(keys.ENDPOINTS)) - eids)
+            for eid in others:
+                p.hgetall(keys.endpoint(eid))
+            recs += [x for x in p.execute() if x and x.get("public") == "1"]
+    return recs
+
+
+def public_view(rec: dict) -> dict:
+    return {
+        "uuid": rec["uuid"],
+        "name": rec.get("name"),
+        "display_name": rec.get("display_name"),
+        "owner": rec.get("owner"),
+        "public": rec.get("public") == "1",
+        "metadata": json.loads(rec.get("metadata") or "{}"),
+        "created_at": rec.get("created_at"),
+    }
+
+
+def status(r: redis.Redis, eid: str) -> dict:
+    """online while the agent's heartbeat key lives (it expires after the threshold)."""
+    raw = r.hgetall(keys.ep_status(eid))
+    details = json.loads(raw.get("details") or "{}") if raw else {}
+    with r.pipeline(transaction=False) as p:
+        p.xlen(keys.ep_tasks(eid))
+        p.xpending(keys.ep_tasks(eid), keys.AGENT_GROUP)
+        try:
+            queued, pending = p.execute()
+        except redis.ResponseError:
+            queued, pending = 0, {"pending": 0}
+    in_flight = pending.get("pending", 0) if isinstance(pending, dict) else 0
+    details.setdefault("total_workers", 0)
+    details.setdefault("idle_workers", 0)
+    details.setdefault("managers", 0)
+    details["pending_tasks"] = max(0, queued - in_flight)  # in the stream, not yet taken
+    details["outstanding_tasks"] = queued  # taken or not, not yet finished
+    details["heartbeat_t"] = raw.get("heartbeat_t") if raw else None
+    return {"status": "online" if raw else "offline", "details": details}
+
+
+def allowed_functions(r: redis.Redis, eid: str) -> set[str]:
+    return r.smembers(keys.endpoint_allowed(eid))
+
+
+def set_allowed(r: redis.Redis, eid: str, add: list[str] = (), remove: list[str] = ()) -> set[str]:
+    with r.pipeline() as p:
+        if add:
+            p.sadd(keys.endpoint_allowed(eid), *add)
+        if remove:
+            p.srem(keys.endpoint_allowed(eid), *remove)
+        p.smembers(keys.endpoint_allowed(eid))
+        return p.execute()[-1]
+
+
+def delete(r: redis.Redis, eid: str, owner: str) -> list[str]:
+    """Remove an endpoint and its streams; return the ids of tasks it still had
+    queued, which the caller fails."""
+    queued = [f.get("task_id") for _, f in r.xrange(keys.ep_tasks(eid))] if r.exists(
+        keys.ep_tasks(eid)) else []
+    ep_keys = list(r.scan_iter(match=f"{keys.ep_prefix(eid)}*", count=1000))
+    with r.pipeline() as p:
+        p.delete(keys.endpoint(eid), keys.endpoint_allowed(eid), *ep_keys)
+        p.srem(keys.ENDPOINTS, eid)
+        p.srem(keys.user_endpoints(owner), eid)
+        p.execute()
+    try:
+        r.execute_command("ACL", "DELUSER", keys.ep_acl_user(eid))
+        _save_acl(r)
+    except redis.ResponseError:
+        pass
+    return [t for t in queued if t]

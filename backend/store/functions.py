@@ -1,0 +1,78 @@
+"""Registered functions: code as an opaque string, never unpickled here."""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import redis
+
+from funcx.protocol import keys
+
+FIELDS = ("function_name", "function_code", "description", "owner", "public", "group",
+          "container_uuid", "entry_point", "searchable", "created_at", "metadata")
+
+
+def register(r: redis.Redis, owner: str, *, function_name: str, function_code: str,
+             description: str = "", public: bool = False, group: str = "",
+             container_uuid: str = "", entry_point: str = "", searchable: bool = True,
+             metadata: dict | None = None) -> str:
+    fid = str(uuid.uuid4())
+    rec = {
+        "function_uuid": fid,
+        "function_name": function_name,
+        "function_code": function_code,
+        "description": description or "",
+        "owner": owner,
+        "public": "1" if public else "0",
+        "group": group or "",
+        "container_uuid": container_uuid or "",
+        "entry_point": entry_point or "",
+        "searchable": "1" if searchable else "0",
+        "created_at": repr(time.time()),
+        "metadata": json.dumps(metadata or {}),
+    }
+    with r.pipeline() as p:
+        p.hset(keys.function(fid), mapping=rec)
+        p.sadd(keys.user_functions(owner), fid)
+        p.execute()
+    return fid
+
+
+def get(r: redis.Redis, fid: str) -> dict | None:
+    rec = r.hgetall(keys.function(fid))
+    return rec or None
+
+
+def get_many(r: redis.Redis, fids: list[str], fields: tuple[str, ...]) -> dict[str, list]:
+    with r.pipeline(transaction=False) as p:
+        for fid in fids:
+            p.hmget(keys.function(fid), *fields)
+        rows = p.execute()
+    return dict(zip(fids, rows))
+
+
+def delete(r: redis.Redis, fid: str, owner: str) -> None:
+    with r.pipeline() as p:
+        p.delete(keys.function(fid))
+        p.srem(keys.user_functions(owner), fid)
+        p.execute()
+
+
+def public_view(rec: dict) -> dict:
+    """The JSON document of a function (API.md)."""
+    return {
+        "function_uuid": rec.get("function_uuid"),
+        "function_name": rec.get("function_name"),
+        "function_code": rec.get("function_code"),
+        "description": rec.get("description", ""),
+        "container_uuid": rec.get("container_uuid") or None,
+        "public": rec.get("public") == "1",
+        "group": rec.get("group") or None,
+        "metadata": json.loads(rec.get("metadata") or "{}"),
+    }
+
+
+def may_run(rec: dict, user_id: str) -> bool:
+    """Owner or public (group sharing arrives with the identity issue)."""
+    return rec.get("owner") == user_id or rec.get("public") == "1"

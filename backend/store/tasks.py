@@ -1,0 +1,181 @@
+"""Tasks, task groups and results.
+
+Submit is one MULTI/EXEC: task records, task-group membership, the function's
+code copied into the endpoint's namespace, and the XADDs to the endpoint's
+task stream (DESIGN decision 3).  Results are applied by a Lua script so the
+first terminal result stands (decision 4).
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Iterable
+
+import redis
+
+from funcx.defaults import setting
+from funcx.protocol import keys
+from funcx.protocol.messages import Result, StatusUpdate, Task
+from funcx.protocol.states import TERMINAL_VALUES, TaskState, may_transition
+
+EVENTS_MAXLEN = 100_000
+
+# KEYS: task, task-group events.  ARGV: task_id, status, then field/value pairs.
+_APPLY_RESULT = """
+local cur = redis.call('HGET', KEYS[1], 'status')
+if not cur then return -1 end
+if cur == 'success' or cur == 'failed' or cur == 'cancelled' then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[2], unpack(ARGV, 3))
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', %d, '*', 'task_id', ARGV[1], 'status', ARGV[2])
+return 1
+""" % EVENTS_MAXLEN
+
+# KEYS: task records.  ARGV: new status, then the statuses it may replace.
+_APPLY_STATUS = """
+local allowed = {}
+for i = 2, #ARGV do allowed[ARGV[i]] = true end
+local n = 0
+for _, k in ipairs(KEYS) do
+  local cur = redis.call('HGET', k, 'status')
+  if cur and allowed[cur] then redis.call('HSET', k, 'status', ARGV[1]); n = n + 1 end
+end
+return n
+"""
+
+
+def _predecessors(status: str) -> list[str]:
+    return [s.value for s in TaskState if s.value != status and may_transition(s.value, status)
+            and s.value not in TERMINAL_VALUES]
+
+
+class TaskStore:
+    def __init__(self, r: redis.Redis):
+        self.r = r
+        self._apply_result = r.register_script(_APPLY_RESULT)
+        self._apply_status = r.register_script(_APPLY_STATUS)
+
+    # ------------------------------------------------------------------ submit
+    def task_group_owner(self, tg: str) -> str | None:
+        return self.r.hget(keys.task_group(tg), "owner")
+
+    def submit(self, owner: str, eid: str, tg: str, items: list[tuple[str, str]],
+               function_codes: dict[str, str], containers: dict[str, str] | None = None,
+               resource_specification: dict | None = None) -> list[str]:
+        """Queue ``items`` (function id, payload) for endpoint ``eid`` atomically."""
+        ttl = int(setting("TASK_TTL_S"))
+        now = repr(time.time())
+        containers = containers or {}
+        tids = [str(uuid.uuid4()) for _ in items]
+        stream = keys.ep_tasks(eid)
+        with self.r.pipeline(transaction=True) as p:
+            p.hsetnx(keys.task_group(tg), "owner", owner)
+            p.hsetnx(keys.task_group(tg), "created_at", now)
+            for fid, code in function_codes.items():
+                p.set(keys.ep_function(eid, fid), code, nx=True)
+            for tid, (fid, payload) in zip(tids, items):
+                p.hset(keys.task(tid), mapping={
+                    "task_id": tid, "status": TaskState.WAITING_FOR_EP.value,
+                    "function_id": fid, "endpoint_id": eid, "task_group_id": tg,
+                    "owner": owner, "created_at": now,
+                })
+                p.expire(keys.task(tid), ttl)
+                p.xadd(stream, Task(tid, fid, payload, tg, container_id=containers.get(fid, ""),
+                                    resource_specification=resource_specification or {}).to_fields())
+            if tids:
+                p.rpush(keys.task_group_tasks(tg), *tids)
+            for k in (keys.task_group(tg), keys.task_group_tasks(tg), keys.task_group_events(tg)):
+                p.expire(k, ttl)
+            p.execute()
+        return tids
+
+    # ------------------------------------------------------------------- reads
+    def records(self, tids: list[str]) -> list[dict]:
+        with self.r.pipeline(transaction=False) as p:
+            for tid in tids:
+                p.hgetall(keys.task(tid))
+            return p.execute()
+
+    def mark_fetched(self, recs: Iterable[dict]) -> None:
+        """Start the retention clock of terminal results on their first fetch."""
+        keep = int(setting("RESULT_RETENTION_S"))
+        todo = [r["task_id"] for r in recs if r and r.get("status") in TERMINAL_VALUES
+                and "fetched_at" not in r]
+        if not todo:
+            return
+        now = repr(time.time())
+        with self.r.pipeline(transaction=False) as p:
+            for tid in todo:
+                p.hsetnx(keys.task(tid), "fetched_at", now)
+                p.expire(keys.task(tid), keep)
+            p.execute()
+
+    def task_group_tasks(self, tg: str) -> list[str]:
+        return self.r.lrange(keys.task_group_tasks(tg), 0, -1)
+
+    def events_after(self, tg: str, after: str, timeout_ms: int, count: int = 5000) -> list:
+        """Completion events of group ``tg`` after stream id ``after`` (blocks up to timeout)."""
+        res = self.r.xread({keys.task_group_events(tg): after}, count=count,
+                           block=timeout_ms if timeout_ms > 0 else None)
+        return res[0][1] if res else []
+
+    # ---------------------------------------------------------------- results
+    def apply_results(self, entries: list[Result | StatusUpdate]) -> int:
+        """Write results and status changes; a second terminal result is ignored."""
+        applied = 0
+        with self.r.pipeline(transaction=False) as p:
+            for e in entries:
+                if isinstance(e, Result):
+                    fields = {"completion_t": e.completion_t}
+                    if e.status == TaskState.SUCCESS.value:
+                        fields["result"] = e.data
+                    else:
+                        fields["exception"] = e.data
+                        if e.exc_data:
+                            fields["exc_data"] = e.exc_data
+                    if e.details:
+                        fields["details"] = json.dumps(e.details)
+                    argv = [e.task_id, e.status]
+                    for k, v in fields.items():
+                        argv += [k, v]
+                    tg = e.task_group_id or "none"
+                    self._apply_result(keys=[keys.task(e.task_id), keys.task_group_events(tg)],
+                                       args=argv, client=p)
+                else:
+                    if e.task_ids:
+                        self._apply_status(keys=[keys.task(t) for t in e.task_ids],
+                                           args=[e.status, *_predecessors(e.status)], client=p)
+            for out in p.execute():
+                applied += 1 if out == 1 else 0
+        return applied
+
+    def fail(self, tids: list[str], reason: str, exception_text: str) -> None:
+        """Terminal failure for tasks that will never run (e.g. their endpoint was deleted)."""
+        recs = self.records(tids)
+        self.apply_results([
+            Result(t, TaskState.FAILED.value, data=exception_text,
+                   task_group_id=rec.get("task_group_id", ""), details={"reason": reason})
+            for t, rec in zip(tids, recs) if rec
+        ])
+
+
+def document(rec: dict) -> dict:
+    """The public task document (API.md) of one task record."""
+    status = rec.get("status", "unknown")
+    doc = {"task_id": rec["task_id"], "status": status,
+           "task_group_id": rec.get("task_group_id")}
+    if status in TERMINAL_VALUES:
+        doc["completion_t"] = rec.get("completion_t") or repr(time.time())
+        if "result" in rec:
+            doc["result"] = rec["result"]
+        if "exception" in rec:
+            doc["exception"] = rec["exception"]
+        if "exc_data" in rec:
+            doc["exception_data"] = rec["exc_data"]
+    else:
+        doc["details"] = {"reason": status}
+    if rec.get("details"):
+        doc["details"] = json.loads(rec["details"])
+    if "reason" in doc.get("details", {}):
+        doc["reason"] = doc["details"]["reason"]
+    return doc

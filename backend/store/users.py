@@ -1,0 +1,66 @@
+"""Users and bearer tokens.  Tokens are random, shown once, stored hashed."""
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+
+import redis
+
+from funcx.defaults import setting
+from funcx.protocol import keys
+
+
+@dataclass(frozen=True)
+class Identity:
+    user_id: str
+    name: str
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_user(r: redis.Redis, name: str) -> str:
+    """Create user ``name`` (idempotent by name); return its id."""
+    uid = r.hget(keys.USERS, name)
+    if uid:
+        return uid
+    uid = str(uuid.uuid4())
+    if not r.hsetnx(keys.USERS, name, uid):  # lost a race: use the winner's
+        return r.hget(keys.USERS, name)
+    r.hset(keys.user(uid), mapping={"name": name, "created_at": repr(time.time()), "disabled": "0"})
+    return uid
+
+
+def issue_token(r: redis.Redis, user_id: str, ttl_s: int | None = None) -> str:
+    """A new bearer token for ``user_id``; only its hash is stored."""
+    ttl = int(ttl_s or setting("TOKEN_TTL_S"))
+    token = "fx_" + secrets.token_urlsafe(32)
+    key = keys.token(hash_token(token))
+    with r.pipeline() as p:
+        p.hset(key, mapping={"user": user_id, "created_at": repr(time.time())})
+        p.expire(key, ttl)
+        p.execute()
+    return token
+
+
+def revoke_token(r: redis.Redis, token: str) -> bool:
+    return bool(r.delete(keys.token(hash_token(token))))
+
+
+def token_valid(r: redis.Redis, token: str) -> bool:
+    return authenticate(r, token) is not None
+
+
+def authenticate(r: redis.Redis, token: str) -> Identity | None:
+    """The identity a bearer token belongs to, or None (unknown, expired, disabled)."""
+    uid = r.hget(keys.token(hash_token(token)), "user")
+    if not uid:
+        return None
+    name, disabled = r.hmget(keys.user(uid), "name", "disabled")
+    if name is None or disabled == "1":
+        return None
+    return Identity(uid, name)

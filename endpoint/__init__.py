@@ -1,0 +1,1 @@
+"""funcX endpoints: the agent, the ZeroMQ interchange, managers and workers."""

@@ -1,0 +1,296 @@
+"""The endpoint agent: registers with the service, reads the endpoint's task
+stream as a consumer group, feeds the interchange, writes results back, and
+reports heartbeats and status.
+
+Delivery is at-least-once: a task entry is acknowledged (and deleted) only in
+the same transaction that appends its result to the results stream, and an
+agent that restarts first re-reads the entries it had taken but not
+acknowledged (DESIGN decision 4).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+import redis
+
+from endpoint.blocks import Blocks
+from endpoint.config import Config
+from endpoint.execute import failure
+from endpoint.interchange import Interchange
+from endpoint.strategy import ScalingInput, decide
+from funcx.defaults import setting
+from funcx.errors import FunctionNotAllowed, SerializationError
+from funcx.protocol.messages import (ProtocolError, Result, StatusUpdate, Task, pack_tasks)
+from funcx.protocol.states import TaskState
+from funcx.sdk.web_client import WebClient
+from funcx.version import __version__
+
+log = logging.getLogger("funcx.agent")
+AUTH_ERRORS = ("WRONGPASS", "NOPERM", "NOAUTH", "invalid username-password")
+
+
+def register(web: WebClient, name: str, config: Config, endpoint_id: str | None) -> dict:
+    body = {
+        "endpoint_name": name,
+        "display_name": config.display_name or name,
+        "public": config.public,
+        "metadata": {"hostname": socket.gethostname(), "endpoint_version": __version__,
+                     "provider": type(config.provider).__name__,
+                     "max_workers_per_node": config.max_workers_per_node},
+    }
+    if config.allowed_functions is not None:
+        body["allowed_functions"] = list(config.allowed_functions)
+    if endpoint_id:
+        return web.put(f"/v3/endpoints/{endpoint_id}", body)
+    return web.post("/v3/endpoints", body)
+
+
+class Agent:
+    def __init__(self, name: str, config: Config, web: WebClient, run_dir: Path,
+                 endpoint_id: str | None = None):
+        self.name, self.config, self.web, self.run_dir = name, config, web, run_dir
+        self.info = register(web, name, config, endpoint_id)
+        self.endpoint_id = self.info["endpoint_id"]
+        self.r = self._connect()
+        self.stop_event = threading.Event()
+        self.out: queue.Queue[list] = queue.Queue()
+        self.entry_of: dict[str, str] = {}  # task id -> stream entry id (taken, unfinished)
+        self.room = threading.Condition()
+        self.functions: dict[str, str] = {}
+        self.read_count = int(setting("AGENT_READ_COUNT"))
+        self.interchange = Interchange(config.address, config.interchange_port, self.out.put,
+                                       config.heartbeat_period, config.heartbeat_threshold,
+                                       config.task_retries_on_manager_lost, config.poll_period)
+        self.blocks = Blocks(config, self.interchange.url, run_dir)
+        self.threads: list[threading.Thread] = []
+
+    def _connect(self) -> redis.Redis:
+        return redis.Redis.from_url(self.info["redis_url"], decode_responses=True,
+                                    socket_keepalive=True, health_check_interval=15)
+
+    def _reregister(self) -> None:
+        """Fresh Redis credentials (after a Redis restart that lost ACL users)."""
+        log.warning("redis refused our credentials; registering again")
+        self.info = register(self.web, self.name, self.config, self.endpoint_id)
+        self.r = self._connect()
+
+    # --------------------------------------------------------------- reading
+    def _take(self, entries: list) -> None:
+        tasks: list[Task] = []
+        failed: list[Result] = []
+        for entry_id, fields in entries:
+            if not fields:  # deleted while pending: nothing to run
+                self.r.xack(self.info["task_stream"], self.info["agent_group"], entry_id)
+                continue
+            try:
+                task = Task.from_fields(fields)
+            except ProtocolError as e:
+                log.error("dropping malformed task entry %s: %s", entry_id, e)
+                self.r.xack(self.info["task_stream"], self.info["agent_group"], entry_id)
+                continue
+            self.entry_of[task.task_id] = entry_id
+            allowed = self.config.allowed_functions
+            if allowed is not None and task.function_id not in allowed:
+                failed.append(failure(task, FunctionNotAllowed(task.function_id)))
+                continue
+            tasks.append(task)
+        missing = sorted({t.function_id for t in tasks} - self.functions.keys())
+        if missing:
+            codes = self.r.mget([self.info["function_key_prefix"] + f for f in missing])
+            self.functions.update({f: c for f, c in zip(missing, codes) if c})
+        ready = []
+        for t in tasks:
+            code = self.functions.get(t.function_id)
+            if code is None:
+                failed.append(failure(t, SerializationError(
+                    f"the code of function {t.function_id} is not available to this endpoint")))
+            else:
+                t.function_code = code
+                ready.append(t)
+        if failed:
+            self.out.put(failed)
+        if ready:
+            self.feed.send_multipart(pack_tasks(ready))
+
+    def reader(self) -> None:
+        self.feed = self.interchange.feeder()
+        stream, group = self.info["task_stream"], self.info["agent_group"]
+        consumer = self.info["agent_consumer"]
+        cursor = "0"  # first re-read what a previous run took and did not finish
+        backoff = 0.1
+        while not self.stop_event.is_set():
+            with self.room:
+                while len(self.entry_of) >= self.config.max_inflight and not self.stop_event.is_set():
+                    self.room.wait(0.5)
+            count = max(1, min(self.read_count, self.config.max_inflight - len(self.entry_of)))
+            try:
+                res = self.r.xreadgroup(group, consumer, {stream: cursor}, count=count,
+                                        block=1000 if cursor == ">" else None)
+                backoff = 0.1
+            except redis.ResponseError as e:
+                if any(x in str(e) for x in AUTH_ERRORS):
+                    self._reregister()
+                    continue
+                log.error("reading tasks: %s", e)
+                self.stop_event.wait(backoff)
+                backoff = min(backoff * 2, 5)
+                continue
+            except (redis.ConnectionError, redis.TimeoutError) as e:
+                log.warning("redis unavailable while reading (%s)", type(e).__name__)
+                self.stop_event.wait(backoff)
+                backoff = min(backoff * 2, 5)
+                cursor = "0"  # after an outage, re-check what we hold
+                continue
+            entries = res[0][1] if res else []
+            if cursor != ">":  # walking our own pending entries
+                if not entries:
+                    cursor = ">"
+                    continue
+                cursor = entries[-1][0]
+                entries = [e for e in entries
+                           if e[1] is None or e[1].get("task_id") not in self.entry_of]
+                if entries:
+                    log.info("reclaimed %d task(s) taken earlier and not finished", len(entries))
+            if entries:
+                self._take(entries)
+        self.feed.close()
+
+    # --------------------------------------------------------------- writing
+    def writer(self) -> None:
+        stream, results_stream = self.info["task_stream"], self.info["result_stream"]
+        group = self.info["agent_group"]
+        while True:
+            try:
+                batch = self.out.get(timeout=0.5)
+            except queue.Empty:
+                if self.stop_event.is_set():
+                    return
+                continue
+            batch = list(batch)
+            while True:  # coalesce whatever else is ready
+                try:
+                    batch.extend(self.out.get_nowait())
+                except queue.Empty:
+                    break
+            self._write(batch, stream, results_stream, group)
+
+    def _write(self, batch: list, stream: str, results_stream: str, group: str) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                with self.r.pipeline(transaction=True) as p:
+                    done = []
+                    for item in batch:
+                        if isinstance(item, Result):
+                            entry = self.entry_of.get(item.task_id)
+                            if entry is None:
+                                continue  # a late duplicate: the first result stands
+                            p.xadd(results_stream, item.to_fields())
+                            done.append((item.task_id, entry))
+                        elif isinstance(item, StatusUpdate):
+                            p.xadd(results_stream, item.to_fields())
+                    if done:
+                        ids = [e for _, e in done]
+                        p.xack(stream, group, *ids)
+                        p.xdel(stream, *ids)
+                    p.execute()
+                break
+            except redis.ResponseError as e:
+                if any(x in str(e) for x in AUTH_ERRORS):
+                    self._reregister()
+                    continue
+                raise
+            except (redis.ConnectionError, redis.TimeoutError) as e:
+                log.warning("redis unavailable while writing results (%s); retrying",
+                            type(e).__name__)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5)
+        with self.room:
+            for tid, _ in done:
+                self.entry_of.pop(tid, None)
+            self.room.notify_all()
+
+    # ------------------------------------------------------ heartbeat, scale
+    def heartbeat(self) -> None:
+        key = self.info["status_key"]
+        ttl = max(1, int(self.config.heartbeat_threshold))
+        while not self.stop_event.is_set():
+            snap = self.interchange.snapshot()
+            snap["outstanding_in_agent"] = len(self.entry_of)
+            snap["blocks"] = len(self.blocks.jobs)
+            snap["agent_pid"] = os.getpid()
+            try:
+                with self.r.pipeline(transaction=True) as p:
+                    p.hset(key, mapping={"heartbeat_t": repr(time.time()),
+                                         "details": json.dumps(snap)})
+                    p.expire(key, ttl)
+                    p.execute()
+            except redis.RedisError as e:
+                log.warning("heartbeat failed: %s", type(e).__name__)
+            self.stop_event.wait(self.config.heartbeat_period)
+
+    def scale_once(self) -> None:
+        self.blocks.forget_finished()
+        if not self.config.scaling_enabled:
+            return
+        delta = decide(ScalingInput(
+            outstanding=len(self.entry_of), blocks=len(self.blocks.jobs),
+            workers_per_block=self.config.workers_per_node(),
+            min_blocks=self.blocks.min_blocks, max_blocks=self.blocks.max_blocks,
+            idle_for=time.monotonic() - self.interchange.idle_since,
+            max_idletime=self.config.max_idletime))
+        if delta > 0:
+            self.blocks.scale_out(delta)
+        elif delta < 0:
+            busy = self.interchange.busy_blocks()
+            idle = [b for b in self.blocks.jobs if b not in busy]
+            self.blocks.scale_in(idle[: -delta])
+
+    # ----------------------------------------------------------------- life
+    def start(self) -> None:
+        self.blocks.scale_out(max(self.blocks.init_blocks, self.blocks.min_blocks))
+        for target, name in ((self.interchange.run, "interchange"), (self.reader, "reader"),
+                             (self.writer, "writer"), (self.heartbeat, "heartbeat")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self.threads.append(t)
+        log.info("endpoint %s (%s) running; interchange at %s", self.name, self.endpoint_id,
+                 self.interchange.url)
+
+    def run_until_stopped(self) -> None:
+        while not self.stop_event.wait(1.0):
+            try:
+                self.scale_once()
+            except Exception:
+                log.exception("scaling failed")
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        with self.room:
+            self.room.notify_all()
+        self.interchange.stop_event.set()
+        for t in self.threads:
+            t.join(timeout=10)
+        self.blocks.stop_all()
+        self.interchange.close()
+        try:
+            self.r.delete(self.info["status_key"])  # offline at once, not after the TTL
+        except redis.RedisError:
+            pass
+        log.info("endpoint %s stopped", self.name)
+
+
+def install_signal_handlers(agent: Agent) -> None:
+    def _stop(*_):
+        agent.stop_event.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)

@@ -1,0 +1,76 @@
+"""The endpoint ``Config``: what ``$FUNCX_HOME/<name>/config.py`` builds.
+
+Option names and meanings follow the funcX endpoint documentation; blocks of
+managers are provisioned by any Parsl provider (DESIGN decision 7).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from funcx.defaults import setting
+
+
+def _default_provider():
+    from parsl.providers import LocalProvider
+
+    return LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1)
+
+
+WORKER_MODES = ("no_container", "docker", "singularity", "apptainer", "podman")
+
+
+@dataclass
+class Config:
+    """Everything an endpoint needs to run functions."""
+
+    provider: Any = field(default_factory=_default_provider)
+    max_workers_per_node: int = 0  # 0: one per core (cores_per_worker=1)
+    cores_per_worker: float = 1.0
+    mem_per_worker: float | None = None  # GB; limits workers per node when set
+    worker_init: str = ""  # shell lines run before the manager starts
+    scaling_enabled: bool = True
+    strategy: str = "simple"
+    max_idletime: float = 120.0  # seconds a block may stay idle before scale-in
+    heartbeat_period: float = field(default_factory=lambda: float(setting("HEARTBEAT_PERIOD_S")))
+    heartbeat_threshold: float = field(default_factory=lambda: float(setting("HEARTBEAT_THRESHOLD_S")))
+    poll_period: float = 0.1  # seconds between the interchange's housekeeping passes
+    worker_mode: str = "no_container"
+    container_type: str | None = None
+    container_cmd_options: str = ""
+    prefetch_capacity: int = field(default_factory=lambda: int(setting("MANAGER_PREFETCH")))
+    working_dir: str | None = None
+    allowed_functions: list[str] | None = None
+    address: str = field(default_factory=lambda: str(setting("INTERCHANGE_ADDRESS")))
+    interchange_port: int = 0  # 0: any free port
+    task_retries_on_manager_lost: int = field(
+        default_factory=lambda: int(setting("TASK_RETRIES_ON_MANAGER_LOST")))
+    walltime: float | None = None  # per-task seconds; resource_specification may override
+    max_inflight: int = field(default_factory=lambda: int(setting("AGENT_MAX_INFLIGHT")))
+    display_name: str | None = None
+    public: bool = False
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        if self.worker_mode not in WORKER_MODES:
+            raise ValueError(f"worker_mode must be one of {', '.join(WORKER_MODES)}")
+        if self.max_workers_per_node < 0:
+            raise ValueError("max_workers_per_node must be >= 0")
+        if self.heartbeat_threshold <= self.heartbeat_period:
+            raise ValueError("heartbeat_threshold must exceed heartbeat_period")
+
+    def workers_per_node(self) -> int:
+        """Workers a manager starts: the configured maximum, else one per core
+        (divided by cores_per_worker), bounded by memory if mem_per_worker is set."""
+        cores = os.cpu_count() or 1
+        n = self.max_workers_per_node or max(1, int(cores / max(self.cores_per_worker, 0.01)))
+        if self.mem_per_worker:
+            try:
+                import psutil
+
+                mem_gb = psutil.virtual_memory().available / 2**30
+                n = max(1, min(n, int(mem_gb / self.mem_per_worker)))
+            except ImportError:
+                pass
+        return n

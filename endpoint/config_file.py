@@ -1,0 +1,73 @@
+"""Writing the commented ``config.py`` template and loading it with errors
+that name the file and line, not a traceback from deep inside."""
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+
+from endpoint.config import Config
+
+TEMPLATE = '''"""funcX endpoint configuration for {name!r}.
+
+Edit and restart the endpoint (`funcx-endpoint restart {name}`).  Any Parsl
+provider works: see parsl.providers (SlurmProvider, PBSProProvider,
+KubernetesProvider, ...).
+"""
+from parsl.providers import LocalProvider
+
+from endpoint.config import Config
+
+config = Config(
+    # where managers run: here, processes on this machine
+    provider=LocalProvider(
+        init_blocks=1,   # blocks started with the endpoint
+        min_blocks=0,    # blocks kept even when idle
+        max_blocks=1,    # the most blocks at once
+    ),
+    # worker processes per manager; 0 means one per core
+    max_workers_per_node={workers},
+    # seconds a block may sit idle before it is scaled in
+    max_idletime=120,
+    # heartbeats between interchange and managers, and to the service
+    heartbeat_period=2,
+    heartbeat_threshold=10,
+    # per-task walltime in seconds (None: unlimited); a task may override it
+    # with resource_specification={{"walltime": ...}}
+    walltime=None,
+)
+'''
+
+
+class ConfigError(Exception):
+    """config.py could not be loaded; the message names file, line and cause."""
+
+
+def write_template(path: Path, name: str, workers: int = 0) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.write_text(TEMPLATE.format(name=name, workers=workers))
+
+
+def load(path: Path) -> Config:
+    try:
+        source = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file; run `funcx-endpoint configure`") from None
+    namespace: dict = {"__file__": str(path), "__name__": "funcx_endpoint_config"}
+    try:
+        code = compile(source, str(path), "exec")
+        exec(code, namespace)  # noqa: S102 - the user's own configuration
+    except SyntaxError as e:
+        raise ConfigError(f"{path}:{e.lineno}: syntax error: {e.msg}") from None
+    except Exception as e:
+        line = _line_in(path, e)
+        raise ConfigError(f"{path}:{line}: {type(e).__name__}: {e}") from None
+    config = namespace.get("config")
+    if not isinstance(config, Config):
+        raise ConfigError(f"{path}: must define `config = Config(...)` "
+                          f"(found {type(config).__name__})")
+    return config
+
+
+def _line_in(path: Path, exc: BaseException) -> str:
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(path)]
+    return str(frames[-1].lineno) if frames else "?"

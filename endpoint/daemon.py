@@ -1,0 +1,155 @@
+"""Start, stop and inspect endpoint daemons: pid files (stale ones detected),
+the endpoint id kept across restarts, and the ready handshake.
+
+``start`` spawns ``python -m endpoint.daemon NAME`` in a new session and
+waits on a pipe until the agent says it is registered and running (or why
+it is not); no polling.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+
+from endpoint.config_file import ConfigError, load
+from endpoint.paths import EndpointDir, all_endpoint_dirs
+from funcx.home import read_json, write_private_json
+
+
+class EndpointError(RuntimeError):
+    """A clear, user-facing failure of an endpoint command."""
+
+
+def saved_id(ep: EndpointDir) -> str | None:
+    rec = read_json(ep.id_file)
+    return rec.get("endpoint_id") if rec else None
+
+
+def running_pid(ep: EndpointDir) -> int | None:
+    """The agent's pid, or None; a stale pid file is removed."""
+    try:
+        pid = int(ep.pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() != psutil.STATUS_ZOMBIE and "endpoint.daemon" in " ".join(proc.cmdline()):
+            return pid
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        pass
+    ep.pid_file.unlink(missing_ok=True)
+    return None
+
+
+def status_of(ep: EndpointDir) -> str:
+    if running_pid(ep):
+        return "Active"
+    return "Inactive" if saved_id(ep) else "Initialized"
+
+
+def list_endpoints() -> list[dict]:
+    return [{"name": ep.name, "status": status_of(ep), "endpoint_id": saved_id(ep)}
+            for ep in all_endpoint_dirs()]
+
+
+def start(name: str, timeout: float = 60.0) -> str:
+    """Start the daemon of endpoint ``name``; return its endpoint id."""
+    ep = EndpointDir(name)
+    if not ep.exists():
+        raise EndpointError(f"endpoint {name!r} is not configured; run `funcx-endpoint configure {name}`")
+    pid = running_pid(ep)
+    if pid:
+        raise EndpointError(f"endpoint {name!r} is already running (pid {pid})")
+    load(ep.config_file)  # fail here, with file and line, not in the daemon
+    read_fd, write_fd = os.pipe()
+    with open(ep.log_file, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "endpoint.daemon", name, str(write_fd)],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                pass_fds=(write_fd,), start_new_session=True)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as pipe:
+        line = pipe.readline().strip()  # the daemon writes one line, or dies (EOF)
+    if line.startswith("ok "):
+        return line[3:]
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    raise EndpointError(line[6:] if line.startswith("error ") else
+                        f"endpoint {name!r} exited during start (status {proc.returncode}); "
+                        f"see {ep.log_file}")
+
+
+def stop(name: str, timeout: float = 30.0) -> bool:
+    """Stop endpoint ``name``; False if it was not running."""
+    ep = EndpointDir(name)
+    pid = running_pid(ep)
+    if pid is None:
+        return False
+    proc = psutil.Process(pid)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except psutil.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+    ep.pid_file.unlink(missing_ok=True)
+    return True
+
+
+# ---------------------------------------------------------------- the daemon
+def run_daemon(name: str, ready_fd: int | None) -> int:
+    """Body of the daemon process: register, run, report readiness on the pipe."""
+    from endpoint.agent import Agent, install_signal_handlers
+    from funcx.errors import FuncxError
+    from funcx.sdk.login import LocalLoginManager
+    from funcx.sdk.service_address import resolve_service_address
+    from funcx.sdk.web_client import WebClient
+
+    ep = EndpointDir(name)
+    ready = os.fdopen(ready_fd, "w") if ready_fd is not None else None
+
+    def say(text: str) -> None:
+        if ready is not None:
+            ready.write(text + "\n")
+            ready.flush()
+
+    try:
+        config = load(ep.config_file)
+        logging.basicConfig(level=config.log_level, stream=sys.stderr,
+                            format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        web = WebClient(resolve_service_address(), LocalLoginManager().get_token)
+        agent = Agent(name, config, web, ep.run_dir, saved_id(ep))
+    except (ConfigError, FuncxError) as e:
+        say(f"error {e}")
+        return 1
+    write_private_json(ep.id_file, {"endpoint_id": agent.endpoint_id, "name": name,
+                                    "registered_at": time.time()})
+    ep.pid_file.write_text(str(os.getpid()))
+    install_signal_handlers(agent)
+    agent.start()
+    say(f"ok {agent.endpoint_id}")
+    if ready is not None:
+        ready.close()
+    try:
+        agent.run_until_stopped()
+    finally:
+        agent.stop()
+        ep.pid_file.unlink(missing_ok=True)
+    return 0
+
+
+def endpoint_info(name: str) -> dict:
+    ep = EndpointDir(name)
+    return {"name": name, "status": status_of(ep), "endpoint_id": saved_id(ep),
+            "pid": running_pid(ep), "directory": str(ep.path), "log": str(ep.log_file)}
+
+
+if __name__ == "__main__":
+    sys.exit(run_daemon(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else None))

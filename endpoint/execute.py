@@ -1,0 +1,77 @@
+"""Run one task in a worker: deserialize, call, serialize the outcome.
+
+Every failure becomes a ``failed`` Result whose ``data`` is the remote
+traceback text and whose ``exc_data`` is the serialized exception, so the
+SDK can re-raise the function's own exception type.
+"""
+from __future__ import annotations
+
+import time
+import traceback
+
+from funcx.defaults import setting
+from funcx.errors import MaxResultSizeExceeded, SerializationError
+from funcx.protocol.messages import Result, Task
+from funcx.protocol.states import TaskState
+from funcx.serialize import FuncXSerializer, FunctionCache, unpack_buffers
+
+_serializer = FuncXSerializer()
+
+
+def remote_traceback(exc: BaseException, skip_frames: int = 0) -> str:
+    """The traceback text of ``exc`` without the worker's own frames."""
+    tb = exc.__traceback__
+    for _ in range(skip_frames):
+        if tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+def serialize_exception(exc: BaseException) -> str:
+    try:
+        exc.__traceback__ = None
+        return _serializer.serialize(exc)
+    except Exception:
+        return ""  # the SDK falls back to TaskExecutionFailed with the text
+
+
+def failure(task: Task, exc: BaseException, skip_frames: int = 0, **details) -> Result:
+    return Result(task.task_id, TaskState.FAILED.value, data=remote_traceback(exc, skip_frames),
+                  exc_data=serialize_exception(exc), task_group_id=task.task_group_id,
+                  details=details)
+
+
+class Executor:
+    """Deserializes and runs tasks, caching functions by content."""
+
+    def __init__(self, max_result_bytes: int | None = None):
+        self.functions = FunctionCache(_serializer)
+        self.max_result = int(max_result_bytes or setting("MAX_RESULT_BYTES"))
+
+    def run(self, task: Task) -> Result:
+        start = time.time()
+        try:
+            fn = self.functions.get(task.function_code)
+            args_buf, kwargs_buf = unpack_buffers(task.payload)
+            args = _serializer.deserialize(args_buf)
+            kwargs = _serializer.deserialize(kwargs_buf)
+        except Exception as e:
+            err = e if isinstance(e, SerializationError) else SerializationError(
+                f"cannot deserialize the function or its arguments: {type(e).__name__}: {e}")
+            return failure(task, err)
+        try:
+            value = fn(*args, **kwargs)
+        except BaseException as e:  # noqa: BLE001 - the function's failure is the task's result
+            if isinstance(e, (KeyboardInterrupt,)):
+                raise
+            return failure(task, e, skip_frames=1)
+        try:
+            data = _serializer.serialize(value)
+        except Exception as e:
+            return failure(task, SerializationError(
+                f"the function returned a {type(value).__name__} that cannot be serialized: {e}"))
+        if len(data) > self.max_result:
+            return failure(task, MaxResultSizeExceeded(len(data), self.max_result))
+        return Result(task.task_id, TaskState.SUCCESS.value, data=data,
+                      task_group_id=task.task_group_id,
+                      details={"exec_start": start, "exec_end": time.time()})

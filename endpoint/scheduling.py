@@ -1,0 +1,64 @@
+"""Pure scheduling decisions of the interchange: which manager gets which
+task, and what happens to the tasks of a lost manager."""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from funcx.errors import ManagerLost
+from funcx.protocol.messages import Result, Task
+
+
+@dataclass
+class ManagerState:
+    manager_id: bytes
+    block_id: str
+    hostname: str
+    workers: int
+    credits: int
+    last_heard: float
+    tasks: dict[str, Task] = field(default_factory=dict)
+    containers: tuple[str, ...] = ("",)  # container ids its workers can run; "" = none
+
+    def serves(self, task: Task) -> bool:
+        return task.container_id in self.containers or (not task.container_id)
+
+
+def assign(pending: deque[Task], managers: list[ManagerState]) -> dict[bytes, list[Task]]:
+    """Hand pending tasks to managers with credits, in arrival order, spreading
+    across managers; tasks that no manager can serve stay pending."""
+    out: dict[bytes, list[Task]] = {}
+    credit = {m.manager_id: m.credits for m in managers}
+    skipped: deque[Task] = deque()
+    while pending and any(credit.values()):
+        task = pending.popleft()
+        best = None
+        for m in managers:
+            if credit[m.manager_id] > 0 and m.serves(task):
+                # warm container match first, then the most free credits
+                key = (task.container_id in m.containers and bool(task.container_id),
+                       credit[m.manager_id])
+                if best is None or key > best[0]:
+                    best = (key, m)
+        if best is None:
+            skipped.append(task)
+            continue
+        mid = best[1].manager_id
+        out.setdefault(mid, []).append(task)
+        credit[mid] -= 1
+    pending.extendleft(reversed(skipped))
+    return out
+
+
+def lost_manager_tasks(manager: ManagerState, max_retries: int) -> tuple[list[Task], list[Result]]:
+    """Tasks of a lost manager to re-dispatch, and failures for those out of retries."""
+    retry, failed = [], []
+    for task in manager.tasks.values():
+        task.attempt += 1
+        if task.attempt > max_retries:
+            from endpoint.execute import failure
+
+            failed.append(failure(task, ManagerLost(manager.manager_id.decode(), task.attempt)))
+        else:
+            retry.append(task)
+    return retry, failed

@@ -1,0 +1,46 @@
+"""A worker process: takes one task at a time from its manager over ZeroMQ,
+runs it, and sends the result back.  ``python -m endpoint.worker ADDR ID``."""
+from __future__ import annotations
+
+import os
+import sys
+
+import zmq
+
+from endpoint.execute import Executor
+from funcx.protocol.messages import Kind, ProtocolError, pack, pack_results, unpack, unpack_tasks
+
+
+def serve(addr: str, worker_id: str) -> None:
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.IDENTITY, worker_id.encode())
+    sock.setsockopt(zmq.LINGER, 1000)
+    sock.connect(addr)
+    executor = Executor()
+    sock.send_multipart(pack(Kind.READY, {"pid": os.getpid()}))
+    while True:
+        try:
+            msg = unpack(sock.recv_multipart())
+        except ProtocolError as e:
+            print(f"worker {worker_id}: dropping bad message: {e}", file=sys.stderr)
+            continue
+        if msg.kind == Kind.SHUTDOWN:
+            break
+        if msg.kind != Kind.TASKS:
+            continue
+        results = [executor.run(t) for t in unpack_tasks(msg)]
+        sock.send_multipart(pack_results(results))
+    sock.close()
+    ctx.term()
+
+
+def main() -> None:
+    addr, worker_id = sys.argv[1], sys.argv[2]
+    if len(sys.argv) > 3 and sys.argv[3]:
+        os.chdir(sys.argv[3])
+    serve(addr, worker_id)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""Every tunable of funcX, with its one default, overridable by ``FUNCX_<NAME>``.
+
+Read a value with :func:`setting`; the environment variable wins over the
+default and is cast to the default's type.  Nothing else in the code base
+hard-codes these numbers.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULTS: dict[str, object] = {
+    # where state lives
+    "HOME": "~/.funcx",
+    # the service
+    "SERVICE_HOST": "127.0.0.1",
+    "SERVICE_PORT": 5000,
+    "WEB_WORKERS": 2,
+    "WEB_THREADS": 16,
+    "RQ_WORKERS": 1,
+    "MAX_PAYLOAD_BYTES": 10 * 1024 * 1024,  # one submit request body / one task payload
+    "MAX_RESULT_BYTES": 10 * 1024 * 1024,  # one serialized result
+    "TASK_TTL_S": 14 * 24 * 3600,  # task records expire after two weeks
+    "RESULT_RETENTION_S": 24 * 3600,  # results are kept this long after first fetch
+    "TOKEN_TTL_S": 365 * 24 * 3600,
+    "LONGPOLL_MAX_S": 30.0,
+    "SWEEP_PERIOD_S": 300,
+    # redis
+    "REDIS_URL": "",  # empty: run the embedded redis-server
+    "REDIS_PUBLIC_HOST": "",  # host endpoints use to reach Redis; default: the service's
+    "REDIS_APPENDFSYNC": "everysec",
+    # endpoints
+    "HEARTBEAT_PERIOD_S": 2.0,
+    "HEARTBEAT_THRESHOLD_S": 10.0,
+    "AGENT_MAX_INFLIGHT": 4000,  # tasks an agent holds (pulled, not yet finished)
+    "AGENT_READ_COUNT": 1000,  # XREADGROUP COUNT
+    "INTERCHANGE_ADDRESS": "127.0.0.1",
+    "MANAGER_PREFETCH": 0,
+    "TASK_RETRIES_ON_MANAGER_LOST": 1,
+    # sdk
+    "SERVICE_ADDRESS": "",
+    "HTTP_TIMEOUT_S": 60.0,
+    "BATCH_SUBMIT_SIZE": 1000,
+}
+
+
+def setting(name: str):
+    """The value of tunable ``name``: ``$FUNCX_<NAME>`` if set, else its default."""
+    default = DEFAULTS[name]
+    raw = os.environ.get(f"FUNCX_{name}")
+    if raw is None or raw == "":
+        return default
+    if isinstance(default, bool):
+        return raw.lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw)
+    return raw
+
+
+def funcx_home() -> Path:
+    """``$FUNCX_HOME`` (default ``~/.funcx``), created on first use."""
+    home = Path(str(setting("HOME"))).expanduser()
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return home

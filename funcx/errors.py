@@ -1,0 +1,132 @@
+"""One typed exception per failure mode, each saying what to do next."""
+from __future__ import annotations
+
+from typing import Any
+
+
+class FuncxError(Exception):
+    """Base class of every funcX error."""
+
+
+# ----------------------------------------------------------------- HTTP / service
+class FuncxAPIError(FuncxError):
+    """The service answered with an error: carries HTTP status, code and message."""
+
+    def __init__(self, http_status: int, code: str, message: str, body: Any = None):
+        self.http_status = http_status
+        self.code = code
+        self.message = message
+        self.body = body
+        super().__init__(f"{http_status} {code}: {message}")
+
+
+HTTPError = FuncxAPIError
+
+
+class ServiceUnreachable(FuncxError):
+    def __init__(self, address: str, reason: str = ""):
+        self.address = address
+        super().__init__(
+            f"cannot reach the funcX service at {address}"
+            + (f" ({reason})" if reason else "")
+            + "; start it with `funcx service start` or set FUNCX_SERVICE_ADDRESS"
+        )
+
+
+class NotLoggedIn(FuncxError):
+    def __init__(self, detail: str = ""):
+        super().__init__(
+            "no funcX credentials found"
+            + (f" ({detail})" if detail else "")
+            + "; start the local service with `funcx service start`, or run `funcx login`"
+        )
+
+
+class VersionMismatch(FuncxError):
+    def __init__(self, version: str, min_version: str, what: str = "SDK"):
+        self.version = version
+        self.min_version = min_version
+        super().__init__(
+            f"this {what} is version {version} but the service needs >= {min_version}; upgrade funcx"
+        )
+
+
+# ---------------------------------------------------------------------- throttling
+class ThrottlingException(FuncxError):
+    """Raised client-side before a request would exceed the documented limits."""
+
+
+class MaxRequestsExceeded(ThrottlingException):
+    pass
+
+
+class MaxRequestSizeExceeded(ThrottlingException):
+    pass
+
+
+# --------------------------------------------------------------------------- tasks
+class TaskPending(FuncxError):
+    """The task has no result yet; ``reason`` is its current status."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(f"task pending: {reason}")
+
+
+class TaskExecutionFailed(FuncxError):
+    """The remote function failed; ``remote_data`` is the remote traceback text."""
+
+    def __init__(self, remote_data: str, completion_t: str | None = None):
+        self.remote_data = remote_data
+        self.completion_t = completion_t or "unknown"
+        super().__init__(remote_data)
+
+    def __str__(self) -> str:
+        return "\n" + self.remote_data.strip()
+
+
+class SerializationError(FuncxError):
+    """Data could not be (de)serialized; says which and, if known, why."""
+
+
+class RemoteExceptionWrapper(FuncxError):
+    """Stand-in for a remote exception whose own type could not be rebuilt."""
+
+
+# ---------------------------------------------------------- endpoint-side failures
+class EndpointTaskError(FuncxError):
+    """Base of failures the endpoint reports instead of the function's own."""
+
+
+class WorkerLost(EndpointTaskError):
+    def __init__(self, worker_id: Any = "?", detail: str = ""):
+        self.worker_id = worker_id
+        super().__init__(
+            f"the worker {worker_id} running this task died ({detail or 'no exit status'}); "
+            "the task was not retried because it may be the cause — check memory use or native crashes"
+        )
+
+
+class ManagerLost(EndpointTaskError):
+    def __init__(self, manager_id: Any = "?", attempts: int = 0):
+        self.manager_id = manager_id
+        super().__init__(
+            f"the manager {manager_id} running this task went silent and was declared lost "
+            f"(after {attempts} attempt(s)); its node may have failed"
+        )
+
+
+class TaskTimeout(EndpointTaskError):
+    def __init__(self, walltime: float):
+        self.walltime = walltime
+        super().__init__(f"task killed after exceeding its walltime of {walltime} s")
+
+
+class MaxResultSizeExceeded(EndpointTaskError):
+    def __init__(self, size: int, limit: int):
+        super().__init__(f"result of {size} bytes exceeds the limit of {limit} bytes; return less data")
+
+
+class FunctionNotAllowed(EndpointTaskError):
+    def __init__(self, function_id: str):
+        super().__init__(f"function {function_id} is not in this endpoint's allowed functions")

@@ -1,0 +1,94 @@
+"""Every Redis key name and consumer-group name, defined once.
+
+Keys under ``fx:ep:{endpoint_id}:`` are the only ones an endpoint's Redis ACL
+user may touch; everything else belongs to the service.
+"""
+from __future__ import annotations
+
+PREFIX = "fx"
+
+# service-owned
+USERS = f"{PREFIX}:users"  # hash name -> user id
+
+
+def user(uid: str) -> str:
+    return f"{PREFIX}:user:{uid}"
+
+
+def user_endpoints(uid: str) -> str:
+    return f"{PREFIX}:user:{uid}:endpoints"
+
+
+def user_functions(uid: str) -> str:
+    return f"{PREFIX}:user:{uid}:functions"
+
+
+def token(token_hash: str) -> str:
+    return f"{PREFIX}:token:{token_hash}"
+
+
+def function(fid: str) -> str:
+    return f"{PREFIX}:fn:{fid}"
+
+
+def container(cid: str) -> str:
+    return f"{PREFIX}:container:{cid}"
+
+
+ENDPOINTS = f"{PREFIX}:endpoints"  # set of every registered endpoint id
+INGEST_WAKE = f"{PREFIX}:ingester:wake"  # stream: "a new results stream exists"
+
+
+def endpoint(eid: str) -> str:
+    return f"{PREFIX}:endpoint:{eid}"
+
+
+def endpoint_allowed(eid: str) -> str:
+    return f"{PREFIX}:endpoint:{eid}:allowed"
+
+
+def task(tid: str) -> str:
+    return f"{PREFIX}:task:{tid}"
+
+
+def task_group(tg: str) -> str:
+    return f"{PREFIX}:tg:{tg}"
+
+
+def task_group_tasks(tg: str) -> str:
+    return f"{PREFIX}:tg:{tg}:tasks"
+
+
+def task_group_events(tg: str) -> str:
+    return f"{PREFIX}:tg:{tg}:events"
+
+
+# endpoint-owned (the endpoint's ACL user may touch these and nothing else)
+def ep_prefix(eid: str) -> str:
+    return f"{PREFIX}:ep:{eid}:"
+
+
+def ep_tasks(eid: str) -> str:
+    return f"{PREFIX}:ep:{eid}:tasks"
+
+
+def ep_results(eid: str) -> str:
+    return f"{PREFIX}:ep:{eid}:results"
+
+
+def ep_status(eid: str) -> str:
+    return f"{PREFIX}:ep:{eid}:status"
+
+
+def ep_function(eid: str, fid: str) -> str:
+    return f"{PREFIX}:ep:{eid}:fn:{fid}"
+
+
+def ep_acl_user(eid: str) -> str:
+    return f"fxep-{eid}"
+
+
+AGENT_GROUP = "agent"
+AGENT_CONSUMER = "agent"
+INGEST_GROUP = "ingester"
+INGEST_CONSUMER = "ingester"

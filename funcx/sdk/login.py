@@ -1,0 +1,56 @@
+"""Where the SDK's bearer token comes from.
+
+A *login manager* hands out the token (and, for funcX 1.0 compatibility,
+the web client).  The default one reads ``$FUNCX_HOME/credentials/``; a
+program can pass ``StaticTokenLoginManager(token)`` instead.
+"""
+from __future__ import annotations
+
+from typing import Protocol
+
+from funcx.errors import NotLoggedIn
+from funcx.home import stored_token
+
+
+class LoginManager(Protocol):
+    def get_token(self) -> str: ...
+    def ensure_logged_in(self) -> None: ...
+    def logout(self) -> bool: ...
+
+
+class StaticTokenLoginManager:
+    """Use one known bearer token (a service account, a test)."""
+
+    def __init__(self, token: str):
+        self.token = token
+
+    def get_token(self) -> str:
+        return self.token
+
+    def ensure_logged_in(self) -> None:
+        return None
+
+    def logout(self) -> bool:
+        return False
+
+
+class LocalLoginManager:
+    """The token written by ``funcx service start`` or ``funcx login``."""
+
+    def get_token(self) -> str:
+        tok = stored_token()
+        if not tok:
+            raise NotLoggedIn("no token under $FUNCX_HOME/credentials")
+        return tok
+
+    def ensure_logged_in(self) -> None:
+        self.get_token()
+
+    def logout(self) -> bool:
+        from funcx.home import credentials_path
+
+        path = credentials_path()
+        if path.exists():
+            path.unlink()
+            return True
+        return False

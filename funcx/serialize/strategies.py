@@ -1,0 +1,134 @@
+"""Serialization strategies of the funcX wire format (API.md).
+
+Every serialized item is ``<two-character identifier>\\n<data>``.  Base64 is
+MIME style (``codecs`` "base64": 76-character lines, trailing newline), as
+the public SDKs write it.
+"""
+from __future__ import annotations
+
+import codecs
+import inspect
+import json
+import pickle
+from typing import Any, Callable
+
+import dill
+import dill.source
+
+
+def _b64(raw: bytes) -> str:
+    return codecs.encode(raw, "base64").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return codecs.decode(text.encode(), "base64")
+
+
+class Strategy:
+    identifier: str  # two characters, without the newline
+    for_code: bool
+
+    @property
+    def header(self) -> str:
+        return self.identifier + "\n"
+
+    def chomp(self, payload: str) -> str:
+        if not payload.startswith(self.header):
+            raise ValueError(f"payload does not start with {self.identifier!r}")
+        return payload[len(self.header):]
+
+    def serialize(self, obj: Any) -> str:
+        raise NotImplementedError
+
+    def deserialize(self, payload: str) -> Any:
+        raise NotImplementedError
+
+
+# ----------------------------------------------------------------------- data
+class DillDataBase64(Strategy):
+    identifier, for_code = "00", False
+
+    def serialize(self, obj: Any) -> str:
+        return self.header + _b64(dill.dumps(obj))
+
+    def deserialize(self, payload: str) -> Any:
+        return dill.loads(_unb64(self.chomp(payload)))
+
+
+class JSONData(Strategy):
+    identifier, for_code = "11", False
+
+    def serialize(self, obj: Any) -> str:
+        return self.header + json.dumps(obj)
+
+    def deserialize(self, payload: str) -> Any:
+        return json.loads(self.chomp(payload))
+
+
+# ----------------------------------------------------------------------- code
+def _exec_source(name: str, source: str) -> Callable:
+    namespace: dict[str, Any] = {}
+    exec(source, namespace)  # noqa: S102 - running user code is the point (endpoint side only)
+    return namespace[name]
+
+
+class DillCode(Strategy):
+    identifier, for_code = "01", True
+
+    def serialize(self, obj: Any) -> str:
+        return self.header + _b64(dill.dumps(obj, recurse=True))
+
+    def deserialize(self, payload: str) -> Any:
+        return dill.loads(_unb64(self.chomp(payload)))
+
+
+class CodeTextInspect(Strategy):
+    identifier, for_code = "03", True
+
+    def _source(self, fn: Callable) -> str:
+        return inspect.getsource(fn)
+
+    def serialize(self, obj: Any) -> str:
+        name, source = obj.__name__, self._source(obj)
+        return self.header + _b64(pickle.dumps((name, source)))
+
+    def deserialize(self, payload: str) -> Any:
+        name, source = pickle.loads(_unb64(self.chomp(payload)))
+        return _exec_source(name, source)
+
+
+class DillCodeSource(CodeTextInspect):
+    identifier = "04"
+
+    def _source(self, fn: Callable) -> str:
+        return dill.source.getsource(fn, lstrip=True)
+
+
+class PureSourceTextInspect(Strategy):
+    """``st``: plain ``name:source`` text, readable by humans and other languages."""
+
+    identifier, for_code = "st", True
+
+    def _source(self, fn: Callable) -> str:
+        return inspect.getsource(fn)
+
+    def serialize(self, obj: Any) -> str:
+        return f"{self.header}{obj.__name__}:{self._source(obj)}"
+
+    def deserialize(self, payload: str) -> Any:
+        name, source = self.chomp(payload).split(":", 1)
+        return _exec_source(name, source)
+
+
+class PureSourceDill(PureSourceTextInspect):
+    identifier = "sd"
+
+    def _source(self, fn: Callable) -> str:
+        return dill.source.getsource(fn, lstrip=True)
+
+
+ALL: dict[str, Strategy] = {
+    s.identifier: s
+    for s in (DillDataBase64(), JSONData(), DillCode(), CodeTextInspect(), DillCodeSource(),
+              PureSourceTextInspect(), PureSourceDill())
+}

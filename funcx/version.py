@@ -1,0 +1,5 @@
+"""The package version and the wire API version this code speaks."""
+__version__ = "1.0.0"
+API_VERSION = "1.0.0"
+MIN_SDK_VERSION = "0.0.1"
+MIN_EP_VERSION = "0.0.1"
