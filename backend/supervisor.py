@@ -151,6 +151,9 @@ class Supervisor:
 
     def shutdown(self) -> None:
         self.stopping.set()
+        for c in self.children:  # signal all first, then wait: stops in parallel
+            if c.proc is not None and c.proc.poll() is None:
+                c.proc.terminate()
         for c in self.children:
             c.stop()
         if self.redis and self.redis.proc and self.redis.proc.poll() is None:

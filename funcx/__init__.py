@@ -1,0 +1,24 @@
+"""funcX: federated function-as-a-service for science, self-hosted.
+
+    from funcx import FuncXClient
+    fxc = FuncXClient()
+    fid = fxc.register_function(my_function)
+    tid = fxc.run(1, 2, endpoint_id=EP, function_id=fid)
+    fxc.get_result(tid)
+"""
+from funcx.version import __version__
+
+__all__ = ["FuncXClient", "FuncXExecutor", "FuncXFuture", "__version__"]
+
+
+def __getattr__(name: str):
+    # lazy: `import funcx` stays cheap for the CLI's start-up time
+    if name == "FuncXClient":
+        from funcx.sdk.client import FuncXClient
+
+        return FuncXClient
+    if name in ("FuncXExecutor", "FuncXFuture"):
+        from funcx.sdk import executor
+
+        return getattr(executor, name)
+    raise AttributeError(name)

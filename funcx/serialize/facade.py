@@ -77,7 +77,12 @@ STRATEGIES: dict[str, st.Strategy] = {
     "12": PackedStrategies("12", True, ("st", "sd", "01")),
     "13": PackedStrategies("13", False, ("11", "00")),
 }
-CODE_ORDER = ("01", "04", "03")  # tried in order when serializing a callable
+# Code strategies, tried in order.  dill pickles a function from an importable
+# module by reference (the endpoint would need that module), so such functions
+# travel as source; functions of __main__ (scripts, notebooks) travel as dill
+# by value, which also carries the globals they use.
+CODE_ORDER = ("01", "04", "03")
+CODE_ORDER_IMPORTABLE = ("04", "03", "01")
 DATA_ORDER = ("00",)
 
 
@@ -121,11 +126,21 @@ class FuncXSerializer:
     """Serialize functions and data to the funcX wire format and back."""
 
     def __init__(self, code_strategy: str | None = None, data_strategy: str | None = None):
-        self.code_order = (code_strategy,) if code_strategy else CODE_ORDER
+        self.code_order = (code_strategy,) if code_strategy else None
         self.data_order = (data_strategy,) if data_strategy else DATA_ORDER
 
+    def _order_for(self, obj: Any) -> tuple[str, ...]:
+        if not callable(obj) or isinstance(obj, type):
+            return self.data_order
+        if self.code_order:
+            return self.code_order
+        if getattr(obj, "__module__", "__main__") in ("__main__", None) or \
+                getattr(obj, "__name__", "") == "<lambda>":
+            return CODE_ORDER
+        return CODE_ORDER_IMPORTABLE
+
     def serialize(self, obj: Any) -> str:
-        order = self.code_order if callable(obj) and not isinstance(obj, type) else self.data_order
+        order = self._order_for(obj)
         errors = []
         for ident in order:
             try:

@@ -1,0 +1,34 @@
+# The two commands of the quick start: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+
+.PHONY: demo test test-slow venv clean
+
+$(VENV)/.stamp-base: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PIP) install -q --upgrade pip
+	@$(PIP) install -q -e .
+	@touch $@
+
+$(VENV)/.stamp-test: pyproject.toml $(VENV)/.stamp-base
+	@$(PIP) install -q -e '.[test]'
+	@touch $@
+
+venv: $(VENV)/.stamp-base
+
+## Start the embedded service and a local endpoint, run a function, print the result.
+demo: $(VENV)/.stamp-base
+	@$(VENV)/bin/funcx demo $(ARGS)
+
+## Run the test suite (slow tests are in test-slow).
+test: $(VENV)/.stamp-test
+	@$(PY) -m pytest $(ARGS)
+
+## The slow/stress tests, run by CI in a separate bounded step.
+test-slow: $(VENV)/.stamp-test
+	@$(PY) -m pytest -m slow $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache

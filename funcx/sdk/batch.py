@@ -1,0 +1,56 @@
+"""``Batch``: many tasks submitted in one request per endpoint."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from funcx.serialize import FuncXSerializer
+
+
+@dataclass
+class BatchTask:
+    endpoint_id: str
+    function_id: str
+    payload: str
+
+
+@dataclass
+class Batch:
+    """Tasks to submit together; ``FuncXClient.batch_run`` returns their ids in order."""
+
+    task_group_id: str | None = None
+    resource_specification: dict | None = None
+    serializer: FuncXSerializer = field(default_factory=FuncXSerializer)
+    tasks: list[BatchTask] = field(default_factory=list)
+
+    def add(self, *args: Any, endpoint_id: str | None = None, function_id: str | None = None,
+            **kwargs: Any) -> None:
+        """Add one task.  Two spellings, as in the funcX docs::
+
+            batch.add(1, 2, endpoint_id=ep, function_id=fn, key=3)   # args, kwargs inline
+            batch.add(fn, ep, args=(1, 2), kwargs={"key": 3})          # ids first
+        """
+        if function_id is None and endpoint_id is None:
+            if len(args) != 2:
+                raise TypeError("Batch.add needs endpoint_id= and function_id=, "
+                                "or (function_id, endpoint_id, args=(), kwargs={})")
+            function_id, endpoint_id = args
+            extra = set(kwargs) - {"args", "kwargs"}
+            if extra:
+                raise TypeError(f"unexpected keyword arguments {sorted(extra)}; "
+                                "pass the function's keyword arguments as kwargs={...}")
+            args, kwargs = tuple(kwargs.get("args", ())), dict(kwargs.get("kwargs", {}))
+        elif function_id is None or endpoint_id is None:
+            raise TypeError("Batch.add needs both endpoint_id= and function_id=")
+        self.tasks.append(BatchTask(str(endpoint_id), str(function_id),
+                                    self.serializer.serialize_payload(args, kwargs)))
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def by_endpoint(self) -> dict[str, dict[str, list[int]]]:
+        """Positions of tasks grouped by endpoint, then function."""
+        out: dict[str, dict[str, list[int]]] = {}
+        for i, t in enumerate(self.tasks):
+            out.setdefault(t.endpoint_id, {}).setdefault(t.function_id, []).append(i)
+        return out

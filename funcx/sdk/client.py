@@ -1,0 +1,227 @@
+"""``FuncXClient``: register functions, run them on endpoints, fetch results."""
+from __future__ import annotations
+
+import uuid
+from typing import Any, Callable, Iterable
+
+from funcx.defaults import setting
+from funcx.errors import FuncxAPIError, TaskPending, VersionMismatch
+from funcx.sdk.batch import Batch
+from funcx.sdk.login import LocalLoginManager, StaticTokenLoginManager
+from funcx.sdk.results import task_status
+from funcx.sdk.service_address import resolve_service_address
+from funcx.sdk.web_client import WebClient
+from funcx.serialize import FuncXSerializer
+from funcx.version import __version__
+
+
+def _version_tuple(v: str) -> tuple[int, ...]:
+    out = []
+    for part in v.split("."):
+        digits = "".join(ch for ch in part if ch.isdigit())
+        out.append(int(digits) if digits else 0)
+    return tuple(out)
+
+
+class FuncXClient:
+    """The funcX SDK client.
+
+    ``FuncXClient()`` with no arguments talks to the service recorded by
+    ``funcx service start`` on this machine (or ``FUNCX_SERVICE_ADDRESS``)
+    with the locally stored token.
+    """
+
+    def __init__(self, funcx_service_address: str | None = None, *, login_manager: Any = None,
+                 access_token: str | None = None, http_timeout: float | None = None,
+                 do_version_check: bool = True, task_group_id: str | None = None,
+                 **_ignored: Any):
+        self.funcx_service_address = resolve_service_address(funcx_service_address)
+        if login_manager is None:
+            login_manager = StaticTokenLoginManager(access_token) if access_token \
+                else LocalLoginManager()
+        self.login_manager = login_manager
+        self.web_client = WebClient(self.funcx_service_address, self._token, http_timeout)
+        self.fx_serializer = FuncXSerializer()
+        self.session_task_group_id = task_group_id or str(uuid.uuid4())
+        self.func_table: dict[str, dict] = {}  # results fetched this session, by task id
+        if do_version_check:
+            self.version_check()
+
+    def _token(self) -> str | None:
+        return self.login_manager.get_token()
+
+    # ---------------------------------------------------------------- service
+    def version_check(self, endpoint_version: str | None = None) -> None:
+        """Raise ``VersionMismatch`` if this SDK is older than the service allows."""
+        data = self.web_client.get("/v2/version", params={"service": "all"})
+        min_sdk = data.get("min_sdk_version", "0")
+        if _version_tuple(__version__) < _version_tuple(min_sdk):
+            raise VersionMismatch(__version__, min_sdk)
+        if endpoint_version is not None:
+            min_ep = data.get("min_ep_version", "0")
+            if _version_tuple(endpoint_version) < _version_tuple(min_ep):
+                raise VersionMismatch(endpoint_version, min_ep, what="endpoint")
+
+    def get_version(self) -> dict:
+        return self.web_client.get("/v2/version", params={"service": "all"})
+
+    # -------------------------------------------------------------- functions
+    def register_function(self, function: Callable, function_name: str | None = None,
+                          container_uuid: str | None = None, description: str | None = None,
+                          public: bool = False, group: str | None = None,
+                          searchable: bool = True) -> str:
+        """Register ``function``; return its function id."""
+        body = {
+            "function_name": function_name or getattr(function, "__name__", "function"),
+            "function_code": self.fx_serializer.serialize_function(function),
+            "description": description if description is not None else (function.__doc__ or ""),
+            "public": public,
+            "searchable": searchable,
+        }
+        if container_uuid:
+            body["container_uuid"] = container_uuid
+        if group:
+            body["group"] = group
+        return self.web_client.post("/v2/functions", body)["function_uuid"]
+
+    def get_function(self, function_id: str) -> dict:
+        return self.web_client.get(f"/v2/functions/{function_id}")
+
+    def delete_function(self, function_id: str) -> dict:
+        return self.web_client.delete(f"/v2/functions/{function_id}")
+
+    # -------------------------------------------------------------------- run
+    def create_batch(self, task_group_id: str | None = None,
+                     resource_specification: dict | None = None) -> Batch:
+        return Batch(task_group_id=task_group_id or self.session_task_group_id,
+                     resource_specification=resource_specification, serializer=self.fx_serializer)
+
+    def run(self, *args: Any, endpoint_id: str, function_id: str, **kwargs: Any) -> str:
+        """Run ``function_id`` on ``endpoint_id`` with the given arguments; return the task id."""
+        batch = self.create_batch()
+        batch.add(*args, endpoint_id=endpoint_id, function_id=function_id, **kwargs)
+        return self.batch_run(batch)[0]
+
+    def map_run(self, iterator: Iterable, endpoint_id: str, function_id: str,
+                asynchronous: bool = False) -> list[str]:
+        """One task per item of ``iterator`` (each item the single argument)."""
+        batch = self.create_batch()
+        for item in iterator:
+            batch.add(item, endpoint_id=endpoint_id, function_id=function_id)
+        return self.batch_run(batch)
+
+    def batch_run(self, batch: Batch) -> list[str]:
+        """Submit every task of ``batch`` (one request per endpoint and chunk);
+        return the task ids in the order the tasks were added."""
+        ids: list[str | None] = [None] * len(batch.tasks)
+        chunk = int(setting("BATCH_SUBMIT_SIZE"))
+        tg = batch.task_group_id or self.session_task_group_id
+        for eid, by_fn in batch.by_endpoint().items():
+            positions = [(fid, i) for fid, idx in by_fn.items() for i in idx]
+            positions.sort(key=lambda p: p[1])
+            for start in range(0, len(positions), chunk):
+                part = positions[start:start + chunk]
+                tasks: dict[str, list[str]] = {}
+                for fid, i in part:
+                    tasks.setdefault(fid, []).append(batch.tasks[i].payload)
+                body: dict[str, Any] = {"tasks": tasks, "task_group_id": tg,
+                                        "create_queue": True}
+                if batch.resource_specification:
+                    body["resource_specification"] = batch.resource_specification
+                resp = self.web_client.post(f"/v3/endpoints/{eid}/submit", body)
+                returned = {fid: iter(tids) for fid, tids in resp["tasks"].items()}
+                for fid, i in part:
+                    ids[i] = next(returned[fid])
+        return [t for t in ids if t is not None]
+
+    # ---------------------------------------------------------------- results
+    def _update(self, doc: dict) -> dict:
+        st = task_status(doc, self.fx_serializer)
+        if not st["pending"]:
+            self.func_table[doc["task_id"]] = st
+        return st
+
+    def get_task(self, task_id: str) -> dict:
+        """``{"pending", "status", "result" | "exception", "completion_t"}``."""
+        if task_id in self.func_table:
+            return self.func_table[task_id]
+        return self._update(self.web_client.get(f"/v2/tasks/{task_id}"))
+
+    def get_task_status(self, task_id: str) -> str:
+        return self.get_task(task_id)["status"]
+
+    def get_result(self, task_id: str) -> Any:
+        """The task's return value; raises ``TaskPending`` while it runs and the
+        function's own exception (with the remote traceback) if it failed."""
+        st = self.get_task(task_id)
+        if st["pending"]:
+            raise TaskPending(st.get("reason", st["status"]))
+        if "exception" in st:
+            raise st["exception"]
+        return st["result"]
+
+    def get_batch_result(self, task_id_list: list[str]) -> dict[str, dict]:
+        """Status of many tasks in one request (cached ones are not fetched again)."""
+        out = {t: self.func_table[t] for t in task_id_list if t in self.func_table}
+        todo = [t for t in task_id_list if t not in out]
+        for start in range(0, len(todo), 10_000):
+            resp = self.web_client.post("/v2/batch_status", {"task_ids": todo[start:start + 10_000]})
+            for tid, doc in resp["results"].items():
+                if doc.get("status") == "unknown":
+                    raise FuncxAPIError(404, "TASK_NOT_FOUND", f"task {tid} not found")
+                out[tid] = self._update(doc)
+        return {t: out[t] for t in task_id_list}
+
+    get_batch_status = get_batch_result
+
+    def wait(self, task_ids: list[str], timeout: float | None = None) -> dict[str, dict]:
+        """Block until every task is terminal (or ``timeout`` s pass); return
+        their statuses.  Waits on the task groups' completion events (push),
+        not by polling each task."""
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        cursors: dict[str, str] = {}
+        while True:
+            docs = self.get_batch_result(task_ids)
+            waiting = [d for d in docs.values() if d["pending"]]
+            if not waiting:
+                return docs
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise TaskPending(f"{len(waiting)} task(s) still pending after {timeout}s")
+            tg = self.web_client.get(f"/v2/tasks/{waiting[0]['task_id']}")["task_group_id"]
+            wait_s = min(20.0, left) if left is not None else 20.0
+            resp = self.web_client.get(f"/v2/taskgroup/{tg}/events",
+                                       params={"after": cursors.get(tg, "0"), "timeout": wait_s},
+                                       timeout=wait_s + 30)
+            cursors[tg] = resp["last_id"]
+
+    def get_taskgroup_tasks(self, task_group_id: str) -> list[dict]:
+        return self.web_client.get(f"/v2/taskgroup/{task_group_id}")["tasks"]
+
+    # -------------------------------------------------------------- endpoints
+    def register_endpoint(self, name: str, endpoint_id: str | None = None,
+                          metadata: dict | None = None, public: bool = False,
+                          allowed_functions: list[str] | None = None) -> dict:
+        body: dict[str, Any] = {"endpoint_name": name, "metadata": metadata or {}, "public": public}
+        if allowed_functions is not None:
+            body["allowed_functions"] = allowed_functions
+        if endpoint_id:
+            return self.web_client.put(f"/v3/endpoints/{endpoint_id}", body)
+        return self.web_client.post("/v3/endpoints", body)
+
+    def get_endpoints(self, role: str = "owner") -> list[dict]:
+        return self.web_client.get("/v2/endpoints", params={"role": role})
+
+    def get_endpoint_metadata(self, endpoint_id: str) -> dict:
+        return self.web_client.get(f"/v2/endpoints/{endpoint_id}")
+
+    def get_endpoint_status(self, endpoint_id: str) -> dict:
+        return self.web_client.get(f"/v2/endpoints/{endpoint_id}/status")
+
+    def delete_endpoint(self, endpoint_id: str) -> dict:
+        return self.web_client.delete(f"/v2/endpoints/{endpoint_id}")
+
+    def __repr__(self) -> str:
+        return f"FuncXClient({self.funcx_service_address!r})"

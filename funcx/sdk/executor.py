@@ -1,0 +1,211 @@
+"""``FuncXExecutor``: a ``concurrent.futures.Executor`` over a funcX endpoint.
+
+``submit`` returns a future at once.  A submit thread coalesces queued
+submissions into batch requests; a watcher thread long-polls the task
+group's completion events (results are pushed: no per-task request, no
+fixed-interval polling) and completes futures as results arrive.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import queue
+import threading
+import uuid
+from typing import Any, Callable
+
+from funcx.errors import FuncxError
+from funcx.sdk.results import task_status
+from funcx.sdk.web_client import WebClient
+
+log = logging.getLogger("funcx.executor")
+LONGPOLL_S = 20.0
+
+
+class FuncXFuture(cf.Future):
+    """A future of one funcX task; ``task_id`` is set once the task is submitted."""
+
+    def __init__(self, task_id: str | None = None):
+        super().__init__()
+        self.task_id = task_id
+        self._executor: FuncXExecutor | None = None
+
+    def __repr__(self) -> str:
+        return f"<FuncXFuture task_id={self.task_id} state={self._state}>"
+
+
+class FuncXExecutor(cf.Executor):
+    def __init__(self, endpoint_id: str | None = None, task_group_id: str | None = None,
+                 batch_size: int = 1000, client: Any = None, funcx_client: Any = None,
+                 **_ignored: Any):
+        from funcx.sdk.client import FuncXClient
+
+        self.client = client or funcx_client or FuncXClient()
+        self.endpoint_id = endpoint_id
+        self.task_group_id = task_group_id or str(uuid.uuid4())
+        self.batch_size = max(1, int(batch_size))
+        self.task_count_submitted = 0
+        self._functions: dict[int, tuple[Callable, str]] = {}
+        self._queue: queue.Queue = queue.Queue()
+        self._pending: dict[str, FuncXFuture] = {}
+        self._lock = threading.Condition()
+        self._in_flight = 0  # submissions handed to the submit thread, not yet mapped
+        self._shutdown = False
+        self._cursor = "0"
+        self._watch_web = WebClient(self.client.funcx_service_address, self.client._token)
+        self._submitter = threading.Thread(target=self._submit_loop, daemon=True,
+                                           name="funcx-submit")
+        self._watcher = threading.Thread(target=self._watch_loop, daemon=True, name="funcx-watch")
+        self._submitter.start()
+        self._watcher.start()
+
+    # ------------------------------------------------------------- submitting
+    def register_function(self, fn: Callable, **kwargs: Any) -> str:
+        """Register ``fn`` once per executor (cached by identity)."""
+        cached = self._functions.get(id(fn))
+        if cached is not None and cached[0] is fn:
+            return cached[1]
+        fid = self.client.register_function(fn, **kwargs)
+        self._functions[id(fn)] = (fn, fid)
+        return fid
+
+    def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> FuncXFuture:
+        if self._shutdown:
+            raise RuntimeError("cannot submit to a FuncXExecutor after shutdown")
+        if not self.endpoint_id:
+            raise ValueError("FuncXExecutor.endpoint_id is not set")
+        fid = self.register_function(fn)
+        return self.submit_to_registered_function(fid, args, kwargs)
+
+    def submit_to_registered_function(self, function_id: str, args: tuple = (),
+                                      kwargs: dict | None = None) -> FuncXFuture:
+        fut = FuncXFuture()
+        fut._executor = self
+        payload = self.client.fx_serializer.serialize_payload(tuple(args), kwargs or {})
+        with self._lock:
+            self._in_flight += 1
+        self._queue.put((fut, self.endpoint_id, function_id, payload))
+        return fut
+
+    def _submit_loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            items = [item]
+            while len(items) < self.batch_size:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)
+                    break
+                items.append(nxt)
+            self._submit_batch(items)
+
+    def _submit_batch(self, items: list) -> None:
+        live = [it for it in items if it[0].set_running_or_notify_cancel()]
+        try:
+            if live:
+                by_ep: dict[str, dict[str, list]] = {}
+                for it in live:
+                    by_ep.setdefault(it[1], {}).setdefault(it[2], []).append(it)
+                # hold the lock across the request so the watcher cannot see a
+                # result before its future is known
+                with self._lock:
+                    for eid, by_fn in by_ep.items():
+                        body = {"tasks": {f: [it[3] for it in its] for f, its in by_fn.items()},
+                                "task_group_id": self.task_group_id, "create_queue": True}
+                        resp = self.client.web_client.post(f"/v3/endpoints/{eid}/submit", body)
+                        for fid, its in by_fn.items():
+                            for it, tid in zip(its, resp["tasks"][fid]):
+                                it[0].task_id = tid
+                                self._pending[tid] = it[0]
+                        self.task_count_submitted += sum(len(v) for v in by_fn.values())
+        except Exception as e:  # the whole request failed: so do its futures
+            for it in live:
+                if not it[0].done():
+                    it[0].set_exception(e)
+        finally:
+            with self._lock:
+                self._in_flight -= len(items)
+                self._lock.notify_all()
+
+    # --------------------------------------------------------------- watching
+    def _watch_loop(self) -> None:
+        backoff = 0.5
+        while True:
+            with self._lock:
+                while not self._pending and not self._shutdown:
+                    self._lock.wait()
+                if self._shutdown and not self._pending:
+                    return
+            try:
+                resp = self._watch_web.get(f"/v2/taskgroup/{self.task_group_id}/events",
+                                           params={"after": self._cursor, "timeout": LONGPOLL_S},
+                                           timeout=LONGPOLL_S + 30)
+                backoff = 0.5
+            except FuncxError as e:
+                log.warning("waiting for results failed (%s); retrying", e)
+                with self._lock:
+                    self._lock.wait(backoff)
+                backoff = min(backoff * 2, 10)
+                continue
+            self._cursor = resp["last_id"]
+            self._complete(resp["tasks"])
+
+    def _complete(self, docs: list[dict]) -> None:
+        with self._lock:
+            futs = [(self._pending.pop(d["task_id"], None), d) for d in docs]
+            self._lock.notify_all()
+        for fut, doc in futs:
+            if fut is None or fut.done():
+                continue
+            try:
+                st = task_status(doc, self.client.fx_serializer)
+            except Exception as e:  # a result this side cannot deserialize
+                fut.set_exception(e)
+                continue
+            if "exception" in st:
+                fut.set_exception(st["exception"])
+            else:
+                fut.set_result(st.get("result"))
+
+    # ------------------------------------------------------------- lifecycle
+    def reload_tasks(self) -> list[FuncXFuture]:
+        """Futures for every task of this executor's task group: finished ones
+        complete at once, the rest are watched."""
+        tasks = self.client.get_taskgroup_tasks(self.task_group_id)
+        futures = []
+        with self._lock:
+            for t in tasks:
+                fut = self._pending.get(t["id"]) or FuncXFuture(t["id"])
+                fut.set_running_or_notify_cancel() if not fut.running() else None
+                self._pending[t["id"]] = fut
+                futures.append(fut)
+            self._cursor = "0"  # replay completions; known results complete at once
+            self._lock.notify_all()
+        if futures:
+            resp = self.client.web_client.post("/v2/batch_status",
+                                               {"task_ids": [f.task_id for f in futures]})
+            done = [d for d in resp["results"].values()
+                    if d.get("status") in ("success", "failed", "cancelled")]
+            self._complete(done)
+        return futures
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        if cancel_futures:
+            with self._lock:
+                futs = list(self._pending.values())
+            for f in futs:
+                f.cancel()
+        self._shutdown = True
+        self._queue.put(None)
+        if wait:
+            self._submitter.join()
+            with self._lock:
+                while self._pending or self._in_flight:
+                    self._lock.wait()
+        with self._lock:
+            self._lock.notify_all()
