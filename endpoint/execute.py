@@ -6,8 +6,11 @@ SDK can re-raise the function's own exception type.
 """
 from __future__ import annotations
 
+import platform
 import time
 import traceback
+
+import dill
 
 from funcx.defaults import setting
 from funcx.errors import MaxResultSizeExceeded, SerializationError
@@ -16,6 +19,10 @@ from funcx.protocol.states import TaskState
 from funcx.serialize import FuncXSerializer, FunctionCache, unpack_buffers
 
 _serializer = FuncXSerializer()
+# The worker's environment, in every result's details: globus-compute-sdk 4.19
+# compares these with its own and warns on any truthy details lacking them.
+WORKER_ENV = {"python_version": platform.python_version(), "dill_version": dill.__version__,
+              "os": platform.platform()}
 
 
 def remote_traceback(exc: BaseException, skip_frames: int = 0) -> str:
@@ -38,7 +45,7 @@ def serialize_exception(exc: BaseException) -> str:
 def failure(task: Task, exc: BaseException, skip_frames: int = 0, **details) -> Result:
     return Result(task.task_id, TaskState.FAILED.value, data=remote_traceback(exc, skip_frames),
                   exc_data=serialize_exception(exc), task_group_id=task.task_group_id,
-                  details=details)
+                  details={**WORKER_ENV, **details})
 
 
 class Executor:
@@ -74,4 +81,4 @@ class Executor:
             return failure(task, MaxResultSizeExceeded(len(data), self.max_result))
         return Result(task.task_id, TaskState.SUCCESS.value, data=data,
                       task_group_id=task.task_group_id,
-                      details={"exec_start": start, "exec_end": time.time()})
+                      details={**WORKER_ENV, "exec_start": start, "exec_end": time.time()})

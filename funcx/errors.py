@@ -94,8 +94,21 @@ class RemoteExceptionWrapper(FuncxError):
 
 
 # ---------------------------------------------------------- endpoint-side failures
+def _rebuild_endpoint_error(cls: type, message: str) -> "EndpointTaskError":
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, message)
+    return exc
+
+
 class EndpointTaskError(FuncxError):
     """Base of failures the endpoint reports instead of the function's own."""
+
+    def __reduce__(self):
+        # Workers pickle these for the SDK.  The default reduce calls
+        # cls(*self.args) with the formatted message, which garbles the text or
+        # fails (the subclasses' __init__ take other parameters): rebuild from
+        # the message and restore the attributes instead.
+        return (_rebuild_endpoint_error, (type(self), str(self)), self.__dict__)
 
 
 class WorkerLost(EndpointTaskError):

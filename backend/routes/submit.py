@@ -87,6 +87,7 @@ def submit_v2():
     for t in triples:
         if not (isinstance(t, list) and len(t) >= 3 and all(isinstance(x, str) for x in t[:3])):
             raise bad_request("each task must be [function_id, endpoint_id, payload]")
+    _check_payloads([t[2] for t in triples])  # a 413 refuses the whole request: before any queueing
     # group by endpoint, remembering each task's position to answer in order
     per_ep: dict[str, dict[str, list[str]]] = {}
     slots: dict[str, dict[str, list[int]]] = {}

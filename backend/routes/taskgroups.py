@@ -31,9 +31,12 @@ def get_taskgroup(tg: str):
 @bp.get("/v2/taskgroup/<tg>/events")
 def taskgroup_events(tg: str):
     """Terminal task documents of the group completed after stream id ``after``
-    (``0`` for all), waiting up to ``timeout`` seconds for the first one."""
+    (``0`` for all, ``$`` for none: just the current end), waiting up to
+    ``timeout`` seconds for the first one."""
     tg = _owned(tg)
     after = request.args.get("after", "0")
+    if after == "$":  # where the stream ends now: a safe cursor to wait from
+        return jsonify({"taskgroup_id": tg, "last_id": tasks().events_last_id(tg), "tasks": []})
     if not all(part.isdigit() for part in after.split("-", 1)):
         raise bad_request("after must be a stream id such as 0 or 1700000000000-0")
     try:

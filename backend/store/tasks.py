@@ -113,6 +113,10 @@ class TaskStore:
     def task_group_tasks(self, tg: str) -> list[str]:
         return self.r.lrange(keys.task_group_tasks(tg), 0, -1)
 
+    def events_last_id(self, tg: str) -> str:
+        last = self.r.xrevrange(keys.task_group_events(tg), count=1)
+        return last[0][0] if last else "0-0"
+
     def events_after(self, tg: str, after: str, timeout_ms: int, count: int = 5000) -> list:
         """Completion events of group ``tg`` after stream id ``after`` (blocks up to timeout)."""
         res = self.r.xread({keys.task_group_events(tg): after}, count=count,
@@ -176,6 +180,8 @@ def document(rec: dict) -> dict:
         doc["details"] = {"reason": status}
     if rec.get("details"):
         doc["details"] = json.loads(rec["details"])
+        if rec.get("endpoint_id") and isinstance(doc["details"], dict):
+            doc["details"].setdefault("endpoint_id", rec["endpoint_id"])
     if "reason" in doc.get("details", {}):
         doc["reason"] = doc["details"]["reason"]
     return doc

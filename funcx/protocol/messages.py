@@ -188,7 +188,7 @@ def unpack(frames: list[bytes]) -> Message:
         raise ProtocolError(f"protocol version {frames[0][0]} != {VERSION}")
     try:
         header = json.loads(frames[1])
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ProtocolError(f"bad header: {e}") from e
     return Message(frames[0][1:], header, list(frames[2:]))
 

@@ -44,6 +44,7 @@ class FuncXClient:
         self.fx_serializer = FuncXSerializer()
         self.session_task_group_id = task_group_id or str(uuid.uuid4())
         self.func_table: dict[str, dict] = {}  # results fetched this session, by task id
+        self._task_groups: dict[str, str] = {}  # task id -> its task group
         if do_version_check:
             self.version_check()
 
@@ -136,6 +137,8 @@ class FuncXClient:
 
     # ---------------------------------------------------------------- results
     def _update(self, doc: dict) -> dict:
+        if doc.get("task_group_id"):
+            self._task_groups[doc["task_id"]] = doc["task_group_id"]
         st = task_status(doc, self.fx_serializer)
         if not st["pending"]:
             self.func_table[doc["task_id"]] = st
@@ -184,16 +187,19 @@ class FuncXClient:
         cursors: dict[str, str] = {}
         while True:
             docs = self.get_batch_result(task_ids)
-            waiting = [d for d in docs.values() if d["pending"]]
+            waiting = [t for t, d in docs.items() if d["pending"]]
             if not waiting:
                 return docs
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 raise TaskPending(f"{len(waiting)} task(s) still pending after {timeout}s")
-            tg = self.web_client.get(f"/v2/tasks/{waiting[0]['task_id']}")["task_group_id"]
+            tg = self._task_groups.get(waiting[0]) or self.session_task_group_id
+            path = f"/v2/taskgroup/{tg}/events"
+            if tg not in cursors:  # mark the stream's end, then re-check, then wait
+                cursors[tg] = self.web_client.get(path, params={"after": "$"})["last_id"]
+                continue
             wait_s = min(20.0, left) if left is not None else 20.0
-            resp = self.web_client.get(f"/v2/taskgroup/{tg}/events",
-                                       params={"after": cursors.get(tg, "0"), "timeout": wait_s},
+            resp = self.web_client.get(path, params={"after": cursors[tg], "timeout": wait_s},
                                        timeout=wait_s + 30)
             cursors[tg] = resp["last_id"]
 

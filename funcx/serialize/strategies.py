@@ -7,8 +7,10 @@ the public SDKs write it.
 from __future__ import annotations
 
 import codecs
+import hashlib
 import inspect
 import json
+import linecache
 import pickle
 from typing import Any, Callable
 
@@ -67,8 +69,13 @@ class JSONData(Strategy):
 
 # ----------------------------------------------------------------------- code
 def _exec_source(name: str, source: str) -> Callable:
+    # a file name of its own, with the source in linecache, so a remote
+    # traceback shows the failing line and not just `File "<string>", line N`
+    digest = hashlib.blake2b(source.encode(), digest_size=4).hexdigest()
+    filename = f"<funcx function {name} {digest}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     namespace: dict[str, Any] = {}
-    exec(source, namespace)  # noqa: S102 - running user code is the point (endpoint side only)
+    exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - running user code is the point
     return namespace[name]
 
 
