@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify
+from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,25 @@ def too_large(message: str) -> ApiError:
     return ApiError(413, "TASK_PAYLOAD_TOO_LARGE", message)
 
 
+def _discard_unread_body() -> None:
+    """Read and drop what is left of the request body (bounded).  An error
+    raised before the body was read (413 on its length, 401) leaves it unread,
+    and gunicorn then closes the connection after answering keep-alive, so
+    the client's next request on it fails as if the service were down."""
+    try:
+        stream = request.environ.get("wsgi.input")
+        left = min(request.content_length or 0, 4 * int(current_app.config["MAX_CONTENT_LENGTH"]))
+        while stream is not None and left > 0:
+            chunk = stream.read(min(left, 1 << 16))
+            if not chunk:
+                break
+            left -= len(chunk)
+    except Exception:  # noqa: BLE001 - best effort; the answer matters more
+        pass
+
+
 def _body(status: int, code: str, message: str, headers: dict | None = None):
+    _discard_unread_body()
     resp = jsonify({"code": code, "message": message, "http_status_code": status})
     resp.status_code = status
     for k, v in (headers or {}).items():

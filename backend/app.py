@@ -23,9 +23,10 @@ def create_app(redis_url: str | None = None) -> Flask:
     app.extensions["funcx_tasks"] = TaskStore(r)
     api_errors.register(app)
     auth.register(app)
-    from backend.routes import containers, endpoints, functions, submit, taskgroups, tasks, version
+    from backend.routes import (containers, endpoints, functions, identity, submit, taskgroups,
+                                tasks, version)
 
-    for mod in (version, functions, endpoints, submit, tasks, taskgroups, containers):
+    for mod in (version, functions, endpoints, submit, tasks, taskgroups, containers, identity):
         app.register_blueprint(mod.bp)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     return app

@@ -6,7 +6,7 @@ from flask import Flask, g, request
 from backend.api_errors import unauthorized
 from backend.store import users
 
-PUBLIC_PATHS = {"/v2/version", "/v2/openapi.json", "/openapi.json"}
+PUBLIC_PATHS = {"/v2/version", "/v2/openapi.json", "/openapi.json", "/v2/auth/token"}
 
 
 def bearer_token() -> str | None:

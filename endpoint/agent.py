@@ -102,6 +102,17 @@ class Agent:
                 failed.append(failure(task, FunctionNotAllowed(task.function_id)))
                 continue
             tasks.append(task)
+        if tasks:  # drop tasks cancelled while they were queued
+            flags = self.r.smismember(self.info["cancelled_key"], [t.task_id for t in tasks])
+            gone = [t for t, f in zip(tasks, flags) if f]
+            if gone:
+                ids = [self.entry_of.pop(t.task_id) for t in gone]
+                with self.r.pipeline(transaction=True) as p:
+                    p.xack(self.info["task_stream"], self.info["agent_group"], *ids)
+                    p.xdel(self.info["task_stream"], *ids)
+                    p.srem(self.info["cancelled_key"], *[t.task_id for t in gone])
+                    p.execute()
+                tasks = [t for t, f in zip(tasks, flags) if not f]
         missing = sorted({t.function_id for t in tasks} - self.functions.keys())
         if missing:
             codes = self.r.mget([self.info["function_key_prefix"] + f for f in missing])

@@ -23,12 +23,10 @@ def decide(s: ScalingInput) -> int:
     ``max_blocks``; keep at least ``min_blocks``; scale in to ``min_blocks``
     once idle for ``max_idletime``.
     """
-    if s.blocks < s.min_blocks:
-        return s.min_blocks - s.blocks
-    if s.outstanding > 0:
+    if s.outstanding > 0:  # never scale in while work is outstanding
         needed = math.ceil(s.outstanding / max(1, s.workers_per_block))
-        target = min(s.max_blocks, max(needed, s.min_blocks))
+        target = max(s.min_blocks, min(s.max_blocks, needed))
         return max(0, target - s.blocks)
-    if s.idle_for >= s.max_idletime and s.blocks > s.min_blocks:
+    if s.idle_for >= s.max_idletime:
         return s.min_blocks - s.blocks
-    return 0
+    return max(0, s.min_blocks - s.blocks)

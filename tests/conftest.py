@@ -79,7 +79,9 @@ def endpoint(service):
 def fxc(service):
     from funcx import FuncXClient
 
-    return FuncXClient()
+    client = FuncXClient()
+    client.throttling_enabled = False  # one client shared by the whole session
+    return client
 
 
 @pytest.fixture

@@ -83,7 +83,9 @@ def ensure_venv(name: str) -> Path:
             shutil.rmtree(venv, ignore_errors=True)
             tail = "\n".join(output.strip().splitlines()[-15:])
             if any(s in output for s in _UNREACHABLE):
-                pytest.skip(f"pip cannot install {requirement} (package index unreachable?):\n{tail}")
+                errors = [ln for ln in output.splitlines() if ln.startswith("ERROR")][-2:]
+                pytest.skip(f"pip cannot install {requirement} (package index unreachable?): "
+                            + " / ".join(errors or tail.splitlines()[-2:]))
             pytest.fail(f"pip install {requirement} failed:\n{tail}")
         got = _installed_version(python, dist)
         assert got == wanted, f"{dist} {got} installed, expected {wanted}"

@@ -102,6 +102,7 @@ def test_serializer_exposes_pack_helpers(ser):
     "x\nabc",  # non-numeric length
     "\nabc",  # empty length
     "-1\nabc",  # negative length
+    "-3\nabc",  # negative length pointing back to the start (must not loop)
     "10\nabc",  # truncated
     "3\nab",  # truncated by one
 ])

@@ -22,6 +22,7 @@ def register_container():
     if ctype not in TYPES:
         raise bad_request(f"container type must be one of {', '.join(TYPES)}")
     cid = str(uuid.uuid4())
+    redis().sadd(keys.user_containers(current_user()), cid)
     redis().hset(keys.container(cid), mapping={
         "container_id": cid, "name": field(body, "name", str, default="") or "",
         "description": field(body, "description", str, default="") or "",
@@ -29,6 +30,18 @@ def register_container():
         "owner": current_user(), "created_at": repr(time.time()),
     })
     return jsonify({"container_id": cid})
+
+
+@bp.get("/v2/containers")
+def list_containers():
+    ids = sorted(redis().smembers(keys.user_containers(current_user())))
+    with redis().pipeline(transaction=False) as p:
+        for cid in ids:
+            p.hgetall(keys.container(cid))
+        recs = [r for r in p.execute() if r]
+    for r in recs:
+        r.pop("owner", None)
+    return jsonify({"containers": recs})
 
 
 @bp.get("/v2/containers/<cid>/<ctype>")

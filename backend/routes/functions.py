@@ -53,6 +53,20 @@ def register_v2():
     return _register(json_body())
 
 
+@bp.get("/v2/functions")
+def search_functions():
+    """Functions the caller may run whose name or description matches ``q``."""
+    from flask import request
+
+    try:
+        offset = max(0, int(request.args.get("offset", 0)))
+        limit = min(100, max(1, int(request.args.get("limit", 10))))
+    except ValueError:
+        raise bad_request("offset and limit must be integers") from None
+    return jsonify(fn_store.search(redis(), current_user(), request.args.get("q", ""),
+                                   offset, limit))
+
+
 @bp.get("/v2/functions/<fid>")
 @bp.get("/v3/functions/<fid>")
 def get_function(fid: str):

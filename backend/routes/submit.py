@@ -95,18 +95,20 @@ def submit_v2():
         per_ep.setdefault(eid, {}).setdefault(fid, []).append(payload)
         slots.setdefault(eid, {}).setdefault(fid, []).append(pos)
     results: list[dict | None] = [None] * len(triples)
+    # one (endpoint, function) group at a time, so a bad function id fails
+    # only its own tasks, not the other tasks bound for the same endpoint
     for eid, by_function in per_ep.items():
-        try:
-            ids = _queue(user, eid, tg, by_function, None)
-        except ApiError as e:
-            if e.status == 413:
-                raise
-            for fid, positions in slots[eid].items():
+        for fid, payloads in by_function.items():
+            positions = slots[eid][fid]
+            try:
+                ids = _queue(user, eid, tg, {fid: payloads}, None)
+            except ApiError as e:
+                if e.status == 413:
+                    raise
                 for pos in positions:
                     results[pos] = {"status": "Failed", "http_status_code": e.status,
                                     "code": e.code, "reason": e.message}
-            continue
-        for fid, positions in slots[eid].items():
+                continue
             for pos, tid in zip(positions, ids[fid]):
                 results[pos] = {"status": "Success", "task_uuid": tid, "http_status_code": 200}
     return jsonify({"response": "batch", "task_group_id": tg, "results": results})

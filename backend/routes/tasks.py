@@ -22,6 +22,18 @@ def get_task(tid: str):
     return jsonify(document(rec))
 
 
+@bp.post("/v2/tasks/<tid>/cancel")
+def cancel_task(tid: str):
+    """Cancel a task that has not started running; a no-op on finished ones."""
+    tid = valid_uuid(tid, "task id")
+    rec = tasks().records([tid])[0]
+    if not rec or rec.get("owner") != current_user():
+        raise not_found("task", tid)
+    cancelled = tasks().cancel(rec)
+    rec = tasks().records([tid])[0]
+    return jsonify({"task_id": tid, "cancelled": cancelled, "status": rec.get("status")})
+
+
 @bp.post("/v2/batch_status")
 def batch_status():
     ids = field(json_body(), "task_ids", list, required=True)

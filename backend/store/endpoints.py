@@ -18,6 +18,7 @@ AGENT_COMMANDS = (
     "ping", "hello", "auth", "select", "multi", "exec", "discard", "watch", "unwatch",
     "xreadgroup", "xack", "xdel", "xadd", "xlen", "xpending", "xclaim", "xautoclaim",
     "xinfo", "hset", "hget", "hgetall", "expire", "get", "mget", "del", "client|setname",
+    "smismember", "srem",
 )
 
 
@@ -87,6 +88,7 @@ def register(r: redis.Redis, owner: str, service_redis_url: str, *, eid: str | N
         "task_stream": keys.ep_tasks(eid),
         "result_stream": keys.ep_results(eid),
         "status_key": keys.ep_status(eid),
+        "cancelled_key": keys.ep_cancelled(eid),
         "function_key_prefix": keys.ep_function(eid, ""),
         "agent_group": keys.AGENT_GROUP,
         "agent_consumer": keys.AGENT_CONSUMER,

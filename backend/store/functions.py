@@ -35,6 +35,8 @@ def register(r: redis.Redis, owner: str, *, function_name: str, function_code: s
     with r.pipeline() as p:
         p.hset(keys.function(fid), mapping=rec)
         p.sadd(keys.user_functions(owner), fid)
+        if public:
+            p.sadd(keys.PUBLIC_FUNCTIONS, fid)
         p.execute()
     return fid
 
@@ -56,6 +58,7 @@ def delete(r: redis.Redis, fid: str, owner: str) -> None:
     with r.pipeline() as p:
         p.delete(keys.function(fid))
         p.srem(keys.user_functions(owner), fid)
+        p.srem(keys.PUBLIC_FUNCTIONS, fid)
         p.execute()
 
 
@@ -71,6 +74,31 @@ def public_view(rec: dict) -> dict:
         "group": rec.get("group") or None,
         "metadata": json.loads(rec.get("metadata") or "{}"),
     }
+
+
+def search(r: redis.Redis, user_id: str, query: str, offset: int = 0, limit: int = 10) -> dict:
+    """Searchable functions the user may run (own and public) whose name or
+    description contains ``query`` (case-insensitive), newest first."""
+    ids = sorted(r.smembers(keys.user_functions(user_id)) | r.smembers(keys.PUBLIC_FUNCTIONS))
+    fields = ("function_uuid", "function_name", "description", "owner", "public", "searchable",
+              "created_at", "group", "container_uuid")
+    q = query.lower()
+    hits = []
+    for fid, row in get_many(r, ids, fields).items():
+        rec = dict(zip(fields, row))
+        if rec["function_uuid"] is None:
+            continue
+        if rec["searchable"] == "0" and rec["owner"] != user_id:
+            continue
+        text = f"{rec['function_name'] or ''} {rec['description'] or ''}".lower()
+        if q in text:
+            hits.append(rec)
+    hits.sort(key=lambda x: float(x["created_at"] or 0), reverse=True)
+    page = hits[offset:offset + limit]
+    return {"total": len(hits), "offset": offset, "limit": limit, "results": [
+        {"function_uuid": h["function_uuid"], "function_name": h["function_name"],
+         "description": h["description"] or "", "owner": h["owner"], "public": h["public"] == "1",
+         "mine": h["owner"] == user_id, "created_at": h["created_at"]} for h in page]}
 
 
 def may_run(rec: dict, user_id: str) -> bool:

@@ -44,6 +44,27 @@ return n
 """
 
 
+# KEYS: task, task-group events, endpoint's cancelled set.  ARGV: task_id, now,
+# then the statuses a task may be cancelled from (not yet running).
+_CANCEL = """
+local cur = redis.call('HGET', KEYS[1], 'status')
+if not cur then return -1 end
+for i = 3, #ARGV do
+  if cur == ARGV[i] then
+    redis.call('HSET', KEYS[1], 'status', 'cancelled', 'completion_t', ARGV[2],
+               'reason', 'cancelled by the user before it started')
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', %d, '*', 'task_id', ARGV[1], 'status', 'cancelled')
+    redis.call('SADD', KEYS[3], ARGV[1])
+    redis.call('EXPIRE', KEYS[3], 1209600)
+    return 1
+  end
+end
+return 0
+""" % EVENTS_MAXLEN
+CANCELLABLE = (TaskState.RECEIVED.value, TaskState.WAITING_FOR_EP.value,
+               TaskState.WAITING_FOR_NODES.value)
+
+
 def _predecessors(status: str) -> list[str]:
     return [s.value for s in TaskState if s.value != status and may_transition(s.value, status)
             and s.value not in TERMINAL_VALUES]
@@ -54,6 +75,7 @@ class TaskStore:
         self.r = r
         self._apply_result = r.register_script(_APPLY_RESULT)
         self._apply_status = r.register_script(_APPLY_STATUS)
+        self._cancel = r.register_script(_CANCEL)
 
     # ------------------------------------------------------------------ submit
     def task_group_owner(self, tg: str) -> str | None:
@@ -153,6 +175,13 @@ class TaskStore:
                 applied += 1 if out == 1 else 0
         return applied
 
+    def cancel(self, rec: dict) -> bool:
+        """Cancel a task that has not started; True if it was cancelled."""
+        tid, tg, eid = rec["task_id"], rec.get("task_group_id") or "none", rec["endpoint_id"]
+        out = self._cancel(keys=[keys.task(tid), keys.task_group_events(tg), keys.ep_cancelled(eid)],
+                           args=[tid, repr(time.time()), *CANCELLABLE])
+        return out == 1
+
     def fail(self, tids: list[str], reason: str, exception_text: str) -> None:
         """Terminal failure for tasks that will never run (e.g. their endpoint was deleted)."""
         recs = self.records(tids)
@@ -182,6 +211,8 @@ def document(rec: dict) -> dict:
         doc["details"] = json.loads(rec["details"])
         if rec.get("endpoint_id") and isinstance(doc["details"], dict):
             doc["details"].setdefault("endpoint_id", rec["endpoint_id"])
+    if rec.get("reason"):
+        doc.setdefault("details", {})["reason"] = rec["reason"]
     if "reason" in doc.get("details", {}):
         doc["reason"] = doc["details"]["reason"]
     return doc

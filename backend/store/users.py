@@ -64,3 +64,24 @@ def authenticate(r: redis.Redis, token: str) -> Identity | None:
     if name is None or disabled == "1":
         return None
     return Identity(uid, name)
+
+
+def create_client(r: redis.Redis, user_id: str, name: str = "") -> tuple[str, str]:
+    """A client id/secret pair acting as ``user_id``; the secret is shown once."""
+    client_id = str(uuid.uuid4())
+    secret = secrets.token_urlsafe(32)
+    r.hset(keys.client(client_id), mapping={"user": user_id, "name": name,
+                                            "secret_hash": hash_token(secret),
+                                            "created_at": repr(time.time())})
+    return client_id, secret
+
+
+def exchange_client_secret(r: redis.Redis, client_id: str, secret: str) -> str | None:
+    """A new token for a valid client id/secret pair, else None."""
+    rec = r.hgetall(keys.client(client_id))
+    if not rec or not secrets.compare_digest(rec.get("secret_hash", ""), hash_token(secret)):
+        return None
+    disabled = r.hget(keys.user(rec["user"]), "disabled")
+    if disabled in (None, "1"):
+        return None
+    return issue_token(r, rec["user"])

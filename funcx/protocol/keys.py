@@ -31,6 +31,18 @@ def function(fid: str) -> str:
     return f"{PREFIX}:fn:{fid}"
 
 
+PUBLIC_FUNCTIONS = f"{PREFIX}:functions:public"  # set of public function ids
+
+
+def client(client_id: str) -> str:
+    """A client-credentials pair (service account) of a user."""
+    return f"{PREFIX}:client:{client_id}"
+
+
+def user_containers(uid: str) -> str:
+    return f"{PREFIX}:user:{uid}:containers"
+
+
 def container(cid: str) -> str:
     return f"{PREFIX}:container:{cid}"
 
@@ -82,6 +94,11 @@ def ep_status(eid: str) -> str:
 
 def ep_function(eid: str, fid: str) -> str:
     return f"{PREFIX}:ep:{eid}:fn:{fid}"
+
+
+def ep_cancelled(eid: str) -> str:
+    """Set of task ids cancelled while queued: the agent skips them."""
+    return f"{PREFIX}:ep:{eid}:cancelled"
 
 
 def ep_acl_user(eid: str) -> str:

@@ -7,7 +7,8 @@ from typing import Any, Callable, Iterable
 from funcx.defaults import setting
 from funcx.errors import FuncxAPIError, TaskPending, VersionMismatch
 from funcx.sdk.batch import Batch
-from funcx.sdk.login import LocalLoginManager, StaticTokenLoginManager
+from funcx.sdk.login import StaticTokenLoginManager, default_login_manager
+from funcx.sdk.throttling import Throttle
 from funcx.sdk.results import task_status
 from funcx.sdk.service_address import resolve_service_address
 from funcx.sdk.web_client import WebClient
@@ -34,13 +35,21 @@ class FuncXClient:
     def __init__(self, funcx_service_address: str | None = None, *, login_manager: Any = None,
                  access_token: str | None = None, http_timeout: float | None = None,
                  do_version_check: bool = True, task_group_id: str | None = None,
-                 **_ignored: Any):
+                 force_login: bool = False, **_ignored: Any):
         self.funcx_service_address = resolve_service_address(funcx_service_address)
         if login_manager is None:
             login_manager = StaticTokenLoginManager(access_token) if access_token \
-                else LocalLoginManager()
+                else default_login_manager(self.funcx_service_address)
         self.login_manager = login_manager
-        self.web_client = WebClient(self.funcx_service_address, self._token, http_timeout)
+        if force_login:
+            login_manager.ensure_logged_in()
+        if hasattr(login_manager, "get_funcx_web_client"):  # funcX 1.0 style manager
+            self.web_client = login_manager.get_funcx_web_client(
+                base_url=self.funcx_service_address)
+        else:
+            self.web_client = WebClient(self.funcx_service_address, self._token, http_timeout)
+        self.throttle = Throttle()
+        self.web_client.request_hooks.append(self.throttle.check)
         self.fx_serializer = FuncXSerializer()
         self.session_task_group_id = task_group_id or str(uuid.uuid4())
         self.func_table: dict[str, dict] = {}  # results fetched this session, by task id
@@ -50,6 +59,25 @@ class FuncXClient:
 
     def _token(self) -> str | None:
         return self.login_manager.get_token()
+
+    @property
+    def throttling_enabled(self) -> bool:
+        return self.throttle.enabled
+
+    @throttling_enabled.setter
+    def throttling_enabled(self, value: bool) -> None:
+        self.throttle.enabled = bool(value)
+
+    def logout(self) -> bool:
+        """Revoke this client's token on the service and forget it locally."""
+        try:
+            self.web_client.post("/v2/logout")
+        except FuncxAPIError:
+            pass  # already invalid: nothing to revoke
+        return self.login_manager.logout()
+
+    def whoami(self) -> dict:
+        return self.web_client.get("/v2/whoami")
 
     # ---------------------------------------------------------------- service
     def version_check(self, endpoint_version: str | None = None) -> None:
@@ -84,6 +112,26 @@ class FuncXClient:
         if group:
             body["group"] = group
         return self.web_client.post("/v2/functions", body)["function_uuid"]
+
+    def search_function(self, q: str, offset: int = 0, limit: int = 10) -> "SearchResults":
+        """Functions you may run (your own and public ones) whose name or
+        description contains ``q``; prints as a table."""
+        resp = self.web_client.get("/v2/functions", params={"q": q, "offset": offset,
+                                                            "limit": limit})
+        return SearchResults(resp["results"], resp["total"], offset)
+
+    def search_endpoint(self, q: str = "", scope: str = "all", owner_id: str | None = None
+                        ) -> "SearchResults":
+        """Endpoints whose name contains ``q``: ``scope`` "my-endpoints" (yours),
+        "shared-with-me" (public ones of others) or "all"."""
+        if scope not in ("all", "my-endpoints", "shared-with-me"):
+            raise ValueError("scope must be 'all', 'my-endpoints' or 'shared-with-me'")
+        me = self.whoami()["user_id"] if scope != "all" or owner_id else None
+        eps = self.get_endpoints(role="owner" if scope == "my-endpoints" else "any")
+        hits = [e for e in eps if q.lower() in f"{e.get('name')} {e.get('display_name')}".lower()
+                and (scope != "shared-with-me" or e.get("owner") != me)
+                and (owner_id is None or e.get("owner") == owner_id)]
+        return SearchResults(hits, len(hits), 0)
 
     def get_function(self, function_id: str) -> dict:
         return self.web_client.get(f"/v2/functions/{function_id}")
@@ -165,10 +213,14 @@ class FuncXClient:
 
     def get_batch_result(self, task_id_list: list[str]) -> dict[str, dict]:
         """Status of many tasks in one request (cached ones are not fetched again)."""
+        return self._batch_result(task_id_list)
+
+    def _batch_result(self, task_id_list: list[str], throttle: bool = True) -> dict[str, dict]:
         out = {t: self.func_table[t] for t in task_id_list if t in self.func_table}
         todo = [t for t in task_id_list if t not in out]
         for start in range(0, len(todo), 10_000):
-            resp = self.web_client.post("/v2/batch_status", {"task_ids": todo[start:start + 10_000]})
+            resp = self.web_client.post("/v2/batch_status", {"task_ids": todo[start:start + 10_000]},
+                                        throttle=throttle)
             for tid, doc in resp["results"].items():
                 if doc.get("status") == "unknown":
                     raise FuncxAPIError(404, "TASK_NOT_FOUND", f"task {tid} not found")
@@ -186,7 +238,7 @@ class FuncXClient:
         deadline = None if timeout is None else time.monotonic() + timeout
         cursors: dict[str, str] = {}
         while True:
-            docs = self.get_batch_result(task_ids)
+            docs = self._batch_result(task_ids, throttle=False)
             waiting = [t for t, d in docs.items() if d["pending"]]
             if not waiting:
                 return docs
@@ -196,11 +248,12 @@ class FuncXClient:
             tg = self._task_groups.get(waiting[0]) or self.session_task_group_id
             path = f"/v2/taskgroup/{tg}/events"
             if tg not in cursors:  # mark the stream's end, then re-check, then wait
-                cursors[tg] = self.web_client.get(path, params={"after": "$"})["last_id"]
+                cursors[tg] = self.web_client.get(path, params={"after": "$"},
+                                                  throttle=False)["last_id"]
                 continue
             wait_s = min(20.0, left) if left is not None else 20.0
             resp = self.web_client.get(path, params={"after": cursors[tg], "timeout": wait_s},
-                                       timeout=wait_s + 30)
+                                       timeout=wait_s + 30, throttle=False)
             cursors[tg] = resp["last_id"]
 
     def get_taskgroup_tasks(self, task_group_id: str) -> list[dict]:
@@ -226,8 +279,59 @@ class FuncXClient:
     def get_endpoint_status(self, endpoint_id: str) -> dict:
         return self.web_client.get(f"/v2/endpoints/{endpoint_id}/status")
 
+    def get_whitelist(self, endpoint_id: str) -> list[str]:
+        return self.web_client.get(f"/v2/endpoints/{endpoint_id}/whitelist")["result"]
+
+    def add_to_whitelist(self, endpoint_id: str, function_ids: list[str] | str) -> list[str]:
+        ids = [function_ids] if isinstance(function_ids, str) else list(function_ids)
+        return self.web_client.post(f"/v2/endpoints/{endpoint_id}/whitelist", {"func": ids})["result"]
+
+    def delete_from_whitelist(self, endpoint_id: str, function_ids: list[str] | str) -> list[str]:
+        ids = [function_ids] if isinstance(function_ids, str) else list(function_ids)
+        result: list[str] = []
+        for fid in ids:
+            result = self.web_client.delete(f"/v2/endpoints/{endpoint_id}/whitelist/{fid}")["result"]
+        return result
+
+    # ------------------------------------------------------------- containers
+    def register_container(self, location: str, container_type: str, name: str = "",
+                           description: str = "") -> str:
+        body = {"location": location, "type": container_type, "name": name,
+                "description": description}
+        return self.web_client.post("/v2/containers", body)["container_id"]
+
+    def get_container(self, container_uuid: str, container_type: str) -> dict:
+        return self.web_client.get(f"/v2/containers/{container_uuid}/{container_type}")["container"]
+
+    def get_containers(self) -> list[dict]:
+        return self.web_client.get("/v2/containers")["containers"]
+
+    # ------------------------------------------------------------------ tasks
+    def cancel_task(self, task_id: str) -> bool:
+        """Cancel a task that has not started running; True if it was cancelled."""
+        return self.web_client.post(f"/v2/tasks/{task_id}/cancel")["cancelled"]
+
     def delete_endpoint(self, endpoint_id: str) -> dict:
         return self.web_client.delete(f"/v2/endpoints/{endpoint_id}")
 
     def __repr__(self) -> str:
         return f"FuncXClient({self.funcx_service_address!r})"
+
+
+class SearchResults(list):
+    """Search hits: a list of dicts that prints as a table."""
+
+    def __init__(self, hits: list[dict], total: int, offset: int):
+        super().__init__(hits)
+        self.total, self.offset = total, offset
+
+    def __str__(self) -> str:
+        if not self:
+            return "(no results)"
+        cols = [c for c in ("function_name", "function_uuid", "name", "uuid", "description", "owner")
+                if any(c in h for h in self)]
+        width = {c: max(len(c), *(len(str(h.get(c) or "")[:60]) for h in self)) for c in cols}
+        line = " | ".join(c.ljust(width[c]) for c in cols)
+        rows = [" | ".join(str(h.get(c) or "")[:60].ljust(width[c]) for c in cols) for h in self]
+        return "\n".join([line, "-+-".join("-" * width[c] for c in cols), *rows,
+                          f"({len(self)} of {self.total})"])

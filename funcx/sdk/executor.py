@@ -23,12 +23,39 @@ LONGPOLL_S = 20.0
 
 
 class FuncXFuture(cf.Future):
-    """A future of one funcX task; ``task_id`` is set once the task is submitted."""
+    """A future of one funcX task; ``task_id`` is set once the task is submitted.
+
+    It stays pending until its result arrives, so ``cancel()`` works until the
+    task starts running on the endpoint: a submitted task is cancelled on the
+    service too.
+    """
 
     def __init__(self, task_id: str | None = None):
         super().__init__()
         self.task_id = task_id
         self._executor: FuncXExecutor | None = None
+        self.submitted = threading.Event()  # set once task_id is known
+        if task_id:
+            self.submitted.set()
+
+    def cancel(self) -> bool:
+        if self.done():
+            return self.cancelled()
+        if self.task_id is not None and self._executor is not None:
+            try:
+                if not self._executor.client.cancel_task(self.task_id):
+                    return False  # already running or finished
+            except FuncxError:
+                return False
+        return super().cancel()
+
+    def _finish(self, result: Any = None, exc: BaseException | None = None) -> None:
+        if not self.set_running_or_notify_cancel():
+            return  # cancelled: its result is discarded
+        if exc is not None:
+            self.set_exception(exc)
+        else:
+            self.set_result(result)
 
     def __repr__(self) -> str:
         return f"<FuncXFuture task_id={self.task_id} state={self._state}>"
@@ -52,6 +79,9 @@ class FuncXExecutor(cf.Executor):
         self._in_flight = 0  # submissions handed to the submit thread, not yet mapped
         self._shutdown = False
         self._cursor = "0"
+        # its own connections: one for submitting, one for the long-poll; the
+        # executor batches by design, so the client's request throttle does not apply
+        self._submit_web = WebClient(self.client.funcx_service_address, self.client._token)
         self._watch_web = WebClient(self.client.funcx_service_address, self.client._token)
         self._submitter = threading.Thread(target=self._submit_loop, daemon=True,
                                            name="funcx-submit")
@@ -105,7 +135,7 @@ class FuncXExecutor(cf.Executor):
             self._submit_batch(items)
 
     def _submit_batch(self, items: list) -> None:
-        live = [it for it in items if it[0].set_running_or_notify_cancel()]
+        live = [it for it in items if not it[0].cancelled()]
         try:
             if live:
                 by_ep: dict[str, dict[str, list]] = {}
@@ -117,16 +147,17 @@ class FuncXExecutor(cf.Executor):
                     for eid, by_fn in by_ep.items():
                         body = {"tasks": {f: [it[3] for it in its] for f, its in by_fn.items()},
                                 "task_group_id": self.task_group_id, "create_queue": True}
-                        resp = self.client.web_client.post(f"/v3/endpoints/{eid}/submit", body)
+                        resp = self._submit_web.post(f"/v3/endpoints/{eid}/submit", body)
                         for fid, its in by_fn.items():
                             for it, tid in zip(its, resp["tasks"][fid]):
                                 it[0].task_id = tid
+                                it[0].submitted.set()
                                 self._pending[tid] = it[0]
                         self.task_count_submitted += sum(len(v) for v in by_fn.values())
         except Exception as e:  # the whole request failed: so do its futures
             for it in live:
                 if not it[0].done():
-                    it[0].set_exception(e)
+                    it[0]._finish(exc=e)
         finally:
             with self._lock:
                 self._in_flight -= len(items)
@@ -165,12 +196,14 @@ class FuncXExecutor(cf.Executor):
             try:
                 st = task_status(doc, self.client.fx_serializer)
             except Exception as e:  # a result this side cannot deserialize
-                fut.set_exception(e)
+                fut._finish(exc=e)
                 continue
-            if "exception" in st:
-                fut.set_exception(st["exception"])
+            if st["status"] == "cancelled":
+                fut.cancel()
+            elif "exception" in st:
+                fut._finish(exc=st["exception"])
             else:
-                fut.set_result(st.get("result"))
+                fut._finish(st.get("result"))
 
     # ------------------------------------------------------------- lifecycle
     def reload_tasks(self) -> list[FuncXFuture]:
@@ -180,15 +213,17 @@ class FuncXExecutor(cf.Executor):
         futures = []
         with self._lock:
             for t in tasks:
-                fut = self._pending.get(t["id"]) or FuncXFuture(t["id"])
-                fut.set_running_or_notify_cancel() if not fut.running() else None
+                fut = self._pending.get(t["id"])
+                if fut is None:
+                    fut = FuncXFuture(t["id"])
+                    fut._executor = self
                 self._pending[t["id"]] = fut
                 futures.append(fut)
             self._cursor = "0"  # replay completions; known results complete at once
             self._lock.notify_all()
         if futures:
-            resp = self.client.web_client.post("/v2/batch_status",
-                                               {"task_ids": [f.task_id for f in futures]})
+            resp = self._submit_web.post("/v2/batch_status",
+                                         {"task_ids": [f.task_id for f in futures]})
             done = [d for d in resp["results"].values()
                     if d.get("status") in ("success", "failed", "cancelled")]
             self._complete(done)
@@ -200,6 +235,9 @@ class FuncXExecutor(cf.Executor):
                 futs = list(self._pending.values())
             for f in futs:
                 f.cancel()
+            with self._lock:  # cancelled futures are not waited for
+                for tid in [t for t, f in self._pending.items() if f.cancelled()]:
+                    del self._pending[tid]
         self._shutdown = True
         self._queue.put(None)
         if wait:

@@ -54,3 +54,42 @@ class LocalLoginManager:
             path.unlink()
             return True
         return False
+
+
+class ClientCredentialsLoginManager:
+    """A service account: ``FUNCX_SDK_CLIENT_ID`` / ``FUNCX_SDK_CLIENT_SECRET``
+    exchanged for a bearer token on first use (they take priority over a
+    stored token)."""
+
+    def __init__(self, service_address: str, client_id: str, client_secret: str):
+        self.service_address = service_address
+        self.client_id, self._secret = client_id, client_secret
+        self._token: str | None = None
+
+    def get_token(self) -> str:
+        if self._token is None:
+            from funcx.sdk.web_client import WebClient
+
+            web = WebClient(self.service_address)
+            resp = web.post("/v2/auth/token", {"client_id": self.client_id,
+                                              "client_secret": self._secret})
+            self._token = resp["access_token"]
+            web.close()
+        return self._token
+
+    def ensure_logged_in(self) -> None:
+        self.get_token()
+
+    def logout(self) -> bool:
+        self._token = None
+        return True
+
+
+def default_login_manager(service_address: str):
+    """Client credentials from the environment if set, else the stored token."""
+    import os
+
+    cid, secret = os.environ.get("FUNCX_SDK_CLIENT_ID"), os.environ.get("FUNCX_SDK_CLIENT_SECRET")
+    if cid and secret:
+        return ClientCredentialsLoginManager(service_address, cid, secret)
+    return LocalLoginManager()

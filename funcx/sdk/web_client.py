@@ -30,7 +30,7 @@ class WebClient:
 
     def request(self, method: str, path: str, *, json_body: Any = None,
                 params: dict | None = None, timeout: float | None = None,
-                data: bytes | None = None) -> Any:
+                data: bytes | None = None, throttle: bool = True) -> Any:
         headers = {}
         tok = self.token
         if tok:
@@ -39,8 +39,9 @@ class WebClient:
             data = json.dumps(json_body, separators=(",", ":")).encode()
         if data is not None:
             headers["Content-Type"] = "application/json"
-        for hook in self.request_hooks:
-            hook(method, path, len(data or b""))
+        if throttle:
+            for hook in self.request_hooks:
+                hook(method, path, len(data or b""))
         self.request_count += 1
         url = f"{self.base_url}{path}"
         try:
