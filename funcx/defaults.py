@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from funcx.version import MIN_EP_VERSION, MIN_SDK_VERSION
+
 DEFAULTS: dict[str, object] = {
     # where state lives
     "HOME": "~/.funcx",
@@ -41,6 +43,9 @@ DEFAULTS: dict[str, object] = {
     "SERVICE_ADDRESS": "",
     "HTTP_TIMEOUT_S": 60.0,
     "BATCH_SUBMIT_SIZE": 1000,
+    # the oldest SDK / endpoint the service accepts (GET /v2/version)
+    "MIN_SDK_VERSION": MIN_SDK_VERSION,
+    "MIN_EP_VERSION": MIN_EP_VERSION,
 }
 
 

@@ -1,18 +1,38 @@
-"""``funcx``: the command line.  Heavy modules are imported inside commands so
-``funcx --help`` starts fast."""
+"""``funcx``: the command line, a thin layer over the SDK.  Heavy modules are
+imported inside commands, so ``funcx --help`` starts fast."""
 from __future__ import annotations
 
 import typer
 
-from funcx_cli import service
+from funcx_cli import auth, endpoints, functions, service, tasks
+from funcx_cli.context import STATE, handles_errors
 
 app = typer.Typer(help="funcX: run Python functions on any endpoint you may use.\n\n"
-                       "Example: funcx demo",
+                       "Example: funcx run my_function --endpoint laptop 1 2",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
+
+
+@app.callback()
+def main(debug: bool = typer.Option(False, "--debug", help="show tracebacks of errors"),
+         service_url: str = typer.Option(None, "--service", envvar="FUNCX_SERVICE_ADDRESS",
+                                         help="service URL [default: the local service]")) -> None:
+    STATE["debug"] = debug
+    STATE["service"] = service_url
+
+
 app.add_typer(service.app, name="service")
+app.add_typer(functions.app, name="function")
+app.add_typer(tasks.app, name="task")
+app.add_typer(endpoints.app, name="endpoint")
+app.command()(auth.login)
+app.command()(auth.logout)
+app.command()(auth.whoami)
+app.command()(tasks.run)
+app.command("map")(tasks.map_)
 
 
 @app.command()
+@handles_errors
 def demo(keep_running: bool = typer.Option(False, "--keep-running",
                                            help="leave the service and endpoint running"),
          name: str = typer.Option("scientist", help="argument passed to the demo function")) -> None:
@@ -21,15 +41,8 @@ def demo(keep_running: bool = typer.Option(False, "--keep-running",
     Example: funcx demo --keep-running
     """
     from backend.demo import run_demo
-    from funcx.errors import FuncxError
-    from funcx_cli.errors import exit_code_for, fail
 
-    try:
-        run_demo(typer.echo, keep_running=keep_running, name=name)
-    except FuncxError as e:
-        fail(str(e), exit_code_for(e))
-    except Exception as e:  # the remote function's own exception, a start failure...
-        fail(f"{type(e).__name__}: {e}")
+    run_demo(typer.echo, keep_running=keep_running, name=name)
 
 
 if __name__ == "__main__":

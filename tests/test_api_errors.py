@@ -180,6 +180,10 @@ ROUTES = [
     ("GET", "/v2/endpoints/{eid}/whitelist"), ("POST", "/v2/endpoints/{eid}/whitelist"),
     ("DELETE", "/v2/endpoints/{eid}/whitelist/{fid}"),
     ("POST", "/v2/containers"), ("GET", "/v2/containers/{fid}/docker"),
+    ("GET", "/v2/functions"), ("DELETE", "/v3/functions/{fid}"), ("GET", "/v3/endpoints/{eid}"),
+    ("GET", "/v3/endpoints/{eid}/status"), ("DELETE", "/v3/endpoints/{eid}"),
+    ("GET", "/v2/containers"), ("GET", "/v2/tasks"), ("POST", "/v2/tasks/{tid}/cancel"),
+    ("GET", "/v2/whoami"), ("POST", "/v2/logout"),
     ("GET", "/v2/no-such-route"),  # unauthenticated callers cannot probe routes either
 ]
 
@@ -211,6 +215,7 @@ def test_no_token_is_401_everywhere(anon, api, ids, redis_client, method, path):
     # and the refused call changed nothing
     assert api.get(f"/v2/functions/{ids['fid']}").status_code == 200
     assert api.get(f"/v2/endpoints/{ids['eid']}").status_code == 200
+    assert api.ok("GET", f"/v2/tasks/{ids['tid']}")["status"] == "waiting-for-ep"
 
 
 @pytest.mark.parametrize("header", [

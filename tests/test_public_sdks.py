@@ -215,3 +215,11 @@ def test_worker_environment_in_task_details(report, endpoint):
         assert f"Dill {dill.__version__}" in env_warnings[0]
         assert f"Python {platform.python_version()}" in env_warnings[0]
         assert endpoint in env_warnings[0]
+
+
+def test_register_source_code(report):
+    """4.19's ``register_source_code``: raw source with ``"serialized": false``."""
+    name, _ = report
+    if name != "gc419":
+        pytest.skip("funcx 1.0.13 has no register_source_code")
+    assert step(report, "run_source_code") == 5.0

@@ -9,6 +9,7 @@ from backend.routes.common import field, function_for_user, json_body, redis, va
 from backend.store import functions as fn_store
 from funcx.defaults import setting
 from funcx.protocol import keys
+from funcx.serialize import pack_buffers
 
 bp = Blueprint("functions", __name__)
 
@@ -28,9 +29,16 @@ def _register(body: dict):
             raise not_found("container", container)
     group = field(body, "group", str, default="")
     meta = field(body, "meta", dict, default=None) or field(body, "metadata", dict, default=None)
+    name = field(body, "function_name", str, default="") or "function"
+    if field(body, "serialized", bool, default=True) is False:
+        # 4.19 register_source_code: raw source defining ``name``; store it as
+        # the ``st`` strategy (exec the source, take ``name``), one packed buffer
+        if not name.isidentifier():
+            raise bad_request("function_name must name a function defined in the source")
+        code = pack_buffers([f"st\n{name}:{code}"])
     fid = fn_store.register(
         redis(), current_user(),
-        function_name=field(body, "function_name", str, default="") or "function",
+        function_name=name,
         function_code=code,
         description=field(body, "description", str, default="") or "",
         public=field(body, "public", bool, default=False),

@@ -6,10 +6,43 @@ from flask import Blueprint, jsonify
 from backend.api_errors import bad_request, not_found
 from backend.auth import current_user
 from backend.routes.common import field, json_body, tasks, valid_uuid
-from backend.store.tasks import document
+from backend.store.tasks import document, summary
+from funcx.protocol.states import TaskState
 
 bp = Blueprint("tasks", __name__)
 MAX_BATCH_STATUS = 10_000
+
+
+@bp.get("/v2/tasks")
+def list_tasks():
+    """The caller's tasks, newest first: of one task group, or of the latest groups."""
+    from flask import request
+
+    try:
+        limit = min(10_000, max(1, int(request.args.get("limit", 50))))
+    except ValueError:
+        raise bad_request("limit must be an integer") from None
+    status = request.args.get("status")
+    if status and status not in {s.value for s in TaskState}:
+        raise bad_request(f"unknown status {status!r}")
+    user = current_user()
+    tg = request.args.get("task_group_id")
+    if tg:
+        tg = valid_uuid(tg, "task group id")
+        if tasks().task_group_owner(tg) != user:
+            raise not_found("task_group", tg)
+        groups = [tg]
+    else:
+        groups = tasks().recent_task_groups(user, 20)
+    rows: list[dict] = []
+    for g in groups:
+        tids = tasks().task_group_tasks(g, last=None if status else limit)
+        for rec in reversed(tasks().records(tids)):
+            if rec and (not status or rec.get("status") == status):
+                rows.append(summary(rec))
+        if len(rows) >= limit:
+            break
+    return jsonify({"tasks": rows[:limit]})
 
 
 @bp.get("/v2/tasks/<tid>")

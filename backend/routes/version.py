@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from funcx.version import API_VERSION, MIN_EP_VERSION, MIN_SDK_VERSION, __version__
+from funcx.defaults import setting
+from funcx.version import API_VERSION, __version__
 
 bp = Blueprint("version", __name__)
 
@@ -12,8 +13,8 @@ bp = Blueprint("version", __name__)
 def version():
     return jsonify({
         "api": API_VERSION,
-        "min_sdk_version": MIN_SDK_VERSION,
-        "min_ep_version": MIN_EP_VERSION,
+        "min_sdk_version": str(setting("MIN_SDK_VERSION")),
+        "min_ep_version": str(setting("MIN_EP_VERSION")),
         "web-service": __version__,
         "service": "funcx-selfhosted",
     })

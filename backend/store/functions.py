@@ -71,6 +71,7 @@ def public_view(rec: dict) -> dict:
         "description": rec.get("description", ""),
         "container_uuid": rec.get("container_uuid") or None,
         "public": rec.get("public") == "1",
+        "searchable": rec.get("searchable", "1") != "0",
         "group": rec.get("group") or None,
         "metadata": json.loads(rec.get("metadata") or "{}"),
     }

@@ -93,6 +93,7 @@ class TaskStore:
         with self.r.pipeline(transaction=True) as p:
             p.hsetnx(keys.task_group(tg), "owner", owner)
             p.hsetnx(keys.task_group(tg), "created_at", now)
+            p.zadd(keys.user_task_groups(owner), {tg: float(now)})
             for fid, code in function_codes.items():
                 p.set(keys.ep_function(eid, fid), code, nx=True)
             for tid, (fid, payload) in zip(tids, items):
@@ -132,8 +133,12 @@ class TaskStore:
                 p.expire(keys.task(tid), keep)
             p.execute()
 
-    def task_group_tasks(self, tg: str) -> list[str]:
-        return self.r.lrange(keys.task_group_tasks(tg), 0, -1)
+    def task_group_tasks(self, tg: str, last: int | None = None) -> list[str]:
+        start = -last if last else 0
+        return self.r.lrange(keys.task_group_tasks(tg), start, -1)
+
+    def recent_task_groups(self, owner: str, count: int) -> list[str]:
+        return self.r.zrevrange(keys.user_task_groups(owner), 0, count - 1)
 
     def events_last_id(self, tg: str) -> str:
         last = self.r.xrevrange(keys.task_group_events(tg), count=1)
@@ -190,6 +195,12 @@ class TaskStore:
                    task_group_id=rec.get("task_group_id", ""), details={"reason": reason})
             for t, rec in zip(tids, recs) if rec
         ])
+
+
+def summary(rec: dict) -> dict:
+    """A task's row in listings: no result payload."""
+    return {k: rec.get(k) for k in ("task_id", "status", "function_id", "endpoint_id",
+                                    "task_group_id", "created_at", "completion_t")}
 
 
 def document(rec: dict) -> dict:

@@ -39,6 +39,11 @@ def client(client_id: str) -> str:
     return f"{PREFIX}:client:{client_id}"
 
 
+def user_task_groups(uid: str) -> str:
+    """Sorted set of the user's task groups, scored by last submit time."""
+    return f"{PREFIX}:user:{uid}:taskgroups"
+
+
 def user_containers(uid: str) -> str:
     return f"{PREFIX}:user:{uid}:containers"
 

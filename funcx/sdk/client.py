@@ -256,6 +256,27 @@ class FuncXClient:
                                        timeout=wait_s + 30, throttle=False)
             cursors[tg] = resp["last_id"]
 
+    def list_tasks(self, task_group_id: str | None = None, status: str | None = None,
+                   limit: int = 50) -> list[dict]:
+        """Your tasks, newest first (of one task group, or of your latest groups)."""
+        params: dict[str, Any] = {"limit": limit}
+        if task_group_id:
+            params["task_group_id"] = task_group_id
+        if status:
+            params["status"] = status
+        return self.web_client.get("/v2/tasks", params=params)["tasks"]
+
+    def watch_task_group(self, task_group_id: str, after: str = "0", timeout: float = 20.0):
+        """Yield lists of terminal task documents of a group as they complete
+        (pushed by long-poll), forever; stop iterating when you have enough."""
+        path = f"/v2/taskgroup/{task_group_id}/events"
+        while True:
+            resp = self.web_client.get(path, params={"after": after, "timeout": timeout},
+                                       timeout=timeout + 30, throttle=False)
+            after = resp["last_id"]
+            if resp["tasks"]:
+                yield resp["tasks"]
+
     def get_taskgroup_tasks(self, task_group_id: str) -> list[dict]:
         return self.web_client.get(f"/v2/taskgroup/{task_group_id}")["tasks"]
 
@@ -272,6 +293,34 @@ class FuncXClient:
 
     def get_endpoints(self, role: str = "owner") -> list[dict]:
         return self.web_client.get("/v2/endpoints", params={"role": role})
+
+    def resolve_endpoint(self, name_or_id: str) -> str:
+        """An endpoint id from an id or the name of one of your endpoints."""
+        try:
+            return str(uuid.UUID(name_or_id))
+        except ValueError:
+            pass
+        hits = [e["uuid"] for e in self.get_endpoints(role="any")
+                if name_or_id in (e.get("name"), e.get("display_name"))]
+        if len(set(hits)) != 1:
+            raise FuncxAPIError(404 if not hits else 400, "ENDPOINT_NOT_FOUND" if not hits
+                                else "AMBIGUOUS_NAME", f"no single endpoint named {name_or_id!r}"
+                                + ("" if not hits else f" ({len(hits)} match)"))
+        return hits[0]
+
+    def resolve_function(self, name_or_id: str) -> str:
+        """A function id from an id or the name of one of your functions."""
+        try:
+            return str(uuid.UUID(name_or_id))
+        except ValueError:
+            pass
+        hits = [f["function_uuid"] for f in self.search_function(name_or_id, limit=100)
+                if f["function_name"] == name_or_id and f.get("mine")]
+        if len(hits) != 1:
+            raise FuncxAPIError(404 if not hits else 400, "FUNCTION_NOT_FOUND" if not hits
+                                else "AMBIGUOUS_NAME", f"no single function of yours named "
+                                f"{name_or_id!r}" + ("" if not hits else f" ({len(hits)} match)"))
+        return hits[0]
 
     def get_endpoint_metadata(self, endpoint_id: str) -> dict:
         return self.web_client.get(f"/v2/endpoints/{endpoint_id}")

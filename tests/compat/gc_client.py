@@ -120,6 +120,14 @@ def main() -> int:
 
         step("remote_runtime", run_runtime)
 
+        def run_source_code():
+            # sent as raw source text with "serialized": false, not a packed buffer
+            source = "import math\n\ndef hyp(a, b=0):\n    return math.hypot(a, b)\n"
+            fid = gcc.register_source_code(source, "hyp")
+            return wait_result(gcc.run(3, endpoint_id=endpoint, function_id=fid, b=4))
+
+        step("run_source_code", run_source_code)
+
         def run_boom():
             tid = gcc.run("gc419", endpoint_id=endpoint, function_id=fids["boom"])
             try:

@@ -1,0 +1,102 @@
+"""``funcx endpoint list|show|status|allow|disallow`` (service-side view;
+``funcx-endpoint`` manages the processes on this machine)."""
+from __future__ import annotations
+
+import typer
+
+from funcx_cli.context import (FormatOption, check_format, client, console, handles_errors,
+                               print_json, table)
+
+app = typer.Typer(help="Endpoints you may use, as the service sees them.", no_args_is_help=True)
+
+
+@app.command("list")
+@handles_errors
+def list_(all_: bool = typer.Option(False, "--all", help="include public endpoints of others"),
+          fmt: str = FormatOption) -> None:
+    """List endpoints with their status.
+
+    Example: funcx endpoint list --all
+    """
+    fmt = check_format(fmt)
+    fxc = client()
+    eps = fxc.get_endpoints(role="any" if all_ else "owner")
+    rows = []
+    for e in eps:
+        st = fxc.get_endpoint_status(e["uuid"])
+        rows.append({"name": e["name"], "endpoint_id": e["uuid"], "status": st["status"],
+                     "workers": st["details"].get("total_workers", 0),
+                     "outstanding_tasks": st["details"].get("outstanding_tasks", 0),
+                     "public": e.get("public", False)})
+    if fmt == "json":
+        print_json(rows)
+        return
+    console().print(table(None, ["Name", "Endpoint ID", "Status", "Workers", "Outstanding"],
+                          [[r["name"], r["endpoint_id"],
+                            f"[{'green' if r['status'] == 'online' else 'red'}]{r['status']}[/]",
+                            r["workers"], r["outstanding_tasks"]] for r in rows]))
+
+
+@app.command()
+@handles_errors
+def show(endpoint: str = typer.Argument(..., help="endpoint id or name"),
+         fmt: str = FormatOption) -> None:
+    """Show an endpoint's metadata.
+
+    Example: funcx endpoint show laptop
+    """
+    fmt = check_format(fmt)
+    fxc = client()
+    doc = fxc.get_endpoint_metadata(fxc.resolve_endpoint(endpoint))
+    if fmt == "json":
+        print_json(doc)
+    else:
+        console().print(table(None, ["Field", "Value"], [[k, v] for k, v in doc.items()]))
+
+
+@app.command()
+@handles_errors
+def status(endpoint: str = typer.Argument(..., help="endpoint id or name"),
+           fmt: str = FormatOption) -> None:
+    """Show whether an endpoint is online, its workers and outstanding tasks.
+
+    Example: funcx endpoint status laptop --format json
+    """
+    fmt = check_format(fmt)
+    fxc = client()
+    st = fxc.get_endpoint_status(fxc.resolve_endpoint(endpoint))
+    if fmt == "json":
+        print_json(st)
+        return
+    d = st["details"]
+    console().print(f"{st['status']}: {d.get('managers', 0)} manager(s), "
+                    f"{d.get('total_workers', 0)} worker(s) ({d.get('idle_workers', 0)} idle), "
+                    f"{d.get('outstanding_tasks', 0)} outstanding task(s)")
+
+
+@app.command()
+@handles_errors
+def allow(endpoint: str = typer.Argument(..., help="endpoint id or name"),
+          functions: list[str] = typer.Argument(..., help="function ids or names")) -> None:
+    """Restrict an endpoint to these functions (added to its allowed list).
+
+    Example: funcx endpoint allow laptop fit plot
+    """
+    fxc = client()
+    result = fxc.add_to_whitelist(fxc.resolve_endpoint(endpoint),
+                                  [fxc.resolve_function(f) for f in functions])
+    typer.echo(f"Allowed functions: {', '.join(result)}")
+
+
+@app.command()
+@handles_errors
+def disallow(endpoint: str = typer.Argument(..., help="endpoint id or name"),
+             functions: list[str] = typer.Argument(..., help="function ids or names")) -> None:
+    """Remove functions from an endpoint's allowed list (an empty list allows all).
+
+    Example: funcx endpoint disallow laptop plot
+    """
+    fxc = client()
+    result = fxc.delete_from_whitelist(fxc.resolve_endpoint(endpoint),
+                                       [fxc.resolve_function(f) for f in functions])
+    typer.echo(f"Allowed functions: {', '.join(result) or '(all)'}")
