@@ -129,6 +129,9 @@ class Agent:
         if failed:
             self.out.put(failed)
         if ready:
+            if not self.interchange.managers:  # nothing to run them on yet
+                self.out.put([StatusUpdate(TaskState.WAITING_FOR_NODES.value,
+                                           [t.task_id for t in ready])])
             self.feed.send_multipart(pack_tasks(ready))
 
     def reader(self) -> None:

@@ -38,7 +38,8 @@ class Blocks:
             argv += ["--walltime", str(c.walltime)]
         if c.working_dir:
             argv += ["--working-dir", c.working_dir]
-        return " ".join(shlex.quote(a) for a in argv)
+        command = " ".join(shlex.quote(a) for a in argv)
+        return f"{c.worker_init}\n{command}" if c.worker_init.strip() else command
 
     @property
     def min_blocks(self) -> int:

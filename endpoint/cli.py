@@ -18,11 +18,34 @@ def _fail(msg: str, code: int = 1) -> None:
 
 
 @app.command()
+def init() -> None:
+    """Create $FUNCX_HOME and check that the service and credentials are there.
+
+    Example: funcx-endpoint init
+    """
+    from funcx.defaults import funcx_home
+    from funcx.errors import FuncxError
+    from funcx.sdk.login import LocalLoginManager
+    from funcx.sdk.service_address import resolve_service_address
+    from funcx.sdk.web_client import WebClient
+
+    home = funcx_home()
+    url = resolve_service_address()
+    try:
+        me = WebClient(url, LocalLoginManager().get_token).get("/v2/whoami")
+    except FuncxError as e:
+        _fail(f"{home} is ready, but the service is not usable: {e}", 5)
+    typer.echo(f"{home} is ready; service {url}, logged in as {me['username']}.\n"
+               "Next: funcx-endpoint configure NAME && funcx-endpoint start NAME")
+
+
+@app.command()
 def configure(name: str = typer.Argument("default", help="endpoint name"),
-              workers: int = typer.Option(0, help="workers per node (0: one per core)")) -> None:
+              workers: int = typer.Option(0, help="workers per node (0: one per core)"),
+              template: str = typer.Option("local", help="local, slurm, pbs or kubernetes")) -> None:
     """Write $FUNCX_HOME/NAME/config.py, a commented template.
 
-    Example: funcx-endpoint configure laptop --workers 4
+    Example: funcx-endpoint configure hpc --template slurm
     """
     from endpoint.config_file import write_template
     from endpoint.paths import BadEndpointName, EndpointDir
@@ -33,7 +56,10 @@ def configure(name: str = typer.Argument("default", help="endpoint name"),
         _fail(str(e), 2)
     if ep.exists():
         _fail(f"endpoint {name!r} is already configured at {ep.config_file}")
-    write_template(ep.config_file, name, workers)
+    try:
+        write_template(ep.config_file, name, workers, template)
+    except ValueError as e:
+        _fail(str(e), 2)
     typer.echo(f"Created {ep.config_file}\nStart it with: funcx-endpoint start {name}")
 
 
@@ -108,17 +134,98 @@ def list_(fmt: str = typer.Option("table", "--format", help="table or json")) ->
 
 
 @app.command()
-def logs(name: str = typer.Argument("default"), lines: int = typer.Option(50, "-n")) -> None:
+def status(name: str = typer.Argument("default", help="endpoint name"),
+           fmt: str = typer.Option("table", "--format", help="table or json")) -> None:
+    """Show the daemon, its managers, workers and outstanding tasks.
+
+    Example: funcx-endpoint status laptop
+    """
+    from endpoint.daemon import endpoint_info
+    from funcx.errors import FuncxError
+
+    info = endpoint_info(name)
+    if info["endpoint_id"]:
+        try:
+            from funcx.sdk.client import FuncXClient
+
+            info["service_status"] = FuncXClient().get_endpoint_status(info["endpoint_id"])
+        except FuncxError as e:
+            info["service_status"] = {"status": "unknown", "error": str(e), "details": {}}
+    if fmt == "json":
+        typer.echo(json.dumps(info, indent=2))
+        return
+    typer.echo(f"{name}: {info['status']}" + (f" (pid {info['pid']})" if info["pid"] else ""))
+    typer.echo(f"  endpoint id: {info['endpoint_id'] or '(never started)'}")
+    st = info.get("service_status")
+    if st:
+        d = st.get("details", {})
+        typer.echo(f"  service says: {st['status']}; {d.get('managers', 0)} manager(s), "
+                   f"{d.get('total_workers', 0)} worker(s), {d.get('idle_workers', 0)} idle, "
+                   f"{d.get('outstanding_tasks', 0)} outstanding task(s)")
+        for m in d.get("manager_details", []):
+            typer.echo(f"    manager {m['manager_id']} on {m['hostname']} (block {m['block_id']}): "
+                       f"{m['workers']} workers, {m['tasks']} task(s)")
+
+
+@app.command()
+def logs(name: str = typer.Argument("default"), lines: int = typer.Option(50, "-n"),
+         follow: bool = typer.Option(False, "-f", "--follow", help="keep printing new lines")) -> None:
     """Print the end of the endpoint's log.
 
-    Example: funcx-endpoint logs laptop -n 100
+    Example: funcx-endpoint logs laptop -n 100 -f
     """
+    import time
+
     from endpoint.paths import EndpointDir
 
     path = EndpointDir(name).log_file
     if not path.exists():
-        _fail(f"no log at {path}")
-    sys.stdout.write("\n".join(path.read_text(errors="replace").splitlines()[-lines:]) + "\n")
+        _fail(f"no log at {path}", 3)
+    with open(path, errors="replace") as f:
+        sys.stdout.write("".join(f.readlines()[-lines:]))
+        sys.stdout.flush()
+        while follow:
+            line = f.readline()
+            if line:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+            else:
+                time.sleep(0.25)  # like tail -f
+
+
+@app.command()
+def delete(name: str = typer.Argument(..., help="endpoint name"),
+           yes: bool = typer.Option(False, "--yes", "-y", help="do not ask")) -> None:
+    """Stop the endpoint, delete it on the service, and remove its directory.
+
+    Example: funcx-endpoint delete old-laptop --yes
+    """
+    import shutil
+
+    from endpoint.daemon import saved_id
+    from endpoint.daemon import stop as stop_daemon
+    from endpoint.paths import EndpointDir
+    from funcx.errors import FuncxAPIError, FuncxError
+
+    ep = EndpointDir(name)
+    if not ep.path.exists():
+        _fail(f"no endpoint named {name!r}", 3)
+    if not yes:
+        typer.confirm(f"Delete endpoint {name!r} and its queued tasks?", abort=True)
+    stop_daemon(name)
+    eid = saved_id(ep)
+    if eid:
+        try:
+            from funcx.sdk.client import FuncXClient
+
+            FuncXClient().delete_endpoint(eid)
+        except FuncxAPIError as e:
+            if e.http_status != 404:
+                _fail(f"the service refused to delete {eid}: {e.message}")
+        except FuncxError as e:
+            _fail(f"cannot reach the service to delete {eid}: {e}", 5)
+    shutil.rmtree(ep.path)
+    typer.echo(f"Deleted endpoint {name}" + (f" ({eid})" if eid else ""))
 
 
 if __name__ == "__main__":

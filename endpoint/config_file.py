@@ -7,44 +7,16 @@ from pathlib import Path
 
 from endpoint.config import Config
 
-TEMPLATE = '''"""funcX endpoint configuration for {name!r}.
-
-Edit and restart the endpoint (`funcx-endpoint restart {name}`).  Any Parsl
-provider works: see parsl.providers (SlurmProvider, PBSProProvider,
-KubernetesProvider, ...).
-"""
-from parsl.providers import LocalProvider
-
-from endpoint.config import Config
-
-config = Config(
-    # where managers run: here, processes on this machine
-    provider=LocalProvider(
-        init_blocks=1,   # blocks started with the endpoint
-        min_blocks=0,    # blocks kept even when idle
-        max_blocks=1,    # the most blocks at once
-    ),
-    # worker processes per manager; 0 means one per core
-    max_workers_per_node={workers},
-    # seconds a block may sit idle before it is scaled in
-    max_idletime=120,
-    # heartbeats between interchange and managers, and to the service
-    heartbeat_period=2,
-    heartbeat_threshold=10,
-    # per-task walltime in seconds (None: unlimited); a task may override it
-    # with resource_specification={{"walltime": ...}}
-    walltime=None,
-)
-'''
-
-
 class ConfigError(Exception):
     """config.py could not be loaded; the message names file, line and cause."""
 
 
-def write_template(path: Path, name: str, workers: int = 0) -> None:
+def write_template(path: Path, name: str, workers: int = 0, template: str = "local") -> None:
+    from endpoint.templates import render
+
+    text = render(name, template, workers)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path.write_text(TEMPLATE.format(name=name, workers=workers))
+    path.write_text(text)
 
 
 def load(path: Path) -> Config:

@@ -8,6 +8,7 @@ talk to it only through the inproc PUSH socket from :meth:`feeder`.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections import deque
@@ -32,12 +33,17 @@ class Interchange:
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        bind_host = "*" if address in ("0.0.0.0", "*") else address
+        # loopback stays loopback; any other address listens on every interface
+        # and is what managers on compute nodes are told to connect to
+        loopback = address in ("127.0.0.1", "localhost", "::1")
+        bind_host = address if loopback else "*"
         if port:
             self.router.bind(f"tcp://{bind_host}:{port}")
         else:
             port = self.router.bind_to_random_port(f"tcp://{bind_host}")
         self.port = port
+        if address in ("0.0.0.0", "*"):
+            address = socket.gethostbyname(socket.gethostname())
         self.address = address
         self.feed = self.ctx.socket(zmq.PULL)
         self.feed.bind(FEED_ADDR)
