@@ -65,6 +65,7 @@ class Agent:
         self.entry_of: dict[str, str] = {}  # task id -> stream entry id (taken, unfinished)
         self.room = threading.Condition()
         self.functions: dict[str, str] = {}
+        self.containers: dict[str, dict] = {}
         self.read_count = int(setting("AGENT_READ_COUNT"))
         self.interchange = Interchange(config.address, config.interchange_port, self.out.put,
                                        config.heartbeat_period, config.heartbeat_threshold,
@@ -113,6 +114,7 @@ class Agent:
                     p.srem(self.info["cancelled_key"], *[t.task_id for t in gone])
                     p.execute()
                 tasks = [t for t, f in zip(tasks, flags) if not f]
+        self._attach_containers(tasks)
         missing = sorted({t.function_id for t in tasks} - self.functions.keys())
         if missing:
             codes = self.r.mget([self.info["function_key_prefix"] + f for f in missing])
@@ -133,6 +135,16 @@ class Agent:
                 self.out.put([StatusUpdate(TaskState.WAITING_FOR_NODES.value,
                                            [t.task_id for t in ready])])
             self.feed.send_multipart(pack_tasks(ready))
+
+    def _attach_containers(self, tasks: list[Task]) -> None:
+        """Give container tasks their image spec (copied for us by the service)."""
+        wanted = sorted({t.container_id for t in tasks if t.container_id} - self.containers.keys())
+        if wanted:
+            specs = self.r.mget([self.info["container_key_prefix"] + c for c in wanted])
+            self.containers.update({c: json.loads(s) for c, s in zip(wanted, specs) if s})
+        for t in tasks:
+            if t.container_id:
+                t.container_spec = self.containers.get(t.container_id, {})
 
     def reader(self) -> None:
         self.feed = self.interchange.feeder()

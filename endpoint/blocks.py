@@ -38,6 +38,11 @@ class Blocks:
             argv += ["--walltime", str(c.walltime)]
         if c.working_dir:
             argv += ["--working-dir", c.working_dir]
+        if c.worker_mode != "no_container":
+            argv += ["--worker-mode", c.worker_mode,
+                     "--container-options", c.container_cmd_options]
+            if c.container_runtime:
+                argv += ["--container-runtime", c.container_runtime]
         command = " ".join(shlex.quote(a) for a in argv)
         return f"{c.worker_init}\n{command}" if c.worker_init.strip() else command
 

@@ -38,7 +38,8 @@ class Config:
     poll_period: float = 0.1  # seconds between the interchange's housekeeping passes
     worker_mode: str = "no_container"
     container_type: str | None = None
-    container_cmd_options: str = ""
+    container_cmd_options: str = ""  # extra options for `docker run` / `apptainer exec`...
+    container_runtime: str | None = None  # path of the runtime; default: worker_mode's name
     prefetch_capacity: int = field(default_factory=lambda: int(setting("MANAGER_PREFETCH")))
     working_dir: str | None = None
     allowed_functions: list[str] | None = None

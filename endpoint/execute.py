@@ -6,6 +6,7 @@ SDK can re-raise the function's own exception type.
 """
 from __future__ import annotations
 
+import os
 import platform
 import time
 import traceback
@@ -23,6 +24,8 @@ _serializer = FuncXSerializer()
 # compares these with its own and warns on any truthy details lacking them.
 WORKER_ENV = {"python_version": platform.python_version(), "dill_version": dill.__version__,
               "os": platform.platform()}
+if os.environ.get("FUNCX_CONTAINER_ID"):  # set by the container command line
+    WORKER_ENV["container_id"] = os.environ["FUNCX_CONTAINER_ID"]
 
 
 def remote_traceback(exc: BaseException, skip_frames: int = 0) -> str:

@@ -83,7 +83,8 @@ class Interchange:
             "running_tasks": busy,
             "manager_details": [
                 {"manager_id": m.manager_id.decode(), "block_id": m.block_id,
-                 "hostname": m.hostname, "workers": m.workers, "tasks": len(m.tasks)}
+                 "hostname": m.hostname, "pid": m.pid, "workers": m.workers,
+                 "tasks": len(m.tasks), "containers": list(m.containers)}
                 for m in managers],
         }
 
@@ -101,7 +102,8 @@ class Interchange:
             h = msg.header
             self.managers[mid] = ManagerState(mid, str(h.get("block_id", "")), h.get("hostname", "?"),
                                               int(h["workers"]), int(h["capacity"]), now,
-                                              containers=tuple(h.get("containers", [""])))
+                                              containers=tuple(h.get("containers", [""])),
+                                              pid=int(h.get("pid", 0)))
             log.info("manager %s registered (block %s, %s workers on %s)", mid.decode(),
                      h.get("block_id"), h["workers"], h.get("hostname"))
             return
@@ -117,6 +119,9 @@ class Interchange:
             self.on_output(results)
         elif msg.kind == Kind.RUNNING:
             self.on_output([StatusUpdate(TaskState.RUNNING.value, list(msg.header))])
+        elif msg.kind == Kind.HEARTBEAT and isinstance(msg.header, dict):
+            if "containers" in msg.header:  # which containers its workers run now
+                m.containers = tuple(msg.header["containers"])
 
     def _dispatch(self) -> None:
         if not self.pending or not self.managers:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import zmq
 
 from endpoint.execute import failure
+from endpoint.scheduling import SlotView, pick_worker
 from funcx.errors import TaskTimeout, WorkerLost
 from funcx.protocol.messages import (Kind, ProtocolError, Result, Task, pack, pack_results,
                                      pack_tasks, unpack, unpack_results, unpack_tasks)
@@ -43,6 +44,7 @@ class WorkerSlot:
     ready: bool = False
     task: Task | None = None
     deadline: float | None = None
+    container: str = ""  # container id its worker runs in
 
     @property
     def identity(self) -> bytes:
@@ -53,7 +55,8 @@ class Manager:
     def __init__(self, addr: str, workers: int, manager_id: str, block_id: str,
                  heartbeat_period: float, heartbeat_threshold: float, prefetch: int = 0,
                  walltime: float | None = None, worker_cmd_prefix: str = "",
-                 working_dir: str | None = None):
+                 working_dir: str | None = None, worker_mode: str = "no_container",
+                 container_runtime: str | None = None, container_options: str = ""):
         self.id = manager_id
         self.block_id = block_id
         self.n_workers = workers
@@ -62,6 +65,8 @@ class Manager:
         self.default_walltime = walltime
         self.prefix = shlex.split(worker_cmd_prefix)
         self.working_dir = working_dir or os.getcwd()
+        self.worker_mode = worker_mode
+        self.container_runtime, self.container_options = container_runtime, container_options
         self.ctx = zmq.Context()
         self.up = self.ctx.socket(zmq.DEALER)
         self.up.setsockopt(zmq.IDENTITY, manager_id.encode())
@@ -73,6 +78,7 @@ class Manager:
         self.down.setsockopt(zmq.LINGER, 0)
         self.down.bind(self.worker_addr)
         self.slots = [WorkerSlot(i) for i in range(workers)]
+        self.specs: dict[str, dict] = {"": {}}
         self.by_identity: dict[bytes, WorkerSlot] = {}
         self.pending: deque[Task] = deque()
         self.results: list[Result] = []
@@ -82,13 +88,29 @@ class Manager:
         self.last_beat = 0.0
 
     # ---------------------------------------------------------------- workers
-    def spawn(self, slot: WorkerSlot) -> None:
+    def spawn(self, slot: WorkerSlot, container: str = "", spec: dict | None = None) -> None:
         slot.generation += 1
-        slot.ready, slot.task, slot.deadline = False, None, None
-        cmd = [*self.prefix, sys.executable, "-m", "endpoint.worker", self.worker_addr,
-               slot.identity.decode(), self.working_dir]
+        slot.ready, slot.task, slot.deadline, slot.container = False, None, None, container
+        args = [self.worker_addr, slot.identity.decode(), self.working_dir]
+        if container and spec:
+            from endpoint.containers import worker_command
+
+            cmd = worker_command(self.worker_mode, spec["location"], args, self.tmp,
+                                 self.working_dir, self.container_runtime,
+                                 self.container_options, container)
+        else:
+            cmd = [*self.prefix, sys.executable, "-m", "endpoint.worker", *args]
         slot.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
         self.by_identity[slot.identity] = slot
+        self.specs[container] = spec or {}
+
+    def respawn_as(self, slot: WorkerSlot, container: str, spec: dict) -> None:
+        """Replace an idle worker with one running in ``container``."""
+        self.by_identity.pop(slot.identity, None)
+        slot.proc.kill()
+        slot.proc.wait()
+        log.info("worker %d now runs container %s", slot.index, container or "(none)")
+        self.spawn(slot, container, spec)
 
     def reap(self) -> None:
         """Fail the task of any worker that died, and replace the worker."""
@@ -103,7 +125,7 @@ class Manager:
                             slot.task.task_id)
                 self.results.append(failure(slot.task, WorkerLost(slot.identity.decode(), detail)))
             if not self.stopping:
-                self.spawn(slot)
+                self.spawn(slot, slot.container, self.specs.get(slot.container))
 
     def enforce_walltime(self) -> None:
         now = time.monotonic()
@@ -115,17 +137,36 @@ class Manager:
                 slot.task = None
                 slot.proc.kill()  # reap() replaces the worker
 
+    def container_of(self, task: Task) -> str:
+        """The container a task runs in here ("" when containers are off or unknown)."""
+        if self.worker_mode == "no_container" or not task.container_spec.get("location"):
+            return ""
+        return task.container_id
+
     def dispatch(self) -> None:
-        for slot in self.slots:
-            if not self.pending:
-                return
-            if slot.ready and slot.task is None and slot.proc and slot.proc.poll() is None:
-                task = self.pending.popleft()
-                slot.task = task
-                walltime = task.resource_specification.get("walltime", self.default_walltime)
-                slot.deadline = time.monotonic() + float(walltime) if walltime else None
-                self.down.send_multipart([slot.identity, *pack_tasks([task])])
-                self.running.append(task.task_id)
+        """Hand pending tasks to idle workers of their container, restarting
+        idle workers into another container when none is warm."""
+        waiting: deque[Task] = deque()
+        while self.pending:
+            task = self.pending.popleft()
+            container = self.container_of(task)
+            views = [SlotView(s.index, s.container, s.ready and s.proc.poll() is None,
+                              s.task is not None) for s in self.slots]
+            action, index = pick_worker(container, views)
+            if action == "send":
+                self.send_to(self.slots[index], task)
+                continue
+            if action == "respawn":
+                self.respawn_as(self.slots[index], container, task.container_spec)
+            waiting.append(task)
+        self.pending = waiting
+
+    def send_to(self, slot: WorkerSlot, task: Task) -> None:
+        slot.task = task
+        walltime = task.resource_specification.get("walltime", self.default_walltime)
+        slot.deadline = time.monotonic() + float(walltime) if walltime else None
+        self.down.send_multipart([slot.identity, *pack_tasks([task])])
+        self.running.append(task.task_id)
 
     # -------------------------------------------------------------- messages
     def on_interchange(self, frames: list[bytes]) -> None:
@@ -163,7 +204,8 @@ class Manager:
     def heartbeat(self) -> None:
         now = time.monotonic()
         if now - self.last_beat >= self.period:
-            self.up.send_multipart(pack(Kind.HEARTBEAT, {"t": time.time()}))
+            self.up.send_multipart(pack(Kind.HEARTBEAT, {
+                "t": time.time(), "containers": sorted({s.container for s in self.slots})}))
             self.last_beat = now
         if now - self.last_heard > self.threshold:
             log.error("no word from the interchange for %.1fs; exiting", now - self.last_heard)
@@ -224,12 +266,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--walltime", type=float, default=None)
     ap.add_argument("--worker-cmd-prefix", default="")
     ap.add_argument("--working-dir", default=None)
+    ap.add_argument("--worker-mode", default="no_container")
+    ap.add_argument("--container-runtime", default=None)
+    ap.add_argument("--container-options", default="")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s manager %(levelname)s %(message)s")
     mgr = Manager(a.addr, a.workers, a.manager_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}",
                   a.block_id, a.heartbeat_period, a.heartbeat_threshold, a.prefetch, a.walltime,
-                  a.worker_cmd_prefix, a.working_dir)
+                  a.worker_cmd_prefix, a.working_dir, a.worker_mode, a.container_runtime,
+                  a.container_options)
 
     def _stop(*_):
         mgr.stopping = True

@@ -18,10 +18,13 @@ class ManagerState:
     credits: int
     last_heard: float
     tasks: dict[str, Task] = field(default_factory=dict)
-    containers: tuple[str, ...] = ("",)  # container ids its workers can run; "" = none
+    containers: tuple[str, ...] = ("",)  # containers its workers run now ("": none): warm
+    accepts_containers: bool = True  # it can start a worker in any container
+    pid: int = 0
 
     def serves(self, task: Task) -> bool:
-        return task.container_id in self.containers or (not task.container_id)
+        return (not task.container_id or self.accepts_containers
+                or task.container_id in self.containers)
 
 
 def assign(pending: deque[Task], managers: list[ManagerState]) -> dict[bytes, list[Task]]:
@@ -62,3 +65,28 @@ def lost_manager_tasks(manager: ManagerState, max_retries: int) -> tuple[list[Ta
         else:
             retry.append(task)
     return retry, failed
+
+
+@dataclass
+class SlotView:
+    """What the manager's worker choice needs to know about one worker."""
+
+    index: int
+    container: str  # the container it runs in ("" = none)
+    ready: bool  # started and asked for work
+    busy: bool
+
+
+def pick_worker(container: str, slots: list[SlotView]) -> tuple[str, int | None]:
+    """Where a task for ``container`` goes: ("send", i) to an idle worker of that
+    container; ("respawn", i) to restart an idle worker of another container
+    into it; ("wait", None) when one is starting or all are busy."""
+    idle = [s for s in slots if s.ready and not s.busy]
+    for s in idle:
+        if s.container == container:
+            return "send", s.index
+    if any(s.container == container and not s.ready for s in slots):
+        return "wait", None  # a worker of this container is starting
+    if idle:
+        return "respawn", idle[0].index
+    return "wait", None

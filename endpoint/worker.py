@@ -35,7 +35,20 @@ def serve(addr: str, worker_id: str) -> None:
     ctx.term()
 
 
+def die_with_parent() -> None:
+    """Ask Linux to kill this worker when its manager dies (no orphans)."""
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the manager's shutdown still kills its workers
+
+
 def main() -> None:
+    die_with_parent()
     addr, worker_id = sys.argv[1], sys.argv[2]
     if len(sys.argv) > 3 and sys.argv[3]:
         os.chdir(sys.argv[3])

@@ -14,7 +14,6 @@ import sys
 import textwrap
 import uuid
 
-import click
 import pytest
 import requests
 import typer
@@ -22,7 +21,7 @@ from typer.testing import CliRunner
 
 from funcx_cli.main import app
 
-runner = CliRunner()
+runner = CliRunner(env={"COLUMNS": "200"})  # wide tables: ids unfolded
 TAG = uuid.uuid4().hex[:8]  # unique function names: other modules share the service
 
 
@@ -96,10 +95,10 @@ def other_ep(fxc):
 
 
 # ------------------------------------------------------------------ help
-def _commands(group: click.Group, prefix: tuple[str, ...] = ()):
+def _commands(group, prefix: tuple[str, ...] = ()):
     for name, cmd in group.commands.items():
         yield prefix + (name,)
-        if isinstance(cmd, click.Group):
+        if getattr(cmd, "commands", None):  # a group (Typer's own click types)
             yield from _commands(cmd, prefix + (name,))
 
 

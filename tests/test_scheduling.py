@@ -16,9 +16,11 @@ def task(tid: str, container: str = "") -> Task:
                 container_id=container)
 
 
-def manager(mid: str, credits: int, containers: tuple[str, ...] = ("",)) -> ManagerState:
+def manager(mid: str, credits: int, containers: tuple[str, ...] = ("",),
+            accepts_containers: bool = True) -> ManagerState:
     return ManagerState(manager_id=mid.encode(), block_id="0", hostname="h", workers=credits,
-                        credits=credits, last_heard=0.0, containers=containers)
+                        credits=credits, last_heard=0.0, containers=containers,
+                        accepts_containers=accepts_containers)
 
 
 def ids(tasks) -> list[str]:
@@ -94,7 +96,7 @@ def test_assign_plain_task_goes_anywhere():
 def test_assign_unservable_tasks_stay_pending_in_order():
     pending = deque([task("u0", "nowhere"), task("t0"), task("u1", "nowhere"), task("t1"),
                      task("u2", "nowhere"), task("t2")])
-    out = assign(pending, [manager("a", 2)])
+    out = assign(pending, [manager("a", 2, accepts_containers=False)])
     assert ids(out[b"a"]) == ["t0", "t1"]
     # skipped unservable tasks, then the ones never examined: original order
     assert ids(pending) == ["u0", "u1", "u2", "t2"]
@@ -102,8 +104,29 @@ def test_assign_unservable_tasks_stay_pending_in_order():
 
 def test_assign_unservable_only():
     pending = deque([task("u0", "x"), task("u1", "y")])
-    assert assign(pending, [manager("a", 5)]) == {}
+    assert assign(pending, [manager("a", 5, accepts_containers=False)]) == {}
     assert ids(pending) == ["u0", "u1"]
+
+
+def test_assign_container_tasks_prefer_a_warm_manager():
+    pending = deque([task("c0", "img"), task("c1", "img"), task("p0")])
+    out = assign(pending, [manager("cold", 5), manager("warm", 2, containers=("", "img"))])
+    assert ids(out[b"warm"]) == ["c0", "c1"]  # warm first, though it has fewer credits
+    assert ids(out[b"cold"]) == ["p0"]
+
+
+@pytest.mark.parametrize("container,slots,expected", [
+    ("", [(0, "", True, False)], ("send", 0)),
+    ("img", [(0, "", True, False), (1, "img", True, False)], ("send", 1)),
+    ("img", [(0, "", True, False)], ("respawn", 0)),
+    ("img", [(0, "img", False, False), (1, "", True, False)], ("wait", None)),  # one starting
+    ("img", [(0, "", True, True)], ("wait", None)),  # all busy
+    ("", [(0, "img", True, False)], ("respawn", 0)),  # back to a plain worker
+])
+def test_pick_worker(container, slots, expected):
+    from endpoint.scheduling import SlotView, pick_worker
+
+    assert pick_worker(container, [SlotView(*s) for s in slots]) == expected
 
 
 # ----------------------------------------------------------- lost managers

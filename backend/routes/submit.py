@@ -5,6 +5,8 @@ Everything is validated before anything is queued, so a refused request
 """
 from __future__ import annotations
 
+import json
+
 import uuid
 
 from flask import Blueprint, jsonify
@@ -15,6 +17,7 @@ from backend.routes.common import (endpoint_for_user, field, function_for_user, 
                                    tasks, valid_uuid)
 from backend.store import endpoints as ep_store
 from funcx.defaults import setting
+from funcx.protocol import keys
 
 bp = Blueprint("submit", __name__)
 
@@ -54,7 +57,13 @@ def _queue(user: str, eid: str, tg: str, by_function: dict[str, list[str]],
             containers[fid] = fn["container_uuid"]
         items += [(fid, p) for p in payloads]
         order.append((fid_raw, len(payloads)))
-    tids = tasks().submit(user, ep["uuid"], tg, items, codes, containers, resource_specification)
+    specs = {}
+    for cid in set(containers.values()):
+        rec = redis().hgetall(keys.container(cid))
+        if rec:
+            specs[cid] = json.dumps({"type": rec.get("type"), "location": rec.get("location")})
+    tids = tasks().submit(user, ep["uuid"], tg, items, codes, containers, resource_specification,
+                          specs)
     out, i = {}, 0
     for fid_raw, n in order:
         out[fid_raw] = tids[i:i + n]

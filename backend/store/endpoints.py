@@ -90,6 +90,7 @@ def register(r: redis.Redis, owner: str, service_redis_url: str, *, eid: str | N
         "status_key": keys.ep_status(eid),
         "cancelled_key": keys.ep_cancelled(eid),
         "function_key_prefix": keys.ep_function(eid, ""),
+        "container_key_prefix": keys.ep_container(eid, ""),
         "agent_group": keys.AGENT_GROUP,
         "agent_consumer": keys.AGENT_CONSUMER,
         "heartbeat_period": float(setting("HEARTBEAT_PERIOD_S")),

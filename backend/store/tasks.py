@@ -83,7 +83,8 @@ class TaskStore:
 
     def submit(self, owner: str, eid: str, tg: str, items: list[tuple[str, str]],
                function_codes: dict[str, str], containers: dict[str, str] | None = None,
-               resource_specification: dict | None = None) -> list[str]:
+               resource_specification: dict | None = None,
+               container_specs: dict[str, str] | None = None) -> list[str]:
         """Queue ``items`` (function id, payload) for endpoint ``eid`` atomically."""
         ttl = int(setting("TASK_TTL_S"))
         now = repr(time.time())
@@ -96,6 +97,8 @@ class TaskStore:
             p.zadd(keys.user_task_groups(owner), {tg: float(now)})
             for fid, code in function_codes.items():
                 p.set(keys.ep_function(eid, fid), code, nx=True)
+            for cid, spec in (container_specs or {}).items():
+                p.set(keys.ep_container(eid, cid), spec)
             for tid, (fid, payload) in zip(tids, items):
                 p.hset(keys.task(tid), mapping={
                     "task_id": tid, "status": TaskState.WAITING_FOR_EP.value,

@@ -101,6 +101,11 @@ def ep_function(eid: str, fid: str) -> str:
     return f"{PREFIX}:ep:{eid}:fn:{fid}"
 
 
+def ep_container(eid: str, cid: str) -> str:
+    """A container's {"type", "location"} (JSON), copied for the endpoint at submit."""
+    return f"{PREFIX}:ep:{eid}:ctr:{cid}"
+
+
 def ep_cancelled(eid: str) -> str:
     """Set of task ids cancelled while queued: the agent skips them."""
     return f"{PREFIX}:ep:{eid}:cancelled"

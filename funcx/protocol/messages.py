@@ -36,7 +36,8 @@ class Task:
     function_code: str = ""  # filled in by the agent from its function cache
     container_id: str = ""
     resource_specification: dict = field(default_factory=dict)
-    attempt: int = 0  # how many times it was re-dispatched after a lost manager
+    attempt: int = 0
+    container_spec: dict = field(default_factory=dict)  # {"type", "location"}, from the agent  # how many times it was re-dispatched after a lost manager
 
     STREAM_FIELDS = ("task_id", "function_id", "payload", "task_group_id", "container_id")
 
@@ -69,6 +70,7 @@ class Task:
             "container_id": self.container_id,
             "resource_specification": self.resource_specification,
             "attempt": self.attempt,
+            "container_spec": self.container_spec,
         }
 
 
@@ -215,6 +217,7 @@ def unpack_tasks(msg: Message) -> list[Task]:
             container_id=m.get("container_id", ""),
             resource_specification=m.get("resource_specification") or {},
             attempt=m.get("attempt", 0),
+            container_spec=m.get("container_spec") or {},
         )
         out.append(t)
     return out
