@@ -11,7 +11,8 @@ from funcx_cli.errors import NOT_ALLOWED, fail
 
 
 @handles_errors
-def login(token_file: Path = typer.Option(None, "--token-file", help="read the token from this file"),
+def login(token_file: Path = typer.Option(None, "--token-file", exists=True, dir_okay=False,
+                                             help="read the token from this file"),
           fmt: str = FormatOption) -> None:
     """Store a bearer token for this machine (prompted without echo, from
     --token-file, or from standard input when it is not a terminal).

@@ -7,7 +7,8 @@ import typer
 from funcx_cli.context import (FormatOption, check_format, client, console, handles_errors,
                                print_json, table)
 
-app = typer.Typer(help="Endpoints you may use, as the service sees them.", no_args_is_help=True)
+app = typer.Typer(help="Endpoints you may use, as the service sees them.\n\n"
+                       "Example: funcx endpoint status laptop", no_args_is_help=True)
 
 
 @app.command("list")

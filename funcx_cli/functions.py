@@ -12,7 +12,8 @@ from funcx_cli.context import (FormatOption, check_format, client, console, hand
                                print_json, table)
 from funcx_cli.errors import USAGE, fail
 
-app = typer.Typer(help="Register and find functions.", no_args_is_help=True)
+app = typer.Typer(help="Register and find functions.\n\n"
+                       "Example: funcx function register analysis.py:fit", no_args_is_help=True)
 
 
 def load_function(spec: str):

@@ -5,9 +5,11 @@ import json
 
 import typer
 
+from funcx_cli.context import check_format
 from funcx_cli.errors import fail
 
-app = typer.Typer(help="Run the self-hosted funcX service on this machine.", no_args_is_help=True)
+app = typer.Typer(help="Run the self-hosted funcX service on this machine.\n\n"
+                       "Example: funcx service start --detach", no_args_is_help=True)
 
 
 @app.command()
@@ -59,6 +61,7 @@ def status(fmt: str = typer.Option("text", "--format", help="text or json")) -> 
     """
     from backend.control import status as service_status
 
+    fmt = check_format(fmt)
     st = service_status()
     if fmt == "json":
         typer.echo(json.dumps(st))

@@ -12,7 +12,8 @@ from funcx_cli.context import (FormatOption, check_format, client, console, hand
                                jsonable, parse_value, print_json, styled_status, table, when)
 from funcx_cli.errors import FAILED, USAGE, fail
 
-app = typer.Typer(help="Inspect, fetch and cancel tasks.", no_args_is_help=True)
+app = typer.Typer(help="Inspect, fetch and cancel tasks.\n\n"
+                       "Example: funcx task result 0b7e... --wait", no_args_is_help=True)
 
 
 def _print_result(value: Any) -> None:
@@ -76,6 +77,8 @@ def map_(function: str = typer.Argument(..., help="function id or name"),
 
     from funcx.sdk.executor import FuncXExecutor
 
+    if str(input_file) != "-" and not input_file.is_file():
+        fail(f"no such file {input_file}", USAGE)
     lines = (sys.stdin if str(input_file) == "-" else input_file.open()).read().splitlines()
     calls = []
     for n, line in enumerate(lines, 1):

@@ -304,6 +304,13 @@ def test_exit_2_usage_errors(fns, endpoint):
     assert r.exit_code == 2 and "no such file" in r.stderr
     r = cli("no-such-command")
     assert r.exit_code == 2
+    # a missing input file is the user's mistake, not a failure
+    r = cli("map", fns["square"], "--endpoint", endpoint, "--input", "/no/such/params.jsonl")
+    assert r.exit_code == 2 and "no such file" in r.stderr
+    r = cli("login", "--token-file", "/no/such/my.token")
+    assert r.exit_code == 2 and "Traceback" not in r.stderr
+    r = cli("service", "status", "--format", "xml")
+    assert r.exit_code == 2
 
 
 def test_exit_3_not_found(endpoint):
