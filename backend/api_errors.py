@@ -72,6 +72,16 @@ def register(app: Flask) -> None:
         limit = app.config.get("MAX_CONTENT_LENGTH")
         return _body(413, "TASK_PAYLOAD_TOO_LARGE", f"request body exceeds the limit of {limit} bytes")
 
+    @app.errorhandler(429)
+    def _rate_limited(e):
+        retry = None
+        limit = getattr(e, "limit", None)
+        if limit is not None:
+            retry = str(getattr(limit.limit, "get_expiry", lambda: 60)())
+        return _body(429, "RATE_LIMITED",
+                     f"too many requests ({e.description}); retry after the Retry-After seconds",
+                     {"Retry-After": retry or "60"})
+
     @app.errorhandler(HTTPException)
     def _http(e: HTTPException):
         code = (e.name or "error").upper().replace(" ", "_")

@@ -21,13 +21,20 @@ def create_app(redis_url: str | None = None) -> Flask:
     app.extensions["funcx_redis"] = r
     app.extensions["funcx_redis_url"] = url
     app.extensions["funcx_tasks"] = TaskStore(r)
+    from backend.identity import make_provider
+
+    app.extensions["funcx_identity"] = make_provider(r)
     api_errors.register(app)
     auth.register(app)
-    from backend.routes import (containers, endpoints, functions, identity, submit, taskgroups,
-                                tasks, version)
+    from backend.routes import (containers, endpoints, functions, groups, identity, submit,
+                                taskgroups, tasks, version)
 
-    for mod in (version, functions, endpoints, submit, tasks, taskgroups, containers, identity):
+    for mod in (version, functions, endpoints, submit, tasks, taskgroups, containers, identity,
+                groups):
         app.register_blueprint(mod.bp)
+    from backend import limits
+
+    limits.register(app, url)  # after auth: limits are per identity
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     return app
 

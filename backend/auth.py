@@ -1,10 +1,9 @@
 """Bearer-token authentication of every route but the public ones."""
 from __future__ import annotations
 
-from flask import Flask, g, request
+from flask import Flask, current_app, g, request
 
 from backend.api_errors import unauthorized
-from backend.store import users
 
 PUBLIC_PATHS = {"/v2/version", "/v2/openapi.json", "/openapi.json", "/v2/auth/token"}
 
@@ -25,7 +24,7 @@ def register(app: Flask) -> None:
         token = bearer_token()
         if token is None:
             raise unauthorized()
-        ident = users.authenticate(app.extensions["funcx_redis"], token)
+        ident = app.extensions["funcx_identity"].authenticate(token)
         if ident is None:
             raise unauthorized("the bearer token is unknown, expired or revoked")
         g.identity = ident
@@ -34,3 +33,10 @@ def register(app: Flask) -> None:
 
 def current_user() -> str:
     return g.identity.user_id
+
+
+def current_groups() -> set[str]:
+    """The caller's groups, looked up once per request."""
+    if "groups" not in g:
+        g.groups = current_app.extensions["funcx_identity"].groups_of(g.identity, bearer_token())
+    return g.groups

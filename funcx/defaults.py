@@ -39,6 +39,14 @@ DEFAULTS: dict[str, object] = {
     "INTERCHANGE_ADDRESS": "127.0.0.1",
     "MANAGER_PREFETCH": 0,
     "TASK_RETRIES_ON_MANAGER_LOST": 1,
+    # identity: "local" (users and tokens in Redis) or "globus" (Globus Auth)
+    "AUTH": "local",
+    "GLOBUS_CLIENT_ID": "",
+    "GLOBUS_CLIENT_SECRET": "",
+    "AUTH_CACHE_S": 30.0,  # how long a Globus token introspection / group list is trusted
+    "RATE_LIMIT_READ": "6000 per minute",  # per identity
+    "RATE_LIMIT_WRITE": "1200 per minute",  # per identity: submit, register, ...
+    "RATE_LIMIT_ENABLED": True,
     # sdk
     "SERVICE_ADDRESS": "",
     "HTTP_TIMEOUT_S": 60.0,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from funcx_cli import auth, endpoints, functions, service, tasks
+from funcx_cli import admin, auth, endpoints, functions, groups, service, tasks
 from funcx_cli.context import STATE, handles_errors
 
 app = typer.Typer(help="funcX: run Python functions on any endpoint you may use.\n\n"
@@ -24,6 +24,8 @@ app.add_typer(service.app, name="service")
 app.add_typer(functions.app, name="function")
 app.add_typer(tasks.app, name="task")
 app.add_typer(endpoints.app, name="endpoint")
+app.add_typer(groups.app, name="group")
+app.add_typer(admin.app, name="admin")
 app.command()(auth.login)
 app.command()(auth.logout)
 app.command()(auth.whoami)

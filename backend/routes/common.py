@@ -7,6 +7,7 @@ from typing import Any
 from flask import current_app, request
 
 from backend.api_errors import bad_request, forbidden, not_found
+from backend.auth import current_groups
 from backend.store import endpoints as ep_store
 from backend.store import functions as fn_store
 from backend.store.tasks import TaskStore
@@ -65,7 +66,7 @@ def function_for_user(fid: str, user: str, write: bool = False) -> dict:
     change by someone other than the owner."""
     fid = valid_uuid(fid, "function id")
     rec = fn_store.get(redis(), fid)
-    if rec is None or not fn_store.may_run(rec, user):
+    if rec is None or not fn_store.may_run(rec, user, current_groups()):
         raise not_found("function", fid)
     if write and rec.get("owner") != user:
         raise forbidden(f"only the owner may change function {fid}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from backend.api_errors import bad_request, not_found
-from backend.auth import current_user
+from backend.auth import current_groups, current_user
 from backend.routes.common import field, function_for_user, json_body, redis, valid_uuid
 from backend.store import functions as fn_store
 from funcx.defaults import setting
@@ -28,6 +28,10 @@ def _register(body: dict):
         if not redis().exists(keys.container(container)):
             raise not_found("container", container)
     group = field(body, "group", str, default="")
+    if group:
+        group = valid_uuid(group, "group id")
+        if group not in current_groups():
+            raise not_found("group", group)
     meta = field(body, "meta", dict, default=None) or field(body, "metadata", dict, default=None)
     name = field(body, "function_name", str, default="") or "function"
     if field(body, "serialized", bool, default=True) is False:
@@ -42,7 +46,7 @@ def _register(body: dict):
         function_code=code,
         description=field(body, "description", str, default="") or "",
         public=field(body, "public", bool, default=False),
-        group=valid_uuid(group, "group id") if group else "",
+        group=group,
         container_uuid=container,
         entry_point=field(body, "entry_point", str, default="") or "",
         searchable=field(body, "searchable", bool, default=True),
@@ -72,7 +76,7 @@ def search_functions():
     except ValueError:
         raise bad_request("offset and limit must be integers") from None
     return jsonify(fn_store.search(redis(), current_user(), request.args.get("q", ""),
-                                   offset, limit))
+                                   offset, limit, current_groups()))
 
 
 @bp.get("/v2/functions/<fid>")

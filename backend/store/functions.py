@@ -37,6 +37,8 @@ def register(r: redis.Redis, owner: str, *, function_name: str, function_code: s
         p.sadd(keys.user_functions(owner), fid)
         if public:
             p.sadd(keys.PUBLIC_FUNCTIONS, fid)
+        if group:
+            p.sadd(keys.group_functions(group), fid)
         p.execute()
     return fid
 
@@ -55,7 +57,10 @@ def get_many(r: redis.Redis, fids: list[str], fields: tuple[str, ...]) -> dict[s
 
 
 def delete(r: redis.Redis, fid: str, owner: str) -> None:
+    group = r.hget(keys.function(fid), "group")
     with r.pipeline() as p:
+        if group:
+            p.srem(keys.group_functions(group), fid)
         p.delete(keys.function(fid))
         p.srem(keys.user_functions(owner), fid)
         p.srem(keys.PUBLIC_FUNCTIONS, fid)
@@ -77,10 +82,15 @@ def public_view(rec: dict) -> dict:
     }
 
 
-def search(r: redis.Redis, user_id: str, query: str, offset: int = 0, limit: int = 10) -> dict:
-    """Searchable functions the user may run (own and public) whose name or
-    description contains ``query`` (case-insensitive), newest first."""
-    ids = sorted(r.smembers(keys.user_functions(user_id)) | r.smembers(keys.PUBLIC_FUNCTIONS))
+def search(r: redis.Redis, user_id: str, query: str, offset: int = 0, limit: int = 10,
+           groups: set[str] = frozenset()) -> dict:
+    """Searchable functions the user may run (own, shared with their groups,
+    public) whose name or description contains ``query`` (case-insensitive),
+    newest first."""
+    ids = r.smembers(keys.user_functions(user_id)) | r.smembers(keys.PUBLIC_FUNCTIONS)
+    for gid in groups:
+        ids |= r.smembers(keys.group_functions(gid))
+    ids = sorted(ids)
     fields = ("function_uuid", "function_name", "description", "owner", "public", "searchable",
               "created_at", "group", "container_uuid")
     q = query.lower()
@@ -99,9 +109,11 @@ def search(r: redis.Redis, user_id: str, query: str, offset: int = 0, limit: int
     return {"total": len(hits), "offset": offset, "limit": limit, "results": [
         {"function_uuid": h["function_uuid"], "function_name": h["function_name"],
          "description": h["description"] or "", "owner": h["owner"], "public": h["public"] == "1",
-         "mine": h["owner"] == user_id, "created_at": h["created_at"]} for h in page]}
+         "mine": h["owner"] == user_id, "group": h["group"] or None,
+         "created_at": h["created_at"]} for h in page]}
 
 
-def may_run(rec: dict, user_id: str) -> bool:
-    """Owner or public (group sharing arrives with the identity issue)."""
-    return rec.get("owner") == user_id or rec.get("public") == "1"
+def may_run(rec: dict, user_id: str, groups: set[str] = frozenset()) -> bool:
+    """The owner, anyone if public, and members of the group it is shared with."""
+    return (rec.get("owner") == user_id or rec.get("public") == "1"
+            or bool(rec.get("group")) and rec.get("group") in groups)

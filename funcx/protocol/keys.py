@@ -39,6 +39,23 @@ def client(client_id: str) -> str:
     return f"{PREFIX}:client:{client_id}"
 
 
+def group(gid: str) -> str:
+    return f"{PREFIX}:group:{gid}"
+
+
+def group_members(gid: str) -> str:
+    return f"{PREFIX}:group:{gid}:members"
+
+
+def group_functions(gid: str) -> str:
+    """Functions shared with the group."""
+    return f"{PREFIX}:group:{gid}:functions"
+
+
+def user_groups(uid: str) -> str:
+    return f"{PREFIX}:user:{uid}:groups"
+
+
 def user_task_groups(uid: str) -> str:
     """Sorted set of the user's task groups, scored by last submit time."""
     return f"{PREFIX}:user:{uid}:taskgroups"

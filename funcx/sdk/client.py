@@ -342,6 +342,20 @@ class FuncXClient:
             result = self.web_client.delete(f"/v2/endpoints/{endpoint_id}/whitelist/{fid}")["result"]
         return result
 
+    # ----------------------------------------------------------------- groups
+    def create_group(self, name: str, description: str = "") -> str:
+        return self.web_client.post("/v2/groups", {"name": name,
+                                                   "description": description})["group_id"]
+
+    def get_groups(self) -> list[dict]:
+        return self.web_client.get("/v2/groups")["groups"]
+
+    def add_group_member(self, group_id: str, user: str) -> dict:
+        return self.web_client.post(f"/v2/groups/{group_id}/members", {"user": user})
+
+    def remove_group_member(self, group_id: str, user: str) -> dict:
+        return self.web_client.delete(f"/v2/groups/{group_id}/members/{user}")
+
     # ------------------------------------------------------------- containers
     def register_container(self, location: str, container_type: str, name: str = "",
                            description: str = "") -> str:

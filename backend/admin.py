@@ -1,0 +1,88 @@
+"""Administration on the service host: users, service-account clients and
+tokens, straight in the service's Redis (whoever can read the service's
+Redis secret under $FUNCX_HOME is the administrator)."""
+from __future__ import annotations
+
+import time
+
+import redis
+
+from backend.store import users
+from funcx.protocol import keys
+
+
+class AdminError(RuntimeError):
+    pass
+
+
+def connect() -> redis.Redis:
+    """The service's Redis: FUNCX_REDIS_URL, else the embedded one of this home."""
+    from backend.redis_conn import connect as connect_url
+    from funcx.defaults import setting
+    from funcx.home import service_dir
+
+    url = str(setting("REDIS_URL"))
+    if not url:
+        secret = service_dir() / "redis" / "secret"
+        if not secret.exists():
+            raise AdminError(f"no service Redis found ({secret} is missing); "
+                             "start the service once or set FUNCX_REDIS_URL")
+        pw, port = secret.read_text().split()
+        url = f"redis://:{pw}@127.0.0.1:{port}/0"
+    r = connect_url(url)
+    try:
+        r.ping()
+    except redis.ConnectionError:
+        raise AdminError("the service's Redis is not running; `funcx service start`") from None
+    return r
+
+
+def user_id(r: redis.Redis, name: str) -> str:
+    uid = r.hget(keys.USERS, name)
+    if not uid:
+        raise AdminError(f"no user named {name!r}")
+    return uid
+
+
+def add_user(r: redis.Redis, name: str) -> dict:
+    if r.hget(keys.USERS, name):
+        raise AdminError(f"user {name!r} already exists")
+    uid = users.create_user(r, name)
+    return {"user": name, "user_id": uid, "token": users.issue_token(r, uid)}
+
+
+def issue_token(r: redis.Redis, name: str, ttl_s: int | None = None) -> dict:
+    uid = user_id(r, name)
+    return {"user": name, "user_id": uid, "token": users.issue_token(r, uid, ttl_s)}
+
+
+def list_users(r: redis.Redis) -> list[dict]:
+    names = r.hgetall(keys.USERS)
+    out = []
+    for name, uid in sorted(names.items()):
+        rec = r.hgetall(keys.user(uid))
+        out.append({"user": name, "user_id": uid, "disabled": rec.get("disabled") == "1",
+                    "kind": rec.get("kind", "user"),
+                    "created_at": float(rec.get("created_at") or 0)})
+    return out
+
+
+def set_disabled(r: redis.Redis, name: str, disabled: bool = True) -> dict:
+    """Disable (or enable) a user; their tokens stop working at once."""
+    uid = user_id(r, name)
+    r.hset(keys.user(uid), "disabled", "1" if disabled else "0")
+    return {"user": name, "user_id": uid, "disabled": disabled}
+
+
+def add_client(r: redis.Redis, name: str, acting_as: str | None = None) -> dict:
+    """A client id/secret pair: a new service-account user ``name``, or one
+    acting as the existing user ``acting_as``."""
+    if acting_as:
+        uid = user_id(r, acting_as)
+    else:
+        if r.hget(keys.USERS, name):
+            raise AdminError(f"user {name!r} already exists; use --user to act as it")
+        uid = users.create_user(r, name)
+        r.hset(keys.user(uid), mapping={"kind": "client", "created_at": repr(time.time())})
+    client_id, secret = users.create_client(r, uid, name)
+    return {"name": name, "user_id": uid, "client_id": client_id, "client_secret": secret}

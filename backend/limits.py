@@ -1,0 +1,36 @@
+"""Server-side rate limits per identity (Flask-Limiter, counters in Redis).
+
+Reads and writes have separate budgets (``FUNCX_RATE_LIMIT_READ`` /
+``FUNCX_RATE_LIMIT_WRITE``).  The check runs before the view, so a submit
+that is refused with 429 has queued nothing; every 429 carries Retry-After.
+"""
+from __future__ import annotations
+
+from flask import Flask, g, request
+
+from funcx.defaults import setting
+
+READ_METHODS = ["GET", "HEAD"]
+WRITE_METHODS = ["POST", "PUT", "DELETE", "PATCH"]
+
+
+def identity_key() -> str:
+    ident = g.get("identity")
+    return f"user:{ident.user_id}" if ident is not None else f"ip:{request.remote_addr}"
+
+
+def register(app: Flask, redis_url: str) -> None:
+    if not setting("RATE_LIMIT_ENABLED"):
+        return
+    from flask_limiter import Limiter
+
+    limiter = Limiter(identity_key, app=app, storage_uri=redis_url, headers_enabled=True,
+                      key_prefix="fx:ratelimit", strategy="moving-window",
+                      storage_options={"socket_timeout": 5})
+    read, write = str(setting("RATE_LIMIT_READ")), str(setting("RATE_LIMIT_WRITE"))
+    for bp in app.blueprints.values():
+        if bp.name == "version":
+            continue
+        limiter.limit(read, methods=READ_METHODS, scope="read", per_method=False)(bp)
+        limiter.limit(write, methods=WRITE_METHODS, scope="write", per_method=False)(bp)
+    app.extensions["funcx_limiter"] = limiter

@@ -1,0 +1,111 @@
+"""``funcx admin``: users, service accounts and tokens, on the service host."""
+from __future__ import annotations
+
+import typer
+
+from funcx_cli.context import FormatOption, check_format, console, print_json, table, when
+from funcx_cli.errors import FAILED, NOT_FOUND, fail
+
+app = typer.Typer(help="Administer the service's users (run on the service host).",
+                  no_args_is_help=True)
+user_app = typer.Typer(help="Users and their tokens.", no_args_is_help=True)
+client_app = typer.Typer(help="Service-account clients (FUNCX_SDK_CLIENT_ID/SECRET).",
+                         no_args_is_help=True)
+app.add_typer(user_app, name="user")
+app.add_typer(client_app, name="client")
+
+
+def _run(fn, *args):
+    from backend.admin import AdminError
+
+    try:
+        from backend.admin import connect
+
+        return fn(connect(), *args)
+    except AdminError as e:
+        fail(str(e), NOT_FOUND if "no user" in str(e) else FAILED)
+
+
+def _show_secret(data: dict, fmt: str, what: str) -> None:
+    if fmt == "json":
+        print_json(data)
+    else:
+        for k, v in data.items():
+            typer.echo(f"{k}: {v}")
+        typer.echo(f"The {what} is shown only this once; it is stored hashed.", err=True)
+
+
+@user_app.command("add")
+def user_add(name: str, fmt: str = FormatOption) -> None:
+    """Create a user and print its first token.
+
+    Example: funcx admin user add alice --format json
+    """
+    from backend.admin import add_user
+
+    _show_secret({k: v for k, v in _run(add_user, name).items()}, check_format(fmt), "token")
+
+
+@user_app.command("token")
+def user_token(name: str, ttl: int = typer.Option(None, help="lifetime in seconds"),
+               fmt: str = FormatOption) -> None:
+    """Issue another token for a user.
+
+    Example: funcx admin user token alice --ttl 86400
+    """
+    from backend.admin import issue_token
+
+    _show_secret(_run(issue_token, name, ttl), check_format(fmt), "token")
+
+
+@user_app.command("list")
+def user_list(fmt: str = FormatOption) -> None:
+    """List users.
+
+    Example: funcx admin user list --format json
+    """
+    from backend.admin import list_users
+
+    rows = _run(list_users)
+    if check_format(fmt) == "json":
+        print_json(rows)
+    else:
+        console().print(table(None, ["User", "User ID", "Kind", "Disabled", "Created"],
+                              [[r["user"], r["user_id"], r["kind"], "yes" if r["disabled"] else "",
+                                when(r["created_at"])] for r in rows]))
+
+
+@user_app.command("disable")
+def user_disable(name: str) -> None:
+    """Disable a user: every token of theirs stops working at once.
+
+    Example: funcx admin user disable mallory
+    """
+    from backend.admin import set_disabled
+
+    _run(set_disabled, name, True)
+    typer.echo(f"Disabled {name}")
+
+
+@user_app.command("enable")
+def user_enable(name: str) -> None:
+    """Enable a disabled user again.
+
+    Example: funcx admin user enable mallory
+    """
+    from backend.admin import set_disabled
+
+    _run(set_disabled, name, False)
+    typer.echo(f"Enabled {name}")
+
+
+@client_app.command("add")
+def client_add(name: str, user: str = typer.Option(None, "--user", help="act as this existing user"),
+               fmt: str = FormatOption) -> None:
+    """Create a client id/secret pair (a service account).
+
+    Example: funcx admin client add pipeline-bot
+    """
+    from backend.admin import add_client
+
+    _show_secret(_run(add_client, name, user), check_format(fmt), "client secret")
