@@ -326,7 +326,11 @@ class FuncXClient:
         return self.web_client.get(f"/v2/endpoints/{endpoint_id}")
 
     def get_endpoint_status(self, endpoint_id: str) -> dict:
-        return self.web_client.get(f"/v2/endpoints/{endpoint_id}/status")
+        from funcx.sdk.reprs import EndpointStatus
+
+        st = EndpointStatus(self.web_client.get(f"/v2/endpoints/{endpoint_id}/status"))
+        st.endpoint_id = endpoint_id
+        return st
 
     def get_whitelist(self, endpoint_id: str) -> list[str]:
         return self.web_client.get(f"/v2/endpoints/{endpoint_id}/whitelist")["result"]
@@ -379,6 +383,13 @@ class FuncXClient:
 
     def __repr__(self) -> str:
         return f"FuncXClient({self.funcx_service_address!r})"
+
+    def _repr_html_(self) -> str:
+        from funcx.sdk.reprs import esc, render
+
+        return render("client", address=esc(self.funcx_service_address),
+                      task_group=esc(self.session_task_group_id), cached=len(self.func_table),
+                      throttling="on" if self.throttling_enabled else "off")
 
 
 class SearchResults(list):

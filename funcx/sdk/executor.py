@@ -60,6 +60,17 @@ class FuncXFuture(cf.Future):
     def __repr__(self) -> str:
         return f"<FuncXFuture task_id={self.task_id} state={self._state}>"
 
+    def _repr_html_(self) -> str:
+        from funcx.sdk.reprs import task_html
+
+        if self.cancelled():
+            return task_html("FuncXFuture", self.task_id, "cancelled")
+        if not self.done():
+            return task_html("FuncXFuture", self.task_id, "pending")
+        exc = self.exception()
+        return task_html("FuncXFuture", self.task_id, "failed" if exc else "success",
+                         None if exc else self.result(), exc, done=True)
+
 
 class FuncXExecutor(cf.Executor):
     def __init__(self, endpoint_id: str | None = None, task_group_id: str | None = None,

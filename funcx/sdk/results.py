@@ -32,9 +32,11 @@ def rebuild_exception(doc: dict, serializer: FuncXSerializer) -> BaseException:
 
 def task_status(doc: dict, serializer: FuncXSerializer) -> dict[str, Any]:
     """``{"pending", "status", "result" | "exception", "completion_t"}`` of one task."""
+    from funcx.sdk.reprs import TaskRecord
+
     status = str(doc.get("status", "unknown")).lower()
-    out: dict[str, Any] = {"task_id": doc.get("task_id"), "pending": status not in TERMINAL_VALUES,
-                           "status": status}
+    out: dict[str, Any] = TaskRecord(task_id=doc.get("task_id"),
+                                     pending=status not in TERMINAL_VALUES, status=status)
     if not out["pending"]:
         out["completion_t"] = doc.get("completion_t")
         if status == "success" and "result" in doc:

@@ -1,0 +1,63 @@
+"""Rich HTML reprs (templates in ``html/``) with a ``text/plain`` fallback, so a
+notebook opened without a kernel still reads well.  No repr makes a request."""
+from __future__ import annotations
+
+import html
+from functools import lru_cache
+from pathlib import Path
+from string import Template
+from typing import Any
+
+COLORS = {"success": "#2e7d32", "failed": "#c62828", "cancelled": "#9e9e9e",
+          "running": "#1565c0", "online": "#2e7d32", "offline": "#c62828"}
+
+
+@lru_cache(maxsize=None)
+def template(name: str) -> Template:
+    return Template((Path(__file__).parent / "html" / f"{name}.html").read_text())
+
+
+def render(name: str, **values: Any) -> str:
+    return template(name).substitute({k: v for k, v in values.items()})
+
+
+def esc(value: Any, limit: int = 200) -> str:
+    text = repr(value) if not isinstance(value, str) else value
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    return html.escape(text)
+
+
+def task_html(kind: str, task_id: str | None, status: str, result: Any = None,
+              exception: BaseException | None = None, done: bool = False) -> str:
+    if exception is not None:
+        first = (getattr(exception, "remote_traceback", None) or str(exception)).strip()
+        body = f"<pre style='color:#c62828; margin:0'>{esc(type(exception).__name__ + ': ' + first.splitlines()[-1] if first else '', 400)}</pre>"
+    elif done:
+        body = f"result: <code>{esc(result)}</code>"
+    else:
+        body = "waiting for the result…"
+    return render("task", kind=kind, task_id=html.escape(str(task_id or "(not yet submitted)")),
+                  status=html.escape(status), color=COLORS.get(status, "#6d6d6d"), body=body)
+
+
+class TaskRecord(dict):
+    """A task's status dict (``get_task`` / ``get_batch_result``) that renders in notebooks."""
+
+    def _repr_html_(self) -> str:
+        return task_html("Task", self.get("task_id"), self.get("status", "?"), self.get("result"),
+                         self.get("exception"), done=not self.get("pending", True))
+
+
+class EndpointStatus(dict):
+    """``get_endpoint_status`` answer that renders in notebooks."""
+
+    endpoint_id: str = ""
+
+    def _repr_html_(self) -> str:
+        d = self.get("details", {})
+        st = self.get("status", "?")
+        return render("endpoint_status", endpoint=html.escape(self.endpoint_id), status=st,
+                      color=COLORS.get(st, "#6d6d6d"), managers=d.get("managers", 0),
+                      workers=d.get("total_workers", 0), idle=d.get("idle_workers", 0),
+                      outstanding=d.get("outstanding_tasks", 0))

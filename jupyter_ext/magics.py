@@ -1,0 +1,271 @@
+"""``%funcx`` and ``%%funcx``: a thin layer over the SDK (ipyparallel's ``%%px``
+is the model: flags, and "wait quietly a moment, then show progress")."""
+from __future__ import annotations
+
+import ast
+import hashlib
+import inspect
+import shlex
+import sys
+import threading
+from typing import Any, Callable
+
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.display import display
+
+QUIET_WAIT_S = 1.0  # wait this long before showing a progress bar
+
+HELP = """%funcx endpoint [NAME|ID]       show or set the notebook's default endpoint
+%funcx endpoints                 your endpoints, with status
+%funcx whoami | login [--token-file F]
+%funcx run f(1, 2) [--endpoint EP] [--no-wait]
+%funcx status [TASK|GROUP]       %funcx result TASK       %funcx monitor [GROUP]
+%funcx panel                     an endpoint panel
+%%funcx [--endpoint EP] [--in a,b] [--out NAME] [--no-wait] [--timeout S]
+                                 run the cell on the endpoint"""
+
+
+class RemoteError(Exception):
+    """A remote failure, shown as the remote traceback (not a local one)."""
+
+    def __init__(self, text: str, original: BaseException | None = None):
+        super().__init__(text.strip().splitlines()[-1] if text.strip() else "remote error")
+        self.text, self.original = text, original
+
+    def _render_traceback_(self) -> list[str]:  # IPython shows this instead of a local traceback
+        return ["\x1b[31mRemote traceback (from the endpoint):\x1b[0m",
+                *self.text.rstrip().splitlines()]
+
+
+def remote_text(exc: BaseException) -> str:
+    return (getattr(exc, "remote_traceback", None) or getattr(exc, "remote_data", None)
+            or f"{type(exc).__name__}: {exc}")
+
+
+def parse_flags(line: str, flags: dict[str, bool]) -> tuple[dict[str, Any], list[str]]:
+    """``--name value`` / ``--flag`` options (``flags`` maps names to "takes no
+    value"); the remaining words in order."""
+    words = shlex.split(line)
+    opts: dict[str, Any] = {}
+    rest: list[str] = []
+    i = 0
+    while i < len(words):
+        wd = words[i]
+        if wd.startswith("--") and wd[2:] in flags:
+            name = wd[2:].replace("-", "_")
+            if flags[wd[2:]]:
+                opts[name] = True
+            else:
+                if i + 1 >= len(words):
+                    raise ValueError(f"{wd} needs a value")
+                opts[name] = words[i + 1]
+                i += 1
+        else:
+            rest.append(wd)
+        i += 1
+    return opts, rest
+
+
+@magics_class
+class FuncXMagics(Magics):
+    def __init__(self, shell, client: Any = None):
+        super().__init__(shell)
+        self._client = client
+        self.endpoint_id: str | None = None
+        self._registered: dict[str, str] = {}  # code hash -> function id
+        self._executors: dict[str, Any] = {}
+
+    # ---------------------------------------------------------------- state
+    @property
+    def client(self):
+        if self._client is None:
+            from funcx import FuncXClient
+
+            self._client = FuncXClient()
+            self._client.throttling_enabled = False  # magics batch and wait by push
+        return self._client
+
+    def executor(self, endpoint_id: str):
+        from funcx import FuncXExecutor
+
+        if endpoint_id not in self._executors:
+            self._executors[endpoint_id] = FuncXExecutor(endpoint_id=endpoint_id, client=self.client)
+        return self._executors[endpoint_id]
+
+    def _endpoint(self, given: str | None) -> str:
+        if given:
+            return self.client.resolve_endpoint(given)
+        if self.endpoint_id is None:
+            raise ValueError("no endpoint: use `%funcx endpoint NAME` or --endpoint")
+        return self.endpoint_id
+
+    def register(self, fn: Callable) -> str:
+        """Register ``fn`` once per version of its code (re-registered when its source changes)."""
+        try:
+            key_src = inspect.getsource(fn)
+        except (OSError, TypeError):
+            key_src = self.client.fx_serializer.serialize(fn)
+        key = hashlib.sha256(f"{fn.__module__}.{fn.__qualname__}\n{key_src}".encode()).hexdigest()
+        if key not in self._registered:
+            self._registered[key] = self.client.register_function(fn)
+        return self._registered[key]
+
+    def wait(self, futures: list, timeout: float | None) -> None:
+        """Wait quietly a moment; if still running, show a progress bar."""
+        import concurrent.futures as cf
+
+        done, pending = cf.wait(futures, timeout=QUIET_WAIT_S)
+        if not pending:
+            return
+        import ipywidgets as w
+
+        bar = w.IntProgress(value=len(done), min=0, max=len(futures), description="funcx")
+        display(bar)
+        lock = threading.Lock()
+
+        def tick(_f):
+            with lock:
+                bar.value += 1
+
+        for f in pending:
+            f.add_done_callback(tick)
+        _, still = cf.wait(futures, timeout=None if timeout is None else max(0, timeout - QUIET_WAIT_S))
+        bar.bar_style = "success"
+        if still:
+            raise TimeoutError(f"{len(still)} task(s) still running after {timeout} s "
+                               "(use --no-wait to get futures)")
+
+    # ---------------------------------------------------------------- magic
+    @line_cell_magic
+    def funcx(self, line: str, cell: str | None = None):
+        if cell is not None:
+            return self._cell(line, cell)
+        words = line.strip().split(None, 1)
+        if not words:
+            print(HELP)
+            return None
+        command, rest = words[0], (words[1] if len(words) > 1 else "")
+        handler = getattr(self, f"_cmd_{command}", None)
+        if handler is None:
+            raise ValueError(f"unknown %funcx command {command!r}\n{HELP}")
+        return handler(rest)
+
+    def _cmd_endpoint(self, rest: str):
+        if rest.strip():
+            self.endpoint_id = self.client.resolve_endpoint(rest.strip())
+        if self.endpoint_id is None:
+            print("no default endpoint; set one with %funcx endpoint NAME")
+            return None
+        return self.client.get_endpoint_status(self.endpoint_id)
+
+    def _cmd_endpoints(self, rest: str):
+        from jupyter_ext.widgets import EndpointPanel
+
+        return EndpointPanel(self.client)
+
+    _cmd_panel = _cmd_endpoints
+
+    def _cmd_whoami(self, rest: str):
+        me = self.client.whoami()
+        return f"{me['username']} ({me['user_id']}) at {self.client.funcx_service_address}"
+
+    def _cmd_login(self, rest: str):
+        import getpass
+
+        from funcx.home import credentials_path, write_private_json
+        from funcx.sdk.web_client import WebClient
+
+        opts, _ = parse_flags(rest, {"token-file": False})
+        token = (open(opts["token_file"]).read().strip() if "token_file" in opts
+                 else getpass.getpass("funcX token: ").strip())
+        url = self.client.funcx_service_address
+        me = WebClient(url, token).get("/v2/whoami")
+        write_private_json(credentials_path(), {"token": token, "user": me["username"],
+                                                "user_id": me["user_id"], "service_url": url})
+        self._client = None
+        return f"logged in as {me['username']}"
+
+    def _cmd_run(self, rest: str):
+        opts, words = parse_flags(rest, {"no-wait": True, "endpoint": False, "timeout": False})
+        expr = " ".join(words)
+        try:
+            call = ast.parse(expr, mode="eval").body
+        except SyntaxError as e:
+            raise ValueError(f"%funcx run needs a call such as f(1, 2): {e.msg}") from None
+        if not isinstance(call, ast.Call):
+            raise ValueError("%funcx run needs a call such as f(1, 2)")
+        ns = self.shell.user_ns
+        fn = eval(compile(ast.Expression(call.func), "<funcx>", "eval"), ns)  # noqa: S307
+        args = [eval(compile(ast.Expression(a), "<funcx>", "eval"), ns) for a in call.args]  # noqa: S307
+        kwargs = {k.arg: eval(compile(ast.Expression(k.value), "<funcx>", "eval"), ns)  # noqa: S307
+                  for k in call.keywords}
+        eid = self._endpoint(opts.get("endpoint"))
+        fut = self.executor(eid).submit_to_registered_function(self.register(fn), tuple(args), kwargs)
+        if opts.get("no_wait"):
+            return fut
+        self.wait([fut], float(opts["timeout"]) if "timeout" in opts else None)
+        return self._value(fut)
+
+    def _value(self, fut):
+        exc = fut.exception()
+        if exc is not None:
+            raise RemoteError(remote_text(exc), exc) from None
+        return fut.result()
+
+    def _cmd_status(self, rest: str):
+        ident = rest.strip() or self.client.session_task_group_id
+        try:
+            return self.client.get_task(ident)
+        except Exception:
+            from jupyter_ext.monitor import GroupProgress
+
+            st = GroupProgress()
+            st.load(self.client.list_tasks(task_group_id=ident, limit=10_000))
+            return {"task_group_id": ident, "total": st.total, "done": st.done, **st.counts()}
+
+    def _cmd_result(self, rest: str):
+        tid = rest.strip()
+        if not tid:
+            raise ValueError("%funcx result TASK_ID")
+        st = self.client.wait([tid])[tid]
+        if "exception" in st:
+            raise RemoteError(remote_text(st["exception"]), st["exception"])
+        return st["result"]
+
+    def _cmd_monitor(self, rest: str):
+        from jupyter_ext.widgets import TaskMonitor
+
+        group = rest.strip()
+        if not group:  # the group of this notebook's executor, else the client's session
+            group = next(iter(self._executors.values())).task_group_id if self._executors \
+                else self.client.session_task_group_id
+        return TaskMonitor(self.client, group)
+
+    # ----------------------------------------------------------------- cell
+    def _cell(self, line: str, cell: str):
+        from jupyter_ext.cellrun import run_cell
+
+        opts, _ = parse_flags(line, {"endpoint": False, "in": False, "out": False,
+                                     "no-wait": True, "timeout": False})
+        ns = self.shell.user_ns
+        names = [n.strip() for n in opts.get("in", "").split(",") if n.strip()]
+        missing = [n for n in names if n not in ns]
+        if missing:
+            raise NameError(f"--in names not defined in the notebook: {', '.join(missing)}")
+        outputs = [n.strip() for n in opts.get("out", "").split(",") if n.strip()]
+        eid = self._endpoint(opts.get("endpoint"))
+        fut = self.executor(eid).submit_to_registered_function(
+            self.register(run_cell), (cell, {n: ns[n] for n in names}, outputs), {})
+        if opts.get("no_wait"):
+            return fut
+        self.wait([fut], float(opts["timeout"]) if "timeout" in opts else None)
+        out = self._value(fut)
+        if out["stdout"]:
+            sys.stdout.write(out["stdout"])
+        if out["stderr"]:
+            sys.stderr.write(out["stderr"])
+        ns.update(out["outputs"])
+        if outputs:
+            return None
+        return out["value"]
+
