@@ -44,6 +44,8 @@ def _discard_unread_body() -> None:
     try:
         stream = request.environ.get("wsgi.input")
         left = min(request.content_length or 0, 4 * int(current_app.config["MAX_CONTENT_LENGTH"]))
+        if "stream" in request.__dict__:  # the view read (part of) the body: drain only the
+            stream = request.stream  # rest, bounded (a raw wsgi.input may block past the end)
         while stream is not None and left > 0:
             chunk = stream.read(min(left, 1 << 16))
             if not chunk:

@@ -54,7 +54,7 @@ class _TTLCache:
         with self._lock:
             if len(self._data) > 10_000:
                 self._data.clear()
-            self._data[key] = (time.monotonic() + (ttl or self.ttl), value)
+            self._data[key] = (time.monotonic() + (self.ttl if ttl is None else ttl), value)
 
 
 class GlobusProvider:
@@ -77,6 +77,8 @@ class GlobusProvider:
         key = hash_token(token)
         hit = self.tokens.get(key)
         if hit is not None:
+            if hit and self.r.hget(keys.user(hit.user_id), "disabled") == "1":
+                return None  # disabling takes effect at once, cached or not
             return hit or None
         resp = self.auth.oauth2_token_introspect(token, include="identity_set")
         if not resp.get("active"):

@@ -16,7 +16,8 @@ from backend.redis_conn import connect
 from backend.store.endpoints import ensure_streams
 from backend.store.tasks import TaskStore
 from funcx.protocol import keys
-from funcx.protocol.messages import ProtocolError, parse_result_entry
+from funcx.protocol.messages import ProtocolError
+from funcx.protocol.streams import decode_result_entry
 
 log = logging.getLogger("funcx.ingester")
 READ_COUNT = 2000
@@ -46,18 +47,19 @@ class Ingester:
 
     def handle(self, batches) -> int:
         """Apply one XREADGROUP answer; return how many entries were handled."""
-        entries, acks = [], {}
+        acks = {}
         for stream, items in batches:
+            entries = []
             for entry_id, fields in items:
                 acks.setdefault(stream, []).append(entry_id)
                 if not fields:  # already deleted (seen when re-reading pending)
                     continue
                 try:
-                    entries.append(parse_result_entry(fields))
+                    entries.extend(decode_result_entry(fields))
                 except ProtocolError as e:
                     log.error("dropping malformed result entry %s on %s: %s", entry_id, stream, e)
-        if entries:
-            self.applied += self.store.apply_results(entries)
+            if entries:
+                self.applied += self.store.apply_results(entries, keys.endpoint_of(stream))
         if acks:
             with self.r.pipeline(transaction=False) as p:
                 for stream, ids in acks.items():

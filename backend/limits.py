@@ -31,6 +31,8 @@ def register(app: Flask, redis_url: str) -> None:
     for bp in app.blueprints.values():
         if bp.name == "version":
             continue
-        limiter.limit(read, methods=READ_METHODS, scope="read", per_method=False)(bp)
-        limiter.limit(write, methods=WRITE_METHODS, scope="write", per_method=False)(bp)
+        # shared: one read and one write budget per identity across every route
+        # (a plain ``limit`` keys its scope by route, so each route had its own)
+        limiter.shared_limit(read, "read", methods=READ_METHODS, per_method=False)(bp)
+        limiter.shared_limit(write, "write", methods=WRITE_METHODS, per_method=False)(bp)
     app.extensions["funcx_limiter"] = limiter

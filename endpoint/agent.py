@@ -28,7 +28,8 @@ from endpoint.interchange import Interchange
 from endpoint.strategy import ScalingInput, decide
 from funcx.defaults import setting
 from funcx.errors import FunctionNotAllowed, SerializationError
-from funcx.protocol.messages import (ProtocolError, Result, StatusUpdate, Task, pack_tasks)
+from funcx.protocol.messages import ProtocolError, Result, StatusUpdate, Task, pack_tasks
+from funcx.protocol.streams import decode_task_entry, encode_results
 from funcx.protocol.states import TaskState
 from funcx.sdk.web_client import WebClient
 from funcx.version import __version__
@@ -63,6 +64,7 @@ class Agent:
         self.stop_event = threading.Event()
         self.out: queue.Queue[list] = queue.Queue()
         self.entry_of: dict[str, str] = {}  # task id -> stream entry id (taken, unfinished)
+        self.open_entries: dict[str, set[str]] = {}  # entry id -> its unfinished task ids
         self.room = threading.Condition()
         self.functions: dict[str, str] = {}
         self.containers: dict[str, dict] = {}
@@ -84,36 +86,51 @@ class Agent:
         self.r = self._connect()
 
     # --------------------------------------------------------------- reading
+    def _ack(self, entry_ids: list[str]) -> None:
+        with self.r.pipeline(transaction=True) as p:
+            p.xack(self.info["task_stream"], self.info["agent_group"], *entry_ids)
+            p.xdel(self.info["task_stream"], *entry_ids)
+            p.execute()
+
     def _take(self, entries: list) -> None:
+        """Start the tasks of newly read stream entries (each entry holds a batch)."""
         tasks: list[Task] = []
         failed: list[Result] = []
+        empty: list[str] = []
         for entry_id, fields in entries:
+            if entry_id in self.open_entries:
+                continue  # re-read after an outage: we are already on it
             if not fields:  # deleted while pending: nothing to run
-                self.r.xack(self.info["task_stream"], self.info["agent_group"], entry_id)
+                empty.append(entry_id)
                 continue
             try:
-                task = Task.from_fields(fields)
+                batch = decode_task_entry(fields)
             except ProtocolError as e:
                 log.error("dropping malformed task entry %s: %s", entry_id, e)
-                self.r.xack(self.info["task_stream"], self.info["agent_group"], entry_id)
+                empty.append(entry_id)
                 continue
-            self.entry_of[task.task_id] = entry_id
+            self.open_entries[entry_id] = {t.task_id for t in batch}
             allowed = self.config.allowed_functions
-            if allowed is not None and task.function_id not in allowed:
-                failed.append(failure(task, FunctionNotAllowed(task.function_id)))
-                continue
-            tasks.append(task)
+            for task in batch:
+                self.entry_of[task.task_id] = entry_id
+                if allowed is not None and task.function_id not in allowed:
+                    failed.append(failure(task, FunctionNotAllowed(task.function_id)))
+                else:
+                    tasks.append(task)
         if tasks:  # drop tasks cancelled while they were queued
             flags = self.r.smismember(self.info["cancelled_key"], [t.task_id for t in tasks])
             gone = [t for t, f in zip(tasks, flags) if f]
             if gone:
-                ids = [self.entry_of.pop(t.task_id) for t in gone]
-                with self.r.pipeline(transaction=True) as p:
-                    p.xack(self.info["task_stream"], self.info["agent_group"], *ids)
-                    p.xdel(self.info["task_stream"], *ids)
-                    p.srem(self.info["cancelled_key"], *[t.task_id for t in gone])
-                    p.execute()
+                for t in gone:
+                    entry = self.entry_of.pop(t.task_id)
+                    self.open_entries[entry].discard(t.task_id)
+                    if not self.open_entries[entry]:
+                        del self.open_entries[entry]
+                        empty.append(entry)
+                self.r.srem(self.info["cancelled_key"], *[t.task_id for t in gone])
                 tasks = [t for t, f in zip(tasks, flags) if not f]
+        if empty:
+            self._ack(empty)
         self._attach_containers(tasks)
         missing = sorted({t.function_id for t in tasks} - self.functions.keys())
         if missing:
@@ -181,8 +198,7 @@ class Agent:
                     cursor = ">"
                     continue
                 cursor = entries[-1][0]
-                entries = [e for e in entries
-                           if e[1] is None or e[1].get("task_id") not in self.entry_of]
+                entries = [e for e in entries if e[0] not in self.open_entries]
                 if entries:
                     log.info("reclaimed %d task(s) taken earlier and not finished", len(entries))
             if entries:
@@ -209,24 +225,32 @@ class Agent:
             self._write(batch, stream, results_stream, group)
 
     def _write(self, batch: list, stream: str, results_stream: str, group: str) -> None:
+        """One transaction: the results (one entry), status updates, and the
+        acknowledgement of every task entry whose tasks are now all done."""
+        results, updates, seen = [], [], set()
+        for item in batch:
+            if isinstance(item, Result):
+                if item.task_id in self.entry_of and item.task_id not in seen:
+                    results.append(item)  # else a late duplicate: the first result stands
+                    seen.add(item.task_id)
+            elif isinstance(item, StatusUpdate):
+                updates.append(item)
+        remaining = {}
+        for r in results:
+            entry = self.entry_of[r.task_id]
+            remaining.setdefault(entry, set(self.open_entries[entry])).discard(r.task_id)
+        finished = [e for e, left in remaining.items() if not left]
         backoff = 0.1
         while True:
             try:
                 with self.r.pipeline(transaction=True) as p:
-                    done = []
-                    for item in batch:
-                        if isinstance(item, Result):
-                            entry = self.entry_of.get(item.task_id)
-                            if entry is None:
-                                continue  # a late duplicate: the first result stands
-                            p.xadd(results_stream, item.to_fields())
-                            done.append((item.task_id, entry))
-                        elif isinstance(item, StatusUpdate):
-                            p.xadd(results_stream, item.to_fields())
-                    if done:
-                        ids = [e for _, e in done]
-                        p.xack(stream, group, *ids)
-                        p.xdel(stream, *ids)
+                    if results:
+                        p.xadd(results_stream, encode_results(results))
+                    for u in updates:
+                        p.xadd(results_stream, u.to_fields())
+                    if finished:
+                        p.xack(stream, group, *finished)
+                        p.xdel(stream, *finished)
                     p.execute()
                 break
             except redis.ResponseError as e:
@@ -240,8 +264,13 @@ class Agent:
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5)
         with self.room:
-            for tid, _ in done:
-                self.entry_of.pop(tid, None)
+            for r in results:
+                self.entry_of.pop(r.task_id, None)
+            for entry, left in remaining.items():
+                if left:
+                    self.open_entries[entry] = left
+                else:
+                    self.open_entries.pop(entry, None)
             self.room.notify_all()
 
     # ------------------------------------------------------ heartbeat, scale

@@ -37,7 +37,7 @@ DEFAULTS: dict[str, object] = {
     "AGENT_MAX_INFLIGHT": 4000,  # tasks an agent holds (pulled, not yet finished)
     "AGENT_READ_COUNT": 1000,  # XREADGROUP COUNT
     "INTERCHANGE_ADDRESS": "127.0.0.1",
-    "MANAGER_PREFETCH": 0,
+    "MANAGER_PREFETCH": 10,  # tasks a manager holds beyond one per worker (prefetch_capacity)
     "TASK_RETRIES_ON_MANAGER_LOST": 1,
     # identity: "local" (users and tokens in Redis) or "globus" (Globus Auth)
     "AUTH": "local",

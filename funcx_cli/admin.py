@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import typer
 
-from funcx_cli.context import FormatOption, check_format, console, print_json, table, when
+from funcx_cli.context import (FormatOption, check_format, console, handles_errors, print_json,
+                               table, when)
 from funcx_cli.errors import FAILED, NOT_FOUND, fail
 
 app = typer.Typer(help="Administer the service's users (run on the service host).",
@@ -15,6 +16,7 @@ app.add_typer(user_app, name="user")
 app.add_typer(client_app, name="client")
 
 
+@handles_errors  # one line, no traceback, for any other failure too (unless --debug)
 def _run(fn, *args):
     from backend.admin import AdminError
 

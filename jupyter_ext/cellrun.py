@@ -11,7 +11,10 @@ def run_cell(source, inputs, outputs):
     import ast
     import contextlib
     import io
+    import linecache
 
+    # the cell's lines in a remote traceback
+    linecache.cache["<funcx cell>"] = (len(source), None, source.splitlines(True), "<funcx cell>")
     tree = ast.parse(source, filename="<funcx cell>")
     last = None
     if tree.body and isinstance(tree.body[-1], ast.Expr):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import inspect
+import re
 import shlex
 import sys
 import threading
@@ -34,7 +35,28 @@ class RemoteError(Exception):
 
     def _render_traceback_(self) -> list[str]:  # IPython shows this instead of a local traceback
         return ["\x1b[31mRemote traceback (from the endpoint):\x1b[0m",
-                *self.text.rstrip().splitlines()]
+                *with_cell_source(self.text.rstrip().splitlines())]
+
+
+_FRAME = re.compile(r'^  File "(?P<file>[^"]+)", line (?P<line>\d+), in ')
+
+
+def with_cell_source(lines: list[str]) -> list[str]:
+    """Frames of functions defined in notebook cells come back without their
+    source line (the endpoint has no copy of the cell); this kernel has the
+    cell in memory, so fill the line in."""
+    import linecache
+
+    out = []
+    for i, text in enumerate(lines):
+        out.append(text)
+        m = _FRAME.match(text)
+        entry = linecache.cache.get(m["file"]) if m else None
+        if entry and entry[1] is None and not (lines[i + 1:] or [""])[0].startswith("    "):
+            source = linecache.getline(m["file"], int(m["line"])).strip()  # in-memory cell
+            if source:
+                out.append(f"    {source}")
+    return out
 
 
 def remote_text(exc: BaseException) -> str:
@@ -64,6 +86,25 @@ def parse_flags(line: str, flags: dict[str, bool]) -> tuple[dict[str, Any], list
             rest.append(wd)
         i += 1
     return opts, rest
+
+
+def split_call(line: str, flags: dict[str, bool]) -> tuple[dict[str, Any], str]:
+    """Flags (before or after it) and the function call of a line, the call's
+    text untouched (``shlex`` would eat the quotes of its string arguments):
+    the shortest run of words that parses as a call, with only flags around it."""
+    spans = [m.span() for m in re.finditer(r"\S+", line)]
+    for i, (start, _) in enumerate(spans):
+        for _, end in spans[i:]:
+            try:
+                if not isinstance(ast.parse(line[start:end], mode="eval").body, ast.Call):
+                    continue
+                opts, rest = parse_flags(f"{line[:start]} {line[end:]}", flags)
+            except (SyntaxError, ValueError):
+                continue
+            if not rest:
+                return opts, line[start:end]
+    opts, words = parse_flags(line, flags)
+    return opts, " ".join(words)
 
 
 @magics_class
@@ -114,7 +155,8 @@ class FuncXMagics(Magics):
         """Wait quietly a moment; if still running, show a progress bar."""
         import concurrent.futures as cf
 
-        done, pending = cf.wait(futures, timeout=QUIET_WAIT_S)
+        quiet = QUIET_WAIT_S if timeout is None else min(QUIET_WAIT_S, timeout)
+        done, pending = cf.wait(futures, timeout=quiet)
         if not pending:
             return
         import ipywidgets as w
@@ -129,8 +171,8 @@ class FuncXMagics(Magics):
 
         for f in pending:
             f.add_done_callback(tick)
-        _, still = cf.wait(futures, timeout=None if timeout is None else max(0, timeout - QUIET_WAIT_S))
-        bar.bar_style = "success"
+        _, still = cf.wait(futures, timeout=None if timeout is None else max(0, timeout - quiet))
+        bar.bar_style = "warning" if still else "success"
         if still:
             raise TimeoutError(f"{len(still)} task(s) still running after {timeout} s "
                                "(use --no-wait to get futures)")
@@ -186,8 +228,7 @@ class FuncXMagics(Magics):
         return f"logged in as {me['username']}"
 
     def _cmd_run(self, rest: str):
-        opts, words = parse_flags(rest, {"no-wait": True, "endpoint": False, "timeout": False})
-        expr = " ".join(words)
+        opts, expr = split_call(rest, {"no-wait": True, "endpoint": False, "timeout": False})
         try:
             call = ast.parse(expr, mode="eval").body
         except SyntaxError as e:
@@ -213,7 +254,7 @@ class FuncXMagics(Magics):
         return fut.result()
 
     def _cmd_status(self, rest: str):
-        ident = rest.strip() or self.client.session_task_group_id
+        ident = rest.strip() or self._default_group()
         try:
             return self.client.get_task(ident)
         except Exception:
@@ -235,11 +276,12 @@ class FuncXMagics(Magics):
     def _cmd_monitor(self, rest: str):
         from jupyter_ext.widgets import TaskMonitor
 
-        group = rest.strip()
-        if not group:  # the group of this notebook's executor, else the client's session
-            group = next(iter(self._executors.values())).task_group_id if self._executors \
-                else self.client.session_task_group_id
-        return TaskMonitor(self.client, group)
+        return TaskMonitor(self.client, rest.strip() or self._default_group())
+
+    def _default_group(self) -> str:
+        """The task group of the first executor the magics made, else the client's session."""
+        return next(iter(self._executors.values())).task_group_id if self._executors \
+            else self.client.session_task_group_id
 
     # ----------------------------------------------------------------- cell
     def _cell(self, line: str, cell: str):

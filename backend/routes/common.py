@@ -1,6 +1,7 @@
 """Request parsing and lookups shared by the blueprints."""
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -21,10 +22,37 @@ def tasks() -> TaskStore:
     return current_app.extensions["funcx_tasks"]
 
 
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """Whether a string in ``value`` holds a lone surrogate (JSON ``"\\ud800"``),
+    which no Redis write can encode."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(v, dict):
+            stack.extend(v)
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return False
+
+
 def json_body() -> dict:
-    body = request.get_json(silent=True, force=True)
+    try:
+        body = request.get_json(silent=True, force=True)
+    except RecursionError:  # nested deeper than the JSON parser goes
+        raise bad_request("the request body is nested too deeply") from None
     if not isinstance(body, dict):
         raise bad_request("the request body must be a JSON object")
+    if _SURROGATE_ESCAPE.search(request.get_data(cache=True)) and _has_lone_surrogate(body):
+        raise bad_request("the request body has a string with a lone UTF-16 surrogate")
     return body
 
 

@@ -39,9 +39,8 @@ def _register(eid: str | None):
 @bp.post("/v3/endpoints")
 @bp.post("/v2/endpoints")
 def register_new():
-    body = request.get_json(silent=True, force=True) or {}
-    eid = body.get("endpoint_id") or body.get("endpoint_uuid") if isinstance(body, dict) else None
-    return _register(eid)
+    body = json_body()
+    return _register(body.get("endpoint_id") or body.get("endpoint_uuid"))
 
 
 @bp.put("/v3/endpoints/<eid>")

@@ -133,19 +133,13 @@ def status(r: redis.Redis, eid: str) -> dict:
     """online while the agent's heartbeat key lives (it expires after the threshold)."""
     raw = r.hgetall(keys.ep_status(eid))
     details = json.loads(raw.get("details") or "{}") if raw else {}
-    with r.pipeline(transaction=False) as p:
-        p.xlen(keys.ep_tasks(eid))
-        p.xpending(keys.ep_tasks(eid), keys.AGENT_GROUP)
-        try:
-            queued, pending = p.execute()
-        except redis.ResponseError:
-            queued, pending = 0, {"pending": 0}
-    in_flight = pending.get("pending", 0) if isinstance(pending, dict) else 0
+    outstanding = max(0, int(r.get(keys.ep_outstanding(eid)) or 0))
+    taken = int(details.get("outstanding_in_agent", 0)) if raw else 0
     details.setdefault("total_workers", 0)
     details.setdefault("idle_workers", 0)
     details.setdefault("managers", 0)
-    details["pending_tasks"] = max(0, queued - in_flight)  # in the stream, not yet taken
-    details["outstanding_tasks"] = queued  # taken or not, not yet finished
+    details["pending_tasks"] = max(0, outstanding - taken)  # not yet taken by the agent
+    details["outstanding_tasks"] = outstanding  # submitted, not yet finished
     details["heartbeat_t"] = raw.get("heartbeat_t") if raw else None
     return {"status": "online" if raw else "offline", "details": details}
 
@@ -167,8 +161,10 @@ def set_allowed(r: redis.Redis, eid: str, add: list[str] = (), remove: list[str]
 def delete(r: redis.Redis, eid: str, owner: str) -> list[str]:
     """Remove an endpoint and its streams; return the ids of tasks it still had
     queued, which the caller fails."""
-    queued = [f.get("task_id") for _, f in r.xrange(keys.ep_tasks(eid))] if r.exists(
-        keys.ep_tasks(eid)) else []
+    from funcx.protocol.streams import decode_task_entry
+
+    queued = [t.task_id for _, f in r.xrange(keys.ep_tasks(eid)) if f
+              for t in decode_task_entry(f)]
     ep_keys = list(r.scan_iter(match=f"{keys.ep_prefix(eid)}*", count=1000))
     with r.pipeline() as p:
         p.delete(keys.endpoint(eid), keys.endpoint_allowed(eid), *ep_keys)

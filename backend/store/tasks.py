@@ -17,18 +17,32 @@ import redis
 from funcx.defaults import setting
 from funcx.protocol import keys
 from funcx.protocol.messages import Result, StatusUpdate, Task
+from funcx.protocol.streams import encode_task_batch
 from funcx.protocol.states import TERMINAL_VALUES, TaskState, may_transition
 
 EVENTS_MAXLEN = 100_000
 
-# KEYS: task, task-group events.  ARGV: task_id, status, then field/value pairs.
-_APPLY_RESULT = """
-local cur = redis.call('HGET', KEYS[1], 'status')
-if not cur then return -1 end
-if cur == 'success' or cur == 'failed' or cur == 'cancelled' then return 0 end
-redis.call('HSET', KEYS[1], 'status', ARGV[2], unpack(ARGV, 3))
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', %d, '*', 'task_id', ARGV[1], 'status', ARGV[2])
-return 1
+# Results of one endpoint, applied in one call; the first terminal result
+# stands.  KEYS: the endpoint's outstanding counter, then for each result its
+# task record and its task group's events stream.  ARGV: decrement the counter
+# ("1"/"0"), then for each result: task_id, status, field count, fields...
+_APPLY_RESULTS = """
+local applied, a = 0, 2
+for i = 2, #KEYS, 2 do
+  local tid, status, nf = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
+  local cur = redis.call('HGET', KEYS[i], 'status')
+  if cur and cur ~= 'success' and cur ~= 'failed' and cur ~= 'cancelled' then
+    redis.call('HSET', KEYS[i], 'status', status)
+    for f = a + 3, a + 2 + 2 * nf, 2 do
+      redis.call('HSET', KEYS[i], ARGV[f], ARGV[f + 1])
+    end
+    redis.call('XADD', KEYS[i + 1], 'MAXLEN', '~', %d, '*', 'task_id', tid, 'status', status)
+    applied = applied + 1
+  end
+  a = a + 3 + 2 * nf
+end
+if ARGV[1] == '1' and applied > 0 then redis.call('DECRBY', KEYS[1], applied) end
+return applied
 """ % EVENTS_MAXLEN
 
 # KEYS: task records.  ARGV: new status, then the statuses it may replace.
@@ -56,6 +70,7 @@ for i = 3, #ARGV do
     redis.call('XADD', KEYS[2], 'MAXLEN', '~', %d, '*', 'task_id', ARGV[1], 'status', 'cancelled')
     redis.call('SADD', KEYS[3], ARGV[1])
     redis.call('EXPIRE', KEYS[3], 1209600)
+    redis.call('DECR', KEYS[4])
     return 1
   end
 end
@@ -73,7 +88,7 @@ def _predecessors(status: str) -> list[str]:
 class TaskStore:
     def __init__(self, r: redis.Redis):
         self.r = r
-        self._apply_result = r.register_script(_APPLY_RESULT)
+        self._apply_results = r.register_script(_APPLY_RESULTS)
         self._apply_status = r.register_script(_APPLY_STATUS)
         self._cancel = r.register_script(_CANCEL)
 
@@ -99,6 +114,7 @@ class TaskStore:
                 p.set(keys.ep_function(eid, fid), code, nx=True)
             for cid, spec in (container_specs or {}).items():
                 p.set(keys.ep_container(eid, cid), spec)
+            batch = []
             for tid, (fid, payload) in zip(tids, items):
                 p.hset(keys.task(tid), mapping={
                     "task_id": tid, "status": TaskState.WAITING_FOR_EP.value,
@@ -106,8 +122,11 @@ class TaskStore:
                     "owner": owner, "created_at": now,
                 })
                 p.expire(keys.task(tid), ttl)
-                p.xadd(stream, Task(tid, fid, payload, tg, container_id=containers.get(fid, ""),
-                                    resource_specification=resource_specification or {}).to_fields())
+                batch.append(Task(tid, fid, payload, tg, container_id=containers.get(fid, ""),
+                                  resource_specification=resource_specification or {}))
+            if batch:  # one stream entry for the whole request
+                p.xadd(stream, encode_task_batch(batch))
+                p.incrby(keys.ep_outstanding(eid), len(batch))
             if tids:
                 p.rpush(keys.task_group_tasks(tg), *tids)
             for k in (keys.task_group(tg), keys.task_group_tasks(tg), keys.task_group_events(tg)):
@@ -154,12 +173,16 @@ class TaskStore:
         return res[0][1] if res else []
 
     # ---------------------------------------------------------------- results
-    def apply_results(self, entries: list[Result | StatusUpdate]) -> int:
-        """Write results and status changes; a second terminal result is ignored."""
-        applied = 0
+    def apply_results(self, entries: list[Result | StatusUpdate], eid: str | None = None) -> int:
+        """Write results and status changes of endpoint ``eid``'s tasks (one
+        script call per chunk); a second terminal result is ignored."""
+        results = [e for e in entries if isinstance(e, Result)]
         with self.r.pipeline(transaction=False) as p:
-            for e in entries:
-                if isinstance(e, Result):
+            for start in range(0, len(results), 500):
+                chunk = results[start:start + 500]
+                klist = [keys.ep_outstanding(eid) if eid else keys.ep_outstanding("none")]
+                argv: list[str] = ["1" if eid else "0"]
+                for e in chunk:
                     fields = {"completion_t": e.completion_t}
                     if e.status == TaskState.SUCCESS.value:
                         fields["result"] = e.data
@@ -169,24 +192,23 @@ class TaskStore:
                             fields["exc_data"] = e.exc_data
                     if e.details:
                         fields["details"] = json.dumps(e.details)
-                    argv = [e.task_id, e.status]
+                    klist += [keys.task(e.task_id), keys.task_group_events(e.task_group_id or "none")]
+                    argv += [e.task_id, e.status, str(len(fields))]
                     for k, v in fields.items():
                         argv += [k, v]
-                    tg = e.task_group_id or "none"
-                    self._apply_result(keys=[keys.task(e.task_id), keys.task_group_events(tg)],
-                                       args=argv, client=p)
-                else:
-                    if e.task_ids:
-                        self._apply_status(keys=[keys.task(t) for t in e.task_ids],
-                                           args=[e.status, *_predecessors(e.status)], client=p)
-            for out in p.execute():
-                applied += 1 if out == 1 else 0
-        return applied
+                self._apply_results(keys=klist, args=argv, client=p)
+            for e in entries:
+                if isinstance(e, StatusUpdate) and e.task_ids:
+                    self._apply_status(keys=[keys.task(t) for t in e.task_ids],
+                                       args=[e.status, *_predecessors(e.status)], client=p)
+            out = p.execute()
+        return sum(out[: (len(results) + 499) // 500])
 
     def cancel(self, rec: dict) -> bool:
         """Cancel a task that has not started; True if it was cancelled."""
         tid, tg, eid = rec["task_id"], rec.get("task_group_id") or "none", rec["endpoint_id"]
-        out = self._cancel(keys=[keys.task(tid), keys.task_group_events(tg), keys.ep_cancelled(eid)],
+        out = self._cancel(keys=[keys.task(tid), keys.task_group_events(tg), keys.ep_cancelled(eid),
+                                 keys.ep_outstanding(eid)],
                            args=[tid, repr(time.time()), *CANCELLABLE])
         return out == 1
 

@@ -102,6 +102,11 @@ def ep_prefix(eid: str) -> str:
     return f"{PREFIX}:ep:{eid}:"
 
 
+def endpoint_of(ep_key: str) -> str:
+    """The endpoint id in a key ``fx:ep:{id}:...``."""
+    return ep_key.split(":", 3)[2]
+
+
 def ep_tasks(eid: str) -> str:
     return f"{PREFIX}:ep:{eid}:tasks"
 
@@ -121,6 +126,11 @@ def ep_function(eid: str, fid: str) -> str:
 def ep_container(eid: str, cid: str) -> str:
     """A container's {"type", "location"} (JSON), copied for the endpoint at submit."""
     return f"{PREFIX}:ep:{eid}:ctr:{cid}"
+
+
+def ep_outstanding(eid: str) -> str:
+    """Tasks submitted to the endpoint and not yet terminal (kept by the service)."""
+    return f"{PREFIX}:ep:{eid}:outstanding"
 
 
 def ep_cancelled(eid: str) -> str:

@@ -88,6 +88,7 @@ class FuncXExecutor(cf.Executor):
         self._pending: dict[str, FuncXFuture] = {}
         self._lock = threading.Condition()
         self._in_flight = 0  # submissions handed to the submit thread, not yet mapped
+        self._early: dict[str, dict] = {}  # results that arrived before their task id was known
         self._shutdown = False
         self._cursor = "0"
         # its own connections: one for submitting, one for the long-poll; the
@@ -152,19 +153,23 @@ class FuncXExecutor(cf.Executor):
                 by_ep: dict[str, dict[str, list]] = {}
                 for it in live:
                     by_ep.setdefault(it[1], {}).setdefault(it[2], []).append(it)
-                # hold the lock across the request so the watcher cannot see a
-                # result before its future is known
-                with self._lock:
-                    for eid, by_fn in by_ep.items():
-                        body = {"tasks": {f: [it[3] for it in its] for f, its in by_fn.items()},
-                                "task_group_id": self.task_group_id, "create_queue": True}
-                        resp = self._submit_web.post(f"/v3/endpoints/{eid}/submit", body)
+                for eid, by_fn in by_ep.items():
+                    body = {"tasks": {f: [it[3] for it in its] for f, its in by_fn.items()},
+                            "task_group_id": self.task_group_id, "create_queue": True}
+                    resp = self._submit_web.post(f"/v3/endpoints/{eid}/submit", body)
+                    early = []
+                    with self._lock:  # never held across a request
                         for fid, its in by_fn.items():
                             for it, tid in zip(its, resp["tasks"][fid]):
                                 it[0].task_id = tid
                                 it[0].submitted.set()
-                                self._pending[tid] = it[0]
+                                doc = self._early.pop(tid, None)
+                                if doc is None:
+                                    self._pending[tid] = it[0]
+                                else:  # its result arrived before we knew its id
+                                    early.append((it[0], doc))
                         self.task_count_submitted += sum(len(v) for v in by_fn.values())
+                    self._finish_all(early)
         except Exception as e:  # the whole request failed: so do its futures
             for it in live:
                 if not it[0].done():
@@ -172,6 +177,8 @@ class FuncXExecutor(cf.Executor):
         finally:
             with self._lock:
                 self._in_flight -= len(items)
+                if not self._in_flight:
+                    self._early.clear()  # ids no submission of ours can claim any more
                 self._lock.notify_all()
 
     # --------------------------------------------------------------- watching
@@ -179,9 +186,9 @@ class FuncXExecutor(cf.Executor):
         backoff = 0.5
         while True:
             with self._lock:
-                while not self._pending and not self._shutdown:
+                while not self._pending and not self._in_flight and not self._shutdown:
                     self._lock.wait()
-                if self._shutdown and not self._pending:
+                if self._shutdown and not self._pending and not self._in_flight:
                     return
             try:
                 resp = self._watch_web.get(f"/v2/taskgroup/{self.task_group_id}/events",
@@ -198,9 +205,18 @@ class FuncXExecutor(cf.Executor):
             self._complete(resp["tasks"])
 
     def _complete(self, docs: list[dict]) -> None:
+        futs = []
         with self._lock:
-            futs = [(self._pending.pop(d["task_id"], None), d) for d in docs]
+            for d in docs:
+                fut = self._pending.pop(d["task_id"], None)
+                if fut is not None:
+                    futs.append((fut, d))
+                elif self._in_flight:  # maybe a task whose submit answer is still on its way
+                    self._early[d["task_id"]] = d
             self._lock.notify_all()
+        self._finish_all(futs)
+
+    def _finish_all(self, futs: list) -> None:
         for fut, doc in futs:
             if fut is None or fut.done():
                 continue

@@ -47,11 +47,39 @@ class Strategy:
 
 
 # ----------------------------------------------------------------------- data
+_PLAIN_SCALARS = (int, float, str, bytes, bool, type(None))
+_PLAIN_CONTAINERS = (list, tuple, set, frozenset)
+
+
+def _plain(obj: Any, budget: list[int]) -> bool:
+    """Builtin data only (so pickle writes exactly what dill would), checked
+    over at most ``budget`` items."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        return False
+    t = type(obj)
+    if t in _PLAIN_SCALARS:
+        return True
+    if t in _PLAIN_CONTAINERS:
+        return all(_plain(x, budget) for x in obj)
+    if t is dict:
+        return all(_plain(k, budget) and _plain(v, budget) for k, v in obj.items())
+    return False
+
+
 class DillDataBase64(Strategy):
+    """``00``: pickled data.  Plain builtin data goes through the standard
+    pickle (byte-identical to dill's output for it, and ~20x faster); the rest
+    through dill."""
+
     identifier, for_code = "00", False
 
     def serialize(self, obj: Any) -> str:
-        return self.header + _b64(dill.dumps(obj))
+        if _plain(obj, [1000]):
+            raw = pickle.dumps(obj, protocol=dill.settings["protocol"])
+        else:
+            raw = dill.dumps(obj)
+        return self.header + _b64(raw)
 
     def deserialize(self, payload: str) -> Any:
         return dill.loads(_unb64(self.chomp(payload)))

@@ -1,0 +1,85 @@
+"""The tutorial notebooks (notebooks/*.ipynb) run top to bottom in a real
+Jupyter kernel against the real local service and endpoint; any error cell
+fails the test (nbclient raises CellExecutionError)."""
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from notebook_kernel import cell_texts, execute
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+WIDGET = "application/vnd.jupyter.widget-view+json"
+
+
+@pytest.fixture
+def run_notebook(endpoint, tmp_path, monkeypatch):
+    """Execute a notebook of notebooks/ (its endpoint: pytest-ep); return it executed."""
+    monkeypatch.setenv("FUNCX_TUTORIAL_ENDPOINT", "pytest-ep")  # the kernel inherits it
+
+    def run(name: str):
+        nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+        execute(nb, tmp_path, NOTEBOOKS)
+        assert all(c.get("execution_count") for c in nb.cells if c.cell_type == "code")
+        return nb
+
+    return run
+
+
+def test_committed_notebooks_are_valid_and_cleared():
+    names = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
+    assert names == ["01_tutorial.ipynb", "02_executor.ipynb", "03_magics_monitor.ipynb"]
+    for name in names:
+        nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+        nbformat.validate(nb)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert code and all(not c.outputs and c.execution_count is None for c in code), name
+        assert 'os.environ.get("FUNCX_TUTORIAL_ENDPOINT", "tutorial")' in \
+            "".join(c.source for c in code), name
+
+
+def test_tutorial_notebook(run_notebook):
+    texts = cell_texts(run_notebook("01_tutorial.ipynb"))
+    everything = "\n".join(texts)
+    assert "FuncXClient" in texts[0] and "Session task group" in texts[0]  # client HTML repr
+    assert "online" in texts[1] and "Workers" in texts[1]  # endpoint status repr
+    assert "Hello World!" in everything
+    assert re.search(r"^115$", everything, re.M)  # sum([1..5], start=100)
+    assert "[0, 1, 4, 9, 16, 25, 36, 49, 64, 81]" in everything
+    assert "caught ZeroDivisionError: division by zero" in everything
+    assert "Traceback (most recent call last)" in everything and ", in div_by_zero" in everything
+
+
+def test_executor_notebook(run_notebook):
+    texts = cell_texts(run_notebook("02_executor.ipynb"))
+    everything = "\n".join(texts)
+    assert re.search(r"^14$", everything, re.M)
+    assert "FuncXFuture" in texts[2] and "success" in texts[2]  # the future's repr
+    arrival = ast.literal_eval(next(t for t in texts if t.startswith("[")).strip())
+    assert sorted(arrival) == [0, 1, 4, 9, 16, 25] and arrival[-1] == 0  # the slow one last
+    assert "97 takes the most steps: 118" in everything
+    assert "caught ZeroDivisionError: division by zero" in everything
+    assert "remote traceback" in everything and ", in div_by_zero" in everything
+
+
+def test_magics_monitor_notebook(run_notebook):
+    nb = run_notebook("03_magics_monitor.ipynb")
+    texts = cell_texts(nb)
+    by_source = {c.source.strip(): t for c, t in
+                 zip([c for c in nb.cells if c.cell_type == "code"], texts)}
+    assert "online" in by_source["%funcx endpoint $ENDPOINT"]
+    assert by_source["%funcx run add(1, 2)"].strip().endswith("3")
+    assert "multiplying on" in next(t for s, t in by_source.items() if "--out product" in s)
+    assert by_source["product"].strip() == "42"
+    assert by_source["%%funcx --in product\nproduct + 1"].strip().endswith("43")
+    monitor_cell = next(c for c in nb.cells if c.source.startswith("monitor = %funcx monitor"))
+    assert any(WIDGET in o.get("data", {}) for o in monitor_cell.outputs)
+    assert "{'failed': 2, 'success': 22} 24 / 24 done" in "\n".join(texts)
+    status = by_source["%funcx status $group"]
+    assert "'total': 24" in status and "'done': 24" in status
+    panel = next(c for c in nb.cells if c.source.strip() == "%funcx endpoints")
+    assert any(WIDGET in o.get("data", {}) for o in panel.outputs)
