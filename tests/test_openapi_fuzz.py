@@ -216,9 +216,6 @@ def test_fuzz(case, fuzz):
     resp = case.call(headers={"Authorization": f"Bearer {token}"}, timeout=60)
     STATS["by_status"][resp.status_code] += 1
     STATS["by_operation"][label][resp.status_code] += 1
-    if resp.status_code == 400 and label in ("POST /v3/functions", "PUT /v3/endpoints/{eid}"):
-        from schemathesis.generation.meta import CoveragePhaseData
-        print(label, case.meta.generation.mode if case.meta else None, type(case.meta.phase.data).__name__ if case.meta else None, resp.json()["message"][:90], repr(case.body)[:150], file=open("/tmp/oa/dbg.txt", "a"))
     if resp.status_code >= 500:
         STATS["server_errors"].append((label, resp.status_code, resp.text[:200]))
     case.validate_response(resp, checks=CHECKS)
