@@ -28,13 +28,16 @@ from endpoint.interchange import Interchange
 from endpoint.strategy import ScalingInput, decide
 from funcx.defaults import setting
 from funcx.errors import FunctionNotAllowed, SerializationError
-from funcx.protocol.messages import ProtocolError, Result, StatusUpdate, Task, pack_tasks
+from funcx.protocol.messages import ProtocolError, Result, StatusUpdate, Task
 from funcx.protocol.streams import decode_task_entry, encode_results
 from funcx.protocol.states import TaskState
 from funcx.sdk.web_client import WebClient
 from funcx.version import __version__
 
 log = logging.getLogger("funcx.agent")
+WRITE_BUSY_S = 0.005  # a write this recent means results are streaming in
+WRITE_LINGER_S = 0.002  # then wait up to this long to fill the transaction
+WRITE_MAX = 2000  # results per transaction at most
 AUTH_ERRORS = ("WRONGPASS", "NOPERM", "NOAUTH", "invalid username-password")
 
 
@@ -65,6 +68,7 @@ class Agent:
         self.out: queue.Queue[list] = queue.Queue()
         self.entry_of: dict[str, str] = {}  # task id -> stream entry id (taken, unfinished)
         self.open_entries: dict[str, set[str]] = {}  # entry id -> its unfinished task ids
+        self.stats = {"writes": 0, "results": 0, "reads": 0, "tasks": 0}
         self.room = threading.Condition()
         self.functions: dict[str, str] = {}
         self.containers: dict[str, dict] = {}
@@ -147,11 +151,12 @@ class Agent:
                 ready.append(t)
         if failed:
             self.out.put(failed)
+        self.stats["tasks"] += len(ready)
         if ready:
             if not self.interchange.managers:  # nothing to run them on yet
                 self.out.put([StatusUpdate(TaskState.WAITING_FOR_NODES.value,
                                            [t.task_id for t in ready])])
-            self.feed.send_multipart(pack_tasks(ready))
+            self.interchange.submit(ready, self.feed)
 
     def _attach_containers(self, tasks: list[Task]) -> None:
         """Give container tasks their image spec (copied for us by the service)."""
@@ -202,6 +207,7 @@ class Agent:
                 if entries:
                     log.info("reclaimed %d task(s) taken earlier and not finished", len(entries))
             if entries:
+                self.stats["reads"] += 1
                 self._take(entries)
         self.feed.close()
 
@@ -209,6 +215,7 @@ class Agent:
     def writer(self) -> None:
         stream, results_stream = self.info["task_stream"], self.info["result_stream"]
         group = self.info["agent_group"]
+        last_write = 0.0
         while True:
             try:
                 batch = self.out.get(timeout=0.5)
@@ -217,24 +224,34 @@ class Agent:
                     return
                 continue
             batch = list(batch)
-            while True:  # coalesce whatever else is ready
+            # Under load (the last write was moments ago) linger briefly so one
+            # transaction carries many results; when idle, write at once.
+            busy = time.monotonic() - last_write < WRITE_BUSY_S
+            deadline = time.monotonic() + (WRITE_LINGER_S if busy else 0.0)
+            while len(batch) < WRITE_MAX:
+                left = deadline - time.monotonic()
                 try:
-                    batch.extend(self.out.get_nowait())
+                    batch.extend(self.out.get(timeout=left) if left > 0 else self.out.get_nowait())
                 except queue.Empty:
                     break
             self._write(batch, stream, results_stream, group)
+            last_write = time.monotonic()
 
     def _write(self, batch: list, stream: str, results_stream: str, group: str) -> None:
         """One transaction: the results (one entry), status updates, and the
         acknowledgement of every task entry whose tasks are now all done."""
-        results, updates, seen = [], [], set()
+        results, by_status, seen = [], {}, set()
         for item in batch:
             if isinstance(item, Result):
                 if item.task_id in self.entry_of and item.task_id not in seen:
                     results.append(item)  # else a late duplicate: the first result stands
                     seen.add(item.task_id)
             elif isinstance(item, StatusUpdate):
-                updates.append(item)
+                by_status.setdefault(item.status, []).extend(item.task_ids)
+        # one update per status, without tasks whose result is in this very batch
+        updates = [StatusUpdate(st, [t for t in ids if t not in seen])
+                   for st, ids in by_status.items()]
+        updates = [u for u in updates if u.task_ids]
         remaining = {}
         for r in results:
             entry = self.entry_of[r.task_id]
@@ -252,6 +269,8 @@ class Agent:
                         p.xack(stream, group, *finished)
                         p.xdel(stream, *finished)
                     p.execute()
+                self.stats["writes"] += 1
+                self.stats["results"] += len(results)
                 break
             except redis.ResponseError as e:
                 if any(x in str(e) for x in AUTH_ERRORS):
@@ -340,7 +359,8 @@ class Agent:
             self.r.delete(self.info["status_key"])  # offline at once, not after the TTL
         except redis.RedisError:
             pass
-        log.info("endpoint %s stopped", self.name)
+        log.info("endpoint %s stopped (%s)", self.name,
+                 ", ".join(f"{k} {v}" for k, v in self.stats.items()))
 
 
 def install_signal_handlers(agent: Agent) -> None:

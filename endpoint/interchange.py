@@ -3,7 +3,8 @@ tasks from the agent's Redis reader, hands them to managers by credit, and
 passes results and status changes back to the agent's writer.
 
 Its loop runs in one thread and owns every socket it uses; other threads
-talk to it only through the inproc PUSH socket from :meth:`feeder`.
+hand it tasks with :meth:`submit` (an in-process queue plus a wake-up byte on
+an inproc socket: tasks are not serialized to cross threads).
 """
 from __future__ import annotations
 
@@ -53,6 +54,7 @@ class Interchange:
         self.poll_period = poll_period
         self.managers: dict[bytes, ManagerState] = {}
         self.pending: deque[Task] = deque()
+        self.inbox: deque[list[Task]] = deque()  # batches handed over by other threads
         self.stop_event = threading.Event()
         self.last_beat = 0.0
         self.idle_since = time.monotonic()
@@ -62,10 +64,15 @@ class Interchange:
         return f"tcp://{self.address}:{self.port}"
 
     def feeder(self) -> zmq.Socket:
-        """A PUSH socket for one other thread to send task batches with."""
+        """A PUSH socket for one other thread's wake-up calls (see :meth:`submit`)."""
         s = self.ctx.socket(zmq.PUSH)
         s.connect(FEED_ADDR)
         return s
+
+    def submit(self, tasks: list[Task], wake: zmq.Socket) -> None:
+        """Queue tasks from another thread; ``wake`` is that thread's feeder socket."""
+        self.inbox.append(tasks)  # deque.append is thread-safe
+        wake.send(b"")
 
     # --------------------------------------------------------------- queries
     def outstanding(self) -> int:
@@ -169,7 +176,9 @@ class Interchange:
                 try:
                     if sock is self.feed:
                         while self.feed.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-                            self.pending.extend(unpack_tasks(unpack(self.feed.recv_multipart())))
+                            self.feed.recv()
+                        while self.inbox:
+                            self.pending.extend(self.inbox.popleft())
                     else:
                         while self.router.getsockopt(zmq.EVENTS) & zmq.POLLIN:
                             self._on_manager(self.router.recv_multipart())

@@ -211,7 +211,7 @@ def test_tokens_expire_with_their_redis_key(service, redis_client):
     uid = users.create_user(redis_client, _name("ttl"))
     tok = users.issue_token(redis_client, uid, ttl_s=1)
     key = f"fx:token:{users.hash_token(tok)}"
-    assert redis_client.ttl(key) == 1 and 0 < redis_client.pttl(key) <= 1000
+    assert redis_client.ttl(key) in (0, 1) and 0 < redis_client.pttl(key) <= 1000
     assert whoami(service, tok).status_code == 200
     deadline = time.monotonic() + 5  # bounded wait for Redis to expire the key
     while redis_client.exists(key):

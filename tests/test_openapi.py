@@ -204,3 +204,53 @@ def test_events_long_poll_outlasts_the_redis_socket_timeout(http, own_task_group
     resp = http.get(url, params={"after": resp.json()["last_id"], "timeout": 6}, timeout=30)
     assert resp.status_code == 200, resp.text
     assert resp.json()["tasks"] == [] and 5.5 < time.monotonic() - start < 15
+
+
+# ------------------------------------------------------------------------------------------
+# Real answers of a real endpoint (results, failures, liveness) conform to the document.
+
+def _square(x):
+    return x * x
+
+
+def _fail(x):
+    raise ValueError(f"no {x}")
+
+
+def test_real_documents_conform(served, http, fxc, endpoint):
+    import time
+
+    import schemathesis
+
+    schema = schemathesis.openapi.from_dict(served)
+    base = http.base_url
+    ok = fxc.run(7, endpoint_id=endpoint, function_id=fxc.register_function(_square))
+    bad = fxc.run(7, endpoint_id=endpoint, function_id=fxc.register_function(_fail))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        docs = http.post(f"{base}/v2/batch_status", json={"task_ids": [ok, bad]}).json()["results"]
+        if all("completion_t" in d for d in docs.values()):
+            break
+        time.sleep(0.2)
+    assert docs[ok]["status"] == "success" and docs[bad]["status"] == "failed", docs
+    tg = docs[ok]["task_group_id"]
+    fid = fxc.register_function(_square)
+    for method, path, url, kw in (
+            ("GET", "/v2/tasks/{tid}", f"/v2/tasks/{ok}", {}),
+            ("GET", "/v2/tasks/{tid}", f"/v2/tasks/{bad}", {}),
+            ("POST", "/v2/batch_status", "/v2/batch_status", {"json": {"task_ids": [ok, bad]}}),
+            ("GET", "/v2/taskgroup/{tg}", f"/v2/taskgroup/{tg}", {}),
+            ("GET", "/v2/taskgroup/{tg}/events", f"/v2/taskgroup/{tg}/events", {}),
+            ("GET", "/v2/tasks", "/v2/tasks", {"params": {"task_group_id": tg}}),
+            ("POST", "/v2/tasks/{tid}/cancel", f"/v2/tasks/{ok}/cancel", {}),
+            ("GET", "/v2/endpoints/{eid}/status", f"/v2/endpoints/{endpoint}/status", {}),
+            ("GET", "/v3/endpoints/{eid}", f"/v3/endpoints/{endpoint}", {}),
+            ("GET", "/v2/endpoints", "/v2/endpoints", {"params": {"role": "any"}}),
+            ("GET", "/v2/functions/{fid}", f"/v2/functions/{fid}", {}),
+            ("GET", "/v2/functions", "/v2/functions", {"params": {"q": "square"}}),
+            ("GET", "/v2/whoami", "/v2/whoami", {}),
+            ("GET", "/v2/version", "/v2/version", {"params": {"service": "all"}})):
+        resp = http.request(method, base + url, timeout=30, **kw)
+        assert resp.status_code == 200, (url, resp.text)
+        schema[path][method].validate_response(resp)  # raises on a mismatch
+    assert http.get(f"{base}/v2/endpoints/{endpoint}/status").json()["status"] == "online"

@@ -87,6 +87,19 @@ def screenshot(url: str, out: Path) -> None:
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 860},
                                     device_scale_factor=1)
+            try:
+                run_all_and_capture(page, url, out)
+            except Exception:
+                page.screenshot(path=str(out.with_suffix(".failed.png")))
+                print(f"failed: the page as it was is in {out.with_suffix('.failed.png')}")
+                raise
+        finally:
+            browser.close()
+
+
+def run_all_and_capture(page, url: str, out: Path) -> None:
+    if True:
+        if True:
             page.goto(url)
             page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
             # the kernel is up (the toolbar's kernel name shows it) before running
@@ -100,7 +113,7 @@ def screenshot(url: str, out: Path) -> None:
                 """() => {
                     const p = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
                     return p.length > 0 && p.every(e => /\\[\\d+\\]/.test(e.textContent));
-                }""", timeout=300_000)
+                }""", timeout=180_000)
             # ... and the monitor shows every task done
             monitor = page.locator(".jp-Cell", has_text="monitor = %funcx monitor").first
             label = monitor.locator(".widget-html-content", has_text=TASKS_DONE).first
@@ -120,8 +133,6 @@ def screenshot(url: str, out: Path) -> None:
             out.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(out))
             print(f"monitor: {label.inner_text()!r}")
-        finally:
-            browser.close()
 
 
 def main() -> None:

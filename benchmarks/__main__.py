@@ -1,0 +1,291 @@
+"""The benchmark suite: funcX beside Parsl HTEX, Dask, Ray and a
+multiprocessing pool, all with 2 workers, in one run.
+
+    python -m benchmarks run [--quick] [--only NAMES] [--repeat N]
+
+It starts a funcX service and endpoints itself (in a throwaway FUNCX_HOME),
+runs each figure for funcX and for each peer, repeats it, and prints the
+median, min–max and the ratio funcX / peer.  ``--quick`` runs the same code
+on small sizes in well under a minute or two (CI proves the suite works; its
+numbers mean little).  Figures (``--only`` takes a comma-separated subset):
+
+  throughput  no-op tasks through the whole fabric, submit all + collect all
+  roundtrip   one no-op, submit and wait for its result: p50 and p99
+  payload     a 1 MiB bytes argument returned as the result: p50
+  startup     start (endpoint daemon / cluster) to the first result
+  batch       funcX batch_run + wait + get_batch_result beside the executor
+  memory      Redis bytes per queued task and per result; service RSS
+  cli         ``funcx --help`` start-up beside peer CLIs
+  scaling     executor tasks/s for 1, 2, 4 workers and for growing task counts
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import sys
+import time
+
+from benchmarks import harness as h
+from benchmarks.peers import PEERS, Peer, _worker_env
+
+FIGURES = ["throughput", "roundtrip", "payload", "startup", "batch", "memory", "cli", "scaling"]
+FUNCX_FIGURES = set(FIGURES) - {"cli"}
+PEER_FIGURES = {"throughput", "roundtrip", "payload", "startup"}
+SIZES = {
+    "quick": dict(tasks=500, rtt=20, payload=5, queued=1_000, results=1_000, rss=2_000,
+                  workers_tasks=1_000, counts=(200, 1_000, 2_000), cli_runs=3),
+    "full": dict(tasks=10_000, rtt=200, payload=20, queued=10_000, results=10_000,
+                 rss=100_000, workers_tasks=10_000, counts=(1_000, 10_000, 100_000), cli_runs=20),
+}
+MIB = 1024 * 1024
+FUNCX = "funcX (FuncXExecutor, via service)"
+
+
+class Suite:
+    def __init__(self, mode: str, repeat: int, only: set[str]):
+        self.s, self.repeat, self.only = SIZES[mode], repeat, only
+        self.table = h.Table()
+        s = self.s
+        self.F = {
+            "throughput": f"1 throughput, {s['tasks']:,} no-ops",
+            "p50": f"2 round trip p50 ({s['rtt']} × 1 no-op)",
+            "p99": f"2 round trip p99 ({s['rtt']} × 1 no-op)",
+            "payload": f"3 1 MiB arg → result, p50 of {s['payload']}",
+            "startup": "4 start → first result",
+            "batch": f"5 batch_run {s['tasks']:,} + wait + get_batch_result",
+            "memory": "6 service memory",
+            "cli": f"7 CLI --help start-up ({s['cli_runs']} runs)",
+            "workers": f"8 scaling: workers ({s['workers_tasks']:,} no-ops)",
+            "counts": "8 scaling: task count (2 workers)",
+        }
+
+    def want(self, name: str) -> bool:
+        return name in self.only
+
+    # ------------------------------------------------- figures any system runs
+    def throughput(self, system: str, run_n, ref: bool = False) -> None:
+        n, fig = self.s["tasks"], self.F["throughput"]
+
+        def go() -> None:
+            run_n(min(n, 200))  # warm up
+            rates = [n / h.timed(lambda: run_n(n)) for _ in range(self.repeat)]
+            self.table.add(fig, system, rates, "tasks/s", ref=ref)
+
+        h.guard(self.table, fig, system, go, ref=ref)
+
+    def roundtrip(self, system: str, call, ref: bool = False) -> None:
+        k, p50, p99 = self.s["rtt"], self.F["p50"], self.F["p99"]
+
+        def go() -> None:
+            if call(7) != 7:
+                raise AssertionError("wrong result")
+            lats = [h.latencies_ms(call, k) for _ in range(self.repeat)]
+            self.table.add(p50, system, [h.percentile(x, 50) for x in lats], "ms", ref=ref)
+            self.table.add(p99, system, [h.percentile(x, 99) for x in lats], "ms", ref=ref)
+
+        h.guard(self.table, [p50, p99], system, go, ref=ref)
+
+    def payload(self, system: str, call, ref: bool = False) -> None:
+        blob, fig = os.urandom(MIB), self.F["payload"]
+
+        def one(_i: int) -> None:
+            if call(blob) != blob:
+                raise AssertionError("the 1 MiB result differs from the argument")
+
+        def go() -> None:
+            one(0)
+            p50s = [h.percentile(h.latencies_ms(one, self.s["payload"]), 50)
+                    for _ in range(self.repeat)]
+            self.table.add(fig, system, p50s, "ms", ref=ref)
+
+        h.guard(self.table, fig, system, go, ref=ref)
+
+    # ------------------------------------------------------------------ funcX
+    def run_funcx(self) -> None:
+        from benchmarks.fabric import Fabric
+
+        figs = [f for f in FIGURES if f in FUNCX_FIGURES and self.want(f)]
+        if not figs:
+            return
+        h.log("funcX: starting the service and an endpoint with 2 workers")
+        try:
+            with Fabric() as fab:
+                for f in figs:
+                    h.log(f"funcX: {f}")
+                    getattr(self, f"funcx_{f}")(fab)
+        except Exception as e:  # the fabric itself did not start (or stop)
+            h.log(f"funcX fabric failed: {type(e).__name__}: {e}")
+            done = {r.figure for r in self.table.rows if r.system.startswith("funcX")}
+            for f in figs:
+                for key in {"roundtrip": ["p50", "p99"], "scaling": ["workers", "counts"]}.get(f, [f]):
+                    if self.F[key] not in done:
+                        self.table.na(self.F[key], FUNCX, f"{type(e).__name__}: {e}", ref=True)
+
+    def funcx_throughput(self, fab) -> None:
+        self.throughput(FUNCX, lambda n: fab.run_tasks(fab.ex, n), ref=True)
+
+    def funcx_roundtrip(self, fab) -> None:
+        self.roundtrip(FUNCX, fab.call, ref=True)
+
+    def funcx_payload(self, fab) -> None:
+        self.payload(FUNCX, fab.call, ref=True)
+
+    def funcx_startup(self, fab) -> None:
+        fig = self.F["startup"]
+        h.guard(self.table, fig, "funcX (endpoint daemon.start)", lambda: self.table.add(
+            fig, "funcX (endpoint daemon.start)", [fab.startup() for _ in range(self.repeat)],
+            "s", ref=True), ref=True)
+
+    def funcx_batch(self, fab) -> None:
+        fig, n = self.F["batch"], self.s["tasks"]
+
+        def go() -> None:
+            fab.batch(min(n, 200))  # warm up
+            pairs = [(fab.batch(n), fab.throughput(n)) for _ in range(self.repeat)]
+            self.table.add(fig, "funcX batch_run (FuncXClient)", [b for b, _ in pairs],
+                           "tasks/s", ref=True)
+            self.table.add(fig, "funcX FuncXExecutor (same run)", [e for _, e in pairs],
+                           "tasks/s", note="ratio: batch_run / executor")
+
+        h.guard(self.table, fig, "funcX batch_run (FuncXClient)", go, ref=True)
+
+    def funcx_memory(self, fab) -> None:
+        fig, s, sysname = self.F["memory"], self.s, "funcX service"
+        t = self.table
+
+        def go() -> None:
+            t.add(fig, "Redis bytes / queued task", [fab.redis_per_queued(s["queued"])
+                                                     for _ in range(self.repeat)], "B",
+                  note=f"{s['queued']:,} no-ops to a stopped endpoint (INFO used_memory)")
+            t.add(fig, "Redis bytes / finished task", [fab.redis_per_result(s["results"])
+                                                       for _ in range(self.repeat)], "B",
+                  note=f"{s['results']:,} no-ops run: record + result + event")
+            (own0, red0), (own1, red1) = fab.rss_through(s["rss"])
+            t.add(fig, "service RSS, before", [own0], "MiB",
+                  note="supervisor + gunicorn master/workers + ingester + RQ worker")
+            t.add(fig, f"service RSS, after {s['rss']:,} tasks", [own1], "MiB",
+                  note=f"{own1 - own0:+.1f} MiB")
+            t.add(fig, "redis-server RSS, before → after", [red1], "MiB",
+                  note=f"before {red0:.1f} MiB; {red1 - red0:+.1f} MiB")
+
+        h.guard(t, fig, sysname, go)
+
+    def funcx_scaling(self, fab) -> None:
+        t = self.table
+        for key, label, points in (
+                ("workers", "{} worker(s)", [(w, self.s["workers_tasks"]) for w in (1, 2, 4)]),
+                ("counts", "{1:,} tasks", [(2, n) for n in self.s["counts"]])):
+            fig, base = self.F[key], None
+            for w, n in points:
+                system = "funcX, " + label.format(w, n)
+
+                def go(w=w, n=n, system=system) -> None:
+                    nonlocal base
+                    rates = [fab.scaling(w, n) for _ in range(self.repeat)]
+                    us = 1e6 / statistics.median(rates)
+                    base = base or us
+                    t.add(fig, system, rates, "tasks/s",
+                          note=f"{us:,.0f} µs/task ({us / base:.2f}× the first row)")
+
+                h.guard(t, fig, system, go)
+
+    # ------------------------------------------------------------------ peers
+    def run_peers(self) -> None:
+        if not self.only & PEER_FIGURES:
+            return
+        for cls in PEERS:
+            peer = cls()
+            name = peer.name
+            session = [f for f in ("throughput", "roundtrip", "payload") if self.want(f)]
+            if session:
+                h.log(f"{name}: {', '.join(session)}")
+                try:
+                    with peer:
+                        for f in session:
+                            getattr(self, f)(name, getattr(peer, "map_noop" if f == "throughput"
+                                                           else "call"))
+                except Exception as e:
+                    h.log(f"{name} failed to start/stop: {type(e).__name__}: {e}")
+                    for f in session:
+                        for key in (["p50", "p99"] if f == "roundtrip" else [f]):
+                            if not any(r.figure == self.F[key] and r.system == name
+                                       for r in self.table.rows):
+                                self.table.na(self.F[key], name, f"{type(e).__name__}: {e}")
+            if self.want("startup"):
+                h.log(f"{name}: startup")
+                fig = self.F["startup"]
+                h.guard(self.table, fig, name, lambda: self.table.add(
+                    fig, name, [peer_startup(cls) for _ in range(self.repeat)], "s"))
+
+    # -------------------------------------------------------------------- cli
+    def run_cli(self) -> None:
+        if not self.want("cli"):
+            return
+        from benchmarks import cli_startup as cs
+
+        fig = self.F["cli"]
+        h.log("cli: funcx --help and peer CLIs")
+
+        def go() -> None:
+            cmds = cs.candidates(install=False)
+            for tool in ("dask", "ray"):
+                cmd = [str(cs.VENV_BIN / tool), "--help"]
+                if cs.works(cmd):
+                    cmds[f"{tool} --help"] = cmd
+                else:
+                    self.table.na(fig, f"{tool} --help", "does not exit 0")
+            times = cs.measure(cmds, self.s["cli_runs"])
+            for name, ms in times.items():
+                self.table.add(fig, name, ms, "ms", ref=name == "funcx --help")
+
+        h.guard(self.table, fig, "funcx --help", go, ref=True)
+
+
+def peer_startup(cls: type[Peer]) -> float:
+    """Seconds from creating the peer's cluster/executor to its first result."""
+    _worker_env()
+    peer = cls()
+    t0 = time.perf_counter()
+    try:
+        peer.start()
+        if peer.call(1) != 1:
+            raise AssertionError("wrong result")
+        return time.perf_counter() - t0
+    finally:
+        peer.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="run the suite and print the table",
+                         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("--quick", action="store_true", help="small sizes: seconds, not minutes")
+    run.add_argument("--only", default="", help=f"comma-separated subset of {','.join(FIGURES)}")
+    run.add_argument("--repeat", type=int, default=None,
+                     help="repeats of each figure (default 3; 2 with --quick)")
+    a = ap.parse_args(argv)
+    only = {x.strip() for x in a.only.split(",") if x.strip()} or set(FIGURES)
+    if only - set(FIGURES):
+        ap.error(f"unknown figure(s) {', '.join(sorted(only - set(FIGURES)))}; "
+                 f"choose from {', '.join(FIGURES)}")
+    mode = "quick" if a.quick else "full"
+    repeat = max(1, a.repeat or (2 if a.quick else 3))
+    # SIGTERM unwinds like Ctrl-C, so every service, endpoint and cluster is stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    load0, t0 = h.loadavg(), time.perf_counter()
+    suite = Suite(mode, repeat, only)
+    suite.run_funcx()
+    suite.run_peers()
+    suite.run_cli()
+    print(h.machine_header(load0, mode, repeat))
+    print(f"took      {time.perf_counter() - t0:.0f} s\n")
+    print(suite.table.render(), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

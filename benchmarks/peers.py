@@ -1,0 +1,191 @@
+"""The peers funcX is measured against, each with 2 workers on this machine:
+Parsl's HighThroughputExecutor driven directly, a Dask distributed
+LocalCluster, Ray, and ``multiprocessing.Pool`` (the no-service floor).
+
+Every peer has the same small interface: ``start()``, ``map_noop(n)`` (submit
+``n`` no-op tasks, collect every result), ``call(arg)`` (one task, wait for
+its result) and ``stop()``, which must leave no process behind.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT_S = 300.0  # one result or one batch; a hung peer must not hang the suite
+
+
+def noop(x=None):
+    return x
+
+
+def _worker_env() -> None:
+    """Workers of every peer import ``benchmarks.peers.noop`` by name, and
+    Parsl starts its interchange and workers as console scripts of this venv."""
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if str(ROOT) not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *[p for p in paths if p]])
+    bindir = os.path.dirname(sys.executable)
+    if bindir not in os.environ["PATH"].split(os.pathsep):
+        os.environ["PATH"] = bindir + os.pathsep + os.environ["PATH"]
+
+
+class Peer:
+    name = "peer"
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def map_noop(self, n: int) -> list:
+        raise NotImplementedError
+
+    def call(self, arg):
+        raise NotImplementedError
+
+    def __enter__(self) -> "Peer":
+        _worker_env()
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class ParslPeer(Peer):
+    name = "Parsl HTEX (direct)"
+
+    def __init__(self) -> None:
+        self.dfk = self.htex = None
+
+    def start(self) -> None:
+        import parsl
+        from parsl.config import Config
+        from parsl.executors import HighThroughputExecutor
+        from parsl.providers import LocalProvider
+
+        run_dir = tempfile.mkdtemp(prefix="parsl-bench-")
+        self.htex = HighThroughputExecutor(
+            max_workers_per_node=2, provider=LocalProvider(init_blocks=1, max_blocks=1))
+        self.dfk = parsl.load(Config(executors=[self.htex], run_dir=run_dir))
+
+    def stop(self) -> None:
+        if self.dfk is not None:
+            import parsl
+
+            try:
+                self.dfk.cleanup()
+            finally:
+                parsl.clear()
+                self.dfk = None
+
+    def map_noop(self, n: int) -> list:
+        futs = [self.htex.submit(noop, {}, i) for i in range(n)]
+        return [f.result(TIMEOUT_S) for f in futs]
+
+    def call(self, arg):
+        return self.htex.submit(noop, {}, arg).result(TIMEOUT_S)
+
+
+class DaskPeer(Peer):
+    name = "Dask distributed"
+
+    def __init__(self) -> None:
+        self.cluster = self.client = None
+
+    def start(self) -> None:
+        from dask.distributed import Client, LocalCluster
+
+        self.cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                    dashboard_address=None, silence_logs=logging.ERROR)
+        self.client = Client(self.cluster)
+
+    def stop(self) -> None:
+        for obj in (self.client, self.cluster):
+            if obj is not None:
+                try:
+                    obj.close()
+                except Exception:
+                    pass
+        self.client = self.cluster = None
+
+    def map_noop(self, n: int) -> list:
+        futs = self.client.map(noop, range(n), pure=False)
+        return self.client.gather(futs)
+
+    def call(self, arg):
+        with warnings.catch_warnings():  # "large object in task graph" for 1 MiB
+            warnings.simplefilter("ignore")
+            return self.client.submit(noop, arg, pure=False).result(TIMEOUT_S)
+
+
+class RayPeer(Peer):
+    name = "Ray"
+
+    def __init__(self) -> None:
+        self.remote = None
+        self.started = False
+
+    def start(self) -> None:
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+        import ray
+
+        self.started = True
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.ERROR, configure_logging=True)
+        self.remote = ray.remote(noop)
+
+    def stop(self) -> None:
+        if self.started:
+            import ray
+
+            ray.shutdown()
+            self.started = False
+
+    def map_noop(self, n: int) -> list:
+        import ray
+
+        return ray.get([self.remote.remote(i) for i in range(n)], timeout=TIMEOUT_S)
+
+    def call(self, arg):
+        import ray
+
+        return ray.get(self.remote.remote(arg), timeout=TIMEOUT_S)
+
+
+class PoolPeer(Peer):
+    name = "multiprocessing.Pool (floor)"
+
+    def __init__(self) -> None:
+        self.pool = None
+
+    def start(self) -> None:
+        import multiprocessing
+
+        self.pool = multiprocessing.Pool(2)
+
+    def stop(self) -> None:
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+            self.pool = None
+
+    def map_noop(self, n: int) -> list:
+        return self.pool.map_async(noop, range(n), chunksize=1).get(TIMEOUT_S)
+
+    def call(self, arg):
+        return self.pool.apply_async(noop, (arg,)).get(TIMEOUT_S)
+
+
+PEERS: list[type[Peer]] = [PoolPeer, ParslPeer, DaskPeer, RayPeer]
