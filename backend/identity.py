@@ -80,7 +80,7 @@ class GlobusProvider:
             if hit and self.r.hget(keys.user(hit.user_id), "disabled") == "1":
                 return None  # disabling takes effect at once, cached or not
             return hit or None
-        resp = self.auth.oauth2_token_introspect(token, include="identity_set")
+        resp = self._call(self.auth.oauth2_token_introspect, token, include="identity_set")
         if not resp.get("active"):
             self.tokens.put(key, False)
             return None
@@ -98,13 +98,27 @@ class GlobusProvider:
         self.tokens.put(key, ident, ttl)
         return ident
 
+    @staticmethod
+    def _call(fn, *args, **kwargs):
+        """A Globus call; its failure is the service's problem (503), not the caller's."""
+        import globus_sdk
+
+        from backend.api_errors import ApiError
+
+        try:
+            return fn(*args, **kwargs)
+        except (globus_sdk.GlobusAPIError, globus_sdk.NetworkError) as e:
+            raise ApiError(503, "AUTH_UNAVAILABLE",
+                           f"Globus Auth could not be asked ({type(e).__name__}); retry later",
+                           {"Retry-After": "10"}) from None
+
     def groups_of(self, identity: Identity, token: str) -> set[str]:
         import globus_sdk
 
         hit = self.group_cache.get(identity.user_id)
         if hit is not None:
             return hit
-        dep = self.auth.oauth2_get_dependent_tokens(token).by_resource_server
+        dep = self._call(self.auth.oauth2_get_dependent_tokens, token).by_resource_server
         if self.GROUPS_RS not in dep:
             return set()
         gc = globus_sdk.GroupsClient(

@@ -36,6 +36,8 @@ class Blocks:
                 "--prefetch", str(c.prefetch_capacity)]
         if c.walltime:
             argv += ["--walltime", str(c.walltime)]
+        if c.mem_per_worker:
+            argv += ["--mem-per-worker", str(c.mem_per_worker)]
         if c.working_dir:
             argv += ["--working-dir", c.working_dir]
         if c.worker_mode != "no_container":

@@ -28,7 +28,7 @@ class Config:
     provider: Any = field(default_factory=_default_provider)
     max_workers_per_node: int = 0  # 0: one per core (cores_per_worker=1)
     cores_per_worker: float = 1.0
-    mem_per_worker: float | None = None  # GB; limits workers per node when set
+    mem_per_worker: float | None = None  # GB; bounds each worker (and workers per node)
     worker_init: str = ""  # shell lines run before the manager starts
     scaling_enabled: bool = True
     strategy: str = "simple"

@@ -56,7 +56,8 @@ class Manager:
                  heartbeat_period: float, heartbeat_threshold: float, prefetch: int = 0,
                  walltime: float | None = None, worker_cmd_prefix: str = "",
                  working_dir: str | None = None, worker_mode: str = "no_container",
-                 container_runtime: str | None = None, container_options: str = ""):
+                 container_runtime: str | None = None, container_options: str = "",
+                 mem_per_worker: float | None = None):
         self.id = manager_id
         self.block_id = block_id
         self.n_workers = workers
@@ -67,6 +68,7 @@ class Manager:
         self.working_dir = working_dir or os.getcwd()
         self.worker_mode = worker_mode
         self.container_runtime, self.container_options = container_runtime, container_options
+        self.mem_per_worker = mem_per_worker
         self.ctx = zmq.Context()
         self.up = self.ctx.socket(zmq.DEALER)
         self.up.setsockopt(zmq.IDENTITY, manager_id.encode())
@@ -100,7 +102,10 @@ class Manager:
                                  self.container_options, container)
         else:
             cmd = [*self.prefix, sys.executable, "-m", "endpoint.worker", *args]
-        slot.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+        env = None
+        if self.mem_per_worker:
+            env = {**os.environ, "FUNCX_WORKER_MEMORY_GB": str(self.mem_per_worker)}
+        slot.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=env)
         self.by_identity[slot.identity] = slot
         self.specs[container] = spec or {}
 
@@ -269,13 +274,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--worker-mode", default="no_container")
     ap.add_argument("--container-runtime", default=None)
     ap.add_argument("--container-options", default="")
+    ap.add_argument("--mem-per-worker", type=float, default=None, help="GB of address space")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s manager %(levelname)s %(message)s")
     mgr = Manager(a.addr, a.workers, a.manager_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}",
                   a.block_id, a.heartbeat_period, a.heartbeat_threshold, a.prefetch, a.walltime,
                   a.worker_cmd_prefix, a.working_dir, a.worker_mode, a.container_runtime,
-                  a.container_options)
+                  a.container_options, a.mem_per_worker)
 
     def _stop(*_):
         mgr.stopping = True

@@ -47,8 +47,20 @@ def die_with_parent() -> None:
         pass  # not Linux: the manager's shutdown still kills its workers
 
 
+def limit_memory(gigabytes: float) -> None:
+    """Bound this worker's address space: a function that exceeds it fails
+    with MemoryError (or the worker dies, and only its task is lost: WorkerLost)."""
+    import resource
+
+    limit = int(gigabytes * 2**30)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
 def main() -> None:
     die_with_parent()
+    mem = os.environ.get("FUNCX_WORKER_MEMORY_GB")
+    if mem:
+        limit_memory(float(mem))
     addr, worker_id = sys.argv[1], sys.argv[2]
     if len(sys.argv) > 3 and sys.argv[3]:
         os.chdir(sys.argv[3])

@@ -50,7 +50,7 @@ def create_group():
 
 @bp.get("/v2/groups")
 def list_groups():
-    rows = group_store.list_for(redis(), current_user()) if str(setting("AUTH")) == "local" \
+    rows = group_store.list_for(redis(), current_user()) if str(setting("AUTH")).lower() == "local" \
         else [{"group_id": g} for g in sorted(current_groups())]
     return jsonify({"groups": rows})
 
