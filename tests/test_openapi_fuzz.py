@@ -7,9 +7,11 @@ code documented, the content type and the body as documented.
 The fuzz runs as a user of its own (``openapi-fuzz``), so what it creates,
 deletes and revokes never touches the session's user, and its requests count
 against its own rate limits.  Half of the cases of an operation with an id in
-its path get the id of a real resource of that user (made up front), so the
-routes are exercised past "404 not found"; DELETE /…/{id} gets a fresh
-resource each time and POST /v2/logout a fresh token.
+its path (and some bodies) get the ids of real resources of that user, made
+up front, so the routes are exercised past "404 not found" (such a DELETE of
+an endpoint or function gets a fresh one); POST /v2/logout always gets a
+fresh token.  Requests are paced under the per-identity write limit.  The
+fuzz user's endpoints (and their Redis ACL users) are removed at the end.
 """
 from __future__ import annotations
 
@@ -125,6 +127,13 @@ class Fuzz:
     def new_endpoint(self) -> str:
         return self.call("post", "/v3/endpoints", {"endpoint_name": "openapi-fuzz"})["endpoint_id"]
 
+    def cleanup(self) -> None:
+        from backend.store import endpoints as ep_store
+        from funcx.protocol import keys
+
+        for eid in self.r.smembers(keys.user_endpoints(self.uid)):
+            ep_store.delete(self.r, eid, self.uid)
+
     def aim(self, case, n: int) -> str:
         """Point every other case at real resources; return the token to send."""
         op_id = case.operation.definition.raw.get("operationId", "")
@@ -170,6 +179,7 @@ def fuzz(service, redis_client, request):
     env = Fuzz(service, redis_client)
     STATS["started"] = time.monotonic()
     yield env
+    env.cleanup()
     plugins = request.config.pluginmanager
     reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
     if reporter is None or capture is None:

@@ -21,14 +21,15 @@ def register_container():
     ctype = field(body, "type", str, required=True).lower()
     if ctype not in TYPES:
         raise bad_request(f"container type must be one of {', '.join(TYPES)}")
-    cid = str(uuid.uuid4())
-    redis().sadd(keys.user_containers(current_user()), cid)
-    redis().hset(keys.container(cid), mapping={
-        "container_id": cid, "name": field(body, "name", str, default="") or "",
-        "description": field(body, "description", str, default="") or "",
-        "type": ctype, "location": field(body, "location", str, required=True),
-        "owner": current_user(), "created_at": repr(time.time()),
-    })
+    rec = {"name": field(body, "name", str, default="") or "",
+           "description": field(body, "description", str, default="") or "",
+           "type": ctype, "location": field(body, "location", str, required=True),
+           "owner": current_user(), "created_at": repr(time.time())}
+    cid = str(uuid.uuid4())  # validated: now store it
+    with redis().pipeline() as p:
+        p.hset(keys.container(cid), mapping={"container_id": cid, **rec})
+        p.sadd(keys.user_containers(current_user()), cid)
+        p.execute()
     return jsonify({"container_id": cid})
 
 

@@ -102,9 +102,13 @@ def run_all_and_capture(page, url: str, out: Path) -> None:
         if True:
             page.goto(url)
             page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
-            # the kernel is up (the toolbar's kernel name shows it) before running
-            page.wait_for_selector(".jp-NotebookPanel .jp-Notebook-ExecutionIndicator"
-                                   "[data-status='idle']", timeout=120_000)
+            # the kernel is connected and idle ("No Kernel | Initializing" until then)
+            page.wait_for_function(
+                """() => {
+                    const t = document.querySelector('.jp-StatusBar-Left')?.textContent || '';
+                    return !t.includes('No Kernel') && /\\| Idle/.test(t);
+                }""",
+                timeout=120_000)
             page.keyboard.press("Control+b")  # fold the file browser away: room for the notebook
             page.click(".lm-MenuBar-itemLabel:text-is('Run')")
             page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
@@ -122,12 +126,8 @@ def run_all_and_capture(page, url: str, out: Path) -> None:
                                   "'application/vnd.jupyter.stderr']", has_text="Traceback")
             if errors.count():
                 raise RuntimeError(f"a cell failed: {errors.first.inner_text()[:2000]}")
-            # show the batch cell's end, the monitor, and the cells after it
-            page.evaluate("""() => {
-                const cells = [...document.querySelectorAll('.jp-Cell')];
-                const i = cells.findIndex(c => c.textContent.includes('monitor = %funcx monitor'));
-                cells[Math.max(0, i - 1)].scrollIntoView({block: 'start'});
-            }""")
+            # the monitor's cell at the top of the view
+            monitor.evaluate("cell => cell.scrollIntoView({block: 'start'})")
             page.mouse.move(0, 0)
             page.wait_for_timeout(300)  # let the scroll paint (no event for that)
             out.parent.mkdir(parents=True, exist_ok=True)
