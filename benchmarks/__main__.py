@@ -28,16 +28,16 @@ import sys
 import time
 
 from benchmarks import harness as h
-from benchmarks.peers import PEERS, Peer, _worker_env
+from benchmarks.peers import PEERS, Peer
 
 FIGURES = ["throughput", "roundtrip", "payload", "startup", "batch", "memory", "cli", "scaling"]
 FUNCX_FIGURES = set(FIGURES) - {"cli"}
 PEER_FIGURES = {"throughput", "roundtrip", "payload", "startup"}
 SIZES = {
     "quick": dict(tasks=500, rtt=20, payload=5, queued=1_000, results=1_000, rss=2_000,
-                  workers_tasks=1_000, counts=(200, 1_000, 2_000), cli_runs=3),
+                  workers_tasks=1_000, counts=(200, 1_000, 2_000), cli_runs=2),
     "full": dict(tasks=10_000, rtt=200, payload=20, queued=10_000, results=10_000,
-                 rss=100_000, workers_tasks=10_000, counts=(1_000, 10_000, 100_000), cli_runs=20),
+                 rss=100_000, workers_tasks=10_000, counts=(1_000, 10_000, 100_000), cli_runs=10),
 }
 MIB = 1024 * 1024
 FUNCX = "funcX (FuncXExecutor, via service)"
@@ -46,6 +46,9 @@ FUNCX = "funcX (FuncXExecutor, via service)"
 class Suite:
     def __init__(self, mode: str, repeat: int, only: set[str]):
         self.s, self.repeat, self.only = SIZES[mode], repeat, only
+        # start-up samples: each costs a whole cluster start (Ray's alone takes
+        # 10-20 s on a busy 2-core machine), so --quick takes one
+        self.starts = 1 if mode == "quick" else repeat
         self.table = h.Table()
         s = self.s
         self.F = {
@@ -119,7 +122,7 @@ class Suite:
             h.log(f"funcX fabric failed: {type(e).__name__}: {e}")
             done = {r.figure for r in self.table.rows if r.system.startswith("funcX")}
             for f in figs:
-                for key in {"roundtrip": ["p50", "p99"], "scaling": ["workers", "counts"]}.get(f, [f]):
+                for key in self.keys(f):
                     if self.F[key] not in done:
                         self.table.na(self.F[key], FUNCX, f"{type(e).__name__}: {e}", ref=True)
 
@@ -133,10 +136,9 @@ class Suite:
         self.payload(FUNCX, fab.call, ref=True)
 
     def funcx_startup(self, fab) -> None:
-        fig = self.F["startup"]
-        h.guard(self.table, fig, "funcX (endpoint daemon.start)", lambda: self.table.add(
-            fig, "funcX (endpoint daemon.start)", [fab.startup() for _ in range(self.repeat)],
-            "s", ref=True), ref=True)
+        fig, name = self.F["startup"], "funcX (endpoint daemon.start)"
+        h.guard(self.table, fig, name, lambda: self.table.add(
+            fig, name, [fab.startup() for _ in range(self.starts)], "s", ref=True), ref=True)
 
     def funcx_batch(self, fab) -> None:
         fig, n = self.F["batch"], self.s["tasks"]
@@ -175,15 +177,15 @@ class Suite:
     def funcx_scaling(self, fab) -> None:
         t = self.table
         for key, label, points in (
-                ("workers", "{} worker(s)", [(w, self.s["workers_tasks"]) for w in (1, 2, 4)]),
+                ("workers", "{0} worker{2}", [(w, self.s["workers_tasks"]) for w in (1, 2, 4)]),
                 ("counts", "{1:,} tasks", [(2, n) for n in self.s["counts"]])):
             fig, base = self.F[key], None
             for w, n in points:
-                system = "funcX, " + label.format(w, n)
+                system = "funcX, " + label.format(w, n, "" if w == 1 else "s")
 
                 def go(w=w, n=n, system=system) -> None:
                     nonlocal base
-                    rates = [fab.scaling(w, n) for _ in range(self.repeat)]
+                    rates = fab.scaling(w, n, self.repeat)
                     us = 1e6 / statistics.median(rates)
                     base = base or us
                     t.add(fig, system, rates, "tasks/s",
@@ -197,27 +199,33 @@ class Suite:
             return
         for cls in PEERS:
             peer = cls()
-            name = peer.name
+            name, fig = peer.name, self.F["startup"]
             session = [f for f in ("throughput", "roundtrip", "payload") if self.want(f)]
-            if session:
-                h.log(f"{name}: {', '.join(session)}")
-                try:
-                    with peer:
-                        for f in session:
-                            getattr(self, f)(name, getattr(peer, "map_noop" if f == "throughput"
-                                                           else "call"))
-                except Exception as e:
-                    h.log(f"{name} failed to start/stop: {type(e).__name__}: {e}")
+            h.log(f"{name}: {', '.join(session + ['startup'] if self.want('startup') else session)}")
+            starts: list[float] = []
+            try:  # the session's own start is the first start-up sample
+                peer.load()
+                t0 = time.perf_counter()
+                with peer:
+                    if peer.call(1) != 1:
+                        raise AssertionError("wrong result")
+                    starts.append(time.perf_counter() - t0)
                     for f in session:
-                        for key in (["p50", "p99"] if f == "roundtrip" else [f]):
-                            if not any(r.figure == self.F[key] and r.system == name
-                                       for r in self.table.rows):
-                                self.table.na(self.F[key], name, f"{type(e).__name__}: {e}")
-            if self.want("startup"):
-                h.log(f"{name}: startup")
-                fig = self.F["startup"]
+                        getattr(self, f)(name, peer.map_noop if f == "throughput" else peer.call)
+            except Exception as e:
+                h.log(f"{name} failed: {type(e).__name__}: {e}")
+                wanted = session + (["startup"] if self.want("startup") else [])
+                for key in [k for f in wanted for k in self.keys(f)]:
+                    if not any(r.figure == self.F[key] and r.system == name
+                               for r in self.table.rows) and (key != "startup" or not starts):
+                        self.table.na(self.F[key], name, f"{type(e).__name__}: {e}")
+            if self.want("startup") and starts:
                 h.guard(self.table, fig, name, lambda: self.table.add(
-                    fig, name, [peer_startup(cls) for _ in range(self.repeat)], "s"))
+                    fig, name, starts + [peer_startup(cls) for _ in range(self.starts - 1)], "s"))
+
+    def keys(self, figure: str) -> list[str]:
+        """The table's figure keys of one ``--only`` name."""
+        return {"roundtrip": ["p50", "p99"], "scaling": ["workers", "counts"]}.get(figure, [figure])
 
     # -------------------------------------------------------------------- cli
     def run_cli(self) -> None:
@@ -245,16 +253,13 @@ class Suite:
 
 def peer_startup(cls: type[Peer]) -> float:
     """Seconds from creating the peer's cluster/executor to its first result."""
-    _worker_env()
     peer = cls()
+    peer.load()
     t0 = time.perf_counter()
-    try:
-        peer.start()
+    with peer:
         if peer.call(1) != 1:
             raise AssertionError("wrong result")
         return time.perf_counter() - t0
-    finally:
-        peer.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -276,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     repeat = max(1, a.repeat or (2 if a.quick else 3))
     # SIGTERM unwinds like Ctrl-C, so every service, endpoint and cluster is stopped
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    sys.stdout.reconfigure(errors="replace")  # the table has – µ → × in it
     load0, t0 = h.loadavg(), time.perf_counter()
     suite = Suite(mode, repeat, only)
     suite.run_funcx()

@@ -188,15 +188,16 @@ class Fabric:
         fxc.func_table.clear()
         return rate
 
-    def scaling(self, workers: int, n: int) -> float:
-        """Executor tasks/s of ``n`` no-ops on an endpoint with ``workers`` workers."""
+    def scaling(self, workers: int, n: int, repeat: int) -> list[float]:
+        """Executor tasks/s of ``n`` no-ops on an endpoint with ``workers``
+        workers, ``repeat`` times."""
         if workers == 2:
-            return self.throughput(n)
+            return [self.throughput(n) for _ in range(repeat)]
         name = f"bench-w{workers}"
         ex = self.executor(self.endpoint(name, workers))
         try:
-            self.run_tasks(ex, 50)  # warm up
-            return n / timed(lambda: self.run_tasks(ex, n))
+            self.run_tasks(ex, 100)  # warm up
+            return [n / timed(lambda: self.run_tasks(ex, n)) for _ in range(repeat)]
         finally:
             self.close_executor(ex)
             self.stop_endpoint(name)

@@ -97,7 +97,8 @@ class Table:
         for r in self.rows:
             if r.figure not in seen:
                 seen.append(r.figure)
-        return seen
+        # by figure number ("7 CLI ..."), which need not be the order they ran in
+        return sorted(seen, key=lambda f: int(f.split()[0]) if f.split()[0].isdigit() else 99)
 
     def ratio(self, row: Row) -> str:
         if not row.values or row.ref:

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import signal
 import sys
 import tempfile
 import warnings
 from pathlib import Path
+
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT_S = 300.0  # one result or one batch; a hung peer must not hang the suite
@@ -36,6 +40,15 @@ def _worker_env() -> None:
 
 class Peer:
     name = "peer"
+    modules: tuple[str, ...] = ()
+
+    def load(self) -> None:
+        """Import the peer's library (not part of its start-up time)."""
+        import importlib
+
+        _worker_env()
+        for m in self.modules:
+            importlib.import_module(m)
 
     def start(self) -> None:
         raise NotImplementedError
@@ -50,23 +63,39 @@ class Peer:
         raise NotImplementedError
 
     def __enter__(self) -> "Peer":
-        _worker_env()
+        self.load()
+        self._before = {p.pid for p in psutil.Process().children(recursive=True)}
         try:
             self.start()
         except BaseException:
-            self.stop()
+            self.close()
             raise
         return self
 
     def __exit__(self, *exc) -> None:
-        self.stop()
+        self.close()
+
+    def close(self) -> None:
+        """``stop()``, then kill whatever the peer started that outlived it."""
+        before = getattr(self, "_before", set())
+        ours = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+        try:
+            self.stop()
+        finally:
+            _, alive = psutil.wait_procs(ours, timeout=3)
+            for p in alive:
+                try:
+                    p.kill()
+                except psutil.NoSuchProcess:
+                    pass
 
 
 class ParslPeer(Peer):
     name = "Parsl HTEX (direct)"
+    modules = ("parsl", "parsl.executors", "parsl.providers")
 
     def __init__(self) -> None:
-        self.dfk = self.htex = None
+        self.dfk = self.htex = self.run_dir = None
 
     def start(self) -> None:
         import parsl
@@ -74,7 +103,7 @@ class ParslPeer(Peer):
         from parsl.executors import HighThroughputExecutor
         from parsl.providers import LocalProvider
 
-        run_dir = tempfile.mkdtemp(prefix="parsl-bench-")
+        self.run_dir = run_dir = tempfile.mkdtemp(prefix="parsl-bench-")
         self.htex = HighThroughputExecutor(
             max_workers_per_node=2, provider=LocalProvider(init_blocks=1, max_blocks=1))
         self.dfk = parsl.load(Config(executors=[self.htex], run_dir=run_dir))
@@ -88,6 +117,9 @@ class ParslPeer(Peer):
             finally:
                 parsl.clear()
                 self.dfk = None
+        if self.run_dir:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            self.run_dir = None
 
     def map_noop(self, n: int) -> list:
         futs = [self.htex.submit(noop, {}, i) for i in range(n)]
@@ -99,6 +131,7 @@ class ParslPeer(Peer):
 
 class DaskPeer(Peer):
     name = "Dask distributed"
+    modules = ("dask.distributed",)
 
     def __init__(self) -> None:
         self.cluster = self.client = None
@@ -131,6 +164,7 @@ class DaskPeer(Peer):
 
 class RayPeer(Peer):
     name = "Ray"
+    modules = ("ray",)
 
     def __init__(self) -> None:
         self.remote = None
@@ -142,8 +176,12 @@ class RayPeer(Peer):
         import ray
 
         self.started = True
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.ERROR, configure_logging=True)
+        sigterm = signal.getsignal(signal.SIGTERM)
+        try:
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.ERROR, configure_logging=True)
+        finally:  # ray.init installs its own SIGTERM handler; keep the suite's
+            signal.signal(signal.SIGTERM, sigterm)
         self.remote = ray.remote(noop)
 
     def stop(self) -> None:
@@ -166,6 +204,7 @@ class RayPeer(Peer):
 
 class PoolPeer(Peer):
     name = "multiprocessing.Pool (floor)"
+    modules = ("multiprocessing.pool",)
 
     def __init__(self) -> None:
         self.pool = None

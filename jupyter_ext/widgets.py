@@ -55,6 +55,11 @@ class TaskMonitor(w.VBox):
     def counts(self) -> dict[str, int]:
         return self.state.counts()
 
+    def __repr__(self) -> str:  # the text/plain fallback of a saved notebook
+        counts = ", ".join(f"{k}: {v}" for k, v in sorted(self.counts.items()))
+        return (f"TaskMonitor(task group {self.task_group_id}: {self.state.done}/"
+                f"{self.state.total} done; {counts})")
+
     def refresh(self) -> None:
         """Reload the group from the service, then redraw."""
         self.state.load(self.client.list_tasks(task_group_id=self.task_group_id, limit=10_000))
@@ -78,14 +83,16 @@ class TaskMonitor(w.VBox):
         self.progress.max = max(1, s.total)
         self.progress.value = s.done
         failed = s.counts().get("failed", 0)
-        self.progress.bar_style = "danger" if failed else ("success" if s.finished else "info")
+        # some failures: warning (the bar still shows how many are done); red only if all failed
+        self.progress.bar_style = ("danger" if failed and failed == s.total else
+                                   "warning" if failed else "success" if s.finished else "info")
         self.label.value = f"&nbsp;<b>{s.done}</b> / {s.total} done"
         self.counts_html.value = " ".join(
             f"<span style='background:{STATUS_COLOR.get(k, '#6d6d6d')}; color:white; "
             f"border-radius:3px; padding:0 6px; margin-right:4px'>{html.escape(k)}: {v}</span>"
             for k, v in sorted(s.counts().items()))
         rows = "".join(
-            f"<tr><td><code>{html.escape(r['task_id'][:8])}</code></td>"
+            f"<tr style='line-height:1.1'><td><code>{html.escape(r['task_id'][:8])}</code></td>"
             f"<td><code>{html.escape(str(r.get('function_id') or '')[:8])}</code></td>"
             f"<td><code>{html.escape(str(r.get('endpoint_id') or '')[:8])}</code></td>"
             f"<td style='color:{STATUS_COLOR.get(r.get('status'), 'inherit')}'>"

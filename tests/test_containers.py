@@ -15,7 +15,6 @@ The command lines for every runtime are unit-tested directly.
 from __future__ import annotations
 
 import json
-import os
 import stat
 import sys
 import uuid

@@ -185,7 +185,7 @@ def test_run_timeout(shell):
     t0 = time.monotonic()
     res, _ = run(shell, "%funcx run nap(2) --timeout 0.3")
     assert isinstance(res.error_in_exec, TimeoutError) and "--no-wait" in str(res.error_in_exec)
-    assert time.monotonic() - t0 < 1.5
+    assert time.monotonic() - t0 < 0.9  # not held by the 1 s quiet wait before a progress bar
     res, _ = run(shell, "%%funcx --timeout 0.3\nimport time\ntime.sleep(2)\n")
     assert isinstance(res.error_in_exec, TimeoutError)
 
@@ -300,10 +300,11 @@ def test_monitor_of_a_finished_batch(fxc, endpoint):
     assert mon.finished.wait(30)
     assert mon.progress.value == 7 == mon.progress.max
     assert mon.counts == {"success": 5, "failed": 2}
-    assert mon.progress.bar_style == "danger"
+    assert mon.progress.bar_style == "warning"  # some failed, not all
     assert "<b>7</b> / 7 done" in mon.label.value
+    assert repr(mon).startswith(f"TaskMonitor(task group {batch.task_group_id}: 7/7 done")
     assert "failed: 2" in mon.counts_html.value and "success: 5" in mon.counts_html.value
-    assert mon.table.value.count("<tr>") == 1 + 7  # header + the latest 7
+    assert mon.table.value.count("<tr") == 1 + 7  # header + the latest 7
     # nothing left to watch: no watcher thread is running
     assert mon._thread is None or (mon._thread.join(10) is None and not mon._thread.is_alive())
 

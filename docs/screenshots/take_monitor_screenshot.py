@@ -98,41 +98,40 @@ def screenshot(url: str, out: Path) -> None:
 
 
 def run_all_and_capture(page, url: str, out: Path) -> None:
-    if True:
-        if True:
-            page.goto(url)
-            page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
-            # the kernel is connected and idle ("No Kernel | Initializing" until then)
-            page.wait_for_function(
-                """() => {
-                    const t = document.querySelector('.jp-StatusBar-Left')?.textContent || '';
-                    return !t.includes('No Kernel') && /\\| Idle/.test(t);
-                }""",
-                timeout=120_000)
-            page.keyboard.press("Control+b")  # fold the file browser away: room for the notebook
-            page.click(".lm-MenuBar-itemLabel:text-is('Run')")
-            page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
-            # every cell has run (no "[*]" prompt left, the last one numbered) ...
-            page.wait_for_function(
-                """() => {
-                    const p = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
-                    return p.length > 0 && p.every(e => /\\[\\d+\\]/.test(e.textContent));
-                }""", timeout=180_000)
-            # ... and the monitor shows every task done
-            monitor = page.locator(".jp-Cell", has_text="monitor = %funcx monitor").first
-            label = monitor.locator(".widget-html-content", has_text=TASKS_DONE).first
-            label.wait_for(timeout=120_000)
-            errors = page.locator(".jp-OutputArea-output[data-mime-type="
-                                  "'application/vnd.jupyter.stderr']", has_text="Traceback")
-            if errors.count():
-                raise RuntimeError(f"a cell failed: {errors.first.inner_text()[:2000]}")
-            # the monitor's cell at the top of the view
-            monitor.evaluate("cell => cell.scrollIntoView({block: 'start'})")
-            page.mouse.move(0, 0)
-            page.wait_for_timeout(300)  # let the scroll paint (no event for that)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(out))
-            print(f"monitor: {label.inner_text()!r}")
+    """Open the notebook, run all its cells, wait for the monitor to finish, capture it."""
+    page.goto(url)
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
+    # the kernel is connected and idle ("No Kernel | Initializing" until then)
+    page.wait_for_function(
+        """() => {
+            const t = document.querySelector('.jp-StatusBar-Left')?.textContent || '';
+            return !t.includes('No Kernel') && /\\| Idle/.test(t);
+        }""",
+        timeout=120_000)
+    page.keyboard.press("Control+b")  # fold the file browser away: room for the notebook
+    page.click(".lm-MenuBar-itemLabel:text-is('Run')")
+    page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
+    # every cell has run (no "[*]" prompt left, the last one numbered) ...
+    page.wait_for_function(
+        """() => {
+            const p = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
+            return p.length > 0 && p.every(e => /\\[\\d+\\]/.test(e.textContent));
+        }""", timeout=180_000)
+    # ... and the monitor shows every task done
+    monitor = page.locator(".jp-Cell", has_text="monitor = %funcx monitor").first
+    label = monitor.locator(".widget-html-content", has_text=TASKS_DONE).first
+    label.wait_for(timeout=120_000)
+    errors = page.locator(".jp-OutputArea-output[data-mime-type="
+                          "'application/vnd.jupyter.stderr']", has_text="Traceback")
+    if errors.count():
+        raise RuntimeError(f"a cell failed: {errors.first.inner_text()[:2000]}")
+    # the monitor's cell at the top of the view
+    monitor.evaluate("cell => cell.scrollIntoView({block: 'start'})")
+    page.mouse.move(0, 0)
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(out))
+    print(f"monitor: {label.inner_text()!r}")
 
 
 def main() -> None:
