@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -54,9 +55,10 @@ def run_funcx(tasks: int, repeat: int, rtts: int) -> dict:
             fxc.wait([tid], timeout=60)
             assert fxc.get_result(tid) == i
             lat.append((time.perf_counter() - t0) * 1000)
-        daemon.stop("bench")
     finally:
+        daemon.stop("bench")  # also when a figure failed: no endpoint left running
         control.stop()
+        shutil.rmtree(os.environ["FUNCX_HOME"], ignore_errors=True)
     return {"rates": rates, "lat": lat}
 
 
@@ -89,6 +91,7 @@ def run_parsl(tasks: int, repeat: int, rtts: int) -> dict:
     finally:
         dfk.cleanup()
         parsl.clear()
+        shutil.rmtree(run_dir, ignore_errors=True)
     return {"rates": rates, "lat": lat}
 
 

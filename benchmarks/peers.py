@@ -78,7 +78,8 @@ class Peer:
     def close(self) -> None:
         """``stop()``, then kill whatever the peer started that outlived it."""
         before = getattr(self, "_before", set())
-        ours = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+        ours = [p for p in psutil.Process().children(recursive=True)
+                if p.pid not in before and not _shared_helper(p)]
         try:
             self.stop()
         finally:
@@ -88,6 +89,15 @@ class Peer:
                     p.kill()
                 except psutil.NoSuchProcess:
                     pass
+
+
+def _shared_helper(proc: psutil.Process) -> bool:
+    """multiprocessing's resource tracker / forkserver: this process's, not a peer's."""
+    try:
+        cmd = " ".join(proc.cmdline())
+    except psutil.Error:
+        return False
+    return "multiprocessing.resource_tracker" in cmd or "multiprocessing.forkserver" in cmd
 
 
 class ParslPeer(Peer):

@@ -78,6 +78,14 @@ def console(stderr: bool = False):
     return Console(stderr=stderr, highlight=False)
 
 
+def print_document(doc: dict, fmt: str) -> None:
+    """One record: JSON, or a two-column table."""
+    if fmt == "json":
+        print_json(doc)
+    else:
+        console().print(table(None, ["Field", "Value"], [[k, v] for k, v in doc.items()]))
+
+
 def table(title: str | None, columns: list[str], rows: list[list[Any]]):
     from rich.table import Table
 

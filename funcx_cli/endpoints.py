@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from funcx_cli.context import (FormatOption, check_format, client, console, handles_errors,
+from funcx_cli.context import (print_document, FormatOption, check_format, client, console, handles_errors,
                                print_json, table)
 
 app = typer.Typer(help="Endpoints you may use, as the service sees them.\n\n"
@@ -49,10 +49,7 @@ def show(endpoint: str = typer.Argument(..., help="endpoint id or name"),
     fmt = check_format(fmt)
     fxc = client()
     doc = fxc.get_endpoint_metadata(fxc.resolve_endpoint(endpoint))
-    if fmt == "json":
-        print_json(doc)
-    else:
-        console().print(table(None, ["Field", "Value"], [[k, v] for k, v in doc.items()]))
+    print_document(doc, fmt)
 
 
 @app.command()

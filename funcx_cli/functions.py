@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from funcx_cli.context import (FormatOption, check_format, client, console, handles_errors,
+from funcx_cli.context import (print_document, FormatOption, check_format, client, console, handles_errors,
                                print_json, table)
 from funcx_cli.errors import USAGE, fail
 
@@ -111,10 +111,7 @@ def show(function: str = typer.Argument(..., help="function id or name"),
     doc = fxc.get_function(fxc.resolve_function(function))
     if not code:
         doc.pop("function_code", None)
-    if fmt == "json":
-        print_json(doc)
-    else:
-        console().print(table(None, ["Field", "Value"], [[k, v] for k, v in doc.items()]))
+    print_document(doc, fmt)
 
 
 @app.command()

@@ -44,13 +44,10 @@ def service(funcx_home):
 @pytest.fixture(scope="session")
 def redis_client(service):
     """A client of the service's own Redis (for assertions on stored state)."""
-    from backend.embedded import EmbeddedRedis
     from backend.redis_conn import connect
-    from backend.supervisor import logs_dir
-    from funcx.home import service_dir
+    from live import service_redis_url
 
-    emb = EmbeddedRedis(service_dir() / "redis", logs_dir() / "redis.log")
-    return connect(emb.url)
+    return connect(service_redis_url())
 
 
 @pytest.fixture(scope="session")

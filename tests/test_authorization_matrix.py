@@ -283,11 +283,9 @@ def _observed(rule: str, resp: requests.Response) -> int | tuple[int, int]:
 def url_map_routes(service):
     """(rule, method) of every route of the app, static excluded."""
     from backend.app import create_app
-    from backend.embedded import EmbeddedRedis
-    from backend.supervisor import logs_dir
-    from funcx.home import service_dir
+    from live import service_redis_url
 
-    app = create_app(EmbeddedRedis(service_dir() / "redis", logs_dir() / "redis.log").url)
+    app = create_app(service_redis_url())
     return {(rule.rule, m) for rule in app.url_map.iter_rules() if rule.endpoint != "static"
             for m in rule.methods - {"HEAD", "OPTIONS"}}
 

@@ -544,20 +544,12 @@ def test_custom_login_manager(service, token, fxc, endpoint):
 @pytest.fixture
 def local_server(service):
     """A real in-process service on a loopback port, on the session's Redis."""
-    from werkzeug.serving import make_server
-
     from backend.app import create_app
-    from backend.embedded import EmbeddedRedis
-    from backend.supervisor import logs_dir
-    from funcx.home import service_dir
+    from live import Server, service_redis_url
 
-    url = EmbeddedRedis(service_dir() / "redis", logs_dir() / "redis.log").url
-    server = make_server("127.0.0.1", 0, create_app(url), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=10)
+    server = Server(create_app(service_redis_url()))
+    yield server.url
+    server.close()
 
 
 def test_version_mismatch(local_server, monkeypatch):

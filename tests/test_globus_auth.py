@@ -26,9 +26,10 @@ import uuid
 from collections import Counter
 
 import pytest
+
+from live import Server, service_redis_url
 import requests
 from flask import Flask, jsonify, request
-from werkzeug.serving import make_server
 
 from funcx.serialize import FuncXSerializer
 
@@ -131,28 +132,6 @@ class GlobusStandIn:
         return app
 
 
-class Server:
-    """A WSGI app served for real on a loopback port, in a thread."""
-
-    def __init__(self, app):
-        self.srv = make_server("127.0.0.1", 0, app, threaded=True)
-        self.url = f"http://127.0.0.1:{self.srv.server_port}"
-        self.thread = threading.Thread(target=self.srv.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.srv.shutdown()
-        self.thread.join(10)
-
-
-def redis_url() -> str:
-    from backend.embedded import EmbeddedRedis
-    from backend.supervisor import logs_dir
-    from funcx.home import service_dir
-
-    return EmbeddedRedis(service_dir() / "redis", logs_dir() / "redis.log").url
-
-
 @pytest.fixture(scope="module")
 def globus():
     stand_in = GlobusStandIn()
@@ -181,7 +160,7 @@ def app_url(globus_env):
     from backend.app import create_app
     from backend.identity import GlobusProvider
 
-    app = create_app(redis_url())  # after the environment is set
+    app = create_app(service_redis_url())  # after the environment is set
     assert isinstance(app.extensions["funcx_identity"], GlobusProvider)
     srv = Server(app)
     yield srv.url
@@ -310,7 +289,7 @@ def test_wrong_client_secret_is_refused_by_globus_and_not_leaked(globus, globus_
 
     globus_env.setenv("FUNCX_GLOBUS_CLIENT_SECRET", "wrong-" + CLIENT_SECRET)
     try:
-        srv = Server(create_app(redis_url()))
+        srv = Server(create_app(service_redis_url()))
     finally:
         globus_env.setenv("FUNCX_GLOBUS_CLIENT_SECRET", CLIENT_SECRET)
     try:

@@ -13,15 +13,15 @@ import pickle
 import socket
 import subprocess
 import sys
-import threading
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
+
+from live import Server, service_redis_url
 import requests
-from werkzeug.serving import make_server
 
 from funcx.serialize import FuncXSerializer
 
@@ -102,28 +102,6 @@ def nothing_queued(r, eid: str):
     before = snap()
     yield
     assert snap() == before
-
-
-class Server:
-    """Our app served for real (werkzeug) on a loopback port, in a thread."""
-
-    def __init__(self, app):
-        self.srv = make_server("127.0.0.1", 0, app, threaded=True)
-        self.url = f"http://127.0.0.1:{self.srv.server_port}"
-        self.thread = threading.Thread(target=self.srv.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.srv.shutdown()
-        self.thread.join(10)
-
-
-def service_redis_url() -> str:
-    from backend.embedded import EmbeddedRedis
-    from backend.supervisor import logs_dir
-    from funcx.home import service_dir
-
-    return EmbeddedRedis(service_dir() / "redis", logs_dir() / "redis.log").url
 
 
 def new_user(r, prefix: str) -> dict:

@@ -23,11 +23,9 @@ def served(service) -> dict:
 @pytest.fixture(scope="module")
 def app(service):
     from backend.app import create_app
-    from backend.embedded import EmbeddedRedis
-    from backend.supervisor import logs_dir
-    from funcx.home import service_dir
+    from live import service_redis_url
 
-    return create_app(EmbeddedRedis(service_dir() / "redis", logs_dir() / "redis.log").url)
+    return create_app(service_redis_url())
 
 
 def operations(spec: dict):
