@@ -46,27 +46,26 @@ class Ingester:
         self.streams = [keys.ep_results(e) for e in eids]
 
     def handle(self, batches) -> int:
-        """Apply one XREADGROUP answer; return how many entries were handled."""
-        acks = {}
+        """Apply one XREADGROUP answer; return how many entries were handled.
+        Each stream's results and their acknowledgement go in one round trip
+        (the writes first, so a crash in between only means a re-apply, which
+        the first-result-wins script ignores)."""
+        handled = 0
         for stream, items in batches:
             entries = []
+            ids = [entry_id for entry_id, _ in items]
             for entry_id, fields in items:
-                acks.setdefault(stream, []).append(entry_id)
                 if not fields:  # already deleted (seen when re-reading pending)
                     continue
                 try:
                     entries.extend(decode_result_entry(fields))
                 except ProtocolError as e:
                     log.error("dropping malformed result entry %s on %s: %s", entry_id, stream, e)
-            if entries:
-                self.applied += self.store.apply_results(entries, keys.endpoint_of(stream))
-        if acks:
-            with self.r.pipeline(transaction=False) as p:
-                for stream, ids in acks.items():
-                    p.xack(stream, keys.INGEST_GROUP, *ids)
-                    p.xdel(stream, *ids)
-                p.execute()
-        return sum(len(v) for v in acks.values())
+            if ids:
+                self.applied += self.store.apply_results(entries, keys.endpoint_of(stream),
+                                                         (stream, keys.INGEST_GROUP, ids))
+            handled += len(ids)
+        return handled
 
     def drain_pending(self) -> None:
         """Re-apply what a previous run read but did not acknowledge."""

@@ -44,8 +44,8 @@ DEFAULTS: dict[str, object] = {
     "GLOBUS_CLIENT_ID": "",
     "GLOBUS_CLIENT_SECRET": "",
     "AUTH_CACHE_S": 30.0,  # how long a Globus token introspection / group list is trusted
-    "RATE_LIMIT_READ": "6000 per minute",  # per identity
-    "RATE_LIMIT_WRITE": "1200 per minute",  # per identity: submit, register, ...
+    "RATE_LIMIT_READ": "60000 per minute",  # per identity
+    "RATE_LIMIT_WRITE": "12000 per minute",  # per identity: submit, register, ...
     "RATE_LIMIT_ENABLED": True,
     # sdk
     "SERVICE_ADDRESS": "",

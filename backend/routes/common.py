@@ -77,11 +77,9 @@ def valid_uuid(value: str, what: str) -> str:
         raise bad_request(f"{what} {str(value)[:64]!r} is not a valid UUID") from None
 
 
-def endpoint_for_user(eid: str, user: str, write: bool = False) -> dict:
-    """The endpoint record if ``user`` may see it (404 otherwise: no existence
+def check_endpoint(rec: dict | None, eid: str, user: str, write: bool = False) -> dict:
+    """``rec`` if ``user`` may see the endpoint (404 otherwise: no existence
     leak); 403 if they may see but not change it."""
-    eid = valid_uuid(eid, "endpoint id")
-    rec = ep_store.get(redis(), eid)
     if rec is None or not (rec.get("owner") == user or rec.get("public") == "1"):
         raise not_found("endpoint", eid)
     if write and rec.get("owner") != user:
@@ -89,13 +87,22 @@ def endpoint_for_user(eid: str, user: str, write: bool = False) -> dict:
     return rec
 
 
-def function_for_user(fid: str, user: str, write: bool = False) -> dict:
-    """The function record if ``user`` may run it (404 otherwise); 403 on a
-    change by someone other than the owner."""
-    fid = valid_uuid(fid, "function id")
-    rec = fn_store.get(redis(), fid)
-    if rec is None or not fn_store.may_run(rec, user, current_groups()):
+def check_function(rec: dict | None, fid: str, user: str, write: bool = False) -> dict:
+    """``rec`` if ``user`` may run the function (404 otherwise); 403 on a change
+    by someone other than the owner.  Groups are looked up only when needed."""
+    if rec is None or not (rec.get("owner") == user or rec.get("public") == "1"
+                           or fn_store.may_run(rec, user, current_groups())):
         raise not_found("function", fid)
     if write and rec.get("owner") != user:
         raise forbidden(f"only the owner may change function {fid}")
     return rec
+
+
+def endpoint_for_user(eid: str, user: str, write: bool = False) -> dict:
+    eid = valid_uuid(eid, "endpoint id")
+    return check_endpoint(ep_store.get(redis(), eid), eid, user, write)
+
+
+def function_for_user(fid: str, user: str, write: bool = False) -> dict:
+    fid = valid_uuid(fid, "function id")
+    return check_function(fn_store.get(redis(), fid), fid, user, write)

@@ -13,21 +13,17 @@ from flask import Blueprint, jsonify
 
 from backend.api_errors import ApiError, bad_request, too_large
 from backend.auth import current_user
-from backend.routes.common import (endpoint_for_user, field, function_for_user, json_body, redis,
+from backend.routes.common import (check_endpoint, check_function, field, json_body, redis,
                                    tasks, valid_uuid)
-from backend.store import endpoints as ep_store
 from funcx.defaults import setting
 from funcx.protocol import keys
 
 bp = Blueprint("submit", __name__)
 
 
-def _task_group(raw, user: str) -> str:
-    tg = valid_uuid(raw, "task_group_id") if raw else str(uuid.uuid4())
-    owner = tasks().task_group_owner(tg)
-    if owner is not None and owner != user:
-        raise ApiError(404, "TASK_GROUP_NOT_FOUND", f"task group {tg} not found")
-    return tg
+def _task_group(raw) -> str:
+    """The request's task group, or a new one (ownership is checked in _queue)."""
+    return valid_uuid(raw, "task_group_id") if raw else str(uuid.uuid4())
 
 
 def _check_payloads(payloads: list) -> None:
@@ -39,18 +35,34 @@ def _check_payloads(payloads: list) -> None:
             raise too_large(f"a task payload of {len(p)} bytes exceeds the limit of {limit} bytes")
 
 
+def _lookup(eid: str, fids: list[str], tg: str) -> tuple:
+    """Everything a submit checks, in one round trip to Redis."""
+    with redis().pipeline(transaction=False) as p:
+        p.hgetall(keys.endpoint(eid))
+        p.smembers(keys.endpoint_allowed(eid))
+        p.hget(keys.task_group(tg), "owner")
+        for fid in fids:
+            p.hgetall(keys.function(fid))
+        ep, allowed, tg_owner, *fns = p.execute()
+    return ep or None, allowed, tg_owner, [f or None for f in fns]
+
+
 def _queue(user: str, eid: str, tg: str, by_function: dict[str, list[str]],
            resource_specification: dict | None) -> dict[str, list[str]]:
     """Validate one endpoint's tasks and queue them in one transaction."""
-    ep = endpoint_for_user(eid, user)
-    allowed = ep_store.allowed_functions(redis(), ep["uuid"])
+    eid = valid_uuid(eid, "endpoint id")
+    fids = {raw: valid_uuid(raw, "function id") for raw in by_function}
+    ep, allowed, tg_owner, fn_recs = _lookup(eid, list(fids.values()), tg)
+    check_endpoint(ep, eid, user)
+    if tg_owner is not None and tg_owner != user:
+        raise ApiError(404, "TASK_GROUP_NOT_FOUND", f"task group {tg} not found")
     codes, containers, items, order = {}, {}, [], []
-    for fid_raw, payloads in by_function.items():
-        fn = function_for_user(fid_raw, user)
-        fid = fn["function_uuid"]
+    for (fid_raw, payloads), fn in zip(by_function.items(), fn_recs):
+        fid = fids[fid_raw]
+        check_function(fn, fid, user)
         if allowed and fid not in allowed:
             raise ApiError(403, "FUNCTION_NOT_ALLOWED",
-                           f"function {fid} is not allowed on endpoint {ep['uuid']}")
+                           f"function {fid} is not allowed on endpoint {eid}")
         _check_payloads(payloads)
         codes[fid] = fn["function_code"]
         if fn.get("container_uuid"):
@@ -62,8 +74,7 @@ def _queue(user: str, eid: str, tg: str, by_function: dict[str, list[str]],
         rec = redis().hgetall(keys.container(cid))
         if rec:
             specs[cid] = json.dumps({"type": rec.get("type"), "location": rec.get("location")})
-    tids = tasks().submit(user, ep["uuid"], tg, items, codes, containers, resource_specification,
-                          specs)
+    tids = tasks().submit(user, eid, tg, items, codes, containers, resource_specification, specs)
     out, i = {}, 0
     for fid_raw, n in order:
         out[fid_raw] = tids[i:i + n]
@@ -79,7 +90,7 @@ def submit_v3(eid: str):
         if not isinstance(payloads, list):
             raise bad_request(f"tasks[{fid!r}] must be a list of payloads")
     user = current_user()
-    tg = _task_group(field(body, "task_group_id", str, default=None), user)
+    tg = _task_group(field(body, "task_group_id", str, default=None))
     spec = field(body, "resource_specification", dict, default=None)
     field(body, "user_endpoint_config", dict, default=None)
     ids = _queue(user, eid, tg, by_function, spec)
@@ -92,7 +103,10 @@ def submit_v2():
     body = json_body()
     triples = field(body, "tasks", list, required=True)
     user = current_user()
-    tg = _task_group(field(body, "task_group_id", str, default=None), user)
+    tg = _task_group(field(body, "task_group_id", str, default=None))
+    owner = tasks().task_group_owner(tg)
+    if owner is not None and owner != user:  # refuse the whole request, not task by task
+        raise ApiError(404, "TASK_GROUP_NOT_FOUND", f"task group {tg} not found")
     for t in triples:
         if not (isinstance(t, list) and len(t) >= 3 and all(isinstance(x, str) for x in t[:3])):
             raise bad_request("each task must be [function_id, endpoint_id, payload]")

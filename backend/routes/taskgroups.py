@@ -59,7 +59,6 @@ def taskgroup_events(tg: str):
             break
     last = events[-1][0] if events else after
     tids = list(dict.fromkeys(f["task_id"] for _, f in events))
-    recs = tasks().records(tids)
-    tasks().mark_fetched([r for r in recs if r])
+    recs = tasks().fetch(tids, current_user())
     return jsonify({"taskgroup_id": tg, "last_id": last,
                     "tasks": [document(r) for r in recs if r]})

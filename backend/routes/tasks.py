@@ -48,10 +48,9 @@ def list_tasks():
 @bp.get("/v2/tasks/<tid>")
 def get_task(tid: str):
     tid = valid_uuid(tid, "task id")
-    rec = tasks().records([tid])[0]
+    rec = tasks().fetch([tid], current_user())[0]
     if not rec or rec.get("owner") != current_user():
         raise not_found("task", tid)
-    tasks().mark_fetched([rec])
     return jsonify(document(rec))
 
 
@@ -76,9 +75,7 @@ def batch_status():
         raise bad_request("task_ids must be a list of strings")
     tids = [valid_uuid(t, "task id") for t in ids]
     user = current_user()
-    recs = tasks().records(tids)
-    mine = [r for r in recs if r and r.get("owner") == user]
-    tasks().mark_fetched(mine)
+    recs = tasks().fetch(tids, user)
     results = {}
     for tid, rec in zip(tids, recs):
         if rec and rec.get("owner") == user:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Iterable
 
 import redis
 
@@ -76,6 +75,29 @@ for i = 3, #ARGV do
 end
 return 0
 """ % EVENTS_MAXLEN
+# Read task records and start the retention clock of terminal ones on their
+# first fetch by their owner, in one round trip.  KEYS: task records.
+# ARGV: now, retention seconds, the reader's user id.
+_FETCH = """
+local out = {}
+for i, k in ipairs(KEYS) do
+  local rec = redis.call('HGETALL', k)
+  out[i] = rec
+  local st, owner, fetched = nil, nil, false
+  for j = 1, #rec, 2 do
+    local f = rec[j]
+    if f == 'status' then st = rec[j + 1] elseif f == 'owner' then owner = rec[j + 1]
+    elseif f == 'fetched_at' then fetched = true end
+  end
+  if owner == ARGV[3] and not fetched
+     and (st == 'success' or st == 'failed' or st == 'cancelled') then
+    redis.call('HSET', k, 'fetched_at', ARGV[1])
+    redis.call('EXPIRE', k, ARGV[2])
+  end
+end
+return out
+"""
+
 CANCELLABLE = (TaskState.RECEIVED.value, TaskState.WAITING_FOR_EP.value,
                TaskState.WAITING_FOR_NODES.value)
 
@@ -91,6 +113,7 @@ class TaskStore:
         self._apply_results = r.register_script(_APPLY_RESULTS)
         self._apply_status = r.register_script(_APPLY_STATUS)
         self._cancel = r.register_script(_CANCEL)
+        self._fetch = r.register_script(_FETCH)
 
     # ------------------------------------------------------------------ submit
     def task_group_owner(self, tg: str) -> str | None:
@@ -141,19 +164,16 @@ class TaskStore:
                 p.hgetall(keys.task(tid))
             return p.execute()
 
-    def mark_fetched(self, recs: Iterable[dict]) -> None:
-        """Start the retention clock of terminal results on their first fetch."""
-        keep = int(setting("RESULT_RETENTION_S"))
-        todo = [r["task_id"] for r in recs if r and r.get("status") in TERMINAL_VALUES
-                and "fetched_at" not in r]
-        if not todo:
-            return
-        now = repr(time.time())
-        with self.r.pipeline(transaction=False) as p:
-            for tid in todo:
-                p.hsetnx(keys.task(tid), "fetched_at", now)
-                p.expire(keys.task(tid), keep)
-            p.execute()
+    def fetch(self, tids: list[str], reader: str) -> list[dict]:
+        """Task records for ``reader`` to read (``{}`` where unknown); terminal
+        ones of theirs start their retention clock on this first fetch."""
+        out: list[dict] = []
+        for start in range(0, len(tids), 1000):
+            chunk = tids[start:start + 1000]
+            rows = self._fetch(keys=[keys.task(t) for t in chunk],
+                               args=[repr(time.time()), int(setting("RESULT_RETENTION_S")), reader])
+            out += [dict(zip(r[::2], r[1::2])) for r in rows]
+        return out
 
     def task_group_tasks(self, tg: str, last: int | None = None) -> list[str]:
         start = -last if last else 0
@@ -173,9 +193,12 @@ class TaskStore:
         return res[0][1] if res else []
 
     # ---------------------------------------------------------------- results
-    def apply_results(self, entries: list[Result | StatusUpdate], eid: str | None = None) -> int:
+    def apply_results(self, entries: list[Result | StatusUpdate], eid: str | None = None,
+                      then_ack: tuple[str, str, list[str]] | None = None) -> int:
         """Write results and status changes of endpoint ``eid``'s tasks (one
-        script call per chunk); a second terminal result is ignored."""
+        script call per chunk); a second terminal result is ignored.
+        ``then_ack`` = (stream, group, entry ids) are acknowledged and deleted
+        in the same round trip, after the writes."""
         results = [e for e in entries if isinstance(e, Result)]
         with self.r.pipeline(transaction=False) as p:
             for start in range(0, len(results), 500):
@@ -201,6 +224,10 @@ class TaskStore:
                 if isinstance(e, StatusUpdate) and e.task_ids:
                     self._apply_status(keys=[keys.task(t) for t in e.task_ids],
                                        args=[e.status, *_predecessors(e.status)], client=p)
+            if then_ack:
+                stream, group, ids = then_ack
+                p.xack(stream, group, *ids)
+                p.xdel(stream, *ids)
             out = p.execute()
         return sum(out[: (len(results) + 499) // 500])
 

@@ -55,13 +55,26 @@ def token_valid(r: redis.Redis, token: str) -> bool:
     return authenticate(r, token) is not None
 
 
+# KEYS: the token's record.  ARGV: the user-key prefix.  One round trip per request.
+_AUTHENTICATE = """
+local uid = redis.call('HGET', KEYS[1], 'user')
+if not uid then return false end
+local rec = redis.call('HMGET', ARGV[1] .. uid, 'name', 'disabled')
+return {uid, rec[1] or false, rec[2] or false}
+"""
+_scripts: dict[int, object] = {}
+
+
 def authenticate(r: redis.Redis, token: str) -> Identity | None:
     """The identity a bearer token belongs to, or None (unknown, expired, disabled)."""
-    uid = r.hget(keys.token(hash_token(token)), "user")
-    if not uid:
+    script = _scripts.get(id(r))
+    if script is None:
+        script = _scripts[id(r)] = r.register_script(_AUTHENTICATE)
+    found = script(keys=[keys.token(hash_token(token))], args=[keys.user("")])
+    if not found:
         return None
-    name, disabled = r.hmget(keys.user(uid), "name", "disabled")
-    if name is None or disabled == "1":
+    uid, name, disabled = found
+    if not name or disabled == "1":
         return None
     return Identity(uid, name)
 

