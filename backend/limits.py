@@ -26,7 +26,9 @@ def register(app: Flask, redis_url: str) -> None:
 
     # swallow_errors: with Redis down, the request goes on to fail cleanly with
     # 503 in the store rather than with a 500 from the limiter
-    limiter = Limiter(identity_key, app=app, storage_uri=redis_url, headers_enabled=True,
+    # no X-RateLimit-* headers on every answer (one more Redis call each); a
+    # 429 carries Retry-After (backend/api_errors.py)
+    limiter = Limiter(identity_key, app=app, storage_uri=redis_url, headers_enabled=False,
                       key_prefix="fx:ratelimit", strategy="sliding-window-counter", swallow_errors=True,
                       storage_options={"socket_timeout": 5, "socket_connect_timeout": 2})
     read, write = str(setting("RATE_LIMIT_READ")), str(setting("RATE_LIMIT_WRITE"))

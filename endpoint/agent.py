@@ -38,6 +38,7 @@ log = logging.getLogger("funcx.agent")
 WRITE_BUSY_S = 0.005  # a write this recent means results are streaming in
 WRITE_LINGER_S = 0.002  # then wait up to this long to fill the transaction
 WRITE_MAX = 2000  # results per transaction at most
+STATUS_DEFER_S = 0.05  # status-only updates wait this long for results to join them
 AUTH_ERRORS = ("WRONGPASS", "NOPERM", "NOAUTH", "invalid username-password")
 
 
@@ -213,20 +214,35 @@ class Agent:
 
     # --------------------------------------------------------------- writing
     def writer(self) -> None:
+        """Write what the interchange hands back, in as few transactions as it
+        takes.  Results are written at once when idle and after a short linger
+        under load; status-only updates wait up to STATUS_DEFER_S, so a task
+        that finishes quickly never needs its "running" written at all."""
         stream, results_stream = self.info["task_stream"], self.info["result_stream"]
         group = self.info["agent_group"]
-        last_write = 0.0
+        last_results_write = 0.0
+        held: list = []  # status updates waiting to be written
+        held_since = 0.0
         while True:
+            timeout = 0.5 if not held else max(0.0, held_since + STATUS_DEFER_S - time.monotonic())
             try:
-                batch = self.out.get(timeout=0.5)
+                batch = held + list(self.out.get(timeout=timeout))
             except queue.Empty:
-                if self.stop_event.is_set():
+                if held:
+                    self._write(held, stream, results_stream, group)
+                    held = []
+                elif self.stop_event.is_set():
                     return
                 continue
-            batch = list(batch)
-            # Under load (the last write was moments ago) linger briefly so one
-            # transaction carries many results; when idle, write at once.
-            busy = time.monotonic() - last_write < WRITE_BUSY_S
+            if not any(isinstance(i, Result) for i in batch):
+                if not held:  # the clock starts with the first held update
+                    held_since = time.monotonic()
+                held = batch
+                continue
+            held = []
+            # under load (results were written moments ago) linger briefly so one
+            # transaction carries many results; when idle, write at once
+            busy = time.monotonic() - last_results_write < WRITE_BUSY_S
             deadline = time.monotonic() + (WRITE_LINGER_S if busy else 0.0)
             while len(batch) < WRITE_MAX:
                 left = deadline - time.monotonic()
@@ -235,7 +251,7 @@ class Agent:
                 except queue.Empty:
                     break
             self._write(batch, stream, results_stream, group)
-            last_write = time.monotonic()
+            last_results_write = time.monotonic()
 
     def _write(self, batch: list, stream: str, results_stream: str, group: str) -> None:
         """One transaction: the results (one entry), status updates, and the

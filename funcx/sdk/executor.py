@@ -89,6 +89,7 @@ class FuncXExecutor(cf.Executor):
         self._lock = threading.Condition()
         self._in_flight = 0  # submissions handed to the submit thread, not yet mapped
         self._early: dict[str, dict] = {}  # results that arrived before their task id was known
+        self._group_exists = task_group_id is not None  # a given group may already exist
         self._shutdown = False
         self._cursor = "0"
         # its own connections: one for submitting, one for the long-poll; the
@@ -126,6 +127,8 @@ class FuncXExecutor(cf.Executor):
         payload = self.client.fx_serializer.serialize_payload(tuple(args), kwargs or {})
         with self._lock:
             self._in_flight += 1
+            if self._in_flight == 1 and not self._pending and self._group_exists:
+                self._lock.notify_all()  # the watcher starts its long-poll alongside the submit
         self._queue.put((fut, self.endpoint_id, function_id, payload))
         return fut
 
@@ -169,6 +172,7 @@ class FuncXExecutor(cf.Executor):
                                 else:  # its result arrived before we knew its id
                                     early.append((it[0], doc))
                         self.task_count_submitted += sum(len(v) for v in by_fn.values())
+                        self._group_exists = True
                     self._finish_all(early)
         except Exception as e:  # the whole request failed: so do its futures
             for it in live:
@@ -186,7 +190,9 @@ class FuncXExecutor(cf.Executor):
         backoff = 0.5
         while True:
             with self._lock:
-                while not self._pending and not self._in_flight and not self._shutdown:
+                # until the service has the task group, wait for a submit to create it
+                while not self._pending and not (self._in_flight and self._group_exists) \
+                        and not self._shutdown:
                     self._lock.wait()
                 if self._shutdown and not self._pending and not self._in_flight:
                     return
@@ -196,6 +202,10 @@ class FuncXExecutor(cf.Executor):
                                            timeout=LONGPOLL_S + 30)
                 backoff = 0.5
             except FuncxError as e:
+                if getattr(e, "code", None) == "TASK_GROUP_NOT_FOUND" and not self._pending:
+                    with self._lock:  # not created yet: the first submit will create it
+                        self._group_exists = False
+                    continue
                 log.warning("waiting for results failed (%s); retrying", e)
                 with self._lock:
                     self._lock.wait(backoff)
