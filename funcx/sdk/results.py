@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from funcx.errors import TaskExecutionFailed
+from funcx.errors import SerializationError, TaskExecutionFailed
 from funcx.protocol.states import TERMINAL_VALUES
 from funcx.serialize import FuncXSerializer
 
@@ -30,6 +30,19 @@ def rebuild_exception(doc: dict, serializer: FuncXSerializer) -> BaseException:
     return TaskExecutionFailed(text, completion_t)
 
 
+def version_hint(details: dict) -> str:
+    """Where the endpoint's Python or dill differ from this side's, say so."""
+    import platform
+
+    import dill
+
+    theirs = {"Python": details.get("python_version"), "dill": details.get("dill_version")}
+    ours = {"Python": platform.python_version(), "dill": dill.__version__}
+    diff = [f"{k} {theirs[k]} on the endpoint but {ours[k]} here" for k in theirs
+            if theirs[k] and theirs[k] != ours[k]]
+    return f"; note: {', '.join(diff)}: use the same versions on both sides" if diff else ""
+
+
 def task_status(doc: dict, serializer: FuncXSerializer) -> dict[str, Any]:
     """``{"pending", "status", "result" | "exception", "completion_t"}`` of one task."""
     from funcx.sdk.reprs import TaskRecord
@@ -40,7 +53,10 @@ def task_status(doc: dict, serializer: FuncXSerializer) -> dict[str, Any]:
     if not out["pending"]:
         out["completion_t"] = doc.get("completion_t")
         if status == "success" and "result" in doc:
-            out["result"] = serializer.deserialize(doc["result"])
+            try:
+                out["result"] = serializer.deserialize(doc["result"])
+            except SerializationError as e:
+                raise SerializationError(f"{e}{version_hint(doc.get('details') or {})}") from e
         else:
             out["exception"] = rebuild_exception(doc, serializer)
     else:
