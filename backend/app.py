@@ -17,7 +17,8 @@ def create_app(redis_url: str | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = int(setting("MAX_PAYLOAD_BYTES")) + 64 * 1024
     app.json.sort_keys = False
     url = redis_url or default_redis_url()
-    r = connect(url)
+    r = connect(url, socket_timeout=float(setting("REDIS_SOCKET_TIMEOUT_S")),
+                socket_connect_timeout=float(setting("REDIS_SOCKET_TIMEOUT_S")))
     app.extensions["funcx_redis"] = r
     app.extensions["funcx_redis_url"] = url
     app.extensions["funcx_tasks"] = TaskStore(r)

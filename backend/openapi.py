@@ -142,12 +142,19 @@ PATHS: dict[str, dict] = {
     },
     # -------------------------------------------------------------------- submit
     "/v3/endpoints/{eid}/submit": {"post": op(
-        "submitV3", "Submit tasks to one endpoint", "tasks", "SubmitV3Result", CHANGE,
-        params=(P_EID,), body="SubmitV3",
+        "submitV3", "Submit tasks to one endpoint", "tasks", "SubmitV3Result", (*CHANGE, 409),
+        params=(P_EID, {"name": "Idempotency-Key", "in": "header", "required": False,
+                        "description": "1-128 letters, digits or . _ : -; a repeated request "
+                                       "with the same key queues nothing and gets the first "
+                                       "one's answer (kept FUNCX_SUBMIT_IDEMPOTENCY_S)",
+                        "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"}}),
+        body="SubmitV3",
         description="All or nothing: every function is checked before anything is queued.  "
                     "404: unknown endpoint, function or (another user's) task group; 403 "
                     "(FUNCTION_NOT_ALLOWED): the endpoint is restricted to other functions; "
-                    "413: a payload exceeds the limit.")},
+                    "413: a payload exceeds the limit; 409: the Idempotency-Key was used for "
+                    "another submit.  A client that did not get the answer (a reset "
+                    "connection, 503) may send the request again with the same key.")},
     "/v2/submit": {"post": op(
         "submitV2", "Submit [function, endpoint, payload] triples (funcX 1.0)", "tasks",
         "SubmitV2Result", (404,), body="SubmitV2",

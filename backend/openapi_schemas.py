@@ -235,6 +235,8 @@ RESPONSES: dict[str, dict] = {
     "403": _error("The caller may see the resource but not change it (or run that function "
                   "there)."),
     "404": _error("Unknown, or not visible to the caller (no existence leak)."),
+    "409": _error("The Idempotency-Key was already used for a different request "
+                  "(code IDEMPOTENCY_KEY_REUSED)."),
     "413": _error("The request body or one task payload exceeds the payload limit "
                   "(code TASK_PAYLOAD_TOO_LARGE)."),
     "429": _error("Rate limited (per identity; FUNCX_RATE_LIMIT_READ / _WRITE).", _RETRY_AFTER),

@@ -102,9 +102,11 @@ class Manager:
                                  self.container_options, container)
         else:
             cmd = [*self.prefix, sys.executable, "-m", "endpoint.worker", *args]
-        env = None
+        env = {**os.environ}
         if self.mem_per_worker:
-            env = {**os.environ, "FUNCX_WORKER_MEMORY_GB": str(self.mem_per_worker)}
+            env["FUNCX_WORKER_MEMORY_GB"] = str(self.mem_per_worker)
+        if not (container and spec):  # a container worker's parent is the runtime
+            env["FUNCX_MANAGER_PID"] = str(os.getpid())
         slot.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=env)
         self.by_identity[slot.identity] = slot
         self.specs[container] = spec or {}

@@ -36,7 +36,9 @@ def serve(addr: str, worker_id: str) -> None:
 
 
 def die_with_parent() -> None:
-    """Ask Linux to kill this worker when its manager dies (no orphans)."""
+    """Ask Linux to kill this worker when its manager dies (no orphans).  A
+    manager that died before this was set leaves us with another parent:
+    then exit at once."""
     try:
         import ctypes
         import signal
@@ -45,6 +47,9 @@ def die_with_parent() -> None:
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass  # not Linux: the manager's shutdown still kills its workers
+    manager = os.environ.get("FUNCX_MANAGER_PID")
+    if manager and os.getppid() != int(manager):
+        sys.exit(0)
 
 
 def limit_memory(gigabytes: float) -> None:

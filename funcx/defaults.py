@@ -27,10 +27,13 @@ DEFAULTS: dict[str, object] = {
     "TOKEN_TTL_S": 365 * 24 * 3600,
     "LONGPOLL_MAX_S": 30.0,
     "SWEEP_PERIOD_S": 300,
+    "SUBMIT_IDEMPOTENCY_S": 3600,  # a submit's answer is kept this long under its Idempotency-Key
     # redis
     "REDIS_URL": "",  # empty: run the embedded redis-server
     "REDIS_PUBLIC_HOST": "",  # host endpoints use to reach Redis; default: the service's
     "REDIS_APPENDFSYNC": "everysec",
+    # the web's Redis calls give up after this long (503): a frozen Redis never hangs a request
+    "REDIS_SOCKET_TIMEOUT_S": 5.0,
     # endpoints
     "HEARTBEAT_PERIOD_S": 2.0,
     "HEARTBEAT_THRESHOLD_S": 10.0,
@@ -50,6 +53,9 @@ DEFAULTS: dict[str, object] = {
     # sdk
     "SERVICE_ADDRESS": "",
     "HTTP_TIMEOUT_S": 60.0,
+    # how long batch_run, wait() and the executor retry a request the service did
+    # not answer (refused, reset, 502/503/504) where a retry is safe
+    "HTTP_RETRY_S": 60.0,
     "BATCH_SUBMIT_SIZE": 1000,
     # the oldest SDK / endpoint the service accepts (GET /v2/version)
     "MIN_SDK_VERSION": MIN_SDK_VERSION,

@@ -6,10 +6,10 @@ Everything is validated before anything is queued, so a refused request
 from __future__ import annotations
 
 import json
-
+import re
 import uuid
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, jsonify, request
 
 from backend.api_errors import ApiError, bad_request, too_large
 from backend.auth import current_user
@@ -47,8 +47,21 @@ def _lookup(eid: str, fids: list[str], tg: str) -> tuple:
     return ep or None, allowed, tg_owner, [f or None for f in fns]
 
 
+IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def _idempotency_key() -> str | None:
+    """The client's ``Idempotency-Key`` header: a retried submit with the same
+    key queues nothing new and is answered with the first one's task ids."""
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
+        raise bad_request("Idempotency-Key must be 1-128 letters, digits or . _ : -")
+    return key
+
+
 def _queue(user: str, eid: str, tg: str, by_function: dict[str, list[str]],
-           resource_specification: dict | None) -> dict[str, list[str]]:
+           resource_specification: dict | None, request_key: str | None = None
+           ) -> dict[str, list[str]]:
     """Validate one endpoint's tasks and queue them in one transaction."""
     eid = valid_uuid(eid, "endpoint id")
     fids = {raw: valid_uuid(raw, "function id") for raw in by_function}
@@ -74,7 +87,11 @@ def _queue(user: str, eid: str, tg: str, by_function: dict[str, list[str]],
         rec = redis().hgetall(keys.container(cid))
         if rec:
             specs[cid] = json.dumps({"type": rec.get("type"), "location": rec.get("location")})
-    tids = tasks().submit(user, eid, tg, items, codes, containers, resource_specification, specs)
+    tids = tasks().submit(user, eid, tg, items, codes, containers, resource_specification, specs,
+                          request_key=request_key)
+    if len(tids) != len(items):
+        raise ApiError(409, "IDEMPOTENCY_KEY_REUSED",
+                       "this Idempotency-Key was used for a different submit; use a new key")
     out, i = {}, 0
     for fid_raw, n in order:
         out[fid_raw] = tids[i:i + n]
@@ -93,7 +110,7 @@ def submit_v3(eid: str):
     tg = _task_group(field(body, "task_group_id", str, default=None))
     spec = field(body, "resource_specification", dict, default=None)
     field(body, "user_endpoint_config", dict, default=None)
-    ids = _queue(user, eid, tg, by_function, spec)
+    ids = _queue(user, eid, tg, by_function, spec, _idempotency_key())
     return jsonify({"request_id": str(uuid.uuid4()), "task_group_id": tg,
                     "endpoint_id": valid_uuid(eid, "endpoint id"), "tasks": ids})
 

@@ -122,14 +122,26 @@ class TaskStore:
     def submit(self, owner: str, eid: str, tg: str, items: list[tuple[str, str]],
                function_codes: dict[str, str], containers: dict[str, str] | None = None,
                resource_specification: dict | None = None,
-               container_specs: dict[str, str] | None = None) -> list[str]:
-        """Queue ``items`` (function id, payload) for endpoint ``eid`` atomically."""
+               container_specs: dict[str, str] | None = None,
+               request_key: str | None = None) -> list[str]:
+        """Queue ``items`` (function id, payload) for endpoint ``eid`` atomically.
+
+        With ``request_key`` (the client's Idempotency-Key) a repeated request
+        queues nothing and gets the task ids of the first one: the answer is
+        stored in the same transaction as the tasks."""
         ttl = int(setting("TASK_TTL_S"))
         now = repr(time.time())
         containers = containers or {}
         tids = [str(uuid.uuid4()) for _ in items]
         stream = keys.ep_tasks(eid)
+        answer = keys.submit_request(owner, request_key) if request_key else None
         with self.r.pipeline(transaction=True) as p:
+            if answer:
+                p.watch(answer)
+                first = p.get(answer)
+                if first is not None:
+                    return json.loads(first)
+                p.multi()
             p.hsetnx(keys.task_group(tg), "owner", owner)
             p.hsetnx(keys.task_group(tg), "created_at", now)
             p.zadd(keys.user_task_groups(owner), {tg: float(now)})
@@ -154,7 +166,12 @@ class TaskStore:
                 p.rpush(keys.task_group_tasks(tg), *tids)
             for k in (keys.task_group(tg), keys.task_group_tasks(tg), keys.task_group_events(tg)):
                 p.expire(k, ttl)
-            p.execute()
+            if answer:
+                p.set(answer, json.dumps(tids), ex=int(setting("SUBMIT_IDEMPOTENCY_S")))
+            try:
+                p.execute()
+            except redis.WatchError:  # the same request, concurrently: its answer stands
+                return json.loads(self.r.get(answer))
         return tids
 
     # ------------------------------------------------------------------- reads

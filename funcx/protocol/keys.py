@@ -97,6 +97,11 @@ def task_group_events(tg: str) -> str:
     return f"{PREFIX}:tg:{tg}:events"
 
 
+def submit_request(owner: str, idempotency_key: str) -> str:
+    """The task ids a submit was answered with, under the client's Idempotency-Key."""
+    return f"{PREFIX}:submitted:{owner}:{idempotency_key}"
+
+
 # endpoint-owned (the endpoint's ACL user may touch these and nothing else)
 def ep_prefix(eid: str) -> str:
     return f"{PREFIX}:ep:{eid}:"

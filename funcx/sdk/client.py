@@ -177,7 +177,11 @@ class FuncXClient:
                                         "create_queue": True}
                 if batch.resource_specification:
                     body["resource_specification"] = batch.resource_specification
-                resp = self.web_client.post(f"/v3/endpoints/{eid}/submit", body)
+                # a retried request (the service restarting, a connection reset)
+                # carries the same key: the service queues its tasks only once
+                resp = self._robust("POST", f"/v3/endpoints/{eid}/submit", json_body=body,
+                                    idempotent=True,
+                                    headers={"Idempotency-Key": str(uuid.uuid4())})
                 returned = {fid: iter(tids) for fid, tids in resp["tasks"].items()}
                 for fid, i in part:
                     ids[i] = next(returned[fid])
@@ -215,12 +219,26 @@ class FuncXClient:
         """Status of many tasks in one request (cached ones are not fetched again)."""
         return self._batch_result(task_id_list)
 
-    def _batch_result(self, task_id_list: list[str], throttle: bool = True) -> dict[str, dict]:
+    def _robust(self, method: str, path: str, retry_s: float | None = None, **kw: Any) -> Any:
+        """A request retried while the service is briefly unavailable (see
+        ``WebClient.request``), for up to ``retry_s`` (default HTTP_RETRY_S)."""
+        if not isinstance(self.web_client, WebClient):  # a funcX 1.0 login manager's client
+            kw.pop("idempotent", None)
+            kw.pop("headers", None)
+            if method == "POST":
+                return self.web_client.post(path, kw.pop("json_body", None), **kw)
+            return self.web_client.get(path, **kw)
+        retry_s = float(setting("HTTP_RETRY_S")) if retry_s is None else retry_s
+        return self.web_client.request(method, path, retry_s=retry_s, **kw)
+
+    def _batch_result(self, task_id_list: list[str], throttle: bool = True,
+                      retry_s: float = 0.0) -> dict[str, dict]:
         out = {t: self.func_table[t] for t in task_id_list if t in self.func_table}
         todo = [t for t in task_id_list if t not in out]
         for start in range(0, len(todo), 10_000):
-            resp = self.web_client.post("/v2/batch_status", {"task_ids": todo[start:start + 10_000]},
-                                        throttle=throttle)
+            resp = self._robust("POST", "/v2/batch_status",
+                                json_body={"task_ids": todo[start:start + 10_000]},
+                                throttle=throttle, retry_s=retry_s, idempotent=True)
             for tid, doc in resp["results"].items():
                 if doc.get("status") == "unknown":
                     raise FuncxAPIError(404, "TASK_NOT_FOUND", f"task {tid} not found")
@@ -237,8 +255,13 @@ class FuncXClient:
 
         deadline = None if timeout is None else time.monotonic() + timeout
         cursors: dict[str, str] = {}
+        retry = float(setting("HTTP_RETRY_S"))
+
+        def retry_s() -> float:  # ride out a service restart, within the timeout
+            return retry if deadline is None else max(0.0, min(retry, deadline - time.monotonic()))
+
         while True:
-            docs = self._batch_result(task_ids, throttle=False)
+            docs = self._batch_result(task_ids, throttle=False, retry_s=retry_s())
             waiting = [t for t, d in docs.items() if d["pending"]]
             if not waiting:
                 return docs
@@ -248,12 +271,12 @@ class FuncXClient:
             tg = self._task_groups.get(waiting[0]) or self.session_task_group_id
             path = f"/v2/taskgroup/{tg}/events"
             if tg not in cursors:  # mark the stream's end, then re-check, then wait
-                cursors[tg] = self.web_client.get(path, params={"after": "$"},
-                                                  throttle=False)["last_id"]
+                cursors[tg] = self._robust("GET", path, params={"after": "$"}, throttle=False,
+                                           retry_s=retry_s())["last_id"]
                 continue
             wait_s = min(20.0, left) if left is not None else 20.0
-            resp = self.web_client.get(path, params={"after": cursors[tg], "timeout": wait_s},
-                                       timeout=wait_s + 30, throttle=False)
+            resp = self._robust("GET", path, params={"after": cursors[tg], "timeout": wait_s},
+                                timeout=wait_s + 30, throttle=False, retry_s=retry_s())
             cursors[tg] = resp["last_id"]
 
     def list_tasks(self, task_group_id: str | None = None, status: str | None = None,

@@ -14,6 +14,7 @@ import threading
 import uuid
 from typing import Any, Callable
 
+from funcx.defaults import setting
 from funcx.errors import FuncxError
 from funcx.sdk.results import task_status
 from funcx.sdk.web_client import WebClient
@@ -159,7 +160,12 @@ class FuncXExecutor(cf.Executor):
                 for eid, by_fn in by_ep.items():
                     body = {"tasks": {f: [it[3] for it in its] for f, its in by_fn.items()},
                             "task_group_id": self.task_group_id, "create_queue": True}
-                    resp = self._submit_web.post(f"/v3/endpoints/{eid}/submit", body)
+                    # retried while the service is briefly unavailable; the key makes
+                    # a retried request queue its tasks only once
+                    resp = self._submit_web.post(
+                        f"/v3/endpoints/{eid}/submit", body, idempotent=True,
+                        retry_s=float(setting("HTTP_RETRY_S")),
+                        headers={"Idempotency-Key": str(uuid.uuid4())})
                     early = []
                     with self._lock:  # never held across a request
                         for fid, its in by_fn.items():

@@ -7,6 +7,7 @@ half what the ``requests`` layer on top of it does.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, Callable
 from urllib.parse import urlencode
 
@@ -36,8 +37,36 @@ class WebClient:
 
     def request(self, method: str, path: str, *, json_body: Any = None,
                 params: dict | None = None, timeout: float | None = None,
-                data: bytes | None = None, throttle: bool = True) -> Any:
-        headers = {"User-Agent": "funcx-sdk"}
+                data: bytes | None = None, throttle: bool = True, retry_s: float = 0.0,
+                idempotent: bool | None = None, headers: dict | None = None) -> Any:
+        """One request.  With ``retry_s`` > 0, a request the service did not
+        answer is retried (with backoff) for up to that long where that is
+        safe: always if nothing was sent (connection refused) or the service
+        answered 503 (it refused before doing anything); after a reset
+        connection or a 502/504 only if the request is ``idempotent`` (GET by
+        default; a submit that carries an Idempotency-Key)."""
+        if idempotent is None:
+            idempotent = method in ("GET", "HEAD")
+        deadline = time.monotonic() + retry_s
+        backoff = 0.1
+        while True:
+            try:
+                return self._request_once(method, path, json_body=json_body, params=params,
+                                          timeout=timeout, data=data, throttle=throttle,
+                                          headers=headers)
+            except (ServiceUnreachable, FuncxAPIError) as e:
+                left = deadline - time.monotonic()
+                if left <= 0 or not _may_retry(e, idempotent):
+                    raise
+                pause = min(backoff, left, getattr(e, "retry_after", None) or backoff)
+                time.sleep(pause)
+                backoff = min(backoff * 2, 2.0)
+                throttle = False  # a retry is not a new request for the throttle
+
+    def _request_once(self, method: str, path: str, *, json_body: Any, params: dict | None,
+                      timeout: float | None, data: bytes | None, throttle: bool,
+                      headers: dict | None) -> Any:
+        headers = {"User-Agent": "funcx-sdk", **(headers or {})}
         tok = self.token
         if tok:
             headers["Authorization"] = f"Bearer {tok}"
@@ -55,10 +84,11 @@ class WebClient:
         try:
             resp = self.pool.request(method, url, body=data, headers=headers,
                                      timeout=timeout or self.timeout, redirect=False)
-        except urllib3.exceptions.TimeoutError:
-            raise ServiceUnreachable(self.base_url, "timed out") from None
         except urllib3.exceptions.HTTPError as e:
-            raise ServiceUnreachable(self.base_url, type(e).__name__) from None
+            err = ServiceUnreachable(self.base_url, "timed out" if isinstance(
+                e, urllib3.exceptions.TimeoutError) else type(e).__name__)
+            err.sent = not _not_sent(e)
+            raise err from None
         if resp.status >= 400:
             raise _api_error(resp)
         if not resp.data:
@@ -85,6 +115,24 @@ class WebClient:
         self.pool.clear()
 
 
+RETRY_STATUSES = (502, 503, 504)
+
+
+def _not_sent(e: Exception) -> bool:
+    """Whether the request failed before anything reached the service."""
+    if isinstance(e, urllib3.exceptions.MaxRetryError):
+        e = e.reason
+    return isinstance(e, urllib3.exceptions.ConnectTimeoutError)  # incl. NewConnectionError
+
+
+def _may_retry(e: Exception, idempotent: bool) -> bool:
+    if isinstance(e, ServiceUnreachable):
+        return idempotent or not getattr(e, "sent", True)
+    if isinstance(e, FuncxAPIError) and e.http_status in RETRY_STATUSES:
+        return idempotent or e.http_status == 503  # 503: refused before doing anything
+    return False
+
+
 def _api_error(resp: urllib3.BaseHTTPResponse) -> FuncxAPIError:
     try:
         body = json.loads(resp.data)
@@ -95,4 +143,9 @@ def _api_error(resp: urllib3.BaseHTTPResponse) -> FuncxAPIError:
         message = str(body.get("message") or body.get("reason") or resp.reason)
     else:
         code, message = "HTTP_ERROR", f"{resp.reason}: {resp.data[:200]!r}"
-    return FuncxAPIError(resp.status, code, message, body)
+    err = FuncxAPIError(resp.status, code, message, body)
+    try:
+        err.retry_after = float(resp.headers.get("Retry-After") or 0) or None
+    except ValueError:
+        err.retry_after = None
+    return err
