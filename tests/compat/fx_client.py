@@ -14,9 +14,10 @@ import json
 import os
 import sys
 import time
-import traceback
 import uuid
 import warnings
+
+from common import recorder, waiter  # a sibling module: tests/compat/common.py
 
 
 def add(a, b, *, scale=1, offset=0):
@@ -89,22 +90,9 @@ def main() -> int:
            "client_python": ".".join(map(str, sys.version_info[:3])),
            "sdk_module": funcx.__file__}
 
-    def step(name, fn):
-        try:
-            out[name] = fn()
-        except BaseException as e:  # noqa: BLE001 - recorded for the test to report
-            out[name] = {"error": f"{type(e).__module__}.{type(e).__name__}: {e}",
-                         "traceback": traceback.format_exc()}
+    step = recorder(out)
 
-    def wait_result(tid):
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                return fxc.get_result(tid)
-            except TaskPending:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"task {tid} still pending after {timeout}s")
-                time.sleep(0.2)
+    wait_result = waiter(lambda tid: fxc.get_result(tid), TaskPending, timeout)
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
