@@ -1,7 +1,6 @@
 """How service processes connect to Redis."""
 from __future__ import annotations
 
-import os
 
 import redis
 
@@ -26,7 +25,3 @@ def connect(url: str | None = None, **kw) -> redis.Redis:
         socket_keepalive=True,
         **kw,
     )
-
-
-def service_pid() -> int:
-    return os.getpid()

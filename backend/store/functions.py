@@ -9,10 +9,6 @@ import redis
 
 from funcx.protocol import keys
 
-FIELDS = ("function_name", "function_code", "description", "owner", "public", "group",
-          "container_uuid", "entry_point", "searchable", "created_at", "metadata")
-
-
 def register(r: redis.Redis, owner: str, *, function_name: str, function_code: str,
              description: str = "", public: bool = False, group: str = "",
              container_uuid: str = "", entry_point: str = "", searchable: bool = True,

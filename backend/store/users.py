@@ -51,10 +51,6 @@ def revoke_token(r: redis.Redis, token: str) -> bool:
     return bool(r.delete(keys.token(hash_token(token))))
 
 
-def token_valid(r: redis.Redis, token: str) -> bool:
-    return authenticate(r, token) is not None
-
-
 # KEYS: the token's record.  ARGV: the user-key prefix.  One round trip per request.
 _AUTHENTICATE = """
 local uid = redis.call('HGET', KEYS[1], 'user')
