@@ -2,10 +2,11 @@
 stream as a consumer group, feeds the interchange, writes results back, and
 reports heartbeats and status.
 
-Delivery is at-least-once: a task entry is acknowledged (and deleted) only in
-the same transaction that appends its result to the results stream, and an
-agent that restarts first re-reads the entries it had taken but not
-acknowledged (DESIGN decision 4).
+Delivery is at-least-once: a task-stream entry (one submit request's batch)
+is acknowledged and deleted only in the transaction that appends the result of
+its last unfinished task, and an agent that restarts first re-reads the
+entries it had taken but not acknowledged, re-running their tasks (DESIGN
+decision 4; the ingester keeps the first result of a task that ran twice).
 """
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
 """Tasks, task groups and results.
 
 Submit is one MULTI/EXEC: task records, task-group membership, the function's
-code copied into the endpoint's namespace, and the XADDs to the endpoint's
-task stream (DESIGN decision 3).  Results are applied by a Lua script so the
-first terminal result stands (decision 4).
+code copied into the endpoint's namespace, and one XADD of the whole batch to
+the endpoint's task stream (DESIGN decisions 3 and 5).  Results are applied
+by a Lua script, one call per batch, so the first terminal result stands
+(decision 4).
 """
 from __future__ import annotations
 
