@@ -107,12 +107,10 @@ class Interchange:
         m = self.managers.get(mid)
         if msg.kind == Kind.REGISTER:
             h = msg.header
-            self.managers[mid] = ManagerState(mid, str(h.get("block_id", "")), h.get("hostname", "?"),
-                                              int(h["workers"]), int(h["capacity"]), now,
-                                              containers=tuple(h.get("containers", [""])),
-                                              pid=int(h.get("pid", 0)))
+            self.managers[mid] = ManagerState(mid, h.block_id, h.hostname, h.workers, h.capacity,
+                                              now, containers=tuple(h.containers), pid=h.pid)
             log.info("manager %s registered (block %s, %s workers on %s)", mid.decode(),
-                     h.get("block_id"), h["workers"], h.get("hostname"))
+                     h.block_id, h.workers, h.hostname)
             return
         if m is None:
             log.warning("message %s from unregistered manager %s", msg.kind, mid)
@@ -126,9 +124,9 @@ class Interchange:
             self.on_output(results)
         elif msg.kind == Kind.RUNNING:
             self.on_output([StatusUpdate(TaskState.RUNNING.value, list(msg.header))])
-        elif msg.kind == Kind.HEARTBEAT and isinstance(msg.header, dict):
-            if "containers" in msg.header:  # which containers its workers run now
-                m.containers = tuple(msg.header["containers"])
+        elif msg.kind == Kind.HEARTBEAT and msg.header is not None:
+            if msg.header.containers is not None:  # which containers its workers run now
+                m.containers = tuple(msg.header.containers)
 
     def _dispatch(self) -> None:
         if not self.pending or not self.managers:

@@ -59,7 +59,7 @@ def test_may_transition_accepts_enum_members():
 # ------------------------------------------------------- stream field maps
 def _task(**kw) -> Task:
     base = dict(task_id="t1", function_id="f1", payload="5\nab:c\n", task_group_id="g1",
-                container_id="c1", resource_specification={"walltime": 3, "cores": 2})
+                container_id="c1", resource_specification={"walltime": 3, "num_nodes": 2})
     base.update(kw)
     return Task(**base)
 
@@ -68,7 +68,7 @@ def test_task_fields_round_trip():
     t = _task()
     fields = t.to_fields()
     assert all(isinstance(v, str) for v in fields.values())
-    assert json.loads(fields["resource_specification"]) == {"walltime": 3, "cores": 2}
+    assert json.loads(fields["resource_specification"]) == {"walltime": 3, "num_nodes": 2}
     back = Task.from_fields(fields)
     assert back == t
 
@@ -159,12 +159,17 @@ def test_parse_defaults_to_result():
 
 # ------------------------------------------------------------- ZMQ frames
 def test_pack_unpack_round_trip():
-    frames = pack(Kind.CAPACITY, {"n": 3}, [b"\x00\xff", b""])
-    assert frames[0] == bytes([m.VERSION]) + b"CAPACITY"
+    frames = pack(Kind.READY, {"pid": 3}, [b"\x00\xff", b""])
+    assert frames[0] == bytes([m.VERSION]) + b"READY"
     msg = unpack(frames)
-    assert msg.kind == Kind.CAPACITY
-    assert msg.header == {"n": 3}
+    assert msg.kind == Kind.READY
+    assert msg.header == {"pid": 3}
     assert msg.blobs == [b"\x00\xff", b""]
+
+
+def test_unknown_kind_is_refused():
+    with pytest.raises(ProtocolError, match="unknown message kind"):
+        unpack(pack(b"CAPACITY", {"n": 3}))
 
 
 def test_pack_default_header_is_null():

@@ -71,6 +71,8 @@ def container(cid: str) -> str:
 
 ENDPOINTS = f"{PREFIX}:endpoints"  # set of every registered endpoint id
 INGEST_WAKE = f"{PREFIX}:ingester:wake"  # stream: "a new results stream exists"
+#: stream of refused entries: {origin, stream, entry_id, reason, t, fields (truncated JSON)}
+DEAD_LETTERS = f"{PREFIX}:deadletters"
 
 
 def endpoint(eid: str) -> str:

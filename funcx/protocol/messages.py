@@ -1,32 +1,105 @@
 """Typed messages between service, endpoint agent, interchange, managers and
-workers, defined once and shared by every side.
+workers: each defined once here, shared by every side, and decoded through
+its schema wherever it crosses a trust boundary (DESIGN decision 8).
 
 Two encodings are used:
 
-* Redis stream entries (service <-> agent): flat ``{str: str}`` field maps,
-  via ``to_fields`` / ``from_fields``.
+* Redis stream entries (service <-> agent): flat ``{str: str}`` field maps
+  (see :mod:`funcx.protocol.streams` for the batched entries).
 * ZeroMQ multipart frames (agent <-> manager <-> worker): a first frame of
   ``VERSION`` byte + message kind, a JSON header, then raw binary frames, via
   :func:`pack` / :func:`unpack`.  Batches of tasks or results travel as one
   multipart message (DESIGN decision 5).
+
+The schemas are msgspec Structs: decoding validates types, bounds and
+patterns in C on the hot path, and an error names the offending field
+(``Expected `int`, got `str` - at `$[0].workers```).  Constructors do not
+validate; only the decoders do, since only decoded input is untrusted.
+A malformed message raises :class:`ProtocolError` and nothing else.
 """
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable
+from typing import Annotated, Any, Iterable, Literal, Optional, Union
+
+import msgspec
+from msgspec import Meta, Struct, field
 
 VERSION = 1
+
+#: task, function, task-group and container ids as they cross a boundary
+Id = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
+#: the same, where empty means "none"
+OptId = Annotated[str, Meta(max_length=64, pattern=r"^[A-Za-z0-9._-]*$")]
+#: an epoch as a string (``repr(time.time())``), as task documents carry it
+EpochStr = Annotated[str, Meta(max_length=32, pattern=r"^[0-9]{1,12}(\.[0-9]{1,12})?$")]
+#: the terminal statuses an endpoint may report ("cancelled" is the service's alone)
+ResultStatus = Literal["success", "failed"]
+#: the non-terminal statuses an endpoint may report
+EndpointStatus = Literal["waiting-for-nodes", "waiting-for-launch", "running"]
+Seconds = Annotated[float, Meta(gt=0, le=10 * 365 * 24 * 3600)]
+Count = Annotated[int, Meta(ge=1, le=1_000_000)]
+Name = Annotated[str, Meta(max_length=256)]
 
 
 class ProtocolError(ValueError):
     """A message that does not follow this module's schema."""
 
 
+def _bad(what: str, e: Exception) -> ProtocolError:
+    return ProtocolError(f"bad {what}: {e}")
+
+
+# ----------------------------------------------------- resource specification
+class ResourceSpecification(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """What a submitter may ask of an endpoint for one task.  Unknown fields are
+    refused; the endpoint owner's limits bound the rest (checked at submit)."""
+
+    walltime: Optional[Seconds] = None  #: seconds before the task is killed
+    num_nodes: Optional[Count] = None  #: MPI: nodes for the task
+    num_ranks: Optional[Count] = None  #: MPI: total ranks
+    ranks_per_node: Optional[Count] = None  #: MPI: ranks on each node
+    launcher_options: Optional[Annotated[str, Meta(max_length=1024)]] = None
+
+
+def resource_specification(raw: Any) -> dict[str, Any]:
+    """``raw`` checked against :class:`ResourceSpecification`; the normalized
+    dict (no unset fields), or :class:`ProtocolError` naming the field."""
+    if raw is None:
+        return {}
+    try:
+        return msgspec.to_builtins(msgspec.convert(raw, ResourceSpecification))
+    except (msgspec.ValidationError, TypeError) as e:
+        raise _bad("resource_specification", e) from None
+
+
+class EndpointLimits(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """What an endpoint's owner allows any task to use (from its config).
+    A submit asking for more is refused (400) before anything is queued."""
+
+    max_walltime: Optional[Seconds] = None  #: upper bound of a task's walltime
+    mem_per_worker: Optional[Annotated[float, Meta(gt=0, le=1 << 20)]] = None  #: GB per worker
+
+
+def endpoint_limits(raw: Any) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    try:
+        return msgspec.to_builtins(msgspec.convert(raw, EndpointLimits))
+    except (msgspec.ValidationError, TypeError) as e:
+        raise _bad("endpoint limits", e) from None
+
+
+def check_within_limits(spec: dict[str, Any], limits: dict[str, Any]) -> None:
+    """Refuse (``ProtocolError`` naming the field) a specification above the owner's bounds."""
+    bound = limits.get("max_walltime")
+    if bound is not None and spec.get("walltime") is not None and spec["walltime"] > bound:
+        raise ProtocolError(f"resource_specification.walltime {spec['walltime']:g}s exceeds this "
+                            f"endpoint's limit of {bound:g}s")
+
+
 # --------------------------------------------------------------------------- tasks
-@dataclass
-class Task:
+class Task(Struct):
     """One task as the endpoint sees it."""
 
     task_id: str
@@ -36,47 +109,54 @@ class Task:
     function_code: str = ""  # filled in by the agent from its function cache
     container_id: str = ""
     resource_specification: dict = field(default_factory=dict)
-    attempt: int = 0
-    container_spec: dict = field(default_factory=dict)  # {"type", "location"}, from the agent  # how many times it was re-dispatched after a lost manager
+    attempt: int = 0  # how many times it was re-dispatched after a lost manager
+    container_spec: dict = field(default_factory=dict)  # {"type", "location"}, from the agent
 
     STREAM_FIELDS = ("task_id", "function_id", "payload", "task_group_id", "container_id")
 
     def to_fields(self) -> dict[str, str]:
         out = {k: getattr(self, k) for k in self.STREAM_FIELDS}
         if self.resource_specification:
-            out["resource_specification"] = json.dumps(self.resource_specification)
+            out["resource_specification"] = msgspec.json.encode(
+                self.resource_specification).decode()
         return out
 
     @classmethod
     def from_fields(cls, fields: dict[str, str]) -> "Task":
+        """One single-task stream entry (the batched form is in streams.py)."""
         try:
             spec = fields.get("resource_specification")
             return cls(
-                task_id=fields["task_id"],
-                function_id=fields["function_id"],
-                payload=fields["payload"],
-                task_group_id=fields.get("task_group_id", ""),
-                container_id=fields.get("container_id", ""),
-                resource_specification=json.loads(spec) if spec else {},
+                task_id=msgspec.convert(fields["task_id"], Id),
+                function_id=msgspec.convert(fields["function_id"], Id),
+                payload=msgspec.convert(fields["payload"], str),
+                task_group_id=msgspec.convert(fields.get("task_group_id", ""), OptId),
+                container_id=msgspec.convert(fields.get("container_id", ""), OptId),
+                resource_specification=resource_specification(
+                    msgspec.json.decode(spec) if spec else None),
             )
-        except (KeyError, json.JSONDecodeError) as e:
-            raise ProtocolError(f"bad task entry: {e}") from e
+        except (KeyError, msgspec.DecodeError, msgspec.ValidationError) as e:
+            raise _bad("task entry", e) from None
 
-    def meta(self) -> dict[str, Any]:
-        return {
-            "task_id": self.task_id,
-            "function_id": self.function_id,
-            "task_group_id": self.task_group_id,
-            "container_id": self.container_id,
-            "resource_specification": self.resource_specification,
-            "attempt": self.attempt,
-            "container_spec": self.container_spec,
-        }
+    def meta(self) -> "TaskMeta":
+        return TaskMeta(self.task_id, self.function_id, self.task_group_id, self.container_id,
+                        self.resource_specification, self.attempt, self.container_spec)
+
+
+class TaskMeta(Struct, array_like=True):
+    """A task's header row on the interchange -> manager -> worker sockets."""
+
+    task_id: Id
+    function_id: Id
+    task_group_id: OptId = ""
+    container_id: OptId = ""
+    resource_specification: dict[str, Any] = field(default_factory=dict)
+    attempt: Annotated[int, Meta(ge=0, le=1000)] = 0
+    container_spec: dict[str, str] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------ results
-@dataclass
-class Result:
+class Result(Struct):
     """The terminal outcome of one task, made by a worker (or by the endpoint on
     the worker's behalf when it died).  ``data`` is the serialized result on
     success and the remote traceback text on failure; ``exc_data`` is the
@@ -95,18 +175,13 @@ class Result:
             self.completion_t = repr(time.time())
 
     def to_fields(self) -> dict[str, str]:
-        out = {
-            "kind": "result",
-            "task_id": self.task_id,
-            "status": self.status,
-            "data": self.data,
-            "task_group_id": self.task_group_id,
-            "completion_t": self.completion_t,
-        }
+        out = {"kind": "result", "task_id": self.task_id, "status": self.status,
+               "data": self.data, "task_group_id": self.task_group_id,
+               "completion_t": self.completion_t}
         if self.exc_data:
             out["exc_data"] = self.exc_data
         if self.details:
-            out["details"] = json.dumps(self.details)
+            out["details"] = msgspec.json.encode(self.details).decode()
         return out
 
     @classmethod
@@ -114,48 +189,61 @@ class Result:
         try:
             d = fields.get("details")
             return cls(
-                task_id=fields["task_id"],
-                status=fields["status"],
-                data=fields.get("data", ""),
-                exc_data=fields.get("exc_data", ""),
-                task_group_id=fields.get("task_group_id", ""),
-                completion_t=fields.get("completion_t", ""),
-                details=json.loads(d) if d else {},
+                task_id=msgspec.convert(fields["task_id"], Id),
+                status=msgspec.convert(fields["status"], ResultStatus),
+                data=msgspec.convert(fields.get("data", ""), str),
+                exc_data=msgspec.convert(fields.get("exc_data", ""), str),
+                task_group_id=msgspec.convert(fields.get("task_group_id", ""), OptId),
+                completion_t=msgspec.convert(fields.get("completion_t") or repr(time.time()),
+                                             EpochStr),
+                details=msgspec.json.decode(d, type=dict[str, Any]) if d else {},
             )
-        except (KeyError, json.JSONDecodeError) as e:
-            raise ProtocolError(f"bad result entry: {e}") from e
+        except (KeyError, msgspec.DecodeError, msgspec.ValidationError) as e:
+            raise _bad("result entry", e) from None
 
-    def meta(self) -> dict[str, Any]:
-        m = asdict(self)
-        del m["data"], m["exc_data"]
-        return m
+    def meta(self) -> "ResultMeta":
+        return ResultMeta(self.task_id, self.status, self.task_group_id, self.completion_t,
+                          self.details)
 
 
-@dataclass
-class StatusUpdate:
+class ResultMeta(Struct, array_like=True):
+    """A result's header row on the worker -> manager -> interchange sockets and
+    in a results-stream entry (its payloads travel beside it, packed)."""
+
+    task_id: Id
+    status: ResultStatus
+    task_group_id: OptId = ""
+    completion_t: EpochStr = ""
+    details: Optional[dict[str, Any]] = None
+
+
+class StatusUpdate(Struct):
     """A non-terminal state change for several tasks at once (e.g. running)."""
 
     status: str
     task_ids: list[str]
 
     def to_fields(self) -> dict[str, str]:
-        return {"kind": "status", "status": self.status, "task_ids": json.dumps(self.task_ids)}
+        return {"kind": "status", "v": str(VERSION), "status": self.status,
+                "task_ids": msgspec.json.encode(self.task_ids).decode()}
 
     @classmethod
     def from_fields(cls, fields: dict[str, str]) -> "StatusUpdate":
         try:
-            return cls(status=fields["status"], task_ids=json.loads(fields["task_ids"]))
-        except (KeyError, json.JSONDecodeError) as e:
-            raise ProtocolError(f"bad status entry: {e}") from e
+            return cls(status=msgspec.convert(fields["status"], EndpointStatus),
+                       task_ids=msgspec.json.decode(fields["task_ids"],
+                                                    type=list[Id]))
+        except (KeyError, msgspec.DecodeError, msgspec.ValidationError) as e:
+            raise _bad("status entry", e) from None
 
 
-def parse_result_entry(fields: dict[str, str]) -> Result | StatusUpdate:
+def parse_result_entry(fields: dict[str, str]) -> Union[Result, StatusUpdate]:
     kind = fields.get("kind", "result")
     if kind == "status":
         return StatusUpdate.from_fields(fields)
     if kind == "result":
         return Result.from_fields(fields)
-    raise ProtocolError(f"unknown result-stream entry kind {kind!r}")
+    raise ProtocolError(f"unknown result-stream entry kind {str(kind)[:32]!r}")
 
 
 # ------------------------------------------------------------------ ZeroMQ frames
@@ -163,7 +251,6 @@ class Kind:
     """Message kinds on the interchange <-> manager <-> worker sockets."""
 
     REGISTER = b"REGISTER"  # manager -> interchange: who I am, how many workers
-    CAPACITY = b"CAPACITY"  # manager -> interchange: I can take N more tasks
     TASKS = b"TASKS"  # interchange -> manager, manager -> worker
     RESULTS = b"RESULTS"  # manager -> interchange, worker -> manager
     RUNNING = b"RUNNING"  # manager -> interchange: these tasks started
@@ -172,27 +259,70 @@ class Kind:
     READY = b"READY"  # worker -> manager: idle
 
 
-@dataclass
-class Message:
+class Register(Struct, forbid_unknown_fields=True):
+    """A manager's first message: who it is and what it can hold."""
+
+    manager_id: Name
+    workers: Annotated[int, Meta(ge=1, le=100_000)]
+    capacity: Annotated[int, Meta(ge=0, le=1_000_000)]
+    block_id: Name = ""
+    hostname: Name = "?"
+    pid: Annotated[int, Meta(ge=0, le=1 << 31)] = 0
+    python: Name = ""
+    containers: list[OptId] = field(default_factory=lambda: [""])
+
+
+class Heartbeat(Struct, forbid_unknown_fields=True):
+    t: float = 0.0
+    containers: Optional[list[OptId]] = None  # which containers its workers run now
+
+
+#: the header each kind carries; a kind missing here carries none (null)
+HEADERS: dict[bytes, Any] = {
+    Kind.REGISTER: Register,
+    Kind.TASKS: list[TaskMeta],
+    Kind.RESULTS: list[ResultMeta],
+    Kind.RUNNING: list[Id],
+    Kind.HEARTBEAT: Optional[Heartbeat],
+    Kind.SHUTDOWN: None,
+    Kind.READY: Optional[dict[str, int]],  # {"pid": ...}
+}
+_DECODERS = {k: msgspec.json.Decoder(t) for k, t in HEADERS.items()}
+_encoder = msgspec.json.Encoder()
+
+
+class Message(Struct):
     kind: bytes
     header: Any
     blobs: list[bytes]
 
 
 def pack(kind: bytes, header: Any = None, blobs: Iterable[bytes] = ()) -> list[bytes]:
-    return [bytes([VERSION]) + kind, json.dumps(header).encode(), *blobs]
+    return [bytes([VERSION]) + kind, _encoder.encode(header), *blobs]
 
 
 def unpack(frames: list[bytes]) -> Message:
+    """Decode one multipart message through its kind's schema."""
     if len(frames) < 2 or not frames[0]:
         raise ProtocolError("short message")
     if frames[0][0] != VERSION:
         raise ProtocolError(f"protocol version {frames[0][0]} != {VERSION}")
+    kind = bytes(frames[0][1:])
+    decoder = _DECODERS.get(kind)
+    if decoder is None:
+        raise ProtocolError(f"unknown message kind {kind[:32]!r}")
     try:
-        header = json.loads(frames[1])
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ProtocolError(f"bad header: {e}") from e
-    return Message(frames[0][1:], header, list(frames[2:]))
+        header = decoder.decode(frames[1])
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        raise _bad(f"{kind.decode()} header", e) from None
+    return Message(kind, header, list(frames[2:]))
+
+
+def _texts(blobs: list[bytes], what: str) -> list[str]:
+    try:
+        return [b.decode() for b in blobs]
+    except UnicodeDecodeError as e:
+        raise _bad(what, e) from None
 
 
 def pack_tasks(tasks: list[Task]) -> list[bytes]:
@@ -204,23 +334,15 @@ def pack_tasks(tasks: list[Task]) -> list[bytes]:
 
 
 def unpack_tasks(msg: Message) -> list[Task]:
-    if len(msg.blobs) != 2 * len(msg.header):
+    if msg.kind != Kind.TASKS or len(msg.blobs) != 2 * len(msg.header):
         raise ProtocolError("task batch frame count mismatch")
-    out = []
-    for i, m in enumerate(msg.header):
-        t = Task(
-            task_id=m["task_id"],
-            function_id=m["function_id"],
-            payload=msg.blobs[2 * i + 1].decode(),
-            task_group_id=m.get("task_group_id", ""),
-            function_code=msg.blobs[2 * i].decode(),
-            container_id=m.get("container_id", ""),
-            resource_specification=m.get("resource_specification") or {},
-            attempt=m.get("attempt", 0),
-            container_spec=m.get("container_spec") or {},
-        )
-        out.append(t)
-    return out
+    texts = _texts(msg.blobs, "task batch")
+    return [Task(task_id=m.task_id, function_id=m.function_id, payload=texts[2 * i + 1],
+                 task_group_id=m.task_group_id, function_code=texts[2 * i],
+                 container_id=m.container_id,
+                 resource_specification=m.resource_specification, attempt=m.attempt,
+                 container_spec=m.container_spec)
+            for i, m in enumerate(msg.header)]
 
 
 def pack_results(results: list[Result]) -> list[bytes]:
@@ -232,9 +354,10 @@ def pack_results(results: list[Result]) -> list[bytes]:
 
 
 def unpack_results(msg: Message) -> list[Result]:
-    if len(msg.blobs) != 2 * len(msg.header):
+    if msg.kind != Kind.RESULTS or len(msg.blobs) != 2 * len(msg.header):
         raise ProtocolError("result batch frame count mismatch")
-    return [
-        Result(data=msg.blobs[2 * i].decode(), exc_data=msg.blobs[2 * i + 1].decode(), **m)
-        for i, m in enumerate(msg.header)
-    ]
+    texts = _texts(msg.blobs, "result batch")
+    return [Result(task_id=m.task_id, status=m.status, data=texts[2 * i],
+                   exc_data=texts[2 * i + 1], task_group_id=m.task_group_id,
+                   completion_t=m.completion_t, details=m.details or {})
+            for i, m in enumerate(msg.header)]

@@ -1,74 +1,110 @@
 """Redis stream entries that carry many tasks or results at once (DESIGN
-decision 5: batch every hop).
+decision 5: batch every hop), decoded through their schemas (decision 8).
 
 * Task stream: one entry per submit request and endpoint,
-  ``{"kind": "tasks", "meta": <JSON list>, "payloads": <packed buffers>}``.
+  ``{"kind": "tasks", "v", "meta": <JSON list of TaskRow>, "payloads": <packed>}``.
 * Results stream: one entry per batch the agent writes,
-  ``{"kind": "results", "meta": <JSON list>, "data": <packed>, "exc": <packed>}``,
-  or a status update ``{"kind": "status", ...}``.
+  ``{"kind": "results", "v", "meta": <JSON list of ResultMeta>, "data": <packed>,
+  "exc": <packed>}``, or a status update ``{"kind": "status", ...}``.
 
 Single-task / single-result entries (``Task.to_fields``, ``Result.to_fields``)
 are still read.  Payloads are packed as ``<len>\\n<data>`` so they are never
-escaped or copied through JSON.
+escaped or copied through JSON.  Every decoder raises :class:`ProtocolError`
+and nothing else on bad input.
 """
 from __future__ import annotations
 
-import json
+from typing import Any, Optional, Union
 
-from funcx.protocol.messages import (ProtocolError, Result, StatusUpdate, Task,
-                                     parse_result_entry)
+import msgspec
+from msgspec import Struct
+
 from funcx.errors import SerializationError
+from funcx.protocol.messages import (VERSION, Id, OptId, ProtocolError, Result, ResultMeta,
+                                     StatusUpdate, Task, parse_result_entry,
+                                     resource_specification)
 from funcx.serialize.facade import pack_buffers, unpack_buffers
 
-TASK_META = ("task_id", "function_id", "task_group_id", "container_id", "resource_specification")
+
+class TaskRow(Struct, array_like=True):
+    """One task's metadata in a task-stream entry."""
+
+    task_id: Id
+    function_id: Id
+    task_group_id: OptId = ""
+    container_id: OptId = ""
+    resource_specification: Optional[dict[str, Any]] = None
+
+
+_task_rows = msgspec.json.Decoder(list[TaskRow])
+_result_rows = msgspec.json.Decoder(list[ResultMeta])
+_encoder = msgspec.json.Encoder()
+
+
+def _check_version(fields: dict[str, str]) -> None:
+    v = fields.get("v", str(VERSION))
+    if v != str(VERSION):
+        raise ProtocolError(f"entry version {str(v)[:8]!r} != {VERSION}")
+
+
+def _unpack(packed: Any, what: str) -> list[str]:
+    if not isinstance(packed, str):
+        raise ProtocolError(f"bad {what}: missing or not text")
+    try:
+        return unpack_buffers(packed)
+    except (ValueError, SerializationError) as e:
+        raise ProtocolError(f"bad {what}: {e}") from None
 
 
 def encode_task_batch(tasks: list[Task]) -> dict[str, str]:
-    meta = [[t.task_id, t.function_id, t.task_group_id, t.container_id,
-             t.resource_specification or None] for t in tasks]
-    return {"kind": "tasks", "meta": json.dumps(meta, separators=(",", ":")),
+    meta = [TaskRow(t.task_id, t.function_id, t.task_group_id, t.container_id,
+                    t.resource_specification or None) for t in tasks]
+    return {"kind": "tasks", "v": str(VERSION), "meta": _encoder.encode(meta).decode(),
             "payloads": pack_buffers([t.payload for t in tasks])}
 
 
 def decode_task_entry(fields: dict[str, str]) -> list[Task]:
     if fields.get("kind") != "tasks":
         return [Task.from_fields(fields)]
+    _check_version(fields)
     try:
-        meta = json.loads(fields["meta"])
-        payloads = unpack_buffers(fields["payloads"])
-    except (KeyError, ValueError, SerializationError) as e:
-        raise ProtocolError(f"bad task batch entry: {e}") from e
+        meta = _task_rows.decode(fields.get("meta", ""))
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        raise ProtocolError(f"bad task batch meta: {e}") from None
+    payloads = _unpack(fields.get("payloads"), "task batch payloads")
     if len(meta) != len(payloads):
         raise ProtocolError("task batch: meta and payload counts differ")
-    try:
-        return [Task(task_id=m[0], function_id=m[1], task_group_id=m[2], container_id=m[3],
-                     resource_specification=m[4] or {}, payload=p)
-                for m, p in zip(meta, payloads)]
-    except (IndexError, TypeError) as e:
-        raise ProtocolError(f"bad task batch meta: {e}") from e
+    return [Task(task_id=m.task_id, function_id=m.function_id, task_group_id=m.task_group_id,
+                 container_id=m.container_id,
+                 resource_specification=resource_specification(m.resource_specification),
+                 payload=p)
+            for m, p in zip(meta, payloads)]
 
 
 def encode_results(results: list[Result]) -> dict[str, str]:
-    meta = [[r.task_id, r.status, r.task_group_id, r.completion_t, r.details or None]
+    meta = [ResultMeta(r.task_id, r.status, r.task_group_id, r.completion_t, r.details or None)
             for r in results]
-    return {"kind": "results", "meta": json.dumps(meta, separators=(",", ":")),
+    return {"kind": "results", "v": str(VERSION), "meta": _encoder.encode(meta).decode(),
             "data": pack_buffers([r.data for r in results]),
             "exc": pack_buffers([r.exc_data for r in results])}
 
 
-def decode_result_entry(fields: dict[str, str]) -> list[Result | StatusUpdate]:
+def decode_result_entry(fields: dict[str, str]) -> list[Union[Result, StatusUpdate]]:
+    """The results and status updates of one results-stream entry."""
+    if not isinstance(fields, dict):
+        raise ProtocolError("bad results entry: not a field map")
     if fields.get("kind") != "results":
+        _check_version(fields)
         return [parse_result_entry(fields)]
+    _check_version(fields)
     try:
-        meta = json.loads(fields["meta"])
-        data, exc = unpack_buffers(fields["data"]), unpack_buffers(fields["exc"])
-    except (KeyError, ValueError, SerializationError) as e:
-        raise ProtocolError(f"bad results entry: {e}") from e
+        meta = _result_rows.decode(fields.get("meta", ""))
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        raise ProtocolError(f"bad results meta: {e}") from None
+    data = _unpack(fields.get("data"), "results data")
+    exc = _unpack(fields.get("exc"), "results exceptions")
     if not len(meta) == len(data) == len(exc):
         raise ProtocolError("results entry: counts differ")
-    try:
-        return [Result(task_id=m[0], status=m[1], task_group_id=m[2], completion_t=m[3],
-                       details=m[4] or {}, data=d, exc_data=x)
-                for m, d, x in zip(meta, data, exc)]
-    except (IndexError, TypeError) as e:
-        raise ProtocolError(f"bad results meta: {e}") from e
+    return [Result(task_id=m.task_id, status=m.status, task_group_id=m.task_group_id,
+                   completion_t=m.completion_t, details=m.details or {}, data=d, exc_data=x)
+            for m, d, x in zip(meta, data, exc)]
