@@ -1,0 +1,37 @@
+"""Every error code the service answers with (``{"code", "message"}``, API.md),
+defined once and shared by the service (which raises them) and the SDK (which
+maps them to typed exceptions).  Each constant's comment says when it is used.
+"""
+from __future__ import annotations
+
+# --- request shape
+BAD_REQUEST = "BAD_REQUEST"  #: malformed body, field or parameter (400)
+TASK_PAYLOAD_TOO_LARGE = "TASK_PAYLOAD_TOO_LARGE"  #: a payload or request body over the limit (413)
+RESOURCE_SPEC_INVALID = "RESOURCE_SPEC_INVALID"  #: resource_specification malformed (400)
+RESOURCE_SPEC_OVER_LIMIT = "RESOURCE_SPEC_OVER_LIMIT"  #: above the endpoint owner's bound (400)
+TOO_MANY_TASKS = "TOO_MANY_TASKS"  #: more tasks in one submit than the service takes (413)
+IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"  #: same key, different submit (409)
+
+# --- identity and access
+UNAUTHORIZED = "UNAUTHORIZED"  #: no, bad, expired or revoked token (401)
+FORBIDDEN = "FORBIDDEN"  #: may see, may not change (403)
+FUNCTION_NOT_ALLOWED = "FUNCTION_NOT_ALLOWED"  #: the endpoint restricts its functions (403)
+GROUPS_ARE_GLOBUS = "GROUPS_ARE_GLOBUS"  #: local group calls in Globus mode
+AUTH_UNAVAILABLE = "AUTH_UNAVAILABLE"  #: Globus Auth did not answer (503)
+
+# --- not found (404; never says whether the thing exists for someone else)
+TASK_NOT_FOUND = "TASK_NOT_FOUND"
+TASK_GROUP_NOT_FOUND = "TASK_GROUP_NOT_FOUND"
+FUNCTION_NOT_FOUND = "FUNCTION_NOT_FOUND"
+ENDPOINT_NOT_FOUND = "ENDPOINT_NOT_FOUND"
+
+# --- fair sharing
+RATE_LIMITED = "RATE_LIMITED"  #: too many requests in the window (429, Retry-After)
+QUOTA_QUEUED_TASKS = "QUOTA_QUEUED_TASKS"  #: the user's queued-task quota is full (429)
+QUOTA_STORED_BYTES = "QUOTA_STORED_BYTES"  #: the user's stored-bytes quota is full (429)
+LONGPOLL_LIMIT = "LONGPOLL_LIMIT"  #: too many concurrent long-polls by one identity (429)
+STORE_FULL = "STORE_FULL"  #: Redis reached maxmemory; nothing was written (507)
+
+# --- the service
+SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"  #: the store is unreachable (503, Retry-After)
+INTERNAL_ERROR = "INTERNAL_ERROR"  #: a bug; the service log has details (500)
