@@ -28,10 +28,16 @@ DEFAULTS: dict[str, object] = {
     "LONGPOLL_MAX_S": 30.0,
     "SWEEP_PERIOD_S": 300,
     "SUBMIT_IDEMPOTENCY_S": 3600,  # a submit's answer is kept this long under its Idempotency-Key
+    # fair sharing (DESIGN decision 8): one tenant cannot exhaust what others share
+    "MAX_TASKS_PER_SUBMIT": 10_000,  # tasks in one submit request; the SDK splits larger batches
+    "QUOTA_QUEUED_TASKS": 200_000,  # per user: tasks submitted and not yet terminal
+    "QUOTA_STORED_BYTES": 1 << 30,  # per user: bytes of payloads and results held by the service
+    "LONGPOLL_PER_IDENTITY": 16,  # concurrent result long-polls one identity may hold open
     # redis
     "REDIS_URL": "",  # empty: run the embedded redis-server
     "REDIS_PUBLIC_HOST": "",  # host endpoints use to reach Redis; default: the service's
     "REDIS_APPENDFSYNC": "everysec",
+    "REDIS_MAXMEMORY": "4gb",  # embedded Redis bound (noeviction: a full store refuses writes)
     # the web's Redis calls give up after this long (503): a frozen Redis never hangs a request
     "REDIS_SOCKET_TIMEOUT_S": 5.0,
     # endpoints
