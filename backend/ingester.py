@@ -1,6 +1,14 @@
 """The result ingester: reads every endpoint's results stream as a consumer
-group, applies results to task records (first terminal result wins), emits
-task-group completion events, then acknowledges and deletes the entries.
+group, applies results to task records (first terminal result wins, only to
+tasks of the endpoint whose stream carried them), emits task-group completion
+events, then acknowledges and deletes the entries.
+
+Each results stream is written by a different tenant (an endpoint, with its
+own Redis credentials), so nothing read from it is trusted (DESIGN decision
+8): entries are read as raw bytes and decoded one by one through their
+schema; an entry that does not decode, or a result for a task that is not
+that endpoint's, is refused alone — logged with its origin and recorded in
+the dead-letter stream — and never stops the loop.
 
 Run as ``python -m backend.ingester`` (the supervisor does).
 """
@@ -9,14 +17,19 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from typing import Any
 
 import redis
 
 from backend.redis_conn import connect
+from backend.store import deadletters
 from backend.store.endpoints import ensure_streams
-from backend.store.tasks import TaskStore
+from backend.store.results import ResultStore
+from funcx.defaults import setting
+from funcx.errors import MaxResultSizeExceeded
 from funcx.protocol import keys
-from funcx.protocol.messages import ProtocolError
+from funcx.protocol.messages import ProtocolError, Result, StatusUpdate
+from funcx.protocol.states import TaskState
 from funcx.protocol.streams import decode_result_entry
 
 log = logging.getLogger("funcx.ingester")
@@ -24,14 +37,36 @@ READ_COUNT = 2000
 BLOCK_MS = 1000
 
 
+def _text(fields: Any) -> dict[str, str]:
+    """A raw entry's field map as text; ProtocolError if it is not UTF-8."""
+    try:
+        return {k.decode(): v.decode() for k, v in fields.items()}
+    except (UnicodeDecodeError, AttributeError) as e:
+        raise ProtocolError(f"entry is not UTF-8 text: {e}") from None
+
+
+def _bounded(e: Result | StatusUpdate, limit: int) -> Result | StatusUpdate:
+    """A result larger than the service keeps becomes a failure saying so."""
+    if isinstance(e, Result) and len(e.data) + len(e.exc_data) > limit:
+        err = MaxResultSizeExceeded(len(e.data) + len(e.exc_data), limit)
+        return Result(e.task_id, TaskState.FAILED.value, data=f"{type(err).__name__}: {err}",
+                      completion_t=e.completion_t, details={"reason": "result too large"})
+    return e
+
+
 class Ingester:
     def __init__(self, r: redis.Redis):
-        self.r = r
-        self.store = TaskStore(r)
+        self.r = r  # decoded replies: our own keys
+        # raw replies for the results streams: an endpoint may write any bytes
+        self.raw = redis.Redis(connection_pool=redis.ConnectionPool(
+            **{**r.connection_pool.connection_kwargs, "decode_responses": False}))
+        self.results = ResultStore(r)
         self.running = True
         self.streams: list[str] = []
         self.dirty = True
         self.applied = 0
+        self.refused = 0
+        self.max_result = int(setting("MAX_RESULT_BYTES"))
 
     def refresh_streams(self) -> None:
         try:
@@ -45,34 +80,70 @@ class Ingester:
                 ensure_streams(self.r, eid)
         self.streams = [keys.ep_results(e) for e in eids]
 
-    def handle(self, batches) -> int:
-        """Apply one XREADGROUP answer; return how many entries were handled.
-        Each stream's results and their acknowledgement go in one round trip
-        (the writes first, so a crash in between only means a re-apply, which
-        the first-result-wins script ignores)."""
+    def _refuse(self, eid: str, stream: str, entry_id: str, reason: str, fields: Any = None) -> None:
+        self.refused += 1
+        log.warning("refused from endpoint %s (%s entry %s): %s", eid, stream, entry_id, reason)
+        try:
+            deadletters.add(self.r, f"endpoint:{eid}", reason, stream=stream, entry_id=entry_id,
+                            fields=fields)
+        except redis.RedisError as e:  # the refusal stands even if it cannot be recorded
+            log.error("cannot record a dead letter: %s", type(e).__name__)
+
+    def handle(self, batches: list) -> int:
+        """Apply one XREADGROUP answer (raw); return how many entries were handled.
+        Each stream's results and their acknowledgement go in one round trip."""
         handled = 0
-        for stream, items in batches:
-            entries = []
-            ids = [entry_id for entry_id, _ in items]
-            for entry_id, fields in items:
+        for raw_stream, items in batches:
+            stream = raw_stream.decode() if isinstance(raw_stream, bytes) else raw_stream
+            eid = keys.endpoint_of(stream)
+            entries: list[Result | StatusUpdate] = []
+            ids: list[str] = []
+            for raw_id, fields in items:
+                entry_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
+                ids.append(entry_id)
                 if not fields:  # already deleted (seen when re-reading pending)
                     continue
                 try:
-                    entries.extend(decode_result_entry(fields))
-                except ProtocolError as e:
-                    log.error("dropping malformed result entry %s on %s: %s", entry_id, stream, e)
+                    entries.extend(_bounded(e, self.max_result)
+                                   for e in decode_result_entry(_text(fields)))
+                except Exception as e:  # noqa: BLE001 - any bad entry is refused alone
+                    self._refuse(eid, stream, entry_id, str(e)[:500], fields)
             if ids:
-                self.applied += self.store.apply_results(entries, keys.endpoint_of(stream),
-                                                         (stream, keys.INGEST_GROUP, ids))
+                self._apply(eid, stream, entries, ids)
             handled += len(ids)
         return handled
+
+    def _apply(self, eid: str, stream: str, entries: list, ids: list[str]) -> None:
+        ack = (stream, keys.INGEST_GROUP, ids)
+        try:
+            done = self.results.apply(entries, eid, ack)
+        except redis.ResponseError as e:
+            if "OOM" in str(e) or "NOGROUP" in str(e) or "NOSCRIPT" in str(e):
+                raise  # the store's state, not the entries: retried by run()
+            # a script error from one entry: apply one at a time, refuse what fails
+            log.error("batch from endpoint %s failed (%s); applying one by one", eid, e)
+            for item in entries:
+                try:
+                    self._report(eid, stream, self.results.apply([item], eid))
+                except redis.ResponseError as one:
+                    self._refuse(eid, stream, "", f"could not be applied: {one}",
+                                 {"task_id": getattr(item, "task_id", "")})
+            self.r.xack(stream, keys.INGEST_GROUP, *ids)
+            self.r.xdel(stream, *ids)
+            return
+        self._report(eid, stream, done)
+
+    def _report(self, eid: str, stream: str, done) -> None:
+        self.applied += done.applied
+        for tid, reason in done.refused:
+            self._refuse(eid, stream, "", reason, {"task_id": tid})
 
     def drain_pending(self) -> None:
         """Re-apply what a previous run read but did not acknowledge."""
         for stream in self.streams:
             while True:
-                res = self.r.xreadgroup(keys.INGEST_GROUP, keys.INGEST_CONSUMER, {stream: "0"},
-                                        count=READ_COUNT)
+                res = self.raw.xreadgroup(keys.INGEST_GROUP, keys.INGEST_CONSUMER, {stream: "0"},
+                                          count=READ_COUNT)
                 if not res or not res[0][1] or self.handle(res) == 0:
                     break
 
@@ -85,36 +156,40 @@ class Ingester:
         # the wake stream rides along in the blocking read, so registering a new
         # endpoint interrupts the wait instead of waiting for the timeout
         streams = {keys.INGEST_WAKE: ">", **{s: ">" for s in self.streams}}
-        res = self.r.xreadgroup(keys.INGEST_GROUP, keys.INGEST_CONSUMER, streams,
-                                count=READ_COUNT, block=BLOCK_MS)
+        res = self.raw.xreadgroup(keys.INGEST_GROUP, keys.INGEST_CONSUMER, streams,
+                                  count=READ_COUNT, block=BLOCK_MS)
         if not res:
             return 0
         results = []
+        wake = keys.INGEST_WAKE.encode()
         for stream, items in res:
-            if stream == keys.INGEST_WAKE:
-                self.r.xack(stream, keys.INGEST_GROUP, *[i for i, _ in items])
+            if stream == wake:
+                self.r.xack(keys.INGEST_WAKE, keys.INGEST_GROUP, *[i for i, _ in items])
                 self.dirty = True
             else:
                 results.append((stream, items))
         return self.handle(results)
 
     def run(self) -> None:
+        """Loop until stopped; no error, from Redis or from an entry, ends it."""
         backoff = 0.1
         while self.running:
             try:
                 self.run_once()
                 backoff = 0.1
+                continue
             except redis.ResponseError as e:
                 if "NOGROUP" in str(e):  # a stream was deleted or Redis lost it
                     self.dirty = True
                     continue
                 log.error("redis error: %s", e)
-                time.sleep(backoff)
             except (redis.ConnectionError, redis.TimeoutError) as e:
                 log.warning("redis unavailable (%s); retrying in %.1fs", type(e).__name__, backoff)
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                self.dirty = True
+            except Exception:  # noqa: BLE001 - a bug must not stop everyone's results
+                log.exception("ingester error; retrying in %.1fs", backoff)
+            time.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+            self.dirty = True
 
 
 def main() -> None:
@@ -128,7 +203,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, _stop)
     log.info("ingester started")
     ing.run()
-    log.info("ingester stopped after applying %d results", ing.applied)
+    log.info("ingester stopped after applying %d results (%d refused)", ing.applied, ing.refused)
 
 
 if __name__ == "__main__":

@@ -16,47 +16,11 @@ import redis
 
 from funcx.defaults import setting
 from funcx.protocol import keys
-from funcx.protocol.messages import Result, StatusUpdate, Task
+from funcx.protocol.messages import Result, Task
 from funcx.protocol.streams import encode_task_batch
-from funcx.protocol.states import TERMINAL_VALUES, TaskState, may_transition
+from funcx.protocol.states import TERMINAL_VALUES, TaskState
 
 EVENTS_MAXLEN = 100_000
-
-# Results of one endpoint, applied in one call; the first terminal result
-# stands.  KEYS: the endpoint's outstanding counter, then for each result its
-# task record and its task group's events stream.  ARGV: decrement the counter
-# ("1"/"0"), then for each result: task_id, status, field count, fields...
-_APPLY_RESULTS = """
-local applied, a = 0, 2
-for i = 2, #KEYS, 2 do
-  local tid, status, nf = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
-  local cur = redis.call('HGET', KEYS[i], 'status')
-  if cur and cur ~= 'success' and cur ~= 'failed' and cur ~= 'cancelled' then
-    redis.call('HSET', KEYS[i], 'status', status)
-    for f = a + 3, a + 2 + 2 * nf, 2 do
-      redis.call('HSET', KEYS[i], ARGV[f], ARGV[f + 1])
-    end
-    redis.call('XADD', KEYS[i + 1], 'MAXLEN', '~', %d, '*', 'task_id', tid, 'status', status)
-    applied = applied + 1
-  end
-  a = a + 3 + 2 * nf
-end
-if ARGV[1] == '1' and applied > 0 then redis.call('DECRBY', KEYS[1], applied) end
-return applied
-""" % EVENTS_MAXLEN
-
-# KEYS: task records.  ARGV: new status, then the statuses it may replace.
-_APPLY_STATUS = """
-local allowed = {}
-for i = 2, #ARGV do allowed[ARGV[i]] = true end
-local n = 0
-for _, k in ipairs(KEYS) do
-  local cur = redis.call('HGET', k, 'status')
-  if cur and allowed[cur] then redis.call('HSET', k, 'status', ARGV[1]); n = n + 1 end
-end
-return n
-"""
-
 
 # KEYS: task, task-group events, endpoint's cancelled set.  ARGV: task_id, now,
 # then the statuses a task may be cancelled from (not yet running).
@@ -103,16 +67,9 @@ CANCELLABLE = (TaskState.RECEIVED.value, TaskState.WAITING_FOR_EP.value,
                TaskState.WAITING_FOR_NODES.value)
 
 
-def _predecessors(status: str) -> list[str]:
-    return [s.value for s in TaskState if s.value != status and may_transition(s.value, status)
-            and s.value not in TERMINAL_VALUES]
-
-
 class TaskStore:
     def __init__(self, r: redis.Redis):
         self.r = r
-        self._apply_results = r.register_script(_APPLY_RESULTS)
-        self._apply_status = r.register_script(_APPLY_STATUS)
         self._cancel = r.register_script(_CANCEL)
         self._fetch = r.register_script(_FETCH)
 
@@ -211,44 +168,6 @@ class TaskStore:
         return res[0][1] if res else []
 
     # ---------------------------------------------------------------- results
-    def apply_results(self, entries: list[Result | StatusUpdate], eid: str | None = None,
-                      then_ack: tuple[str, str, list[str]] | None = None) -> int:
-        """Write results and status changes of endpoint ``eid``'s tasks (one
-        script call per chunk); a second terminal result is ignored.
-        ``then_ack`` = (stream, group, entry ids) are acknowledged and deleted
-        in the same round trip, after the writes."""
-        results = [e for e in entries if isinstance(e, Result)]
-        with self.r.pipeline(transaction=False) as p:
-            for start in range(0, len(results), 500):
-                chunk = results[start:start + 500]
-                klist = [keys.ep_outstanding(eid) if eid else keys.ep_outstanding("none")]
-                argv: list[str] = ["1" if eid else "0"]
-                for e in chunk:
-                    fields = {"completion_t": e.completion_t}
-                    if e.status == TaskState.SUCCESS.value:
-                        fields["result"] = e.data
-                    else:
-                        fields["exception"] = e.data
-                        if e.exc_data:
-                            fields["exc_data"] = e.exc_data
-                    if e.details:
-                        fields["details"] = json.dumps(e.details)
-                    klist += [keys.task(e.task_id), keys.task_group_events(e.task_group_id or "none")]
-                    argv += [e.task_id, e.status, str(len(fields))]
-                    for k, v in fields.items():
-                        argv += [k, v]
-                self._apply_results(keys=klist, args=argv, client=p)
-            for e in entries:
-                if isinstance(e, StatusUpdate) and e.task_ids:
-                    self._apply_status(keys=[keys.task(t) for t in e.task_ids],
-                                       args=[e.status, *_predecessors(e.status)], client=p)
-            if then_ack:
-                stream, group, ids = then_ack
-                p.xack(stream, group, *ids)
-                p.xdel(stream, *ids)
-            out = p.execute()
-        return sum(out[: (len(results) + 499) // 500])
-
     def cancel(self, rec: dict) -> bool:
         """Cancel a task that has not started; True if it was cancelled."""
         tid, tg, eid = rec["task_id"], rec.get("task_group_id") or "none", rec["endpoint_id"]
@@ -259,12 +178,16 @@ class TaskStore:
 
     def fail(self, tids: list[str], reason: str, exception_text: str) -> None:
         """Terminal failure for tasks that will never run (e.g. their endpoint was deleted)."""
-        recs = self.records(tids)
-        self.apply_results([
-            Result(t, TaskState.FAILED.value, data=exception_text,
-                   task_group_id=rec.get("task_group_id", ""), details={"reason": reason})
-            for t, rec in zip(tids, recs) if rec
-        ])
+        from backend.store.results import ResultStore
+
+        by_endpoint: dict[str, list[Result]] = {}
+        for t, rec in zip(tids, self.records(tids)):
+            if rec:
+                by_endpoint.setdefault(rec.get("endpoint_id", ""), []).append(
+                    Result(t, TaskState.FAILED.value, data=exception_text,
+                           details={"reason": reason}))
+        for eid, results in by_endpoint.items():
+            ResultStore(self.r).apply(list(results), eid)
 
 
 def summary(rec: dict) -> dict:

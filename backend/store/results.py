@@ -1,0 +1,155 @@
+"""Applying what endpoints report (results and status updates) to task
+records, with ownership checked in Redis itself (DESIGN decisions 4 and 8).
+
+A result or status update from endpoint E applies only to a task whose record
+names E as its endpoint and that is not yet terminal; the first terminal
+result stands; the task's group (for the completion event) is read from the
+record, never from the message.  What was refused comes back per task, so
+the caller can dead-letter it without stopping.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import msgspec
+import redis
+
+from backend.store.tasks import EVENTS_MAXLEN
+from funcx.protocol import keys
+from funcx.protocol.messages import Result, StatusUpdate
+from funcx.protocol.states import TERMINAL_VALUES, TaskState, may_transition
+
+CHUNK = 500  # results per script call
+_EV_PREFIX, _EV_SUFFIX = keys.task_group_events("\0").split("\0")
+_TERMINAL_LUA = "{" + ", ".join(f"['{s}'] = true" for s in sorted(TERMINAL_VALUES)) + "}"
+
+#: Apply one endpoint's results.  KEYS[1]: the endpoint's outstanding counter;
+#: KEYS[2..]: the task records, one per result.  ARGV: endpoint id, then per
+#: result: task_id, status, field count, field/value pairs.  Returns
+#: {applied, {position, reason}...} where position is the result's 1-based
+#: index and reason "unknown" (no such task) or "foreign" (not this endpoint's).
+#: A result for a terminal task is a duplicate and is ignored silently.
+APPLY_RESULTS = """
+local terminal = %(terminal)s
+local eid = ARGV[1]
+local applied, a, refused = 0, 2, {}
+for i = 2, #KEYS do
+  local tid, status, nf = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
+  local rec = redis.call('HMGET', KEYS[i], 'status', 'endpoint_id', 'task_group_id')
+  local cur, ep, tg = rec[1], rec[2], rec[3]
+  if not cur then
+    refused[#refused + 1] = {i - 1, 'unknown'}
+  elseif ep ~= eid then
+    refused[#refused + 1] = {i - 1, 'foreign'}
+  elseif not terminal[cur] then
+    redis.call('HSET', KEYS[i], 'status', status)
+    for f = a + 3, a + 2 + 2 * nf, 2 do
+      redis.call('HSET', KEYS[i], ARGV[f], ARGV[f + 1])
+    end
+    if tg and tg ~= '' then
+      redis.call('XADD', '%(ev_prefix)s' .. tg .. '%(ev_suffix)s', 'MAXLEN', '~', %(maxlen)d,
+                 '*', 'task_id', tid, 'status', status)
+    end
+    applied = applied + 1
+  end
+  a = a + 3 + 2 * nf
+end
+if applied > 0 then redis.call('DECRBY', KEYS[1], applied) end
+return {applied, refused}
+""" % {"terminal": _TERMINAL_LUA, "ev_prefix": _EV_PREFIX, "ev_suffix": _EV_SUFFIX,
+       "maxlen": EVENTS_MAXLEN}
+
+#: Move tasks of one endpoint to a new non-terminal status.  KEYS: task records.
+#: ARGV: endpoint id, the new status, then the statuses it may replace.
+#: Returns {changed, {position, reason}...} as APPLY_RESULTS does.
+APPLY_STATUS = """
+local eid = ARGV[1]
+local allowed = {}
+for i = 3, #ARGV do allowed[ARGV[i]] = true end
+local n, refused = 0, {}
+for i, k in ipairs(KEYS) do
+  local rec = redis.call('HMGET', k, 'status', 'endpoint_id')
+  if not rec[1] then refused[#refused + 1] = {i, 'unknown'}
+  elseif rec[2] ~= eid then refused[#refused + 1] = {i, 'foreign'}
+  elseif allowed[rec[1]] then redis.call('HSET', k, 'status', ARGV[2]); n = n + 1 end
+end
+return {n, refused}
+"""
+
+REASONS = {"unknown": "no such task", "foreign": "the task belongs to another endpoint"}
+
+
+def _predecessors(status: str) -> list[str]:
+    return [s.value for s in TaskState if s.value != status and may_transition(s.value, status)
+            and s.value not in TERMINAL_VALUES]
+
+
+@dataclass
+class Applied:
+    """What one call applied, and the task ids it refused with their reasons."""
+
+    applied: int = 0
+    refused: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _fields(e: Result) -> dict[str, str]:
+    out = {"completion_t": e.completion_t}
+    if e.status == TaskState.SUCCESS.value:
+        out["result"] = e.data
+    else:
+        out["exception"] = e.data
+        if e.exc_data:
+            out["exc_data"] = e.exc_data
+    if e.details:
+        out["details"] = msgspec.json.encode(e.details).decode()
+    return out
+
+
+class ResultStore:
+    """Writes endpoint reports into task records (one script call per chunk)."""
+
+    def __init__(self, r: redis.Redis):
+        self.r = r
+        self._results = r.register_script(APPLY_RESULTS)
+        self._status = r.register_script(APPLY_STATUS)
+
+    def apply(self, entries: list[Result | StatusUpdate], eid: str,
+              then_ack: tuple[str, str, list] | None = None) -> Applied:
+        """Apply endpoint ``eid``'s results and status updates; ``then_ack`` =
+        (stream, group, entry ids) are acknowledged and deleted in the same
+        round trip, after the writes (a crash in between only means a
+        re-apply, which first-result-wins ignores)."""
+        results = [e for e in entries if isinstance(e, Result)]
+        updates = [e for e in entries if isinstance(e, StatusUpdate) and e.task_ids]
+        calls: list[list[str]] = []
+        with self.r.pipeline(transaction=False) as p:
+            for start in range(0, len(results), CHUNK):
+                chunk = results[start:start + CHUNK]
+                argv: list[str] = [eid]
+                for e in chunk:
+                    fields = _fields(e)
+                    argv += [e.task_id, e.status, str(len(fields))]
+                    for k, v in fields.items():
+                        argv += [k, v]
+                self._results(keys=[keys.ep_outstanding(eid), *(keys.task(e.task_id) for e in chunk)],
+                              args=argv, client=p)
+                calls.append([e.task_id for e in chunk])
+            for u in updates:
+                self._status(keys=[keys.task(t) for t in u.task_ids],
+                             args=[eid, u.status, *_predecessors(u.status)], client=p)
+                calls.append(list(u.task_ids))
+            if then_ack:
+                stream, group, ids = then_ack
+                if ids:
+                    p.xack(stream, group, *ids)
+                    p.xdel(stream, *ids)
+            out = p.execute()
+        done = Applied()
+        n_results = (len(results) + CHUNK - 1) // CHUNK
+        for i, (tids, (count, refused)) in enumerate(zip(calls, out)):
+            if i < n_results:
+                done.applied += int(count)
+            for pos, why in refused:
+                why = why.decode() if isinstance(why, bytes) else why
+                done.refused.append((tids[int(pos) - 1], REASONS.get(why, why)))
+        return done
