@@ -1,0 +1,17 @@
+"""The security suite (tests/security/): one test per attack class, each
+proving the attack fails and that another tenant's work completes while it
+runs.  Every test here is marked ``security`` and runs as its own bounded
+CI step (``make test-security``), apart from the default suite."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if HERE in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.security)
