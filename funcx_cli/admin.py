@@ -3,8 +3,15 @@ from __future__ import annotations
 
 import typer
 
-from funcx_cli.context import (FormatOption, check_format, console, handles_errors, print_json,
-                               table, when)
+from funcx_cli.context import (
+    FormatOption,
+    check_format,
+    console,
+    handles_errors,
+    print_json,
+    table,
+    when,
+)
 from funcx_cli.errors import FAILED, NOT_FOUND, fail
 
 app = typer.Typer(help="Administer the service's users (run on the service host).\n\n"
@@ -114,3 +121,40 @@ def client_add(name: str, user: str = typer.Option(None, "--user", help="act as 
     from backend.admin import add_client
 
     _show_secret(_run(add_client, name, user), check_format(fmt), "client secret")
+
+
+dead_app = typer.Typer(help="Entries refused at a trust boundary (malformed, or naming another "
+                            "endpoint's task), with their origin and reason.\n\n"
+                            "Example: funcx admin dead-letters list --count 20",
+                       no_args_is_help=True)
+app.add_typer(dead_app, name="dead-letters")
+
+
+@dead_app.command("list")
+def dead_letters_list(count: int = typer.Option(100, "--count", "-n", min=1, max=10_000,
+                                                help="show at most this many, newest first"),
+                      fmt: str = FormatOption) -> None:
+    """List refused entries, newest first (payloads are never kept, only their length).
+
+    Example: funcx admin dead-letters list --format json
+    """
+    from backend.store.deadletters import list_recent
+
+    rows = _run(list_recent, count)
+    if check_format(fmt) == "json":
+        print_json(rows)
+    else:
+        console().print(table(None, ["When", "Origin", "Reason", "Stream entry", "Fields"],
+                              [[when(r.get("t")), r.get("origin", ""), r.get("reason", ""),
+                                r.get("entry_id", ""), r.get("fields", "")[:80]] for r in rows]))
+
+
+@dead_app.command("clear")
+def dead_letters_clear() -> None:
+    """Remove every dead letter.
+
+    Example: funcx admin dead-letters clear
+    """
+    from backend.store.deadletters import clear
+
+    typer.echo(f"Cleared {_run(clear)} dead letter(s)")

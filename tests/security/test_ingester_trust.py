@@ -285,3 +285,29 @@ def test_ingester_survives_any_raw_entry(service, redis_client, fields):
     assert handled == 1
     assert ing.applied == 0 and ing.refused == 1  # no such task can exist: refused either way
     assert deadletters.count(redis_client) == before + 1
+
+
+def test_admin_lists_and_clears_dead_letters(evil_stream, redis_client):
+    """``funcx admin dead-letters`` shows what was refused, and clears it."""
+    import os
+    import subprocess
+    import sys
+
+    eid, r = evil_stream
+    entry = r.xadd(f"fx:ep:{eid}:results", {b"kind": b"status", b"task_ids": b"7"}).decode()
+    _until(lambda: any(d["entry_id"] == entry for d in _dead_letters(redis_client, f"endpoint:{eid}")),
+           what="the entry to be dead-lettered")
+
+    def fx(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "funcx_cli.main", "admin", "dead-letters",
+                               *args], capture_output=True, text=True, timeout=60,
+                              env=dict(os.environ))
+
+    shown = fx("list", "--format", "json")
+    assert shown.returncode == 0, shown.stderr
+    rows = json.loads(shown.stdout)
+    mine = [d for d in rows if d["entry_id"] == entry]
+    assert mine and mine[0]["origin"] == f"endpoint:{eid}" and "status entry" in mine[0]["reason"]
+    cleared = fx("clear")
+    assert cleared.returncode == 0 and cleared.stdout.startswith("Cleared ")
+    assert json.loads(fx("list", "--format", "json").stdout) == []
