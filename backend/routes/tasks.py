@@ -38,7 +38,7 @@ def list_tasks():
     for g in groups:
         tids = tasks().task_group_tasks(g, last=None if status else limit)
         for rec in reversed(tasks().records(tids)):
-            if rec and (not status or rec.get("status") == status):
+            if rec and rec.get("owner") == user and (not status or rec.get("status") == status):
                 rows.append(summary(rec))
         if len(rows) >= limit:
             break
