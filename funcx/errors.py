@@ -23,6 +23,85 @@ class FuncxAPIError(FuncxError):
 HTTPError = FuncxAPIError
 
 
+class BadRequest(FuncxAPIError):
+    """The request was malformed (400): fix the field the message names."""
+
+
+class Unauthorized(FuncxAPIError):
+    """No, a bad, expired or revoked token (401): run ``funcx login``."""
+
+
+class Forbidden(FuncxAPIError):
+    """You may not do this (403): ask the owner to share it or allow the function."""
+
+
+class NotFound(FuncxAPIError):
+    """No such task, group, function or endpoint that you may see (404): check the id."""
+
+
+class RequestConflict(FuncxAPIError):
+    """An Idempotency-Key was reused for a different submit (409): use a fresh key."""
+
+
+class RequestTooLarge(FuncxAPIError):
+    """A payload or a submit is over the service's limit (413): send less per request."""
+
+
+class RateLimited(FuncxAPIError):
+    """Too many requests or long-polls at once (429): wait ``retry_after`` s and retry."""
+
+
+class QuotaExceeded(FuncxAPIError):
+    """Your queued-task or stored-bytes quota, or the store, is full (429/507):
+    fetch results or wait for tasks to finish, then submit again."""
+
+
+class ServiceUnavailable(FuncxAPIError):
+    """The service or its identity provider is briefly unavailable (503): retry shortly."""
+
+
+class ServiceError(FuncxAPIError):
+    """The service failed (500): its log has the details; report it."""
+
+
+def _api_error_types() -> tuple[dict[str, type[FuncxAPIError]], dict[int, type[FuncxAPIError]]]:
+    from funcx.protocol import error_codes as ec
+
+    by_code: dict[str, type[FuncxAPIError]] = {
+        ec.BAD_REQUEST: BadRequest, ec.RESOURCE_SPEC_INVALID: BadRequest,
+        ec.RESOURCE_SPEC_OVER_LIMIT: BadRequest, ec.GROUPS_ARE_GLOBUS: BadRequest,
+        ec.AMBIGUOUS_NAME: BadRequest,
+        ec.UNAUTHORIZED: Unauthorized,
+        ec.FORBIDDEN: Forbidden, ec.FUNCTION_NOT_ALLOWED: Forbidden,
+        ec.TASK_NOT_FOUND: NotFound, ec.TASK_GROUP_NOT_FOUND: NotFound,
+        ec.FUNCTION_NOT_FOUND: NotFound, ec.ENDPOINT_NOT_FOUND: NotFound,
+        ec.IDEMPOTENCY_KEY_REUSED: RequestConflict,
+        ec.TASK_PAYLOAD_TOO_LARGE: RequestTooLarge, ec.TOO_MANY_TASKS: RequestTooLarge,
+        ec.RATE_LIMITED: RateLimited, ec.LONGPOLL_LIMIT: RateLimited,
+        ec.QUOTA_QUEUED_TASKS: QuotaExceeded, ec.QUOTA_STORED_BYTES: QuotaExceeded,
+        ec.STORE_FULL: QuotaExceeded,
+        ec.SERVICE_UNAVAILABLE: ServiceUnavailable, ec.AUTH_UNAVAILABLE: ServiceUnavailable,
+        ec.INTERNAL_ERROR: ServiceError,
+    }
+    # codes not in the catalogue (another service's, an SDK's own) still get a
+    # type from their HTTP status
+    by_status: dict[int, type[FuncxAPIError]] = {
+        400: BadRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: RequestConflict,
+        413: RequestTooLarge, 429: RateLimited, 500: ServiceError, 503: ServiceUnavailable,
+    }
+    return by_code, by_status
+
+
+API_ERRORS, API_ERRORS_BY_STATUS = _api_error_types()
+
+
+def api_error(http_status: int, code: str, message: str, body: Any = None) -> FuncxAPIError:
+    """The typed :class:`FuncxAPIError` for an error answer: chosen by its code
+    (``funcx.protocol.error_codes``), else by its HTTP status."""
+    cls = API_ERRORS.get(code) or API_ERRORS_BY_STATUS.get(http_status, FuncxAPIError)
+    return cls(http_status, code, message, body)
+
+
 class ServiceUnreachable(FuncxError):
     def __init__(self, address: str, reason: str = ""):
         self.address = address
@@ -94,7 +173,7 @@ class RemoteExceptionWrapper(FuncxError):
 
 
 # ---------------------------------------------------------- endpoint-side failures
-def _rebuild_endpoint_error(cls: type, message: str) -> "EndpointTaskError":
+def _rebuild_endpoint_error(cls: type, message: str) -> EndpointTaskError:
     exc = cls.__new__(cls)
     Exception.__init__(exc, message)
     return exc

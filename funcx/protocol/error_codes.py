@@ -35,3 +35,8 @@ STORE_FULL = "STORE_FULL"  #: Redis reached maxmemory; nothing was written (507)
 # --- the service
 SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"  #: the store is unreachable (503, Retry-After)
 INTERNAL_ERROR = "INTERNAL_ERROR"  #: a bug; the service log has details (500)
+
+# --- raised by the SDK itself (never sent by the service)
+AMBIGUOUS_NAME = "AMBIGUOUS_NAME"  #: a name matches more than one endpoint or function (400)
+BAD_RESPONSE = "BAD_RESPONSE"  #: the service answered something that is not JSON
+HTTP_ERROR = "HTTP_ERROR"  #: an error answer without a ``{"code", "message"}`` body

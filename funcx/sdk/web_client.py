@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlencode
 
 import urllib3
 
 from funcx.defaults import setting
-from funcx.errors import FuncxAPIError, ServiceUnreachable
+from funcx.errors import FuncxAPIError, ServiceUnreachable, api_error
+from funcx.protocol import error_codes
 
 
 class WebClient:
@@ -96,7 +98,7 @@ class WebClient:
         try:
             return json.loads(resp.data)
         except ValueError:
-            raise FuncxAPIError(resp.status, "BAD_RESPONSE",
+            raise FuncxAPIError(resp.status, error_codes.BAD_RESPONSE,
                                 f"the service answered non-JSON: {resp.data[:200]!r}") from None
 
     def get(self, path: str, **kw) -> Any:
@@ -139,11 +141,11 @@ def _api_error(resp: urllib3.BaseHTTPResponse) -> FuncxAPIError:
     except ValueError:
         body = None
     if isinstance(body, dict):
-        code = str(body.get("code") or "HTTP_ERROR")
+        code = str(body.get("code") or error_codes.HTTP_ERROR)
         message = str(body.get("message") or body.get("reason") or resp.reason)
     else:
-        code, message = "HTTP_ERROR", f"{resp.reason}: {resp.data[:200]!r}"
-    err = FuncxAPIError(resp.status, code, message, body)
+        code, message = error_codes.HTTP_ERROR, f"{resp.reason}: {resp.data[:200]!r}"
+    err = api_error(resp.status, code, message, body)
     try:
         err.retry_after = float(resp.headers.get("Retry-After") or 0) or None
     except ValueError:
