@@ -48,9 +48,9 @@ class Batch:
     def __len__(self) -> int:
         return len(self.tasks)
 
-    def by_endpoint(self) -> dict[str, dict[str, list[int]]]:
-        """Positions of tasks grouped by endpoint, then function."""
-        out: dict[str, dict[str, list[int]]] = {}
+    def by_endpoint(self) -> dict[str, list[int]]:
+        """Positions of the tasks of each endpoint, in the order they were added."""
+        out: dict[str, list[int]] = {}
         for i, t in enumerate(self.tasks):
-            out.setdefault(t.endpoint_id, {}).setdefault(t.function_id, []).append(i)
+            out.setdefault(t.endpoint_id, []).append(i)
         return out

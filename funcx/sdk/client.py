@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from funcx.defaults import setting
-from funcx.errors import FuncxAPIError, TaskPending, VersionMismatch
+from funcx.errors import FuncxAPIError, TaskPending, VersionMismatch, api_error
+from funcx.protocol import error_codes
 from funcx.sdk.batch import Batch
 from funcx.sdk.login import StaticTokenLoginManager, default_login_manager
-from funcx.sdk.throttling import Throttle
 from funcx.sdk.results import task_status
 from funcx.sdk.service_address import resolve_service_address
+from funcx.sdk.throttling import Throttle
 from funcx.sdk.web_client import WebClient
 from funcx.serialize import FuncXSerializer
 from funcx.version import __version__
@@ -54,6 +56,10 @@ class FuncXClient:
         self.session_task_group_id = task_group_id or str(uuid.uuid4())
         self.func_table: dict[str, dict] = {}  # results fetched this session, by task id
         self._task_groups: dict[str, str] = {}  # task id -> its task group
+        #: tasks one submit request may carry: the service's ``max_tasks_per_submit``
+        #: (GET /v2/version) where it reports one, else MAX_TASKS_PER_SUBMIT; larger
+        #: batches are split (set it lower to split sooner)
+        self.max_tasks_per_submit = int(setting("MAX_TASKS_PER_SUBMIT"))
         if do_version_check:
             self.version_check()
 
@@ -82,7 +88,7 @@ class FuncXClient:
     # ---------------------------------------------------------------- service
     def version_check(self, endpoint_version: str | None = None) -> None:
         """Raise ``VersionMismatch`` if this SDK is older than the service allows."""
-        data = self.web_client.get("/v2/version", params={"service": "all"})
+        data = self.get_version()
         min_sdk = data.get("min_sdk_version", "0")
         if _version_tuple(__version__) < _version_tuple(min_sdk):
             raise VersionMismatch(__version__, min_sdk)
@@ -92,7 +98,12 @@ class FuncXClient:
                 raise VersionMismatch(endpoint_version, min_ep, what="endpoint")
 
     def get_version(self) -> dict:
-        return self.web_client.get("/v2/version", params={"service": "all"})
+        """The service's versions and limits (and note its submit cap, if it reports one)."""
+        data = self.web_client.get("/v2/version", params={"service": "all"})
+        cap = data.get("max_tasks_per_submit") if isinstance(data, dict) else None
+        if isinstance(cap, int) and cap > 0:
+            self.max_tasks_per_submit = cap
+        return data
 
     # -------------------------------------------------------------- functions
     def register_function(self, function: Callable, function_name: str | None = None,
@@ -113,7 +124,7 @@ class FuncXClient:
             body["group"] = group
         return self.web_client.post("/v2/functions", body)["function_uuid"]
 
-    def search_function(self, q: str, offset: int = 0, limit: int = 10) -> "SearchResults":
+    def search_function(self, q: str, offset: int = 0, limit: int = 10) -> SearchResults:
         """Functions you may run (your own and public ones) whose name or
         description contains ``q``; prints as a table."""
         resp = self.web_client.get("/v2/functions", params={"q": q, "offset": offset,
@@ -121,7 +132,7 @@ class FuncXClient:
         return SearchResults(resp["results"], resp["total"], offset)
 
     def search_endpoint(self, q: str = "", scope: str = "all", owner_id: str | None = None
-                        ) -> "SearchResults":
+                        ) -> SearchResults:
         """Endpoints whose name contains ``q``: ``scope`` "my-endpoints" (yours),
         "shared-with-me" (public ones of others) or "all"."""
         if scope not in ("all", "my-endpoints", "shared-with-me"):
@@ -151,8 +162,7 @@ class FuncXClient:
         batch.add(*args, endpoint_id=endpoint_id, function_id=function_id, **kwargs)
         return self.batch_run(batch)[0]
 
-    def map_run(self, iterator: Iterable, endpoint_id: str, function_id: str,
-                asynchronous: bool = False) -> list[str]:
+    def map_run(self, iterator: Iterable, endpoint_id: str, function_id: str) -> list[str]:
         """One task per item of ``iterator`` (each item the single argument)."""
         batch = self.create_batch()
         for item in iterator:
@@ -160,32 +170,64 @@ class FuncXClient:
         return self.batch_run(batch)
 
     def batch_run(self, batch: Batch) -> list[str]:
-        """Submit every task of ``batch`` (one request per endpoint and chunk);
-        return the task ids in the order the tasks were added."""
-        ids: list[str | None] = [None] * len(batch.tasks)
-        chunk = int(setting("BATCH_SUBMIT_SIZE"))
+        """Submit every task of ``batch`` (see :meth:`submit_tasks`: one request
+        per endpoint and chunk); return the task ids in the order the tasks were added."""
+        ids: list[str] = [""] * len(batch.tasks)
         tg = batch.task_group_id or self.session_task_group_id
-        for eid, by_fn in batch.by_endpoint().items():
-            positions = [(fid, i) for fid, idx in by_fn.items() for i in idx]
-            positions.sort(key=lambda p: p[1])
-            for start in range(0, len(positions), chunk):
-                part = positions[start:start + chunk]
-                tasks: dict[str, list[str]] = {}
-                for fid, i in part:
-                    tasks.setdefault(fid, []).append(batch.tasks[i].payload)
-                body: dict[str, Any] = {"tasks": tasks, "task_group_id": tg,
-                                        "create_queue": True}
-                if batch.resource_specification:
-                    body["resource_specification"] = batch.resource_specification
-                # a retried request (the service restarting, a connection reset)
-                # carries the same key: the service queues its tasks only once
-                resp = self._robust("POST", f"/v3/endpoints/{eid}/submit", json_body=body,
-                                    idempotent=True,
-                                    headers={"Idempotency-Key": str(uuid.uuid4())})
+        chunk = int(setting("BATCH_SUBMIT_SIZE"))
+        for eid, positions in batch.by_endpoint().items():
+            got = self.submit_tasks(
+                eid, [(batch.tasks[i].function_id, batch.tasks[i].payload) for i in positions],
+                task_group_id=tg, resource_specification=batch.resource_specification,
+                chunk_size=chunk)
+            for i, tid in zip(positions, got):
+                ids[i] = tid
+        return ids
+
+    def submit_tasks(self, endpoint_id: str, tasks: Sequence[tuple[str, str]], *,
+                     task_group_id: str | None = None,
+                     resource_specification: dict | None = None,
+                     chunk_size: int | None = None, web_client: WebClient | None = None,
+                     on_chunk: Callable[[int, list[str]], None] | None = None) -> list[str]:
+        """Queue ``tasks`` — ``(function_id, serialized payload)`` pairs — on one
+        endpoint; return their task ids in the same order.
+
+        The one submit path of the SDK (``batch_run`` and ``FuncXExecutor`` both
+        use it).  Tasks go in requests of at most ``chunk_size`` and never more
+        than :attr:`max_tasks_per_submit`, so a batch of any size is accepted.
+        Each request carries its own Idempotency-Key: a request retried after a
+        restart or a reset connection queues its tasks only once.
+        ``on_chunk(start, ids)`` is called as each request is answered (the
+        executor hands out task ids early); ``web_client`` sends on another
+        connection than the client's own (the executor's, which is not throttled).
+        """
+        size = max(1, min(chunk_size or self.max_tasks_per_submit, self.max_tasks_per_submit))
+        path = f"/v3/endpoints/{endpoint_id}/submit"
+        tg = task_group_id or self.session_task_group_id
+        ids: list[str] = []
+        for start in range(0, len(tasks), size):
+            part = tasks[start:start + size]
+            first = part[0][0]
+            payloads = [p for f, p in part if f == first]
+            by_fn: dict[str, list[str]] = {first: payloads}
+            if len(payloads) < len(part):  # more than one function
+                by_fn = {}
+                for fid, payload in part:
+                    by_fn.setdefault(fid, []).append(payload)
+            body: dict[str, Any] = {"tasks": by_fn, "task_group_id": tg, "create_queue": True}
+            if resource_specification:
+                body["resource_specification"] = resource_specification
+            resp = self._robust("POST", path, json_body=body, idempotent=True, web=web_client,
+                                headers={"Idempotency-Key": str(uuid.uuid4())})
+            if len(by_fn) == 1:  # the common case: one function, ids in order as sent
+                got = list(next(iter(resp["tasks"].values())))
+            else:
                 returned = {fid: iter(tids) for fid, tids in resp["tasks"].items()}
-                for fid, i in part:
-                    ids[i] = next(returned[fid])
-        return [t for t in ids if t is not None]
+                got = [next(returned[fid]) for fid, _ in part]
+            ids.extend(got)
+            if on_chunk is not None:
+                on_chunk(start, got)
+        return ids
 
     # ---------------------------------------------------------------- results
     def _update(self, doc: dict) -> dict:
@@ -219,16 +261,20 @@ class FuncXClient:
         """Status of many tasks in one request (cached ones are not fetched again)."""
         return self._batch_result(task_id_list)
 
-    def _robust(self, method: str, path: str, retry_s: float | None = None, **kw: Any) -> Any:
+    def _robust(self, method: str, path: str, retry_s: float | None = None,
+                web: WebClient | None = None, **kw: Any) -> Any:
         """A request retried while the service is briefly unavailable (see
-        ``WebClient.request``), for up to ``retry_s`` (default HTTP_RETRY_S)."""
+        ``WebClient.request``), for up to ``retry_s`` (default HTTP_RETRY_S),
+        on ``web`` if given, else on the client's own connection."""
+        retry_s = float(setting("HTTP_RETRY_S")) if retry_s is None else retry_s
+        if web is not None:
+            return web.request(method, path, retry_s=retry_s, **kw)
         if not isinstance(self.web_client, WebClient):  # a funcX 1.0 login manager's client
             kw.pop("idempotent", None)
             kw.pop("headers", None)
             if method == "POST":
                 return self.web_client.post(path, kw.pop("json_body", None), **kw)
             return self.web_client.get(path, **kw)
-        retry_s = float(setting("HTTP_RETRY_S")) if retry_s is None else retry_s
         return self.web_client.request(method, path, retry_s=retry_s, **kw)
 
     def _batch_result(self, task_id_list: list[str], throttle: bool = True,
@@ -241,7 +287,7 @@ class FuncXClient:
                                 throttle=throttle, retry_s=retry_s, idempotent=True)
             for tid, doc in resp["results"].items():
                 if doc.get("status") == "unknown":
-                    raise FuncxAPIError(404, "TASK_NOT_FOUND", f"task {tid} not found")
+                    raise api_error(404, error_codes.TASK_NOT_FOUND, f"task {tid} not found")
                 out[tid] = self._update(doc)
         return {t: out[t] for t in task_id_list}
 
@@ -326,9 +372,9 @@ class FuncXClient:
         hits = [e["uuid"] for e in self.get_endpoints(role="any")
                 if name_or_id in (e.get("name"), e.get("display_name"))]
         if len(set(hits)) != 1:
-            raise FuncxAPIError(404 if not hits else 400, "ENDPOINT_NOT_FOUND" if not hits
-                                else "AMBIGUOUS_NAME", f"no single endpoint named {name_or_id!r}"
-                                + ("" if not hits else f" ({len(hits)} match)"))
+            raise api_error(404 if not hits else 400, error_codes.ENDPOINT_NOT_FOUND if not hits
+                            else error_codes.AMBIGUOUS_NAME, f"no single endpoint named "
+                            f"{name_or_id!r}" + ("" if not hits else f" ({len(hits)} match)"))
         return hits[0]
 
     def resolve_function(self, name_or_id: str) -> str:
@@ -340,9 +386,9 @@ class FuncXClient:
         hits = [f["function_uuid"] for f in self.search_function(name_or_id, limit=100)
                 if f["function_name"] == name_or_id and f.get("mine")]
         if len(hits) != 1:
-            raise FuncxAPIError(404 if not hits else 400, "FUNCTION_NOT_FOUND" if not hits
-                                else "AMBIGUOUS_NAME", f"no single function of yours named "
-                                f"{name_or_id!r}" + ("" if not hits else f" ({len(hits)} match)"))
+            raise api_error(404 if not hits else 400, error_codes.FUNCTION_NOT_FOUND if not hits
+                            else error_codes.AMBIGUOUS_NAME, f"no single function of yours named "
+                            f"{name_or_id!r}" + ("" if not hits else f" ({len(hits)} match)"))
         return hits[0]
 
     def get_endpoint_metadata(self, endpoint_id: str) -> dict:

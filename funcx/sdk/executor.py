@@ -12,10 +12,11 @@ import logging
 import queue
 import threading
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from funcx.defaults import setting
 from funcx.errors import FuncxError
+from funcx.protocol import error_codes
 from funcx.sdk.results import task_status
 from funcx.sdk.web_client import WebClient
 
@@ -151,38 +152,22 @@ class FuncXExecutor(cf.Executor):
             self._submit_batch(items)
 
     def _submit_batch(self, items: list) -> None:
+        """Submit coalesced items through the client's one submit path (which
+        splits what is over the service's cap); futures get their task ids as
+        each request is answered."""
         live = [it for it in items if not it[0].cancelled()]
         try:
-            if live:
-                by_ep: dict[str, dict[str, list]] = {}
-                for it in live:
-                    by_ep.setdefault(it[1], {}).setdefault(it[2], []).append(it)
-                for eid, by_fn in by_ep.items():
-                    body = {"tasks": {f: [it[3] for it in its] for f, its in by_fn.items()},
-                            "task_group_id": self.task_group_id, "create_queue": True}
-                    # retried while the service is briefly unavailable; the key makes
-                    # a retried request queue its tasks only once
-                    resp = self._submit_web.post(
-                        f"/v3/endpoints/{eid}/submit", body, idempotent=True,
-                        retry_s=float(setting("HTTP_RETRY_S")),
-                        headers={"Idempotency-Key": str(uuid.uuid4())})
-                    early = []
-                    with self._lock:  # never held across a request
-                        for fid, its in by_fn.items():
-                            for it, tid in zip(its, resp["tasks"][fid]):
-                                it[0].task_id = tid
-                                it[0].submitted.set()
-                                doc = self._early.pop(tid, None)
-                                if doc is None:
-                                    self._pending[tid] = it[0]
-                                else:  # its result arrived before we knew its id
-                                    early.append((it[0], doc))
-                        self.task_count_submitted += sum(len(v) for v in by_fn.values())
-                        self._group_exists = True
-                    self._finish_all(early)
-        except Exception as e:  # the whole request failed: so do its futures
+            by_ep: dict[str, list] = {}
             for it in live:
-                if not it[0].done():
+                by_ep.setdefault(it[1], []).append(it)
+            for eid, its in by_ep.items():
+                self.client.submit_tasks(
+                    eid, [(it[2], it[3]) for it in its], task_group_id=self.task_group_id,
+                    web_client=self._submit_web,
+                    on_chunk=lambda start, ids, its=its: self._submitted(its, start, ids))
+        except Exception as e:  # noqa: BLE001 - any failure of a request fails its futures
+            for it in live:
+                if it[0].task_id is None and not it[0].done():
                     it[0]._finish(exc=e)
         finally:
             with self._lock:
@@ -190,6 +175,22 @@ class FuncXExecutor(cf.Executor):
                 if not self._in_flight:
                     self._early.clear()  # ids no submission of ours can claim any more
                 self._lock.notify_all()
+
+    def _submitted(self, items: list, start: int, ids: list[str]) -> None:
+        """Hand the task ids of one answered request to their futures."""
+        early = []
+        with self._lock:  # never held across a request
+            for it, tid in zip(items[start:start + len(ids)], ids):
+                it[0].task_id = tid
+                it[0].submitted.set()
+                doc = self._early.pop(tid, None)
+                if doc is None:
+                    self._pending[tid] = it[0]
+                else:  # its result arrived before we knew its id
+                    early.append((it[0], doc))
+            self.task_count_submitted += len(ids)
+            self._group_exists = True
+        self._finish_all(early)
 
     # --------------------------------------------------------------- watching
     def _watch_loop(self) -> None:
@@ -208,7 +209,8 @@ class FuncXExecutor(cf.Executor):
                                            timeout=LONGPOLL_S + 30)
                 backoff = 0.5
             except FuncxError as e:
-                if getattr(e, "code", None) == "TASK_GROUP_NOT_FOUND" and not self._pending:
+                if getattr(e, "code", None) == error_codes.TASK_GROUP_NOT_FOUND \
+                        and not self._pending:
                     with self._lock:  # not created yet: the first submit will create it
                         self._group_exists = False
                     continue
@@ -238,7 +240,7 @@ class FuncXExecutor(cf.Executor):
                 continue
             try:
                 st = task_status(doc, self.client.fx_serializer)
-            except Exception as e:  # a result this side cannot deserialize
+            except Exception as e:  # noqa: BLE001 - a result this side cannot deserialize
                 fut._finish(exc=e)
                 continue
             if st["status"] == "cancelled":
