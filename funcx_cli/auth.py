@@ -6,7 +6,13 @@ from pathlib import Path
 
 import typer
 
-from funcx_cli.context import STATE, FormatOption, check_format, handles_errors, print_json
+from funcx_cli.context import (
+    STATE,
+    FormatOption,
+    check_format,
+    handles_errors,
+    print_json,
+)
 from funcx_cli.errors import NOT_ALLOWED, fail
 
 
@@ -19,10 +25,9 @@ def login(token_file: Path = typer.Option(None, "--token-file", exists=True, dir
 
     Example: funcx login --token-file ~/my.token
     """
-    from funcx.errors import FuncxAPIError
-    from funcx.home import credentials_path, write_private_json
+    from funcx.errors import Unauthorized
+    from funcx.sdk.login import login_with_token
     from funcx.sdk.service_address import resolve_service_address
-    from funcx.sdk.web_client import WebClient
 
     fmt = check_format(fmt)
     if token_file is not None:
@@ -33,19 +38,14 @@ def login(token_file: Path = typer.Option(None, "--token-file", exists=True, dir
         token = typer.prompt("Token", hide_input=True).strip()
     if not token:
         fail("no token given", 2)
-    url = resolve_service_address(STATE["service"])
     try:
-        me = WebClient(url, token).get("/v2/whoami")
-    except FuncxAPIError as e:
-        if e.http_status == 401:
-            fail("the service does not accept this token", NOT_ALLOWED)
-        raise
-    write_private_json(credentials_path(), {"token": token, "user": me["username"],
-                                            "user_id": me["user_id"], "service_url": url})
+        me = login_with_token(resolve_service_address(STATE["service"]), token)
+    except Unauthorized:
+        fail("the service does not accept this token", NOT_ALLOWED)
     if fmt == "json":
-        print_json({"user": me["username"], "user_id": me["user_id"], "service": url})
+        print_json(me)
     else:
-        typer.echo(f"Logged in to {url} as {me['username']}")
+        typer.echo(f"Logged in to {me['service']} as {me['user']}")
 
 
 @handles_errors

@@ -6,7 +6,8 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import typer
 
@@ -123,9 +124,9 @@ def when(epoch: Any) -> str:
         return ""
 
 
-STATUS_STYLE = {"success": "green", "failed": "red", "cancelled": "yellow", "running": "cyan"}
-
-
 def styled_status(status: str) -> str:
-    style = STATUS_STYLE.get(status)
+    """``status`` in its colour (``funcx.sdk.render``), as rich markup."""
+    from funcx.sdk.render import status_terminal_color
+
+    style = status_terminal_color(status)
     return f"[{style}]{status}[/]" if style else status

@@ -8,8 +8,20 @@ from typing import Any
 
 import typer
 
-from funcx_cli.context import (FormatOption, check_format, client, console, handles_errors,
-                               jsonable, parse_value, print_json, styled_status, table, when)
+from funcx.sdk.render import error_text
+from funcx_cli.context import (
+    FormatOption,
+    check_format,
+    client,
+    console,
+    handles_errors,
+    jsonable,
+    parse_value,
+    print_json,
+    styled_status,
+    table,
+    when,
+)
 from funcx_cli.errors import FAILED, USAGE, fail
 
 app = typer.Typer(help="Inspect, fetch and cancel tasks.\n\n"
@@ -18,11 +30,6 @@ app = typer.Typer(help="Inspect, fetch and cancel tasks.\n\n"
 
 def _print_result(value: Any) -> None:
     typer.echo(value if isinstance(value, str) else json.dumps(jsonable(value)))
-
-
-def _exception_text(exc: BaseException) -> str:
-    text = getattr(exc, "remote_traceback", None) or getattr(exc, "remote_data", None)
-    return (text or f"{type(exc).__name__}: {exc}").rstrip()
 
 
 @handles_errors
@@ -53,7 +60,7 @@ def run(function: str = typer.Argument(..., help="function id or name"),
 
 def _report(tid: str, st: dict, fmt: str) -> None:
     if "exception" in st:
-        text = _exception_text(st["exception"])
+        text = error_text(st["exception"])
         if fmt == "json":
             print_json({"task_id": tid, "status": st["status"], "exception": text})
         else:
@@ -105,7 +112,7 @@ def map_(function: str = typer.Argument(..., help="function id or name"),
                 row.update(status="success", result=jsonable(f.result()))
             else:
                 failed += 1
-                row.update(status="failed", exception=_exception_text(exc))
+                row.update(status="failed", exception=error_text(exc))
             sys.stdout.write(json.dumps(row) + "\n")
             sys.stdout.flush()
     if failed:
@@ -155,9 +162,9 @@ def result(task_ids: list[str] = typer.Argument(..., help="task ids"),
         elif "exception" in st:
             bad += 1
             out.append({"task_id": tid, "status": st["status"],
-                        "exception": _exception_text(st["exception"])})
+                        "exception": error_text(st["exception"])})
             if fmt != "json":
-                typer.echo(f"{tid}: {_exception_text(st['exception'])}", err=True)
+                typer.echo(f"{tid}: {error_text(st['exception'])}", err=True)
         else:
             out.append({"task_id": tid, "status": st["status"], "result": jsonable(st["result"])})
             if fmt != "json":
@@ -218,26 +225,21 @@ def watch(group: str = typer.Argument(..., help="task group id")) -> None:
     """
     from rich.live import Live
 
-    from funcx.protocol.states import TERMINAL_VALUES
+    from funcx.sdk.progress import GroupProgress
 
     fxc = client()
-    rows = {r["task_id"]: r for r in fxc.list_tasks(task_group_id=group, limit=10_000)}
+    progress = GroupProgress.of(fxc, group)
 
     def render():
-        done = sum(r["status"] in TERMINAL_VALUES for r in rows.values())
-        latest = sorted(rows.values(), key=lambda r: float(r.get("completion_t") or 0),
-                        reverse=True)[:20]
-        return table(f"task group {group}: {done}/{len(rows)} done", ["Task ID", "Status", "Completed"],
+        return table(f"task group {group}: {progress.done}/{progress.total} done",
+                     ["Task ID", "Status", "Completed"],
                      [[r["task_id"], styled_status(r["status"]), when(r.get("completion_t"))]
-                      for r in latest])
+                      for r in progress.latest(20)])
 
     with Live(render(), console=console(), refresh_per_second=8) as live:
-        if all(r["status"] in TERMINAL_VALUES for r in rows.values()):
+        if progress.all_done:
             return
-        for docs in fxc.watch_task_group(group):
-            for d in docs:
-                rows.setdefault(d["task_id"], {"task_id": d["task_id"]}).update(
-                    status=d["status"], completion_t=d.get("completion_t"))
+        for _ in progress.follow(fxc, group):
             live.update(render())
-            if all(r["status"] in TERMINAL_VALUES for r in rows.values()):
+            if progress.all_done:
                 return

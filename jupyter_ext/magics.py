@@ -9,10 +9,13 @@ import re
 import shlex
 import sys
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.display import display
+
+from funcx.sdk.render import error_text
 
 QUIET_WAIT_S = 1.0  # wait this long before showing a progress bar
 
@@ -57,11 +60,6 @@ def with_cell_source(lines: list[str]) -> list[str]:
             if source:
                 out.append(f"    {source}")
     return out
-
-
-def remote_text(exc: BaseException) -> str:
-    return (getattr(exc, "remote_traceback", None) or getattr(exc, "remote_data", None)
-            or f"{type(exc).__name__}: {exc}")
 
 
 def parse_flags(line: str, flags: dict[str, bool]) -> tuple[dict[str, Any], list[str]]:
@@ -213,19 +211,16 @@ class FuncXMagics(Magics):
 
     def _cmd_login(self, rest: str):
         import getpass
+        from pathlib import Path
 
-        from funcx.home import credentials_path, write_private_json
-        from funcx.sdk.web_client import WebClient
+        from funcx.sdk.login import login_with_token
 
         opts, _ = parse_flags(rest, {"token-file": False})
-        token = (open(opts["token_file"]).read().strip() if "token_file" in opts
+        token = (Path(opts["token_file"]).read_text().strip() if "token_file" in opts
                  else getpass.getpass("funcX token: ").strip())
-        url = self.client.funcx_service_address
-        me = WebClient(url, token).get("/v2/whoami")
-        write_private_json(credentials_path(), {"token": token, "user": me["username"],
-                                                "user_id": me["user_id"], "service_url": url})
+        me = login_with_token(self.client.funcx_service_address, token)
         self._client = None
-        return f"logged in as {me['username']}"
+        return f"logged in as {me['user']}"
 
     def _cmd_run(self, rest: str):
         opts, expr = split_call(rest, {"no-wait": True, "endpoint": False, "timeout": False})
@@ -234,11 +229,12 @@ class FuncXMagics(Magics):
         except SyntaxError as e:
             raise ValueError(f"%funcx run needs a call such as f(1, 2): {e.msg}") from None
         if not isinstance(call, ast.Call):
-            raise ValueError("%funcx run needs a call such as f(1, 2)")
+            raise ValueError("%funcx run needs a call such as f(1, 2)")  # noqa: TRY004 - usage
         ns = self.shell.user_ns
-        fn = eval(compile(ast.Expression(call.func), "<funcx>", "eval"), ns)  # noqa: S307
-        args = [eval(compile(ast.Expression(a), "<funcx>", "eval"), ns) for a in call.args]  # noqa: S307
-        kwargs = {k.arg: eval(compile(ast.Expression(k.value), "<funcx>", "eval"), ns)  # noqa: S307
+        # the user's own expressions, evaluated in their own namespace
+        fn = eval(compile(ast.Expression(call.func), "<funcx>", "eval"), ns)
+        args = [eval(compile(ast.Expression(a), "<funcx>", "eval"), ns) for a in call.args]
+        kwargs = {k.arg: eval(compile(ast.Expression(k.value), "<funcx>", "eval"), ns)
                   for k in call.keywords}
         eid = self._endpoint(opts.get("endpoint"))
         fut = self.executor(eid).submit_to_registered_function(self.register(fn), tuple(args), kwargs)
@@ -250,19 +246,17 @@ class FuncXMagics(Magics):
     def _value(self, fut):
         exc = fut.exception()
         if exc is not None:
-            raise RemoteError(remote_text(exc), exc) from None
+            raise RemoteError(error_text(exc), exc) from None
         return fut.result()
 
     def _cmd_status(self, rest: str):
         ident = rest.strip() or self._default_group()
         try:
             return self.client.get_task(ident)
-        except Exception:
-            from jupyter_ext.monitor import GroupProgress
+        except Exception:  # noqa: BLE001 - not a task id: try it as a task group
+            from funcx.sdk.progress import GroupProgress
 
-            st = GroupProgress()
-            st.load(self.client.list_tasks(task_group_id=ident, limit=10_000))
-            return {"task_group_id": ident, "total": st.total, "done": st.done, **st.counts()}
+            return {"task_group_id": ident, **GroupProgress.of(self.client, ident).summary()}
 
     def _cmd_result(self, rest: str):
         tid = rest.strip()
@@ -270,7 +264,7 @@ class FuncXMagics(Magics):
             raise ValueError("%funcx result TASK_ID")
         st = self.client.wait([tid])[tid]
         if "exception" in st:
-            raise RemoteError(remote_text(st["exception"]), st["exception"])
+            raise RemoteError(error_text(st["exception"]), st["exception"])
         return st["result"]
 
     def _cmd_monitor(self, rest: str):

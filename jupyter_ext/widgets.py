@@ -13,10 +13,8 @@ from typing import Any
 
 import ipywidgets as w
 
-from jupyter_ext.monitor import GroupProgress
-
-STATUS_COLOR = {"success": "#2e7d32", "failed": "#c62828", "cancelled": "#9e9e9e",
-                "running": "#1565c0", "online": "#2e7d32", "offline": "#c62828"}
+from funcx.sdk.progress import GroupProgress
+from funcx.sdk.render import status_color
 
 
 def _when(epoch: Any) -> str:
@@ -62,18 +60,18 @@ class TaskMonitor(w.VBox):
 
     def refresh(self) -> None:
         """Reload the group from the service, then redraw."""
-        self.state.load(self.client.list_tasks(task_group_id=self.task_group_id, limit=10_000))
+        self.state.reload(self.client, self.task_group_id)
         self._draw()
 
     def _watch(self) -> None:
         try:
-            for docs in self.client.watch_task_group(self.task_group_id):
-                self.state.apply(docs)
+            for _ in self.state.follow(self.client, self.task_group_id):
                 self._draw()
                 if self.finished.is_set() or self._stop.is_set():
                     return
-        except Exception as e:  # the service went away: say so in the widget
-            self.label.value = f"<span style='color:#c62828'>stopped: {html.escape(str(e))}</span>"
+        except Exception as e:  # noqa: BLE001 - the service went away: say so in the widget
+            self.label.value = (f"<span style='color:{status_color('failed')}'>stopped: "
+                                f"{html.escape(str(e))}</span>")
 
     def stop(self) -> None:
         self._stop.set()
@@ -88,14 +86,14 @@ class TaskMonitor(w.VBox):
                                    "warning" if failed else "success" if s.finished else "info")
         self.label.value = f"&nbsp;<b>{s.done}</b> / {s.total} done"
         self.counts_html.value = " ".join(
-            f"<span style='background:{STATUS_COLOR.get(k, '#6d6d6d')}; color:white; "
+            f"<span style='background:{status_color(k)}; color:white; "
             f"border-radius:3px; padding:0 6px; margin-right:4px'>{html.escape(k)}: {v}</span>"
             for k, v in sorted(s.counts().items()))
         rows = "".join(
             f"<tr style='line-height:1.1'><td><code>{html.escape(r['task_id'][:8])}</code></td>"
             f"<td><code>{html.escape(str(r.get('function_id') or '')[:8])}</code></td>"
             f"<td><code>{html.escape(str(r.get('endpoint_id') or '')[:8])}</code></td>"
-            f"<td style='color:{STATUS_COLOR.get(r.get('status'), 'inherit')}'>"
+            f"<td style='color:{status_color(r.get('status'), 'inherit')}'>"
             f"{html.escape(str(r.get('status')))}</td>"
             f"<td>{_when(r.get('completion_t') or r.get('created_at'))}</td></tr>"
             for r in s.latest(self.n_rows))
@@ -130,7 +128,7 @@ class EndpointPanel(w.VBox):
                               "outstanding": d.get("outstanding_tasks", 0)})
         body = "".join(
             f"<tr><td>{html.escape(str(r['name']))}</td><td><code>{r['endpoint_id']}</code></td>"
-            f"<td style='color:{STATUS_COLOR[r['status']]}'>{r['status']}</td>"
+            f"<td style='color:{status_color(r['status'])}'>{r['status']}</td>"
             f"<td>{r['workers']} ({r['idle']} idle)</td><td>{r['outstanding']}</td></tr>"
             for r in self.rows)
         self.table.value = ("<table style='font-size:12px'><tr><th>name</th><th>endpoint id</th>"

@@ -85,6 +85,29 @@ class ClientCredentialsLoginManager:
         return True
 
 
+def login_with_token(service_address: str, token: str) -> dict:
+    """Check ``token`` with the service and store it as this machine's
+    credentials (0600); return ``{"user", "user_id", "service"}``.
+
+    Nothing is stored if the service refuses the token: the
+    :class:`funcx.errors.Unauthorized` it raised propagates (run ``funcx
+    login`` with a valid token)."""
+    from funcx.home import credentials_path, write_private_json
+    from funcx.sdk.web_client import WebClient
+
+    if not token:
+        raise ValueError("no token given")
+    web = WebClient(service_address, token)
+    try:
+        me = web.get("/v2/whoami")
+    finally:
+        web.close()
+    write_private_json(credentials_path(), {"token": token, "user": me["username"],
+                                            "user_id": me["user_id"],
+                                            "service_url": service_address})
+    return {"user": me["username"], "user_id": me["user_id"], "service": service_address}
+
+
 def default_login_manager(service_address: str):
     """Client credentials from the environment if set, else the stored token."""
     import os

@@ -3,16 +3,15 @@ notebook opened without a kernel still reads well.  No repr makes a request."""
 from __future__ import annotations
 
 import html
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from string import Template
 from typing import Any
 
-COLORS = {"success": "#2e7d32", "failed": "#c62828", "cancelled": "#9e9e9e",
-          "running": "#1565c0", "online": "#2e7d32", "offline": "#c62828"}
+from funcx.sdk.render import status_color
 
 
-@lru_cache(maxsize=None)
+@cache
 def template(name: str) -> Template:
     return Template((Path(__file__).parent / "html" / f"{name}.html").read_text())
 
@@ -38,7 +37,7 @@ def task_html(kind: str, task_id: str | None, status: str, result: Any = None,
     else:
         body = "waiting for the result…"
     return render("task", kind=kind, task_id=html.escape(str(task_id or "(not yet submitted)")),
-                  status=html.escape(status), color=COLORS.get(status, "#6d6d6d"), body=body)
+                  status=html.escape(status), color=status_color(status), body=body)
 
 
 class TaskRecord(dict):
@@ -58,6 +57,6 @@ class EndpointStatus(dict):
         d = self.get("details", {})
         st = self.get("status", "?")
         return render("endpoint_status", endpoint=html.escape(self.endpoint_id), status=st,
-                      color=COLORS.get(st, "#6d6d6d"), managers=d.get("managers", 0),
+                      color=status_color(st), managers=d.get("managers", 0),
                       workers=d.get("total_workers", 0), idle=d.get("idle_workers", 0),
                       outstanding=d.get("outstanding_tasks", 0))

@@ -17,7 +17,7 @@ def rebuild_exception(doc: dict, serializer: FuncXSerializer) -> BaseException:
     if data:
         try:
             exc = serializer.deserialize(data)
-        except Exception:
+        except Exception:  # noqa: BLE001 - any failure: fall back to the text
             exc = None
         if isinstance(exc, BaseException):
             exc.add_note(f"\n--- remote traceback (task {doc.get('task_id')}) ---\n{text.rstrip()}")
