@@ -42,7 +42,7 @@ def demo(keep_running: bool = typer.Option(False, "--keep-running",
 
     Example: funcx demo --keep-running
     """
-    from backend.demo import run_demo
+    from funcx_cli.demo import run_demo
 
     run_demo(typer.echo, keep_running=keep_running, name=name)
 

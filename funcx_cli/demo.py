@@ -1,10 +1,12 @@
-"""The main job, end to end: start the embedded service and a local endpoint
-(if not already running), register a function, run it with arguments, print
-the result, and stop what was started unless asked to keep it running."""
+"""``funcx demo``, the main job end to end: start the embedded service and a
+local endpoint (if not already running), register a function, run it with
+arguments, print the result, and stop what was started unless asked to keep it
+running.  It lives beside the CLI because it starts an endpoint: the service
+(``backend/``) never imports the endpoint."""
 from __future__ import annotations
 
 import socket
-from typing import Callable
+from collections.abc import Callable
 
 from funcx.defaults import setting
 
