@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from funcx_cli.context import (print_document, FormatOption, check_format, client, console, handles_errors,
-                               print_json, table)
+from funcx_cli.context import (
+    FormatOption,
+    check_format,
+    client,
+    console,
+    handles_errors,
+    print_document,
+    print_json,
+    table,
+)
 
 app = typer.Typer(help="Endpoints you may use, as the service sees them.\n\n"
                        "Example: funcx endpoint status laptop", no_args_is_help=True)

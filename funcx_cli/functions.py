@@ -8,8 +8,16 @@ from pathlib import Path
 
 import typer
 
-from funcx_cli.context import (print_document, FormatOption, check_format, client, console, handles_errors,
-                               print_json, table)
+from funcx_cli.context import (
+    FormatOption,
+    check_format,
+    client,
+    console,
+    handles_errors,
+    print_document,
+    print_json,
+    table,
+)
 from funcx_cli.errors import USAGE, fail
 
 app = typer.Typer(help="Register and find functions.\n\n"

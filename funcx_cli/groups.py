@@ -3,8 +3,15 @@ from __future__ import annotations
 
 import typer
 
-from funcx_cli.context import (FormatOption, check_format, client, console, handles_errors,
-                               print_json, table)
+from funcx_cli.context import (
+    FormatOption,
+    check_format,
+    client,
+    console,
+    handles_errors,
+    print_json,
+    table,
+)
 
 app = typer.Typer(help="Groups: share functions with their members.\n\n"
                        "Example: funcx group create my-lab", no_args_is_help=True)

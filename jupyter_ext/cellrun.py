@@ -25,7 +25,7 @@ def run_cell(source, inputs, outputs):
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         exec(compile(tree, "<funcx cell>", "exec"), namespace)  # noqa: S102 - the user's cell
         if last is not None:
-            value = eval(compile(last, "<funcx cell>", "eval"), namespace)  # noqa: S307
+            value = eval(compile(last, "<funcx cell>", "eval"), namespace)
     missing = [name for name in outputs if name not in namespace]
     if missing:
         raise NameError(f"the cell did not define {', '.join(missing)}")

@@ -14,8 +14,7 @@ def resolve_service_address(explicit: str | None = None) -> str:
     addr = addr.rstrip("/")
     # funcX 1.0 users pass ".../v2": accept it, the client adds versions itself
     for suffix in ("/v2", "/v3"):
-        if addr.endswith(suffix):
-            addr = addr[: -len(suffix)]
+        addr = addr.removesuffix(suffix)
     return addr
 
 
