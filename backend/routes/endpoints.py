@@ -1,6 +1,7 @@
 """Endpoint registration, listing, status, deletion and allowed functions."""
 from __future__ import annotations
 
+import re
 import time
 
 from flask import Blueprint, current_app, jsonify, request
@@ -9,8 +10,22 @@ from backend.api_errors import bad_request
 from backend.auth import current_user
 from backend.routes.common import endpoint_for_user, field, json_body, redis, tasks, valid_uuid
 from backend.store import endpoints as ep_store
+from funcx.protocol.error_codes import BAD_REQUEST
+from funcx.protocol.messages import ProtocolError, endpoint_limits
 
 bp = Blueprint("endpoints", __name__)
+
+#: a name or display name: printable text, no control characters (a trailing
+#: newline included: always ``fullmatch``, never ``match`` with ``$``)
+NAME = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,256}")
+
+
+def valid_name(value: str, what: str) -> str:
+    """``value`` if it is a name by :data:`NAME` and not blank, else 400 naming ``what``."""
+    if not NAME.fullmatch(value) or not value.strip():
+        raise bad_request(f"field {what!r} must be 1 to 256 printable characters "
+                          "(no control characters or line breaks) and not blank", BAD_REQUEST)
+    return value
 
 
 def _register(eid: str | None):
@@ -18,6 +33,13 @@ def _register(eid: str | None):
     name = field(body, "endpoint_name", str, default="") or field(body, "display_name", str, default="")
     if not name:
         raise bad_request("missing field 'endpoint_name'")
+    valid_name(name, "endpoint_name" if body.get("endpoint_name") else "display_name")
+    display_name = field(body, "display_name", str, default="") or name
+    valid_name(display_name, "display_name")
+    try:
+        limits = endpoint_limits(body.get("limits"))
+    except ProtocolError as e:
+        raise bad_request(f"field 'limits': {e}", BAD_REQUEST) from None
     allowed = field(body, "allowed_functions", list, default=None)
     if allowed is not None:
         allowed = [valid_uuid(f, "function id") for f in allowed]
@@ -28,10 +50,10 @@ def _register(eid: str | None):
     info = ep_store.register(
         redis(), current_user(), current_app.extensions["funcx_redis_url"],
         eid=eid, name=name,
-        display_name=field(body, "display_name", str, default="") or name,
+        display_name=display_name,
         metadata=field(body, "metadata", dict, default={}),
         public=field(body, "public", bool, default=False),
-        allowed_functions=allowed,
+        allowed_functions=allowed, limits=limits,
     )
     return jsonify(info)
 
@@ -78,10 +100,15 @@ def endpoint_status(eid: str):
 @bp.delete("/v3/endpoints/<eid>")
 def delete_endpoint(eid: str):
     rec = endpoint_for_user(eid, current_user(), write=True)
-    orphaned = ep_store.delete(redis(), rec["uuid"], current_user())
+    queued = ep_store.delete(redis(), rec["uuid"], current_user())
+    # only tasks whose records name this endpoint: its agent could have written
+    # other endpoints' task ids into its own stream
+    orphaned = [t for t, task in zip(queued, tasks().records(queued))
+                if task and task.get("endpoint_id") == rec["uuid"]]
     if orphaned:
         tasks().fail(orphaned, "endpoint deleted",
                      f"EndpointDeleted: endpoint {rec['uuid']} was deleted before this task ran")
+        ep_store.forget_outstanding(redis(), rec["uuid"])  # failing them counted it down
     return jsonify({"result": 302, "endpoint_id": rec["uuid"], "failed_tasks": len(orphaned)})
 
 

@@ -13,19 +13,35 @@ import redis
 from funcx.defaults import setting
 from funcx.protocol import keys
 
-# The commands an endpoint agent needs, on its own keys only (DESIGN decision 6).
+# Exactly the commands the endpoint agent (endpoint/agent.py) sends, on its own
+# keys only (DESIGN decision 6).  AUTH and HELLO need no grant.  No SELECT: an
+# agent of a service on db 0 never switches; on another db it may select that
+# one only (``+select|N``; Redis ACLs cannot otherwise confine databases).
 AGENT_COMMANDS = (
-    "ping", "hello", "auth", "select", "multi", "exec", "discard", "watch", "unwatch",
-    "xreadgroup", "xack", "xdel", "xadd", "xlen", "xpending", "xclaim", "xautoclaim",
-    "xinfo", "hset", "hget", "hgetall", "expire", "get", "mget", "del", "client|setname",
-    "smismember", "srem",
+    "ping",  # connection health checks
+    "multi", "exec", "discard",  # its transactions (pipeline(transaction=True))
+    "xreadgroup", "xack", "xdel",  # taking and acknowledging its task entries
+    "xadd",  # results and status updates into its results stream
+    "xlen",  # read-only, for diagnostics of its own streams
+    "hset", "expire", "del",  # the heartbeat status key (and deleting it on stop)
+    "mget",  # the function code and container specs the service copied for it
+    "smismember", "srem",  # the set of tasks cancelled while queued
 )
 
 
-def acl_rules(eid: str, password: str) -> list[str]:
-    """ACL SETUSER rules: only the agent's commands, only ``fx:ep:{eid}:*``."""
-    return ["reset", "on", f">{password}", f"~{keys.ep_prefix(eid)}*", "resetchannels", "-@all",
-            *(f"+{c}" for c in AGENT_COMMANDS)]
+def acl_rules(eid: str, password: str, db: int = 0) -> list[str]:
+    """ACL SETUSER rules: only the agent's commands, only ``fx:ep:{eid}:*``,
+    no pub/sub channels, and no database but the service's own."""
+    rules = ["reset", "on", f">{password}", f"~{keys.ep_prefix(eid)}*", "resetchannels",
+             "-@all", *(f"+{c}" for c in AGENT_COMMANDS)]
+    if db:
+        rules.append(f"+select|{int(db)}")
+    return rules
+
+
+def _db_of(url: str) -> int:
+    path = (urlsplit(url).path or "/0").lstrip("/") or "0"
+    return int(path)
 
 
 def _save_acl(r: redis.Redis) -> None:
@@ -39,7 +55,7 @@ def agent_redis_url(service_url: str, eid: str, password: str) -> str:
     parts = urlsplit(service_url)
     host = str(setting("REDIS_PUBLIC_HOST")) or parts.hostname or "127.0.0.1"
     port = parts.port or 6379
-    db = (parts.path or "/0").lstrip("/") or "0"
+    db = _db_of(service_url)
     user = quote(keys.ep_acl_user(eid), safe="")
     return f"redis://{user}:{quote(password, safe='')}@{host}:{port}/{db}"
 
@@ -56,15 +72,18 @@ def ensure_streams(r: redis.Redis, eid: str) -> None:
 
 def register(r: redis.Redis, owner: str, service_redis_url: str, *, eid: str | None = None,
              name: str, display_name: str = "", metadata: dict | None = None,
-             public: bool = False, allowed_functions: list[str] | None = None) -> dict:
+             public: bool = False, allowed_functions: list[str] | None = None,
+             limits: dict | None = None) -> dict:
     """Create or update an endpoint; rotate its Redis credentials; return what
-    the agent needs to connect."""
+    the agent needs to connect.  ``limits`` (already decoded by
+    ``funcx.protocol.messages.endpoint_limits``) is the owner's bound on every
+    task, stored as JSON in the record's ``limits`` field."""
     eid = eid or str(uuid.uuid4())
     now = repr(time.time())
     rec = {
         "uuid": eid, "name": name, "display_name": display_name or name, "owner": owner,
         "public": "1" if public else "0", "metadata": json.dumps(metadata or {}),
-        "registered_at": now,
+        "registered_at": now, "limits": json.dumps(limits or {}),
     }
     password = secrets.token_urlsafe(24)
     ensure_streams(r, eid)
@@ -79,7 +98,7 @@ def register(r: redis.Redis, owner: str, service_redis_url: str, *, eid: str | N
                 p.sadd(keys.endpoint_allowed(eid), *allowed_functions)
         p.xadd(keys.INGEST_WAKE, {"endpoint_id": eid}, maxlen=100, approximate=True)
         p.execute()
-    r.execute_command("ACL", "SETUSER", keys.ep_acl_user(eid), *acl_rules(eid, password))
+    r.execute_command("ACL", "SETUSER", keys.ep_acl_user(eid), *acl_rules(eid, password, _db_of(service_redis_url)))
     _save_acl(r)
     return {
         "endpoint_id": eid,
@@ -125,6 +144,7 @@ def public_view(rec: dict) -> dict:
         "owner": rec.get("owner"),
         "public": rec.get("public") == "1",
         "metadata": json.loads(rec.get("metadata") or "{}"),
+        "limits": json.loads(rec.get("limits") or "{}"),
         "created_at": rec.get("created_at"),
     }
 
@@ -158,22 +178,59 @@ def set_allowed(r: redis.Redis, eid: str, add: list[str] = (), remove: list[str]
         return p.execute()[-1]
 
 
-def delete(r: redis.Redis, eid: str, owner: str) -> list[str]:
-    """Remove an endpoint and its streams; return the ids of tasks it still had
-    queued, which the caller fails."""
+def _endpoint_keys(r: redis.Redis, eid: str) -> list[str]:
+    """Every key of the endpoint: its record and ``fx:endpoint:{eid}:*``
+    (service-owned), and ``fx:ep:{eid}:*`` (the agent's)."""
+    found = [keys.endpoint(eid), keys.endpoint_allowed(eid)]
+    for pattern in (f"{keys.endpoint(eid)}:*", f"{keys.ep_prefix(eid)}*"):
+        found += r.scan_iter(match=pattern, count=1000)
+    return sorted(set(found))
+
+
+def _queued_tasks(entries: list) -> list[str]:
+    """Task ids in task-stream entries; a malformed entry (the agent can write
+    to its own stream) is skipped, never an error."""
+    from funcx.protocol.messages import ProtocolError
     from funcx.protocol.streams import decode_task_entry
 
-    queued = [t.task_id for _, f in r.xrange(keys.ep_tasks(eid)) if f
-              for t in decode_task_entry(f)]
-    ep_keys = list(r.scan_iter(match=f"{keys.ep_prefix(eid)}*", count=1000))
-    with r.pipeline() as p:
-        p.delete(keys.endpoint(eid), keys.endpoint_allowed(eid), *ep_keys)
-        p.srem(keys.ENDPOINTS, eid)
-        p.srem(keys.user_endpoints(owner), eid)
-        p.execute()
+    out = []
+    for _, fields in entries:
+        try:
+            out += [t.task_id for t in decode_task_entry(fields)] if fields else []
+        except ProtocolError:
+            continue
+    return out
+
+
+def delete(r: redis.Redis, eid: str, owner: str) -> list[str]:
+    """Remove an endpoint and everything it had: its ACL user first (which
+    also drops the agent's connections, so it writes nothing more), then in
+    one transaction its record, indexes and every key of the endpoint.
+    Return the ids of tasks it still had queued, which the caller fails."""
     try:
         r.execute_command("ACL", "DELUSER", keys.ep_acl_user(eid))
         _save_acl(r)
     except redis.ResponseError:
         pass
+    stream = keys.ep_tasks(eid)
+    with r.pipeline() as p:
+        while True:  # a submit that lands meanwhile is read again, not lost
+            try:
+                p.watch(stream)
+                queued = _queued_tasks(p.xrange(stream))
+                doomed = _endpoint_keys(p, eid)
+                p.multi()
+                p.delete(*doomed)
+                p.srem(keys.ENDPOINTS, eid)
+                p.srem(keys.user_endpoints(owner), eid)
+                p.execute()
+                break
+            except redis.WatchError:
+                continue
     return [t for t in queued if t]
+
+
+def forget_outstanding(r: redis.Redis, eid: str) -> None:
+    """Drop the outstanding counter that failing a deleted endpoint's queued
+    tasks wrote again, so nothing of the endpoint is left behind."""
+    r.delete(keys.ep_outstanding(eid))
