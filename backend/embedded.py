@@ -3,6 +3,12 @@ on 127.0.0.1, with a random password, AOF on and data under ``$FUNCX_HOME``.
 
 Endpoint ACL users are persisted in an ACL file next to the data, so they
 survive a Redis restart as queued tasks do (via the AOF).
+
+Everything here is private to the service's Unix user: the directory is 0700,
+the files this module writes are 0600, and redis-server runs with umask 077,
+so the files it creates itself (the AOF, the log, the ACL file it rewrites on
+``ACL SAVE``) are 0600 too.  ``maxmemory`` (``FUNCX_REDIS_MAXMEMORY``) with
+``noeviction`` bounds it: a full store refuses writes and evicts nothing.
 """
 from __future__ import annotations
 
@@ -44,6 +50,7 @@ class EmbeddedRedis:
     def __init__(self, data_dir: Path, log_file: Path):
         self.dir = data_dir
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.dir, 0o700)
         self.log_file = log_file
         self.conf = self.dir / "redis.conf"
         self.secret = self.dir / "secret"
@@ -78,15 +85,26 @@ class EmbeddedRedis:
             'save ""',
             f"aclfile {self.acl}",
             f"logfile {self.log_file}",
+            f"maxmemory {setting('REDIS_MAXMEMORY')}",
             "maxmemory-policy noeviction",
             "",
         ]))
 
+    def _tighten(self) -> None:
+        """Files left by an earlier run (or an older version) become private."""
+        for path in [self.dir, *self.dir.rglob("*")]:
+            if not path.is_symlink():
+                os.chmod(path, 0o700 if path.is_dir() else 0o600)
+        if self.log_file.exists():
+            os.chmod(self.log_file, 0o600)
+
     def start(self, timeout: float = 20.0) -> subprocess.Popen:
         self.write_config()
+        self._tighten()
         self.proc = subprocess.Popen([redis_server_binary(), str(self.conf)],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True)
+                                     stderr=subprocess.DEVNULL, start_new_session=True,
+                                     umask=0o077)
         self.wait_ready(timeout)
         return self.proc
 

@@ -34,6 +34,19 @@ def logs_dir() -> Path:
     return d
 
 
+def _private_fd(path: Path) -> int:
+    """``path`` opened for appending (created if missing), mode 0600."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(fd, 0o600)  # also a file created before, with a wider mode
+    return fd
+
+
+def open_log(path: Path):
+    """``path`` opened for appending (binary, unbuffered), readable by the
+    service's user only: logs may name users, endpoints and tasks."""
+    return open(_private_fd(path), "ab", buffering=0)
+
+
 def lock_path() -> Path:
     return service_dir() / "supervisor.lock"
 
@@ -63,7 +76,7 @@ class Child:
     env: dict = field(default_factory=dict)
 
     def start(self) -> None:
-        out = open(self.log, "ab", buffering=0)
+        out = open_log(self.log)
         self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env={**os.environ, **self.env})
         out.close()
@@ -91,7 +104,7 @@ class Supervisor:
         self._lock_file = None
 
     def _take_lock(self) -> None:
-        self._lock_file = open(lock_path(), "a")
+        self._lock_file = open(_private_fd(lock_path()), "a")
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
