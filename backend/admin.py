@@ -68,9 +68,14 @@ def list_users(r: redis.Redis) -> list[dict]:
 
 
 def set_disabled(r: redis.Redis, name: str, disabled: bool = True) -> dict:
-    """Disable (or enable) a user; their tokens stop working at once."""
+    """Disable (or enable) a user; their tokens stop working at once, and
+    enabling them again does not revive tokens (or client secrets) issued
+    before the disable: issue new ones."""
     uid = user_id(r, name)
-    r.hset(keys.user(uid), "disabled", "1" if disabled else "0")
+    if disabled:
+        users.disable(r, uid)
+    else:
+        users.enable(r, uid)
     return {"user": name, "user_id": uid, "disabled": disabled}
 
 

@@ -77,9 +77,9 @@ class GlobusProvider:
         key = hash_token(token)
         hit = self.tokens.get(key)
         if hit is not None:
-            if hit and self.r.hget(keys.user(hit.user_id), "disabled") == "1":
+            if hit and self._refused(*hit):
                 return None  # disabling takes effect at once, cached or not
-            return hit or None
+            return hit[0] if hit else None
         resp = self._call(self.auth.oauth2_token_introspect, token, include="identity_set")
         if not resp.get("active"):
             self.tokens.put(key, False)
@@ -90,13 +90,21 @@ class GlobusProvider:
         self.r.hsetnx(rec, "name", ident.name)
         self.r.hsetnx(rec, "created_at", repr(time.time()))
         self.r.hsetnx(rec, "disabled", "0")
-        if self.r.hget(rec, "disabled") == "1":
+        if self._refused(ident, resp.get("iat")):
             return None
         ttl = float(setting("AUTH_CACHE_S"))
         if resp.get("exp"):
             ttl = max(0.0, min(ttl, float(resp["exp"]) - time.time()))
-        self.tokens.put(key, ident, ttl)
+        self.tokens.put(key, (ident, resp.get("iat")), ttl)
         return ident
+
+    def _refused(self, ident: Identity, issued_at) -> bool:
+        """Disabled now, or the token (its introspected ``iat``) predates the
+        identity's last disable: re-enabling does not revive it."""
+        disabled, valid_after = self.r.hmget(keys.user(ident.user_id), "disabled",
+                                             "tokens_valid_after")
+        return disabled == "1" or (issued_at is not None
+                                   and users.issued_before_disable(issued_at, valid_after))
 
     @staticmethod
     def _call(fn, *args, **kwargs):

@@ -35,13 +35,20 @@ def create_user(r: redis.Redis, name: str) -> str:
     return uid
 
 
+def now(r: redis.Redis) -> str:
+    """Redis's clock (epoch seconds): one clock for issuing credentials and for
+    disabling users, whichever host does either."""
+    sec, usec = r.time()
+    return repr(sec + usec / 1e6)
+
+
 def issue_token(r: redis.Redis, user_id: str, ttl_s: int | None = None) -> str:
     """A new bearer token for ``user_id``; only its hash is stored."""
     ttl = int(ttl_s or setting("TOKEN_TTL_S"))
     token = "fx_" + secrets.token_urlsafe(32)
     key = keys.token(hash_token(token))
     with r.pipeline() as p:
-        p.hset(key, mapping={"user": user_id, "created_at": repr(time.time())})
+        p.hset(key, mapping={"user": user_id, "created_at": now(r)})
         p.expire(key, ttl)
         p.execute()
     return token
@@ -53,24 +60,48 @@ def revoke_token(r: redis.Redis, token: str) -> bool:
 
 # KEYS: the token's record.  ARGV: the user-key prefix.  One round trip per request.
 _AUTHENTICATE = """
-local uid = redis.call('HGET', KEYS[1], 'user')
+local tok = redis.call('HMGET', KEYS[1], 'user', 'created_at')
+local uid = tok[1]
 if not uid then return false end
-local rec = redis.call('HMGET', ARGV[1] .. uid, 'name', 'disabled')
-return {uid, rec[1] or false, rec[2] or false}
+local rec = redis.call('HMGET', ARGV[1] .. uid, 'name', 'disabled', 'tokens_valid_after')
+return {uid, rec[1] or false, rec[2] or false, tok[2] or false, rec[3] or false}
 """
 _scripts: dict[int, object] = {}
 
 
+def issued_before_disable(issued_at: str | float | None, valid_after: str | float | None) -> bool:
+    """Whether a credential issued at ``issued_at`` predates the user's last
+    disable (``tokens_valid_after``): re-enabling a user does not revive it."""
+    if valid_after in (None, "", False):
+        return False
+    try:
+        return float(issued_at or 0) <= float(valid_after)
+    except (TypeError, ValueError):
+        return True  # unreadable: refuse rather than revive
+
+
+def disable(r: redis.Redis, uid: str) -> None:
+    """Disable a user: their tokens stop at once, and tokens and client
+    secrets issued before now stay dead after the user is enabled again."""
+    r.hset(keys.user(uid), mapping={"disabled": "1", "tokens_valid_after": now(r)})
+
+
+def enable(r: redis.Redis, uid: str) -> None:
+    """Enable a user again; only credentials issued after the disable work."""
+    r.hset(keys.user(uid), "disabled", "0")
+
+
 def authenticate(r: redis.Redis, token: str) -> Identity | None:
-    """The identity a bearer token belongs to, or None (unknown, expired, disabled)."""
+    """The identity a bearer token belongs to, or None (unknown, expired,
+    disabled, or issued before the user was last disabled)."""
     script = _scripts.get(id(r))
     if script is None:
         script = _scripts[id(r)] = r.register_script(_AUTHENTICATE)
     found = script(keys=[keys.token(hash_token(token))], args=[keys.user("")])
     if not found:
         return None
-    uid, name, disabled = found
-    if not name or disabled == "1":
+    uid, name, disabled, issued_at, valid_after = found
+    if not name or disabled == "1" or issued_before_disable(issued_at, valid_after):
         return None
     return Identity(uid, name)
 
@@ -81,7 +112,7 @@ def create_client(r: redis.Redis, user_id: str, name: str = "") -> tuple[str, st
     secret = secrets.token_urlsafe(32)
     r.hset(keys.client(client_id), mapping={"user": user_id, "name": name,
                                             "secret_hash": hash_token(secret),
-                                            "created_at": repr(time.time())})
+                                            "created_at": now(r)})
     return client_id, secret
 
 
@@ -90,7 +121,7 @@ def exchange_client_secret(r: redis.Redis, client_id: str, secret: str) -> str |
     rec = r.hgetall(keys.client(client_id))
     if not rec or not secrets.compare_digest(rec.get("secret_hash", ""), hash_token(secret)):
         return None
-    disabled = r.hget(keys.user(rec["user"]), "disabled")
-    if disabled in (None, "1"):
-        return None
+    disabled, valid_after = r.hmget(keys.user(rec["user"]), "disabled", "tokens_valid_after")
+    if disabled in (None, "1") or issued_before_disable(rec.get("created_at"), valid_after):
+        return None  # a client made before the user's last disable stays dead
     return issue_token(r, rec["user"])
