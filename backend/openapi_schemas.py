@@ -62,8 +62,14 @@ TASK_SUMMARY = obj({k: NULL_STR for k in ("task_id", "status", "function_id", "e
 ENDPOINT_VIEW = obj({
     "uuid": STR, "name": NULL_STR, "display_name": NULL_STR, "owner": NULL_STR, "public": BOOL,
     "metadata": ANY_OBJECT, "created_at": NULL_STR,
+    "limits": {**ANY_OBJECT, "description": "the owner's bounds on every task: max_walltime "
+                                            "(seconds), mem_per_worker (GB)"},
     "status": {"type": "string", "enum": ["online", "offline"]},
 }, ["uuid", "name", "display_name", "owner", "public", "metadata", "created_at"])
+
+ENDPOINT_LIMITS = obj({"max_walltime": {**NUM, "exclusiveMinimum": True, "minimum": 0},
+                       "mem_per_worker": {**NUM, "exclusiveMinimum": True, "minimum": 0}},
+                      extra=False)
 
 FUNCTION_FIELDS = {
     "function_name": opt(STR, "a name; with serialized=false, the name of the function the "
@@ -157,6 +163,8 @@ SCHEMAS: dict[str, dict] = {
         "allowed_functions": opt(arr(UUID), "restrict the endpoint to these functions "
                                             "([] lifts the restriction)"),
         "public": opt(BOOL),
+        "limits": opt(ENDPOINT_LIMITS, "the owner's bounds on every task (a submit asking "
+                                       "for more is refused)"),
         "endpoint_id": opt(UUID, "POST only: re-register this id"),
         "endpoint_uuid": opt(UUID, "POST only: alias of endpoint_id"),
     }, anyOf=[{"required": [k], "properties": {k: {"type": "string", "minLength": 1}}}
@@ -206,10 +214,12 @@ SCHEMAS: dict[str, dict] = {
         "type": {**STR, "enum": list(CONTAINER_TYPES), "description": "case-insensitive"},
         "location": {**STR, "description": "the image location"},
         "name": opt(STR), "description": opt(STR),
+        "public": opt(BOOL, "readable and usable by anyone (default: its owner only)"),
     }, ["type", "location"]),
     "ContainerId": obj({"container_id": STR}, ["container_id"]),
     "Container": obj({"container_id": STR, "name": STR, "description": STR, "type": STR,
-                      "location": STR, "created_at": STR}, ["container_id", "type", "location"]),
+                      "location": STR, "created_at": STR, "public": BOOL},
+                     ["container_id", "type", "location"]),
     "ContainerList": obj({"containers": arr(ref("Container"))}, ["containers"]),
     "ContainerRecord": obj({"container": ref("Container")}, ["container"]),
 }

@@ -1,4 +1,10 @@
-"""Container records: a name, a type and an image location."""
+"""Container records: a name, a type and an image location.
+
+A container record is its owner's unless registered ``public``: anyone else
+gets 404 for it, on read and when naming it at function registration, exactly
+as for an id that does not exist.  (A function shared with others carries its
+container along: the service copies the image spec for the endpoint at
+submit, so a runner never needs to read the record.)"""
 from __future__ import annotations
 
 import time
@@ -24,13 +30,30 @@ def register_container():
     rec = {"name": field(body, "name", str, default="") or "",
            "description": field(body, "description", str, default="") or "",
            "type": ctype, "location": field(body, "location", str, required=True),
-           "owner": current_user(), "created_at": repr(time.time())}
+           "owner": current_user(), "created_at": repr(time.time()),
+           "public": "1" if field(body, "public", bool, default=False) else "0"}
     cid = str(uuid.uuid4())  # validated: now store it
     with redis().pipeline() as p:
         p.hset(keys.container(cid), mapping={"container_id": cid, **rec})
         p.sadd(keys.user_containers(current_user()), cid)
         p.execute()
     return jsonify({"container_id": cid})
+
+
+def _view(rec: dict) -> dict:
+    out = {k: v for k, v in rec.items() if k != "owner"}
+    out["public"] = rec.get("public") == "1"
+    return out
+
+
+def container_for_user(cid: str, user: str) -> dict:
+    """The record of container ``cid`` if ``user`` owns it or it is public;
+    404 otherwise, the same answer as for an id that does not exist."""
+    cid = valid_uuid(cid, "container id")
+    rec = redis().hgetall(keys.container(cid))
+    if not rec or not (rec.get("owner") == user or rec.get("public") == "1"):
+        raise not_found("container", cid)
+    return rec
 
 
 @bp.get("/v2/containers")
@@ -40,16 +63,12 @@ def list_containers():
         for cid in ids:
             p.hgetall(keys.container(cid))
         recs = [r for r in p.execute() if r]
-    for r in recs:
-        r.pop("owner", None)
-    return jsonify({"containers": recs})
+    return jsonify({"containers": [_view(r) for r in recs]})
 
 
 @bp.get("/v2/containers/<cid>/<ctype>")
 def get_container(cid: str, ctype: str):
-    cid = valid_uuid(cid, "container id")
-    rec = redis().hgetall(keys.container(cid))
-    if not rec or rec.get("type") != ctype.lower():
-        raise not_found("container", cid)
-    rec.pop("owner", None)
-    return jsonify({"container": rec})
+    rec = container_for_user(cid, current_user())
+    if rec.get("type") != ctype.lower():
+        raise not_found("container", rec["container_id"])
+    return jsonify({"container": _view(rec)})

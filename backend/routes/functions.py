@@ -6,9 +6,10 @@ from flask import Blueprint, jsonify
 from backend.api_errors import bad_request, not_found
 from backend.auth import current_groups, current_user
 from backend.routes.common import field, function_for_user, json_body, redis, valid_uuid
+from backend.routes.containers import container_for_user
+from backend.routes.endpoints import valid_name
 from backend.store import functions as fn_store
 from funcx.defaults import setting
-from funcx.protocol import keys
 from funcx.serialize import pack_buffers
 
 bp = Blueprint("functions", __name__)
@@ -23,10 +24,8 @@ def _register(body: dict):
 
         raise too_large("function_code exceeds the payload limit")
     container = field(body, "container_uuid", str, default="")
-    if container:
-        container = valid_uuid(container, "container id")
-        if not redis().exists(keys.container(container)):
-            raise not_found("container", container)
+    if container:  # the caller's own or a public one; else 404, as if it did not exist
+        container = container_for_user(container, current_user())["container_id"]
     group = field(body, "group", str, default="")
     if group:
         group = valid_uuid(group, "group id")
@@ -34,6 +33,7 @@ def _register(body: dict):
             raise not_found("group", group)
     meta = field(body, "meta", dict, default=None) or field(body, "metadata", dict, default=None)
     name = field(body, "function_name", str, default="") or "function"
+    valid_name(name, "function_name")
     if field(body, "serialized", bool, default=True) is False:
         # 4.19 register_source_code: raw source defining ``name``; store it as
         # the ``st`` strategy (exec the source, take ``name``), one packed buffer

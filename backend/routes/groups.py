@@ -7,6 +7,7 @@ from flask import Blueprint, jsonify
 from backend.api_errors import ApiError, bad_request, forbidden, not_found
 from backend.auth import current_groups, current_user
 from backend.routes.common import field, json_body, redis, valid_uuid
+from backend.routes.endpoints import valid_name
 from backend.store import groups as group_store
 from funcx.defaults import setting
 from funcx.protocol import keys
@@ -27,22 +28,23 @@ def _visible(gid: str) -> dict:
     return rec
 
 
-def _user_id(name_or_id: str) -> str:
+def _user_id(name_or_id: str) -> str | None:
+    """The id of the user named (or with id) ``name_or_id``, or None.  Callers
+    answer the same whether or not the user exists: no route tells a caller
+    which user names exist."""
     uid = redis().hget(keys.USERS, name_or_id)
     if uid:
         return uid
     if redis().exists(keys.user(name_or_id)):
         return name_or_id
-    raise not_found("user", name_or_id)
+    return None
 
 
 @bp.post("/v2/groups")
 def create_group():
     _local_only()
     body = json_body()
-    name = field(body, "name", str, required=True).strip()
-    if not name:
-        raise bad_request("a group needs a name")
+    name = valid_name(field(body, "name", str, required=True), "name").strip()
     gid = group_store.create(redis(), current_user(), name,
                              field(body, "description", str, default="") or "")
     return jsonify({"group_id": gid, "name": name})
@@ -68,9 +70,11 @@ def add_member(gid: str):
     rec = _visible(gid)
     if rec["owner"] != current_user():
         raise forbidden("only the group's owner may add members")
-    uid = _user_id(field(json_body(), "user", str, required=True))
-    group_store.add_member(redis(), rec["group_id"], uid)
-    return jsonify({"group_id": rec["group_id"], "added": uid})
+    user = field(json_body(), "user", str, required=True)
+    uid = _user_id(user)
+    if uid is not None:  # an unknown name is answered alike: nothing to add
+        group_store.add_member(redis(), rec["group_id"], uid)
+    return jsonify({"group_id": rec["group_id"], "added": user})
 
 
 @bp.delete("/v2/groups/<gid>/members/<user>")
@@ -78,9 +82,10 @@ def remove_member(gid: str, user: str):
     _local_only()
     rec = _visible(gid)
     uid = _user_id(user)
-    if current_user() not in (rec["owner"], uid):
+    if current_user() not in (rec["owner"], uid):  # unknown or someone else: alike
         raise forbidden("only the group's owner may remove other members")
     if uid == rec["owner"]:
         raise bad_request("the owner cannot leave their own group")
-    group_store.remove_member(redis(), rec["group_id"], uid)
-    return jsonify({"group_id": rec["group_id"], "removed": uid})
+    if uid is not None:
+        group_store.remove_member(redis(), rec["group_id"], uid)
+    return jsonify({"group_id": rec["group_id"], "removed": user})
