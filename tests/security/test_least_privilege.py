@@ -273,17 +273,17 @@ def test_every_file_of_the_service_is_private(funcx_home, attacker, redis_client
     names = {p.name for p in root.rglob("*")}
     assert {"users.acl", "redis.conf", "secret", "redis.log"} <= names, names
     assert any(n.startswith("appendonly") for n in names), names
-    assert [f for f in _loose(root) if not f.startswith(str(SUPERVISOR_LOG(root)) + " ")] == []
+    assert [f for f in _loose(root) if not f.startswith(str(_supervisor_log(root)) + " ")] == []
 
 
-def SUPERVISOR_LOG(root):  # noqa: N802 - opened by backend/control.py, not the supervisor
+def _supervisor_log(root):  # opened by backend/control.py, not the supervisor
     return root / "logs" / "supervisor.log"
 
 
 @pytest.mark.xfail(strict=True, reason="backend/control.py opens supervisor.log with open(, 'ab') "
                                        "(0644); it should use backend.supervisor.open_log")
 def test_the_supervisor_log_is_private(funcx_home):
-    log = SUPERVISOR_LOG(funcx_home / "service")
+    log = _supervisor_log(funcx_home / "service")
     assert log.exists() and stat.S_IMODE(os.stat(log).st_mode) & 0o077 == 0
 
 
