@@ -12,6 +12,9 @@ class FuncxError(Exception):
 class FuncxAPIError(FuncxError):
     """The service answered with an error: carries HTTP status, code and message."""
 
+    #: seconds the service asked to wait before retrying (its Retry-After), if any
+    retry_after: float | None = None
+
     def __init__(self, http_status: int, code: str, message: str, body: Any = None):
         self.http_status = http_status
         self.code = code
@@ -103,6 +106,9 @@ def api_error(http_status: int, code: str, message: str, body: Any = None) -> Fu
 
 
 class ServiceUnreachable(FuncxError):
+    #: whether the request may have reached the service (False: safe to retry)
+    sent: bool = True
+
     def __init__(self, address: str, reason: str = ""):
         self.address = address
         super().__init__(
@@ -173,7 +179,7 @@ class RemoteExceptionWrapper(FuncxError):
 
 
 # ---------------------------------------------------------- endpoint-side failures
-def _rebuild_endpoint_error(cls: type, message: str) -> EndpointTaskError:
+def _rebuild_endpoint_error(cls: type[EndpointTaskError], message: str) -> EndpointTaskError:
     exc = cls.__new__(cls)
     Exception.__init__(exc, message)
     return exc

@@ -50,8 +50,8 @@ def run_demo(say: Callable[[str], None] = print, keep_running: bool = False,
         ep = EndpointDir(DEMO_ENDPOINT)
         if not ep.exists():
             write_template(ep.config_file, DEMO_ENDPOINT, workers=2)
-        if daemon.running_pid(ep):
-            eid = daemon.saved_id(ep)
+        eid = daemon.saved_id(ep) if daemon.running_pid(ep) else None
+        if eid:
             say(f"Using the running endpoint {DEMO_ENDPOINT!r} ({eid})")
         else:
             eid = daemon.start(DEMO_ENDPOINT)

@@ -35,6 +35,9 @@ def load_function(spec: str):
             fail(f"no such file {path}", USAGE)
         mod_name = f"funcx_user_{path.stem}"
         mod_spec = importlib.util.spec_from_file_location(mod_name, path)
+        if mod_spec is None or mod_spec.loader is None:
+            fail(f"cannot load {path} as a Python module", USAGE)
+            return
         module = importlib.util.module_from_spec(mod_spec)
         sys.modules[mod_name] = module  # so inspect can find the source
         mod_spec.loader.exec_module(module)

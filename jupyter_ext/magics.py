@@ -54,8 +54,11 @@ def with_cell_source(lines: list[str]) -> list[str]:
     for i, text in enumerate(lines):
         out.append(text)
         m = _FRAME.match(text)
-        entry = linecache.cache.get(m["file"]) if m else None
-        if entry and entry[1] is None and not (lines[i + 1:] or [""])[0].startswith("    "):
+        if m is None:
+            continue
+        entry = linecache.cache.get(m["file"])
+        if entry and len(entry) == 4 and entry[1] is None \
+                and not (lines[i + 1:] or [""])[0].startswith("    "):
             source = linecache.getline(m["file"], int(m["line"])).strip()  # in-memory cell
             if source:
                 out.append(f"    {source}")
@@ -130,6 +133,11 @@ class FuncXMagics(Magics):
         if endpoint_id not in self._executors:
             self._executors[endpoint_id] = FuncXExecutor(endpoint_id=endpoint_id, client=self.client)
         return self._executors[endpoint_id]
+
+    def _user_ns(self) -> dict[str, Any]:
+        """The notebook's variables (the magics are always registered with a shell)."""
+        assert self.shell is not None
+        return self.shell.user_ns
 
     def _endpoint(self, given: str | None) -> str:
         if given:
@@ -230,7 +238,7 @@ class FuncXMagics(Magics):
             raise ValueError(f"%funcx run needs a call such as f(1, 2): {e.msg}") from None
         if not isinstance(call, ast.Call):
             raise ValueError("%funcx run needs a call such as f(1, 2)")  # noqa: TRY004 - usage
-        ns = self.shell.user_ns
+        ns = self._user_ns()
         # the user's own expressions, evaluated in their own namespace
         fn = eval(compile(ast.Expression(call.func), "<funcx>", "eval"), ns)
         args = [eval(compile(ast.Expression(a), "<funcx>", "eval"), ns) for a in call.args]
@@ -283,7 +291,7 @@ class FuncXMagics(Magics):
 
         opts, _ = parse_flags(line, {"endpoint": False, "in": False, "out": False,
                                      "no-wait": True, "timeout": False})
-        ns = self.shell.user_ns
+        ns = self._user_ns()
         names = [n.strip() for n in opts.get("in", "").split(",") if n.strip()]
         missing = [n for n in names if n not in ns]
         if missing:

@@ -8,6 +8,7 @@ fixed-interval polling) and completes futures as results arrive.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
 import logging
 import queue
 import threading
@@ -164,7 +165,7 @@ class FuncXExecutor(cf.Executor):
                 self.client.submit_tasks(
                     eid, [(it[2], it[3]) for it in its], task_group_id=self.task_group_id,
                     web_client=self._submit_web,
-                    on_chunk=lambda start, ids, its=its: self._submitted(its, start, ids))
+                    on_chunk=functools.partial(self._submitted, its))
         except Exception as e:  # noqa: BLE001 - any failure of a request fails its futures
             for it in live:
                 if it[0].task_id is None and not it[0].done():

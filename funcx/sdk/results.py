@@ -22,8 +22,8 @@ def rebuild_exception(doc: dict, serializer: FuncXSerializer) -> BaseException:
         if isinstance(exc, BaseException):
             exc.add_note(f"\n--- remote traceback (task {doc.get('task_id')}) ---\n{text.rstrip()}")
             try:
-                exc.remote_traceback = text
-                exc.completion_t = completion_t
+                exc.remote_traceback = text  # type: ignore[attr-defined]
+                exc.completion_t = completion_t  # type: ignore[attr-defined]
             except AttributeError:
                 pass
             return exc

@@ -122,9 +122,8 @@ RETRY_STATUSES = (502, 503, 504)
 
 def _not_sent(e: Exception) -> bool:
     """Whether the request failed before anything reached the service."""
-    if isinstance(e, urllib3.exceptions.MaxRetryError):
-        e = e.reason
-    return isinstance(e, urllib3.exceptions.ConnectTimeoutError)  # incl. NewConnectionError
+    cause = e.reason if isinstance(e, urllib3.exceptions.MaxRetryError) else e
+    return isinstance(cause, urllib3.exceptions.ConnectTimeoutError)  # incl. NewConnectionError
 
 
 def _may_retry(e: Exception, idempotent: bool) -> bool:
