@@ -12,7 +12,7 @@ from pathlib import Path
 import requests
 
 from backend.embedded import free_port
-from backend.supervisor import AlreadyRunning, logs_dir, running_record
+from backend.supervisor import AlreadyRunning, logs_dir, open_log, running_record
 from funcx.defaults import setting
 
 
@@ -44,7 +44,7 @@ def start_detached(host: str | None = None, port: int | None = None, timeout: fl
     port = int(setting("SERVICE_PORT")) if port is None else port
     port = port or free_port(host)
     log = logs_dir() / "supervisor.log"
-    with open(log, "ab") as out:
+    with open_log(log) as out:
         proc = subprocess.Popen([sys.executable, "-m", "backend.supervisor", "--host", host,
                                  "--port", str(port)], stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)

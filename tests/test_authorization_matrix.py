@@ -128,11 +128,11 @@ ROWS = [
     ("POST", "/v2/batch_status", "", False, 200, 200, 200, X, X, X),  # others: "unknown"
     ("GET", "/v2/taskgroup/<tg>", "", False, 200, 404, 404, X, X, X),
     ("GET", "/v2/taskgroup/<tg>/events", "", False, 200, 404, 404, X, X, X),
-    # containers: like the public funcX service, a container record is readable by
-    # id by any signed-in user (functions shared with others refer to it)
+    # containers: private unless registered public; another user's private
+    # container is 404, exactly as a missing one
     ("POST", "/v2/containers", "", False, 200, 200, 200, X, X, X),
     ("GET", "/v2/containers", "", False, 200, 200, 200, X, X, X),
-    ("GET", "/v2/containers/<cid>/<ctype>", "", False, 200, 200, 200, X, X, X),
+    ("GET", "/v2/containers/<cid>/<ctype>", "", False, 200, 404, 404, X, X, X),
     # groups -------------------------------------------------------------------------
     ("POST", "/v2/groups", "", False, 200, 200, 200, X, X, X),
     ("GET", "/v2/groups", "", False, 200, 200, 200, X, X, X),

@@ -280,8 +280,6 @@ def _supervisor_log(root):  # opened by backend/control.py, not the supervisor
     return root / "logs" / "supervisor.log"
 
 
-@pytest.mark.xfail(strict=True, reason="backend/control.py opens supervisor.log with open(, 'ab') "
-                                       "(0644); it should use backend.supervisor.open_log")
 def test_the_supervisor_log_is_private(funcx_home):
     log = _supervisor_log(funcx_home / "service")
     assert log.exists() and stat.S_IMODE(os.stat(log).st_mode) & 0o077 == 0
