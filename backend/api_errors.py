@@ -6,6 +6,8 @@ import logging
 from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from funcx.protocol.error_codes import STORE_FULL
+
 log = logging.getLogger(__name__)
 
 
@@ -34,6 +36,17 @@ def unauthorized(message: str = "a valid bearer token is required") -> ApiError:
 
 def too_large(message: str) -> ApiError:
     return ApiError(413, "TASK_PAYLOAD_TOO_LARGE", message)
+
+
+def store_full(e: BaseException) -> bool:
+    """Whether ``e`` is Redis refusing a write at ``maxmemory`` (noeviction):
+    ``OutOfMemoryError``, or an ``OOM`` error passed on by a script or a
+    discarded transaction."""
+    import redis
+
+    if isinstance(e, redis.exceptions.OutOfMemoryError):
+        return True
+    return isinstance(e, redis.exceptions.ResponseError) and "OOM command not allowed" in str(e)
 
 
 def _discard_unread_body() -> None:
@@ -93,6 +106,12 @@ def register(app: Flask) -> None:
     def _internal(e: Exception):
         import redis
 
+        if store_full(e):
+            log.warning("redis is full (maxmemory): %s", e)
+            return _body(507, STORE_FULL,
+                         "the service's store is full, so nothing was written (a submit queued "
+                         "nothing); retry later, and tell the service's operator (raise "
+                         "FUNCX_REDIS_MAXMEMORY or free space)", {"Retry-After": "60"})
         if isinstance(e, redis.ConnectionError | redis.TimeoutError):
             log.warning("redis unavailable: %s", type(e).__name__)
             return _body(503, "SERVICE_UNAVAILABLE", "the service's store is unavailable; retry shortly",

@@ -1,11 +1,31 @@
 """Submit tasks: v3 (per endpoint) and the 1.0 v2 triples.
 
-Everything is validated before anything is queued, so a refused request
-(4xx) never leaves a task behind; the public SDKs retry on 429/5xx.
+A submit is queued whole or refused whole, and never answered 5xx or 429
+after anything was queued (the public SDKs retry on 429/5xx, POST included):
+
+1. the number of tasks is capped (``MAX_TASKS_PER_SUBMIT``, 413
+   ``TOO_MANY_TASKS``), counted before any payload is looked at;
+2. everything is validated (endpoint, functions, payload sizes, the resource
+   specification against the endpoint owner's limits) before anything is queued;
+3. one Redis script (backend/store/quotas.py) checks the caller's quotas
+   (429 ``QUOTA_QUEUED_TASKS`` / ``QUOTA_STORED_BYTES``) and queues every task,
+   or writes nothing (a full store: 507 ``STORE_FULL``, backend/api_errors.py);
+4. after it, only the answer is built, from values already in hand.
+
+Task-group ids (no existence oracle).  A client may name the task group of a
+submit (the public SDKs mint the id of a new group themselves).  An id nobody
+holds becomes the caller's group.  An id another user holds is *not* refused:
+that would tell the caller the group exists.  The caller gets a private group
+under the same id instead (``quotas.alias``: stored under a key derived from the
+caller and the id, reached through the same id on every task-group route), so
+the answer — 200, the id echoed, tasks queued, the group then listing only the
+caller's tasks — is the same as for an id never seen.  Only an id the caller
+holds adds to an existing group.
 """
 from __future__ import annotations
 
 import json
+import logging
 import re
 import uuid
 
@@ -15,15 +35,50 @@ from backend.api_errors import ApiError, bad_request, too_large
 from backend.auth import current_user
 from backend.routes.common import (check_endpoint, check_function, field, json_body, redis,
                                    tasks, valid_uuid)
+from backend.store.quotas import Batch, Refused
 from funcx.defaults import setting
-from funcx.protocol import keys
+from funcx.protocol import error_codes, keys
+from funcx.protocol.messages import (ProtocolError, check_within_limits, endpoint_limits,
+                                     resource_specification)
 
 bp = Blueprint("submit", __name__)
+log = logging.getLogger(__name__)
 
 
 def _task_group(raw) -> str:
-    """The request's task group, or a new one (ownership is checked in _queue)."""
+    """The request's task group, or a new one (see the module docstring)."""
     return valid_uuid(raw, "task_group_id") if raw else str(uuid.uuid4())
+
+
+def _check_count(n: int) -> None:
+    cap = int(setting("MAX_TASKS_PER_SUBMIT"))
+    if n > cap:
+        raise ApiError(413, error_codes.TOO_MANY_TASKS,
+                       f"this submit has {n} tasks; the service takes at most {cap} per request: "
+                       "split the batch (the funcX SDK does this itself)")
+
+
+def _resource_spec(raw) -> dict:
+    """The submitter's resource specification, decoded (400 naming the field)."""
+    try:
+        return resource_specification(raw)
+    except ProtocolError as e:
+        raise bad_request(f"{e}", error_codes.RESOURCE_SPEC_INVALID) from None
+
+
+def _check_limits(spec: dict, ep: dict, eid: str) -> None:
+    """The endpoint owner's limits win: refuse a specification above them."""
+    if not spec:
+        return
+    try:
+        limits = endpoint_limits(json.loads(ep.get("limits") or "{}"))
+    except (ValueError, ProtocolError):  # a bad record: log it, bound nothing
+        log.warning("endpoint %s has unreadable limits %r", eid, ep.get("limits"))
+        return
+    try:
+        check_within_limits(spec, limits)
+    except ProtocolError as e:
+        raise bad_request(str(e), error_codes.RESOURCE_SPEC_OVER_LIMIT) from None
 
 
 def _check_payloads(payloads: list) -> None:
@@ -35,16 +90,15 @@ def _check_payloads(payloads: list) -> None:
             raise too_large(f"a task payload of {len(p)} bytes exceeds the limit of {limit} bytes")
 
 
-def _lookup(eid: str, fids: list[str], tg: str) -> tuple:
+def _lookup(eid: str, fids: list[str]) -> tuple:
     """Everything a submit checks, in one round trip to Redis."""
     with redis().pipeline(transaction=False) as p:
         p.hgetall(keys.endpoint(eid))
         p.smembers(keys.endpoint_allowed(eid))
-        p.hget(keys.task_group(tg), "owner")
         for fid in fids:
             p.hgetall(keys.function(fid))
-        ep, allowed, tg_owner, *fns = p.execute()
-    return ep or None, allowed, tg_owner, [f or None for f in fns]
+        ep, allowed, *fns = p.execute()
+    return ep or None, allowed, [f or None for f in fns]
 
 
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -52,51 +106,52 @@ IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 def _idempotency_key() -> str | None:
     """The client's ``Idempotency-Key`` header: a retried submit with the same
-    key queues nothing new and is answered with the first one's task ids."""
+    key queues nothing and is answered with the first one's task ids."""
     key = request.headers.get("Idempotency-Key")
     if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
         raise bad_request("Idempotency-Key must be 1-128 letters, digits or . _ : -")
     return key
 
 
-def _queue(user: str, eid: str, tg: str, by_function: dict[str, list[str]],
-           resource_specification: dict | None, request_key: str | None = None
-           ) -> dict[str, list[str]]:
-    """Validate one endpoint's tasks and queue them in one transaction."""
+def _prepare(user: str, eid: str, by_function: dict[str, list[str]], spec: dict) -> Batch:
+    """Validate one endpoint's tasks (nothing is written)."""
     eid = valid_uuid(eid, "endpoint id")
     fids = {raw: valid_uuid(raw, "function id") for raw in by_function}
-    ep, allowed, tg_owner, fn_recs = _lookup(eid, list(fids.values()), tg)
+    ep, allowed, fn_recs = _lookup(eid, list(fids.values()))
     check_endpoint(ep, eid, user)
-    if tg_owner is not None and tg_owner != user:
-        raise ApiError(404, "TASK_GROUP_NOT_FOUND", f"task group {tg} not found")
-    codes, containers, items, order = {}, {}, [], []
+    _check_limits(spec, ep, eid)
+    batch = Batch(eid, [], {}, {}, spec or None, {})
     for (fid_raw, payloads), fn in zip(by_function.items(), fn_recs):
         fid = fids[fid_raw]
         check_function(fn, fid, user)
         if allowed and fid not in allowed:
-            raise ApiError(403, "FUNCTION_NOT_ALLOWED",
+            raise ApiError(403, error_codes.FUNCTION_NOT_ALLOWED,
                            f"function {fid} is not allowed on endpoint {eid}")
         _check_payloads(payloads)
-        codes[fid] = fn["function_code"]
+        batch.codes[fid] = fn["function_code"]
         if fn.get("container_uuid"):
-            containers[fid] = fn["container_uuid"]
-        items += [(fid, p) for p in payloads]
-        order.append((fid_raw, len(payloads)))
-    specs = {}
-    for cid in set(containers.values()):
+            batch.containers[fid] = fn["container_uuid"]
+        batch.items += [(fid, p) for p in payloads]
+    for cid in set(batch.containers.values()):
         rec = redis().hgetall(keys.container(cid))
         if rec:
-            specs[cid] = json.dumps({"type": rec.get("type"), "location": rec.get("location")})
-    tids = tasks().submit(user, eid, tg, items, codes, containers, resource_specification, specs,
-                          request_key=request_key)
-    if len(tids) != len(items):
-        raise ApiError(409, "IDEMPOTENCY_KEY_REUSED",
+            batch.container_specs[cid] = json.dumps({"type": rec.get("type"),
+                                                     "location": rec.get("location")})
+    return batch
+
+
+def _queue(user: str, tg: str, batches: list[Batch], request_key: str | None = None) -> list[str]:
+    """Queue every batch at once, or raise (nothing queued)."""
+    try:
+        tids = tasks().submit_batches(user, tg, batches, request_key)
+    except Refused as e:
+        if e.code == error_codes.TASK_GROUP_NOT_FOUND:
+            raise ApiError(404, e.code, e.message) from None
+        raise ApiError(429, e.code, e.message, {"Retry-After": "30"}) from None
+    if len(tids) != sum(len(b.items) for b in batches):
+        raise ApiError(409, error_codes.IDEMPOTENCY_KEY_REUSED,
                        "this Idempotency-Key was used for a different submit; use a new key")
-    out, i = {}, 0
-    for fid_raw, n in order:
-        out[fid_raw] = tids[i:i + n]
-        i += n
-    return out
+    return tids
 
 
 @bp.post("/v3/endpoints/<eid>/submit")
@@ -106,24 +161,33 @@ def submit_v3(eid: str):
     for fid, payloads in by_function.items():
         if not isinstance(payloads, list):
             raise bad_request(f"tasks[{fid!r}] must be a list of payloads")
+    _check_count(sum(len(p) for p in by_function.values()))
     user = current_user()
     tg = _task_group(field(body, "task_group_id", str, default=None))
-    spec = field(body, "resource_specification", dict, default=None)
+    spec = _resource_spec(field(body, "resource_specification", dict, default=None))
     field(body, "user_endpoint_config", dict, default=None)
-    ids = _queue(user, eid, tg, by_function, spec, _idempotency_key())
+    key = _idempotency_key()
+    batch = _prepare(user, eid, by_function, spec)
+    tids = _queue(user, tg, [batch], key)
+    # nothing below can fail: the answer is built from values in hand
+    out, i = {}, 0
+    for fid_raw, payloads in by_function.items():
+        out[fid_raw] = tids[i:i + len(payloads)]
+        i += len(payloads)
     return jsonify({"request_id": str(uuid.uuid4()), "task_group_id": tg,
-                    "endpoint_id": valid_uuid(eid, "endpoint id"), "tasks": ids})
+                    "endpoint_id": batch.eid, "tasks": out})
 
 
 @bp.post("/v2/submit")
 def submit_v2():
+    """The 1.0 submit: a task whose endpoint or function is refused gets an
+    error entry of its own; all the others are queued in one script call (or,
+    over a quota or with the store full, none is and the request is refused)."""
     body = json_body()
     triples = field(body, "tasks", list, required=True)
+    _check_count(len(triples))
     user = current_user()
     tg = _task_group(field(body, "task_group_id", str, default=None))
-    owner = tasks().task_group_owner(tg)
-    if owner is not None and owner != user:  # refuse the whole request, not task by task
-        raise ApiError(404, "TASK_GROUP_NOT_FOUND", f"task group {tg} not found")
     for t in triples:
         if not (isinstance(t, list) and len(t) >= 3 and all(isinstance(x, str) for x in t[:3])):
             raise bad_request("each task must be [function_id, endpoint_id, payload]")
@@ -135,20 +199,32 @@ def submit_v2():
         per_ep.setdefault(eid, {}).setdefault(fid, []).append(payload)
         slots.setdefault(eid, {}).setdefault(fid, []).append(pos)
     results: list[dict | None] = [None] * len(triples)
+    batches: dict[str, Batch] = {}
+    order: list[int] = []  # positions of the queued tasks, in queueing order
     # one (endpoint, function) group at a time, so a bad function id fails
     # only its own tasks, not the other tasks bound for the same endpoint
     for eid, by_function in per_ep.items():
         for fid, payloads in by_function.items():
             positions = slots[eid][fid]
             try:
-                ids = _queue(user, eid, tg, {fid: payloads}, None)
+                b = _prepare(user, eid, {fid: payloads}, {})
             except ApiError as e:
-                if e.status == 413:
-                    raise
                 for pos in positions:
                     results[pos] = {"status": "Failed", "http_status_code": e.status,
                                     "code": e.code, "reason": e.message}
                 continue
-            for pos, tid in zip(positions, ids[fid]):
-                results[pos] = {"status": "Success", "task_uuid": tid, "http_status_code": 200}
+            merged = batches.setdefault(b.eid, Batch(b.eid, [], {}, {}, None, {}))
+            merged.items += b.items
+            merged.codes.update(b.codes)
+            merged.containers.update(b.containers)
+            merged.container_specs.update(b.container_specs)
+            order += positions
+    # positions grouped per endpoint, in the order the batches are queued
+    by_batch: dict[str, list[int]] = {}
+    for pos in order:
+        by_batch.setdefault(valid_uuid(triples[pos][1], "endpoint id"), []).append(pos)
+    queued = [p for eid in batches for p in by_batch[eid]]
+    tids = _queue(user, tg, list(batches.values())) if batches else []
+    for pos, tid in zip(queued, tids):
+        results[pos] = {"status": "Success", "task_uuid": tid, "http_status_code": 200}
     return jsonify({"response": "batch", "task_group_id": tg, "results": results})

@@ -1,8 +1,9 @@
 """Tasks, task groups and results.
 
-Submit is one MULTI/EXEC: task records, task-group membership, the function's
-code copied into the endpoint's namespace, and one XADD of the whole batch to
-the endpoint's task stream (DESIGN decisions 3 and 5).  Results are applied
+Submit is one Lua script (backend/store/quotas.py): task records, task-group
+membership, the function's code copied into the endpoint's namespace, one XADD
+of the whole batch to the endpoint's task stream and the owner's quota
+counters, or nothing (DESIGN decisions 3, 5 and 8).  Results are applied
 by a Lua script, one call per batch, so the first terminal result stands
 (decision 4).
 """
@@ -10,21 +11,21 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 
 import redis
 
+from backend.store import quotas
 from funcx.defaults import setting
 from funcx.protocol import keys
-from funcx.protocol.messages import Result, Task
-from funcx.protocol.streams import encode_task_batch
+from funcx.protocol.messages import Result
 from funcx.protocol.states import TERMINAL_VALUES, TaskState
 
 EVENTS_MAXLEN = 100_000
 
-# KEYS: task, task-group events, endpoint's cancelled set.  ARGV: task_id, now,
-# then the statuses a task may be cancelled from (not yet running).
-_CANCEL = """
+# KEYS: task, task-group events, endpoint's cancelled set, endpoint's outstanding
+# counter.  ARGV: task_id, now, then the statuses a task may be cancelled from
+# (not yet running).  A cancelled task leaves its owner's quotas.
+_CANCEL = quotas.RELEASE_LUA + """
 local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then return -1 end
 for i = 3, #ARGV do
@@ -35,6 +36,7 @@ for i = 3, #ARGV do
     redis.call('SADD', KEYS[3], ARGV[1])
     redis.call('EXPIRE', KEYS[3], 1209600)
     redis.call('DECR', KEYS[4])
+    fx_release(KEYS[1], ARGV[1])
     return 1
   end
 end
@@ -72,6 +74,7 @@ class TaskStore:
         self.r = r
         self._cancel = r.register_script(_CANCEL)
         self._fetch = r.register_script(_FETCH)
+        self._submit = r.register_script(quotas.SUBMIT)
 
     # ------------------------------------------------------------------ submit
     def task_group_owner(self, tg: str) -> str | None:
@@ -82,55 +85,22 @@ class TaskStore:
                resource_specification: dict | None = None,
                container_specs: dict[str, str] | None = None,
                request_key: str | None = None) -> list[str]:
-        """Queue ``items`` (function id, payload) for endpoint ``eid`` atomically.
+        """Queue ``items`` (function id, payload) for endpoint ``eid`` atomically."""
+        return self.submit_batches(owner, tg, [quotas.Batch(
+            eid, items, function_codes, containers or {}, resource_specification,
+            container_specs or {})], request_key)
+
+    def submit_batches(self, owner: str, tg: str, batches: list[quotas.Batch],
+                       request_key: str | None = None) -> list[str]:
+        """Queue the tasks of several endpoints in one script call: every task
+        record, the task group, one stream entry per endpoint and the owner's
+        quota counters, or nothing (:class:`quotas.Refused`: over a quota, the
+        store full).  The task ids come back in order.
 
         With ``request_key`` (the client's Idempotency-Key) a repeated request
         queues nothing and gets the task ids of the first one: the answer is
-        stored in the same transaction as the tasks."""
-        ttl = int(setting("TASK_TTL_S"))
-        now = repr(time.time())
-        containers = containers or {}
-        tids = [str(uuid.uuid4()) for _ in items]
-        stream = keys.ep_tasks(eid)
-        answer = keys.submit_request(owner, request_key) if request_key else None
-        with self.r.pipeline(transaction=True) as p:
-            if answer:
-                p.watch(answer)
-                first = p.get(answer)
-                if first is not None:
-                    return json.loads(first)
-                p.multi()
-            p.hsetnx(keys.task_group(tg), "owner", owner)
-            p.hsetnx(keys.task_group(tg), "created_at", now)
-            p.zadd(keys.user_task_groups(owner), {tg: float(now)})
-            for fid, code in function_codes.items():
-                p.set(keys.ep_function(eid, fid), code, nx=True)
-            for cid, spec in (container_specs or {}).items():
-                p.set(keys.ep_container(eid, cid), spec)
-            batch = []
-            for tid, (fid, payload) in zip(tids, items):
-                p.hset(keys.task(tid), mapping={
-                    "task_id": tid, "status": TaskState.WAITING_FOR_EP.value,
-                    "function_id": fid, "endpoint_id": eid, "task_group_id": tg,
-                    "owner": owner, "created_at": now,
-                })
-                p.expire(keys.task(tid), ttl)
-                batch.append(Task(tid, fid, payload, tg, container_id=containers.get(fid, ""),
-                                  resource_specification=resource_specification or {}))
-            if batch:  # one stream entry for the whole request
-                p.xadd(stream, encode_task_batch(batch))
-                p.incrby(keys.ep_outstanding(eid), len(batch))
-            if tids:
-                p.rpush(keys.task_group_tasks(tg), *tids)
-            for k in (keys.task_group(tg), keys.task_group_tasks(tg), keys.task_group_events(tg)):
-                p.expire(k, ttl)
-            if answer:
-                p.set(answer, json.dumps(tids), ex=int(setting("SUBMIT_IDEMPOTENCY_S")))
-            try:
-                p.execute()
-            except redis.WatchError:  # the same request, concurrently: its answer stands
-                return json.loads(self.r.get(answer))
-        return tids
+        stored by the same script as the tasks."""
+        return quotas.submit(self.r, self._submit, owner, tg, batches, request_key)
 
     # ------------------------------------------------------------------- reads
     def records(self, tids: list[str]) -> list[dict]:
@@ -192,15 +162,18 @@ class TaskStore:
 
 def summary(rec: dict) -> dict:
     """A task's row in listings: no result payload."""
-    return {k: rec.get(k) for k in ("task_id", "status", "function_id", "endpoint_id",
-                                    "task_group_id", "created_at", "completion_t")}
+    row = {k: rec.get(k) for k in ("task_id", "status", "function_id", "endpoint_id",
+                                   "task_group_id", "created_at", "completion_t")}
+    row["task_group_id"] = rec.get("client_task_group_id") or row["task_group_id"]
+    return row
 
 
 def document(rec: dict) -> dict:
     """The public task document (API.md) of one task record."""
     status = rec.get("status", "unknown")
+    # the group id the client sent (a private alias stays inside: quotas.alias)
     doc = {"task_id": rec["task_id"], "status": status,
-           "task_group_id": rec.get("task_group_id")}
+           "task_group_id": rec.get("client_task_group_id") or rec.get("task_group_id")}
     if status in TERMINAL_VALUES:
         doc["completion_t"] = rec.get("completion_t") or repr(time.time())
         if "result" in rec:

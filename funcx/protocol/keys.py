@@ -153,3 +153,20 @@ AGENT_GROUP = "agent"
 AGENT_CONSUMER = "agent"
 INGEST_GROUP = "ingester"
 INGEST_CONSUMER = "ingester"
+
+
+# fair sharing (backend/store/quotas.py, backend/store/longpolls.py)
+def user_queued(uid: str) -> str:
+    """Sorted set of the user's non-terminal tasks: member ``"{task_id}:{payload bytes}"``,
+    scored by the time its record expires.  Its size is the queued-task quota's count."""
+    return f"{PREFIX}:user:{uid}:queued"
+
+
+def user_queued_bytes(uid: str) -> str:
+    """Bytes of payload the user's non-terminal tasks hold (sum over :func:`user_queued`)."""
+    return f"{PREFIX}:user:{uid}:queued_bytes"
+
+
+def longpolls(identity: str) -> str:
+    """Sorted set of the identity's open long-polls: poll id scored by its deadline."""
+    return f"{PREFIX}:longpolls:{identity}"

@@ -1,0 +1,278 @@
+"""Per-user quotas, kept exactly in Redis, and the submit script that enforces them.
+
+Two quotas per user (DESIGN decision 8), each refused whole with 429:
+
+* ``QUOTA_QUEUED_TASKS`` — tasks submitted and not yet terminal.  Counted as the
+  size of :func:`funcx.protocol.keys.user_queued`, a sorted set whose members are
+  ``"{task_id}:{payload bytes}"`` scored by the time the task's record expires.
+* ``QUOTA_STORED_BYTES`` — bytes of argument payloads those tasks hold in the
+  endpoints' task streams: :func:`funcx.protocol.keys.user_queued_bytes`.
+
+Results do not count against the stored-bytes quota: a result is bounded by
+``MAX_RESULT_BYTES``, it lives for ``RESULT_RETENTION_S`` after its first fetch
+(``TASK_TTL_S`` at most) and it leaves Redis by key expiry, which runs no code, so
+an exact per-user counter of result bytes would need a sweep of its own; what
+bounds results overall is Redis ``maxmemory`` (a full store answers 507).
+
+Both counters go up in the one script that queues a submit (:data:`SUBMIT`), so a
+submit is queued whole or refused whole and nothing that queued can fail after;
+they go down when a task becomes terminal, once, by :data:`RELEASE_LUA` (in the
+result-apply and cancel scripts); a task that expires without ever finishing
+drops out when its score passes (trimmed by the next submit of its owner).
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import redis
+
+from funcx.defaults import setting
+from funcx.protocol import keys
+from funcx.protocol.messages import Task
+from funcx.protocol.states import TaskState
+from funcx.protocol.streams import encode_task_batch
+
+#: Lua, to paste at the top of a script: ``fx_release(task_key, task_id)`` takes a
+#: task that just became terminal (or was cancelled) off its owner's quotas.  It
+#: reads ``owner`` and ``payload_bytes`` from the task record; a task queued before
+#: quotas existed (no ``payload_bytes``) or already released is left alone, so the
+#: call is idempotent.  Key names are those of keys.user_queued / user_queued_bytes.
+RELEASE_LUA = """
+local function fx_release(task_key, tid)
+  local rec = redis.call('HMGET', task_key, 'owner', 'payload_bytes')
+  if rec[1] and rec[2] then
+    local base = 'fx:user:' .. rec[1] .. ':queued'
+    if redis.call('ZREM', base, tid .. ':' .. rec[2]) == 1 then
+      if redis.call('DECRBY', base .. '_bytes', rec[2]) < 0 then
+        redis.call('SET', base .. '_bytes', 0)
+      end
+    end
+  end
+end
+"""
+assert keys.user_queued("U") == "fx:user:U:queued"  # RELEASE_LUA builds these names
+assert keys.user_queued_bytes("U") == "fx:user:U:queued_bytes"
+
+# The whole of one submit request, atomically.  KEYS: [1] the owner's queued set,
+# [2] the owner's queued-bytes counter, [3] the Idempotency-Key answer key.
+# ARGV[1]: a JSON header (see _header); ARGV[2..]: bulk strings the header points
+# at by index (stream entry fields, function code, container specs).
+# Returns {1} queued, {2, answer} a replayed request (nothing queued), or
+# {0, code, detail} refused with nothing written.
+SUBMIT = """
+local h = cjson.decode(ARGV[1])
+if h.answer_ttl > 0 then
+  local first = redis.call('GET', KEYS[3])
+  if first then return {2, first} end
+end
+-- Redis checks maxmemory only before a script's first write: make that first
+-- write one that is refused on OOM, so a full store refuses before anything changes
+local probe = redis.pcall('INCRBY', KEYS[2], 0)
+if type(probe) == 'table' and probe.err then return {0, 'STORE_FULL', probe.err} end
+local o = redis.call('HGET', h.tg_key, 'owner')
+if o and o ~= h.owner then return {0, 'TASK_GROUP_TAKEN', ''} end
+-- tasks whose records expired before finishing no longer count
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', h.now)
+if #gone > 0 then
+  local b = 0
+  for _, m in ipairs(gone) do b = b + tonumber(string.match(m, ':(%d+)$') or '0') end
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', h.now)
+  if redis.call('DECRBY', KEYS[2], b) < 0 then redis.call('SET', KEYS[2], 0) end
+end
+local queued = redis.call('ZCARD', KEYS[1])
+if queued + h.n > h.max_tasks then return {0, 'QUOTA_QUEUED_TASKS', tostring(queued)} end
+local held = tonumber(redis.call('GET', KEYS[2]) or '0')
+if held + h.nbytes > h.max_bytes then return {0, 'QUOTA_STORED_BYTES', tostring(held)} end
+-- queue
+redis.call('HSETNX', h.tg_key, 'owner', h.owner)
+redis.call('HSETNX', h.tg_key, 'created_at', h.now_s)
+if h.client_tg ~= h.tg then redis.call('HSETNX', h.tg_key, 'client_id', h.client_tg) end
+redis.call('ZADD', h.user_tgs_key, h.now, h.tg)
+for _, fc in ipairs(h.codes) do redis.call('SET', fc[1], ARGV[fc[2]], 'NX') end
+for _, cs in ipairs(h.containers) do redis.call('SET', cs[1], ARGV[cs[2]]) end
+local expires = h.now + h.ttl
+local all = {}
+for _, b in ipairs(h.batches) do
+  for _, t in ipairs(b.tasks) do
+    local tid, bytes = t[1], t[3]
+    local k = h.task_prefix .. tid
+    redis.call('HSET', k, 'task_id', tid, 'status', h.status, 'function_id', b.fids[t[2]],
+               'endpoint_id', b.eid, 'task_group_id', h.tg, 'owner', h.owner,
+               'created_at', h.now_s, 'payload_bytes', bytes)
+    if h.client_tg ~= h.tg then redis.call('HSET', k, 'client_task_group_id', h.client_tg) end
+    redis.call('EXPIRE', k, h.ttl)
+    redis.call('ZADD', KEYS[1], expires, tid .. ':' .. bytes)
+    all[#all + 1] = tid
+  end
+  local entry = {}
+  for i = b.entry, b.entry + 2 * b.nf - 1 do entry[#entry + 1] = ARGV[i] end
+  redis.call('XADD', b.stream, '*', unpack(entry))
+  redis.call('INCRBY', b.outstanding, #b.tasks)
+end
+redis.call('INCRBY', KEYS[2], h.nbytes)
+for i = 1, #all, 1000 do
+  redis.call('RPUSH', h.tg_tasks_key, unpack(all, i, math.min(i + 999, #all)))
+end
+for _, k in ipairs({h.tg_key, h.tg_tasks_key, h.tg_events_key}) do redis.call('EXPIRE', k, h.ttl) end
+if h.answer_ttl > 0 then redis.call('SET', KEYS[3], h.answer, 'EX', h.answer_ttl) end
+return {1}
+"""
+
+#: a uuid5 namespace for the private alias of a task-group id another user holds
+_ALIAS_NS = uuid.UUID("5b0c6f0e-8f3e-4c55-9a51-0f1d2c3b4a59")
+
+
+class Refused(Exception):
+    """A submit refused whole, nothing written: ``code`` is an error_codes constant."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+class GroupTaken(Exception):
+    """The task-group id chosen for the submit was claimed by another user meanwhile."""
+
+
+@dataclass
+class Batch:
+    """One endpoint's share of a submit, validated."""
+
+    eid: str
+    items: list[tuple[str, str]]  # (function id, payload)
+    codes: dict[str, str]  # function id -> function code
+    containers: dict[str, str] = field(default_factory=dict)  # function id -> container id
+    resource_specification: dict | None = None
+    container_specs: dict[str, str] = field(default_factory=dict)  # container id -> JSON
+
+
+def alias(owner: str, tg: str) -> str:
+    """The caller's private group for a task-group id that another user holds."""
+    return str(uuid.uuid5(_ALIAS_NS, f"{owner}/{tg}"))
+
+
+def resolve_task_group(r: redis.Redis, tg: str, user: str) -> str | None:
+    """The group ``user`` means by id ``tg`` (``tg`` itself or their private
+    alias of it), or None if they have none by that id — the same answer
+    whether or not another user holds ``tg``."""
+    with r.pipeline(transaction=False) as p:
+        p.hget(keys.task_group(tg), "owner")
+        p.hget(keys.task_group(alias(user, tg)), "owner")
+        mine, aliased = p.execute()
+    if mine == user:
+        return tg
+    if aliased == user:
+        return alias(user, tg)
+    return None
+
+
+def usage(r: redis.Redis, uid: str) -> tuple[int, int]:
+    """(queued tasks, queued payload bytes) the user's quotas count now."""
+    with r.pipeline(transaction=False) as p:
+        p.zcount(keys.user_queued(uid), time.time(), "+inf")
+        p.get(keys.user_queued_bytes(uid))
+        n, b = p.execute()
+    return int(n), int(b or 0)
+
+
+def submit(r: redis.Redis, script, owner: str, client_tg: str, batches: list[Batch],
+           request_key: str | None = None) -> list[str]:
+    """Queue every batch in one script call and return the new task ids, in
+    order; or the first answer's ids under a reused ``request_key``.  Raises
+    :class:`Refused` (quota, full store), nothing written."""
+    for attempt in range(2):
+        # a task-group id someone else holds is not refused (that would tell the
+        # caller it exists): the caller gets a private group under the same id
+        tg = client_tg
+        owner_now = r.hget(keys.task_group(client_tg), "owner")
+        if owner_now is not None and owner_now != owner:
+            tg = alias(owner, client_tg)
+        try:
+            return _run(script, owner, tg, client_tg, batches, request_key)
+        except GroupTaken:
+            if tg != client_tg or attempt:  # the alias itself is held: only by design
+                raise Refused("TASK_GROUP_NOT_FOUND", f"task group {client_tg} not found")
+    raise AssertionError("unreachable")
+
+
+def _run(script, owner: str, tg: str, client_tg: str, batches: list[Batch],
+         request_key: str | None) -> list[str]:
+    now = time.time()
+    ttl = int(setting("TASK_TTL_S"))
+    argv: list[str] = []
+
+    def slot(value: str) -> int:  # the ARGV index (Lua, 1-based, after the header)
+        argv.append(value)
+        return len(argv) + 1
+
+    codes, containers, out_batches, tids, nbytes = [], [], [], [], 0
+    for b in batches:
+        for fid, code in b.codes.items():
+            codes.append([keys.ep_function(b.eid, fid), slot(code)])
+        for cid, spec in b.container_specs.items():
+            containers.append([keys.ep_container(b.eid, cid), slot(spec)])
+        fids = list(dict.fromkeys(fid for fid, _ in b.items))
+        index = {fid: i + 1 for i, fid in enumerate(fids)}
+        rows, tasks = [], []
+        for fid, payload in b.items:
+            tid = str(uuid.uuid4())
+            size = len(payload.encode())
+            nbytes += size
+            tids.append(tid)
+            rows.append([tid, index[fid], size])
+            tasks.append(Task(tid, fid, payload, tg, container_id=b.containers.get(fid, ""),
+                              resource_specification=b.resource_specification or {}))
+        entry = encode_task_batch(tasks) if tasks else {}
+        start = len(argv) + 2
+        for k, v in entry.items():
+            argv.extend((k, v))
+        if rows:
+            out_batches.append({"eid": b.eid, "fids": fids, "tasks": rows,
+                                "stream": keys.ep_tasks(b.eid),
+                                "outstanding": keys.ep_outstanding(b.eid),
+                                "entry": start, "nf": len(entry)})
+    answer_ttl = int(setting("SUBMIT_IDEMPOTENCY_S")) if request_key else 0
+    header = {
+        "owner": owner, "tg": tg, "client_tg": client_tg, "now": now, "now_s": repr(now),
+        "ttl": ttl, "n": len(tids), "nbytes": nbytes,
+        "max_tasks": int(setting("QUOTA_QUEUED_TASKS")),
+        "max_bytes": int(setting("QUOTA_STORED_BYTES")),
+        "status": TaskState.WAITING_FOR_EP.value, "task_prefix": keys.task(""),
+        "tg_key": keys.task_group(tg), "tg_tasks_key": keys.task_group_tasks(tg),
+        "tg_events_key": keys.task_group_events(tg),
+        "user_tgs_key": keys.user_task_groups(owner),
+        "codes": codes, "containers": containers, "batches": out_batches,
+        "answer_ttl": answer_ttl, "answer": json.dumps(tids),
+    }
+    answer_key = keys.submit_request(owner, request_key or "-")
+    out = script(keys=[keys.user_queued(owner), keys.user_queued_bytes(owner), answer_key],
+                 args=[json.dumps(header), *argv])
+    status = int(out[0])
+    if status == 1:
+        return tids
+    if status == 2:
+        return json.loads(out[1])
+    code, detail = _text(out[1]), _text(out[2])
+    if code == "TASK_GROUP_TAKEN":
+        raise GroupTaken()
+    if code == "QUOTA_QUEUED_TASKS":
+        quota = int(setting("QUOTA_QUEUED_TASKS"))
+        raise Refused(code, f"this submit of {len(tids)} task(s) would exceed your quota of "
+                            f"{quota} queued tasks ({detail} not finished yet): wait for some "
+                            "to finish (or cancel them), then submit again")
+    if code == "QUOTA_STORED_BYTES":
+        quota = int(setting("QUOTA_STORED_BYTES"))
+        raise Refused(code, f"this submit's {nbytes} bytes of arguments would exceed your quota "
+                            f"of {quota} bytes held by queued tasks ({detail} held now): wait for "
+                            "some tasks to finish, or pass large data by reference (a path or "
+                            "URL) instead of as arguments")
+    if code == "STORE_FULL":
+        raise redis.exceptions.OutOfMemoryError(detail)
+    raise redis.exceptions.ResponseError(f"submit script answered {code}: {detail}")
+
+
+def _text(v) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
