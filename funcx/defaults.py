@@ -33,6 +33,9 @@ DEFAULTS: dict[str, object] = {
     "QUOTA_QUEUED_TASKS": 200_000,  # per user: tasks submitted and not yet terminal
     "QUOTA_STORED_BYTES": 1 << 30,  # per user: bytes of payloads and results held by the service
     "LONGPOLL_PER_IDENTITY": 16,  # concurrent result long-polls one identity may hold open
+    # request threads of one web process that long-polls may hold at once (kept 2 or more
+    # below WEB_THREADS): beyond it a long-poll answers at once, so threads stay for others
+    "WEB_LONGPOLL_THREADS": 8,
     # redis
     "REDIS_URL": "",  # empty: run the embedded redis-server
     "REDIS_PUBLIC_HOST": "",  # host endpoints use to reach Redis; default: the service's

@@ -1,4 +1,17 @@
-"""Task groups: membership, and completion events by long-poll (result push)."""
+"""Task groups: membership, and completion events by long-poll (result push).
+
+A task-group id names the caller's own group: the one they hold under that
+id, or their private alias of an id another user holds (backend/store/quotas.py,
+backend/routes/submit.py); any other id is 404, the same whether or not someone
+else holds it.  Only the caller's tasks are ever returned.
+
+Long-polls are bounded (backend/store/longpolls.py): past
+``LONGPOLL_PER_IDENTITY`` open polls an identity gets 429 ``LONGPOLL_LIMIT``
+with Retry-After; past ``WEB_LONGPOLL_THREADS`` waiting in one web process a
+poll does not wait: it answers at once with what is there, or, with nothing
+there, 429 ``LONGPOLL_LIMIT`` with Retry-After (so a client backs off instead of
+spinning), and request threads always remain for everyone else.
+"""
 from __future__ import annotations
 
 import math
@@ -7,31 +20,45 @@ import time
 
 from flask import Blueprint, jsonify, request
 
-from backend.api_errors import bad_request, not_found
+from backend.api_errors import ApiError, bad_request, not_found
 from backend.auth import current_user
-from backend.routes.common import tasks, valid_uuid
+from backend.routes.common import redis, tasks, valid_uuid
+from backend.store import longpolls
+from backend.store.quotas import resolve_task_group
 from backend.store.tasks import document
 from funcx.defaults import setting
+from funcx.protocol import error_codes
 
 bp = Blueprint("taskgroups", __name__)
 STREAM_ID = re.compile(r"[0-9]{1,19}(-[0-9]{1,19})?")
 XREAD_SLICE_MS = 2000
+RETRY_AFTER_S = 2
 
 
-def _owned(tg: str) -> str:
+def _owned(tg: str) -> tuple[str, str]:
+    """(the id as the caller wrote it, normalized; the group it names for them)."""
     tg = valid_uuid(tg, "task group id")
-    if tasks().task_group_owner(tg) != current_user():
+    internal = resolve_task_group(redis(), tg, current_user())
+    if internal is None:
         raise not_found("task_group", tg)
-    return tg
+    return tg, internal
+
+
+def _busy(why: str) -> ApiError:
+    return ApiError(429, error_codes.LONGPOLL_LIMIT,
+                    f"{why}; wait Retry-After seconds before polling again (or poll with a "
+                    "short timeout)", {"Retry-After": str(RETRY_AFTER_S)})
 
 
 @bp.get("/v2/taskgroup/<tg>")
 def get_taskgroup(tg: str):
-    tg = _owned(tg)
-    tids = tasks().task_group_tasks(tg)
+    tg, internal = _owned(tg)
+    user = current_user()
+    tids = tasks().task_group_tasks(internal)
     recs = tasks().records(tids)
     return jsonify({"taskgroup_id": tg, "tasks": [
-        {"id": tid, "created_at": rec.get("created_at")} for tid, rec in zip(tids, recs) if rec]})
+        {"id": tid, "created_at": rec.get("created_at")} for tid, rec in zip(tids, recs)
+        if rec and rec.get("owner") == user]})
 
 
 @bp.get("/v2/taskgroup/<tg>/events")
@@ -39,10 +66,12 @@ def taskgroup_events(tg: str):
     """Terminal task documents of the group completed after stream id ``after``
     (``0`` for all, ``$`` for none: just the current end), waiting up to
     ``timeout`` seconds for the first one."""
-    tg = _owned(tg)
+    tg, internal = _owned(tg)
+    user = current_user()
     after = request.args.get("after", "0")
     if after == "$":  # where the stream ends now: a safe cursor to wait from
-        return jsonify({"taskgroup_id": tg, "last_id": tasks().events_last_id(tg), "tasks": []})
+        return jsonify({"taskgroup_id": tg, "last_id": tasks().events_last_id(internal),
+                        "tasks": []})
     if not STREAM_ID.fullmatch(after):  # what Redis takes: ASCII digits, 64-bit parts
         raise bad_request("after must be a stream id such as 0 or 1700000000000-0")
     try:
@@ -51,14 +80,30 @@ def taskgroup_events(tg: str):
             raise ValueError
     except ValueError:
         raise bad_request("timeout must be a number of seconds") from None
-    deadline = time.monotonic() + max(0.0, min(timeout, float(setting("LONGPOLL_MAX_S"))))
-    while True:  # block in slices shorter than the Redis client's socket timeout (5 s)
-        left_ms = int((deadline - time.monotonic()) * 1000)
-        events = tasks().events_after(tg, after, min(left_ms, XREAD_SLICE_MS))
-        if events or left_ms <= XREAD_SLICE_MS:
-            break
+    wait_s = max(0.0, min(timeout, float(setting("LONGPOLL_MAX_S"))))
+    slot = None
+    if wait_s > 0:
+        slot = longpolls.Slot(redis(), user, wait_s)
+        if not slot.taken:
+            raise _busy(f"you have {int(setting('LONGPOLL_PER_IDENTITY'))} long-polls open "
+                        "already, the most one identity may")
+        if not slot.thread:  # this process's long-poll threads are all waiting: do not wait
+            wait_s = 0.0
+    try:
+        deadline = time.monotonic() + wait_s
+        while True:  # block in slices shorter than the Redis client's socket timeout (5 s)
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            events = tasks().events_after(internal, after, min(left_ms, XREAD_SLICE_MS))
+            if events or left_ms <= XREAD_SLICE_MS:
+                break
+    finally:
+        degraded = slot is not None and not slot.thread
+        if slot is not None:
+            slot.release()
+    if degraded and not events:
+        raise _busy("the service is busy with other long-polls")
     last = events[-1][0] if events else after
     tids = list(dict.fromkeys(f["task_id"] for _, f in events))
-    recs = tasks().fetch(tids, current_user())
+    recs = tasks().fetch(tids, user)
     return jsonify({"taskgroup_id": tg, "last_id": last,
-                    "tasks": [document(r) for r in recs if r]})
+                    "tasks": [document(r) for r in recs if r and r.get("owner") == user]})
