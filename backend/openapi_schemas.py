@@ -94,7 +94,7 @@ SCHEMAS: dict[str, dict] = {
                   "http_status_code": INT}, ["code", "message", "http_status_code"],
                  description="The body of every non-2xx answer."),
     "Version": obj({"api": STR, "min_sdk_version": STR, "min_ep_version": STR,
-                    "web-service": STR, "service": STR},
+                    "web-service": STR, "service": STR, "max_tasks_per_submit": INT},
                    ["api", "min_sdk_version", "min_ep_version"]),
     "ClientCredentials": obj({"client_id": STR, "client_secret": STR},
                              ["client_id", "client_secret"]),

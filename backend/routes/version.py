@@ -17,4 +17,6 @@ def version():
         "min_ep_version": str(setting("MIN_EP_VERSION")),
         "web-service": __version__,
         "service": "funcx-selfhosted",
+        # the SDK splits larger batches into requests of at most this many tasks
+        "max_tasks_per_submit": int(setting("MAX_TASKS_PER_SUBMIT")),
     })
