@@ -59,7 +59,7 @@ def op(op_id: str, summary: str, tag: str, ok: str, errors: tuple[int, ...] = ()
        limited: bool = True, store: bool = True, description: str | None = None) -> dict:
     """One operation.  ``ok``: the schema name of the 200 answer; ``errors``:
     the route's own error statuses.  401 (unless ``public``), 429 (if
-    ``limited``) and 503 (if it uses the ``store``) are added, and 400 and 413
+    ``limited``), 503 and 507 (if it uses the ``store``) are added, and 400 and 413
     for a route that reads a JSON ``body``."""
     codes = set(errors)
     if not public:
@@ -67,7 +67,7 @@ def op(op_id: str, summary: str, tag: str, ok: str, errors: tuple[int, ...] = ()
     if limited:
         codes.add(429)
     if store:
-        codes.add(503)
+        codes |= {503, 507}
     out: dict = {"operationId": op_id, "summary": summary, "tags": [tag]}
     if description:
         out["description"] = description
@@ -149,10 +149,17 @@ PATHS: dict[str, dict] = {
                                        "one's answer (kept FUNCX_SUBMIT_IDEMPOTENCY_S)",
                         "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"}}),
         body="SubmitV3",
-        description="All or nothing: every function is checked before anything is queued.  "
-                    "404: unknown endpoint, function or (another user's) task group; 403 "
-                    "(FUNCTION_NOT_ALLOWED): the endpoint is restricted to other functions; "
-                    "413: a payload exceeds the limit; 409: the Idempotency-Key was used for "
+        description="All or nothing: every function is checked before anything is queued, and "
+                    "nothing is answered 5xx or 429 once it was.  404: unknown endpoint or "
+                    "function; 403 (FUNCTION_NOT_ALLOWED): the endpoint is restricted to other "
+                    "functions; 400 RESOURCE_SPEC_INVALID / RESOURCE_SPEC_OVER_LIMIT: a "
+                    "malformed resource_specification or one above the endpoint owner's limits "
+                    "(the message names the field); 413: a payload exceeds the limit "
+                    "(TASK_PAYLOAD_TOO_LARGE) or more tasks than FUNCX_MAX_TASKS_PER_SUBMIT "
+                    "(TOO_MANY_TASKS); 429 QUOTA_QUEUED_TASKS / QUOTA_STORED_BYTES: the "
+                    "caller's quota would be passed; 507 STORE_FULL: the store is full.  A "
+                    "task_group_id another user holds is answered as a fresh one (the caller "
+                    "gets a private group under that id).  409: the Idempotency-Key was used for "
                     "another submit.  A client that did not get the answer (a reset "
                     "connection, 503) may send the request again with the same key.")},
     "/v2/submit": {"post": op(
@@ -160,8 +167,9 @@ PATHS: dict[str, dict] = {
         "SubmitV2Result", (404,), body="SubmitV2",
         description="Each (endpoint, function) group succeeds or fails on its own: a failed "
                     "one answers entries with `status: Failed`, its `http_status_code`, `code` "
-                    "and `reason`.  A payload over the limit refuses the whole request (413); "
-                    "404: the task group is another user's.")},
+                    "and `reason`; the others are queued together, or none is.  A payload over "
+                    "the limit or more tasks than FUNCX_MAX_TASKS_PER_SUBMIT refuses the whole "
+                    "request (413), and so do a passed quota (429) and a full store (507).")},
     # --------------------------------------------------------------------- tasks
     "/v2/tasks": {"get": op(
         "listTasks", "The caller's tasks, newest first", "tasks", "TaskList", (400, 404),
@@ -192,7 +200,10 @@ PATHS: dict[str, dict] = {
                    "a cursor to wait from), or the `last_id` of a previous answer"),
             _query("timeout", {"type": "number"},
                    "seconds to wait for the first event (default 0, capped at "
-                   "FUNCX_LONGPOLL_MAX_S)")))},
+                   "FUNCX_LONGPOLL_MAX_S)")),
+        description="Only the caller's tasks.  429 LONGPOLL_LIMIT (with Retry-After): the "
+                    "caller has FUNCX_LONGPOLL_PER_IDENTITY long-polls open already, or the "
+                    "service's long-poll threads are all waiting and nothing is there yet.")},
     # ----------------------------------------------------------------- endpoints
     "/v3/endpoints": {
         "post": op("registerEndpointV3", "Register an endpoint", "endpoints",

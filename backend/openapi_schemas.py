@@ -248,7 +248,13 @@ RESPONSES: dict[str, dict] = {
     "409": _error("The Idempotency-Key was already used for a different request "
                   "(code IDEMPOTENCY_KEY_REUSED)."),
     "413": _error("The request body or one task payload exceeds the payload limit "
-                  "(code TASK_PAYLOAD_TOO_LARGE)."),
-    "429": _error("Rate limited (per identity; FUNCX_RATE_LIMIT_READ / _WRITE).", _RETRY_AFTER),
+                  "(code TASK_PAYLOAD_TOO_LARGE), or a submit has more tasks than "
+                  "FUNCX_MAX_TASKS_PER_SUBMIT (code TOO_MANY_TASKS)."),
+    "429": _error("Rate limited (per identity; FUNCX_RATE_LIMIT_READ / _WRITE; code "
+                  "RATE_LIMITED), a submit past the caller's quota (QUOTA_QUEUED_TASKS, "
+                  "QUOTA_STORED_BYTES), or too many long-polls open (LONGPOLL_LIMIT).",
+                  _RETRY_AFTER),
     "503": _error("The service's store (Redis) is unavailable; retry shortly.", _RETRY_AFTER),
+    "507": _error("The service's store (Redis) is full (maxmemory): nothing was written "
+                  "(code STORE_FULL).", _RETRY_AFTER),
 }
