@@ -33,8 +33,6 @@ from funcx.protocol.states import TaskState
 from funcx.protocol.streams import decode_result_entry
 
 log = logging.getLogger("funcx.ingester")
-READ_COUNT = 2000
-BLOCK_MS = 1000
 
 
 def _text(fields: Any) -> dict[str, str]:
@@ -67,6 +65,8 @@ class Ingester:
         self.applied = 0
         self.refused = 0
         self.max_result = int(setting("MAX_RESULT_BYTES"))
+        self.read_count = int(setting("INGEST_READ_COUNT"))
+        self.block_ms = int(setting("INGEST_BLOCK_MS"))
 
     def refresh_streams(self) -> None:
         try:
@@ -143,7 +143,7 @@ class Ingester:
         for stream in self.streams:
             while True:
                 res = self.raw.xreadgroup(keys.INGEST_GROUP, keys.INGEST_CONSUMER, {stream: "0"},
-                                          count=READ_COUNT)
+                                          count=self.read_count)
                 if not res or not res[0][1] or self.handle(res) == 0:
                     break
 
@@ -157,7 +157,7 @@ class Ingester:
         # endpoint interrupts the wait instead of waiting for the timeout
         streams = {keys.INGEST_WAKE: ">", **{s: ">" for s in self.streams}}
         res = self.raw.xreadgroup(keys.INGEST_GROUP, keys.INGEST_CONSUMER, streams,
-                                  count=READ_COUNT, block=BLOCK_MS)
+                                  count=self.read_count, block=self.block_ms)
         if not res:
             return 0
         results = []

@@ -3,6 +3,7 @@ backend/openapi.py, which puts them under ``components``)."""
 from __future__ import annotations
 
 from backend.routes.containers import TYPES as CONTAINER_TYPES
+from funcx.defaults import setting
 from funcx.protocol.states import TaskState
 
 STR = {"type": "string"}
@@ -147,7 +148,8 @@ SCHEMAS: dict[str, dict] = {
     "TaskList": obj({"tasks": arr(TASK_SUMMARY)}, ["tasks"]),
     "TaskCancel": obj({"task_id": STR, "cancelled": BOOL, "status": NULL_STR},
                       ["task_id", "cancelled", "status"]),
-    "BatchStatusRequest": obj({"task_ids": arr(UUID, maxItems=10_000)}, ["task_ids"]),
+    "BatchStatusRequest": obj({"task_ids": arr(UUID, maxItems=int(setting("BATCH_STATUS_MAX")))},
+                              ["task_ids"]),
     "BatchStatus": obj({"response": {"type": "string", "enum": ["batch"]},
                         "results": obj({}, extra=ref("TaskDocument"))},
                        ["response", "results"]),

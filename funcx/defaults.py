@@ -2,74 +2,120 @@
 
 Read a value with :func:`setting`; the environment variable wins over the
 default and is cast to the default's type.  Nothing else in the code base
-hard-codes these numbers.
+hard-codes these numbers.  ``python -m funcx.defaults`` prints the table as
+Markdown; the README's settings table is checked against it by a test.
 """
 from __future__ import annotations
 
 import os
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from funcx.version import MIN_EP_VERSION, MIN_SDK_VERSION
 
-DEFAULTS: dict[str, object] = {
-    # where state lives
-    "HOME": "~/.funcx",
-    # the service
-    "SERVICE_HOST": "127.0.0.1",
-    "SERVICE_PORT": 5000,
-    "WEB_WORKERS": 2,
-    "WEB_THREADS": 16,
-    "RQ_WORKERS": 1,
-    "MAX_PAYLOAD_BYTES": 10 * 1024 * 1024,  # one submit request body / one task payload
-    "MAX_RESULT_BYTES": 10 * 1024 * 1024,  # one serialized result
-    "TASK_TTL_S": 14 * 24 * 3600,  # task records expire after two weeks
-    "RESULT_RETENTION_S": 24 * 3600,  # results are kept this long after first fetch
-    "TOKEN_TTL_S": 365 * 24 * 3600,
-    "LONGPOLL_MAX_S": 30.0,
-    "SWEEP_PERIOD_S": 300,
-    "SUBMIT_IDEMPOTENCY_S": 3600,  # a submit's answer is kept this long under its Idempotency-Key
-    # fair sharing (DESIGN decision 8): one tenant cannot exhaust what others share
-    "MAX_TASKS_PER_SUBMIT": 10_000,  # tasks in one submit request; the SDK splits larger batches
-    "QUOTA_QUEUED_TASKS": 200_000,  # per user: tasks submitted and not yet terminal
-    "QUOTA_STORED_BYTES": 1 << 30,  # per user: bytes of payloads and results held by the service
-    "LONGPOLL_PER_IDENTITY": 16,  # concurrent result long-polls one identity may hold open
-    # request threads of one web process that long-polls may hold at once (kept 2 or more
-    # below WEB_THREADS): beyond it a long-poll answers at once, so threads stay for others
-    "WEB_LONGPOLL_THREADS": 8,
-    # redis
-    "REDIS_URL": "",  # empty: run the embedded redis-server
-    "REDIS_PUBLIC_HOST": "",  # host endpoints use to reach Redis; default: the service's
-    "REDIS_APPENDFSYNC": "everysec",
-    "REDIS_MAXMEMORY": "4gb",  # embedded Redis bound (noeviction: a full store refuses writes)
-    # the web's Redis calls give up after this long (503): a frozen Redis never hangs a request
-    "REDIS_SOCKET_TIMEOUT_S": 5.0,
-    # endpoints
-    "HEARTBEAT_PERIOD_S": 2.0,
-    "HEARTBEAT_THRESHOLD_S": 10.0,
-    "AGENT_MAX_INFLIGHT": 4000,  # tasks an agent holds (pulled, not yet finished)
-    "AGENT_READ_COUNT": 1000,  # XREADGROUP COUNT
-    "INTERCHANGE_ADDRESS": "127.0.0.1",
-    "MANAGER_PREFETCH": 10,  # tasks a manager holds beyond one per worker (prefetch_capacity)
-    "TASK_RETRIES_ON_MANAGER_LOST": 1,
-    # identity: "local" (users and tokens in Redis) or "globus" (Globus Auth)
-    "AUTH": "local",
-    "GLOBUS_CLIENT_ID": "",
-    "GLOBUS_CLIENT_SECRET": "",
-    "AUTH_CACHE_S": 30.0,  # how long a Globus token introspection / group list is trusted
-    "RATE_LIMIT_READ": "60000 per minute",  # per identity
-    "RATE_LIMIT_WRITE": "12000 per minute",  # per identity: submit, register, ...
-    "RATE_LIMIT_ENABLED": True,
-    # sdk
-    "SERVICE_ADDRESS": "",
-    "HTTP_TIMEOUT_S": 60.0,
-    # how long batch_run, wait() and the executor retry a request the service did
-    # not answer (refused, reset, 502/503/504) where a retry is safe
-    "HTTP_RETRY_S": 60.0,
-    "BATCH_SUBMIT_SIZE": 1000,
-    # the oldest SDK / endpoint the service accepts (GET /v2/version)
-    "MIN_SDK_VERSION": MIN_SDK_VERSION,
-    "MIN_EP_VERSION": MIN_EP_VERSION,
-}
+
+@dataclass(frozen=True)
+class Setting:
+    """One tunable: its name (``FUNCX_<name>`` overrides it), default and meaning."""
+
+    name: str
+    default: object
+    doc: str
+    group: str
+
+    @property
+    def env(self) -> str:
+        return f"FUNCX_{self.name}"
+
+    @property
+    def type(self) -> str:
+        return type(self.default).__name__
+
+
+_TABLE: list[tuple[str, list[tuple[str, object, str]]]] = [
+    ("where state lives", [
+        ("HOME", "~/.funcx", "credentials, endpoint directories and the service's data"),
+    ]),
+    ("the service", [
+        ("SERVICE_HOST", "127.0.0.1", "address the web service listens on"),
+        ("SERVICE_PORT", 5000, "port the web service listens on (0: any free port)"),
+        ("WEB_WORKERS", 2, "gunicorn worker processes"),
+        ("WEB_THREADS", 16, "request threads per web worker process"),
+        ("RQ_WORKERS", 1, "RQ worker processes for background jobs"),
+        ("MAX_PAYLOAD_BYTES", 10 * 1024 * 1024, "largest submit request body / task payload"),
+        ("MAX_RESULT_BYTES", 10 * 1024 * 1024, "largest serialized result an endpoint may return"),
+        ("TASK_TTL_S", 14 * 24 * 3600, "task records expire this long after submit"),
+        ("RESULT_RETENTION_S", 24 * 3600, "a result is kept this long after its first fetch"),
+        ("TOKEN_TTL_S", 365 * 24 * 3600, "lifetime of an issued bearer token"),
+        ("LONGPOLL_MAX_S", 30.0, "longest a result long-poll waits before answering empty"),
+        ("SWEEP_PERIOD_S", 300, "period of the RQ job that trims task groups of expired tasks"),
+        ("SUBMIT_IDEMPOTENCY_S", 3600,
+         "a submit's answer is kept this long under its Idempotency-Key"),
+        ("BATCH_STATUS_MAX", 10_000, "task ids one batch_status request may name"),
+        ("INGEST_READ_COUNT", 2000, "results-stream entries the ingester reads per stream and call"),
+        ("INGEST_BLOCK_MS", 1000, "how long the ingester's blocking read waits"),
+        ("DEAD_LETTERS_MAX", 10_000, "refused entries kept for `funcx admin dead-letters`"),
+        ("EVENTS_MAXLEN", 100_000, "completion events kept per task group (approximate)"),
+    ]),
+    ("fair sharing: one tenant cannot exhaust what others share", [
+        ("MAX_TASKS_PER_SUBMIT", 10_000, "tasks in one submit request; the SDK splits larger batches"),
+        ("QUOTA_QUEUED_TASKS", 200_000, "per user: tasks submitted and not yet terminal"),
+        ("QUOTA_STORED_BYTES", 1 << 30, "per user: bytes of payloads and results held by the service"),
+        ("LONGPOLL_PER_IDENTITY", 16, "concurrent result long-polls one identity may hold open"),
+        ("WEB_LONGPOLL_THREADS", 8,
+         "request threads of one web process long-polls may hold (2+ below WEB_THREADS); "
+         "beyond it a long-poll answers at once"),
+        ("RATE_LIMIT_READ", "60000 per minute", "per identity: reads"),
+        ("RATE_LIMIT_WRITE", "12000 per minute", "per identity: submit, register and other writes"),
+        ("RATE_LIMIT_ENABLED", True, "whether the per-identity rate limits apply"),
+    ]),
+    ("redis", [
+        ("REDIS_URL", "", "the service's Redis; empty: run the embedded redis-server"),
+        ("REDIS_PUBLIC_HOST", "", "host endpoints use to reach Redis; empty: the service's"),
+        ("REDIS_APPENDFSYNC", "everysec", "embedded Redis AOF fsync policy (`always` loses nothing)"),
+        ("REDIS_MAXMEMORY", "4gb", "embedded Redis bound (noeviction: a full store refuses writes)"),
+        ("REDIS_SOCKET_TIMEOUT_S", 5.0,
+         "the web's Redis calls give up after this long (503), so a frozen Redis hangs nothing"),
+    ]),
+    ("endpoints", [
+        ("HEARTBEAT_PERIOD_S", 2.0, "agent and manager heartbeat period"),
+        ("HEARTBEAT_THRESHOLD_S", 10.0, "silence after which an endpoint or manager is lost"),
+        ("AGENT_MAX_INFLIGHT", 4000, "tasks an agent holds (pulled, not yet finished)"),
+        ("AGENT_READ_COUNT", 1000, "task-stream entries an agent reads per call (XREADGROUP COUNT)"),
+        ("AGENT_WRITE_BUSY_S", 0.005, "a results write this recent means results are streaming in"),
+        ("AGENT_WRITE_LINGER_S", 0.002, "then the agent waits this long to fill one transaction"),
+        ("AGENT_WRITE_MAX", 2000, "results per agent transaction at most"),
+        ("AGENT_STATUS_DEFER_S", 0.05, "status-only updates wait this long for results to join"),
+        ("INTERCHANGE_ADDRESS", "127.0.0.1",
+         "address the interchange binds and managers connect to"),
+        ("MANAGER_PREFETCH", 10, "tasks a manager holds beyond one per worker"),
+        ("TASK_RETRIES_ON_MANAGER_LOST", 1, "re-dispatches of a task whose manager was lost"),
+    ]),
+    ("identity", [
+        ("AUTH", "local", "`local` (users and tokens in Redis) or `globus` (Globus Auth)"),
+        ("GLOBUS_CLIENT_ID", "", "the service's Globus Auth client id (globus mode)"),
+        ("GLOBUS_CLIENT_SECRET", "", "the service's Globus Auth client secret (globus mode)"),
+        ("AUTH_CACHE_S", 30.0, "how long a Globus introspection / group list is trusted"),
+    ]),
+    ("the SDK", [
+        ("SERVICE_ADDRESS", "", "the service the SDK and CLI talk to; empty: the recorded one"),
+        ("HTTP_TIMEOUT_S", 60.0, "the SDK's HTTP timeout"),
+        ("HTTP_RETRY_S", 60.0,
+         "how long batch_run, wait() and the executor retry an unanswered safe request"),
+        ("BATCH_SUBMIT_SIZE", 1000, "tasks per submit request the SDK sends"),
+    ]),
+    ("versions", [
+        ("MIN_SDK_VERSION", MIN_SDK_VERSION, "the oldest SDK the service accepts"),
+        ("MIN_EP_VERSION", MIN_EP_VERSION, "the oldest endpoint the service accepts"),
+    ]),
+]
+
+#: every tunable, in documentation order
+SETTINGS: dict[str, Setting] = {name: Setting(name, default, doc, group)
+                                for group, rows in _TABLE for name, default, doc in rows}
+#: name -> default
+DEFAULTS: dict[str, object] = {s.name: s.default for s in SETTINGS.values()}
 
 
 def setting(name: str):
@@ -92,3 +138,16 @@ def funcx_home() -> Path:
     home = Path(str(setting("HOME"))).expanduser()
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     return home
+
+
+def markdown() -> str:
+    """The settings table as Markdown (the README's "Settings" table)."""
+    lines = ["| variable | default | type | meaning |", "|---|---|---|---|"]
+    for s in SETTINGS.values():
+        default = f"`{s.default}`" if s.default != "" else "(empty)"
+        lines.append(f"| `{s.env}` | {default} | {s.type} | {s.doc} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(markdown() + "\n")

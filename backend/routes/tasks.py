@@ -7,10 +7,10 @@ from backend.api_errors import bad_request, not_found
 from backend.auth import current_user
 from backend.routes.common import field, json_body, tasks, valid_uuid
 from backend.store.tasks import document, summary
+from funcx.defaults import setting
 from funcx.protocol.states import TaskState
 
 bp = Blueprint("tasks", __name__)
-MAX_BATCH_STATUS = 10_000
 
 
 @bp.get("/v2/tasks")
@@ -69,8 +69,9 @@ def cancel_task(tid: str):
 @bp.post("/v2/batch_status")
 def batch_status():
     ids = field(json_body(), "task_ids", list, required=True)
-    if len(ids) > MAX_BATCH_STATUS:
-        raise bad_request(f"at most {MAX_BATCH_STATUS} task ids per request")
+    most = int(setting("BATCH_STATUS_MAX"))
+    if len(ids) > most:
+        raise bad_request(f"at most {most} task ids per request")
     if not all(isinstance(t, str) for t in ids):
         raise bad_request("task_ids must be a list of strings")
     tids = [valid_uuid(t, "task id") for t in ids]

@@ -13,9 +13,9 @@ from typing import Any
 
 import redis
 
+from funcx.defaults import setting
 from funcx.protocol import keys
 
-MAXLEN = 10_000
 PREVIEW_CHARS = 1024
 #: fields whose values are payloads: kept only as their length
 PAYLOAD_FIELDS = frozenset({"data", "exc", "exc_data", "payload", "payloads", "function_code"})
@@ -44,7 +44,7 @@ def add(r: redis.Redis | redis.client.Pipeline, origin: str, reason: str, *, str
         "origin": origin[:128], "stream": stream[:256], "entry_id": str(entry_id)[:64],
         "reason": reason[:1024], "t": repr(time.time()),
         "fields": preview(fields) if fields is not None else "",
-    }, maxlen=MAXLEN, approximate=True)
+    }, maxlen=int(setting("DEAD_LETTERS_MAX")), approximate=True)
 
 
 def list_recent(r: redis.Redis, count: int = 100) -> list[dict]:

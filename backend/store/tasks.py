@@ -20,7 +20,7 @@ from funcx.protocol import keys
 from funcx.protocol.messages import Result
 from funcx.protocol.states import TERMINAL_VALUES, TaskState
 
-EVENTS_MAXLEN = 100_000
+EVENTS_MAXLEN = int(setting("EVENTS_MAXLEN"))
 
 # KEYS: task, task-group events, endpoint's cancelled set, endpoint's outstanding
 # counter.  ARGV: task_id, now, then the statuses a task may be cancelled from

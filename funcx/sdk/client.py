@@ -281,9 +281,10 @@ class FuncXClient:
                       retry_s: float = 0.0) -> dict[str, dict]:
         out = {t: self.func_table[t] for t in task_id_list if t in self.func_table}
         todo = [t for t in task_id_list if t not in out]
-        for start in range(0, len(todo), 10_000):
+        most = int(setting("BATCH_STATUS_MAX"))
+        for start in range(0, len(todo), most):
             resp = self._robust("POST", "/v2/batch_status",
-                                json_body={"task_ids": todo[start:start + 10_000]},
+                                json_body={"task_ids": todo[start:start + most]},
                                 throttle=throttle, retry_s=retry_s, idempotent=True)
             for tid, doc in resp["results"].items():
                 if doc.get("status") == "unknown":
