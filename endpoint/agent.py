@@ -18,20 +18,24 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import redis
 
+from endpoint.agent_state import (Ack, AgentState, CancelledFlags, CheckCancelled,
+                                  ContainerSpecs, Dispatch, EntriesRead, Event, Fail,
+                                  FetchContainers, FetchFunctions, ForgetCancelled,
+                                  FunctionCodes, Instruction, Outage, Reclaiming, Report,
+                                  ResultsReady, Write, WriteCommitted)
 from endpoint.blocks import Blocks
 from endpoint.config import Config
-from endpoint.execute import failure
 from endpoint.interchange import Interchange
 from endpoint.strategy import ScalingInput, decide
 from funcx.defaults import setting
-from funcx.errors import FunctionNotAllowed, SerializationError
-from funcx.protocol.messages import ProtocolError, Result, StatusUpdate, Task
-from funcx.protocol.streams import decode_task_entry, encode_results
-from funcx.protocol.states import TaskState
+from funcx.protocol.messages import Result
+from funcx.protocol.streams import encode_results
 from funcx.sdk.web_client import WebClient
 from funcx.version import __version__
 
@@ -41,6 +45,10 @@ WRITE_LINGER_S = 0.002  # then wait up to this long to fill the transaction
 WRITE_MAX = 2000  # results per transaction at most
 STATUS_DEFER_S = 0.05  # status-only updates wait this long for results to join them
 AUTH_ERRORS = ("WRONGPASS", "NOPERM", "NOAUTH", "invalid username-password")
+
+
+class _Stopping(Exception):
+    """The agent stopped while a Redis call was being retried."""
 
 
 def register(web: WebClient, name: str, config: Config, endpoint_id: str | None) -> dict:
@@ -60,26 +68,36 @@ def register(web: WebClient, name: str, config: Config, endpoint_id: str | None)
 
 
 class Agent:
+    """The I/O shell around :class:`AgentState`: its threads read and write
+    Redis and talk to the interchange, and only carry out what the state
+    machine answers.  Every call into the state machine holds ``self.room``
+    (one lock; the reader also waits on it for room under back-pressure)."""
+
     def __init__(self, name: str, config: Config, web: WebClient, run_dir: Path,
-                 endpoint_id: str | None = None):
+                 endpoint_id: str | None = None, info: dict | None = None):
+        """``info``: the service's answer to registration (see :meth:`registered`);
+        without it the constructor registers (kept for old call sites)."""
         self.name, self.config, self.web, self.run_dir = name, config, web, run_dir
-        self.info = register(web, name, config, endpoint_id)
+        self.info = info if info is not None else register(web, name, config, endpoint_id)
         self.endpoint_id = self.info["endpoint_id"]
         self.r = self._connect()
         self.stop_event = threading.Event()
         self.out: queue.Queue[list] = queue.Queue()
-        self.entry_of: dict[str, str] = {}  # task id -> stream entry id (taken, unfinished)
-        self.open_entries: dict[str, set[str]] = {}  # entry id -> its unfinished task ids
-        self.stats = {"writes": 0, "results": 0, "reads": 0, "tasks": 0}
-        self.room = threading.Condition()
-        self.functions: dict[str, str] = {}
-        self.containers: dict[str, dict] = {}
-        self.read_count = int(setting("AGENT_READ_COUNT"))
+        self.room = threading.Condition()  # the one lock around self.state
+        self.state = AgentState(config.max_inflight, int(setting("AGENT_READ_COUNT")),
+                                config.allowed_functions)
         self.interchange = Interchange(config.address, config.interchange_port, self.out.put,
                                        config.heartbeat_period, config.heartbeat_threshold,
                                        config.task_retries_on_manager_lost, config.poll_period)
         self.blocks = Blocks(config, self.interchange.url, run_dir)
         self.threads: list[threading.Thread] = []
+
+    @classmethod
+    def registered(cls, name: str, config: Config, web: WebClient, run_dir: Path,
+                   endpoint_id: str | None = None) -> Agent:
+        """Register with the service, then build the agent on its answer."""
+        return cls(name, config, web, run_dir, endpoint_id,
+                   info=register(web, name, config, endpoint_id))
 
     def _connect(self) -> redis.Redis:
         return redis.Redis.from_url(self.info["redis_url"], decode_responses=True,
@@ -92,98 +110,104 @@ class Agent:
         self.r = self._connect()
 
     # --------------------------------------------------------------- reading
-    def _ack(self, entry_ids: list[str]) -> None:
-        with self.r.pipeline(transaction=True) as p:
+    def _handle(self, event: Event) -> list[Instruction]:
+        with self.room:
+            return self.state.handle(event)
+
+    def _redis(self, call: Callable[[redis.Redis], Any], what: str) -> Any:
+        """``call(self.r)``, retried until it succeeds or the agent stops: the
+        take in progress holds its entries, so it must finish."""
+        backoff = 0.1
+        while True:
+            try:
+                return call(self.r)
+            except redis.ResponseError as e:
+                if any(x in str(e) for x in AUTH_ERRORS):
+                    self._reregister()
+                    continue
+                log.error("%s: %s", what, e)
+            except (redis.ConnectionError, redis.TimeoutError) as e:
+                log.warning("redis unavailable while %s (%s); retrying", what, type(e).__name__)
+            if self.stop_event.wait(backoff):
+                raise _Stopping
+            backoff = min(backoff * 2, 5)
+
+    def _ack(self, r: redis.Redis, entry_ids: list[str]) -> None:
+        with r.pipeline(transaction=True) as p:
             p.xack(self.info["task_stream"], self.info["agent_group"], *entry_ids)
             p.xdel(self.info["task_stream"], *entry_ids)
             p.execute()
 
-    def _take(self, entries: list) -> None:
-        """Start the tasks of newly read stream entries (each entry holds a batch)."""
-        tasks: list[Task] = []
-        failed: list[Result] = []
-        empty: list[str] = []
-        for entry_id, fields in entries:
-            if entry_id in self.open_entries:
-                continue  # re-read after an outage: we are already on it
-            if not fields:  # deleted while pending: nothing to run
-                empty.append(entry_id)
-                continue
-            try:
-                batch = decode_task_entry(fields)
-            except ProtocolError as e:
-                log.error("dropping malformed task entry %s: %s", entry_id, e)
-                empty.append(entry_id)
-                continue
-            self.open_entries[entry_id] = {t.task_id for t in batch}
-            allowed = self.config.allowed_functions
-            for task in batch:
-                self.entry_of[task.task_id] = entry_id
-                if allowed is not None and task.function_id not in allowed:
-                    failed.append(failure(task, FunctionNotAllowed(task.function_id)))
-                else:
-                    tasks.append(task)
-        if tasks:  # drop tasks cancelled while they were queued
-            flags = self.r.smismember(self.info["cancelled_key"], [t.task_id for t in tasks])
-            gone = [t for t, f in zip(tasks, flags) if f]
-            if gone:
-                for t in gone:
-                    entry = self.entry_of.pop(t.task_id)
-                    self.open_entries[entry].discard(t.task_id)
-                    if not self.open_entries[entry]:
-                        del self.open_entries[entry]
-                        empty.append(entry)
-                self.r.srem(self.info["cancelled_key"], *[t.task_id for t in gone])
-                tasks = [t for t, f in zip(tasks, flags) if not f]
-        if empty:
-            self._ack(empty)
-        self._attach_containers(tasks)
-        missing = sorted({t.function_id for t in tasks} - self.functions.keys())
-        if missing:
-            codes = self.r.mget([self.info["function_key_prefix"] + f for f in missing])
-            self.functions.update({f: c for f, c in zip(missing, codes) if c})
-        ready = []
-        for t in tasks:
-            code = self.functions.get(t.function_id)
-            if code is None:
-                failed.append(failure(t, SerializationError(
-                    f"the code of function {t.function_id} is not available to this endpoint")))
-            else:
-                t.function_code = code
-                ready.append(t)
-        if failed:
-            self.out.put(failed)
-        self.stats["tasks"] += len(ready)
-        if ready:
-            if not self.interchange.managers:  # nothing to run them on yet
-                self.out.put([StatusUpdate(TaskState.WAITING_FOR_NODES.value,
-                                           [t.task_id for t in ready])])
-            self.interchange.submit(ready, self.feed)
+    def _carry_out(self, event: Event) -> None:
+        """Feed ``event`` to the state machine and carry out what it answers,
+        feeding the answers of Redis queries back until the take is done."""
+        answer: Event | None = event
+        while answer is not None:
+            instructions = self._handle(answer)
+            answer = None
+            for ins in instructions:  # a query, if any, comes last
+                answer = self._do(ins)
 
-    def _attach_containers(self, tasks: list[Task]) -> None:
-        """Give container tasks their image spec (copied for us by the service)."""
-        wanted = sorted({t.container_id for t in tasks if t.container_id} - self.containers.keys())
-        if wanted:
-            specs = self.r.mget([self.info["container_key_prefix"] + c for c in wanted])
-            self.containers.update({c: json.loads(s) for c, s in zip(wanted, specs) if s})
-        for t in tasks:
-            if t.container_id:
-                t.container_spec = self.containers.get(t.container_id, {})
+    def _do(self, ins: Instruction) -> Event | None:
+        """Carry out one reader instruction; the event answering it, if any."""
+        match ins:
+            case Dispatch(tasks=tasks):
+                self.interchange.submit(tasks, self.feed)
+            case CheckCancelled(task_ids=ids):
+                return CancelledFlags(ids, self._redis(
+                    lambda r: r.smismember(self.info["cancelled_key"], ids),
+                    "checking cancellations"))
+            case ForgetCancelled(task_ids=ids):
+                self._redis(lambda r: r.srem(self.info["cancelled_key"], *ids),
+                            "forgetting cancellations")
+            case Ack(entry_ids=ids, dropped=dropped):
+                for entry_id, reason in dropped:
+                    log.error("dropping malformed task entry %s: %s", entry_id, reason)
+                self._redis(lambda r: self._ack(r, ids), "acknowledging task entries")
+            case FetchContainers(container_ids=ids):
+                prefix = self.info["container_key_prefix"]
+                specs = self._redis(lambda r: r.mget([prefix + c for c in ids]),
+                                    "fetching container specs")
+                return ContainerSpecs(dict(zip(ids, specs)))
+            case FetchFunctions(function_ids=ids):
+                prefix = self.info["function_key_prefix"]
+                codes = self._redis(lambda r: r.mget([prefix + f for f in ids]),
+                                    "fetching function code")
+                return FunctionCodes(dict(zip(ids, codes)))
+            case Fail(results=results):
+                self.out.put(results)
+            case Report(updates=updates):
+                self.out.put(updates)
+            case Reclaiming(entry_ids=ids):
+                log.info("reclaimed %d task entries taken earlier and not finished", len(ids))
+            case _:
+                raise TypeError(f"the reader cannot carry out {ins!r}")
+        return None
 
     def reader(self) -> None:
         self.feed = self.interchange.feeder()
+        try:
+            self._read_loop()
+        except _Stopping:
+            pass
+        finally:
+            self.feed.close()
+
+    def _read_loop(self) -> None:
         stream, group = self.info["task_stream"], self.info["agent_group"]
         consumer = self.info["agent_consumer"]
-        cursor = "0"  # first re-read what a previous run took and did not finish
         backoff = 0.1
         while not self.stop_event.is_set():
-            with self.room:
-                while len(self.entry_of) >= self.config.max_inflight and not self.stop_event.is_set():
+            with self.room:  # back-pressure: wait while max_inflight tasks are held
+                read = self.state.next_read()
+                while read is None and not self.stop_event.is_set():
                     self.room.wait(0.5)
-            count = max(1, min(self.read_count, self.config.max_inflight - len(self.entry_of)))
+                    read = self.state.next_read()
+            if read is None:
+                return
             try:
-                res = self.r.xreadgroup(group, consumer, {stream: cursor}, count=count,
-                                        block=1000 if cursor == ">" else None)
+                res: Any = self.r.xreadgroup(group, consumer, {stream: read.cursor},
+                                             count=read.count, block=read.block_ms)
                 backoff = 0.1
             except redis.ResponseError as e:
                 if any(x in str(e) for x in AUTH_ERRORS):
@@ -197,21 +221,10 @@ class Agent:
                 log.warning("redis unavailable while reading (%s)", type(e).__name__)
                 self.stop_event.wait(backoff)
                 backoff = min(backoff * 2, 5)
-                cursor = "0"  # after an outage, re-check what we hold
+                self._handle(Outage())  # after an outage, re-check what we hold
                 continue
-            entries = res[0][1] if res else []
-            if cursor != ">":  # walking our own pending entries
-                if not entries:
-                    cursor = ">"
-                    continue
-                cursor = entries[-1][0]
-                entries = [e for e in entries if e[0] not in self.open_entries]
-                if entries:
-                    log.info("reclaimed %d task(s) taken earlier and not finished", len(entries))
-            if entries:
-                self.stats["reads"] += 1
-                self._take(entries)
-        self.feed.close()
+            self._carry_out(EntriesRead(res[0][1] if res else [],
+                                        have_nodes=bool(self.interchange.managers)))
 
     # --------------------------------------------------------------- writing
     def writer(self) -> None:
@@ -256,38 +269,22 @@ class Agent:
 
     def _write(self, batch: list, stream: str, results_stream: str, group: str) -> None:
         """One transaction: the results (one entry), status updates, and the
-        acknowledgement of every task entry whose tasks are now all done."""
-        results, by_status, seen = [], {}, set()
-        for item in batch:
-            if isinstance(item, Result):
-                if item.task_id in self.entry_of and item.task_id not in seen:
-                    results.append(item)  # else a late duplicate: the first result stands
-                    seen.add(item.task_id)
-            elif isinstance(item, StatusUpdate):
-                by_status.setdefault(item.status, []).extend(item.task_ids)
-        # one update per status, without tasks whose result is in this very batch
-        updates = [StatusUpdate(st, [t for t in ids if t not in seen])
-                   for st, ids in by_status.items()]
-        updates = [u for u in updates if u.task_ids]
-        remaining = {}
-        for r in results:
-            entry = self.entry_of[r.task_id]
-            remaining.setdefault(entry, set(self.open_entries[entry])).discard(r.task_id)
-        finished = [e for e, left in remaining.items() if not left]
+        acknowledgement of every task entry whose tasks are now all done (the
+        state machine plans it; see :meth:`AgentState._results_ready`)."""
+        write = self._handle(ResultsReady(batch))[0]
+        assert isinstance(write, Write)
         backoff = 0.1
-        while True:
+        while write:
             try:
                 with self.r.pipeline(transaction=True) as p:
-                    if results:
-                        p.xadd(results_stream, encode_results(results))
-                    for u in updates:
+                    if write.results:
+                        p.xadd(results_stream, encode_results(write.results))
+                    for u in write.updates:
                         p.xadd(results_stream, u.to_fields())
-                    if finished:
-                        p.xack(stream, group, *finished)
-                        p.xdel(stream, *finished)
+                    if write.ack_entries:
+                        p.xack(stream, group, *write.ack_entries)
+                        p.xdel(stream, *write.ack_entries)
                     p.execute()
-                self.stats["writes"] += 1
-                self.stats["results"] += len(results)
                 break
             except redis.ResponseError as e:
                 if any(x in str(e) for x in AUTH_ERRORS):
@@ -300,13 +297,7 @@ class Agent:
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5)
         with self.room:
-            for r in results:
-                self.entry_of.pop(r.task_id, None)
-            for entry, left in remaining.items():
-                if left:
-                    self.open_entries[entry] = left
-                else:
-                    self.open_entries.pop(entry, None)
+            self.state.handle(WriteCommitted(write))
             self.room.notify_all()
 
     # ------------------------------------------------------ heartbeat, scale
@@ -315,7 +306,8 @@ class Agent:
         ttl = max(1, int(self.config.heartbeat_threshold))
         while not self.stop_event.is_set():
             snap = self.interchange.snapshot()
-            snap["outstanding_in_agent"] = len(self.entry_of)
+            with self.room:
+                snap["outstanding_in_agent"] = self.state.inflight
             snap["blocks"] = len(self.blocks.jobs)
             snap["agent_pid"] = os.getpid()
             try:
@@ -332,8 +324,10 @@ class Agent:
         self.blocks.forget_finished()
         if not self.config.scaling_enabled:
             return
+        with self.room:
+            outstanding = self.state.inflight
         delta = decide(ScalingInput(
-            outstanding=len(self.entry_of), blocks=len(self.blocks.jobs),
+            outstanding=outstanding, blocks=len(self.blocks.jobs),
             workers_per_block=self.config.workers_per_node(),
             min_blocks=self.blocks.min_blocks, max_blocks=self.blocks.max_blocks,
             idle_for=time.monotonic() - self.interchange.idle_since,
@@ -376,8 +370,10 @@ class Agent:
             self.r.delete(self.info["status_key"])  # offline at once, not after the TTL
         except redis.RedisError:
             pass
+        with self.room:
+            stats = dict(self.state.stats)
         log.info("endpoint %s stopped (%s)", self.name,
-                 ", ".join(f"{k} {v}" for k, v in self.stats.items()))
+                 ", ".join(f"{k} {v}" for k, v in stats.items()))
 
 
 def install_signal_handlers(agent: Agent) -> None:
