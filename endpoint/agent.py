@@ -62,6 +62,8 @@ def register(web: WebClient, name: str, config: Config, endpoint_id: str | None)
     }
     if config.allowed_functions is not None:
         body["allowed_functions"] = list(config.allowed_functions)
+    # the owner's bounds (unset ones omitted), enforced by the service at submit
+    body["limits"] = config.limits()
     if endpoint_id:
         return web.put(f"/v3/endpoints/{endpoint_id}", body)
     return web.post("/v3/endpoints", body)
@@ -88,8 +90,9 @@ class Agent:
                                 config.allowed_functions)
         self.interchange = Interchange(config.address, config.interchange_port, self.out.put,
                                        config.heartbeat_period, config.heartbeat_threshold,
-                                       config.task_retries_on_manager_lost, config.poll_period)
-        self.blocks = Blocks(config, self.interchange.url, run_dir)
+                                       config.task_retries_on_manager_lost, config.poll_period,
+                                       key_dir=run_dir / "curve")
+        self.blocks = Blocks(config, self.interchange.url, run_dir, self.interchange.keys.manager_file)
         self.threads: list[threading.Thread] = []
 
     @classmethod

@@ -1,51 +1,58 @@
 """Blocks of managers, provisioned through a Parsl provider.
 
 A block is one provider job; its launcher starts one manager per node, and
-each manager connects back to the interchange.
+each manager connects back to the interchange.  The manager's command line is
+a :class:`endpoint.launch.ManagerLaunch`; it names the endpoint's manager key
+file (a path, never a key).  Submit scripts are written to a 0700 directory.
 """
 from __future__ import annotations
 
 import logging
-import shlex
-import sys
+import os
 from pathlib import Path
 
 from endpoint.config import Config
+from endpoint.launch import ManagerLaunch
 
 log = logging.getLogger("funcx.blocks")
 
 
 class Blocks:
-    def __init__(self, config: Config, interchange_url: str, run_dir: Path):
+    def __init__(self, config: Config, interchange_url: str, run_dir: Path,
+                 curve_keys: str | os.PathLike):
+        """``curve_keys``: the manager key file every manager's launch names."""
         self.config = config
         self.provider = config.provider
         self.url = interchange_url
+        self.curve_keys = str(curve_keys)
         scripts = run_dir / "submit_scripts"
-        scripts.mkdir(parents=True, exist_ok=True)
+        scripts.mkdir(parents=True, exist_ok=True, mode=0o700)
         if getattr(self.provider, "script_dir", None) is None:
             self.provider.script_dir = str(scripts)
+        try:  # scripts name the key file and the interchange: owner only
+            os.chmod(self.provider.script_dir, 0o700)
+        except OSError as e:
+            log.warning("cannot make %s private: %s", self.provider.script_dir, e)
         self.jobs: dict[str, str] = {}  # block id -> provider job id
         self.next_id = 0
 
+    def launch(self, block_id: str) -> ManagerLaunch:
+        """The launch spec of the managers of block ``block_id``."""
+        c = self.config
+        containers = c.worker_mode != "no_container"
+        return ManagerLaunch(
+            addr=self.url, workers=c.workers_per_node(), curve_keys=self.curve_keys,
+            block_id=block_id, heartbeat_period=c.heartbeat_period,
+            heartbeat_threshold=c.heartbeat_threshold, prefetch=c.prefetch_capacity,
+            walltime=c.walltime or None, max_walltime=c.max_walltime or None,
+            mem_per_worker=c.mem_per_worker or None, working_dir=c.working_dir or None,
+            worker_mode=c.worker_mode,
+            container_options=c.container_cmd_options if containers else "",
+            container_runtime=c.container_runtime if containers else None)
+
     def manager_command(self, block_id: str) -> str:
         c = self.config
-        argv = [sys.executable, "-m", "endpoint.manager", "--addr", self.url,
-                "--workers", str(c.workers_per_node()), "--block-id", block_id,
-                "--heartbeat-period", str(c.heartbeat_period),
-                "--heartbeat-threshold", str(c.heartbeat_threshold),
-                "--prefetch", str(c.prefetch_capacity)]
-        if c.walltime:
-            argv += ["--walltime", str(c.walltime)]
-        if c.mem_per_worker:
-            argv += ["--mem-per-worker", str(c.mem_per_worker)]
-        if c.working_dir:
-            argv += ["--working-dir", c.working_dir]
-        if c.worker_mode != "no_container":
-            argv += ["--worker-mode", c.worker_mode,
-                     "--container-options", c.container_cmd_options]
-            if c.container_runtime:
-                argv += ["--container-runtime", c.container_runtime]
-        command = " ".join(shlex.quote(a) for a in argv)
+        command = self.launch(block_id).shell()
         return f"{c.worker_init}\n{command}" if c.worker_init.strip() else command
 
     @property

@@ -47,7 +47,10 @@ class Config:
     interchange_port: int = 0  # 0: any free port
     task_retries_on_manager_lost: int = field(
         default_factory=lambda: int(setting("TASK_RETRIES_ON_MANAGER_LOST")))
-    walltime: float | None = None  # per-task seconds; resource_specification may override
+    walltime: float | None = None  # default per-task seconds; resource_specification may override
+    # upper bound of any task's walltime (s), whatever the submitter asks; the
+    # service refuses larger requests at submit, and managers clamp to it
+    max_walltime: float | None = None
     max_inflight: int = field(default_factory=lambda: int(setting("AGENT_MAX_INFLIGHT")))
     display_name: str | None = None
     public: bool = False
@@ -60,6 +63,20 @@ class Config:
             raise ValueError("max_workers_per_node must be >= 0")
         if self.heartbeat_threshold <= self.heartbeat_period:
             raise ValueError("heartbeat_threshold must exceed heartbeat_period")
+        for name in ("walltime", "max_walltime", "mem_per_worker"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not value > 0 or value == float("inf")):
+                raise ValueError(f"{name} must be a positive number of "
+                                 f"{'GB' if name == 'mem_per_worker' else 'seconds'} or None")
+        if self.walltime and self.max_walltime and self.walltime > self.max_walltime:
+            raise ValueError(f"walltime ({self.walltime:g}s) exceeds max_walltime "
+                             f"({self.max_walltime:g}s)")
+
+    def limits(self) -> dict[str, float]:
+        """The owner's bounds the service enforces at submit (unset ones omitted)."""
+        out = {"max_walltime": self.max_walltime, "mem_per_worker": self.mem_per_worker}
+        return {k: float(v) for k, v in out.items() if v is not None}
 
     def workers_per_node(self) -> int:
         """Workers a manager starts: the configured maximum, else one per core

@@ -8,13 +8,32 @@ back, so the interchange never sends more than the manager can hold.
 
 A worker that dies fails only its task (``WorkerLost``) and is replaced; a
 task past its walltime is killed with its worker (``TaskTimeout``).
+
+Launch and trust (issue 12):
+
+* Its command line is an :class:`endpoint.launch.ManagerLaunch`.  It proves it
+  belongs to the endpoint with CurveZMQ: ``--curve-keys`` names a 0600 file
+  holding the interchange's public key and the manager keypair
+  (:mod:`endpoint.curve`).  Only that path is on the command line; the keys
+  are never in ``ps``, a submit script, a worker's environment or a log.
+* Nothing a submitter sends can crash it: a task's walltime is read
+  defensively (missing or bad: the endpoint's default) and clamped to the
+  owner's ``max_walltime``; a task whose resource specification is otherwise
+  malformed fails alone with a clear error; every message is handled alone.
+* Workers run with a scrubbed environment (no ``FUNCX_*`` settings or
+  credentials beyond what a worker needs: :data:`WORKER_FUNCX_VARS`) in the
+  configured ``working_dir``, by default a per-block temporary directory
+  outside ``FUNCX_HOME`` — so a function on a public endpoint cannot find the
+  owner's token file by a relative path or an environment variable.  (It runs
+  as the owner's Unix user, so it can still open absolute paths.)
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
+import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -24,16 +43,34 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
+from typing import Mapping
 
 import zmq
 
+from endpoint.curve import KeyFileError, ManagerKeys
 from endpoint.execute import failure
-from endpoint.scheduling import SlotView, pick_worker
+from endpoint.launch import ManagerLaunch
+from endpoint.scheduling import SlotView, pick_worker, task_walltime
 from funcx.errors import TaskTimeout, WorkerLost
-from funcx.protocol.messages import (Kind, ProtocolError, Result, Task, pack, pack_results,
-                                     pack_tasks, unpack, unpack_results, unpack_tasks)
+from funcx.protocol.messages import (Kind, ProtocolError, Register, Result, Task, pack,
+                                     pack_results, pack_tasks, resource_specification, unpack,
+                                     unpack_results, unpack_tasks)
 
 log = logging.getLogger("funcx.manager")
+
+#: the only FUNCX_* variables a worker gets (what the worker itself reads)
+WORKER_FUNCX_VARS = frozenset({"FUNCX_MANAGER_PID", "FUNCX_WORKER_MEMORY_GB",
+                               "FUNCX_CONTAINER_ID", "FUNCX_MAX_RESULT_BYTES"})
+#: prefixes of variables that may carry the owner's settings or credentials
+SCRUBBED_PREFIXES = ("FUNCX_", "GLOBUS_COMPUTE_", "GLOBUS_SDK_", "ZMQ_CURVE")
+
+
+def worker_environment(base: Mapping[str, str], extra: Mapping[str, str] = {}) -> dict[str, str]:
+    """``base`` without the owner's funcX settings and secrets, plus ``extra``."""
+    env = {k: v for k, v in base.items()
+           if not k.upper().startswith(SCRUBBED_PREFIXES) or k in WORKER_FUNCX_VARS}
+    env.update(extra)
+    return env
 
 
 @dataclass
@@ -44,6 +81,7 @@ class WorkerSlot:
     ready: bool = False
     task: Task | None = None
     deadline: float | None = None
+    walltime: float | None = None  # the task's walltime, as enforced
     container: str = ""  # container id its worker runs in
 
     @property
@@ -52,34 +90,42 @@ class WorkerSlot:
 
 
 class Manager:
-    def __init__(self, addr: str, workers: int, manager_id: str, block_id: str,
-                 heartbeat_period: float, heartbeat_threshold: float, prefetch: int = 0,
-                 walltime: float | None = None, worker_cmd_prefix: str = "",
-                 working_dir: str | None = None, worker_mode: str = "no_container",
-                 container_runtime: str | None = None, container_options: str = "",
-                 mem_per_worker: float | None = None):
-        self.id = manager_id
-        self.block_id = block_id
-        self.n_workers = workers
-        self.prefetch = prefetch
-        self.period, self.threshold = heartbeat_period, heartbeat_threshold
-        self.default_walltime = walltime
-        self.prefix = shlex.split(worker_cmd_prefix)
-        self.working_dir = working_dir or os.getcwd()
-        self.worker_mode = worker_mode
-        self.container_runtime, self.container_options = container_runtime, container_options
-        self.mem_per_worker = mem_per_worker
+    def __init__(self, launch: ManagerLaunch, keys: ManagerKeys | None = None):
+        """Connect to ``launch.addr`` as a CURVE client (``keys``, default: read
+        from ``launch.curve_keys``) and prepare ``launch.workers`` worker slots."""
+        self.launch = launch
+        self.id = launch.manager_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        self.block_id = launch.block_id
+        self.n_workers = launch.workers
+        self.prefetch = launch.prefetch
+        self.period, self.threshold = launch.heartbeat_period, launch.heartbeat_threshold
+        self.default_walltime = launch.walltime
+        self.max_walltime = launch.max_walltime
+        self.prefix = shlex.split(launch.worker_cmd_prefix)
+        self.worker_mode = launch.worker_mode
+        self.container_runtime = launch.container_runtime
+        self.container_options = launch.container_options
+        self.mem_per_worker = launch.mem_per_worker
+        self.tmp = tempfile.mkdtemp(prefix="funcx-mgr-")
+        self.own_workdir = not launch.working_dir
+        if launch.working_dir:
+            self.working_dir = launch.working_dir
+        else:  # per block, outside FUNCX_HOME; removed at shutdown
+            block = re.sub(r"[^A-Za-z0-9_.-]", "_", self.block_id)[:32]
+            self.working_dir = tempfile.mkdtemp(prefix=f"funcx-block-{block}-")
+        keys = keys or ManagerKeys.load(launch.curve_keys)
         self.ctx = zmq.Context()
         self.up = self.ctx.socket(zmq.DEALER)
-        self.up.setsockopt(zmq.IDENTITY, manager_id.encode())
+        self.up.setsockopt(zmq.IDENTITY, self.id.encode())
         self.up.setsockopt(zmq.LINGER, 2000)
-        self.up.connect(addr)
-        self.tmp = tempfile.mkdtemp(prefix="funcx-mgr-")
+        self.up.ipv6 = True  # the interchange may listen on an IPv6 address
+        keys.apply(self.up)
+        self.up.connect(launch.addr)
         self.worker_addr = f"ipc://{self.tmp}/workers"
         self.down = self.ctx.socket(zmq.ROUTER)
         self.down.setsockopt(zmq.LINGER, 0)
         self.down.bind(self.worker_addr)
-        self.slots = [WorkerSlot(i) for i in range(workers)]
+        self.slots = [WorkerSlot(i) for i in range(launch.workers)]
         self.specs: dict[str, dict] = {"": {}}
         self.by_identity: dict[bytes, WorkerSlot] = {}
         self.pending: deque[Task] = deque()
@@ -88,11 +134,21 @@ class Manager:
         self.stopping = False
         self.last_heard = time.monotonic()
         self.last_beat = 0.0
+        self.dropped = 0  # messages refused (bad, or not for us)
 
     # ---------------------------------------------------------------- workers
+    def worker_env(self, container: bool) -> dict[str, str]:
+        extra = {}
+        if self.mem_per_worker:
+            extra["FUNCX_WORKER_MEMORY_GB"] = str(self.mem_per_worker)
+        if not container:  # a container worker's parent is the runtime
+            extra["FUNCX_MANAGER_PID"] = str(os.getpid())
+        return worker_environment(os.environ, extra)
+
     def spawn(self, slot: WorkerSlot, container: str = "", spec: dict | None = None) -> None:
         slot.generation += 1
         slot.ready, slot.task, slot.deadline, slot.container = False, None, None, container
+        slot.walltime = None
         args = [self.worker_addr, slot.identity.decode(), self.working_dir]
         if container and spec:
             from endpoint.containers import worker_command
@@ -102,12 +158,8 @@ class Manager:
                                  self.container_options, container)
         else:
             cmd = [*self.prefix, sys.executable, "-m", "endpoint.worker", *args]
-        env = {**os.environ}
-        if self.mem_per_worker:
-            env["FUNCX_WORKER_MEMORY_GB"] = str(self.mem_per_worker)
-        if not (container and spec):  # a container worker's parent is the runtime
-            env["FUNCX_MANAGER_PID"] = str(os.getpid())
-        slot.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=env)
+        slot.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, cwd=self.working_dir,
+                                     env=self.worker_env(bool(container and spec)))
         self.by_identity[slot.identity] = slot
         self.specs[container] = spec or {}
 
@@ -138,10 +190,12 @@ class Manager:
         now = time.monotonic()
         for slot in self.slots:
             if slot.task is not None and slot.deadline is not None and now > slot.deadline:
-                walltime = slot.task.resource_specification.get("walltime", self.default_walltime)
-                log.warning("task %s exceeded its walltime of %ss", slot.task.task_id, walltime)
-                self.results.append(failure(slot.task, TaskTimeout(walltime)))
-                slot.task = None
+                log.warning("task %s exceeded its walltime of %ss", slot.task.task_id,
+                            slot.walltime)
+                w = slot.walltime
+                w = int(w) if float(w).is_integer() else w  # "1 s", not "1.0 s"
+                self.results.append(failure(slot.task, TaskTimeout(w)))
+                slot.task, slot.ready = None, False  # no new task for a dying worker
                 slot.proc.kill()  # reap() replaces the worker
 
     def container_of(self, task: Task) -> str:
@@ -156,34 +210,64 @@ class Manager:
         waiting: deque[Task] = deque()
         while self.pending:
             task = self.pending.popleft()
-            container = self.container_of(task)
-            views = [SlotView(s.index, s.container, s.ready and s.proc.poll() is None,
-                              s.task is not None) for s in self.slots]
-            action, index = pick_worker(container, views)
-            if action == "send":
-                self.send_to(self.slots[index], task)
-                continue
-            if action == "respawn":
-                self.respawn_as(self.slots[index], container, task.container_spec)
-            waiting.append(task)
+            try:
+                container = self.container_of(task)
+                views = [SlotView(s.index, s.container, s.ready and s.proc.poll() is None,
+                                  s.task is not None) for s in self.slots]
+                action, index = pick_worker(container, views)
+                if action == "send":
+                    self.send_to(self.slots[index], task)
+                    continue
+                if action == "respawn":
+                    self.respawn_as(self.slots[index], container, task.container_spec)
+                waiting.append(task)
+            except Exception as e:  # noqa: BLE001 - this task fails, the others go on
+                log.exception("cannot start task %s", task.task_id)
+                self.results.append(failure(task, RuntimeError(
+                    f"the endpoint could not start this task: {type(e).__name__}: {e}")))
         self.pending = waiting
+
+    def walltime_of(self, task: Task) -> float | None:
+        """The task's walltime: its request if sane, else the default; at most
+        the owner's max_walltime."""
+        return task_walltime(task.resource_specification, self.default_walltime,
+                             self.max_walltime)
 
     def send_to(self, slot: WorkerSlot, task: Task) -> None:
         slot.task = task
-        walltime = task.resource_specification.get("walltime", self.default_walltime)
-        slot.deadline = time.monotonic() + float(walltime) if walltime else None
+        slot.walltime = self.walltime_of(task)
+        slot.deadline = time.monotonic() + slot.walltime if slot.walltime else None
         self.down.send_multipart([slot.identity, *pack_tasks([task])])
         self.running.append(task.task_id)
 
     # -------------------------------------------------------------- messages
+    def admit(self, task: Task) -> bool:
+        """Queue ``task`` unless its resource specification is malformed (then
+        it fails alone, with the offending field named)."""
+        spec = task.resource_specification
+        if "walltime" in spec and task_walltime(spec, None, None) is None:
+            log.warning("task %s asks for an unusable walltime; the endpoint default applies",
+                        task.task_id)
+        try:
+            resource_specification({k: v for k, v in spec.items() if k != "walltime"})
+        except ProtocolError as e:
+            log.warning("task %s refused: %s", task.task_id, e)
+            self.results.append(failure(task, ValueError(
+                f"the endpoint refused this task's resource_specification: {e}")))
+            return False
+        return True
+
     def on_interchange(self, frames: list[bytes]) -> None:
         self.last_heard = time.monotonic()
         msg = unpack(frames)
         if msg.kind == Kind.TASKS:
-            self.pending.extend(unpack_tasks(msg))
+            self.pending.extend(t for t in unpack_tasks(msg) if self.admit(t))
         elif msg.kind == Kind.SHUTDOWN:
             log.info("interchange asked to shut down")
             self.stopping = True
+        elif msg.kind != Kind.HEARTBEAT:
+            self.dropped += 1
+            log.warning("the interchange sent a %s message; dropped", msg.kind.decode())
 
     def on_worker(self, frames: list[bytes]) -> None:
         identity, rest = frames[0], frames[1:]
@@ -197,8 +281,25 @@ class Manager:
             for r in unpack_results(msg):
                 if slot.task is not None and r.task_id == slot.task.task_id:
                     r.details.setdefault("manager", self.id)
+                    r.task_group_id = slot.task.task_group_id
                     self.results.append(r)
                     slot.task, slot.deadline = None, None
+                else:
+                    self.dropped += 1
+                    log.warning("worker %s sent a result for a task it is not running; dropped",
+                                identity[:32].decode(errors="replace"))
+
+    def _handle(self, origin: str, handler, frames: list[bytes]) -> None:
+        """Handle one message; whatever it holds, log it with its origin and go on."""
+        try:
+            handler(frames)
+        except ProtocolError as e:
+            self.dropped += 1
+            log.error("dropping bad message from %s: %s", origin, e)
+        except Exception as e:  # noqa: BLE001 - one message never stops the manager
+            self.dropped += 1
+            log.exception("dropping message from %s that could not be handled: %s", origin,
+                          type(e).__name__)
 
     def flush(self) -> None:
         if self.running:
@@ -219,35 +320,46 @@ class Manager:
             self.stopping = True
 
     # ------------------------------------------------------------------- loop
+    def register(self) -> None:
+        self.up.send_multipart(pack(Kind.REGISTER, Register(
+            manager_id=self.id, block_id=self.block_id, hostname=socket.gethostname(),
+            workers=self.n_workers, capacity=self.n_workers + self.prefetch,
+            pid=os.getpid(), python=sys.version.split()[0])))
+
+    def _step(self, poller: zmq.Poller, tick: float) -> None:
+        for sock, _ in poller.poll(tick * 1000):
+            if sock is self.up:
+                while self.up.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                    self._handle("the interchange", self.on_interchange,
+                                 self.up.recv_multipart())
+            else:
+                while self.down.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                    frames = self.down.recv_multipart()
+                    self._handle(f"worker {frames[0][:32].decode(errors='replace')}",
+                                 self.on_worker, frames)
+        self.reap()
+        self.enforce_walltime()
+        self.dispatch()
+        self.flush()
+        self.heartbeat()
+
     def run(self) -> None:
         for slot in self.slots:
             self.spawn(slot)
-        self.up.send_multipart(pack(Kind.REGISTER, {
-            "manager_id": self.id, "block_id": self.block_id, "hostname": socket.gethostname(),
-            "workers": self.n_workers, "capacity": self.n_workers + self.prefetch,
-            "pid": os.getpid(), "python": sys.version.split()[0],
-        }))
+        self.register()
         poller = zmq.Poller()
         poller.register(self.up, zmq.POLLIN)
         poller.register(self.down, zmq.POLLIN)
         tick = min(0.2, self.period)
-        while not self.stopping:
-            for sock, _ in poller.poll(tick * 1000):
+        try:
+            while not self.stopping:
                 try:
-                    if sock is self.up:
-                        while self.up.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-                            self.on_interchange(self.up.recv_multipart())
-                    else:
-                        while self.down.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-                            self.on_worker(self.down.recv_multipart())
-                except ProtocolError as e:
-                    log.error("dropping bad message: %s", e)
-            self.reap()
-            self.enforce_walltime()
-            self.dispatch()
-            self.flush()
-            self.heartbeat()
-        self.shutdown()
+                    self._step(poller, tick)
+                except Exception:  # noqa: BLE001 - log and keep the other tasks running
+                    log.exception("manager loop error; continuing")
+                    time.sleep(tick)
+        finally:
+            self.shutdown()
 
     def shutdown(self) -> None:
         for slot in self.slots:
@@ -259,31 +371,20 @@ class Manager:
         self.up.close()
         self.down.close()
         self.ctx.term()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        if self.own_workdir:
+            shutil.rmtree(self.working_dir, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description="funcX manager (started by the endpoint's provider)")
-    ap.add_argument("--addr", required=True)
-    ap.add_argument("--workers", type=int, required=True)
-    ap.add_argument("--block-id", default="0")
-    ap.add_argument("--manager-id", default=None)
-    ap.add_argument("--heartbeat-period", type=float, default=2.0)
-    ap.add_argument("--heartbeat-threshold", type=float, default=10.0)
-    ap.add_argument("--prefetch", type=int, default=0)
-    ap.add_argument("--walltime", type=float, default=None)
-    ap.add_argument("--worker-cmd-prefix", default="")
-    ap.add_argument("--working-dir", default=None)
-    ap.add_argument("--worker-mode", default="no_container")
-    ap.add_argument("--container-runtime", default=None)
-    ap.add_argument("--container-options", default="")
-    ap.add_argument("--mem-per-worker", type=float, default=None, help="GB of address space")
-    a = ap.parse_args(argv)
+    launch = ManagerLaunch.from_argv(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s manager %(levelname)s %(message)s")
-    mgr = Manager(a.addr, a.workers, a.manager_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}",
-                  a.block_id, a.heartbeat_period, a.heartbeat_threshold, a.prefetch, a.walltime,
-                  a.worker_cmd_prefix, a.working_dir, a.worker_mode, a.container_runtime,
-                  a.container_options, a.mem_per_worker)
+    try:
+        mgr = Manager(launch)
+    except KeyFileError as e:
+        log.error("%s", e)
+        sys.exit(2)
 
     def _stop(*_):
         mgr.stopping = True

@@ -1,4 +1,4 @@
-"""An endpoint's directory ``$FUNCX_HOME/<name>/``: config, id, pid, logs."""
+"""An endpoint's directory ``$FUNCX_HOME/<name>/``: config, id, pid, logs, keys."""
 from __future__ import annotations
 
 import re
@@ -48,6 +48,11 @@ class EndpointDir:
         d = self.path / "run"
         d.mkdir(exist_ok=True, mode=0o700)
         return d
+
+    @property
+    def curve_dir(self) -> Path:
+        """The endpoint's CurveZMQ keys (0700; files 0600; see endpoint.curve)."""
+        return self.run_dir / "curve"
 
     def exists(self) -> bool:
         return self.config_file.exists()

@@ -90,3 +90,16 @@ def pick_worker(container: str, slots: list[SlotView]) -> tuple[str, int | None]
     if idle:
         return "respawn", idle[0].index
     return "wait", None
+
+
+def task_walltime(spec: object, default: float | None, bound: float | None) -> float | None:
+    """The walltime (s) a task runs under: what its resource specification asks
+    when that is a positive finite number, else ``default``; never above the
+    owner's ``bound``.  None: unlimited.  Never raises, whatever ``spec`` holds."""
+    asked = spec.get("walltime") if isinstance(spec, dict) else None
+    ok = (isinstance(asked, (int, float)) and not isinstance(asked, bool)
+          and 0 < asked < float("inf"))
+    walltime = asked if ok else default
+    if bound is not None and (walltime is None or walltime > bound):
+        return bound
+    return walltime

@@ -18,6 +18,9 @@ COMMON = '''    # worker processes per manager (one manager per node); 0: one pe
     # per-task walltime in seconds (None: unlimited); a task may override it
     # with resource_specification={{"walltime": ...}}
     walltime=None,
+    # the most any task may ask for (s; None: no bound): larger requests are
+    # refused at submit, and managers never run a task longer
+    max_walltime=None,
 '''
 
 LOCAL = '''from parsl.providers import LocalProvider

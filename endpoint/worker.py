@@ -1,5 +1,11 @@
 """A worker process: takes one task at a time from its manager over ZeroMQ,
-runs it, and sends the result back.  ``python -m endpoint.worker ADDR ID``."""
+runs it, and sends the result back.  ``python -m endpoint.worker ADDR ID [DIR]``.
+
+The manager starts it with a scrubbed environment in its working directory
+DIR (outside ``FUNCX_HOME`` unless the owner configured otherwise); see
+:mod:`endpoint.manager`.  A message it cannot handle is reported on stderr
+and dropped: the worker keeps serving.
+"""
 from __future__ import annotations
 
 import os
@@ -22,15 +28,17 @@ def serve(addr: str, worker_id: str) -> None:
     while True:
         try:
             msg = unpack(sock.recv_multipart())
+            if msg.kind == Kind.SHUTDOWN:
+                break
+            if msg.kind != Kind.TASKS:
+                continue
+            results = [executor.run(t) for t in unpack_tasks(msg)]
+            sock.send_multipart(pack_results(results))
         except ProtocolError as e:
             print(f"worker {worker_id}: dropping bad message: {e}", file=sys.stderr)
-            continue
-        if msg.kind == Kind.SHUTDOWN:
-            break
-        if msg.kind != Kind.TASKS:
-            continue
-        results = [executor.run(t) for t in unpack_tasks(msg)]
-        sock.send_multipart(pack_results(results))
+        except Exception as e:  # noqa: BLE001 - one message never ends the worker
+            print(f"worker {worker_id}: dropping a message that failed: {type(e).__name__}",
+                  file=sys.stderr)
     sock.close()
     ctx.term()
 

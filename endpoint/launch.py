@@ -1,0 +1,89 @@
+"""How a manager is launched: one typed spec, built by the endpoint
+(:mod:`endpoint.blocks`) and parsed by the manager (:mod:`endpoint.manager`),
+so the two sides cannot drift apart.
+
+``ManagerLaunch.to_argv()`` gives the manager's options as ``--flag value``
+pairs and ``ManagerLaunch.from_argv()`` reads them back (every field, same
+type, same default).  The CurveZMQ keys travel as the *path* of a 0600 key
+file (``--curve-keys``, see :mod:`endpoint.curve`), never as values: nothing
+secret appears on the command line (``ps``), in the provider's submit script
+or in a log.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from dataclasses import MISSING, asdict, dataclass, fields
+from typing import Any
+
+
+@dataclass
+class ManagerLaunch:
+    """Everything a manager is told at launch."""
+
+    addr: str  #: the interchange URL (tcp://host:port)
+    workers: int  #: worker processes to start
+    curve_keys: str  #: path of the 0600 manager key file (never the keys themselves)
+    block_id: str = "0"
+    manager_id: str | None = None  #: default: <hostname>-<random>
+    heartbeat_period: float = 2.0
+    heartbeat_threshold: float = 10.0
+    prefetch: int = 0  #: tasks held beyond one per worker
+    walltime: float | None = None  #: default per-task walltime (s)
+    max_walltime: float | None = None  #: the owner's bound on any task's walltime (s)
+    worker_cmd_prefix: str = ""
+    working_dir: str | None = None  #: workers' cwd; default: a per-block temporary directory
+    worker_mode: str = "no_container"
+    container_runtime: str | None = None
+    container_options: str = ""
+    mem_per_worker: float | None = None  #: GB of address space per worker
+
+    @staticmethod
+    def _flag(name: str) -> str:
+        return "--" + name.replace("_", "-")
+
+    def to_argv(self) -> list[str]:
+        """The options, ``--flag value`` for every field that is set."""
+        out: list[str] = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None or (f.default is not MISSING and value == f.default
+                                 and f.name != "block_id"):
+                continue
+            text = str(value)
+            if text.startswith("-"):  # e.g. container options: one token, not a flag
+                out.append(f"{self._flag(f.name)}={text}")
+            else:
+                out += [self._flag(f.name), text]
+        return out
+
+    def command(self, python: str = sys.executable) -> list[str]:
+        """The full argv that starts this manager."""
+        return [python, "-m", "endpoint.manager", *self.to_argv()]
+
+    def shell(self, python: str = sys.executable) -> str:
+        return " ".join(shlex.quote(a) for a in self.command(python))
+
+    @classmethod
+    def parser(cls) -> argparse.ArgumentParser:
+        ap = argparse.ArgumentParser(
+            prog="python -m endpoint.manager",
+            description="funcX manager (started by the endpoint's provider)")
+        hints = {"int": int, "float": float, "str": str}
+        for f in fields(cls):
+            base = str(f.type).split("|")[0].strip()
+            kind = hints.get(base, str)
+            if f.default is MISSING:
+                ap.add_argument(cls._flag(f.name), dest=f.name, type=kind, required=True)
+            else:
+                ap.add_argument(cls._flag(f.name), dest=f.name, type=kind, default=f.default)
+        return ap
+
+    @classmethod
+    def from_argv(cls, argv: list[str] | None = None) -> "ManagerLaunch":
+        """Parse what :meth:`to_argv` made (exits with usage on a bad command line)."""
+        return cls(**vars(cls.parser().parse_args(argv)))
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
