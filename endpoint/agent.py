@@ -40,10 +40,11 @@ from funcx.sdk.web_client import WebClient
 from funcx.version import __version__
 
 log = logging.getLogger("funcx.agent")
-WRITE_BUSY_S = 0.005  # a write this recent means results are streaming in
-WRITE_LINGER_S = 0.002  # then wait up to this long to fill the transaction
-WRITE_MAX = 2000  # results per transaction at most
-STATUS_DEFER_S = 0.05  # status-only updates wait this long for results to join them
+# the writer's timing (funcx/defaults.py documents each)
+WRITE_BUSY_S = float(setting("AGENT_WRITE_BUSY_S"))
+WRITE_LINGER_S = float(setting("AGENT_WRITE_LINGER_S"))
+WRITE_MAX = int(setting("AGENT_WRITE_MAX"))
+STATUS_DEFER_S = float(setting("AGENT_STATUS_DEFER_S"))
 AUTH_ERRORS = ("WRONGPASS", "NOPERM", "NOAUTH", "invalid username-password")
 
 
@@ -76,11 +77,11 @@ class Agent:
     (one lock; the reader also waits on it for room under back-pressure)."""
 
     def __init__(self, name: str, config: Config, web: WebClient, run_dir: Path,
-                 endpoint_id: str | None = None, info: dict | None = None):
-        """``info``: the service's answer to registration (see :meth:`registered`);
-        without it the constructor registers (kept for old call sites)."""
+                 endpoint_id: str | None, info: dict):
+        """``info``: the service's answer to registration (see :meth:`registered`,
+        which does the HTTP call, so constructing an agent does no I/O to the service)."""
         self.name, self.config, self.web, self.run_dir = name, config, web, run_dir
-        self.info = info if info is not None else register(web, name, config, endpoint_id)
+        self.info = info
         self.endpoint_id = self.info["endpoint_id"]
         self.r = self._connect()
         self.stop_event = threading.Event()

@@ -125,7 +125,7 @@ def run_daemon(name: str, ready_fd: int | None) -> int:
         logging.basicConfig(level=config.log_level, stream=sys.stderr,
                             format="%(asctime)s %(name)s %(levelname)s %(message)s")
         web = WebClient(resolve_service_address(), LocalLoginManager().get_token)
-        agent = Agent(name, config, web, ep.run_dir, saved_id(ep))
+        agent = Agent.registered(name, config, web, ep.run_dir, saved_id(ep))
     except (ConfigError, FuncxError) as e:
         say(f"error {e}")
         return 1

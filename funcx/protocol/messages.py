@@ -69,7 +69,7 @@ def resource_specification(raw: Any) -> dict[str, Any]:
         return {}
     try:
         return msgspec.to_builtins(msgspec.convert(raw, ResourceSpecification))
-    except (msgspec.ValidationError, TypeError) as e:
+    except (msgspec.ValidationError, TypeError, RecursionError) as e:
         raise _bad("resource_specification", e) from None
 
 
@@ -86,7 +86,7 @@ def endpoint_limits(raw: Any) -> dict[str, Any]:
         return {}
     try:
         return msgspec.to_builtins(msgspec.convert(raw, EndpointLimits))
-    except (msgspec.ValidationError, TypeError) as e:
+    except (msgspec.ValidationError, TypeError, RecursionError) as e:
         raise _bad("endpoint limits", e) from None
 
 
@@ -135,7 +135,7 @@ class Task(Struct):
                 resource_specification=resource_specification(
                     msgspec.json.decode(spec) if spec else None),
             )
-        except (KeyError, msgspec.DecodeError, msgspec.ValidationError) as e:
+        except (KeyError, RecursionError, msgspec.DecodeError, msgspec.ValidationError) as e:
             raise _bad("task entry", e) from None
 
     def meta(self) -> "TaskMeta":
@@ -198,7 +198,7 @@ class Result(Struct):
                                              EpochStr),
                 details=msgspec.json.decode(d, type=dict[str, Any]) if d else {},
             )
-        except (KeyError, msgspec.DecodeError, msgspec.ValidationError) as e:
+        except (KeyError, RecursionError, msgspec.DecodeError, msgspec.ValidationError) as e:
             raise _bad("result entry", e) from None
 
     def meta(self) -> "ResultMeta":
@@ -233,7 +233,7 @@ class StatusUpdate(Struct):
             return cls(status=msgspec.convert(fields["status"], EndpointStatus),
                        task_ids=msgspec.json.decode(fields["task_ids"],
                                                     type=list[Id]))
-        except (KeyError, msgspec.DecodeError, msgspec.ValidationError) as e:
+        except (KeyError, RecursionError, msgspec.DecodeError, msgspec.ValidationError) as e:
             raise _bad("status entry", e) from None
 
 
@@ -313,7 +313,7 @@ def unpack(frames: list[bytes]) -> Message:
         raise ProtocolError(f"unknown message kind {kind[:32]!r}")
     try:
         header = decoder.decode(frames[1])
-    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+    except (RecursionError, msgspec.DecodeError, msgspec.ValidationError) as e:
         raise _bad(f"{kind.decode()} header", e) from None
     return Message(kind, header, list(frames[2:]))
 

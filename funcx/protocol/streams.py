@@ -69,7 +69,7 @@ def decode_task_entry(fields: dict[str, str]) -> list[Task]:
     _check_version(fields)
     try:
         meta = _task_rows.decode(fields.get("meta", ""))
-    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+    except (RecursionError, msgspec.DecodeError, msgspec.ValidationError) as e:
         raise ProtocolError(f"bad task batch meta: {e}") from None
     payloads = _unpack(fields.get("payloads"), "task batch payloads")
     if len(meta) != len(payloads):
@@ -99,7 +99,7 @@ def decode_result_entry(fields: dict[str, str]) -> list[Union[Result, StatusUpda
     _check_version(fields)
     try:
         meta = _result_rows.decode(fields.get("meta", ""))
-    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+    except (RecursionError, msgspec.DecodeError, msgspec.ValidationError) as e:
         raise ProtocolError(f"bad results meta: {e}") from None
     data = _unpack(fields.get("data"), "results data")
     exc = _unpack(fields.get("exc"), "results exceptions")

@@ -240,7 +240,17 @@ class Fabric:
         return self.ours("endpoint.manager")
 
     def worker_procs(self) -> list[psutil.Process]:
-        return self.ours("endpoint.worker")
+        """Workers of this home's managers (a worker's environment is scrubbed of
+        FUNCX_HOME, so they are found as the managers' children)."""
+        out = []
+        for m in self.managers():
+            try:
+                out += [c for c in m.children()
+                        if "endpoint.worker" in (c.cmdline() or [])
+                        and c.status() != psutil.STATUS_ZOMBIE]
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                pass
+        return out
 
     def wait_workers(self, n: int, timeout: float = 30) -> list[psutil.Process]:
         return wait_until(lambda: (lambda ws: ws if len(ws) >= n else None)(self.worker_procs()),

@@ -517,8 +517,6 @@ def test_unpack_raises_only_protocol_error(frames):
         pass
 
 
-@pytest.mark.xfail(strict=True, reason="funcx/protocol/messages.py unpack() lets msgspec's "
-                   "RecursionError escape on deeply nested JSON; it must catch it too")
 def test_unpack_deeply_nested_header_is_a_protocol_error():
     with pytest.raises(ProtocolError):
         unpack([bytes([1]) + Kind.RESULTS,
