@@ -3,12 +3,10 @@ tokens, straight in the service's Redis (whoever can read the service's
 Redis secret under $FUNCX_HOME is the administrator)."""
 from __future__ import annotations
 
-import time
 
 import redis
 
 from backend.store import users
-from funcx.protocol import keys
 
 
 class AdminError(RuntimeError):
@@ -38,14 +36,14 @@ def connect() -> redis.Redis:
 
 
 def user_id(r: redis.Redis, name: str) -> str:
-    uid = r.hget(keys.USERS, name)
+    uid = users.id_by_name(r, name)
     if not uid:
         raise AdminError(f"no user named {name!r}")
     return uid
 
 
 def add_user(r: redis.Redis, name: str) -> dict:
-    if r.hget(keys.USERS, name):
+    if users.id_by_name(r, name):
         raise AdminError(f"user {name!r} already exists")
     uid = users.create_user(r, name)
     return {"user": name, "user_id": uid, "token": users.issue_token(r, uid)}
@@ -57,10 +55,8 @@ def issue_token(r: redis.Redis, name: str, ttl_s: int | None = None) -> dict:
 
 
 def list_users(r: redis.Redis) -> list[dict]:
-    names = r.hgetall(keys.USERS)
     out = []
-    for name, uid in sorted(names.items()):
-        rec = r.hgetall(keys.user(uid))
+    for name, uid, rec in users.all_users(r):
         out.append({"user": name, "user_id": uid, "disabled": rec.get("disabled") == "1",
                     "kind": rec.get("kind", "user"),
                     "created_at": float(rec.get("created_at") or 0)})
@@ -85,9 +81,9 @@ def add_client(r: redis.Redis, name: str, acting_as: str | None = None) -> dict:
     if acting_as:
         uid = user_id(r, acting_as)
     else:
-        if r.hget(keys.USERS, name):
+        if users.id_by_name(r, name):
             raise AdminError(f"user {name!r} already exists; use --user to act as it")
         uid = users.create_user(r, name)
-        r.hset(keys.user(uid), mapping={"kind": "client", "created_at": repr(time.time())})
+        users.mark_client(r, uid)
     client_id, secret = users.create_client(r, uid, name)
     return {"name": name, "user_id": uid, "client_id": client_id, "client_secret": secret}

@@ -17,7 +17,6 @@ from backend.store import groups as group_store
 from backend.store import users
 from backend.store.users import Identity, hash_token
 from funcx.defaults import setting
-from funcx.protocol import keys
 
 
 class IdentityProvider(Protocol):
@@ -86,10 +85,7 @@ class GlobusProvider:
             return None
         ident = Identity(resp["sub"], resp.get("username") or resp["sub"])
         # a local record for each Globus identity, so it can be disabled like any user
-        rec = keys.user(ident.user_id)
-        self.r.hsetnx(rec, "name", ident.name)
-        self.r.hsetnx(rec, "created_at", repr(time.time()))
-        self.r.hsetnx(rec, "disabled", "0")
+        users.ensure_external(self.r, ident.user_id, ident.name)
         if self._refused(ident, resp.get("iat")):
             return None
         ttl = float(setting("AUTH_CACHE_S"))
@@ -101,8 +97,7 @@ class GlobusProvider:
     def _refused(self, ident: Identity, issued_at) -> bool:
         """Disabled now, or the token (its introspected ``iat``) predates the
         identity's last disable: re-enabling does not revive it."""
-        disabled, valid_after = self.r.hmget(keys.user(ident.user_id), "disabled",
-                                             "tokens_valid_after")
+        disabled, valid_after = users.access(self.r, ident.user_id)
         return disabled == "1" or (issued_at is not None
                                    and users.issued_before_disable(issued_at, valid_after))
 

@@ -12,6 +12,7 @@ from backend.auth import current_groups
 from backend.store import endpoints as ep_store
 from backend.store import functions as fn_store
 from backend.store.tasks import TaskStore
+from funcx.protocol import error_codes
 
 
 def redis():
@@ -67,6 +68,17 @@ def field(body: dict, name: str, kind: type | tuple, required: bool = False, def
     if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
         names = "/".join(k.__name__ for k in kinds)
         raise bad_request(f"field {name!r} must be of type {names}")
+    return value
+
+
+NAME = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,256}")
+
+
+def valid_name(value: str, what: str) -> str:
+    """``value`` if it is a name by :data:`NAME` and not blank, else 400 naming ``what``."""
+    if not NAME.fullmatch(value) or not value.strip():
+        raise bad_request(f"field {what!r} must be 1 to 256 printable characters "
+                          "(no control characters or line breaks) and not blank", error_codes.BAD_REQUEST)
     return value
 
 

@@ -7,15 +7,12 @@ container along: the service copies the image spec for the endpoint at
 submit, so a runner never needs to read the record.)"""
 from __future__ import annotations
 
-import time
-import uuid
-
 from flask import Blueprint, jsonify
 
 from backend.api_errors import bad_request, not_found
 from backend.auth import current_user
 from backend.routes.common import field, json_body, redis, valid_uuid
-from funcx.protocol import keys
+from backend.store import containers as ctr_store
 
 bp = Blueprint("containers", __name__)
 TYPES = ("docker", "singularity", "apptainer", "podman", "shifter")
@@ -27,16 +24,11 @@ def register_container():
     ctype = field(body, "type", str, required=True).lower()
     if ctype not in TYPES:
         raise bad_request(f"container type must be one of {', '.join(TYPES)}")
-    rec = {"name": field(body, "name", str, default="") or "",
-           "description": field(body, "description", str, default="") or "",
-           "type": ctype, "location": field(body, "location", str, required=True),
-           "owner": current_user(), "created_at": repr(time.time()),
-           "public": "1" if field(body, "public", bool, default=False) else "0"}
-    cid = str(uuid.uuid4())  # validated: now store it
-    with redis().pipeline() as p:
-        p.hset(keys.container(cid), mapping={"container_id": cid, **rec})
-        p.sadd(keys.user_containers(current_user()), cid)
-        p.execute()
+    location = field(body, "location", str, required=True)
+    cid = ctr_store.add(redis(), current_user(), ctype, location,
+                        name=field(body, "name", str, default="") or "",
+                        description=field(body, "description", str, default="") or "",
+                        public=bool(field(body, "public", bool, default=False)))
     return jsonify({"container_id": cid})
 
 
@@ -50,7 +42,7 @@ def container_for_user(cid: str, user: str) -> dict:
     """The record of container ``cid`` if ``user`` owns it or it is public;
     404 otherwise, the same answer as for an id that does not exist."""
     cid = valid_uuid(cid, "container id")
-    rec = redis().hgetall(keys.container(cid))
+    rec = ctr_store.get(redis(), cid)
     if not rec or not (rec.get("owner") == user or rec.get("public") == "1"):
         raise not_found("container", cid)
     return rec
@@ -58,12 +50,7 @@ def container_for_user(cid: str, user: str) -> dict:
 
 @bp.get("/v2/containers")
 def list_containers():
-    ids = sorted(redis().smembers(keys.user_containers(current_user())))
-    with redis().pipeline(transaction=False) as p:
-        for cid in ids:
-            p.hgetall(keys.container(cid))
-        recs = [r for r in p.execute() if r]
-    return jsonify({"containers": [_view(r) for r in recs]})
+    return jsonify({"containers": [_view(r) for r in ctr_store.owned_by(redis(), current_user())]})
 
 
 @bp.get("/v2/containers/<cid>/<ctype>")

@@ -1,14 +1,14 @@
 """Endpoint registration, listing, status, deletion and allowed functions."""
 from __future__ import annotations
 
-import re
 import time
 
 from flask import Blueprint, current_app, jsonify, request
 
 from backend.api_errors import bad_request
 from backend.auth import current_user
-from backend.routes.common import endpoint_for_user, field, json_body, redis, tasks, valid_uuid
+from backend.routes.common import (endpoint_for_user, field, json_body, redis, tasks, valid_name,
+                                   valid_uuid)
 from backend.store import endpoints as ep_store
 from funcx.protocol.error_codes import BAD_REQUEST
 from funcx.protocol.messages import ProtocolError, endpoint_limits
@@ -17,17 +17,6 @@ bp = Blueprint("endpoints", __name__)
 
 #: a name or display name: printable text, no control characters (a trailing
 #: newline included: always ``fullmatch``, never ``match`` with ``$``)
-NAME = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,256}")
-
-
-def valid_name(value: str, what: str) -> str:
-    """``value`` if it is a name by :data:`NAME` and not blank, else 400 naming ``what``."""
-    if not NAME.fullmatch(value) or not value.strip():
-        raise bad_request(f"field {what!r} must be 1 to 256 printable characters "
-                          "(no control characters or line breaks) and not blank", BAD_REQUEST)
-    return value
-
-
 def _register(eid: str | None):
     body = json_body()
     name = field(body, "endpoint_name", str, default="") or field(body, "display_name", str, default="")

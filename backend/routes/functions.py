@@ -5,9 +5,8 @@ from flask import Blueprint, jsonify
 
 from backend.api_errors import bad_request, not_found
 from backend.auth import current_groups, current_user
-from backend.routes.common import field, function_for_user, json_body, redis, valid_uuid
+from backend.routes.common import field, function_for_user, json_body, redis, valid_name, valid_uuid
 from backend.routes.containers import container_for_user
-from backend.routes.endpoints import valid_name
 from backend.store import functions as fn_store
 from funcx.defaults import setting
 from funcx.serialize import pack_buffers

@@ -6,11 +6,10 @@ from flask import Blueprint, jsonify
 
 from backend.api_errors import ApiError, bad_request, forbidden, not_found
 from backend.auth import current_groups, current_user
-from backend.routes.common import field, json_body, redis, valid_uuid
-from backend.routes.endpoints import valid_name
+from backend.routes.common import field, json_body, redis, valid_name, valid_uuid
 from backend.store import groups as group_store
+from backend.store import users
 from funcx.defaults import setting
-from funcx.protocol import keys
 
 bp = Blueprint("groups", __name__)
 
@@ -32,12 +31,7 @@ def _user_id(name_or_id: str) -> str | None:
     """The id of the user named (or with id) ``name_or_id``, or None.  Callers
     answer the same whether or not the user exists: no route tells a caller
     which user names exist."""
-    uid = redis().hget(keys.USERS, name_or_id)
-    if uid:
-        return uid
-    if redis().exists(keys.user(name_or_id)):
-        return name_or_id
-    return None
+    return users.find(redis(), name_or_id)
 
 
 @bp.post("/v2/groups")

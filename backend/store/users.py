@@ -125,3 +125,46 @@ def exchange_client_secret(r: redis.Redis, client_id: str, secret: str) -> str |
     if disabled in (None, "1") or issued_before_disable(rec.get("created_at"), valid_after):
         return None  # a client made before the user's last disable stays dead
     return issue_token(r, rec["user"])
+
+
+def find(r: redis.Redis, name_or_id: str) -> str | None:
+    """The id of the user named ``name_or_id`` (or with that id), or None."""
+    uid = r.hget(keys.USERS, name_or_id)
+    if uid:
+        return uid
+    return name_or_id if r.exists(keys.user(name_or_id)) else None
+
+
+def id_by_name(r: redis.Redis, name: str) -> str | None:
+    return r.hget(keys.USERS, name) or None
+
+
+def all_users(r: redis.Redis) -> list[tuple[str, str, dict]]:
+    """``(name, id, record)`` of every user, by name."""
+    names = sorted(r.hgetall(keys.USERS).items())
+    with r.pipeline(transaction=False) as p:
+        for _, uid in names:
+            p.hgetall(keys.user(uid))
+        recs = p.execute()
+    return [(name, uid, rec) for (name, uid), rec in zip(names, recs)]
+
+
+def mark_client(r: redis.Redis, uid: str) -> None:
+    """Make user ``uid`` a service account (a client-credentials identity)."""
+    r.hset(keys.user(uid), mapping={"kind": "client", "created_at": repr(time.time())})
+
+
+def ensure_external(r: redis.Redis, uid: str, name: str) -> None:
+    """A local record for an external (Globus) identity, so it can be disabled."""
+    rec = keys.user(uid)
+    with r.pipeline(transaction=False) as p:
+        p.hsetnx(rec, "name", name)
+        p.hsetnx(rec, "created_at", repr(time.time()))
+        p.hsetnx(rec, "disabled", "0")
+        p.execute()
+
+
+def access(r: redis.Redis, uid: str) -> tuple[str | None, str | None]:
+    """``(disabled, tokens_valid_after)`` of user ``uid``."""
+    disabled, valid_after = r.hmget(keys.user(uid), "disabled", "tokens_valid_after")
+    return disabled, valid_after
