@@ -23,7 +23,7 @@ import redis
 
 from backend.redis_conn import connect
 from backend.store import deadletters
-from backend.store.endpoints import ensure_streams
+from backend.store.result_streams import ResultStreams
 from backend.store.results import ResultStore
 from funcx.defaults import setting
 from funcx.errors import MaxResultSizeExceeded
@@ -54,10 +54,8 @@ def _bounded(e: Result | StatusUpdate, limit: int) -> Result | StatusUpdate:
 
 class Ingester:
     def __init__(self, r: redis.Redis):
-        self.r = r  # decoded replies: our own keys
-        # raw replies for the results streams: an endpoint may write any bytes
-        self.raw = redis.Redis(connection_pool=redis.ConnectionPool(
-            **{**r.connection_pool.connection_kwargs, "decode_responses": False}))
+        self.r = r
+        self.io = ResultStreams(r)
         self.results = ResultStore(r)
         self.running = True
         self.streams: list[str] = []
@@ -69,16 +67,7 @@ class Ingester:
         self.block_ms = int(setting("INGEST_BLOCK_MS"))
 
     def refresh_streams(self) -> None:
-        try:
-            self.r.xgroup_create(keys.INGEST_WAKE, keys.INGEST_GROUP, id="$", mkstream=True)
-        except redis.ResponseError as e:
-            if "BUSYGROUP" not in str(e):
-                raise
-        eids = sorted(self.r.smembers(keys.ENDPOINTS))
-        for eid in eids:
-            if keys.ep_results(eid) not in self.streams:
-                ensure_streams(self.r, eid)
-        self.streams = [keys.ep_results(e) for e in eids]
+        self.streams = self.io.streams(self.streams)
 
     def _refuse(self, eid: str, stream: str, entry_id: str, reason: str, fields: Any = None) -> None:
         self.refused += 1
@@ -128,8 +117,7 @@ class Ingester:
                 except redis.ResponseError as one:
                     self._refuse(eid, stream, "", f"could not be applied: {one}",
                                  {"task_id": getattr(item, "task_id", "")})
-            self.r.xack(stream, keys.INGEST_GROUP, *ids)
-            self.r.xdel(stream, *ids)
+            self.io.ack(stream, ids)
             return
         self._report(eid, stream, done)
 
@@ -142,8 +130,7 @@ class Ingester:
         """Re-apply what a previous run read but did not acknowledge."""
         for stream in self.streams:
             while True:
-                res = self.raw.xreadgroup(keys.INGEST_GROUP, keys.INGEST_CONSUMER, {stream: "0"},
-                                          count=self.read_count)
+                res = self.io.pending(stream, self.read_count)
                 if not res or not res[0][1] or self.handle(res) == 0:
                     break
 
@@ -155,19 +142,9 @@ class Ingester:
             self.dirty = False
         # the wake stream rides along in the blocking read, so registering a new
         # endpoint interrupts the wait instead of waiting for the timeout
-        streams = {keys.INGEST_WAKE: ">", **{s: ">" for s in self.streams}}
-        res = self.raw.xreadgroup(keys.INGEST_GROUP, keys.INGEST_CONSUMER, streams,
-                                  count=self.read_count, block=self.block_ms)
-        if not res:
-            return 0
-        results = []
-        wake = keys.INGEST_WAKE.encode()
-        for stream, items in res:
-            if stream == wake:
-                self.r.xack(keys.INGEST_WAKE, keys.INGEST_GROUP, *[i for i, _ in items])
-                self.dirty = True
-            else:
-                results.append((stream, items))
+        woke, results = self.io.new(self.streams, self.read_count, self.block_ms)
+        if woke:
+            self.dirty = True
         return self.handle(results)
 
     def run(self) -> None:
