@@ -41,7 +41,8 @@ _TABLE: list[tuple[str, list[tuple[str, object, str]]]] = [
         ("SERVICE_HOST", "127.0.0.1", "address the web service listens on"),
         ("SERVICE_PORT", 5000, "port the web service listens on (0: any free port)"),
         ("WEB_WORKERS", 2, "gunicorn worker processes"),
-        ("WEB_THREADS", 16, "request threads per web worker process"),
+        ("WEB_THREADS", 32, "request threads per web worker process (waiting long-polls hold "
+                            "some: WEB_LONGPOLL_THREADS)"),
         ("RQ_WORKERS", 1, "RQ worker processes for background jobs"),
         ("MAX_PAYLOAD_BYTES", 10 * 1024 * 1024, "largest submit request body / task payload"),
         ("MAX_RESULT_BYTES", 10 * 1024 * 1024, "largest serialized result an endpoint may return"),
@@ -61,11 +62,12 @@ _TABLE: list[tuple[str, list[tuple[str, object, str]]]] = [
     ("fair sharing: one tenant cannot exhaust what others share", [
         ("MAX_TASKS_PER_SUBMIT", 10_000, "tasks in one submit request; the SDK splits larger batches"),
         ("QUOTA_QUEUED_TASKS", 200_000, "per user: tasks submitted and not yet terminal"),
-        ("QUOTA_STORED_BYTES", 1 << 30, "per user: bytes of payloads and results held by the service"),
+        ("QUOTA_STORED_BYTES", 1 << 30, "per user: bytes of argument payloads held by queued (non-terminal) tasks"),
         ("LONGPOLL_PER_IDENTITY", 16, "concurrent result long-polls one identity may hold open"),
-        ("WEB_LONGPOLL_THREADS", 8,
-         "request threads of one web process long-polls may hold (2+ below WEB_THREADS); "
-         "beyond it a long-poll answers at once"),
+        ("WEB_LONGPOLL_THREADS", 24,
+         "request threads of one web process long-polls may hold (2+ below WEB_THREADS; times "
+         "WEB_WORKERS, above LONGPOLL_PER_IDENTITY so one identity cannot fill them); beyond "
+         "it a long-poll answers at once, or 429 when nothing is there"),
         ("RATE_LIMIT_READ", "60000 per minute", "per identity: reads"),
         ("RATE_LIMIT_WRITE", "12000 per minute", "per identity: submit, register and other writes"),
         ("RATE_LIMIT_ENABLED", True, "whether the per-identity rate limits apply"),

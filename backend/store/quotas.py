@@ -183,6 +183,8 @@ def submit(r: redis.Redis, script, owner: str, client_tg: str, batches: list[Bat
     """Queue every batch in one script call and return the new task ids, in
     order; or the first answer's ids under a reused ``request_key``.  Raises
     :class:`Refused` (quota, full store), nothing written."""
+    if not (request_key and r.exists(keys.submit_request(owner, request_key))):
+        _precheck(r, owner, batches)  # (a replayed request is answered, never refused)
     for attempt in range(2):
         # a task-group id someone else holds is not refused (that would tell the
         # caller it exists): the caller gets a private group under the same id
@@ -196,6 +198,32 @@ def submit(r: redis.Redis, script, owner: str, client_tg: str, batches: list[Bat
             if tg != client_tg or attempt:  # the alias itself is held: only by design
                 raise Refused("TASK_GROUP_NOT_FOUND", f"task group {client_tg} not found")
     raise AssertionError("unreachable")
+
+
+def _precheck(r: redis.Redis, owner: str, batches: list[Batch]) -> None:
+    """Refuse a submit that is plainly over a quota before building it (a
+    tenant at its quota retrying big submits costs one round trip each); the
+    script checks again, atomically, whatever passes here."""
+    n = sum(len(b.items) for b in batches)
+    queued, held = usage(r, owner)
+    if queued + n > int(setting("QUOTA_QUEUED_TASKS")):
+        raise _refusal("QUOTA_QUEUED_TASKS", n, 0, str(queued))
+    nbytes = sum(len(p.encode()) for b in batches for _, p in b.items)
+    if held + nbytes > int(setting("QUOTA_STORED_BYTES")):
+        raise _refusal("QUOTA_STORED_BYTES", n, nbytes, str(held))
+
+
+def _refusal(code: str, n: int, nbytes: int, detail: str) -> Refused:
+    if code == "QUOTA_QUEUED_TASKS":
+        quota = int(setting("QUOTA_QUEUED_TASKS"))
+        return Refused(code, f"this submit of {n} task(s) would exceed your quota of "
+                             f"{quota} queued tasks ({detail} not finished yet): wait for some "
+                             "to finish (or cancel them), then submit again")
+    quota = int(setting("QUOTA_STORED_BYTES"))
+    return Refused(code, f"this submit's {nbytes} bytes of arguments would exceed your quota "
+                         f"of {quota} bytes held by queued tasks ({detail} held now): wait for "
+                         "some tasks to finish, or pass large data by reference (a path or "
+                         "URL) instead of as arguments")
 
 
 def _run(script, owner: str, tg: str, client_tg: str, batches: list[Batch],
@@ -258,17 +286,8 @@ def _run(script, owner: str, tg: str, client_tg: str, batches: list[Batch],
     code, detail = _text(out[1]), _text(out[2])
     if code == "TASK_GROUP_TAKEN":
         raise GroupTaken()
-    if code == "QUOTA_QUEUED_TASKS":
-        quota = int(setting("QUOTA_QUEUED_TASKS"))
-        raise Refused(code, f"this submit of {len(tids)} task(s) would exceed your quota of "
-                            f"{quota} queued tasks ({detail} not finished yet): wait for some "
-                            "to finish (or cancel them), then submit again")
-    if code == "QUOTA_STORED_BYTES":
-        quota = int(setting("QUOTA_STORED_BYTES"))
-        raise Refused(code, f"this submit's {nbytes} bytes of arguments would exceed your quota "
-                            f"of {quota} bytes held by queued tasks ({detail} held now): wait for "
-                            "some tasks to finish, or pass large data by reference (a path or "
-                            "URL) instead of as arguments")
+    if code in ("QUOTA_QUEUED_TASKS", "QUOTA_STORED_BYTES"):
+        raise _refusal(code, len(tids), nbytes, detail)
     if code == "STORE_FULL":
         raise redis.exceptions.OutOfMemoryError(detail)
     raise redis.exceptions.ResponseError(f"submit script answered {code}: {detail}")
