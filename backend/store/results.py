@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import msgspec
 import redis
 
+from backend.store.quotas import RELEASE_LUA
 from backend.store.tasks import EVENTS_MAXLEN
 from funcx.protocol import keys
 from funcx.protocol.messages import Result, StatusUpdate
@@ -28,8 +29,9 @@ _TERMINAL_LUA = "{" + ", ".join(f"['{s}'] = true" for s in sorted(TERMINAL_VALUE
 #: result: task_id, status, field count, field/value pairs.  Returns
 #: {applied, {position, reason}...} where position is the result's 1-based
 #: index and reason "unknown" (no such task) or "foreign" (not this endpoint's).
-#: A result for a terminal task is a duplicate and is ignored silently.
-APPLY_RESULTS = """
+#: A result for a terminal task is a duplicate and is ignored silently.  A task
+#: that becomes terminal leaves its owner's quotas (fx_release, quotas.RELEASE_LUA).
+APPLY_RESULTS = RELEASE_LUA + """
 local terminal = %(terminal)s
 local eid = ARGV[1]
 local applied, a, refused = 0, 2, {}
@@ -46,6 +48,7 @@ for i = 2, #KEYS do
     for f = a + 3, a + 2 + 2 * nf, 2 do
       redis.call('HSET', KEYS[i], ARGV[f], ARGV[f + 1])
     end
+    fx_release(KEYS[i], tid)
     if tg and tg ~= '' then
       redis.call('XADD', '%(ev_prefix)s' .. tg .. '%(ev_suffix)s', 'MAXLEN', '~', %(maxlen)d,
                  '*', 'task_id', tid, 'status', status)

@@ -204,3 +204,26 @@ def test_forty_long_polls_cannot_starve_another_user(service, redis_client, toke
     for resp in answers[len(refused):]:
         assert resp.status_code in (200, 429), resp.text
     assert cap(redis_client, a.uid) == 0  # slots are given back
+
+
+def test_finished_and_failed_tasks_leave_the_quota(service, redis_client, token, fxc, endpoint):
+    """A task's quota is released when its result is applied, success or
+    failure: a user who ran many tasks is not refused for them later."""
+    from backend.store import quotas
+
+    # failures: a new user's tasks fail when their endpoint is deleted with them queued
+    b = new_user(service, redis_client, "runner")
+    eid, fid = own_endpoint_and_function(b)
+    sub = b.ok("POST", f"/v3/endpoints/{eid}/submit", json={"tasks": {fid: [PAYLOAD] * 5}})
+    assert quotas.usage(redis_client, b.uid) == (5, 5 * len(PAYLOAD))
+    b.ok("DELETE", f"/v2/endpoints/{eid}")
+    for tid in sub["tasks"][fid]:
+        assert b.ok("GET", f"/v2/tasks/{tid}")["status"] == "failed"
+    assert quotas.usage(redis_client, b.uid) == (0, 0)
+    # successes: the session user's run on the session endpoint
+    me = Tenant(service, token, fxc.whoami()["user_id"])
+    my_fid = me.ok("POST", "/v3/functions",
+                   json={"function_code": SER.serialize_function(double)})["function_uuid"]
+    before = quotas.usage(redis_client, me.uid)
+    assert run_and_collect(me, endpoint, my_fid) == 42
+    assert quotas.usage(redis_client, me.uid) == before
