@@ -19,6 +19,11 @@ Managers are a separate tenant (DESIGN decision 8) and are distrusted:
 * a result (or a "running" notice) is accepted only for a task dispatched to
   the manager that sends it; the rest are counted in ``stats`` and logged
   with the manager id, never with their payloads.
+
+The bookkeeping (managers, credits, which task is where, lost managers, the
+queue) is the pure state machine :class:`endpoint.interchange_state.InterchangeState`;
+this module only decodes frames into its events and carries out its
+instructions on the sockets.
 """
 from __future__ import annotations
 
@@ -29,18 +34,44 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import Any, cast
 
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
 from endpoint.curve import CurveKeys
-from endpoint.scheduling import ManagerState, assign, lost_manager_tasks
+from endpoint.interchange_state import (
+    BadMessage,
+    Dropped,
+    Event,
+    HeartbeatFrom,
+    InterchangeState,
+    Lost,
+    ManagerRegistered,
+    Output,
+    Registered,
+    ResultsFrom,
+    RunningFrom,
+    SendFailed,
+    SendHeartbeat,
+    SendTasks,
+    StrayMessage,
+    TasksQueued,
+    Tick,
+)
+from endpoint.scheduling import ManagerState
 from funcx.errors import FuncxError
-from funcx.protocol.messages import (Kind, ProtocolError, StatusUpdate, Task, pack, pack_tasks,
-                                     unpack, unpack_results)
-from funcx.protocol.states import TaskState
+from funcx.protocol.messages import (
+    Kind,
+    ProtocolError,
+    Task,
+    pack,
+    pack_tasks,
+    unpack,
+    unpack_results,
+)
 
 log = logging.getLogger("funcx.interchange")
 FEED_ADDR = "inproc://funcx-tasks"
@@ -62,7 +93,7 @@ def bind_address(address: str) -> str:
     except ValueError:
         pass
     try:
-        return socket.getaddrinfo(address, None, type=socket.SOCK_STREAM)[0][4][0]
+        return str(socket.getaddrinfo(address, None, type=socket.SOCK_STREAM)[0][4][0])
     except (socket.gaierror, IndexError, UnicodeError) as e:
         raise InterchangeAddressError(
             f"interchange address {address!r} does not resolve ({e}); set `address` in the "
@@ -74,6 +105,9 @@ def _tcp(host: str, port: int | str) -> str:
 
 
 class Interchange:
+    """The ZeroMQ shell around :class:`InterchangeState`: one loop thread owns
+    the sockets and the state; other threads call :meth:`submit` and read."""
+
     def __init__(self, address: str, port: int, on_output: Callable[[list], None],
                  heartbeat_period: float, heartbeat_threshold: float, max_retries: int,
                  poll_period: float = 0.1, *, key_dir: str | os.PathLike):
@@ -111,18 +145,14 @@ class Interchange:
         self.feed = self.ctx.socket(zmq.PULL)
         self.feed.bind(FEED_ADDR)
         self.on_output = on_output
-        self.period, self.threshold = heartbeat_period, heartbeat_threshold
-        self.max_retries = max_retries
         self.poll_period = poll_period
-        self.managers: dict[bytes, ManagerState] = {}
-        self.pending: deque[Task] = deque()
+        self.state = InterchangeState(heartbeat_period, heartbeat_threshold, max_retries,
+                                      time.monotonic())
         self.inbox: deque[list[Task]] = deque()  # batches handed over by other threads
         self.stop_event = threading.Event()
-        self.last_beat = 0.0
-        self.idle_since = time.monotonic()
-        #: refused input, by reason (results for tasks not dispatched to their sender, ...)
-        self.stats = {"bad_messages": 0, "foreign_results": 0, "foreign_running": 0,
-                      "unregistered": 0, "loop_errors": 0}
+        self._carry_out: dict[type, Callable[[Any], None]] = {SendTasks: self._send_tasks, SendHeartbeat: self._send_heartbeat,
+                           Output: self._output, Dropped: self._dropped,
+                           Registered: self._registered, Lost: self._lost}
 
     @property
     def url(self) -> str:
@@ -140,34 +170,37 @@ class Interchange:
         wake.send(b"")
 
     # --------------------------------------------------------------- queries
+    @property
+    def managers(self) -> dict[bytes, ManagerState]:
+        """Registered managers by id (read-only outside the loop)."""
+        return self.state.managers
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Refused input and loop errors, by reason."""
+        return self.state.stats
+
+    @property
+    def idle_since(self) -> float:
+        """``time.monotonic()`` of the last loop step with work outstanding."""
+        return self.state.idle_since
+
     def outstanding(self) -> int:
-        return len(self.pending) + sum(len(m.tasks) for m in self.managers.values())
+        """Tasks queued here or held by managers."""
+        return self.state.outstanding()
 
     def snapshot(self) -> dict:
-        managers = list(self.managers.values())
-        busy = sum(len(m.tasks) for m in managers)
-        total = sum(m.workers for m in managers)
-        return {
-            "managers": len(managers),
-            "total_workers": total,
-            "idle_workers": max(0, total - busy),
-            "pending_tasks_in_interchange": len(self.pending),
-            "running_tasks": busy,
-            "manager_details": [
-                {"manager_id": m.manager_id.decode(errors="replace"), "block_id": m.block_id,
-                 "hostname": m.hostname, "pid": m.pid, "workers": m.workers,
-                 "tasks": len(m.tasks), "containers": list(m.containers)}
-                for m in managers],
-        }
+        """Managers, workers and tasks, for the endpoint's status."""
+        return self.state.snapshot()
 
     def busy_blocks(self) -> set[str]:
         """Blocks whose managers hold tasks (not to be scaled in)."""
-        return {m.block_id for m in self.managers.values() if m.tasks}
+        return self.state.busy_blocks()
 
-    # -------------------------------------------------------------- handlers
-    def _origin(self, mid: bytes) -> str:
+    # -------------------------------------------------------------- messages
+    def _origin(self, mid: bytes, m: ManagerState | None = None) -> str:
         """Who sent a message, for the log: manager id and, once known, host."""
-        m = self.managers.get(mid)
+        m = m if m is not None else self.state.managers.get(mid)
         name = mid[:64].decode(errors="replace")
         return f"manager {name!r}" + (f" on {m.hostname!r}" if m is not None else "")
 
@@ -176,116 +209,84 @@ class Interchange:
         try:
             self._on_manager(frames)
         except ProtocolError as e:
-            self.stats["bad_messages"] += 1
+            self.state.handle(BadMessage(frames[0]))
             log.error("dropping bad message from %s: %s", self._origin(frames[0]), e)
-        except Exception as e:  # noqa: BLE001 - one message never stops the loop
-            self.stats["bad_messages"] += 1
+        except Exception as e:
+            self.state.handle(BadMessage(frames[0]))
             log.exception("dropping message from %s that could not be handled: %s",
                           self._origin(frames[0]), type(e).__name__)
 
     def _on_manager(self, frames: list[bytes]) -> None:
-        mid, rest = frames[0], frames[1:]
-        msg = unpack(rest)
+        """Decode one message into its event; carry out what the state answers."""
+        mid = frames[0]
+        msg = unpack(frames[1:])
         now = time.monotonic()
-        m = self.managers.get(mid)
-        if msg.kind == Kind.REGISTER:
-            h = msg.header
-            if m is not None:  # re-registering would orphan the tasks it holds
-                log.warning("%s registered again; ignored", self._origin(mid))
-                m.last_heard = now
-                return
-            self.managers[mid] = ManagerState(mid, h.block_id, h.hostname, h.workers, h.capacity,
-                                              now, containers=tuple(h.containers), pid=h.pid)
-            log.info("manager %s registered (block %s, %s workers on %s)",
-                     mid.decode(errors="replace"), h.block_id, h.workers, h.hostname)
-            return
-        if m is None:
-            self.stats["unregistered"] += 1
-            log.warning("message %s from unregistered %s dropped", msg.kind.decode(),
-                        self._origin(mid))
-            return
-        m.last_heard = now
-        if msg.kind == Kind.RESULTS:
-            accepted, foreign = [], []
-            for r in unpack_results(msg):
-                task = m.tasks.pop(r.task_id, None)
-                if task is None:  # never dispatched to this manager (or already answered)
-                    foreign.append(r.task_id)
-                    continue
-                m.credits += 1
-                r.task_group_id = task.task_group_id  # from the task, never the message
-                accepted.append(r)
-            if foreign:
-                self.stats["foreign_results"] += len(foreign)
-                log.warning("%s sent %d result(s) for tasks not dispatched to it; dropped: %s",
-                            self._origin(mid), len(foreign), ", ".join(foreign[:10]))
-            if accepted:
-                self.on_output(accepted)
-        elif msg.kind == Kind.RUNNING:
-            mine = [t for t in dict.fromkeys(msg.header) if t in m.tasks]
-            if len(mine) < len(msg.header):
-                self.stats["foreign_running"] += len(msg.header) - len(mine)
-                log.warning("%s reported %d task(s) running that are not its own; ignored",
-                            self._origin(mid), len(msg.header) - len(mine))
-            if mine:
-                self.on_output([StatusUpdate(TaskState.RUNNING.value, mine)])
-        elif msg.kind == Kind.HEARTBEAT:
-            if msg.header is not None and msg.header.containers is not None:
-                m.containers = tuple(msg.header.containers)  # containers its workers run now
+        kind = msg.kind
+        event: Event
+        if kind == Kind.RESULTS:
+            # an unregistered manager's batch is refused unread
+            results = unpack_results(msg) if mid in self.state.managers else []
+            event = ResultsFrom(mid, results, now)
+        elif kind == Kind.RUNNING:
+            event = RunningFrom(mid, msg.header, now)
+        elif kind == Kind.HEARTBEAT:
+            event = HeartbeatFrom(mid, msg.header, now)
+        elif kind == Kind.REGISTER:
+            event = ManagerRegistered(mid, msg.header, now)
         else:
-            self.stats["bad_messages"] += 1
-            log.warning("%s sent a %s message, which managers do not send; dropped",
-                        self._origin(mid), msg.kind.decode())
+            event = StrayMessage(mid, kind, now)
+        self._do(self.state.handle(event))
 
-    def _dispatch(self) -> None:
-        if not self.pending or not self.managers:
-            return
-        for mid, tasks in assign(self.pending, list(self.managers.values())).items():
-            m = self.managers[mid]
+    # ---------------------------------------------------------- instructions
+    def _do(self, instructions: list) -> None:
+        carry_out = self._carry_out
+        for ins in instructions:
+            carry_out[type(ins)](ins)
+
+    def _send_tasks(self, ins: SendTasks) -> None:
+        try:
+            self.router.send_multipart([ins.mid, *pack_tasks(ins.tasks)])
+        except zmq.ZMQError as e:  # manager vanished between poll and send
+            log.warning("cannot send to %s: %s", self._origin(ins.mid), e)
+            self._do(self.state.handle(SendFailed(ins.mid, ins.tasks)))
+
+    def _send_heartbeat(self, ins: SendHeartbeat) -> None:
+        beat = pack(Kind.HEARTBEAT, {"t": time.time()})
+        for mid in ins.mids:
             try:
-                self.router.send_multipart([mid, *pack_tasks(tasks)])
-            except zmq.ZMQError as e:  # manager vanished between poll and send
-                log.warning("cannot send to %s: %s", self._origin(mid), e)
-                self.pending.extendleft(reversed(tasks))
-                continue
-            m.credits -= len(tasks)
-            for t in tasks:
-                m.tasks[t.task_id] = t
+                self.router.send_multipart([mid, *beat])
+            except zmq.ZMQError:
+                pass
 
-    def _housekeeping(self) -> None:
-        now = time.monotonic()
-        if now - self.last_beat >= self.period:
-            for mid in list(self.managers):
-                try:
-                    self.router.send_multipart([mid, *pack(Kind.HEARTBEAT, {"t": time.time()})])
-                except zmq.ZMQError:
-                    pass
-            self.last_beat = now
-        for mid, m in list(self.managers.items()):
-            if now - m.last_heard > self.threshold:
-                log.error("%s silent for %.1fs: declared lost with %d tasks",
-                          self._origin(mid), now - m.last_heard, len(m.tasks))
-                del self.managers[mid]
-                retry, failed = lost_manager_tasks(m, self.max_retries)
-                self.pending.extendleft(reversed(retry))
-                if failed:
-                    self.on_output(failed)
-        if self.outstanding():
-            self.idle_since = now
+    def _output(self, ins: Output) -> None:
+        self.on_output(ins.items)
+
+    def _dropped(self, ins: Dropped) -> None:
+        ids = f": {', '.join(ins.task_ids[:10])}" if ins.task_ids else ""
+        log.warning("%s %s%s", self._origin(ins.mid), ins.why, ids)
+
+    def _registered(self, ins: Registered) -> None:
+        m = ins.manager
+        log.info("manager %s registered (block %s, %s workers on %s)",
+                 m.manager_id.decode(errors="replace"), m.block_id, m.workers, m.hostname)
+
+    def _lost(self, ins: Lost) -> None:
+        m = ins.manager
+        log.error("%s silent for %.1fs: declared lost with %d tasks (%d to run again)",
+                  self._origin(m.manager_id, m), ins.silent_for, len(m.tasks), ins.retried)
 
     # ------------------------------------------------------------------ loop
     def _step(self, poller: zmq.Poller) -> None:
-        for sock, _ in poller.poll(self.poll_period * 1000):
+        for sock, _ in poller.poll(int(self.poll_period * 1000)):
             if sock is self.feed:
-                while self.feed.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                while cast(int, self.feed.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
                     self.feed.recv()
                 while self.inbox:
-                    self.pending.extend(self.inbox.popleft())
+                    self.state.handle(TasksQueued(self.inbox.popleft()))
             else:
-                while self.router.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                while cast(int, self.router.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
                     self._on_manager_safe(self.router.recv_multipart())
-        self._dispatch()
-        self._housekeeping()
+        self._do(self.state.handle(Tick(time.monotonic())))
 
     def run(self) -> None:
         """The loop: until :attr:`stop_event`; nothing a manager sends ends it."""
@@ -295,14 +296,14 @@ class Interchange:
         while not self.stop_event.is_set():
             try:
                 self._step(poller)
-            except Exception:  # noqa: BLE001 - log, keep serving the other managers
+            except Exception:
                 self.stats["loop_errors"] += 1
                 log.exception("interchange loop error; continuing")
                 self.stop_event.wait(self.poll_period)
         self._shutdown_managers()
 
     def _shutdown_managers(self) -> None:
-        for mid in list(self.managers):
+        for mid in list(self.state.managers):
             try:
                 self.router.send_multipart([mid, *pack(Kind.SHUTDOWN)])
             except zmq.ZMQError:

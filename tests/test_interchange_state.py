@@ -1,0 +1,358 @@
+"""The interchange's pure state machine (endpoint/interchange_state.py), driven
+through every path with no ZeroMQ and no threads: the events stand for what
+managers and the agent send and for time passing, the instructions are
+checked for what the interchange's socket shell would do."""
+from __future__ import annotations
+
+import pytest
+
+from endpoint.interchange_state import (
+    BadMessage,
+    Dropped,
+    HeartbeatFrom,
+    InterchangeState,
+    Lost,
+    ManagerRegistered,
+    Output,
+    Registered,
+    ResultsFrom,
+    RunningFrom,
+    SendFailed,
+    SendHeartbeat,
+    SendTasks,
+    StrayMessage,
+    TasksQueued,
+    Tick,
+)
+from funcx.protocol.messages import (
+    Heartbeat,
+    Kind,
+    Register,
+    Result,
+    StatusUpdate,
+    Task,
+)
+from funcx.protocol.states import TaskState
+
+PERIOD, THRESHOLD, RETRIES = 1.0, 5.0, 1
+RUNNING = TaskState.RUNNING.value
+
+
+def task(tid: str, container: str = "", group: str = "g") -> Task:
+    return Task(task_id=tid, function_id="f", payload="p", task_group_id=group,
+                container_id=container)
+
+
+def ok(tid: str, group: str = "") -> Result:
+    return Result(task_id=tid, status=TaskState.SUCCESS.value, data=f"v-{tid}",
+                  task_group_id=group)
+
+
+def of(out: list, kind: type) -> list:
+    return [i for i in out if isinstance(i, kind)]
+
+
+def sent(out: list) -> dict[bytes, list[str]]:
+    return {i.mid: [t.task_id for t in i.tasks] for i in of(out, SendTasks)}
+
+
+def outputs(out: list) -> list:
+    return [item for i in of(out, Output) for item in i.items]
+
+
+def state(now: float = 0.0, retries: int = RETRIES) -> InterchangeState:
+    return InterchangeState(PERIOD, THRESHOLD, retries, now)
+
+
+def register(s: InterchangeState, mid: bytes, capacity: int = 2, now: float = 0.0,
+             containers: tuple[str, ...] = ("",), block: str = "b0") -> list:
+    reg = Register(manager_id=mid.decode(), workers=capacity, capacity=capacity,
+                   block_id=block, hostname=f"host-{mid.decode()}", pid=42,
+                   containers=list(containers))
+    return s.handle(ManagerRegistered(mid, reg, now))
+
+
+def queue(s: InterchangeState, *tids: str, container: str = "", now: float = 0.0) -> list:
+    assert s.handle(TasksQueued([task(t, container) for t in tids])) == []  # no dispatch yet
+    return s.handle(Tick(now))
+
+
+# ------------------------------------------------------------ registration
+def test_register_books_the_manager():
+    s = state()
+    out = register(s, b"m1", capacity=3, containers=("", "img"))
+    assert [type(i) for i in out] == [Registered]
+    m = s.managers[b"m1"]
+    assert out[0].manager is m
+    assert (m.credits, m.workers, m.block_id, m.hostname, m.pid) == (3, 3, "b0", "host-m1", 42)
+    assert m.containers == ("", "img") and m.last_heard == 0.0 and m.tasks == {}
+
+
+def test_second_register_is_ignored_and_keeps_tasks():
+    s = state()
+    register(s, b"m1", capacity=2)
+    queue(s, "t0")
+    out = register(s, b"m1", capacity=50, now=3.0)
+    assert [type(i) for i in out] == [Dropped]
+    assert out[0].mid == b"m1" and "registered again" in out[0].why
+    m = s.managers[b"m1"]
+    assert m.credits == 1 and list(m.tasks) == ["t0"]  # not reset to 50 / emptied
+    assert m.last_heard == 3.0  # but it was heard from
+
+
+@pytest.mark.parametrize("event", [
+    ResultsFrom(b"ghost", [ok("t0")], 1.0),
+    RunningFrom(b"ghost", ["t0"], 1.0),
+    HeartbeatFrom(b"ghost", None, 1.0),
+    StrayMessage(b"ghost", Kind.TASKS, 1.0),
+])
+def test_messages_from_unregistered_managers_are_dropped(event):
+    s = state()
+    register(s, b"m1")
+    queue(s, "t0")
+    out = s.handle(event)
+    assert [type(i) for i in out] == [Dropped]
+    assert out[0].mid == b"ghost" and "before registering" in out[0].why
+    assert s.stats["unregistered"] == 1
+    assert b"ghost" not in s.managers and list(s.managers[b"m1"].tasks) == ["t0"]
+
+
+# ---------------------------------------------------------------- dispatch
+def test_tasks_wait_for_a_manager():
+    s = state()
+    assert queue(s, "t0", "t1") == []
+    assert [t.task_id for t in s.pending] == ["t0", "t1"]
+    assert s.outstanding() == 2
+    out = register(s, b"m1")
+    assert of(out, SendTasks) == []  # dispatch happens on the tick
+    assert sent(s.handle(Tick(0.1))) == {b"m1": ["t0", "t1"]}
+
+
+def test_dispatch_by_credit():
+    s = state()
+    register(s, b"a", capacity=2)
+    register(s, b"b", capacity=3)
+    out = queue(s, *(f"t{i}" for i in range(8)))
+    batches = sent(out)
+    assert len(batches[b"a"]) == 2 and len(batches[b"b"]) == 3
+    assert [t.task_id for t in s.pending] == ["t5", "t6", "t7"]
+    assert s.managers[b"a"].credits == 0 and s.managers[b"b"].credits == 0
+    assert set(s.managers[b"a"].tasks) == set(batches[b"a"])
+    assert s.outstanding() == 8
+    assert of(s.handle(Tick(0.2)), SendTasks) == []  # no credit left: nothing more
+
+
+def test_dispatch_by_container():
+    s = state()
+    register(s, b"cold", capacity=5)
+    register(s, b"warm", capacity=1, containers=("", "img"))
+    s.handle(TasksQueued([task("c0", "img"), task("p0")]))
+    batches = sent(s.handle(Tick(0.0)))
+    assert batches == {b"warm": ["c0"], b"cold": ["p0"]}
+
+
+def test_results_return_credits_and_reach_the_agent():
+    s = state()
+    register(s, b"m1", capacity=1)
+    assert sent(queue(s, "t0", "t1")) == {b"m1": ["t0"]}
+    out = s.handle(ResultsFrom(b"m1", [ok("t0", group="forged")], 1.0))
+    [r] = outputs(out)
+    assert r.task_id == "t0" and r.task_group_id == "g"  # from the task, never the message
+    assert of(out, Dropped) == []
+    assert s.managers[b"m1"].credits == 1 and s.managers[b"m1"].last_heard == 1.0
+    assert sent(s.handle(Tick(1.0))) == {b"m1": ["t1"]}  # the returned credit is spent
+
+
+def test_results_for_tasks_not_dispatched_to_the_sender_are_dropped():
+    s = state()
+    register(s, b"legit", capacity=1)
+    register(s, b"evil", capacity=1)
+    s.handle(TasksQueued([task("victim")]))
+    s.managers[b"evil"].credits = 0  # make sure the victim goes to legit
+    assert sent(s.handle(Tick(0.0))) == {b"legit": ["victim"]}
+    out = s.handle(ResultsFrom(b"evil", [ok("victim"), ok("nobody")], 1.0))
+    assert outputs(out) == []
+    [d] = of(out, Dropped)
+    assert d.mid == b"evil" and d.task_ids == ["victim", "nobody"]
+    assert "not dispatched to it" in d.why
+    assert s.stats["foreign_results"] == 2
+    assert "victim" in s.managers[b"legit"].tasks  # still the legit manager's
+    assert s.managers[b"evil"].credits == 0  # no credit for foreign results
+    [r] = outputs(s.handle(ResultsFrom(b"legit", [ok("victim")], 2.0)))
+    assert r.task_id == "victim"
+
+
+def test_duplicate_results_are_dropped():
+    s = state()
+    register(s, b"m1", capacity=2)
+    queue(s, "t0")
+    out = s.handle(ResultsFrom(b"m1", [ok("t0"), ok("t0")], 1.0))
+    assert [r.task_id for r in outputs(out)] == ["t0"]
+    assert of(out, Dropped)[0].task_ids == ["t0"]
+    out = s.handle(ResultsFrom(b"m1", [ok("t0")], 2.0))  # a late repeat
+    assert outputs(out) == [] and of(out, Dropped)[0].task_ids == ["t0"]
+    assert s.stats["foreign_results"] == 2
+    assert s.managers[b"m1"].credits == 2  # credited once
+
+
+def test_running_notices_only_for_dispatched_tasks():
+    s = state()
+    register(s, b"a", capacity=2)
+    register(s, b"b", capacity=0)
+    queue(s, "t0", "t1")
+    out = s.handle(RunningFrom(b"a", ["t0", "t0", "other"], 1.0))
+    assert outputs(out) == [StatusUpdate(RUNNING, ["t0"])]
+    [d] = of(out, Dropped)
+    assert d.task_ids == ["t0", "other"]  # the repeat and the stranger
+    assert s.stats["foreign_running"] == 2  # the repeat and the stranger
+    out = s.handle(RunningFrom(b"b", ["t1"], 1.0))  # not b's task
+    assert outputs(out) == [] and s.stats["foreign_running"] == 3
+    assert s.managers[b"b"].last_heard == 1.0
+
+
+def test_heartbeat_keeps_alive_and_updates_containers():
+    s = state()
+    register(s, b"m1")
+    assert s.handle(HeartbeatFrom(b"m1", None, 1.0)) == []
+    assert s.managers[b"m1"].containers == ("",) and s.managers[b"m1"].last_heard == 1.0
+    s.handle(HeartbeatFrom(b"m1", Heartbeat(t=5.0), 2.0))
+    assert s.managers[b"m1"].containers == ("",)  # no news of containers
+    s.handle(HeartbeatFrom(b"m1", Heartbeat(containers=["img"]), 3.0))
+    assert s.managers[b"m1"].containers == ("img",)
+    assert of(s.handle(Tick(3.0 + THRESHOLD)), Lost) == []  # heard at 3.0
+    assert b"m1" in s.managers
+
+
+def test_stray_and_bad_messages_are_counted():
+    s = state()
+    register(s, b"m1")
+    out = s.handle(StrayMessage(b"m1", Kind.READY, 1.0))
+    assert "READY" in out[0].why and s.stats["bad_messages"] == 1
+    assert s.handle(BadMessage(b"anyone")) == [] and s.stats["bad_messages"] == 2
+    assert s.managers[b"m1"].last_heard == 1.0
+
+
+# ------------------------------------------------------------ heartbeats
+def test_heartbeats_every_period():
+    s = state()
+    assert of(s.handle(Tick(0.0)), SendHeartbeat) == []  # nobody to send to
+    register(s, b"a")
+    register(s, b"b")
+    assert of(s.handle(Tick(0.5)), SendHeartbeat) == []  # the period started at 0.0
+    [beat] = of(s.handle(Tick(1.0)), SendHeartbeat)
+    assert sorted(beat.mids) == [b"a", b"b"]
+    assert of(s.handle(Tick(1.5)), SendHeartbeat) == []
+
+
+# ----------------------------------------------------------- lost managers
+def test_lost_manager_tasks_are_redispatched_with_attempt_plus_one():
+    s = state(retries=1)
+    register(s, b"dead", capacity=2)
+    queue(s, "t0", "t1")
+    register(s, b"live", capacity=2, now=4.0)
+    assert of(s.handle(Tick(THRESHOLD)), Lost) == []  # exactly the threshold: not yet
+    out = s.handle(Tick(THRESHOLD + 0.5))
+    [lost] = of(out, Lost)
+    assert lost.manager.manager_id == b"dead" and lost.retried == 2
+    assert lost.silent_for == pytest.approx(THRESHOLD + 0.5)
+    assert b"dead" not in s.managers
+    assert sent(out) == {b"live": ["t0", "t1"]}  # re-sent in order by the same tick
+    assert [t.attempt for t in s.managers[b"live"].tasks.values()] == [1, 1]
+    assert outputs(out) == []
+
+
+def test_lost_manager_tasks_beyond_retries_fail_with_manager_lost():
+    s = state(retries=1)
+    register(s, b"m1", capacity=1)
+    queue(s, "t0")
+    out = s.handle(Tick(THRESHOLD + 1))  # attempt 1: queued again, no manager now
+    assert [t.task_id for t in s.pending] == ["t0"] and s.pending[0].attempt == 1
+    assert outputs(out) == []
+    register(s, b"m2", capacity=1, now=10.0)
+    assert sent(s.handle(Tick(10.0))) == {b"m2": ["t0"]}
+    out = s.handle(Tick(10.0 + THRESHOLD + 1))  # attempt 2 > 1 retry: failed
+    [lost] = of(out, Lost)
+    assert lost.retried == 0
+    [r] = outputs(out)
+    assert r.task_id == "t0" and r.status == TaskState.FAILED.value and r.task_group_id == "g"
+    assert "ManagerLost" in r.data and "m2" in r.data
+    assert s.outstanding() == 0 and not s.pending
+
+
+def test_results_of_a_lost_manager_are_dropped():
+    s = state()
+    register(s, b"m1", capacity=1)
+    queue(s, "t0")
+    s.handle(Tick(THRESHOLD + 1))
+    out = s.handle(ResultsFrom(b"m1", [ok("t0")], THRESHOLD + 2))
+    assert outputs(out) == [] and s.stats["unregistered"] == 1
+    assert [t.task_id for t in s.pending] == ["t0"]  # it runs again elsewhere
+
+
+# ------------------------------------------------------------ send failure
+def test_send_failure_requeues_first_and_restores_credits():
+    s = state()
+    register(s, b"m1", capacity=2)
+    s.handle(TasksQueued([task("t0"), task("t1"), task("t2")]))
+    [send] = of(s.handle(Tick(0.0)), SendTasks)
+    assert [t.task_id for t in send.tasks] == ["t0", "t1"]
+    assert s.handle(SendFailed(send.mid, send.tasks)) == []
+    assert [t.task_id for t in s.pending] == ["t0", "t1", "t2"]  # in order, at the front
+    m = s.managers[b"m1"]
+    assert m.credits == 2 and m.tasks == {}
+    assert s.outstanding() == 3
+    assert sent(s.handle(Tick(0.1))) == {b"m1": ["t0", "t1"]}  # tried again
+
+
+def test_send_failure_for_a_forgotten_manager_changes_nothing():
+    s = state()
+    register(s, b"m1", capacity=1)
+    [send] = of(queue(s, "t0"), SendTasks)
+    s.handle(Tick(THRESHOLD + 1))  # lost: t0 is queued again already
+    assert s.handle(SendFailed(send.mid, send.tasks)) == []
+    assert [t.task_id for t in s.pending] == ["t0"]  # once, not twice
+
+
+# ---------------------------------------------------- idle, status, scale-in
+def test_idle_since():
+    s = state(now=100.0)
+    assert s.idle_since == 100.0
+    s.handle(Tick(101.0))
+    assert s.idle_since == 100.0  # nothing outstanding: still idle since 100
+    queue(s, "t0", now=102.0)
+    assert s.idle_since == 102.0  # pending
+    register(s, b"m1", now=103.0)
+    s.handle(Tick(103.0))
+    assert s.idle_since == 103.0  # dispatched, not answered
+    s.handle(ResultsFrom(b"m1", [ok("t0")], 104.0))
+    s.handle(Tick(105.0))
+    assert s.idle_since == 103.0
+
+
+def test_snapshot_busy_blocks_and_outstanding():
+    s = state()
+    register(s, b"m1", capacity=2, block="b1", containers=("", "img"))
+    register(s, b"m2", capacity=3, block="b2")
+    s.managers[b"m2"].credits = 0
+    queue(s, "t0", "t1", "t2")
+    snap = s.snapshot()
+    assert snap == {
+        "managers": 2, "total_workers": 5, "idle_workers": 3,
+        "pending_tasks_in_interchange": 1, "running_tasks": 2,
+        "manager_details": [
+            {"manager_id": "m1", "block_id": "b1", "hostname": "host-m1", "pid": 42,
+             "workers": 2, "tasks": 2, "containers": ["", "img"]},
+            {"manager_id": "m2", "block_id": "b2", "hostname": "host-m2", "pid": 42,
+             "workers": 3, "tasks": 0, "containers": [""]},
+        ],
+    }
+    assert s.busy_blocks() == {"b1"}
+    assert s.outstanding() == 3
+    s.handle(ResultsFrom(b"m1", [ok("t0"), ok("t1")], 1.0))
+    assert s.busy_blocks() == set()
+    assert s.outstanding() == 1
+
+
+def test_empty_snapshot():
+    snap = state().snapshot()
+    assert snap["managers"] == 0 and snap["idle_workers"] == 0 and snap["manager_details"] == []
