@@ -301,9 +301,14 @@ def test_other_users_things_are_404(api, other, redis_client, queued, quiet, fid
                                 json={"tasks": {their_fid: [PAYLOAD]}}), 404, "ENDPOINT_NOT_FOUND")
         assert_error(other.post(f"/v3/endpoints/{theirs}/submit",
                                 json={"tasks": {fid: [PAYLOAD]}}), 404, "FUNCTION_NOT_FOUND")
-        assert_error(other.post(f"/v3/endpoints/{theirs}/submit",
-                                json={"tasks": {their_fid: [PAYLOAD]}, "task_group_id": tg}),
-                     404, "TASK_GROUP_NOT_FOUND")
+    # someone else's task-group id is answered as a fresh one would be (no
+    # existence oracle): a private group of the caller's, the owner's untouched
+    sub = other.ok("POST", f"/v3/endpoints/{theirs}/submit",
+                   json={"tasks": {their_fid: [PAYLOAD]}, "task_group_id": tg})
+    assert sub["task_group_id"] == tg
+    assert [t["id"] for t in api.ok("GET", f"/v2/taskgroup/{tg}")["tasks"]] == [tid]
+    assert [t["id"] for t in other.ok("GET", f"/v2/taskgroup/{tg}")["tasks"]] == \
+        sub["tasks"][their_fid]
     # still there for their owner
     assert api.get(f"/v2/endpoints/{quiet}").status_code == 200
     assert api.ok("GET", f"/v2/tasks/{tid}")["status"] == "waiting-for-ep"

@@ -5,7 +5,8 @@ from flask import Blueprint, jsonify
 
 from backend.api_errors import bad_request, not_found
 from backend.auth import current_user
-from backend.routes.common import field, json_body, tasks, valid_uuid
+from backend.routes.common import field, json_body, redis, tasks, valid_uuid
+from backend.store import quotas
 from backend.store.tasks import document, summary
 from funcx.defaults import setting
 from funcx.protocol.states import TaskState
@@ -29,9 +30,10 @@ def list_tasks():
     tg = request.args.get("task_group_id")
     if tg:
         tg = valid_uuid(tg, "task group id")
-        if tasks().task_group_owner(tg) != user:
+        mine = quotas.resolve_task_group(redis(), tg, user)  # the same 404 for others' and unknown ids
+        if mine is None:
             raise not_found("task_group", tg)
-        groups = [tg]
+        groups = [mine]
     else:
         groups = tasks().recent_task_groups(user, 20)
     rows: list[dict] = []

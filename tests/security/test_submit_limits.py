@@ -300,8 +300,6 @@ def test_someone_elses_task_group_id_answers_as_a_fresh_one(service, redis_clien
     assert redis_client.hget(f"fx:tg:{tg}", "owner") == alice.uid
 
 
-@pytest.mark.xfail(strict=True, reason="backend/routes/tasks.py (GET /v2/tasks?task_group_id=) "
-                   "must name the group with backend.store.quotas.resolve_task_group")
 def test_listing_tasks_by_someone_elses_group_id_answers_as_a_fresh_one(service, redis_client):
     alice = new_user(service, redis_client, "alice")
     mallory = new_user(service, redis_client, "mallory")
