@@ -98,7 +98,8 @@ def register(r: redis.Redis, owner: str, service_redis_url: str, *, eid: str | N
                 p.sadd(keys.endpoint_allowed(eid), *allowed_functions)
         p.xadd(keys.INGEST_WAKE, {"endpoint_id": eid}, maxlen=100, approximate=True)
         p.execute()
-    r.execute_command("ACL", "SETUSER", keys.ep_acl_user(eid), *acl_rules(eid, password, _db_of(service_redis_url)))
+    r.execute_command("ACL", "SETUSER", keys.ep_acl_user(eid),
+                      *acl_rules(eid, password, _db_of(service_redis_url)))
     _save_acl(r)
     return {
         "endpoint_id": eid,

@@ -18,18 +18,10 @@ import uuid
 
 import redis
 
+from backend.store import scripts
 from funcx.defaults import setting
 from funcx.protocol import keys
 
-#: KEYS[1]: the identity's open polls.  ARGV: poll id, now, its deadline, the cap.
-#: Returns 1 (taken) or 0 (the identity is at its cap).
-_ACQUIRE = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return 0 end
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-redis.call('EXPIREAT', KEYS[1], math.ceil(tonumber(ARGV[3])) + 1)
-return 1
-"""
 SLACK_S = 10.0  # a poll's entry outlives its deadline by this much (clock skew, slow answers)
 
 _threads: threading.BoundedSemaphore | None = None
@@ -60,7 +52,7 @@ class Slot:
         self.taken = False
         now = time.time()
         cap = int(setting("LONGPOLL_PER_IDENTITY"))
-        script = r.register_script(_ACQUIRE)
+        script = r.register_script(scripts.LONGPOLL_ACQUIRE)
         if not script(keys=[self.key], args=[self.id, now, now + wait_s + SLACK_S, cap]):
             return  # over the identity's cap: the caller answers 429
         self.taken = True

@@ -16,7 +16,7 @@ bounds results overall is Redis ``maxmemory`` (a full store answers 507).
 
 Both counters go up in the one script that queues a submit (:data:`SUBMIT`), so a
 submit is queued whole or refused whole and nothing that queued can fail after;
-they go down when a task becomes terminal, once, by :data:`RELEASE_LUA` (in the
+they go down when a task becomes terminal, once, by ``scripts.RELEASE`` (in the
 result-apply and cancel scripts); a task that expires without ever finishing
 drops out when its score passes (trimmed by the next submit of its owner).
 """
@@ -29,97 +29,15 @@ from dataclasses import dataclass, field
 
 import redis
 
+from backend.store import scripts
 from funcx.defaults import setting
 from funcx.protocol import keys
 from funcx.protocol.messages import Task
 from funcx.protocol.states import TaskState
 from funcx.protocol.streams import encode_task_batch
 
-#: Lua, to paste at the top of a script: ``fx_release(task_key, task_id)`` takes a
-#: task that just became terminal (or was cancelled) off its owner's quotas.  It
-#: reads ``owner`` and ``payload_bytes`` from the task record; a task queued before
-#: quotas existed (no ``payload_bytes``) or already released is left alone, so the
-#: call is idempotent.  Key names are those of keys.user_queued / user_queued_bytes.
-RELEASE_LUA = """
-local function fx_release(task_key, tid)
-  local rec = redis.call('HMGET', task_key, 'owner', 'payload_bytes')
-  if rec[1] and rec[2] then
-    local base = 'fx:user:' .. rec[1] .. ':queued'
-    if redis.call('ZREM', base, tid .. ':' .. rec[2]) == 1 then
-      if redis.call('DECRBY', base .. '_bytes', rec[2]) < 0 then
-        redis.call('SET', base .. '_bytes', 0)
-      end
-    end
-  end
-end
-"""
-assert keys.user_queued("U") == "fx:user:U:queued"  # RELEASE_LUA builds these names
-assert keys.user_queued_bytes("U") == "fx:user:U:queued_bytes"
 
-# The whole of one submit request, atomically.  KEYS: [1] the owner's queued set,
-# [2] the owner's queued-bytes counter, [3] the Idempotency-Key answer key.
-# ARGV[1]: a JSON header (see _header); ARGV[2..]: bulk strings the header points
-# at by index (stream entry fields, function code, container specs).
-# Returns {1} queued, {2, answer} a replayed request (nothing queued), or
-# {0, code, detail} refused with nothing written.
-SUBMIT = """
-local h = cjson.decode(ARGV[1])
-if h.answer_ttl > 0 then
-  local first = redis.call('GET', KEYS[3])
-  if first then return {2, first} end
-end
--- Redis checks maxmemory only before a script's first write: make that first
--- write one that is refused on OOM, so a full store refuses before anything changes
-local probe = redis.pcall('INCRBY', KEYS[2], 0)
-if type(probe) == 'table' and probe.err then return {0, 'STORE_FULL', probe.err} end
-local o = redis.call('HGET', h.tg_key, 'owner')
-if o and o ~= h.owner then return {0, 'TASK_GROUP_TAKEN', ''} end
--- tasks whose records expired before finishing no longer count
-local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', h.now)
-if #gone > 0 then
-  local b = 0
-  for _, m in ipairs(gone) do b = b + tonumber(string.match(m, ':(%d+)$') or '0') end
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', h.now)
-  if redis.call('DECRBY', KEYS[2], b) < 0 then redis.call('SET', KEYS[2], 0) end
-end
-local queued = redis.call('ZCARD', KEYS[1])
-if queued + h.n > h.max_tasks then return {0, 'QUOTA_QUEUED_TASKS', tostring(queued)} end
-local held = tonumber(redis.call('GET', KEYS[2]) or '0')
-if held + h.nbytes > h.max_bytes then return {0, 'QUOTA_STORED_BYTES', tostring(held)} end
--- queue
-redis.call('HSETNX', h.tg_key, 'owner', h.owner)
-redis.call('HSETNX', h.tg_key, 'created_at', h.now_s)
-if h.client_tg ~= h.tg then redis.call('HSETNX', h.tg_key, 'client_id', h.client_tg) end
-redis.call('ZADD', h.user_tgs_key, h.now, h.tg)
-for _, fc in ipairs(h.codes) do redis.call('SET', fc[1], ARGV[fc[2]], 'NX') end
-for _, cs in ipairs(h.containers) do redis.call('SET', cs[1], ARGV[cs[2]]) end
-local expires = h.now + h.ttl
-local all = {}
-for _, b in ipairs(h.batches) do
-  for _, t in ipairs(b.tasks) do
-    local tid, bytes = t[1], t[3]
-    local k = h.task_prefix .. tid
-    redis.call('HSET', k, 'task_id', tid, 'status', h.status, 'function_id', b.fids[t[2]],
-               'endpoint_id', b.eid, 'task_group_id', h.tg, 'owner', h.owner,
-               'created_at', h.now_s, 'payload_bytes', bytes)
-    if h.client_tg ~= h.tg then redis.call('HSET', k, 'client_task_group_id', h.client_tg) end
-    redis.call('EXPIRE', k, h.ttl)
-    redis.call('ZADD', KEYS[1], expires, tid .. ':' .. bytes)
-    all[#all + 1] = tid
-  end
-  local entry = {}
-  for i = b.entry, b.entry + 2 * b.nf - 1 do entry[#entry + 1] = ARGV[i] end
-  redis.call('XADD', b.stream, '*', unpack(entry))
-  redis.call('INCRBY', b.outstanding, #b.tasks)
-end
-redis.call('INCRBY', KEYS[2], h.nbytes)
-for i = 1, #all, 1000 do
-  redis.call('RPUSH', h.tg_tasks_key, unpack(all, i, math.min(i + 999, #all)))
-end
-for _, k in ipairs({h.tg_key, h.tg_tasks_key, h.tg_events_key}) do redis.call('EXPIRE', k, h.ttl) end
-if h.answer_ttl > 0 then redis.call('SET', KEYS[3], h.answer, 'EX', h.answer_ttl) end
-return {1}
-"""
+SUBMIT = scripts.SUBMIT  # see backend/store/scripts.py
 
 #: a uuid5 namespace for the private alias of a task-group id another user holds
 _ALIAS_NS = uuid.UUID("5b0c6f0e-8f3e-4c55-9a51-0f1d2c3b4a59")

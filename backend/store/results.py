@@ -14,70 +14,12 @@ from dataclasses import dataclass, field
 import msgspec
 import redis
 
-from backend.store.quotas import RELEASE_LUA
-from backend.store.tasks import EVENTS_MAXLEN
+from backend.store import scripts
 from funcx.protocol import keys
 from funcx.protocol.messages import Result, StatusUpdate
 from funcx.protocol.states import TERMINAL_VALUES, TaskState, may_transition
 
 CHUNK = 500  # results per script call
-_EV_PREFIX, _EV_SUFFIX = keys.task_group_events("\0").split("\0")
-_TERMINAL_LUA = "{" + ", ".join(f"['{s}'] = true" for s in sorted(TERMINAL_VALUES)) + "}"
-
-#: Apply one endpoint's results.  KEYS[1]: the endpoint's outstanding counter;
-#: KEYS[2..]: the task records, one per result.  ARGV: endpoint id, then per
-#: result: task_id, status, field count, field/value pairs.  Returns
-#: {applied, {position, reason}...} where position is the result's 1-based
-#: index and reason "unknown" (no such task) or "foreign" (not this endpoint's).
-#: A result for a terminal task is a duplicate and is ignored silently.  A task
-#: that becomes terminal leaves its owner's quotas (fx_release, quotas.RELEASE_LUA).
-APPLY_RESULTS = RELEASE_LUA + """
-local terminal = %(terminal)s
-local eid = ARGV[1]
-local applied, a, refused = 0, 2, {}
-for i = 2, #KEYS do
-  local tid, status, nf = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
-  local rec = redis.call('HMGET', KEYS[i], 'status', 'endpoint_id', 'task_group_id')
-  local cur, ep, tg = rec[1], rec[2], rec[3]
-  if not cur then
-    refused[#refused + 1] = {i - 1, 'unknown'}
-  elseif ep ~= eid then
-    refused[#refused + 1] = {i - 1, 'foreign'}
-  elseif not terminal[cur] then
-    redis.call('HSET', KEYS[i], 'status', status)
-    for f = a + 3, a + 2 + 2 * nf, 2 do
-      redis.call('HSET', KEYS[i], ARGV[f], ARGV[f + 1])
-    end
-    fx_release(KEYS[i], tid)
-    if tg and tg ~= '' then
-      redis.call('XADD', '%(ev_prefix)s' .. tg .. '%(ev_suffix)s', 'MAXLEN', '~', %(maxlen)d,
-                 '*', 'task_id', tid, 'status', status)
-    end
-    applied = applied + 1
-  end
-  a = a + 3 + 2 * nf
-end
-if applied > 0 then redis.call('DECRBY', KEYS[1], applied) end
-return {applied, refused}
-""" % {"terminal": _TERMINAL_LUA, "ev_prefix": _EV_PREFIX, "ev_suffix": _EV_SUFFIX,
-       "maxlen": EVENTS_MAXLEN}
-
-#: Move tasks of one endpoint to a new non-terminal status.  KEYS: task records.
-#: ARGV: endpoint id, the new status, then the statuses it may replace.
-#: Returns {changed, {position, reason}...} as APPLY_RESULTS does.
-APPLY_STATUS = """
-local eid = ARGV[1]
-local allowed = {}
-for i = 3, #ARGV do allowed[ARGV[i]] = true end
-local n, refused = 0, {}
-for i, k in ipairs(KEYS) do
-  local rec = redis.call('HMGET', k, 'status', 'endpoint_id')
-  if not rec[1] then refused[#refused + 1] = {i, 'unknown'}
-  elseif rec[2] ~= eid then refused[#refused + 1] = {i, 'foreign'}
-  elseif allowed[rec[1]] then redis.call('HSET', k, 'status', ARGV[2]); n = n + 1 end
-end
-return {n, refused}
-"""
 
 REASONS = {"unknown": "no such task", "foreign": "the task belongs to another endpoint"}
 
@@ -113,8 +55,8 @@ class ResultStore:
 
     def __init__(self, r: redis.Redis):
         self.r = r
-        self._results = r.register_script(APPLY_RESULTS)
-        self._status = r.register_script(APPLY_STATUS)
+        self._results = r.register_script(scripts.APPLY_RESULTS)
+        self._status = r.register_script(scripts.APPLY_STATUS)
 
     def apply(self, entries: list[Result | StatusUpdate], eid: str,
               then_ack: tuple[str, str, list] | None = None) -> Applied:

@@ -14,56 +14,11 @@ import time
 
 import redis
 
-from backend.store import quotas
+from backend.store import quotas, scripts
 from funcx.defaults import setting
 from funcx.protocol import keys
 from funcx.protocol.messages import Result
 from funcx.protocol.states import TERMINAL_VALUES, TaskState
-
-EVENTS_MAXLEN = int(setting("EVENTS_MAXLEN"))
-
-# KEYS: task, task-group events, endpoint's cancelled set, endpoint's outstanding
-# counter.  ARGV: task_id, now, then the statuses a task may be cancelled from
-# (not yet running).  A cancelled task leaves its owner's quotas.
-_CANCEL = quotas.RELEASE_LUA + """
-local cur = redis.call('HGET', KEYS[1], 'status')
-if not cur then return -1 end
-for i = 3, #ARGV do
-  if cur == ARGV[i] then
-    redis.call('HSET', KEYS[1], 'status', 'cancelled', 'completion_t', ARGV[2],
-               'reason', 'cancelled by the user before it started')
-    redis.call('XADD', KEYS[2], 'MAXLEN', '~', %d, '*', 'task_id', ARGV[1], 'status', 'cancelled')
-    redis.call('SADD', KEYS[3], ARGV[1])
-    redis.call('EXPIRE', KEYS[3], 1209600)
-    redis.call('DECR', KEYS[4])
-    fx_release(KEYS[1], ARGV[1])
-    return 1
-  end
-end
-return 0
-""" % EVENTS_MAXLEN
-# Read task records and start the retention clock of terminal ones on their
-# first fetch by their owner, in one round trip.  KEYS: task records.
-# ARGV: now, retention seconds, the reader's user id.
-_FETCH = """
-local out = {}
-for i, k in ipairs(KEYS) do
-  local rec = redis.call('HGETALL', k)
-  out[i] = rec
-  local st, owner, fetched = nil, nil, false
-  for j = 1, #rec, 2 do
-    local f = rec[j]
-    if f == 'status' then st = rec[j + 1] elseif f == 'owner' then owner = rec[j + 1]
-    elseif f == 'fetched_at' then fetched = true end
-  end
-  if owner == ARGV[3] and not fetched
-     and (st == 'success' or st == 'failed' or st == 'cancelled') then
-    redis.call('HSET', k, 'fetched_at', ARGV[1])
-    redis.call('EXPIRE', k, ARGV[2])
-  end
-end
-return out
-"""
 
 CANCELLABLE = (TaskState.RECEIVED.value, TaskState.WAITING_FOR_EP.value,
                TaskState.WAITING_FOR_NODES.value)
@@ -72,9 +27,9 @@ CANCELLABLE = (TaskState.RECEIVED.value, TaskState.WAITING_FOR_EP.value,
 class TaskStore:
     def __init__(self, r: redis.Redis):
         self.r = r
-        self._cancel = r.register_script(_CANCEL)
-        self._fetch = r.register_script(_FETCH)
-        self._submit = r.register_script(quotas.SUBMIT)
+        self._cancel = r.register_script(scripts.CANCEL)
+        self._fetch = r.register_script(scripts.FETCH)
+        self._submit = r.register_script(scripts.SUBMIT)
 
     # ------------------------------------------------------------------ submit
     def task_group_owner(self, tg: str) -> str | None:

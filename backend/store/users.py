@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import redis
 
+from backend.store import scripts
 from funcx.defaults import setting
 from funcx.protocol import keys
 
@@ -58,14 +59,7 @@ def revoke_token(r: redis.Redis, token: str) -> bool:
     return bool(r.delete(keys.token(hash_token(token))))
 
 
-# KEYS: the token's record.  ARGV: the user-key prefix.  One round trip per request.
-_AUTHENTICATE = """
-local tok = redis.call('HMGET', KEYS[1], 'user', 'created_at')
-local uid = tok[1]
-if not uid then return false end
-local rec = redis.call('HMGET', ARGV[1] .. uid, 'name', 'disabled', 'tokens_valid_after')
-return {uid, rec[1] or false, rec[2] or false, tok[2] or false, rec[3] or false}
-"""
+# registered scripts per client (scripts.AUTHENTICATE: one round trip per request)
 _scripts: dict[int, object] = {}
 
 
@@ -96,7 +90,7 @@ def authenticate(r: redis.Redis, token: str) -> Identity | None:
     disabled, or issued before the user was last disabled)."""
     script = _scripts.get(id(r))
     if script is None:
-        script = _scripts[id(r)] = r.register_script(_AUTHENTICATE)
+        script = _scripts[id(r)] = r.register_script(scripts.AUTHENTICATE)
     found = script(keys=[keys.token(hash_token(token))], args=[keys.user("")])
     if not found:
         return None
