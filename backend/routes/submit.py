@@ -35,9 +35,11 @@ from backend.api_errors import ApiError, bad_request, too_large
 from backend.auth import current_user
 from backend.routes.common import (check_endpoint, check_function, field, json_body, redis,
                                    tasks, valid_uuid)
+from backend.store import containers as ctr_store
+from backend.store import endpoints as ep_store
 from backend.store.quotas import Batch, Refused
 from funcx.defaults import setting
-from funcx.protocol import error_codes, keys
+from funcx.protocol import error_codes
 from funcx.protocol.messages import (ProtocolError, check_within_limits, endpoint_limits,
                                      resource_specification)
 
@@ -90,17 +92,6 @@ def _check_payloads(payloads: list) -> None:
             raise too_large(f"a task payload of {len(p)} bytes exceeds the limit of {limit} bytes")
 
 
-def _lookup(eid: str, fids: list[str]) -> tuple:
-    """Everything a submit checks, in one round trip to Redis."""
-    with redis().pipeline(transaction=False) as p:
-        p.hgetall(keys.endpoint(eid))
-        p.smembers(keys.endpoint_allowed(eid))
-        for fid in fids:
-            p.hgetall(keys.function(fid))
-        ep, allowed, *fns = p.execute()
-    return ep or None, allowed, [f or None for f in fns]
-
-
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
@@ -117,7 +108,7 @@ def _prepare(user: str, eid: str, by_function: dict[str, list[str]], spec: dict)
     """Validate one endpoint's tasks (nothing is written)."""
     eid = valid_uuid(eid, "endpoint id")
     fids = {raw: valid_uuid(raw, "function id") for raw in by_function}
-    ep, allowed, fn_recs = _lookup(eid, list(fids.values()))
+    ep, allowed, fn_recs = ep_store.submit_view(redis(), eid, list(fids.values()))
     check_endpoint(ep, eid, user)
     _check_limits(spec, ep, eid)
     batch = Batch(eid, [], {}, {}, spec or None, {})
@@ -132,11 +123,8 @@ def _prepare(user: str, eid: str, by_function: dict[str, list[str]], spec: dict)
         if fn.get("container_uuid"):
             batch.containers[fid] = fn["container_uuid"]
         batch.items += [(fid, p) for p in payloads]
-    for cid in set(batch.containers.values()):
-        rec = redis().hgetall(keys.container(cid))
-        if rec:
-            batch.container_specs[cid] = json.dumps({"type": rec.get("type"),
-                                                     "location": rec.get("location")})
+    if batch.containers:
+        batch.container_specs = ctr_store.image_specs(redis(), set(batch.containers.values()))
     return batch
 
 

@@ -235,3 +235,16 @@ def forget_outstanding(r: redis.Redis, eid: str) -> None:
     """Drop the outstanding counter that failing a deleted endpoint's queued
     tasks wrote again, so nothing of the endpoint is left behind."""
     r.delete(keys.ep_outstanding(eid))
+
+
+def submit_view(r: redis.Redis, eid: str, fids: list[str]) -> tuple[dict | None, set[str],
+                                                                    list[dict | None]]:
+    """Everything a submit checks, in one round trip: the endpoint's record, its
+    allowed functions, and each function's record (None where missing)."""
+    with r.pipeline(transaction=False) as p:
+        p.hgetall(keys.endpoint(eid))
+        p.smembers(keys.endpoint_allowed(eid))
+        for fid in fids:
+            p.hgetall(keys.function(fid))
+        ep, allowed, *fns = p.execute()
+    return ep or None, allowed, [f or None for f in fns]
