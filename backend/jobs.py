@@ -14,7 +14,7 @@ from rq import Queue, Worker
 
 from backend.redis_conn import connect
 from funcx.defaults import setting
-from funcx.protocol import keys
+from backend.store.tasks import drop_expired_from_groups
 
 QUEUE = "funcx"
 SWEEP_JOB_ID = "funcx-sweep"
@@ -23,22 +23,7 @@ log = logging.getLogger("funcx.jobs")
 
 def sweep_task_groups(r: redis.Redis | None = None) -> int:
     """Drop expired task ids from task-group lists; return how many were dropped."""
-    r = r or connect()
-    dropped = 0
-    for key in r.scan_iter(match=f"{keys.PREFIX}:tg:*:tasks", count=500):
-        tids = r.lrange(key, 0, -1)
-        with r.pipeline(transaction=False) as p:
-            for tid in tids:
-                p.exists(keys.task(tid))
-            alive = p.execute()
-        gone = [t for t, a in zip(tids, alive) if not a]
-        if gone:
-            with r.pipeline(transaction=False) as p:
-                for tid in gone:
-                    p.lrem(key, 1, tid)
-                p.execute()
-            dropped += len(gone)
-    return dropped
+    return drop_expired_from_groups(r or connect())
 
 
 def periodic_sweep() -> int:

@@ -148,3 +148,23 @@ def document(rec: dict) -> dict:
     if "reason" in doc.get("details", {}):
         doc["reason"] = doc["details"]["reason"]
     return doc
+
+
+def drop_expired_from_groups(r: redis.Redis) -> int:
+    """Drop the ids of expired task records from every task-group list (so
+    groups do not grow without bound); return how many were dropped."""
+    dropped = 0
+    for key in r.scan_iter(match=keys.task_group_tasks("*"), count=500):
+        tids = r.lrange(key, 0, -1)
+        with r.pipeline(transaction=False) as p:
+            for tid in tids:
+                p.exists(keys.task(tid))
+            alive = p.execute()
+        gone = [t for t, a in zip(tids, alive) if not a]
+        if gone:
+            with r.pipeline(transaction=False) as p:
+                for tid in gone:
+                    p.lrem(key, 1, tid)
+                p.execute()
+            dropped += len(gone)
+    return dropped
