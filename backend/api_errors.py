@@ -6,6 +6,7 @@ import logging
 from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from funcx.protocol import error_codes as codes
 from funcx.protocol.error_codes import STORE_FULL
 
 log = logging.getLogger(__name__)
@@ -18,24 +19,25 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-def bad_request(message: str, code: str = "BAD_REQUEST") -> ApiError:
+def bad_request(message: str, code: str = codes.BAD_REQUEST) -> ApiError:
     return ApiError(400, code, message)
 
 
 def not_found(what: str, ident: str) -> ApiError:
-    return ApiError(404, f"{what.upper()}_NOT_FOUND", f"{what} {ident} not found")
+    """404 ``<WHAT>_NOT_FOUND`` (a catalogued code: an uncatalogued ``what`` fails loudly)."""
+    return ApiError(404, getattr(codes, f"{what.upper()}_NOT_FOUND"), f"{what} {ident} not found")
 
 
 def forbidden(message: str) -> ApiError:
-    return ApiError(403, "FORBIDDEN", message)
+    return ApiError(403, codes.FORBIDDEN, message)
 
 
 def unauthorized(message: str = "a valid bearer token is required") -> ApiError:
-    return ApiError(401, "UNAUTHORIZED", message, {"WWW-Authenticate": "Bearer"})
+    return ApiError(401, codes.UNAUTHORIZED, message, {"WWW-Authenticate": "Bearer"})
 
 
 def too_large(message: str) -> ApiError:
-    return ApiError(413, "TASK_PAYLOAD_TOO_LARGE", message)
+    return ApiError(413, codes.TASK_PAYLOAD_TOO_LARGE, message)
 
 
 def store_full(e: BaseException) -> bool:
@@ -85,7 +87,7 @@ def register(app: Flask) -> None:
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(e):
         limit = app.config.get("MAX_CONTENT_LENGTH")
-        return _body(413, "TASK_PAYLOAD_TOO_LARGE", f"request body exceeds the limit of {limit} bytes")
+        return _body(413, codes.TASK_PAYLOAD_TOO_LARGE, f"request body exceeds the limit of {limit} bytes")
 
     @app.errorhandler(429)
     def _rate_limited(e):
@@ -93,7 +95,7 @@ def register(app: Flask) -> None:
         limit = getattr(e, "limit", None)
         if limit is not None:
             retry = str(getattr(limit.limit, "get_expiry", lambda: 60)())
-        return _body(429, "RATE_LIMITED",
+        return _body(429, codes.RATE_LIMITED,
                      f"too many requests ({e.description}); retry after the Retry-After seconds",
                      {"Retry-After": retry or "60"})
 
@@ -114,7 +116,7 @@ def register(app: Flask) -> None:
                          "FUNCX_REDIS_MAXMEMORY or free space)", {"Retry-After": "60"})
         if isinstance(e, redis.ConnectionError | redis.TimeoutError):
             log.warning("redis unavailable: %s", type(e).__name__)
-            return _body(503, "SERVICE_UNAVAILABLE", "the service's store is unavailable; retry shortly",
+            return _body(503, codes.SERVICE_UNAVAILABLE, "the service's store is unavailable; retry shortly",
                          {"Retry-After": "2"})
         log.exception("unhandled error")
-        return _body(500, "INTERNAL_ERROR", "internal error; the service log has details")
+        return _body(500, codes.INTERNAL_ERROR, "internal error; the service log has details")

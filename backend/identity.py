@@ -17,6 +17,7 @@ from backend.store import groups as group_store
 from backend.store import users
 from backend.store.users import Identity, hash_token
 from funcx.defaults import setting
+from funcx.protocol import error_codes
 
 
 class IdentityProvider(Protocol):
@@ -111,7 +112,7 @@ class GlobusProvider:
         try:
             return fn(*args, **kwargs)
         except (globus_sdk.GlobusAPIError, globus_sdk.NetworkError) as e:
-            raise ApiError(503, "AUTH_UNAVAILABLE",
+            raise ApiError(503, error_codes.AUTH_UNAVAILABLE,
                            f"Globus Auth could not be asked ({type(e).__name__}); retry later",
                            {"Retry-After": "10"}) from None
 

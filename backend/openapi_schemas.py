@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from backend.routes.containers import TYPES as CONTAINER_TYPES
 from funcx.defaults import setting
+from funcx.protocol import error_codes
 from funcx.protocol.states import TaskState
 
 STR = {"type": "string"}
@@ -91,7 +92,7 @@ FUNCTION_FIELDS = {
 }
 
 SCHEMAS: dict[str, dict] = {
-    "Error": obj({"code": {**STR, "example": "TASK_PAYLOAD_TOO_LARGE"}, "message": STR,
+    "Error": obj({"code": {**STR, "example": error_codes.TASK_PAYLOAD_TOO_LARGE}, "message": STR,
                   "http_status_code": INT}, ["code", "message", "http_status_code"],
                  description="The body of every non-2xx answer."),
     "Version": obj({"api": STR, "min_sdk_version": STR, "min_ep_version": STR,

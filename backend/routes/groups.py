@@ -10,13 +10,14 @@ from backend.routes.common import field, json_body, redis, valid_name, valid_uui
 from backend.store import groups as group_store
 from backend.store import users
 from funcx.defaults import setting
+from funcx.protocol import error_codes
 
 bp = Blueprint("groups", __name__)
 
 
 def _local_only() -> None:
     if str(setting("AUTH")).lower() != "local":
-        raise ApiError(400, "GROUPS_ARE_GLOBUS", "groups are managed in Globus Groups in this mode")
+        raise ApiError(400, error_codes.GROUPS_ARE_GLOBUS, "groups are managed in Globus Groups in this mode")
 
 
 def _visible(gid: str) -> dict:

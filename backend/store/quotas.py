@@ -31,7 +31,7 @@ import redis
 
 from backend.store import scripts
 from funcx.defaults import setting
-from funcx.protocol import keys
+from funcx.protocol import error_codes, keys
 from funcx.protocol.messages import Task
 from funcx.protocol.states import TaskState
 from funcx.protocol.streams import encode_task_batch
@@ -114,7 +114,7 @@ def submit(r: redis.Redis, script, owner: str, client_tg: str, batches: list[Bat
             return _run(script, owner, tg, client_tg, batches, request_key)
         except GroupTaken:
             if tg != client_tg or attempt:  # the alias itself is held: only by design
-                raise Refused("TASK_GROUP_NOT_FOUND", f"task group {client_tg} not found")
+                raise Refused(error_codes.TASK_GROUP_NOT_FOUND, f"task group {client_tg} not found")
     raise AssertionError("unreachable")
 
 
@@ -125,14 +125,14 @@ def _precheck(r: redis.Redis, owner: str, batches: list[Batch]) -> None:
     n = sum(len(b.items) for b in batches)
     queued, held = usage(r, owner)
     if queued + n > int(setting("QUOTA_QUEUED_TASKS")):
-        raise _refusal("QUOTA_QUEUED_TASKS", n, 0, str(queued))
+        raise _refusal(error_codes.QUOTA_QUEUED_TASKS, n, 0, str(queued))
     nbytes = sum(len(p.encode()) for b in batches for _, p in b.items)
     if held + nbytes > int(setting("QUOTA_STORED_BYTES")):
-        raise _refusal("QUOTA_STORED_BYTES", n, nbytes, str(held))
+        raise _refusal(error_codes.QUOTA_STORED_BYTES, n, nbytes, str(held))
 
 
 def _refusal(code: str, n: int, nbytes: int, detail: str) -> Refused:
-    if code == "QUOTA_QUEUED_TASKS":
+    if code == error_codes.QUOTA_QUEUED_TASKS:
         quota = int(setting("QUOTA_QUEUED_TASKS"))
         return Refused(code, f"this submit of {n} task(s) would exceed your quota of "
                              f"{quota} queued tasks ({detail} not finished yet): wait for some "
@@ -202,11 +202,11 @@ def _run(script, owner: str, tg: str, client_tg: str, batches: list[Batch],
     if status == 2:
         return json.loads(out[1])
     code, detail = _text(out[1]), _text(out[2])
-    if code == "TASK_GROUP_TAKEN":
+    if code == scripts.GROUP_TAKEN:
         raise GroupTaken()
-    if code in ("QUOTA_QUEUED_TASKS", "QUOTA_STORED_BYTES"):
+    if code in (error_codes.QUOTA_QUEUED_TASKS, error_codes.QUOTA_STORED_BYTES):
         raise _refusal(code, len(tids), nbytes, detail)
-    if code == "STORE_FULL":
+    if code == error_codes.STORE_FULL:
         raise redis.exceptions.OutOfMemoryError(detail)
     raise redis.exceptions.ResponseError(f"submit script answered {code}: {detail}")
 

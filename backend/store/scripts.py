@@ -32,9 +32,13 @@ VALUES: dict[str, object] = {
     "events_maxlen": int(setting("EVENTS_MAXLEN")),
     "task_ttl": int(setting("TASK_TTL_S")),
     "STORE_FULL": error_codes.STORE_FULL,
+    "GROUP_TAKEN": "TASK_GROUP_TAKEN",  # SUBMIT's internal answer (quotas.GroupTaken), never sent
     "QUOTA_QUEUED_TASKS": error_codes.QUOTA_QUEUED_TASKS,
     "QUOTA_STORED_BYTES": error_codes.QUOTA_STORED_BYTES,
 }
+
+
+GROUP_TAKEN = str(VALUES["GROUP_TAKEN"])
 
 
 def _lua(text: str) -> str:
@@ -79,7 +83,7 @@ end
 local probe = redis.pcall('INCRBY', KEYS[2], 0)
 if type(probe) == 'table' and probe.err then return {0, '{{STORE_FULL}}', probe.err} end
 local o = redis.call('HGET', h.tg_key, 'owner')
-if o and o ~= h.owner then return {0, 'TASK_GROUP_TAKEN', ''} end
+if o and o ~= h.owner then return {0, '{{GROUP_TAKEN}}', ''} end
 -- tasks whose records expired before finishing no longer count
 local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', h.now)
 if #gone > 0 then
