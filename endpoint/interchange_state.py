@@ -13,7 +13,8 @@ counters of refused input (``stats``).
 One task's path::
 
     TasksQueued([task])              -> (queued)
-    Tick(now)                        -> SendTasks(mid, [task])   (credit spent)
+    Tick(now)                        -> SendTasks(mid, [task]),   (credit spent)
+                                        Output([StatusUpdate(waiting-for-launch)])
     RunningFrom(mid, [task_id], now) -> Output([StatusUpdate(running)])
     ResultsFrom(mid, [result], now)  -> Output([result])         (credit returned)
 
@@ -45,6 +46,7 @@ from funcx.protocol.messages import Heartbeat, Register, Result, StatusUpdate, T
 from funcx.protocol.states import TaskState
 
 RUNNING = TaskState.RUNNING.value
+WAITING_FOR_LAUNCH = TaskState.WAITING_FOR_LAUNCH.value
 
 
 # ------------------------------------------------------------------- events
@@ -357,7 +359,12 @@ class InterchangeState:
         return out
 
     def _dispatch(self) -> list:
-        out = []
+        """Hand pending tasks to managers by credit; the tasks handed out are
+        ``waiting-for-launch`` until their manager reports them running (the
+        agent drops that update for tasks whose result follows within its
+        status deferral, so short tasks cost no write)."""
+        out: list = []
+        launching: list[str] = []
         managers = self.managers
         for mid, tasks in assign(self.pending, list(managers.values())).items():
             m = managers[mid]
@@ -365,6 +372,9 @@ class InterchangeState:
             held = m.tasks
             for t in tasks:
                 held[t.task_id] = t
+                launching.append(t.task_id)
             out.append(SendTasks(mid, tasks))
+        if launching:
+            out.append(Output([StatusUpdate(WAITING_FOR_LAUNCH, launching)]))
         return out
 

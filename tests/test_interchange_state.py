@@ -57,7 +57,15 @@ def sent(out: list) -> dict[bytes, list[str]]:
 
 
 def outputs(out: list) -> list:
-    return [item for i in of(out, Output) for item in i.items]
+    """What goes to the agent, less the waiting-for-launch notes every dispatch makes."""
+    return [item for i in of(out, Output) for item in i.items
+            if not (isinstance(item, StatusUpdate) and item.status == "waiting-for-launch")]
+
+
+def launching(out: list) -> list[str]:
+    return [t for i in of(out, Output) for item in i.items
+            if isinstance(item, StatusUpdate) and item.status == "waiting-for-launch"
+            for t in item.task_ids]
 
 
 def state(now: float = 0.0, retries: int = RETRIES) -> InterchangeState:
@@ -356,3 +364,14 @@ def test_snapshot_busy_blocks_and_outstanding():
 def test_empty_snapshot():
     snap = state().snapshot()
     assert snap["managers"] == 0 and snap["idle_workers"] == 0 and snap["manager_details"] == []
+
+
+def test_dispatched_tasks_are_waiting_for_launch_until_running():
+    s = state()
+    register(s, b"m1", capacity=2)
+    out = queue(s, "t0", "t1", "t2")
+    assert sent(out) == {b"m1": ["t0", "t1"]}  # by credit: t2 waits in the interchange
+    assert launching(out) == ["t0", "t1"]
+    assert launching(s.handle(Tick(0.2))) == []  # nothing new handed out, nothing said
+    run = s.handle(RunningFrom(b"m1", ["t0"], 0.3))
+    assert outputs(run) == [StatusUpdate(RUNNING, ["t0"])]
