@@ -3,7 +3,6 @@ tokens, straight in the service's Redis (whoever can read the service's
 Redis secret under $FUNCX_HOME is the administrator)."""
 from __future__ import annotations
 
-
 import redis
 
 from backend.store import users

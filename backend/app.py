@@ -27,8 +27,18 @@ def create_app(redis_url: str | None = None) -> Flask:
     app.extensions["funcx_identity"] = make_provider(r)
     api_errors.register(app)
     auth.register(app)
-    from backend.routes import (containers, endpoints, functions, groups, identity, openapi,
-                                submit, taskgroups, tasks, version)
+    from backend.routes import (
+        containers,
+        endpoints,
+        functions,
+        groups,
+        identity,
+        openapi,
+        submit,
+        taskgroups,
+        tasks,
+        version,
+    )
 
     for mod in (version, functions, endpoints, submit, tasks, taskgroups, containers, identity,
                 groups, openapi):

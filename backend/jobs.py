@@ -13,8 +13,8 @@ import redis
 from rq import Queue, Worker
 
 from backend.redis_conn import connect
-from funcx.defaults import setting
 from backend.store.tasks import drop_expired_from_groups
+from funcx.defaults import setting
 
 QUEUE = "funcx"
 SWEEP_JOB_ID = "funcx-sweep"

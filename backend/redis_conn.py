@@ -1,7 +1,6 @@
 """How service processes connect to Redis."""
 from __future__ import annotations
 
-
 import redis
 
 from funcx.defaults import setting

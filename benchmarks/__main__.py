@@ -183,7 +183,7 @@ class Suite:
             for w, n in points:
                 system = "funcX, " + label.format(w, n, "" if w == 1 else "s")
 
-                def go(w=w, n=n, system=system) -> None:
+                def go(w=w, n=n, system=system, fig=fig) -> None:
                     nonlocal base
                     rates = fab.scaling(w, n, self.repeat)
                     us = 1e6 / statistics.median(rates)
@@ -220,8 +220,9 @@ class Suite:
                                for r in self.table.rows) and (key != "startup" or not starts):
                         self.table.na(self.F[key], name, f"{type(e).__name__}: {e}")
             if self.want("startup") and starts:
-                h.guard(self.table, fig, name, lambda: self.table.add(
-                    fig, name, starts + [peer_startup(cls) for _ in range(self.starts - 1)], "s"))
+                h.guard(self.table, fig, name, lambda fig=fig, name=name, starts=starts, cls=cls:
+                        self.table.add(fig, name, starts + [peer_startup(cls)
+                                                            for _ in range(self.starts - 1)], "s"))
 
     def keys(self, figure: str) -> list[str]:
         """The table's figure keys of one ``--only`` name."""

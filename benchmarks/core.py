@@ -64,12 +64,12 @@ def run_funcx(tasks: int, repeat: int, rtts: int) -> dict:
 
 
 def run_parsl(tasks: int, repeat: int, rtts: int) -> dict:
+    import sys
+
     import parsl
     from parsl.config import Config
     from parsl.executors import HighThroughputExecutor
     from parsl.providers import LocalProvider
-
-    import sys
 
     # Parsl starts its interchange and workers as console scripts of this venv
     os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]
@@ -116,8 +116,8 @@ def main() -> None:
     print(f"{'system':55s} {'tasks/s':>22s} {'round trip ms':>20s}")
     for name, d in (("funcX (batch_run + get_batch_result via service)", fx),
                     ("Parsl HighThroughputExecutor, driven directly", pa)):
-        r, l = summary(d["rates"], d["lat"])
-        print(f"{name:55s} {r:>22s} {l:>20s}")
+        rate, lat = summary(d["rates"], d["lat"])
+        print(f"{name:55s} {rate:>22s} {lat:>20s}")
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ class Fabric:
         self.fxc = self.ex = None
 
     # ------------------------------------------------------------- lifecycle
-    def __enter__(self) -> "Fabric":
+    def __enter__(self) -> Fabric:
         self.saved_env = {k: v for k, v in os.environ.items() if k.startswith("FUNCX_")}
         for k in self.saved_env:  # e.g. a test session's FUNCX_HOME or payload limit
             del os.environ[k]

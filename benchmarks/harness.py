@@ -15,9 +15,9 @@ import statistics
 import sys
 import time
 import traceback
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Callable, Iterable
 
 
 def log(msg: str) -> None:

@@ -62,7 +62,7 @@ class Peer:
     def call(self, arg):
         raise NotImplementedError
 
-    def __enter__(self) -> "Peer":
+    def __enter__(self) -> Peer:
         self.load()
         self._before = {p.pid for p in psutil.Process().children(recursive=True)}
         try:

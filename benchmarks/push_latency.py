@@ -28,7 +28,8 @@ def measure(submit, n: int) -> list[float]:
     for _ in range(n):
         done, seen = threading.Event(), {}
         fut = submit()
-        fut.add_done_callback(lambda f: (seen.setdefault("t", time.time()), done.set()))
+        fut.add_done_callback(lambda f, seen=seen, done=done: (seen.setdefault("t", time.time()),
+                                                               done.set()))
         if not done.wait(60):
             raise TimeoutError("a task did not complete within 60 s")
         out.append((seen["t"] - fut.result()) * 1000)

@@ -24,11 +24,28 @@ from typing import Any
 
 import redis
 
-from endpoint.agent_state import (Ack, AgentState, CancelledFlags, CheckCancelled,
-                                  ContainerSpecs, Dispatch, EntriesRead, Event, Fail,
-                                  FetchContainers, FetchFunctions, ForgetCancelled,
-                                  FunctionCodes, Instruction, Outage, Reclaiming, Report,
-                                  ResultsReady, Write, WriteCommitted)
+from endpoint.agent_state import (
+    Ack,
+    AgentState,
+    CancelledFlags,
+    CheckCancelled,
+    ContainerSpecs,
+    Dispatch,
+    EntriesRead,
+    Event,
+    Fail,
+    FetchContainers,
+    FetchFunctions,
+    ForgetCancelled,
+    FunctionCodes,
+    Instruction,
+    Outage,
+    Reclaiming,
+    Report,
+    ResultsReady,
+    Write,
+    WriteCommitted,
+)
 from endpoint.blocks import Blocks
 from endpoint.config import Config
 from endpoint.interchange import Interchange

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from endpoint.config import Config
 
+
 class ConfigError(Exception):
     """config.py could not be loaded; the message names file, line and cause."""
 

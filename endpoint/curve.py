@@ -66,7 +66,7 @@ class ManagerKeys:
         return f"ManagerKeys(public={self.public.decode()!r}, secret=<hidden>)"
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "ManagerKeys":
+    def load(cls, path: str | os.PathLike) -> ManagerKeys:
         """Read a ``manager.key_secret`` file; refuse one others can read."""
         p = Path(path)
         try:
@@ -115,7 +115,7 @@ class CurveKeys:
         return self.directory / AUTHORIZED_DIR
 
     @classmethod
-    def load_or_create(cls, directory: str | os.PathLike) -> "CurveKeys":
+    def load_or_create(cls, directory: str | os.PathLike) -> CurveKeys:
         """The endpoint's keys, made once (on first start) and reused after."""
         d = _private_dir(Path(directory))
         server, manager = d / SERVER_FILE, d / MANAGER_FILE

@@ -7,7 +7,6 @@ it is not); no polling.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal

@@ -17,7 +17,7 @@ from funcx.defaults import setting
 from funcx.errors import MaxResultSizeExceeded, SerializationError
 from funcx.protocol.messages import Result, Task
 from funcx.protocol.states import TaskState
-from funcx.serialize import FuncXSerializer, FunctionCache, unpack_buffers
+from funcx.serialize import FunctionCache, FuncXSerializer, unpack_buffers
 
 _serializer = FuncXSerializer()
 # The worker's environment, in every result's details: globus-compute-sdk 4.19

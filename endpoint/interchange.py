@@ -150,9 +150,10 @@ class Interchange:
                                       time.monotonic())
         self.inbox: deque[list[Task]] = deque()  # batches handed over by other threads
         self.stop_event = threading.Event()
-        self._carry_out: dict[type, Callable[[Any], None]] = {SendTasks: self._send_tasks, SendHeartbeat: self._send_heartbeat,
-                           Output: self._output, Dropped: self._dropped,
-                           Registered: self._registered, Lost: self._lost}
+        self._carry_out: dict[type, Callable[[Any], None]] = {
+            SendTasks: self._send_tasks, SendHeartbeat: self._send_heartbeat,
+            Output: self._output, Dropped: self._dropped,
+            Registered: self._registered, Lost: self._lost}
 
     @property
     def url(self) -> str:

@@ -81,7 +81,7 @@ class ManagerLaunch:
         return ap
 
     @classmethod
-    def from_argv(cls, argv: list[str] | None = None) -> "ManagerLaunch":
+    def from_argv(cls, argv: list[str] | None = None) -> ManagerLaunch:
         """Parse what :meth:`to_argv` made (exits with usage on a bad command line)."""
         return cls(**vars(cls.parser().parse_args(argv)))
 

@@ -42,8 +42,8 @@ import tempfile
 import time
 import uuid
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import zmq
 
@@ -52,9 +52,20 @@ from endpoint.execute import failure
 from endpoint.launch import ManagerLaunch
 from endpoint.scheduling import SlotView, pick_worker, task_walltime
 from funcx.errors import TaskTimeout, WorkerLost
-from funcx.protocol.messages import (Kind, ProtocolError, Register, Result, Task, pack,
-                                     pack_results, pack_tasks, resource_specification, unpack,
-                                     unpack_results, unpack_tasks)
+from funcx.protocol.messages import (
+    Kind,
+    ProtocolError,
+    Register,
+    Result,
+    Task,
+    pack,
+    pack_results,
+    pack_tasks,
+    resource_specification,
+    unpack,
+    unpack_results,
+    unpack_tasks,
+)
 
 log = logging.getLogger("funcx.manager")
 

@@ -13,7 +13,8 @@ app = typer.Typer(help="Run the self-hosted funcX service on this machine.\n\n"
 
 
 @app.command()
-def start(host: str = typer.Option(None, help="address to listen on [default: 127.0.0.1, FUNCX_SERVICE_HOST]"),
+def start(host: str = typer.Option(None,
+                                   help="address to listen on [default: 127.0.0.1, FUNCX_SERVICE_HOST]"),
           port: int = typer.Option(None, help="port (0: any free one) [default: 5000, FUNCX_SERVICE_PORT]"),
           detach: bool = typer.Option(False, "--detach", "-d", help="run in the background")) -> None:
     """Start Redis (embedded unless FUNCX_REDIS_URL is set), the web service, the

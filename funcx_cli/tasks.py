@@ -75,7 +75,8 @@ def _report(tid: str, st: dict, fmt: str) -> None:
 @handles_errors
 def map_(function: str = typer.Argument(..., help="function id or name"),
          endpoint: str = typer.Option(..., "--endpoint", "-e", help="endpoint id or name"),
-         input_file: Path = typer.Option(..., "--input", "-i", help="one JSON argument list per line ('-': stdin)")) -> None:
+         input_file: Path = typer.Option(..., "--input", "-i",
+                                         help="one JSON argument list per line ('-': stdin)")) -> None:
     """Run a function once per input line; print results as JSON lines, in input order.
 
     Example: funcx map fit --endpoint laptop --input params.jsonl > results.jsonl

@@ -44,8 +44,9 @@ def service(funcx_home):
 @pytest.fixture(scope="session")
 def redis_client(service):
     """A client of the service's own Redis (for assertions on stored state)."""
-    from backend.redis_conn import connect
     from live import service_redis_url
+
+    from backend.redis_conn import connect
 
     return connect(service_redis_url())
 

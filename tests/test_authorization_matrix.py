@@ -285,8 +285,9 @@ def _observed(rule: str, resp: requests.Response) -> int | tuple[int, int]:
 @pytest.fixture(scope="module")
 def url_map_routes(service):
     """(rule, method) of every route of the app, static excluded."""
-    from backend.app import create_app
     from live import service_redis_url
+
+    from backend.app import create_app
 
     app = create_app(service_redis_url())
     return {(rule.rule, m) for rule in app.url_map.iter_rules() if rule.endpoint != "static"

@@ -13,8 +13,15 @@ import pytest
 import requests
 
 from funcx import FuncXClient
-from funcx.errors import (FuncxAPIError, MaxRequestsExceeded, MaxRequestSizeExceeded,
-                          TaskExecutionFailed, TaskPending, ThrottlingException, VersionMismatch)
+from funcx.errors import (
+    FuncxAPIError,
+    MaxRequestsExceeded,
+    MaxRequestSizeExceeded,
+    TaskExecutionFailed,
+    TaskPending,
+    ThrottlingException,
+    VersionMismatch,
+)
 from funcx.protocol import keys
 from funcx.sdk.batch import Batch
 from funcx.sdk.login import ClientCredentialsLoginManager
@@ -544,8 +551,9 @@ def test_custom_login_manager(service, token, fxc, endpoint):
 @pytest.fixture
 def local_server(service):
     """A real in-process service on a loopback port, on the session's Redis."""
-    from backend.app import create_app
     from live import Server, service_redis_url
+
+    from backend.app import create_app
 
     server = Server(create_app(service_redis_url()))
     yield server.url

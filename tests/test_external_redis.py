@@ -7,7 +7,6 @@ import os
 import secrets
 import subprocess
 import sys
-
 import threading
 
 import pytest

@@ -26,10 +26,9 @@ import uuid
 from collections import Counter
 
 import pytest
-
-from live import Server, service_redis_url
 import requests
 from flask import Flask, jsonify, request
+from live import Server, service_redis_url
 
 from funcx.serialize import FuncXSerializer
 

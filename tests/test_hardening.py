@@ -7,7 +7,6 @@ stay queued and their streams are ours alone.
 from __future__ import annotations
 
 import base64
-import json
 import os
 import pickle
 import socket
@@ -19,9 +18,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
-
-from live import Server, service_redis_url
 import requests
+from live import Server, service_redis_url
 
 from funcx.serialize import FuncXSerializer
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from notebook_kernel import cell_texts, execute
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"

@@ -22,8 +22,9 @@ def served(service) -> dict:
 
 @pytest.fixture(scope="module")
 def app(service):
-    from backend.app import create_app
     from live import service_redis_url
+
+    from backend.app import create_app
 
     return create_app(service_redis_url())
 

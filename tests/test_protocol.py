@@ -6,9 +6,20 @@ import json
 import pytest
 
 from funcx.protocol import messages as m
-from funcx.protocol.messages import (Kind, ProtocolError, Result, StatusUpdate, Task, pack,
-                                     pack_results, pack_tasks, parse_result_entry, unpack,
-                                     unpack_results, unpack_tasks)
+from funcx.protocol.messages import (
+    Kind,
+    ProtocolError,
+    Result,
+    StatusUpdate,
+    Task,
+    pack,
+    pack_results,
+    pack_tasks,
+    parse_result_entry,
+    unpack,
+    unpack_results,
+    unpack_tasks,
+)
 from funcx.protocol.states import TERMINAL, TaskState, is_terminal, may_transition
 
 NON_TERMINAL = [s for s in TaskState if s not in TERMINAL]

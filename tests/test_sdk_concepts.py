@@ -13,9 +13,20 @@ import pytest
 
 from funcx import FuncXClient, FuncXExecutor
 from funcx.defaults import setting
-from funcx.errors import (BadRequest, FuncxAPIError, NotFound, QuotaExceeded, RateLimited,
-                          RequestTooLarge, ServiceUnavailable, TaskExecutionFailed, Unauthorized,
-                          api_error)
+from funcx.errors import (
+    BadRequest,
+    FuncxAPIError,
+    NotFound,
+    QuotaExceeded,
+    RateLimited,
+    RequestTooLarge,
+    ResourceSpecificationError,
+    ServiceUnavailable,
+    StoreFull,
+    TaskExecutionFailed,
+    Unauthorized,
+    api_error,
+)
 from funcx.protocol import error_codes
 from funcx.sdk.batch import Batch
 from funcx.sdk.progress import GroupProgress
@@ -152,12 +163,15 @@ def test_every_mapped_code_is_in_the_catalogue_and_typed():
 
 @pytest.mark.parametrize("status,code,cls", [
     (404, error_codes.TASK_NOT_FOUND, NotFound),
-    (404, "CONTAINER_NOT_FOUND", NotFound),  # not catalogued: typed by its status
+    (404, error_codes.CONTAINER_NOT_FOUND, NotFound),
+    (404, "WIDGET_NOT_FOUND", NotFound),  # not catalogued: typed by its status
     (401, error_codes.UNAUTHORIZED, Unauthorized),
     (413, error_codes.TOO_MANY_TASKS, RequestTooLarge),
     (429, error_codes.QUOTA_QUEUED_TASKS, QuotaExceeded),
     (429, error_codes.RATE_LIMITED, RateLimited),
-    (400, error_codes.RESOURCE_SPEC_OVER_LIMIT, BadRequest),
+    (400, error_codes.RESOURCE_SPEC_OVER_LIMIT, ResourceSpecificationError),  # a BadRequest
+    (507, error_codes.STORE_FULL, StoreFull),  # a QuotaExceeded
+    (507, "SOME_OTHER_FULL", StoreFull),  # typed by its status
     (418, "TEAPOT", FuncxAPIError),
 ])
 def test_api_error_types(status, code, cls):

@@ -9,8 +9,7 @@ import dill
 import pytest
 
 from funcx.errors import SerializationError
-from funcx.serialize import FuncXSerializer, FunctionCache, pack_buffers, unpack_buffers
-from funcx.serialize import facade
+from funcx.serialize import FunctionCache, FuncXSerializer, facade, pack_buffers, unpack_buffers
 from funcx.serialize import strategies as st
 
 

@@ -7,8 +7,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from backend.api_errors import bad_request
 from backend.auth import current_user
-from backend.routes.common import (endpoint_for_user, field, json_body, redis, tasks, valid_name,
-                                   valid_uuid)
+from backend.routes.common import endpoint_for_user, field, json_body, redis, tasks, valid_name, valid_uuid
 from backend.store import endpoints as ep_store
 from funcx.protocol.error_codes import BAD_REQUEST
 from funcx.protocol.messages import ProtocolError, endpoint_limits

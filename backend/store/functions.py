@@ -9,6 +9,7 @@ import redis
 
 from funcx.protocol import keys
 
+
 def register(r: redis.Redis, owner: str, *, function_name: str, function_code: str,
              description: str = "", public: bool = False, group: str = "",
              container_uuid: str = "", entry_point: str = "", searchable: bool = True,
@@ -91,7 +92,7 @@ def search(r: redis.Redis, user_id: str, query: str, offset: int = 0, limit: int
               "created_at", "group", "container_uuid")
     q = query.lower()
     hits = []
-    for fid, row in get_many(r, ids, fields).items():
+    for _fid, row in get_many(r, ids, fields).items():
         rec = dict(zip(fields, row))
         if rec["function_uuid"] is None:
             continue

@@ -36,7 +36,6 @@ from funcx.protocol.messages import Task
 from funcx.protocol.states import TaskState
 from funcx.protocol.streams import encode_task_batch
 
-
 SUBMIT = scripts.SUBMIT  # see backend/store/scripts.py
 
 #: a uuid5 namespace for the private alias of a task-group id another user holds
@@ -114,7 +113,8 @@ def submit(r: redis.Redis, script, owner: str, client_tg: str, batches: list[Bat
             return _run(script, owner, tg, client_tg, batches, request_key)
         except GroupTaken:
             if tg != client_tg or attempt:  # the alias itself is held: only by design
-                raise Refused(error_codes.TASK_GROUP_NOT_FOUND, f"task group {client_tg} not found")
+                raise Refused(error_codes.TASK_GROUP_NOT_FOUND,
+                              f"task group {client_tg} not found") from None
     raise AssertionError("unreachable")
 
 

@@ -20,7 +20,8 @@ A malformed message raises :class:`ProtocolError` and nothing else.
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any, Iterable, Literal, Optional, Union
+from collections.abc import Iterable
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta, Struct, field
@@ -55,11 +56,11 @@ class ResourceSpecification(Struct, forbid_unknown_fields=True, omit_defaults=Tr
     """What a submitter may ask of an endpoint for one task.  Unknown fields are
     refused; the endpoint owner's limits bound the rest (checked at submit)."""
 
-    walltime: Optional[Seconds] = None  #: seconds before the task is killed
-    num_nodes: Optional[Count] = None  #: MPI: nodes for the task
-    num_ranks: Optional[Count] = None  #: MPI: total ranks
-    ranks_per_node: Optional[Count] = None  #: MPI: ranks on each node
-    launcher_options: Optional[Annotated[str, Meta(max_length=1024)]] = None
+    walltime: Seconds | None = None  #: seconds before the task is killed
+    num_nodes: Count | None = None  #: MPI: nodes for the task
+    num_ranks: Count | None = None  #: MPI: total ranks
+    ranks_per_node: Count | None = None  #: MPI: ranks on each node
+    launcher_options: Annotated[str, Meta(max_length=1024)] | None = None
 
 
 def resource_specification(raw: Any) -> dict[str, Any]:
@@ -77,8 +78,8 @@ class EndpointLimits(Struct, forbid_unknown_fields=True, omit_defaults=True):
     """What an endpoint's owner allows any task to use (from its config).
     A submit asking for more is refused (400) before anything is queued."""
 
-    max_walltime: Optional[Seconds] = None  #: upper bound of a task's walltime
-    mem_per_worker: Optional[Annotated[float, Meta(gt=0, le=1 << 20)]] = None  #: GB per worker
+    max_walltime: Seconds | None = None  #: upper bound of a task's walltime
+    mem_per_worker: Annotated[float, Meta(gt=0, le=1 << 20)] | None = None  #: GB per worker
 
 
 def endpoint_limits(raw: Any) -> dict[str, Any]:
@@ -122,7 +123,7 @@ class Task(Struct):
         return out
 
     @classmethod
-    def from_fields(cls, fields: dict[str, str]) -> "Task":
+    def from_fields(cls, fields: dict[str, str]) -> Task:
         """One single-task stream entry (the batched form is in streams.py)."""
         try:
             spec = fields.get("resource_specification")
@@ -138,7 +139,7 @@ class Task(Struct):
         except (KeyError, RecursionError, msgspec.DecodeError, msgspec.ValidationError) as e:
             raise _bad("task entry", e) from None
 
-    def meta(self) -> "TaskMeta":
+    def meta(self) -> TaskMeta:
         return TaskMeta(self.task_id, self.function_id, self.task_group_id, self.container_id,
                         self.resource_specification, self.attempt, self.container_spec)
 
@@ -185,7 +186,7 @@ class Result(Struct):
         return out
 
     @classmethod
-    def from_fields(cls, fields: dict[str, str]) -> "Result":
+    def from_fields(cls, fields: dict[str, str]) -> Result:
         try:
             d = fields.get("details")
             return cls(
@@ -201,7 +202,7 @@ class Result(Struct):
         except (KeyError, RecursionError, msgspec.DecodeError, msgspec.ValidationError) as e:
             raise _bad("result entry", e) from None
 
-    def meta(self) -> "ResultMeta":
+    def meta(self) -> ResultMeta:
         return ResultMeta(self.task_id, self.status, self.task_group_id, self.completion_t,
                           self.details)
 
@@ -214,7 +215,7 @@ class ResultMeta(Struct, array_like=True):
     status: ResultStatus
     task_group_id: OptId = ""
     completion_t: EpochStr = ""
-    details: Optional[dict[str, Any]] = None
+    details: dict[str, Any] | None = None
 
 
 class StatusUpdate(Struct):
@@ -228,7 +229,7 @@ class StatusUpdate(Struct):
                 "task_ids": msgspec.json.encode(self.task_ids).decode()}
 
     @classmethod
-    def from_fields(cls, fields: dict[str, str]) -> "StatusUpdate":
+    def from_fields(cls, fields: dict[str, str]) -> StatusUpdate:
         try:
             return cls(status=msgspec.convert(fields["status"], EndpointStatus),
                        task_ids=msgspec.json.decode(fields["task_ids"],
@@ -237,7 +238,7 @@ class StatusUpdate(Struct):
             raise _bad("status entry", e) from None
 
 
-def parse_result_entry(fields: dict[str, str]) -> Union[Result, StatusUpdate]:
+def parse_result_entry(fields: dict[str, str]) -> Result | StatusUpdate:
     kind = fields.get("kind", "result")
     if kind == "status":
         return StatusUpdate.from_fields(fields)
@@ -274,7 +275,7 @@ class Register(Struct, forbid_unknown_fields=True):
 
 class Heartbeat(Struct, forbid_unknown_fields=True):
     t: float = 0.0
-    containers: Optional[list[OptId]] = None  # which containers its workers run now
+    containers: list[OptId] | None = None  # which containers its workers run now
 
 
 #: the header each kind carries; a kind missing here carries none (null)
@@ -283,9 +284,9 @@ HEADERS: dict[bytes, Any] = {
     Kind.TASKS: list[TaskMeta],
     Kind.RESULTS: list[ResultMeta],
     Kind.RUNNING: list[Id],
-    Kind.HEARTBEAT: Optional[Heartbeat],
+    Kind.HEARTBEAT: Heartbeat | None,
     Kind.SHUTDOWN: None,
-    Kind.READY: Optional[dict[str, int]],  # {"pid": ...}
+    Kind.READY: dict[str, int] | None,  # {"pid": ...}
 }
 _DECODERS = {k: msgspec.json.Decoder(t) for k, t in HEADERS.items()}
 _encoder = msgspec.json.Encoder()

@@ -14,15 +14,24 @@ and nothing else on bad input.
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+from typing import Any
 
 import msgspec
 from msgspec import Struct
 
 from funcx.errors import SerializationError
-from funcx.protocol.messages import (VERSION, Id, OptId, ProtocolError, Result, ResultMeta,
-                                     StatusUpdate, Task, parse_result_entry,
-                                     resource_specification)
+from funcx.protocol.messages import (
+    VERSION,
+    Id,
+    OptId,
+    ProtocolError,
+    Result,
+    ResultMeta,
+    StatusUpdate,
+    Task,
+    parse_result_entry,
+    resource_specification,
+)
 from funcx.serialize.facade import pack_buffers, unpack_buffers
 
 
@@ -33,7 +42,7 @@ class TaskRow(Struct, array_like=True):
     function_id: Id
     task_group_id: OptId = ""
     container_id: OptId = ""
-    resource_specification: Optional[dict[str, Any]] = None
+    resource_specification: dict[str, Any] | None = None
 
 
 _task_rows = msgspec.json.Decoder(list[TaskRow])
@@ -89,7 +98,7 @@ def encode_results(results: list[Result]) -> dict[str, str]:
             "exc": pack_buffers([r.exc_data for r in results])}
 
 
-def decode_result_entry(fields: dict[str, str]) -> list[Union[Result, StatusUpdate]]:
+def decode_result_entry(fields: dict[str, str]) -> list[Result | StatusUpdate]:
     """The results and status updates of one results-stream entry."""
     if not isinstance(fields, dict):
         raise ProtocolError("bad results entry: not a field map")

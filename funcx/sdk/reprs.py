@@ -31,7 +31,8 @@ def task_html(kind: str, task_id: str | None, status: str, result: Any = None,
               exception: BaseException | None = None, done: bool = False) -> str:
     if exception is not None:
         first = (getattr(exception, "remote_traceback", None) or str(exception)).strip()
-        body = f"<pre style='color:#c62828; margin:0'>{esc(type(exception).__name__ + ': ' + first.splitlines()[-1] if first else '', 400)}</pre>"
+        last = type(exception).__name__ + ": " + first.splitlines()[-1] if first else ""
+        body = f"<pre style='color:#c62828; margin:0'>{esc(last, 400)}</pre>"
     elif done:
         body = f"result: <code>{esc(result)}</code>"
     else:

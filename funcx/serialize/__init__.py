@@ -1,7 +1,7 @@
 """The funcX wire format for code, arguments and results (see shared/API.md)."""
 from funcx.serialize.facade import (
-    FuncXSerializer,
     FunctionCache,
+    FuncXSerializer,
     pack_buffers,
     unpack_buffers,
 )

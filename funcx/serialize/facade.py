@@ -4,7 +4,8 @@ from __future__ import annotations
 import hashlib
 import sys
 from collections import OrderedDict
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from funcx.errors import SerializationError
 from funcx.serialize import strategies as st

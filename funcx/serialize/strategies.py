@@ -12,7 +12,8 @@ import inspect
 import json
 import linecache
 import pickle
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import dill
 import dill.source

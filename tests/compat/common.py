@@ -27,7 +27,7 @@ def waiter(get_result, pending_error: type, timeout: float):
                 return get_result(tid)
             except pending_error:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"task {tid} still pending after {timeout}s")
+                    raise TimeoutError(f"task {tid} still pending after {timeout}s") from None
                 time.sleep(0.2)  # the public SDK offers no push: polling is its own API
 
     return wait_result

@@ -79,11 +79,11 @@ def main() -> int:
     timeout = float(os.environ.get("COMPAT_TIMEOUT", "120"))
 
     import dill
-    import funcx
     import globus_sdk
+
+    import funcx
     from funcx import FuncXClient
-    from funcx.errors import FuncxTaskExecutionFailed
-    from funcx.errors import TaskPending
+    from funcx.errors import FuncxTaskExecutionFailed, TaskPending
 
     out = {"sdk": "funcx", "sdk_version": funcx.__version__,
            "globus_sdk_version": globus_sdk.__version__, "client_dill": dill.__version__,

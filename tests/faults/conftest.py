@@ -9,7 +9,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from faultlib import LOAD, ROWS, Fabric, table
 
 

@@ -257,7 +257,7 @@ class Fabric:
                           timeout) or []
 
     # -------------------------------------------------------------- life
-    def start(self) -> "Fabric":
+    def start(self) -> Fabric:
         self.start_service(0)
         self.start_endpoint()
         return self
@@ -553,10 +553,10 @@ def table(rows: list[dict]) -> str:
 
     lines = [[r["fault"], str(r["submitted"]), str(r["completed"]), str(r["lost"]),
               str(r["duplicated"]), recover(r)] for r in rows]
-    width = [max(len(h), *(len(l[k]) for l in lines)) for k, h in enumerate(head)]
+    width = [max(len(h), *(len(line[k]) for line in lines)) for k, h in enumerate(head)]
     fmt = lambda cols: "| " + " | ".join(c.ljust(w) for c, w in zip(cols, width)) + " |"  # noqa: E731
     return "\n".join([fmt(head), "|" + "|".join("-" * (w + 2) for w in width) + "|",
-                      *(fmt(l) for l in lines)])
+                      *(fmt(line) for line in lines)])
 
 
 def sigkill(procs) -> list[int]:

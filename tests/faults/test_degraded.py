@@ -16,7 +16,6 @@ import uuid
 import psutil
 import pytest
 import requests
-
 from faultlib import noop, wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(180)]

@@ -18,7 +18,6 @@ import time
 
 import psutil
 import pytest
-
 from faultlib import FaultBatch, hog, sigkill, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults, pytest.mark.timeout(300)]

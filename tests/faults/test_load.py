@@ -17,7 +17,6 @@ import time
 import uuid
 
 import pytest
-
 from faultlib import noop, record_load
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults, pytest.mark.timeout(240)]
@@ -98,7 +97,7 @@ def test_load_concurrent_submit_and_poll(make_fabric):
                 return
             payloads = [ser.serialize_payload((c * TASKS_PER_CLIENT + b * BATCH + k,), {})
                         for k in range(BATCH)]
-            resp = call(stats, "submit", lambda: web.post(
+            resp = call(stats, "submit", lambda payloads=payloads, tg=tg: web.post(
                 f"/v3/endpoints/{fab.eid}/submit",
                 {"tasks": {fid: payloads}, "task_group_id": tg, "create_queue": True}))
             if resp:
@@ -113,7 +112,7 @@ def test_load_concurrent_submit_and_poll(make_fabric):
                 pause.wait(0.01)
                 continue
             ids = [known[rng.randrange(len(known))] for _ in range(20)]
-            call(stats, "status", lambda: web.post("/v2/batch_status", {"task_ids": ids}))
+            call(stats, "status", lambda ids=ids: web.post("/v2/batch_status", {"task_ids": ids}))
 
     subs = [threading.Thread(target=submitter, args=(c,)) for c in range(CLIENTS)]
     polls = [threading.Thread(target=poller, args=(p,)) for p in range(POLLERS)]

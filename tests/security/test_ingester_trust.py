@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from urllib.parse import urlsplit
 
 import psutil
 import pytest

@@ -21,7 +21,6 @@ import math
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -39,9 +38,20 @@ from endpoint.interchange import Interchange, InterchangeAddressError
 from endpoint.launch import ManagerLaunch
 from endpoint.manager import Manager
 from funcx.errors import TaskTimeout
-from funcx.protocol.messages import (Kind, ProtocolError, Register, Result, StatusUpdate, Task,
-                                     pack, pack_results, pack_tasks, unpack, unpack_results,
-                                     unpack_tasks)
+from funcx.protocol.messages import (
+    Kind,
+    ProtocolError,
+    Register,
+    Result,
+    StatusUpdate,
+    Task,
+    pack,
+    pack_results,
+    pack_tasks,
+    unpack,
+    unpack_results,
+    unpack_tasks,
+)
 from funcx.serialize import FuncXSerializer
 
 SER = FuncXSerializer()

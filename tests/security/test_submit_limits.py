@@ -47,7 +47,7 @@ class Tenant:
         assert resp.status_code == 200, f"{method} {path}: {resp.status_code} {resp.text[:300]}"
         return resp.json()
 
-    def at(self, base: str) -> "Tenant":
+    def at(self, base: str) -> Tenant:
         other = Tenant(base, "", self.uid)
         other.s.headers.update(self.s.headers)
         return other
@@ -110,8 +110,9 @@ def quiet(fxc, endpoint):
 def roomy_server(monkeypatch, service):
     """A second real web server on the session's Redis whose request body
     limit takes 500,000 tiny tasks (the session's is 1 MB)."""
-    from backend.app import create_app
     from live import Server, service_redis_url
+
+    from backend.app import create_app
 
     monkeypatch.setenv("FUNCX_MAX_PAYLOAD_BYTES", str(16 * 1024 * 1024))
     srv = Server(create_app(service_redis_url()))
@@ -172,8 +173,9 @@ def tiny_redis(tmp_path):
 
 
 def test_a_full_store_answers_507_and_queues_nothing(tiny_redis, service, quiet):
-    from backend.app import create_app
     from live import Server
+
+    from backend.app import create_app
 
     url, r = tiny_redis
     srv = Server(create_app(url))
