@@ -14,13 +14,16 @@ class FuncxAPIError(FuncxError):
 
     #: seconds the service asked to wait before retrying (its Retry-After), if any
     retry_after: float | None = None
+    #: what to do next, appended to the message (set by the types that need it)
+    hint: str = ""
 
     def __init__(self, http_status: int, code: str, message: str, body: Any = None):
         self.http_status = http_status
         self.code = code
         self.message = message
         self.body = body
-        super().__init__(f"{http_status} {code}: {message}")
+        super().__init__(f"{http_status} {code}: {message}"
+                         + (f" [{self.hint}]" if self.hint else ""))
 
 
 HTTPError = FuncxAPIError
@@ -28,6 +31,15 @@ HTTPError = FuncxAPIError
 
 class BadRequest(FuncxAPIError):
     """The request was malformed (400): fix the field the message names."""
+
+
+class ResourceSpecificationError(BadRequest):
+    """A task's ``resource_specification`` is malformed or above what the
+    endpoint's owner allows (400 ``RESOURCE_SPEC_INVALID`` /
+    ``RESOURCE_SPEC_OVER_LIMIT``): fix or lower the field the message names
+    (ask the endpoint's owner for the bounds)."""
+
+    hint = "fix the resource_specification field named, or ask the endpoint's owner for its bounds"
 
 
 class Unauthorized(FuncxAPIError):
@@ -51,12 +63,28 @@ class RequestTooLarge(FuncxAPIError):
 
 
 class RateLimited(FuncxAPIError):
-    """Too many requests or long-polls at once (429): wait ``retry_after`` s and retry."""
+    """Too many requests or long-polls at once (429 ``RATE_LIMITED`` /
+    ``LONGPOLL_LIMIT``): nothing was done; the SDK already waited the service's
+    ``retry_after`` for as long as ``FUNCX_HTTP_RETRY_S`` allows — poll less
+    often (or with fewer concurrent waits), or raise that setting."""
+
+    hint = "wait retry_after seconds; poll less often or raise FUNCX_HTTP_RETRY_S"
 
 
 class QuotaExceeded(FuncxAPIError):
-    """Your queued-task or stored-bytes quota, or the store, is full (429/507):
-    fetch results or wait for tasks to finish, then submit again."""
+    """Your queued-task or stored-bytes quota is full (429 ``QUOTA_QUEUED_TASKS``
+    / ``QUOTA_STORED_BYTES``): nothing was queued; fetch results or wait for
+    tasks to finish (or cancel some), then submit again."""
+
+    hint = "nothing was queued: fetch results or let tasks finish, then submit again"
+
+
+class StoreFull(QuotaExceeded):
+    """The service's store is full (507 ``STORE_FULL``): nothing was written and
+    the SDK does not retry it; tell the service's operator (raise
+    ``FUNCX_REDIS_MAXMEMORY`` or free space), then submit again."""
+
+    hint = "nothing was written: ask the service's operator to free space, then submit again"
 
 
 class ServiceUnavailable(FuncxAPIError):
@@ -71,18 +99,20 @@ def _api_error_types() -> tuple[dict[str, type[FuncxAPIError]], dict[int, type[F
     from funcx.protocol import error_codes as ec
 
     by_code: dict[str, type[FuncxAPIError]] = {
-        ec.BAD_REQUEST: BadRequest, ec.RESOURCE_SPEC_INVALID: BadRequest,
-        ec.RESOURCE_SPEC_OVER_LIMIT: BadRequest, ec.GROUPS_ARE_GLOBUS: BadRequest,
+        ec.BAD_REQUEST: BadRequest, ec.RESOURCE_SPEC_INVALID: ResourceSpecificationError,
+        ec.RESOURCE_SPEC_OVER_LIMIT: ResourceSpecificationError, ec.GROUPS_ARE_GLOBUS: BadRequest,
         ec.AMBIGUOUS_NAME: BadRequest,
         ec.UNAUTHORIZED: Unauthorized,
         ec.FORBIDDEN: Forbidden, ec.FUNCTION_NOT_ALLOWED: Forbidden,
         ec.TASK_NOT_FOUND: NotFound, ec.TASK_GROUP_NOT_FOUND: NotFound,
         ec.FUNCTION_NOT_FOUND: NotFound, ec.ENDPOINT_NOT_FOUND: NotFound,
+        ec.CONTAINER_NOT_FOUND: NotFound, ec.GROUP_NOT_FOUND: NotFound,
+        ec.CONTAINER_NOT_FOUND: NotFound, ec.GROUP_NOT_FOUND: NotFound,
         ec.IDEMPOTENCY_KEY_REUSED: RequestConflict,
         ec.TASK_PAYLOAD_TOO_LARGE: RequestTooLarge, ec.TOO_MANY_TASKS: RequestTooLarge,
         ec.RATE_LIMITED: RateLimited, ec.LONGPOLL_LIMIT: RateLimited,
         ec.QUOTA_QUEUED_TASKS: QuotaExceeded, ec.QUOTA_STORED_BYTES: QuotaExceeded,
-        ec.STORE_FULL: QuotaExceeded,
+        ec.STORE_FULL: StoreFull,
         ec.SERVICE_UNAVAILABLE: ServiceUnavailable, ec.AUTH_UNAVAILABLE: ServiceUnavailable,
         ec.INTERNAL_ERROR: ServiceError,
     }
@@ -91,6 +121,7 @@ def _api_error_types() -> tuple[dict[str, type[FuncxAPIError]], dict[int, type[F
     by_status: dict[int, type[FuncxAPIError]] = {
         400: BadRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: RequestConflict,
         413: RequestTooLarge, 429: RateLimited, 500: ServiceError, 503: ServiceUnavailable,
+        507: StoreFull,
     }
     return by_code, by_status
 

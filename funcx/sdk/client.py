@@ -50,6 +50,8 @@ class FuncXClient:
                 base_url=self.funcx_service_address)
         else:
             self.web_client = WebClient(self.funcx_service_address, self._token, http_timeout)
+        if isinstance(self.web_client, WebClient):  # a busy service's 429s are waited out
+            self.web_client.wait_out_429 = True
         self.throttle = Throttle()
         self.web_client.request_hooks.append(self.throttle.check)
         self.fx_serializer = FuncXSerializer()
@@ -267,6 +269,12 @@ class FuncXClient:
         ``WebClient.request``), for up to ``retry_s`` (default HTTP_RETRY_S),
         on ``web`` if given, else on the client's own connection."""
         retry_s = float(setting("HTTP_RETRY_S")) if retry_s is None else retry_s
+        return self._call(method, path, retry_s=retry_s, web=web, **kw)
+
+    def _call(self, method: str, path: str, retry_s: float | None = None,
+              web: WebClient | None = None, **kw: Any) -> Any:
+        """A request on ``web`` or the client's own connection; ``retry_s`` as in
+        ``WebClient.request`` (None: only a 429 is waited out, within HTTP_RETRY_S)."""
         if web is not None:
             return web.request(method, path, retry_s=retry_s, **kw)
         if not isinstance(self.web_client, WebClient):  # a funcX 1.0 login manager's client
@@ -278,14 +286,14 @@ class FuncXClient:
         return self.web_client.request(method, path, retry_s=retry_s, **kw)
 
     def _batch_result(self, task_id_list: list[str], throttle: bool = True,
-                      retry_s: float = 0.0) -> dict[str, dict]:
+                      retry_s: float | None = None) -> dict[str, dict]:
         out = {t: self.func_table[t] for t in task_id_list if t in self.func_table}
         todo = [t for t in task_id_list if t not in out]
         most = int(setting("BATCH_STATUS_MAX"))
         for start in range(0, len(todo), most):
-            resp = self._robust("POST", "/v2/batch_status",
-                                json_body={"task_ids": todo[start:start + most]},
-                                throttle=throttle, retry_s=retry_s, idempotent=True)
+            resp = self._call("POST", "/v2/batch_status",
+                              json_body={"task_ids": todo[start:start + most]},
+                              throttle=throttle, retry_s=retry_s, idempotent=True)
             for tid, doc in resp["results"].items():
                 if doc.get("status") == "unknown":
                     raise api_error(404, error_codes.TASK_NOT_FOUND, f"task {tid} not found")
@@ -297,7 +305,8 @@ class FuncXClient:
     def wait(self, task_ids: list[str], timeout: float | None = None) -> dict[str, dict]:
         """Block until every task is terminal (or ``timeout`` s pass); return
         their statuses.  Waits on the task groups' completion events (push),
-        not by polling each task."""
+        not by polling each task.  A busy service's 429 (too many long-polls)
+        is waited out for its Retry-After, within HTTP_RETRY_S and the timeout."""
         import time
 
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -338,7 +347,9 @@ class FuncXClient:
 
     def watch_task_group(self, task_group_id: str, after: str = "0", timeout: float = 20.0):
         """Yield lists of terminal task documents of a group as they complete
-        (pushed by long-poll), forever; stop iterating when you have enough."""
+        (pushed by long-poll), forever; stop iterating when you have enough.
+        A 429 (too many long-polls) is waited out for its Retry-After, within
+        HTTP_RETRY_S; past that the typed ``RateLimited`` is raised."""
         path = f"/v2/taskgroup/{task_group_id}/events"
         while True:
             resp = self.web_client.get(path, params={"after": after, "timeout": timeout},

@@ -12,6 +12,7 @@ import functools
 import logging
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -19,10 +20,14 @@ from typing import Any
 from funcx.errors import FuncxError
 from funcx.protocol import error_codes
 from funcx.sdk.results import task_status
-from funcx.sdk.web_client import WebClient
+from funcx.sdk.web_client import WebClient, retry_pause
 
 log = logging.getLogger("funcx.executor")
 LONGPOLL_S = 20.0
+#: the watcher's own backoff after a failed long-poll without Retry-After (first, most)
+WATCH_BACKOFF_S = (0.5, 10.0)
+#: the longest the watcher waits on a service's Retry-After before polling again
+RETRY_AFTER_MAX_S = 60.0
 
 
 class FuncXFuture(cf.Future):
@@ -97,7 +102,8 @@ class FuncXExecutor(cf.Executor):
         self._cursor = "0"
         # its own connections: one for submitting, one for the long-poll; the
         # executor batches by design, so the client's request throttle does not apply
-        self._submit_web = WebClient(self.client.funcx_service_address, self.client._token)
+        self._submit_web = WebClient(self.client.funcx_service_address, self.client._token,
+                                     wait_out_429=True)
         self._watch_web = WebClient(self.client.funcx_service_address, self.client._token)
         self._submitter = threading.Thread(target=self._submit_loop, daemon=True,
                                            name="funcx-submit")
@@ -195,7 +201,7 @@ class FuncXExecutor(cf.Executor):
 
     # --------------------------------------------------------------- watching
     def _watch_loop(self) -> None:
-        backoff = 0.5
+        backoff = WATCH_BACKOFF_S[0]
         while True:
             with self._lock:
                 # until the service has the task group, wait for a submit to create it
@@ -204,24 +210,40 @@ class FuncXExecutor(cf.Executor):
                     self._lock.wait()
                 if self._shutdown and not self._pending and not self._in_flight:
                     return
-            try:
+            try:  # retry_s=0: failures, 429s included, are waited out below
                 resp = self._watch_web.get(f"/v2/taskgroup/{self.task_group_id}/events",
                                            params={"after": self._cursor, "timeout": LONGPOLL_S},
-                                           timeout=LONGPOLL_S + 30)
-                backoff = 0.5
+                                           timeout=LONGPOLL_S + 30, retry_s=0)
+                backoff = WATCH_BACKOFF_S[0]
             except FuncxError as e:
                 if getattr(e, "code", None) == error_codes.TASK_GROUP_NOT_FOUND \
                         and not self._pending:
                     with self._lock:  # not created yet: the first submit will create it
                         self._group_exists = False
                     continue
-                log.warning("waiting for results failed (%s); retrying", e)
-                with self._lock:
-                    self._lock.wait(backoff)
-                backoff = min(backoff * 2, 10)
+                # the service's Retry-After (a 429: too many long-polls) where it
+                # gave one, else our own backoff; bounded either way
+                pause = min(retry_pause(e, backoff), RETRY_AFTER_MAX_S)
+                if getattr(e, "retry_after", None) is None:
+                    backoff = min(backoff * 2, WATCH_BACKOFF_S[1])
+                log.log(logging.INFO if getattr(e, "http_status", None) == 429
+                        else logging.WARNING,
+                        "waiting for results failed (%s); retrying in %.1f s", e, pause)
+                self._pause(pause)
                 continue
             self._cursor = resp["last_id"]
             self._complete(resp["tasks"])
+
+    def _pause(self, seconds: float) -> None:
+        """Wait ``seconds`` before the next long-poll: a submit's notify does not
+        cut it short (no spinning), only a shutdown with nothing left to watch."""
+        deadline = time.monotonic() + seconds
+        with self._lock:
+            while not (self._shutdown and not self._pending and not self._in_flight):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._lock.wait(left)
 
     def _complete(self, docs: list[dict]) -> None:
         futs = []

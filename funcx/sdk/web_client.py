@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -20,16 +22,25 @@ from funcx.protocol import error_codes
 
 
 class WebClient:
-    """A thin JSON-over-HTTP client for one service address."""
+    """A thin JSON-over-HTTP client for one service address.
+
+    ``wait_out_429``: a call that gives no ``retry_s`` still waits out a 429
+    (the service's Retry-After) for up to ``HTTP_RETRY_S`` — what
+    ``FuncXClient`` and ``FuncXExecutor`` use; off, such a call fails at once
+    (tools that want to see every answer)."""
 
     def __init__(self, base_url: str, token: str | Callable[[], str | None] | None = None,
-                 timeout: float | None = None):
+                 timeout: float | None = None, *, wait_out_429: bool = False):
         self.base_url = base_url.rstrip("/")
         self._token = token
         self.timeout = float(timeout or setting("HTTP_TIMEOUT_S"))
-        # retry only failures to connect (nothing was sent), never a request
+        self.wait_out_429 = wait_out_429
+        # retry only failures to connect (nothing was sent), never a request; an
+        # answer with Retry-After (429, 503, 413) is ours to see: urllib3 would
+        # otherwise count it against status=0 and raise MaxRetryError instead
         self.pool = urllib3.PoolManager(maxsize=4, retries=urllib3.Retry(
-            total=2, connect=2, read=0, redirect=0, status=0, other=0))
+            total=2, connect=2, read=0, redirect=0, status=0, other=0,
+            respect_retry_after_header=False))
         self.request_count = 0  # for tests and benchmarks: HTTP requests made
         self.request_hooks: list[Callable[[str, str, int], None]] = []
 
@@ -39,29 +50,52 @@ class WebClient:
 
     def request(self, method: str, path: str, *, json_body: Any = None,
                 params: dict | None = None, timeout: float | None = None,
-                data: bytes | None = None, throttle: bool = True, retry_s: float = 0.0,
+                data: bytes | None = None, throttle: bool = True, retry_s: float | None = None,
                 idempotent: bool | None = None, headers: dict | None = None) -> Any:
-        """One request.  With ``retry_s`` > 0, a request the service did not
-        answer is retried (with backoff) for up to that long where that is
-        safe: always if nothing was sent (connection refused) or the service
-        answered 503 (it refused before doing anything); after a reset
-        connection or a 502/504 only if the request is ``idempotent`` (GET by
-        default; a submit that carries an Idempotency-Key)."""
+        """One request, retried within a time budget where that is safe.
+
+        ``retry_s`` is the budget.  Given (``0``: no retries), a request the
+        service did not answer is retried with backoff where safe: always if
+        nothing was sent (connection refused) or the service refused before
+        doing anything (503, 429); after a reset connection or a 502/504 only
+        if the request is ``idempotent`` (GET by default; a submit that carries
+        an Idempotency-Key).  Left out, no retries — but with
+        :attr:`wait_out_429` a 429 is retried for up to ``HTTP_RETRY_S``: the
+        service is up and said when to come back.
+
+        Each wait is the larger of the backoff and the service's Retry-After;
+        a Retry-After longer than what is left of the budget raises the typed
+        error at once (with a note of the retries), rather than asking early.
+        507 (the store is full) is never retried."""
         if idempotent is None:
             idempotent = method in ("GET", "HEAD")
-        deadline = time.monotonic() + retry_s
+        only_429 = retry_s is None
+        if retry_s is None:
+            budget = float(setting("HTTP_RETRY_S")) if self.wait_out_429 else 0.0
+        else:
+            budget = max(0.0, retry_s)
+        started = time.monotonic()
+        deadline = started + budget
         backoff = 0.1
+        attempts = 0
         while True:
+            attempts += 1
             try:
                 return self._request_once(method, path, json_body=json_body, params=params,
                                           timeout=timeout, data=data, throttle=throttle,
                                           headers=headers)
             except (ServiceUnreachable, FuncxAPIError) as e:
-                left = deadline - time.monotonic()
-                if left <= 0 or not _may_retry(e, idempotent):
+                if not _may_retry(e, idempotent, only_429):
                     raise
-                pause = min(backoff, left, getattr(e, "retry_after", None) or backoff)
-                time.sleep(pause)
+                left = deadline - time.monotonic()
+                wait = retry_pause(e, backoff)
+                if wait > left:
+                    if getattr(e, "retry_after", None) is not None or left <= 0:
+                        if budget > 0:
+                            _note_gave_up(e, attempts, time.monotonic() - started, budget)
+                        raise
+                    wait = left  # no Retry-After: one last try at the end of the budget
+                time.sleep(wait)
                 backoff = min(backoff * 2, 2.0)
                 throttle = False  # a retry is not a new request for the throttle
 
@@ -118,6 +152,8 @@ class WebClient:
 
 
 RETRY_STATUSES = (502, 503, 504)
+#: statuses the service answers before doing anything: any request may be repeated
+REFUSED_STATUSES = (429, 503)
 
 
 def _not_sent(e: Exception) -> bool:
@@ -126,12 +162,50 @@ def _not_sent(e: Exception) -> bool:
     return isinstance(cause, urllib3.exceptions.ConnectTimeoutError)  # incl. NewConnectionError
 
 
-def _may_retry(e: Exception, idempotent: bool) -> bool:
+def _may_retry(e: Exception, idempotent: bool, only_429: bool = False) -> bool:
+    if isinstance(e, FuncxAPIError) and e.http_status == 429:
+        # too many requests / long-polls, or a quota: refused, nothing queued
+        return True
+    if only_429:
+        return False
     if isinstance(e, ServiceUnreachable):
         return idempotent or not getattr(e, "sent", True)
     if isinstance(e, FuncxAPIError) and e.http_status in RETRY_STATUSES:
-        return idempotent or e.http_status == 503  # 503: refused before doing anything
+        return idempotent or e.http_status in REFUSED_STATUSES
     return False
+
+
+def retry_pause(e: Exception, backoff: float) -> float:
+    """How long to wait before repeating a request that failed with ``e``: the
+    backoff, or the service's Retry-After where that is longer (never shorter)."""
+    retry_after = getattr(e, "retry_after", None)
+    return backoff if retry_after is None else max(backoff, retry_after)
+
+
+def _note_gave_up(e: Exception, attempts: int, elapsed: float, budget: float) -> None:
+    retry_after = getattr(e, "retry_after", None)
+    asked = f"; the service asked to wait {retry_after:g} s more" if retry_after else ""
+    note = (f"funcx: {attempts} attempt(s) over {elapsed:.1f} s, within a retry budget of "
+            f"{budget:g} s (FUNCX_HTTP_RETRY_S or the call's timeout){asked}")
+    if hasattr(e, "add_note"):  # Python 3.11+
+        e.add_note(note)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delay-seconds or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
 def _api_error(resp: urllib3.BaseHTTPResponse) -> FuncxAPIError:
@@ -145,8 +219,5 @@ def _api_error(resp: urllib3.BaseHTTPResponse) -> FuncxAPIError:
     else:
         code, message = error_codes.HTTP_ERROR, f"{resp.reason}: {resp.data[:200]!r}"
     err = api_error(resp.status, code, message, body)
-    try:
-        err.retry_after = float(resp.headers.get("Retry-After") or 0) or None
-    except ValueError:
-        err.retry_after = None
+    err.retry_after = parse_retry_after(resp.headers.get("Retry-After"))
     return err
