@@ -60,8 +60,8 @@ class EmbeddedRedis:
 
     def _load_or_create(self) -> tuple[str, int]:
         if self.secret.exists():
-            pw, port = self.secret.read_text().split()
-            return pw, int(port)
+            pw, saved = self.secret.read_text().split()
+            return pw, int(saved)
         pw, port = secrets.token_urlsafe(32), free_port()
         _write_private(self.secret, f"{pw} {port}\n")
         return pw, port

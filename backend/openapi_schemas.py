@@ -16,9 +16,9 @@ ANY_OBJECT = {"type": "object", "additionalProperties": True}
 NULL_STR = {"type": "string", "nullable": True}
 
 
-def obj(props: dict, required: tuple | list = (), *, extra: bool = True, **more) -> dict:
+def obj(props: dict, required: tuple | list = (), *, extra: bool | dict = True, **more) -> dict:
     """An object schema; ``extra``: whether other keys are allowed (they are
-    ignored by every route, and answers may grow keys)."""
+    ignored by every route, and answers may grow keys), or their schema."""
     out = {"type": "object", "properties": props, "additionalProperties": extra, **more}
     if required:
         out["required"] = list(required)

@@ -17,9 +17,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, TYPE_CHECKING
 
 from funcx.defaults import setting
 from funcx.home import read_json, service_dir, service_record_path, write_private_json
+
+if TYPE_CHECKING:
+    from backend.embedded import EmbeddedRedis
 
 log = logging.getLogger("funcx.service")
 
@@ -100,13 +104,13 @@ class Supervisor:
         self.url = f"http://{host}:{port}"
         self.stopping = threading.Event()
         self.children: list[Child] = []
-        self.redis = None
-        self._lock_file = None
+        self.redis: EmbeddedRedis | None = None
+        self._lock_file: IO[str] | None = None
 
     def _take_lock(self) -> None:
-        self._lock_file = open(_private_fd(lock_path()), "a")
+        self._lock_file = lock = open(_private_fd(lock_path()), "a")
         try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             rec = read_json(service_record_path()) or {}
             raise AlreadyRunning(f"the funcX service is already running at {rec.get('url')}") from None
@@ -117,10 +121,10 @@ class Supervisor:
             return external
         from backend.embedded import EmbeddedRedis
 
-        self.redis = EmbeddedRedis(service_dir() / "redis", logs_dir() / "redis.log")
-        self.redis.start()
-        log.info("embedded redis-server on 127.0.0.1:%d", self.redis.port)
-        return self.redis.url
+        self.redis = embedded = EmbeddedRedis(service_dir() / "redis", logs_dir() / "redis.log")
+        embedded.start()
+        log.info("embedded redis-server on 127.0.0.1:%d", embedded.port)
+        return embedded.url
 
     def start(self) -> None:
         url = self._redis_url()
@@ -151,11 +155,11 @@ class Supervisor:
     def supervise(self) -> None:
         """Restart children that die, until asked to stop."""
         while not self.stopping.wait(0.5):
-            if self.redis and self.redis.proc.poll() is not None:
+            if self.redis and self.redis.proc and self.redis.proc.poll() is not None:
                 log.warning("redis-server exited (%s); restarting", self.redis.proc.returncode)
                 self.redis.start()
             for c in self.children:
-                if c.proc.poll() is not None and not self.stopping.is_set():
+                if c.proc is not None and c.proc.poll() is not None and not self.stopping.is_set():
                     log.warning("%s exited with %s; restarting", c.name, c.proc.returncode)
                     c.restarts += 1
                     if time.monotonic() - c.started < 2:  # crash loop: slow down

@@ -177,8 +177,9 @@ class Manager:
     def respawn_as(self, slot: WorkerSlot, container: str, spec: dict) -> None:
         """Replace an idle worker with one running in ``container``."""
         self.by_identity.pop(slot.identity, None)
-        slot.proc.kill()
-        slot.proc.wait()
+        if slot.proc is not None:
+            slot.proc.kill()
+            slot.proc.wait()
         log.info("worker %d now runs container %s", slot.index, container or "(none)")
         self.spawn(slot, container, spec)
 
@@ -203,11 +204,12 @@ class Manager:
             if slot.task is not None and slot.deadline is not None and now > slot.deadline:
                 log.warning("task %s exceeded its walltime of %ss", slot.task.task_id,
                             slot.walltime)
-                w = slot.walltime
-                w = int(w) if float(w).is_integer() else w  # "1 s", not "1.0 s"
-                self.results.append(failure(slot.task, TaskTimeout(w)))
+                w = slot.walltime or 0.0
+                self.results.append(failure(slot.task, TaskTimeout(
+                    int(w) if w.is_integer() else w)))  # "1 s", not "1.0 s"
                 slot.task, slot.ready = None, False  # no new task for a dying worker
-                slot.proc.kill()  # reap() replaces the worker
+                if slot.proc is not None:
+                    slot.proc.kill()  # reap() replaces the worker
 
     def container_of(self, task: Task) -> str:
         """The container a task runs in here ("" when containers are off or unknown)."""
@@ -223,9 +225,13 @@ class Manager:
             task = self.pending.popleft()
             try:
                 container = self.container_of(task)
-                views = [SlotView(s.index, s.container, s.ready and s.proc.poll() is None,
+                views = [SlotView(s.index, s.container,
+                                  s.ready and s.proc is not None and s.proc.poll() is None,
                                   s.task is not None) for s in self.slots]
                 action, index = pick_worker(container, views)
+                if index is None:  # "wait": one is starting, or all are busy
+                    waiting.append(task)
+                    continue
                 if action == "send":
                     self.send_to(self.slots[index], task)
                     continue
@@ -338,13 +344,13 @@ class Manager:
             pid=os.getpid(), python=sys.version.split()[0])))
 
     def _step(self, poller: zmq.Poller, tick: float) -> None:
-        for sock, _ in poller.poll(tick * 1000):
+        for sock, _ in poller.poll(int(tick * 1000)):
             if sock is self.up:
-                while self.up.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                while int(self.up.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
                     self._handle("the interchange", self.on_interchange,
                                  self.up.recv_multipart())
             else:
-                while self.down.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                while int(self.down.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
                     frames = self.down.recv_multipart()
                     self._handle(f"worker {frames[0][:32].decode(errors='replace')}",
                                  self.on_worker, frames)

@@ -6,6 +6,7 @@ import json
 import secrets
 import time
 import uuid
+from collections.abc import Sequence
 from urllib.parse import quote, urlsplit
 
 import redis
@@ -169,7 +170,8 @@ def allowed_functions(r: redis.Redis, eid: str) -> set[str]:
     return r.smembers(keys.endpoint_allowed(eid))
 
 
-def set_allowed(r: redis.Redis, eid: str, add: list[str] = (), remove: list[str] = ()) -> set[str]:
+def set_allowed(r: redis.Redis, eid: str, add: Sequence[str] = (),
+                remove: Sequence[str] = ()) -> set[str]:
     with r.pipeline() as p:
         if add:
             p.sadd(keys.endpoint_allowed(eid), *add)

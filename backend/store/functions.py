@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Set as AbstractSet
 
 import redis
 
@@ -80,7 +81,7 @@ def public_view(rec: dict) -> dict:
 
 
 def search(r: redis.Redis, user_id: str, query: str, offset: int = 0, limit: int = 10,
-           groups: set[str] = frozenset()) -> dict:
+           groups: AbstractSet[str] = frozenset()) -> dict:
     """Searchable functions the user may run (own, shared with their groups,
     public) whose name or description contains ``query`` (case-insensitive),
     newest first."""
@@ -110,7 +111,7 @@ def search(r: redis.Redis, user_id: str, query: str, offset: int = 0, limit: int
          "created_at": h["created_at"]} for h in page]}
 
 
-def may_run(rec: dict, user_id: str, groups: set[str] = frozenset()) -> bool:
+def may_run(rec: dict, user_id: str, groups: AbstractSet[str] = frozenset()) -> bool:
     """The owner, anyone if public, and members of the group it is shared with."""
     return (rec.get("owner") == user_id or rec.get("public") == "1"
             or bool(rec.get("group")) and rec.get("group") in groups)

@@ -6,6 +6,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -60,7 +61,7 @@ def revoke_token(r: redis.Redis, token: str) -> bool:
 
 
 # registered scripts per client (scripts.AUTHENTICATE: one round trip per request)
-_scripts: dict[int, object] = {}
+_scripts: dict[int, Any] = {}
 
 
 def issued_before_disable(issued_at: str | float | None, valid_after: str | float | None) -> bool:

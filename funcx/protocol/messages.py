@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import msgspec
 from msgspec import Meta, Struct, field
@@ -203,8 +203,8 @@ class Result(Struct):
             raise _bad("result entry", e) from None
 
     def meta(self) -> ResultMeta:
-        return ResultMeta(self.task_id, self.status, self.task_group_id, self.completion_t,
-                          self.details)
+        return ResultMeta(self.task_id, cast(ResultStatus, self.status), self.task_group_id,
+                          self.completion_t, self.details or None)
 
 
 class ResultMeta(Struct, array_like=True):

@@ -91,8 +91,7 @@ def decode_task_entry(fields: dict[str, str]) -> list[Task]:
 
 
 def encode_results(results: list[Result]) -> dict[str, str]:
-    meta = [ResultMeta(r.task_id, r.status, r.task_group_id, r.completion_t, r.details or None)
-            for r in results]
+    meta = [r.meta() for r in results]
     return {"kind": "results", "v": str(VERSION), "meta": _encoder.encode(meta).decode(),
             "data": pack_buffers([r.data for r in results]),
             "exc": pack_buffers([r.exc_data for r in results])}

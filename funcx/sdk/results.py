@@ -20,7 +20,11 @@ def rebuild_exception(doc: dict, serializer: FuncXSerializer) -> BaseException:
         except Exception:  # noqa: BLE001 - any failure: fall back to the text
             exc = None
         if isinstance(exc, BaseException):
-            exc.add_note(f"\n--- remote traceback (task {doc.get('task_id')}) ---\n{text.rstrip()}")
+            note = f"\n--- remote traceback (task {doc.get('task_id')}) ---\n{text.rstrip()}"
+            if hasattr(exc, "add_note"):  # Python 3.11+
+                exc.add_note(note)
+            else:  # 3.10: the remote traceback still rides along on remote_traceback
+                exc.__notes__ = [note]  # type: ignore[attr-defined]
             try:
                 exc.remote_traceback = text  # type: ignore[attr-defined]
                 exc.completion_t = completion_t  # type: ignore[attr-defined]
