@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 
-.PHONY: demo test test-slow test-security venv clean
+.PHONY: demo test test-slow test-security lint venv clean
 
 $(VENV)/.stamp-base: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ test: $(VENV)/.stamp-test
 ## The slow/stress tests, run by CI in a separate bounded step.
 test-slow: $(VENV)/.stamp-test
 	@$(PY) -m pytest -m slow $(ARGS)
+
+## ruff and mypy, as configured in pyproject.toml (CI holds both at zero findings).
+lint: $(VENV)/.stamp-test
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/mypy
 
 ## The attack suite (tests/security), run by CI in its own bounded step.
 test-security: $(VENV)/.stamp-test
