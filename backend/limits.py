@@ -3,12 +3,26 @@
 Reads and writes have separate budgets (``FUNCX_RATE_LIMIT_READ`` /
 ``FUNCX_RATE_LIMIT_WRITE``).  The check runs before the view, so a submit
 that is refused with 429 has queued nothing; every 429 carries Retry-After.
+
+Submits also have a budget of *tasks* per identity and a cap on concurrent
+submits per identity (fair sharing, below).
 """
 from __future__ import annotations
 
-from flask import Flask, g, request
+import logging
+import math
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+from flask import Flask, current_app, g, request
+
+from backend.api_errors import ApiError
 from funcx.defaults import setting
+from funcx.protocol import error_codes
+
+log = logging.getLogger(__name__)
+TASKS_SCOPE = "tasks"
 
 READ_METHODS = ["GET", "HEAD"]
 WRITE_METHODS = ["POST", "PUT", "DELETE", "PATCH"]
@@ -40,3 +54,113 @@ def register(app: Flask, redis_url: str) -> None:
         limiter.shared_limit(read, "read", methods=READ_METHODS, per_method=False)(bp)
         limiter.shared_limit(write, "write", methods=WRITE_METHODS, per_method=False)(bp)
     app.extensions["funcx_limiter"] = limiter
+    tasks = str(setting("RATE_LIMIT_TASKS")).strip()
+    if tasks.lower() not in ("", "off", "none"):
+        from limits import parse
+
+        app.extensions["funcx_task_limit"] = (limiter.limiter, parse(tasks))
+
+
+# ------------------------------------------------------------ fair sharing
+# What one identity's submits may take of what every tenant shares (issue 12,
+# DESIGN decision 8).  A submit's real cost is its tasks: the submit script
+# queues them atomically, and Redis runs nothing else meanwhile (about 15 us
+# a task: a 1,000-task chunk holds Redis ~15-20 ms, during which every other
+# tenant's requests wait).  A request budget does not bound that; these do:
+#
+# * ``RATE_LIMIT_TASKS``: tasks per identity per window, each submit costing
+#   its task count (sliding window counter in Redis, shared by every web
+#   process).  The check before the body is read refuses an identity whose
+#   budget is spent without parsing anything; the charge after validation,
+#   just before queueing, refuses a submit that does not fit — 429
+#   ``RATE_LIMITED`` with the Retry-After after which it would fit, nothing
+#   queued.  The default admits a 10,000-task batch at once.
+# * ``SUBMIT_CONCURRENCY_PER_IDENTITY``: submits one identity may have in
+#   progress in one web process (request threads parsing and validating its
+#   bodies); past it, 429 ``RATE_LIMITED`` with Retry-After 1.
+_slots: dict[str, int] = {}
+_slots_lock = threading.Lock()
+
+
+@contextmanager
+def submit_slot(user: str) -> Iterator[None]:
+    """Hold one of the identity's concurrent-submit slots in this process."""
+    cap = int(setting("SUBMIT_CONCURRENCY_PER_IDENTITY"))
+    with _slots_lock:
+        held = _slots.get(user, 0)
+        if 0 < cap <= held:
+            raise ApiError(429, error_codes.RATE_LIMITED,
+                           f"{held} submits of yours are in progress; wait for one to finish "
+                           "(retry after the Retry-After seconds: the funcX SDK does)",
+                           {"Retry-After": "1"})
+        _slots[user] = held + 1
+    try:
+        yield
+    finally:
+        with _slots_lock:
+            if _slots[user] <= 1:
+                del _slots[user]
+            else:
+                _slots[user] -= 1
+
+
+def _task_limit():
+    """(strategy, item) of the task budget, or None where rate limits are off."""
+    return current_app.extensions.get("funcx_task_limit")
+
+
+def _retry_after(strategy, item, ids: tuple[str, ...], n: int) -> int:
+    """Seconds until ``n`` tasks fit the sliding window (at least 1)."""
+    w, cap = item.get_expiry(), item.amount
+    prev, prev_in, cur, cur_in = strategy.storage.get_sliding_window(item.key_for(*ids), w)
+    # weighted count at time d from now: prev * (prev_in - d) / w + cur, until
+    # the current window ends; then cur becomes the previous window
+    if cur + n <= cap:
+        d = prev_in - (cap - n - cur) * w / prev if prev else 0.0
+    else:
+        end = max(prev_in, cur_in - w)
+        d = end + max(0.0, w * (1 - (cap - n) / cur))
+    return max(1, min(2 * w, math.ceil(d)))
+
+
+def _refuse(strategy, item, ids, n: int, what: str) -> ApiError:
+    return ApiError(429, error_codes.RATE_LIMITED,
+                    f"{what}: the service takes at most {item.amount} tasks per "
+                    f"{item.get_expiry()} s from one identity, so others are served too; "
+                    "nothing was queued: retry after the Retry-After seconds (the funcX SDK does)",
+                    {"Retry-After": str(_retry_after(strategy, item, ids, n))})
+
+
+def check_task_budget(user: str) -> None:
+    """Refuse (429) before the body is read if the identity's task budget is spent."""
+    lim = _task_limit()
+    if lim is None:
+        return
+    strategy, item = lim
+    ids = ("fx:ratelimit", TASKS_SCOPE, user)
+    try:
+        ok = strategy.test(item, *ids, cost=1)
+        if not ok:
+            raise _refuse(strategy, item, ids, 1, "your task budget is spent")
+    except ApiError:
+        raise
+    except Exception as e:  # as swallow_errors: the store fails cleanly later
+        log.warning("task budget check failed: %s", type(e).__name__)
+
+
+def charge_tasks(user: str, n: int) -> None:
+    """Charge ``n`` tasks to the identity's budget, or refuse (429, nothing charged)."""
+    lim = _task_limit()
+    if lim is None or n <= 0:
+        return
+    strategy, item = lim
+    ids, cost = ("fx:ratelimit", TASKS_SCOPE, user), min(n, item.amount)
+    try:
+        ok = strategy.hit(item, *ids, cost=cost)
+        if not ok:
+            raise _refuse(strategy, item, ids, cost, f"this submit of {n} tasks does not fit "
+                          "what is left of your task budget")
+    except ApiError:
+        raise
+    except Exception as e:
+        log.warning("task budget charge failed: %s", type(e).__name__)

@@ -71,6 +71,11 @@ _TABLE: list[tuple[str, list[tuple[str, object, str]]]] = [
         ("RATE_LIMIT_READ", "60000 per minute", "per identity: reads"),
         ("RATE_LIMIT_WRITE", "12000 per minute", "per identity: submit, register and other writes"),
         ("RATE_LIMIT_ENABLED", True, "whether the per-identity rate limits apply"),
+        ("RATE_LIMIT_TASKS", "20000 per minute",
+         "per identity: tasks submitted, each submit costing its task count (keep it at least "
+         "MAX_TASKS_PER_SUBMIT; `off`: no budget); past it 429 with Retry-After, nothing queued"),
+        ("SUBMIT_CONCURRENCY_PER_IDENTITY", 2,
+         "submits one identity may have in progress per web process (0: no cap); past it 429"),
     ]),
     ("redis", [
         ("REDIS_URL", "", "the service's Redis; empty: run the embedded redis-server"),

@@ -12,6 +12,12 @@ after anything was queued (the public SDKs retry on 429/5xx, POST included):
    or writes nothing (a full store: 507 ``STORE_FULL``, backend/api_errors.py);
 4. after it, only the answer is built, from values already in hand.
 
+Fair sharing (backend/limits.py): an identity has at most
+``SUBMIT_CONCURRENCY_PER_IDENTITY`` submits in progress per web process, and a
+budget of tasks (``RATE_LIMIT_TASKS``), checked before the body is read and
+charged with the submit's task count after validation, just before queueing;
+either refuses with 429 ``RATE_LIMITED`` and Retry-After, nothing queued.
+
 Task-group ids (no existence oracle).  A client may name the task group of a
 submit (the public SDKs mint the id of a new group themselves).  An id nobody
 holds becomes the caller's group.  An id another user holds is *not* refused:
@@ -33,6 +39,7 @@ from flask import Blueprint, jsonify, request
 
 from backend.api_errors import ApiError, bad_request, too_large
 from backend.auth import current_user
+from backend.limits import charge_tasks, check_task_budget, submit_slot
 from backend.routes.common import (check_endpoint, check_function, field, json_body, redis,
                                    tasks, valid_uuid)
 from backend.store import containers as ctr_store
@@ -144,18 +151,26 @@ def _queue(user: str, tg: str, batches: list[Batch], request_key: str | None = N
 
 @bp.post("/v3/endpoints/<eid>/submit")
 def submit_v3(eid: str):
+    user = current_user()
+    with submit_slot(user):
+        check_task_budget(user)  # before the body is read
+        return _submit_v3(user, eid)
+
+
+def _submit_v3(user: str, eid: str):
     body = json_body()
     by_function = field(body, "tasks", dict, required=True)
     for fid, payloads in by_function.items():
         if not isinstance(payloads, list):
             raise bad_request(f"tasks[{fid!r}] must be a list of payloads")
-    _check_count(sum(len(p) for p in by_function.values()))
-    user = current_user()
+    n = sum(len(p) for p in by_function.values())
+    _check_count(n)
     tg = _task_group(field(body, "task_group_id", str, default=None))
     spec = _resource_spec(field(body, "resource_specification", dict, default=None))
     field(body, "user_endpoint_config", dict, default=None)
     key = _idempotency_key()
     batch = _prepare(user, eid, by_function, spec)
+    charge_tasks(user, n)
     tids = _queue(user, tg, [batch], key)
     # nothing below can fail: the answer is built from values in hand
     out, i = {}, 0
@@ -171,10 +186,16 @@ def submit_v2():
     """The 1.0 submit: a task whose endpoint or function is refused gets an
     error entry of its own; all the others are queued in one script call (or,
     over a quota or with the store full, none is and the request is refused)."""
+    user = current_user()
+    with submit_slot(user):
+        check_task_budget(user)  # before the body is read
+        return _submit_v2(user)
+
+
+def _submit_v2(user: str):
     body = json_body()
     triples = field(body, "tasks", list, required=True)
     _check_count(len(triples))
-    user = current_user()
     tg = _task_group(field(body, "task_group_id", str, default=None))
     for t in triples:
         if not (isinstance(t, list) and len(t) >= 3 and all(isinstance(x, str) for x in t[:3])):
@@ -212,6 +233,7 @@ def submit_v2():
     for pos in order:
         by_batch.setdefault(valid_uuid(triples[pos][1], "endpoint id"), []).append(pos)
     queued = [p for eid in batches for p in by_batch[eid]]
+    charge_tasks(user, len(queued))
     tids = _queue(user, tg, list(batches.values())) if batches else []
     for pos, tid in zip(queued, tids):
         results[pos] = {"status": "Success", "task_uuid": tid, "http_status_code": 200}

@@ -7,6 +7,10 @@
   request threads: past the per-identity cap they are refused (429 with
   Retry-After), and another user's ``whoami`` and a small run complete while
   the first user's polls are still open.
+* Submits: past its task budget (RATE_LIMIT_TASKS, each submit costing its
+  task count) one identity is refused whole (429 RATE_LIMITED with
+  Retry-After, nothing queued) while another's submit and result complete;
+  its concurrent submits per web process are capped.
 """
 from __future__ import annotations
 
@@ -227,3 +231,71 @@ def test_finished_and_failed_tasks_leave_the_quota(service, redis_client, token,
     before = quotas.usage(redis_client, me.uid)
     assert run_and_collect(me, endpoint, my_fid) == 42
     assert quotas.usage(redis_client, me.uid) == before
+
+
+# ------------------------------------------------------ task budget, submits
+@pytest.fixture
+def small_task_budget(monkeypatch, service):
+    """A second real web server on the session's Redis, with a task budget of 30."""
+    from backend.app import create_app
+    from live import Server, service_redis_url
+
+    monkeypatch.setenv("FUNCX_RATE_LIMIT_ENABLED", "1")
+    monkeypatch.setenv("FUNCX_RATE_LIMIT_TASKS", "30 per minute")
+    srv = Server(create_app(service_redis_url()))
+    yield srv.url
+    srv.close()
+
+
+def test_task_budget_throttles_one_identity_while_others_run(
+        small_task_budget, redis_client, token, fxc, endpoint):
+    """A submits tasks past its budget: refused whole (429 RATE_LIMITED with
+    Retry-After, nothing queued or counted), before its body is even read once
+    the budget is spent; B's submit and result complete meanwhile."""
+    a = new_user(small_task_budget, redis_client, "flood")
+    b = Tenant(small_task_budget, token, fxc.whoami()["user_id"])
+    b_fid = fxc.register_function(double)
+    eid, fid = own_endpoint_and_function(a)
+    a.ok("POST", f"/v3/endpoints/{eid}/submit", json={"tasks": {fid: [PAYLOAD] * 20}})
+    stream, usage = redis_client.xlen(f"fx:ep:{eid}:tasks"), quotas.usage(redis_client, a.uid)
+    over = a.call("POST", f"/v3/endpoints/{eid}/submit", json={"tasks": {fid: [PAYLOAD] * 11}})
+    body = error(over, 429, "RATE_LIMITED")
+    assert "30" in body["message"] and "nothing was queued" in body["message"], body
+    assert 1 <= int(over.headers["Retry-After"]) <= 120
+    v2 = a.call("POST", "/v2/submit", json={"tasks": [[fid, eid, PAYLOAD]] * 11})
+    error(v2, 429, "RATE_LIMITED")
+    assert int(v2.headers["Retry-After"]) >= 1
+    assert redis_client.xlen(f"fx:ep:{eid}:tasks") == stream
+    assert quotas.usage(redis_client, a.uid) == usage
+    # what fits is taken; then the budget is spent and even a body that would
+    # be a 400 is refused 429 (checked before the body is read)
+    a.ok("POST", f"/v3/endpoints/{eid}/submit", json={"tasks": {fid: [PAYLOAD] * 10}})
+    spent = a.call("POST", f"/v3/endpoints/{eid}/submit", data=b"not json",
+                   headers={"Content-Type": "application/json"})
+    error(spent, 429, "RATE_LIMITED")
+    assert int(spent.headers["Retry-After"]) >= 1
+    assert quotas.usage(redis_client, a.uid)[0] == usage[0] + 10
+    # B is not A: B's submit and result complete while A is throttled
+    assert run_and_collect(b, endpoint, b_fid) == 42
+    # and A's reads still answer (a task budget, not a ban)
+    a.ok("GET", "/v2/whoami")
+
+
+def test_concurrent_submits_per_identity_are_capped(monkeypatch):
+    """Past SUBMIT_CONCURRENCY_PER_IDENTITY submits in progress in one web
+    process, another by the same identity is refused (429, Retry-After);
+    another identity's is not, and slots are given back."""
+    from backend.api_errors import ApiError
+    from backend.limits import submit_slot
+
+    monkeypatch.setenv("FUNCX_SUBMIT_CONCURRENCY_PER_IDENTITY", "2")
+    with submit_slot("noisy"), submit_slot("noisy"):
+        with pytest.raises(ApiError) as refused:
+            with submit_slot("noisy"):
+                pass
+        assert refused.value.status == 429 and refused.value.code == "RATE_LIMITED"
+        assert refused.value.headers["Retry-After"] == "1"
+        with submit_slot("quiet"):
+            pass
+    with submit_slot("noisy"), submit_slot("noisy"):
+        pass
