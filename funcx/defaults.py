@@ -111,6 +111,9 @@ _TABLE: list[tuple[str, list[tuple[str, object, str]]]] = [
         ("HTTP_RETRY_S", 60.0,
          "how long batch_run, wait() and the executor retry an unanswered safe request"),
         ("BATCH_SUBMIT_SIZE", 1000, "tasks per submit request the SDK sends"),
+        ("SUBMIT_RETRY_S", 180.0,
+         "how long one submit request is retried while the service paces it (429 with "
+         "Retry-After; longer than RATE_LIMIT_TASKS's window) or cannot be reached"),
     ]),
     ("versions", [
         ("MIN_SDK_VERSION", MIN_SDK_VERSION, "the oldest SDK the service accepts"),

@@ -15,6 +15,7 @@ spinning), and request threads always remain for everyone else.
 from __future__ import annotations
 
 import math
+import random
 import re
 import time
 
@@ -32,7 +33,9 @@ from funcx.protocol import error_codes
 bp = Blueprint("taskgroups", __name__)
 STREAM_ID = re.compile(r"[0-9]{1,19}(-[0-9]{1,19})?")
 XREAD_SLICE_MS = 2000
-RETRY_AFTER_S = 2
+#: Retry-After of a refused long-poll, drawn from this range so that refused
+#: pollers do not all come back in the same instant
+RETRY_AFTER_S = (1, 4)
 
 
 def _owned(tg: str) -> tuple[str, str]:
@@ -47,7 +50,7 @@ def _owned(tg: str) -> tuple[str, str]:
 def _busy(why: str) -> ApiError:
     return ApiError(429, error_codes.LONGPOLL_LIMIT,
                     f"{why}; wait Retry-After seconds before polling again (or poll with a "
-                    "short timeout)", {"Retry-After": str(RETRY_AFTER_S)})
+                    "short timeout)", {"Retry-After": str(random.randint(*RETRY_AFTER_S))})
 
 
 @bp.get("/v2/taskgroup/<tg>")

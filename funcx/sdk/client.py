@@ -198,7 +198,9 @@ class FuncXClient:
         use it).  Tasks go in requests of at most ``chunk_size`` and never more
         than :attr:`max_tasks_per_submit`, so a batch of any size is accepted.
         Each request carries its own Idempotency-Key: a request retried after a
-        restart or a reset connection queues its tasks only once.
+        restart or a reset connection queues its tasks only once; one paced by
+        the service (429 with Retry-After: a spent task budget or a full quota,
+        nothing queued) waits as told, for up to ``FUNCX_SUBMIT_RETRY_S``.
         ``on_chunk(start, ids)`` is called as each request is answered (the
         executor hands out task ids early); ``web_client`` sends on another
         connection than the client's own (the executor's, which is not throttled).
@@ -220,6 +222,7 @@ class FuncXClient:
             if resource_specification:
                 body["resource_specification"] = resource_specification
             resp = self._robust("POST", path, json_body=body, idempotent=True, web=web_client,
+                                retry_s=float(setting("SUBMIT_RETRY_S")),
                                 headers={"Idempotency-Key": str(uuid.uuid4())})
             if len(by_fn) == 1:  # the common case: one function, ids in order as sent
                 got = list(next(iter(resp["tasks"].values())))

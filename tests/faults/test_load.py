@@ -27,7 +27,8 @@ TASKS_PER_CLIENT = int(os.environ.get("FUNCX_LOAD_TASKS", "1000"))
 BATCH = 100
 BOUND_S = float(os.environ.get("FUNCX_LOAD_BOUND_S", "90"))
 LIMITS = {"FUNCX_RATE_LIMIT_READ": "10000000 per minute",
-          "FUNCX_RATE_LIMIT_WRITE": "10000000 per minute"}
+          "FUNCX_RATE_LIMIT_WRITE": "10000000 per minute",
+          "FUNCX_RATE_LIMIT_TASKS": "off"}
 
 
 def pct(values: list[float], q: float) -> float:
