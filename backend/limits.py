@@ -51,8 +51,11 @@ def register(app: Flask, redis_url: str) -> None:
             continue
         # shared: one read and one write budget per identity across every route
         # (a plain ``limit`` keys its scope by route, so each route had its own)
-        limiter.shared_limit(read, "read", methods=READ_METHODS, per_method=False)(bp)
-        limiter.shared_limit(write, "write", methods=WRITE_METHODS, per_method=False)(bp)
+        # (flask-limiter's overloads type a Blueprint call as returning None: it is)
+        limiter.shared_limit(read, "read", methods=READ_METHODS,  # type: ignore[call-overload]
+                             per_method=False)(bp)
+        limiter.shared_limit(write, "write", methods=WRITE_METHODS,  # type: ignore[call-overload]
+                             per_method=False)(bp)
     app.extensions["funcx_limiter"] = limiter
     tasks = str(setting("RATE_LIMIT_TASKS")).strip()
     if tasks.lower() not in ("", "off", "none"):

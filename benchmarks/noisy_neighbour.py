@@ -237,7 +237,7 @@ class Profile:
                 add("noisy client", p)
         return cpu
 
-    def start(self, quiet: "Quiet") -> None:
+    def start(self, quiet: Quiet) -> None:
         self.quiet, self.q0, self.pc0 = quiet, len(quiet.when), time.perf_counter()
         self.machine0 = psutil_cpu()
         self.r.config_set("slowlog-log-slower-than", 10_000)

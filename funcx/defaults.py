@@ -62,7 +62,8 @@ _TABLE: list[tuple[str, list[tuple[str, object, str]]]] = [
     ("fair sharing: one tenant cannot exhaust what others share", [
         ("MAX_TASKS_PER_SUBMIT", 10_000, "tasks in one submit request; the SDK splits larger batches"),
         ("QUOTA_QUEUED_TASKS", 200_000, "per user: tasks submitted and not yet terminal"),
-        ("QUOTA_STORED_BYTES", 1 << 30, "per user: bytes of argument payloads held by queued (non-terminal) tasks"),
+        ("QUOTA_STORED_BYTES", 1 << 30,
+         "per user: bytes of argument payloads held by queued (non-terminal) tasks"),
         ("LONGPOLL_PER_IDENTITY", 16, "concurrent result long-polls one identity may hold open"),
         ("WEB_LONGPOLL_THREADS", 24,
          "request threads of one web process long-polls may hold (2+ below WEB_THREADS; times "

@@ -40,15 +40,18 @@ from flask import Blueprint, jsonify, request
 from backend.api_errors import ApiError, bad_request, too_large
 from backend.auth import current_user
 from backend.limits import charge_tasks, check_task_budget, submit_slot
-from backend.routes.common import (check_endpoint, check_function, field, json_body, redis,
-                                   tasks, valid_uuid)
+from backend.routes.common import check_endpoint, check_function, field, json_body, redis, tasks, valid_uuid
 from backend.store import containers as ctr_store
 from backend.store import endpoints as ep_store
 from backend.store.quotas import Batch, Refused
 from funcx.defaults import setting
 from funcx.protocol import error_codes
-from funcx.protocol.messages import (ProtocolError, check_within_limits, endpoint_limits,
-                                     resource_specification)
+from funcx.protocol.messages import (
+    ProtocolError,
+    check_within_limits,
+    endpoint_limits,
+    resource_specification,
+)
 
 bp = Blueprint("submit", __name__)
 log = logging.getLogger(__name__)
@@ -116,12 +119,12 @@ def _prepare(user: str, eid: str, by_function: dict[str, list[str]], spec: dict)
     eid = valid_uuid(eid, "endpoint id")
     fids = {raw: valid_uuid(raw, "function id") for raw in by_function}
     ep, allowed, fn_recs = ep_store.submit_view(redis(), eid, list(fids.values()))
-    check_endpoint(ep, eid, user)
+    ep = check_endpoint(ep, eid, user)
     _check_limits(spec, ep, eid)
     batch = Batch(eid, [], {}, {}, spec or None, {})
     for (fid_raw, payloads), fn in zip(by_function.items(), fn_recs):
         fid = fids[fid_raw]
-        check_function(fn, fid, user)
+        fn = check_function(fn, fid, user)
         if allowed and fid not in allowed:
             raise ApiError(403, error_codes.FUNCTION_NOT_ALLOWED,
                            f"function {fid} is not allowed on endpoint {eid}")

@@ -89,8 +89,9 @@ def run_and_collect(b: Tenant, endpoint: str, fid: str) -> int:
 @pytest.fixture
 def small_quotas(monkeypatch, service):
     """A second real web server on the session's Redis, with small quotas."""
-    from backend.app import create_app
     from live import Server, service_redis_url
+
+    from backend.app import create_app
 
     monkeypatch.setenv("FUNCX_QUOTA_QUEUED_TASKS", "30")
     monkeypatch.setenv("FUNCX_QUOTA_STORED_BYTES", str(40 * len(PAYLOAD)))
@@ -237,8 +238,9 @@ def test_finished_and_failed_tasks_leave_the_quota(service, redis_client, token,
 @pytest.fixture
 def small_task_budget(monkeypatch, service):
     """A second real web server on the session's Redis, with a task budget of 30."""
-    from backend.app import create_app
     from live import Server, service_redis_url
+
+    from backend.app import create_app
 
     monkeypatch.setenv("FUNCX_RATE_LIMIT_ENABLED", "1")
     monkeypatch.setenv("FUNCX_RATE_LIMIT_TASKS", "30 per minute")
