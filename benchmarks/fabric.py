@@ -25,7 +25,7 @@ MAIN = "bench"  # the endpoint with 2 workers
 # the benchmarks measure the fabric, not the per-identity fair-share throttles
 BENCH_ENV = {"FUNCX_RATE_LIMIT_READ": "1000000 per minute",
              "FUNCX_RATE_LIMIT_WRITE": "1000000 per minute",
-             "FUNCX_RATE_LIMIT_TASKS": "off"}
+             "FUNCX_RATE_LIMIT_TASKS": "off", "FUNCX_SUBMIT_CONCURRENCY_PER_IDENTITY": "0"}
 
 
 def _kill_tree(pid: int | None) -> None:

@@ -4,9 +4,10 @@ bounded time, on the fault suite's own service and endpoint.
 
 Reports p50/p99 request latency per kind, the error count (no answer other
 than 2xx/4xx is allowed) and the service's memory before and after.  The
-fabric's per-identity rate limits are raised (FUNCX_RATE_LIMIT_READ/WRITE) so
-that the test measures the service, not its limiter: all 40 threads share one
-identity, which the default limits would (rightly) answer with 429.
+fabric's per-identity limits are raised or off (FUNCX_RATE_LIMIT_READ/WRITE/TASKS,
+FUNCX_SUBMIT_CONCURRENCY_PER_IDENTITY) so that the test measures the service, not
+its fair-share throttles: all 40 threads share one identity, which the default
+limits would (rightly) answer with 429.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ BATCH = 100
 BOUND_S = float(os.environ.get("FUNCX_LOAD_BOUND_S", "90"))
 LIMITS = {"FUNCX_RATE_LIMIT_READ": "10000000 per minute",
           "FUNCX_RATE_LIMIT_WRITE": "10000000 per minute",
-          "FUNCX_RATE_LIMIT_TASKS": "off"}
+          "FUNCX_RATE_LIMIT_TASKS": "off", "FUNCX_SUBMIT_CONCURRENCY_PER_IDENTITY": "0"}
 
 
 def pct(values: list[float], q: float) -> float:
