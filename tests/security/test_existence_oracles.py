@@ -13,56 +13,24 @@ import uuid
 
 import pytest
 import requests
-
-from funcx.serialize import FuncXSerializer
-
-SER = FuncXSerializer()
-
-
-def double(x):
-    return 2 * x
-
-
-class Tenant:
-    def __init__(self, base: str, token: str, user: str = "", uid: str = ""):
-        self.base, self.user, self.uid, self.s = base, user, uid, requests.Session()
-        self.s.headers["Authorization"] = f"Bearer {token}"
-
-    def call(self, method: str, path: str, **kw) -> requests.Response:
-        return self.s.request(method, self.base + path, timeout=30, **kw)
-
-    def ok(self, method: str, path: str, **kw) -> dict:
-        resp = self.call(method, path, **kw)
-        assert resp.status_code == 200, f"{method} {path}: {resp.status_code} {resp.text[:300]}"
-        return resp.json()
-
-
-def _user(service, redis_client, prefix: str) -> Tenant:
-    from backend import admin
-
-    rec = admin.add_user(redis_client, f"{prefix}-{uuid.uuid4().hex[:8]}")
-    return Tenant(service, rec["token"], rec["user"], rec["user_id"])
+from tenants import SER, Tenant, double, new_user, session_task
 
 
 @pytest.fixture(scope="module")
 def alice(service, redis_client) -> Tenant:
-    return _user(service, redis_client, "alice")
+    return new_user(service, redis_client, "alice", timeout=30)
 
 
 @pytest.fixture(scope="module")
 def mallory(service, redis_client) -> Tenant:
-    return _user(service, redis_client, "mallory")
+    return new_user(service, redis_client, "mallory", timeout=30)
 
 
 @pytest.fixture
 def quiet(fxc, endpoint):
     """The session user's work, submitted before the probe; it must complete."""
-    fid = fxc.register_function(double)
-    tid = fxc.run(21, endpoint_id=endpoint, function_id=fid)
-    yield tid
-    done = fxc.wait([tid], timeout=60)[tid]
-    assert done["status"] == "success", done
-    assert fxc.get_result(tid) == 42
+    with session_task(fxc, endpoint, timeout=60) as tid:
+        yield tid
 
 
 def _same(a: requests.Response, b: requests.Response, a_id: str, b_id: str) -> None:
@@ -75,7 +43,7 @@ def _same(a: requests.Response, b: requests.Response, a_id: str, b_id: str) -> N
 
 def _fn_body(container: str) -> dict:
     return {"function_name": "double", "container_uuid": container,
-            "function_code": SER.pack_buffers([SER.serialize(double)])}
+            "function_code": SER.serialize_function(double)}
 
 
 # ---------------------------------------------------------------- containers
@@ -144,7 +112,7 @@ def test_adding_an_unknown_user_answers_as_adding_an_existing_one(alice, mallory
 def test_a_member_cannot_probe_user_names_by_removing_them(alice, mallory, service, token,
                                                            quiet):
     """A member (not owner) removing someone else gets 403, existing or not."""
-    owner = Tenant(service, token)
+    owner = Tenant(service, token, timeout=30)
     gid = owner.ok("POST", "/v2/groups", json={"name": "probed"})["group_id"]
     owner.ok("POST", f"/v2/groups/{gid}/members", json={"user": mallory.user})
     ghost = f"nobody-{uuid.uuid4().hex[:8]}"

@@ -15,60 +15,12 @@
 from __future__ import annotations
 
 import threading
-import uuid
 
 import pytest
-import redis
 import requests
+from tenants import PAYLOAD, SER, Tenant, double, error, new_user, own_endpoint_and_function
 
 from backend.store import longpolls, quotas
-from funcx.serialize import FuncXSerializer
-
-SER = FuncXSerializer()
-PAYLOAD = SER.pack_buffers([SER.serialize((21,)), SER.serialize({})])
-
-
-def double(x):
-    return 2 * x
-
-
-class Tenant:
-    def __init__(self, base: str, token: str, uid: str = ""):
-        self.base, self.uid, self.token = base, uid, token
-        self.s = requests.Session()
-        self.s.headers["Authorization"] = f"Bearer {token}"
-
-    def call(self, method: str, path: str, **kw) -> requests.Response:
-        kw.setdefault("timeout", 120)
-        return self.s.request(method, self.base + path, **kw)
-
-    def ok(self, method: str, path: str, **kw) -> dict:
-        resp = self.call(method, path, **kw)
-        assert resp.status_code == 200, f"{method} {path}: {resp.status_code} {resp.text[:300]}"
-        return resp.json()
-
-
-def new_user(base: str, r: redis.Redis, prefix: str) -> Tenant:
-    from backend import admin
-
-    rec = admin.add_user(r, f"{prefix}-{uuid.uuid4().hex[:8]}")
-    return Tenant(base, rec["token"], rec["user_id"])
-
-
-def own_endpoint_and_function(t: Tenant) -> tuple[str, str]:
-    """An endpoint of the tenant's own (no agent: its tasks stay queued) and a function."""
-    eid = t.ok("POST", "/v3/endpoints",
-               json={"endpoint_name": f"ep-{uuid.uuid4().hex[:6]}"})["endpoint_id"]
-    fid = t.ok("POST", "/v3/functions",
-               json={"function_code": SER.serialize_function(double)})["function_uuid"]
-    return eid, fid
-
-
-def error(resp: requests.Response, status: int, code: str) -> dict:
-    assert resp.status_code == status, f"{resp.status_code} {resp.text[:300]}"
-    body = resp.json()
-    assert body["code"] == code, body
-    return body
 
 
 def run_and_collect(b: Tenant, endpoint: str, fid: str) -> int:
@@ -104,7 +56,7 @@ def small_quotas(monkeypatch, service):
 def test_queued_task_quota_refuses_whole_while_others_run(
         small_quotas, redis_client, token, fxc, endpoint):
     a = new_user(small_quotas, redis_client, "hog")
-    b = Tenant(small_quotas, token, fxc.whoami()["user_id"])
+    b = Tenant(small_quotas, token, uid=fxc.whoami()["user_id"])
     b_fid = fxc.register_function(double)
     eid, fid = own_endpoint_and_function(a)
     first = a.ok("POST", f"/v3/endpoints/{eid}/submit", json={"tasks": {fid: [PAYLOAD] * 20}})
@@ -135,7 +87,7 @@ def test_queued_task_quota_refuses_whole_while_others_run(
 def test_stored_bytes_quota_refuses_whole_while_others_run(
         small_quotas, redis_client, token, fxc, endpoint):
     a = new_user(small_quotas, redis_client, "bytes")
-    b = Tenant(small_quotas, token, fxc.whoami()["user_id"])
+    b = Tenant(small_quotas, token, uid=fxc.whoami()["user_id"])
     b_fid = fxc.register_function(double)
     eid, fid = own_endpoint_and_function(a)
     big = SER.pack_buffers([SER.serialize(("x" * (10 * len(PAYLOAD)),)), SER.serialize({})])
@@ -226,9 +178,8 @@ def test_finished_and_failed_tasks_leave_the_quota(service, redis_client, token,
         assert b.ok("GET", f"/v2/tasks/{tid}")["status"] == "failed"
     assert quotas.usage(redis_client, b.uid) == (0, 0)
     # successes: the session user's run on the session endpoint
-    me = Tenant(service, token, fxc.whoami()["user_id"])
-    my_fid = me.ok("POST", "/v3/functions",
-                   json={"function_code": SER.serialize_function(double)})["function_uuid"]
+    me = Tenant(service, token, uid=fxc.whoami()["user_id"])
+    my_fid = me.function()
     before = quotas.usage(redis_client, me.uid)
     assert run_and_collect(me, endpoint, my_fid) == 42
     assert quotas.usage(redis_client, me.uid) == before
@@ -255,7 +206,7 @@ def test_task_budget_throttles_one_identity_while_others_run(
     Retry-After, nothing queued or counted), before its body is even read once
     the budget is spent; B's submit and result complete meanwhile."""
     a = new_user(small_task_budget, redis_client, "flood")
-    b = Tenant(small_task_budget, token, fxc.whoami()["user_id"])
+    b = Tenant(small_task_budget, token, uid=fxc.whoami()["user_id"])
     b_fid = fxc.register_function(double)
     eid, fid = own_endpoint_and_function(a)
     a.ok("POST", f"/v3/endpoints/{eid}/submit", json={"tasks": {fid: [PAYLOAD] * 20}})

@@ -16,76 +16,22 @@ import uuid
 import psutil
 import pytest
 import redis
-import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tenants import SER, Tenant, double, new_user, until
 
 from funcx.protocol.messages import ProtocolError, Result, StatusUpdate
 from funcx.protocol.streams import decode_result_entry, decode_task_entry, encode_results
-from funcx.serialize import FuncXSerializer
-
-SER = FuncXSerializer()
-
-
-def double(x):
-    return 2 * x
-
-
-def _until(cond, timeout: float = 20.0, what: str = "condition"):
-    """Poll ``cond`` (a state in Redis we cannot subscribe to) until truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-class Tenant:
-    """A user of the service talking plain REST."""
-
-    def __init__(self, base: str, token: str):
-        self.base, self.s = base, requests.Session()
-        self.s.headers["Authorization"] = f"Bearer {token}"
-
-    def ok(self, method: str, path: str, **kw) -> dict:
-        resp = self.s.request(method, self.base + path, timeout=30, **kw)
-        assert resp.status_code == 200, f"{method} {path}: {resp.status_code} {resp.text[:300]}"
-        return resp.json()
-
-    def endpoint(self) -> dict:
-        """A registered endpoint nobody runs: its registration answer."""
-        return self.ok("POST", "/v3/endpoints",
-                       json={"endpoint_name": f"quiet-{uuid.uuid4().hex[:8]}"})
-
-    def function(self) -> str:
-        code = SER.serialize(double)
-        return self.ok("POST", "/v3/functions", json={
-            "function_name": "double", "function_code": SER.pack_buffers([code])})["function_uuid"]
-
-    def submit(self, eid: str, fid: str, n: int = 1) -> tuple[str, list[str]]:
-        body = {"tasks": {fid: [SER.serialize_payload((i,), {}) for i in range(n)]},
-                "create_queue": False, "user_runtime": {}}
-        ans = self.ok("POST", f"/v3/endpoints/{eid}/submit", json=body)
-        return ans["task_group_id"], ans["tasks"][fid]
-
-    def status(self, tid: str) -> str:
-        return self.ok("GET", f"/v2/tasks/{tid}")["status"]
 
 
 @pytest.fixture(scope="module")
 def victim(service, token) -> Tenant:
-    return Tenant(service, token)
+    return Tenant(service, token, timeout=30)
 
 
 @pytest.fixture(scope="module")
 def attacker(service, redis_client) -> Tenant:
-    from backend import admin
-
-    user = admin.add_user(redis_client, f"mallory-{uuid.uuid4().hex[:8]}")
-    return Tenant(service, user["token"])
+    return new_user(service, redis_client, "mallory", timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -172,9 +118,9 @@ def test_malformed_entries_are_refused_alone_and_results_keep_flowing(
         ids[r.xadd(f"fx:ep:{eid}:results", fields).decode()] = name
     # the victim's work completes while (and after) the ingester meets them
     assert _run_one(fxc, endpoint) == 42
-    letters = _until(lambda: (d := _dead_letters(redis_client, origin))
-                     and len(d) >= seen + len(BAD_ENTRIES) and d,
-                     what="every bad entry to be dead-lettered")
+    letters = until(lambda: (d := _dead_letters(redis_client, origin))
+                    and len(d) >= seen + len(BAD_ENTRIES) and d,
+                    timeout=20, what="every bad entry to be dead-lettered")
     by_id = {d["entry_id"]: d for d in letters}
     for entry_id, name in ids.items():
         assert entry_id in by_id, f"{name}: not dead-lettered"
@@ -199,8 +145,8 @@ def test_forged_result_for_another_tenants_task_is_refused(
     r.xadd(f"fx:ep:{eid}:results", encode_results([forged]))
     r.xadd(f"fx:ep:{eid}:results", StatusUpdate("running", [tid]).to_fields())
     origin = f"endpoint:{eid}"
-    _until(lambda: sum(1 for d in _dead_letters(redis_client, origin)
-                       if tid in d["fields"]) >= 2, what="the forged result to be refused")
+    until(lambda: sum(1 for d in _dead_letters(redis_client, origin)
+                      if tid in d["fields"]) >= 2, timeout=20, what="the forged result to be refused")
     reasons = {d["reason"] for d in _dead_letters(redis_client, origin) if tid in d["fields"]}
     assert reasons == {"the task belongs to another endpoint"}
     assert victim.status(tid) == "waiting-for-ep"
@@ -215,8 +161,8 @@ def test_result_for_an_unknown_task_is_refused(evil_stream, redis_client):
     eid, r = evil_stream
     tid = str(uuid.uuid4())
     r.xadd(f"fx:ep:{eid}:results", encode_results([Result(tid, "failed", data="x")]))
-    _until(lambda: any(tid in d["fields"] for d in _dead_letters(redis_client, f"endpoint:{eid}")),
-           what="the unknown task's result to be refused")
+    until(lambda: any(tid in d["fields"] for d in _dead_letters(redis_client, f"endpoint:{eid}")),
+          timeout=20, what="the unknown task's result to be refused")
     assert not redis_client.exists(f"fx:task:{tid}")
 
 
@@ -294,8 +240,8 @@ def test_admin_lists_and_clears_dead_letters(evil_stream, redis_client):
 
     eid, r = evil_stream
     entry = r.xadd(f"fx:ep:{eid}:results", {b"kind": b"status", b"task_ids": b"7"}).decode()
-    _until(lambda: any(d["entry_id"] == entry for d in _dead_letters(redis_client, f"endpoint:{eid}")),
-           what="the entry to be dead-lettered")
+    until(lambda: any(d["entry_id"] == entry for d in _dead_letters(redis_client, f"endpoint:{eid}")),
+          timeout=20, what="the entry to be dead-lettered")
 
     def fx(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "funcx_cli.main", "admin", "dead-letters",

@@ -31,6 +31,7 @@ import pytest
 import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tenants import SER, WAIT_S, double, until
 from zmq.utils.monitor import recv_monitor_message
 
 from endpoint.curve import ManagerKeys
@@ -52,19 +53,12 @@ from funcx.protocol.messages import (
     unpack_results,
     unpack_tasks,
 )
-from funcx.serialize import FuncXSerializer
 
-SER = FuncXSerializer()
-WAIT_S = 60
 MAX_WALLTIME = 6.0  # the owner's bound on the legitimate manager
 CANARY = "canary-" + uuid.uuid4().hex
 
 
 # ------------------------------------------------------------ remote functions
-def double(x):
-    return 2 * x
-
-
 def snoop():
     """What a function on a public endpoint can see of its host."""
     import os
@@ -86,17 +80,6 @@ def sleep_long(s):
 
 
 # --------------------------------------------------------------------- helpers
-def until(pred, timeout: float = WAIT_S, what: str = "condition"):
-    """Poll ``pred`` until it is truthy (its value) or fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 class Outputs:
     """What the interchange hands to the agent (``on_output``), awaitable."""
 

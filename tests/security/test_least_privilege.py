@@ -16,66 +16,22 @@ import uuid
 import pytest
 import redis
 import requests
+from tenants import SER, Tenant, double, new_user, session_task
 
 from funcx.protocol.messages import Task
-from funcx.serialize import FuncXSerializer
-
-SER = FuncXSerializer()
-
-
-def double(x):
-    return 2 * x
-
-
-class Tenant:
-    """A user of the service talking plain REST."""
-
-    def __init__(self, base: str, token: str, user: str = ""):
-        self.base, self.user, self.s = base, user, requests.Session()
-        self.s.headers["Authorization"] = f"Bearer {token}"
-
-    def call(self, method: str, path: str, **kw) -> requests.Response:
-        return self.s.request(method, self.base + path, timeout=30, **kw)
-
-    def ok(self, method: str, path: str, **kw) -> dict:
-        resp = self.call(method, path, **kw)
-        assert resp.status_code == 200, f"{method} {path}: {resp.status_code} {resp.text[:300]}"
-        return resp.json()
-
-    def endpoint(self, **body) -> dict:
-        """A registered endpoint nobody runs: its registration answer."""
-        return self.ok("POST", "/v3/endpoints",
-                       json={"endpoint_name": f"lp-{uuid.uuid4().hex[:8]}", **body})
-
-    def function(self) -> str:
-        return self.ok("POST", "/v3/functions", json={
-            "function_name": "double",
-            "function_code": SER.pack_buffers([SER.serialize(double)])})["function_uuid"]
-
-    def submit(self, eid: str, fid: str, n: int = 1) -> list[str]:
-        body = {"tasks": {fid: [SER.serialize_payload((i,), {}) for i in range(n)]},
-                "create_queue": False, "user_runtime": {}}
-        return self.ok("POST", f"/v3/endpoints/{eid}/submit", json=body)["tasks"][fid]
 
 
 @pytest.fixture(scope="module")
 def attacker(service, redis_client) -> Tenant:
-    from backend import admin
-
-    rec = admin.add_user(redis_client, f"mallory-{uuid.uuid4().hex[:8]}")
-    return Tenant(service, rec["token"], rec["user"])
+    return new_user(service, redis_client, "mallory", timeout=30)
 
 
 @pytest.fixture
 def quiet(fxc, endpoint):
     """The session user's work, submitted before the attack; after the test
     body, its result must be there and right."""
-    fid = fxc.register_function(double)
-    tid = fxc.run(21, endpoint_id=endpoint, function_id=fid)
-    yield tid
-    done = fxc.wait([tid], timeout=60)[tid]
-    assert done["status"] == "success", done
-    assert fxc.get_result(tid) == 42
+    with session_task(fxc, endpoint, timeout=60) as tid:
+        yield tid
 
 
 def _agent(info: dict) -> redis.Redis:
@@ -200,16 +156,16 @@ def test_an_agent_of_a_service_on_another_database_may_select_only_that_one(redi
 # ------------------------------------------------------------ deleting endpoints
 def test_deleting_an_endpoint_leaves_nothing_and_fails_only_its_own_tasks(
         attacker, service, token, redis_client, quiet):
-    victim = Tenant(service, token)
+    victim = Tenant(service, token, timeout=30)
     # the victim's task, queued on an endpoint of theirs that nobody runs
     parked = victim.endpoint()
-    victim_task = victim.submit(parked["endpoint_id"], victim.function())[0]
+    _, (victim_task,) = victim.submit(parked["endpoint_id"], victim.function())
 
     info = attacker.endpoint(allowed_functions=[str(uuid.uuid4())])
     eid = info["endpoint_id"]
     fid = attacker.function()
     attacker.ok("POST", f"/v2/endpoints/{eid}/whitelist", json={"func": [fid]})
-    own = attacker.submit(eid, fid, n=2)
+    _, own = attacker.submit(eid, fid, n=2)
     agent = _agent(info)
     # the agent leaves state of its own behind...
     agent.hset(info["status_key"], mapping={"heartbeat_t": repr(time.time()), "details": "{}"})
@@ -359,8 +315,8 @@ def test_names_with_control_characters_are_refused(attacker, bad, redis_client):
     for path, body, name in (
             ("/v3/endpoints", {"endpoint_name": bad}, "endpoint_name"),
             ("/v3/endpoints", {"endpoint_name": "fine", "display_name": bad}, "display_name"),
-            ("/v3/functions", {"function_name": bad, "function_code": SER.pack_buffers(
-                [SER.serialize(double)])}, "function_name"),
+            ("/v3/functions", {"function_name": bad, "function_code": SER.serialize_function(double)},
+             "function_name"),
             ("/v2/groups", {"name": bad}, "name")):
         resp = attacker.call("POST", path, json=body)
         assert resp.status_code == 400, (path, bad, resp.text)

@@ -23,59 +23,7 @@ from contextlib import contextmanager
 import pytest
 import redis
 import requests
-
-from funcx.serialize import FuncXSerializer
-
-SER = FuncXSerializer()
-PAYLOAD = SER.pack_buffers([SER.serialize((21,)), SER.serialize({})])
-
-
-def double(x):
-    return 2 * x
-
-
-class Tenant:
-    def __init__(self, base: str, token: str, uid: str = ""):
-        self.base, self.uid, self.s = base, uid, requests.Session()
-        self.s.headers["Authorization"] = f"Bearer {token}"
-
-    def call(self, method: str, path: str, **kw) -> requests.Response:
-        return self.s.request(method, self.base + path, timeout=120, **kw)
-
-    def ok(self, method: str, path: str, **kw) -> dict:
-        resp = self.call(method, path, **kw)
-        assert resp.status_code == 200, f"{method} {path}: {resp.status_code} {resp.text[:300]}"
-        return resp.json()
-
-    def at(self, base: str) -> Tenant:
-        other = Tenant(base, "", self.uid)
-        other.s.headers.update(self.s.headers)
-        return other
-
-
-def new_user(base: str, r: redis.Redis, prefix: str) -> Tenant:
-    from backend import admin
-
-    rec = admin.add_user(r, f"{prefix}-{uuid.uuid4().hex[:8]}")
-    return Tenant(base, rec["token"], rec["user_id"])
-
-
-def own_endpoint_and_function(t: Tenant, limits: dict | None = None) -> tuple[str, str]:
-    """An endpoint of the tenant's own (no agent: its tasks stay queued) and a function."""
-    body = {"endpoint_name": f"ep-{uuid.uuid4().hex[:6]}"}
-    if limits is not None:
-        body["limits"] = limits
-    eid = t.ok("POST", "/v3/endpoints", json=body)["endpoint_id"]
-    fid = t.ok("POST", "/v3/functions",
-               json={"function_code": SER.serialize_function(double)})["function_uuid"]
-    return eid, fid
-
-
-def error(resp: requests.Response, status: int, code: str) -> dict:
-    assert resp.status_code == status, f"{resp.status_code} {resp.text[:300]}"
-    body = resp.json()
-    assert body["code"] == code, body
-    return body
+from tenants import PAYLOAD, SER, double, error, new_user, own_endpoint_and_function, session_task
 
 
 def state(r: redis.Redis, eid: str, uid: str) -> tuple:
@@ -98,12 +46,8 @@ def nothing_queued(r: redis.Redis, eid: str, uid: str):
 @pytest.fixture
 def quiet(fxc, endpoint):
     """The session user's task, submitted before the attack; it must complete."""
-    fid = fxc.register_function(double)
-    tid = fxc.run(21, endpoint_id=endpoint, function_id=fid)
-    yield tid
-    done = fxc.wait([tid], timeout=120)[tid]
-    assert done["status"] == "success", done
-    assert fxc.get_result(tid) == 42
+    with session_task(fxc, endpoint, timeout=120) as tid:
+        yield tid
 
 
 @pytest.fixture
