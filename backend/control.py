@@ -14,6 +14,8 @@ import requests
 from backend.embedded import free_port
 from backend.supervisor import AlreadyRunning, logs_dir, open_log, running_record
 from funcx.defaults import setting
+from funcx.home import read_json, service_record_path
+from funcx.lifecycle import ProcessRecord
 
 
 class StartFailed(RuntimeError):
@@ -34,9 +36,24 @@ def _tail(path: Path, n: int = 20) -> str:
         return "(no log)"
 
 
-def start_detached(host: str | None = None, port: int | None = None, timeout: float = 60.0) -> str:
-    """Start the supervisor in the background; return its URL once
-    ``GET /v2/version`` answers."""
+def _failure(rec: dict | None, proc: subprocess.Popen, log: Path) -> str:
+    """What to tell the user when the supervisor did not become ready: the
+    component that failed, its log and the log's tail."""
+    failed = (rec or {}).get("failed") if (rec or {}).get("pid") == proc.pid else None
+    if failed:
+        where = failed.get("log")
+        msg = f"{failed.get('component')} failed to start: {failed.get('error')}"
+        if where:
+            msg += f"\nlog: {where}\n{_tail(Path(where))}"
+        return msg + f"\n(supervisor log: {log})"
+    return f"the supervisor exited with status {proc.returncode}; log: {log}\n{_tail(log)}"
+
+
+def start_detached(host: str | None = None, port: int | None = None, timeout: float = 90.0) -> str:
+    """Start the supervisor in the background; return its URL once the
+    supervisor *itself* reports every component ready (its record, written by
+    that very process, says ``ready``), not when something answers the port.
+    Otherwise raise :class:`StartFailed` naming the component and its log."""
     rec = running_record()
     if rec is not None:
         raise AlreadyRunning(f"the funcX service is already running at {rec.get('url')}")
@@ -48,16 +65,23 @@ def start_detached(host: str | None = None, port: int | None = None, timeout: fl
         proc = subprocess.Popen([sys.executable, "-m", "backend.supervisor", "--host", host,
                                  "--port", str(port)], stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://{host}:{port}"
     deadline = time.monotonic() + timeout
-    while not version_ok(url, timeout=0.5):
+    while True:
+        rec = read_json(service_record_path())
+        mine = rec is not None and rec.get("pid") == proc.pid
+        if mine and rec is not None and rec.get("ready"):
+            return str(rec["url"])
         if proc.poll() is not None:
-            raise StartFailed(f"the service exited with status {proc.returncode}:\n{_tail(log)}")
+            raise StartFailed(_failure(read_json(service_record_path()), proc, log))
         if time.monotonic() > deadline:
             proc.terminate()
-            raise StartFailed(f"the service did not answer within {timeout}s:\n{_tail(log)}")
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            raise StartFailed(_failure(read_json(service_record_path()), proc, log)
+                              + f"\n(the service was not ready within {timeout}s)")
         time.sleep(0.05)
-    return url
 
 
 def stop(timeout: float = 30.0) -> bool:
@@ -79,10 +103,26 @@ def stop(timeout: float = 30.0) -> bool:
     return True
 
 
+def components(rec: dict) -> list[dict]:
+    """Each component of a running service: name, pid, alive, uptime, restarts, log."""
+    out = []
+    now = time.time()
+    for name, c in (rec.get("components") or {}).items():
+        pr = ProcessRecord.from_dict(c)
+        alive = pr is not None and pr.process() is not None
+        out.append({"name": name, "pid": c.get("pid"), "alive": alive if pr else None,
+                    "uptime_s": round(now - pr.started, 1) if pr and alive else None,
+                    "restarts": c.get("restarts", 0), "log": c.get("log"),
+                    **({"external": True} if c.get("external") else {})})
+    return out
+
+
 def status() -> dict:
     rec = running_record()
     if rec is None:
-        return {"running": False, "url": None}
+        return {"running": False, "url": None, "components": []}
     return {"running": True, "url": rec.get("url"), "pid": rec.get("pid"),
+            "ready": bool(rec.get("ready")),
             "responding": bool(rec.get("url")) and version_ok(rec["url"]),
-            "embedded_redis": rec.get("embedded_redis"), "logs": str(logs_dir())}
+            "embedded_redis": rec.get("embedded_redis"), "logs": str(logs_dir()),
+            "components": components(rec)}

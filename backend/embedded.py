@@ -23,6 +23,7 @@ from pathlib import Path
 import redis
 
 from funcx.defaults import setting
+from funcx.lifecycle import ProcessRecord, child_preexec
 
 
 def redis_server_binary() -> str:
@@ -56,6 +57,8 @@ class EmbeddedRedis:
         self.secret = self.dir / "secret"
         self.acl = self.dir / "users.acl"
         self.proc: subprocess.Popen | None = None
+        self.record: ProcessRecord | None = None  # pid and start time of self.proc
+        self.restarts = 0
         self.password, self.port = self._load_or_create()
 
     def _load_or_create(self) -> tuple[str, int]:
@@ -99,12 +102,19 @@ class EmbeddedRedis:
             os.chmod(self.log_file, 0o600)
 
     def start(self, timeout: float = 20.0) -> subprocess.Popen:
+        """Start redis-server and wait until it answers PING with its AOF
+        loaded.  It dies with the process that starts it (PR_SET_PDEATHSIG:
+        call this from that process's main thread)."""
         self.write_config()
         self._tighten()
         self.proc = subprocess.Popen([redis_server_binary(), str(self.conf)],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True,
-                                     umask=0o077)
+                                     umask=0o077, preexec_fn=child_preexec())
+        try:
+            self.record = ProcessRecord.of(self.proc.pid)
+        except Exception:  # noqa: BLE001 - exited at once: wait_ready says why
+            self.record = None
         self.wait_ready(timeout)
         return self.proc
 

@@ -7,6 +7,7 @@ them all on SIGTERM.  Logs go to ``$FUNCX_HOME/service/logs/``.
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -19,8 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+import psutil
+
 from funcx.defaults import setting
 from funcx.home import read_json, service_dir, service_record_path, write_private_json
+from funcx.lifecycle import ProcessRecord, child_preexec, end_tree
 
 if TYPE_CHECKING:
     from backend.embedded import EmbeddedRedis
@@ -30,6 +34,15 @@ log = logging.getLogger("funcx.service")
 
 class AlreadyRunning(RuntimeError):
     pass
+
+
+class ComponentFailed(RuntimeError):
+    """A component (redis, web, ingester, rq-N) could not start."""
+
+    def __init__(self, component: str, log_path: Path | None, why: str):
+        self.component, self.log_path, self.why = component, log_path, why
+        super().__init__(f"{component} failed to start: {why}"
+                         + (f" (log: {log_path})" if log_path else ""))
 
 
 def logs_dir() -> Path:
@@ -79,13 +92,29 @@ class Child:
     started: float = 0.0
     env: dict = field(default_factory=dict)
 
+    record: ProcessRecord | None = None
+
     def start(self) -> None:
+        """Start the process; it dies with the supervisor (call this from the
+        supervisor's main thread: PR_SET_PDEATHSIG follows the forking thread)."""
         out = open_log(self.log)
         self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, env={**os.environ, **self.env})
+                                     stdin=subprocess.DEVNULL, env={**os.environ, **self.env},
+                                     preexec_fn=child_preexec())
         out.close()
         self.started = time.monotonic()
+        try:
+            self.record = ProcessRecord.of(self.proc.pid)
+        except psutil.NoSuchProcess:
+            self.record = None
         log.info("started %s (pid %d)", self.name, self.proc.pid)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "restarts": self.restarts, "log": str(self.log),
+                **(self.record.to_dict() if self.record else {"pid": None, "started": None})}
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -100,12 +129,17 @@ class Child:
 
 class Supervisor:
     def __init__(self, host: str, port: int):
+        if not port:  # gunicorn would pick one we could not name in the URL
+            from backend.embedded import free_port
+
+            port = free_port(host)
         self.host, self.port = host, port
         self.url = f"http://{host}:{port}"
         self.stopping = threading.Event()
         self.children: list[Child] = []
         self.redis: EmbeddedRedis | None = None
         self._lock_file: IO[str] | None = None
+        self.ready = False
 
     def _take_lock(self) -> None:
         self._lock_file = lock = open(_private_fd(lock_path()), "a")
@@ -122,16 +156,63 @@ class Supervisor:
         from backend.embedded import EmbeddedRedis
 
         self.redis = embedded = EmbeddedRedis(service_dir() / "redis", logs_dir() / "redis.log")
-        embedded.start()
+        try:
+            embedded.start()
+        except RuntimeError as e:
+            raise ComponentFailed("redis", embedded.log_file, str(e)) from None
         log.info("embedded redis-server on 127.0.0.1:%d", embedded.port)
         return embedded.url
 
-    def start(self) -> None:
-        url = self._redis_url()
-        from backend.bootstrap import ensure_local_credentials
-        from backend.redis_conn import connect
+    # ------------------------------------------------------------- record
+    def components(self) -> dict[str, dict]:
+        """Each component's pid, start time, restarts and log, by name."""
+        out: dict[str, dict] = {}
+        if self.redis is not None and self.redis.proc is not None:
+            rec = self.redis.record
+            out["redis"] = {"name": "redis", "restarts": self.redis.restarts,
+                            "log": str(self.redis.log_file),
+                            **(rec.to_dict() if rec else {"pid": None, "started": None})}
+        elif str(setting("REDIS_URL")):
+            out["redis"] = {"name": "redis", "external": True, "pid": None, "started": None,
+                            "restarts": 0, "log": None}
+        for c in self.children:
+            out[c.name] = c.to_dict()
+        return out
 
-        ensure_local_credentials(connect(url), self.url)
+    def write_record(self, ready: bool, failed: dict | None = None) -> None:
+        """The service record (``service.json``): what a successor must end
+        if this supervisor dies, and what ``status`` and ``start`` read."""
+        me = ProcessRecord.of(os.getpid())
+        write_private_json(service_record_path(), {
+            "url": None if failed else self.url, "host": self.host, "port": self.port,
+            "pid": me.pid, "supervisor": me.to_dict(), "started_at": time.time(),
+            "embedded_redis": self.redis is not None, "ready": ready,
+            "components": self.components(), **({"failed": failed} if failed else {}),
+        })
+
+    def _write_record_safely(self) -> None:
+        try:
+            self.write_record(ready=self.ready)
+        except OSError as e:
+            log.warning("could not write the service record: %s", e)
+
+    # --------------------------------------------------------------- start
+    def start(self, timeout: float = 60.0) -> None:
+        """Start every component and return once each is ready (redis answers
+        PING, *our* gunicorn answers /v2/version, ingester and RQ run); raise
+        :class:`ComponentFailed` naming the first that is not."""
+        try:
+            url = self._redis_url()
+            from backend.bootstrap import ensure_local_credentials
+            from backend.redis_conn import connect
+
+            ensure_local_credentials(connect(url), self.url)
+        except ComponentFailed:
+            raise
+        except Exception as e:  # noqa: BLE001 - whatever stops redis is redis's failure
+            where = self.redis.log_file if self.redis else None
+            raise ComponentFailed("redis", where, f"{type(e).__name__}: {e}") from None
+        self._write_record_safely()
         env = {"FUNCX_REDIS_URL": url}
         py = sys.executable
         workers, threads = int(setting("WEB_WORKERS")), int(setting("WEB_THREADS"))
@@ -147,17 +228,51 @@ class Supervisor:
         ]
         for c in self.children:
             c.start()
-        write_private_json(service_record_path(), {
-            "url": self.url, "host": self.host, "port": self.port, "pid": os.getpid(),
-            "started_at": time.time(), "embedded_redis": self.redis is not None,
-        })
+        self._write_record_safely()
+        self._wait_ready(timeout)
+        self.ready = True
+        self._write_record_safely()
+
+    def _web_listens(self, web: Child) -> bool:
+        """Whether the gunicorn master that *we* started holds the listening socket."""
+        try:
+            p = psutil.Process(web.proc.pid) if web.proc else None
+            conns = p.net_connections(kind="tcp") if p else []
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return False
+        return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == self.port
+                   for c in conns)
+
+    def _wait_ready(self, timeout: float) -> None:
+        import requests
+
+        web = self.children[0]
+        deadline = time.monotonic() + timeout
+        while not self.stopping.is_set():
+            for c in self.children:
+                if not c.alive():
+                    code = c.proc.returncode if c.proc else None
+                    raise ComponentFailed(c.name, c.log, f"exited with status {code}")
+            if self._web_listens(web):
+                try:
+                    if requests.get(f"{self.url}/v2/version", timeout=1).ok:
+                        return
+                except requests.RequestException:
+                    pass
+            if time.monotonic() > deadline:
+                raise ComponentFailed("web", web.log, f"did not answer /v2/version within {timeout}s")
+            time.sleep(0.1)
+        raise ComponentFailed("supervisor", None, "asked to stop while starting")
 
     def supervise(self) -> None:
         """Restart children that die, until asked to stop."""
         while not self.stopping.wait(0.5):
+            changed = False
             if self.redis and self.redis.proc and self.redis.proc.poll() is not None:
                 log.warning("redis-server exited (%s); restarting", self.redis.proc.returncode)
+                self.redis.restarts += 1
                 self.redis.start()
+                changed = True
             for c in self.children:
                 if c.proc is not None and c.proc.poll() is not None and not self.stopping.is_set():
                     log.warning("%s exited with %s; restarting", c.name, c.proc.returncode)
@@ -165,8 +280,11 @@ class Supervisor:
                     if time.monotonic() - c.started < 2:  # crash loop: slow down
                         self.stopping.wait(min(2 ** min(c.restarts, 5), 30))
                     c.start()
+                    changed = True
+            if changed:
+                self._write_record_safely()
 
-    def shutdown(self) -> None:
+    def shutdown(self, keep_record: bool = False) -> None:
         self.stopping.set()
         for c in self.children:  # signal all first, then wait: stops in parallel
             if c.proc is not None and c.proc.poll() is None:
@@ -176,11 +294,33 @@ class Supervisor:
         if self.redis and self.redis.proc and self.redis.proc.poll() is None:
             self.redis.proc.terminate()  # redis flushes the AOF on SIGTERM
             self.redis.proc.wait(15)
-        try:
-            service_record_path().unlink()
-        except FileNotFoundError:
-            pass
+        if not keep_record:
+            with contextlib.suppress(FileNotFoundError):
+                service_record_path().unlink()
         log.info("service stopped")
+
+
+def end_predecessor(record: dict | None) -> list[int]:
+    """End every process a dead predecessor's record names that still runs
+    (pid *and* start time match, so a reused pid is left alone), with its
+    descendants; return their pids.  Called with the lock held, so the
+    predecessor's supervisor is gone (or hung: it is ended too)."""
+    if not record:
+        return []
+    named = [record.get("supervisor") or {}]
+    named += [c for c in (record.get("components") or {}).values() if isinstance(c, dict)]
+    ended = []
+    for d in named:
+        rec = ProcessRecord.from_dict(d)
+        if rec is None or rec.pid == os.getpid():
+            continue
+        proc = rec.process()
+        if proc is not None:
+            log.warning("ending %s (pid %d) left by a dead supervisor", d.get("name", "supervisor"),
+                        rec.pid)
+            end_tree(proc)
+            ended.append(rec.pid)
+    return ended
 
 
 def run(host: str, port: int) -> None:
@@ -190,12 +330,21 @@ def run(host: str, port: int) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sup.stopping.set())
     signal.signal(signal.SIGINT, lambda *_: sup.stopping.set())
     sup._take_lock()  # raises AlreadyRunning before anything is touched
+    end_predecessor(read_json(service_record_path()))  # before redis takes its port again
+    failed: dict | None = None
     try:
-        sup.start()
-        log.info("funcX service at %s", sup.url)
+        try:
+            sup.start()
+        except ComponentFailed as e:
+            failed = {"component": e.component, "log": str(e.log_path) if e.log_path else None,
+                      "error": e.why}
+            log.error("%s", e)
+            sup.write_record(ready=False, failed=failed)
+            raise
+        log.info("funcX service at %s (ready)", sup.url)
         sup.supervise()
     finally:
-        sup.shutdown()
+        sup.shutdown(keep_record=failed is not None)
 
 
 def main() -> None:
@@ -210,6 +359,9 @@ def main() -> None:
     except AlreadyRunning as e:
         print(str(e), file=sys.stderr)
         sys.exit(1)
+    except ComponentFailed as e:
+        print(str(e), file=sys.stderr)
+        sys.exit(3)
 
 
 if __name__ == "__main__":

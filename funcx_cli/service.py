@@ -33,13 +33,13 @@ def start(host: str = typer.Option(None,
             fail(str(e))
         typer.echo(url)
         return
-    from backend.supervisor import run
+    from backend.supervisor import ComponentFailed, run
     from funcx.defaults import setting
 
     try:
         run(host or str(setting("SERVICE_HOST")),
             int(setting("SERVICE_PORT")) if port is None else port)
-    except AlreadyRunning as e:
+    except (AlreadyRunning, ComponentFailed) as e:
         fail(str(e))
 
 
@@ -56,7 +56,8 @@ def stop() -> None:
 
 @app.command()
 def status(fmt: str = typer.Option("text", "--format", help="text or json")) -> None:
-    """Say whether the service runs, where, and whether it answers.
+    """Say whether the service runs, where, whether it answers, and each
+    component (redis, web, ingester, rq-N) with pid, uptime and restarts.
 
     Example: funcx service status --format json
     """
@@ -69,10 +70,23 @@ def status(fmt: str = typer.Option("text", "--format", help="text or json")) -> 
     elif st["running"]:
         typer.echo(f"running at {st['url']} (pid {st['pid']}, "
                    f"{'responding' if st['responding'] else 'NOT responding'}); logs in {st['logs']}")
+        for c in st["components"]:
+            if c.get("external"):
+                typer.echo(f"  {c['name']:<10} external (FUNCX_REDIS_URL)")
+                continue
+            state = f"up {_duration(c['uptime_s'])}" if c["alive"] else "DOWN"
+            typer.echo(f"  {c['name']:<10} pid {c['pid']!s:<8} {state:<14} restarts {c['restarts']}")
     else:
         typer.echo("not running")
     if not st["running"]:
         raise typer.Exit(1)
+
+
+def _duration(s: float | None) -> str:
+    if s is None:
+        return "-"
+    s = int(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
 @app.command()

@@ -84,3 +84,12 @@ def test_endpoint_credentials_reach_only_its_own_keys(http, redis_client):
     redis_client.delete("fx:task:00000000-0000-0000-0000-000000000000")
     # the service's own password is not part of what the endpoint receives
     assert redis_client.connection_pool.connection_kwargs["password"] not in json.dumps(a)
+
+
+def test_version_all_shows_component_health(service):
+    body = requests.get(f"{service}/v2/version", params={"service": "all"}).json()
+    comps = body["components"]
+    assert {"redis", "web", "ingester", "rq-0"} <= comps.keys()
+    assert all(c["alive"] and c["pid"] for c in comps.values())
+    assert "log" not in json.dumps(comps)  # public: health, not paths
+    assert "components" not in requests.get(f"{service}/v2/version").json()
