@@ -7,12 +7,16 @@ file (a path, never a key).  Submit scripts are written to a 0700 directory.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
 
+import psutil
+
 from endpoint.config import Config
 from endpoint.launch import ManagerLaunch
+from funcx.lifecycle import ProcessRecord, reap, supervisor_spec
 
 log = logging.getLogger("funcx.blocks")
 
@@ -35,6 +39,14 @@ class Blocks:
             log.warning("cannot make %s private: %s", self.provider.script_dir, e)
         self.jobs: dict[str, str] = {}  # block id -> provider job id
         self.next_id = 0
+        # blocks that run on this host (LocalProvider): their process, by pid and
+        # start time, kept in a file so a daemon that starts after this one died
+        # can end them (see read_block_records / endpoint.daemon)
+        self.local = _is_local(self.provider)
+        self.record_file = block_record_file(run_dir)
+        self.records: dict[str, ProcessRecord] = {}
+        self.ended: set[int] = set()  # local block pids to reap (we may be their subreaper)
+        self.supervisor = supervisor_spec() if self.local else None
 
     def launch(self, block_id: str) -> ManagerLaunch:
         """The launch spec of the managers of block ``block_id``."""
@@ -48,7 +60,8 @@ class Blocks:
             mem_per_worker=c.mem_per_worker or None, working_dir=c.working_dir or None,
             worker_mode=c.worker_mode,
             container_options=c.container_cmd_options if containers else "",
-            container_runtime=c.container_runtime if containers else None)
+            container_runtime=c.container_runtime if containers else None,
+            supervisor=self.supervisor)
 
     def manager_command(self, block_id: str) -> str:
         c = self.config
@@ -78,6 +91,7 @@ class Blocks:
                 log.warning("provider declined a new block (at capacity)")
                 break
             self.jobs[block_id] = job
+            self._record(block_id, job)
             started.append(block_id)
             log.info("started block %s (provider job %s)", block_id, job)
         return started
@@ -87,6 +101,7 @@ class Blocks:
         if jobs:
             self.provider.cancel(jobs)
             log.info("cancelled blocks %s", block_ids)
+        self._forget(block_ids)
 
     def forget_finished(self) -> list[str]:
         """Drop blocks whose provider job has ended; return their ids."""
@@ -101,7 +116,59 @@ class Blocks:
         gone = [b for b, s in zip(ids, statuses) if getattr(s, "terminal", False)]
         for b in gone:
             self.jobs.pop(b, None)
+        self._forget(gone)
         return gone
 
     def stop_all(self) -> None:
         self.scale_in(list(self.jobs))
+
+    # ------------------------------------------------- records of local blocks
+    def _record(self, block_id: str, job: str) -> None:
+        if not self.local:
+            return
+        try:
+            self.records[block_id] = ProcessRecord.of(int(job))
+        except (ValueError, psutil.NoSuchProcess) as e:
+            log.warning("block %s (job %s): no process to record: %s", block_id, job, e)
+            return
+        self._save()
+
+    def _forget(self, block_ids: list[str]) -> None:
+        changed = False
+        for b in block_ids:
+            rec = self.records.pop(b, None)
+            if rec is not None:
+                self.ended.add(rec.pid)
+                changed = True
+        self.ended = {pid for pid in self.ended if not reap(pid)}
+        if changed:
+            self._save()
+
+    def _save(self) -> None:
+        tmp = self.record_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({b: r.to_dict() for b, r in self.records.items()}))
+        os.replace(tmp, self.record_file)
+
+
+def _is_local(provider) -> bool:
+    try:
+        from parsl.providers import LocalProvider
+    except ImportError:  # pragma: no cover - parsl is a dependency
+        return False
+    return isinstance(provider, LocalProvider)
+
+
+def block_record_file(run_dir: Path) -> Path:
+    return run_dir / "blocks.json"
+
+
+def read_block_records(run_dir: Path) -> list[ProcessRecord]:
+    """The local blocks a (possibly dead) daemon of this endpoint recorded."""
+    try:
+        data = json.loads(block_record_file(run_dir).read_text())
+    except (FileNotFoundError, ValueError):
+        return []
+    if not isinstance(data, dict):
+        return []
+    return [r for r in (ProcessRecord.from_dict(d) for d in data.values()
+                        if isinstance(d, dict)) if r is not None]

@@ -16,9 +16,13 @@ import time
 
 import psutil
 
+from endpoint.blocks import block_record_file, read_block_records
 from endpoint.config_file import ConfigError, load
 from endpoint.paths import EndpointDir, all_endpoint_dirs
 from funcx.home import read_json, write_private_json
+from funcx.lifecycle import ProcessRecord, become_subreaper, end_tree
+
+log = logging.getLogger("funcx.daemon")
 
 
 class EndpointError(RuntimeError):
@@ -30,20 +34,51 @@ def saved_id(ep: EndpointDir) -> str | None:
     return rec.get("endpoint_id") if rec else None
 
 
+def daemon_record(ep: EndpointDir) -> ProcessRecord | None:
+    rec = read_json(ep.record_file)
+    return ProcessRecord.from_dict(rec) if isinstance(rec, dict) else None
+
+
 def running_pid(ep: EndpointDir) -> int | None:
-    """The agent's pid, or None; a stale pid file is removed."""
+    """The agent's pid, or None; a stale pid file (or record) is removed.  The
+    record (pid and start time) decides when there is one: a pid reused by
+    another process after a crash is not the daemon."""
+    rec = daemon_record(ep)
     try:
-        pid = int(ep.pid_file.read_text().strip())
+        pid = rec.pid if rec else int(ep.pid_file.read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
     try:
-        proc = psutil.Process(pid)
-        if proc.status() != psutil.STATUS_ZOMBIE and "endpoint.daemon" in " ".join(proc.cmdline()):
+        proc = rec.process() if rec else psutil.Process(pid)
+        if proc is not None and proc.status() != psutil.STATUS_ZOMBIE \
+                and "endpoint.daemon" in " ".join(proc.cmdline()):
             return pid
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         pass
     ep.pid_file.unlink(missing_ok=True)
+    ep.record_file.unlink(missing_ok=True)
     return None
+
+
+def end_predecessor(ep: EndpointDir) -> list[int]:
+    """End what a dead daemon of this endpoint left: the process trees of the
+    blocks it recorded (managers and their workers), each named by pid and
+    start time.  Returns the pids of the blocks ended."""
+    ended = []
+    for rec in read_block_records(ep.run_dir):
+        proc = rec.process()
+        if proc is None:
+            continue
+        try:
+            tree = len(proc.children(recursive=True)) + 1
+        except psutil.NoSuchProcess:
+            continue
+        log.warning("ending block process %d (%d processes) left by a dead daemon",
+                    rec.pid, tree)
+        end_tree(proc)
+        ended.append(rec.pid)
+    block_record_file(ep.run_dir).unlink(missing_ok=True)
+    return ended
 
 
 def status_of(ep: EndpointDir) -> str:
@@ -99,6 +134,7 @@ def stop(name: str, timeout: float = 30.0) -> bool:
         proc.kill()
         proc.wait(5)
     ep.pid_file.unlink(missing_ok=True)
+    ep.record_file.unlink(missing_ok=True)
     return True
 
 
@@ -121,18 +157,55 @@ def run_daemon(name: str, ready_fd: int | None) -> int:
 
     try:
         config = load(ep.config_file)
-        logging.basicConfig(level=config.log_level, stream=sys.stderr,
-                            format="%(asctime)s %(name)s %(levelname)s %(message)s")
-        web = WebClient(resolve_service_address(), LocalLoginManager().get_token)
-        agent = Agent.registered(name, config, web, ep.run_dir, saved_id(ep))
-    except (ConfigError, FuncxError) as e:
+    except ConfigError as e:
         say(f"error {e}")
         return 1
-    write_private_json(ep.id_file, {"endpoint_id": agent.endpoint_id, "name": name,
-                                    "registered_at": time.time()})
+    logging.basicConfig(level=config.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # blocks a LocalProvider starts in a background shell stay in our tree
+    become_subreaper()
+    other = running_pid(ep)
+    if other is not None and other != os.getpid():
+        say(f"error endpoint {name!r} is already running (pid {other})")
+        return 1
+    ended = end_predecessor(ep)  # a dead predecessor's managers and workers
+    if ended:
+        log.warning("ended %d block(s) left by a dead daemon: %s", len(ended), ended)
+    me = ProcessRecord.of(os.getpid())
+    write_private_json(ep.record_file, me.to_dict())
     ep.pid_file.write_text(str(os.getpid()))
-    install_signal_handlers(agent)
-    agent.start()
+    step = "registering with the service"
+    agent = None
+    try:
+        web = WebClient(resolve_service_address(), LocalLoginManager().get_token)
+        step = "registering with the service and binding the interchange"
+        agent = Agent.registered(name, config, web, ep.run_dir, saved_id(ep))
+        write_private_json(ep.id_file, {"endpoint_id": agent.endpoint_id, "name": name,
+                                        "registered_at": time.time()})
+        install_signal_handlers(agent)
+        step = "submitting the first block to the provider"
+        agent.start()
+        wanted = max(agent.blocks.init_blocks, agent.blocks.min_blocks)
+        if wanted and not agent.blocks.jobs:
+            raise FuncxError(f"the provider ({type(config.provider).__name__}) "
+                             f"started none of the {wanted} initial block(s)")
+        step = "starting the interchange"
+        if not all(t.is_alive() for t in agent.threads):
+            dead = [t.name for t in agent.threads if not t.is_alive()]
+            raise FuncxError(f"thread(s) {', '.join(dead)} died at start")
+    except Exception as e:  # noqa: BLE001 - every failure is reported on the pipe
+        log.exception("endpoint %s failed while %s", name, step)
+        text = str(e) if isinstance(e, (ConfigError, FuncxError)) and step.startswith(
+            "registering with the service") else f"{type(e).__name__}: {e}"
+        say(f"error endpoint {name!r} failed while {step}: {text} (log: {ep.log_file})")
+        if agent is not None:
+            try:
+                agent.stop()
+            except Exception:  # noqa: BLE001 - already failing
+                log.exception("stopping the failed agent")
+        ep.pid_file.unlink(missing_ok=True)
+        ep.record_file.unlink(missing_ok=True)
+        return 1
     say(f"ok {agent.endpoint_id}")
     if ready is not None:
         ready.close()
@@ -141,6 +214,7 @@ def run_daemon(name: str, ready_fd: int | None) -> int:
     finally:
         agent.stop()
         ep.pid_file.unlink(missing_ok=True)
+        ep.record_file.unlink(missing_ok=True)
     return 0
 
 

@@ -38,6 +38,9 @@ class ManagerLaunch:
     container_runtime: str | None = None
     container_options: str = ""
     mem_per_worker: float | None = None  #: GB of address space per worker
+    #: ``host:pid:start_time`` of the endpoint daemon when the block runs on its
+    #: host (LocalProvider): the manager ends itself when that process is gone
+    supervisor: str | None = None
 
     @staticmethod
     def _flag(name: str) -> str:

@@ -52,6 +52,7 @@ from endpoint.execute import failure
 from endpoint.launch import ManagerLaunch
 from endpoint.scheduling import SlotView, pick_worker, task_walltime
 from funcx.errors import TaskTimeout, WorkerLost
+from funcx.lifecycle import child_preexec, die_with_parent, supervisor_alive
 from funcx.protocol.messages import (
     Kind,
     ProtocolError,
@@ -68,6 +69,8 @@ from funcx.protocol.messages import (
 )
 
 log = logging.getLogger("funcx.manager")
+
+SUPERVISOR_CHECK_S = 0.5  #: how often a manager checks that its endpoint daemon lives
 
 #: the only FUNCX_* variables a worker gets (what the worker itself reads)
 WORKER_FUNCX_VARS = frozenset({"FUNCX_MANAGER_PID", "FUNCX_WORKER_MEMORY_GB",
@@ -117,6 +120,8 @@ class Manager:
         self.container_runtime = launch.container_runtime
         self.container_options = launch.container_options
         self.mem_per_worker = launch.mem_per_worker
+        self.supervisor = launch.supervisor
+        self.last_supervisor_check = 0.0
         self.tmp = tempfile.mkdtemp(prefix="funcx-mgr-")
         self.own_workdir = not launch.working_dir
         if launch.working_dir:
@@ -169,8 +174,12 @@ class Manager:
                                  self.container_options, container)
         else:
             cmd = [*self.prefix, sys.executable, "-m", "endpoint.worker", *args]
+        # the worker (or its prefix / container runtime) gets SIGKILL the moment
+        # this manager dies: spawn runs on the manager's main thread, which lives
+        # as long as the manager (PR_SET_PDEATHSIG follows the forking thread)
         slot.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, cwd=self.working_dir,
-                                     env=self.worker_env(bool(container and spec)))
+                                     env=self.worker_env(bool(container and spec)),
+                                     preexec_fn=child_preexec())
         self.by_identity[slot.identity] = slot
         self.specs[container] = spec or {}
 
@@ -335,6 +344,13 @@ class Manager:
         if now - self.last_heard > self.threshold:
             log.error("no word from the interchange for %.1fs; exiting", now - self.last_heard)
             self.stopping = True
+        if self.supervisor and now - self.last_supervisor_check >= SUPERVISOR_CHECK_S:
+            self.last_supervisor_check = now
+            if not supervisor_alive(self.supervisor):
+                log.error("the endpoint daemon that started this block (%s) is gone; exiting",
+                          self.supervisor)
+                self.up.setsockopt(zmq.LINGER, 0)  # nobody is left to deliver to
+                self.stopping = True
 
     # ------------------------------------------------------------------- loop
     def register(self) -> None:
@@ -394,6 +410,10 @@ class Manager:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # first: die with the process that launched this manager (the block's script
+    # under a LocalProvider, the job's shell under a batch scheduler); SIGTERM so
+    # the manager still ends its workers and removes its directories
+    die_with_parent(signal.SIGTERM)
     launch = ManagerLaunch.from_argv(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s manager %(levelname)s %(message)s")

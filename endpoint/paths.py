@@ -40,6 +40,12 @@ class EndpointDir:
         return self.path / "daemon.pid"
 
     @property
+    def record_file(self) -> Path:
+        """The running daemon's process record: pid *and* start time (a pid
+        alone may be reused after a crash); ``daemon.pid`` keeps the bare pid."""
+        return self.path / "daemon.json"
+
+    @property
     def log_file(self) -> Path:
         return self.path / "endpoint.log"
 

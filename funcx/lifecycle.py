@@ -115,3 +115,55 @@ def end_tree(proc: psutil.Process, timeout: float = 5.0) -> None:
         except psutil.NoSuchProcess:
             pass
     psutil.wait_procs(alive, timeout=timeout)
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Make this process the "subreaper" of its descendants (Linux): a
+    grandchild orphaned by its own parent (e.g. the background shell a Parsl
+    LocalProvider starts a block in) is re-parented here instead of to init,
+    so it stays in this process's tree.  The caller must reap such orphans
+    (``os.waitpid``) when it knows they ended."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def reap(pid: int) -> bool:
+    """Collect ``pid`` if it is a finished child of this process; True once it
+    is gone (reaped, or not our child)."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return done == pid
+
+
+def supervisor_spec(pid: int | None = None) -> str:
+    """``host:pid:start_time`` naming process ``pid`` (default: this one), for a
+    process on the same host to watch (see :func:`supervisor_alive`)."""
+    import socket
+
+    rec = ProcessRecord.of(pid or os.getpid())
+    return f"{socket.gethostname()}:{rec.pid}:{rec.started!r}"
+
+
+def supervisor_alive(spec: str) -> bool:
+    """False only when ``spec`` names a process on this host that is gone (or
+    whose pid was reused); True when it is alive, on another host, or malformed."""
+    import socket
+
+    try:
+        host, pid, started = spec.rsplit(":", 2)
+        rec = ProcessRecord(int(pid), float(started))
+    except ValueError:
+        return True
+    if host != socket.gethostname():
+        return True
+    return rec.process() is not None

@@ -538,6 +538,96 @@ def test_another_user_cannot_take_over_an_endpoint(fxc, http, redis_client, serv
             fxc.delete_endpoint(eid)
 
 
+BROKEN_PROVIDER = """from parsl.providers import LocalProvider
+
+from endpoint.config import Config
+
+
+class Broken(LocalProvider):
+    def submit(self, command, tasks_per_node, job_name="x"):
+        {body}
+
+
+config = Config(provider=Broken(init_blocks=1, min_blocks=0, max_blocks=1),
+                max_workers_per_node=1)
+"""
+
+
+@pytest.mark.parametrize("body, said", [
+    ('raise RuntimeError("no nodes today")', "RuntimeError: no nodes today"),
+    ("return None", "started none of the 1 initial block(s)"),
+])
+def test_start_fails_when_the_first_block_cannot_be_submitted(fxc, body, said):
+    """`start` says "ok" only once a block was submitted; otherwise it names
+    the step that failed and the log, and leaves nothing running."""
+    from endpoint import daemon
+    from endpoint.paths import EndpointDir
+
+    name = f"fail-provider-{uuid.uuid4().hex[:6]}"
+    ep = EndpointDir(name)
+    ep.path.mkdir(parents=True, mode=0o700)
+    ep.config_file.write_text(BROKEN_PROVIDER.format(body=body))
+    try:
+        with pytest.raises(daemon.EndpointError) as err:
+            daemon.start(name)
+        text = str(err.value)
+        assert "submitting the first block to the provider" in text and said in text, text
+        assert str(ep.log_file) in text
+        assert daemon.running_pid(ep) is None
+        assert not ep.pid_file.exists() and not ep.record_file.exists()
+    finally:
+        eid = daemon.saved_id(ep)
+        if eid:
+            fxc.delete_endpoint(eid)
+
+
+def test_a_reused_pid_is_not_the_daemon(tmp_path):
+    """The daemon's record names pid *and* start time: a live process that got
+    the dead daemon's pid is not taken for it (and the stale record goes)."""
+    from endpoint import daemon
+    from endpoint.paths import EndpointDir
+    from funcx.home import write_private_json
+
+    name = f"fail-reused-{uuid.uuid4().hex[:6]}"
+    write_config(name, init_blocks=0)
+    ep = EndpointDir(name)
+    write_private_json(ep.record_file, {"pid": os.getpid(), "started": 12345.0})
+    ep.pid_file.write_text(str(os.getpid()))
+    assert daemon.running_pid(ep) is None
+    assert not ep.record_file.exists() and not ep.pid_file.exists()
+    assert daemon.status_of(ep) == "Initialized"
+
+
+def test_a_starting_daemon_ends_the_blocks_a_dead_one_left(tmp_path):
+    """Blocks recorded by a dead daemon (pid + start time) are ended with their
+    whole tree; a record whose pid now names another process is left alone."""
+    from endpoint import daemon
+    from endpoint.blocks import block_record_file
+    from endpoint.paths import EndpointDir
+    from funcx.lifecycle import ProcessRecord
+
+    name = f"fail-leftover-{uuid.uuid4().hex[:6]}"
+    write_config(name, init_blocks=0)
+    ep = EndpointDir(name)
+    block = subprocess.Popen(["bash", "-c", "sleep 60 & sleep 60 & wait"],
+                             stdin=subprocess.DEVNULL)
+    try:
+        kids = wait_until(lambda: (lambda c: c if len(c) == 2 else None)(
+            psutil.Process(block.pid).children()), 10)
+        assert kids
+        block_record_file(ep.run_dir).write_text(json.dumps({
+            "0": ProcessRecord.of(block.pid).to_dict(),
+            "1": {"pid": os.getpid(), "started": 12345.0}}))  # pid reused by us
+        assert daemon.end_predecessor(ep) == [block.pid]
+        block.wait(10)
+        assert gone([k.pid for k in kids])
+        assert not block_record_file(ep.run_dir).exists()
+    finally:
+        if block.poll() is None:
+            block.kill()
+            block.wait()
+
+
 # ------------------------------------------------------------------ 7. stop
 def test_stop_leaves_no_manager_or_worker(fxc, fns, tmp_path):
     from endpoint import daemon
