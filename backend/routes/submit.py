@@ -143,7 +143,7 @@ def _queue(user: str, tg: str, batches: list[Batch], request_key: str | None = N
     try:
         tids = tasks().submit_batches(user, tg, batches, request_key)
     except Refused as e:
-        if e.code == error_codes.TASK_GROUP_NOT_FOUND:
+        if e.code in (error_codes.TASK_GROUP_NOT_FOUND, error_codes.ENDPOINT_NOT_FOUND):
             raise ApiError(404, e.code, e.message) from None
         raise ApiError(429, e.code, e.message, {"Retry-After": "30"}) from None
     if len(tids) != sum(len(b.items) for b in batches):

@@ -176,7 +176,8 @@ def _run(script, owner: str, tg: str, client_tg: str, batches: list[Batch],
         for k, v in entry.items():
             argv.extend((k, v))
         if rows:
-            out_batches.append({"eid": b.eid, "fids": fids, "tasks": rows,
+            out_batches.append({"eid": b.eid, "ep_key": keys.endpoint(b.eid), "fids": fids,
+                                "tasks": rows,
                                 "stream": keys.ep_tasks(b.eid),
                                 "outstanding": keys.ep_outstanding(b.eid),
                                 "entry": start, "nf": len(entry)})
@@ -208,6 +209,8 @@ def _run(script, owner: str, tg: str, client_tg: str, batches: list[Batch],
         raise _refusal(code, len(tids), nbytes, detail)
     if code == error_codes.STORE_FULL:
         raise redis.exceptions.OutOfMemoryError(detail)
+    if code == error_codes.ENDPOINT_NOT_FOUND:
+        raise Refused(code, f"endpoint {detail} not found")
     raise redis.exceptions.ResponseError(f"submit script answered {code}: {detail}")
 
 

@@ -32,6 +32,7 @@ VALUES: dict[str, object] = {
     "events_maxlen": int(setting("EVENTS_MAXLEN")),
     "task_ttl": int(setting("TASK_TTL_S")),
     "STORE_FULL": error_codes.STORE_FULL,
+    "ENDPOINT_NOT_FOUND": error_codes.ENDPOINT_NOT_FOUND,
     "GROUP_TAKEN": "TASK_GROUP_TAKEN",  # SUBMIT's internal answer (quotas.GroupTaken), never sent
     "QUOTA_QUEUED_TASKS": error_codes.QUOTA_QUEUED_TASKS,
     "QUOTA_STORED_BYTES": error_codes.QUOTA_STORED_BYTES,
@@ -82,6 +83,10 @@ end
 -- write one that is refused on OOM, so a full store refuses before anything changes
 local probe = redis.pcall('INCRBY', KEYS[2], 0)
 if type(probe) == 'table' and probe.err then return {0, '{{STORE_FULL}}', probe.err} end
+-- an endpoint deleted since the route looked it up: refuse (its streams stay gone)
+for _, b in ipairs(h.batches) do
+  if redis.call('EXISTS', b.ep_key) == 0 then return {0, '{{ENDPOINT_NOT_FOUND}}', b.eid} end
+end
 local o = redis.call('HGET', h.tg_key, 'owner')
 if o and o ~= h.owner then return {0, '{{GROUP_TAKEN}}', ''} end
 -- tasks whose records expired before finishing no longer count

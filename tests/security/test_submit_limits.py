@@ -261,3 +261,22 @@ def test_listing_tasks_by_someone_elses_group_id_answers_as_a_fresh_one(service,
     b = mallory.call("GET", f"/v2/tasks?task_group_id={fresh}")
     assert a.status_code == b.status_code == 200, (a.text, b.text)
     assert [t["task_id"] for t in a.json()["tasks"]] == [tids[0]]
+
+
+def test_a_submit_racing_an_endpoint_delete_queues_nothing(service, redis_client):
+    """The route looked the endpoint up, then its owner deleted it: the submit
+    script itself refuses (404), so no task stream or record comes back to life."""
+    from backend.store import quotas
+    from backend.store.tasks import TaskStore
+
+    t = new_user(service, redis_client, "racer")
+    eid, fid = own_endpoint_and_function(t)
+    t.ok("DELETE", f"/v2/endpoints/{eid}")  # the delete lands between lookup and queueing
+    before = quotas.usage(redis_client, t.uid)
+    batch = quotas.Batch(eid, [(fid, PAYLOAD)], {fid: "code"})
+    with pytest.raises(quotas.Refused) as e:
+        TaskStore(redis_client).submit_batches(t.uid, str(uuid.uuid4()), [batch])
+    assert e.value.code == "ENDPOINT_NOT_FOUND"
+    assert not redis_client.exists(f"fx:ep:{eid}:tasks")
+    assert not list(redis_client.scan_iter(match=f"fx:ep:{eid}:*"))
+    assert quotas.usage(redis_client, t.uid) == before
