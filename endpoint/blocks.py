@@ -105,6 +105,7 @@ class Blocks:
 
     def forget_finished(self) -> list[str]:
         """Drop blocks whose provider job has ended; return their ids."""
+        self.reap_orphans()
         if not self.jobs:
             return []
         ids = list(self.jobs)
@@ -143,6 +144,26 @@ class Blocks:
         self.ended = {pid for pid in self.ended if not reap(pid)}
         if changed:
             self._save()
+
+    def reap_orphans(self) -> int:
+        """Collect the ended processes re-parented to this daemon (its child
+        subreaper role: e.g. a manager whose block script was killed).  Call it
+        only from the thread that runs the provider's commands, between them, so
+        no command's own child is taken from it.  Returns how many were reaped."""
+        if not self.local:
+            return 0
+        n = 0
+        try:
+            children = psutil.Process().children()
+        except psutil.Error:
+            return 0
+        for c in children:
+            try:
+                if c.status() == psutil.STATUS_ZOMBIE and c.pid not in self.ended and reap(c.pid):
+                    n += 1
+            except psutil.Error:
+                pass
+        return n
 
     def _save(self) -> None:
         tmp = self.record_file.with_suffix(".tmp")

@@ -90,6 +90,7 @@ def test_block_script_killed(make_fabric):
     fb = FaultBatch(fab, "kill -9 a manager's block script", N)
     tids = fb.submit(fb.items)
     fb.wait_share(tids[: int(len(tids) * SHARE)])
+    daemon = psutil.Process(fab.agent_pid())
     [mgr] = fab.managers()
     script = mgr.parent()
     assert script is not None and "bash" in script.name(), script
@@ -105,3 +106,7 @@ def test_block_script_killed(make_fabric):
         "no new block after the old one died"
     fb.wait_all()
     fb.verify()
+    # the daemon (a child subreaper: the dead block's orphans came to it) reaped them
+    assert wait_until(lambda: not [c for c in daemon.children()
+                                   if c.status() == psutil.STATUS_ZOMBIE], 5), \
+        f"zombies under the daemon: {[c.pid for c in daemon.children()]}"
