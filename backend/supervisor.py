@@ -4,6 +4,14 @@ One supervisor process per ``$FUNCX_HOME`` starts the embedded redis-server
 (unless ``FUNCX_REDIS_URL`` names another), gunicorn serving the Flask app,
 the result ingester and an RQ worker; it restarts any that dies and stops
 them all on SIGTERM.  Logs go to ``$FUNCX_HOME/service/logs/``.
+
+Its children die with it (``PR_SET_PDEATHSIG``, set from this main thread),
+so even a ``kill -9`` of the supervisor leaves nothing behind.  The record
+``service/service.json`` names each child by pid *and* start time, with its
+restarts; a supervisor that starts ends whatever a dead predecessor's record
+names that still runs, and writes ``ready: true`` only once redis answers
+PING, the gunicorn master *it* started holds the port and answers
+``/v2/version``, and the ingester and RQ workers run (DESIGN decision 10).
 """
 from __future__ import annotations
 
@@ -271,7 +279,11 @@ class Supervisor:
             if self.redis and self.redis.proc and self.redis.proc.poll() is not None:
                 log.warning("redis-server exited (%s); restarting", self.redis.proc.returncode)
                 self.redis.restarts += 1
-                self.redis.start()
+                try:
+                    self.redis.start()
+                except RuntimeError as e:  # e.g. its port taken: log why, back off, retry
+                    log.error("redis-server did not restart: %s", e)
+                    self.stopping.wait(min(2 ** min(self.redis.restarts, 5), 30))
                 changed = True
             for c in self.children:
                 if c.proc is not None and c.proc.poll() is not None and not self.stopping.is_set():
