@@ -222,7 +222,10 @@ class PoolPeer(Peer):
     def start(self) -> None:
         import multiprocessing
 
-        self.pool = multiprocessing.Pool(2)
+        # forkserver, not fork: this process runs the SDK's threads (executor,
+        # watcher, HTTP pools), and a child forked while one of them holds a
+        # lock can hang on it forever
+        self.pool = multiprocessing.get_context("forkserver").Pool(2)
 
     def stop(self) -> None:
         if self.pool is not None:

@@ -26,14 +26,22 @@ PR_SET_PDEATHSIG = 1
 _START_SLACK_S = 0.05  # create_time is rounded differently across reads
 
 
-def _prctl_pdeathsig(sig: int) -> bool:
+def _load_prctl() -> Callable[..., int] | None:
     if not sys.platform.startswith("linux"):
-        return False
+        return None
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+        return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
     except (OSError, AttributeError):
-        return False
+        return None
+
+
+#: resolved once, in the parent: a preexec_fn runs between fork and exec, where
+#: loading a library (dlopen, malloc) could deadlock on a lock another thread held
+_PRCTL = _load_prctl()
+
+
+def _prctl_pdeathsig(sig: int) -> bool:
+    return _PRCTL is not None and _PRCTL(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
 
 
 def child_preexec(sig: int = signal.SIGKILL, new_session: bool = False) -> Callable[[], None]:
