@@ -317,6 +317,18 @@ class Row:
     extra: dict = field(default_factory=dict)
 
 
+def still_running(procs: list[psutil.Process]) -> list[psutil.Process]:
+    """Those of ``procs`` still running (a zombie has ended: it only awaits reaping)."""
+    out = []
+    for p in procs:
+        try:
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                out.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
 def plan(n: int, seed: int, fail_share: float = 0.01) -> list[tuple[int, float, bool]]:
     """(index, duration, fails) per task: 0-20 ms, ~1% failing, from a fixed seed."""
     rng = random.Random(seed)

@@ -14,7 +14,7 @@ import time
 
 import psutil
 import pytest
-from faultlib import FaultBatch, wait_until
+from faultlib import FaultBatch, still_running, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults, pytest.mark.timeout(240)]
 
@@ -24,18 +24,6 @@ SHARE = 0.3
 #: fabric's heartbeat_threshold (3 s), so a manager that merely noticed the
 #: silence of a dead interchange would not pass
 GONE_WITHIN_S = 2.5
-
-
-def lingering(procs: list[psutil.Process]) -> list[psutil.Process]:
-    """Those of ``procs`` still running (a zombie has ended: it only awaits reaping)."""
-    out = []
-    for p in procs:
-        try:
-            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
-                out.append(p)
-        except psutil.NoSuchProcess:
-            pass
-    return out
 
 
 def described(procs: list[psutil.Process]) -> str:
@@ -76,8 +64,8 @@ def test_daemon_killed_alone_then_started(make_fabric):
     daemon.kill()
     fb.fault_now()
     t0 = time.monotonic()
-    assert wait_until(lambda: not lingering(tree), GONE_WITHIN_S, 0.05), \
-        f"outlived the daemon: {described(lingering(tree))}"
+    assert wait_until(lambda: not still_running(tree), GONE_WITHIN_S, 0.05), \
+        f"outlived the daemon: {described(still_running(tree))}"
     fb.row.extra["descendants_gone_s"] = round(time.monotonic() - t0, 2)
     fab.start_endpoint()  # the same endpoint id; unfinished tasks are reclaimed
     assert fab.agent_pid() != daemon.pid
@@ -99,8 +87,8 @@ def test_block_script_killed(make_fabric):
     script.kill()
     fb.fault_now()
     t0 = time.monotonic()
-    assert wait_until(lambda: not lingering(tree), GONE_WITHIN_S, 0.05), \
-        f"outlived the block script: {described(lingering(tree))}"
+    assert wait_until(lambda: not still_running(tree), GONE_WITHIN_S, 0.05), \
+        f"outlived the block script: {described(still_running(tree))}"
     fb.row.extra["descendants_gone_s"] = round(time.monotonic() - t0, 2)
     assert wait_until(lambda: [m for m in fab.managers() if m.pid != mgr.pid], 60), \
         "no new block after the old one died"

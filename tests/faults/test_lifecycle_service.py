@@ -24,7 +24,7 @@ import time
 
 import psutil
 import pytest
-from faultlib import FaultBatch, sigkill, wait_until
+from faultlib import FaultBatch, sigkill, still_running, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults, pytest.mark.timeout(300)]
 
@@ -40,17 +40,6 @@ def tree(pid: int) -> list[psutil.Process]:
         return []
 
 
-def live(procs: list[psutil.Process]) -> list[psutil.Process]:
-    out = []
-    for p in procs:
-        try:
-            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
-                out.append(p)
-        except psutil.NoSuchProcess:
-            pass
-    return out
-
-
 def test_supervisor_killed_children_follow_and_start_succeeds(make_fabric):
     fab = make_fabric()
     fb = FaultBatch(fab, "kill -9 the service supervisor, funcx service start", N)
@@ -62,8 +51,8 @@ def test_supervisor_killed_children_follow_and_start_succeeds(make_fabric):
     sup.kill()
     fb.fault_now()
     # every process it started dies with it: none left for a successor to trip on
-    assert wait_until(lambda: not live(children), timeout=20), \
-        [(p.pid, p.name()) for p in live(children)]
+    assert wait_until(lambda: not still_running(children), timeout=20), \
+        [(p.pid, p.name()) for p in still_running(children)]
     fab.start_service(fab.port)  # exits 0 only once its own components are ready
     rec = fab.service_record()
     assert rec["ready"] and rec["pid"] != sup.pid
@@ -104,7 +93,8 @@ def _power_cut(make_fabric, fsync: str) -> None:
     accepted = [tid for when, tids in answered if when <= t_cut for tid in tids]
     last_second = sum(len(tids) for when, tids in answered if t_cut - 1.0 <= when <= t_cut)
     rate = round(len(accepted) / max(1e-3, t_cut - t0))
-    assert wait_until(lambda: not live(procs), timeout=20), [(p.pid, p.name()) for p in live(procs)]
+    assert wait_until(lambda: not still_running(procs), timeout=20), \
+        [(p.pid, p.name()) for p in still_running(procs)]
     fab.start_service(fab.port)
     fab.start_endpoint()
     fb.restored_now()
