@@ -14,8 +14,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from dataclasses import MISSING, asdict, dataclass, fields
-from typing import Any
+from dataclasses import MISSING, dataclass, fields
 
 
 @dataclass
@@ -87,6 +86,3 @@ class ManagerLaunch:
     def from_argv(cls, argv: list[str] | None = None) -> ManagerLaunch:
         """Parse what :meth:`to_argv` made (exits with usage on a bad command line)."""
         return cls(**vars(cls.parser().parse_args(argv)))
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)

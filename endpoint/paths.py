@@ -55,11 +55,6 @@ class EndpointDir:
         d.mkdir(exist_ok=True, mode=0o700)
         return d
 
-    @property
-    def curve_dir(self) -> Path:
-        """The endpoint's CurveZMQ keys (0700; files 0600; see endpoint.curve)."""
-        return self.run_dir / "curve"
-
     def exists(self) -> bool:
         return self.config_file.exists()
 

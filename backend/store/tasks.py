@@ -1,11 +1,12 @@
 """Tasks, task groups and results.
 
-Submit is one Lua script (backend/store/quotas.py): task records, task-group
-membership, the function's code copied into the endpoint's namespace, one XADD
-of the whole batch to the endpoint's task stream and the owner's quota
-counters, or nothing (DESIGN decisions 3, 5 and 8).  Results are applied
-by a Lua script, one call per batch, so the first terminal result stands
-(decision 4).
+Submit is one Lua script (``scripts.SUBMIT``, its arguments built by
+backend/store/quotas.py): task records, task-group membership, the function's
+code copied into the endpoint's namespace, one XADD of the whole batch to the
+endpoint's task stream and the owner's quota counters, or nothing (DESIGN
+decisions 3, 5 and 8).  Results are applied by backend/store/results.py
+(``scripts.APPLY_RESULTS``), one call per batch, so the first terminal result
+of a task of that endpoint stands (decisions 4 and 8).
 """
 from __future__ import annotations
 
@@ -32,19 +33,6 @@ class TaskStore:
         self._submit = r.register_script(scripts.SUBMIT)
 
     # ------------------------------------------------------------------ submit
-    def task_group_owner(self, tg: str) -> str | None:
-        return self.r.hget(keys.task_group(tg), "owner")
-
-    def submit(self, owner: str, eid: str, tg: str, items: list[tuple[str, str]],
-               function_codes: dict[str, str], containers: dict[str, str] | None = None,
-               resource_specification: dict | None = None,
-               container_specs: dict[str, str] | None = None,
-               request_key: str | None = None) -> list[str]:
-        """Queue ``items`` (function id, payload) for endpoint ``eid`` atomically."""
-        return self.submit_batches(owner, tg, [quotas.Batch(
-            eid, items, function_codes, containers or {}, resource_specification,
-            container_specs or {})], request_key)
-
     def submit_batches(self, owner: str, tg: str, batches: list[quotas.Batch],
                        request_key: str | None = None) -> list[str]:
         """Queue the tasks of several endpoints in one script call: every task

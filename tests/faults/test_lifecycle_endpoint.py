@@ -51,6 +51,17 @@ def running(procs: list[psutil.Process], module: str) -> list[psutil.Process]:
     return out
 
 
+def kill_and_see_tree_go(fb: FaultBatch, victim: psutil.Process, tree: list[psutil.Process],
+                         what: str) -> None:
+    """SIGKILL ``victim``; every process of ``tree`` must be gone within GONE_WITHIN_S."""
+    victim.kill()
+    fb.fault_now()
+    t0 = time.monotonic()
+    assert wait_until(lambda: not still_running(tree), GONE_WITHIN_S, 0.05), \
+        f"outlived {what}: {described(still_running(tree))}"
+    fb.row.extra["descendants_gone_s"] = round(time.monotonic() - t0, 2)
+
+
 def test_daemon_killed_alone_then_started(make_fabric):
     fab = make_fabric()
     fb = FaultBatch(fab, "kill -9 the endpoint daemon alone, start it", N)
@@ -61,12 +72,7 @@ def test_daemon_killed_alone_then_started(make_fabric):
     assert running(tree, "endpoint.manager"), \
         f"the block's manager is not in the daemon's tree: {described(tree)}"
     assert running(tree, "endpoint.worker"), f"no workers in the daemon's tree: {described(tree)}"
-    daemon.kill()
-    fb.fault_now()
-    t0 = time.monotonic()
-    assert wait_until(lambda: not still_running(tree), GONE_WITHIN_S, 0.05), \
-        f"outlived the daemon: {described(still_running(tree))}"
-    fb.row.extra["descendants_gone_s"] = round(time.monotonic() - t0, 2)
+    kill_and_see_tree_go(fb, daemon, tree, "the daemon")
     fab.start_endpoint()  # the same endpoint id; unfinished tasks are reclaimed
     assert fab.agent_pid() != daemon.pid
     fb.wait_all()
@@ -84,12 +90,7 @@ def test_block_script_killed(make_fabric):
     assert script is not None and "bash" in script.name(), script
     tree = [mgr, *tree_of(mgr)]
     assert running(tree, "endpoint.worker"), f"no workers under the manager: {described(tree)}"
-    script.kill()
-    fb.fault_now()
-    t0 = time.monotonic()
-    assert wait_until(lambda: not still_running(tree), GONE_WITHIN_S, 0.05), \
-        f"outlived the block script: {described(still_running(tree))}"
-    fb.row.extra["descendants_gone_s"] = round(time.monotonic() - t0, 2)
+    kill_and_see_tree_go(fb, script, tree, "the block script")
     assert wait_until(lambda: [m for m in fab.managers() if m.pid != mgr.pid], 60), \
         "no new block after the old one died"
     fb.wait_all()
