@@ -12,7 +12,7 @@ from datetime import timedelta
 import redis
 from rq import Queue, Worker
 
-from backend.redis_conn import connect
+from backend.redis_conn import connect, raw_twin
 from backend.store.tasks import drop_expired_from_groups
 from funcx.defaults import setting
 
@@ -44,8 +44,7 @@ def schedule_sweep(r: redis.Redis) -> None:
 
 def _rq_conn(r: redis.Redis) -> redis.Redis:
     """RQ stores pickled bytes: it needs a client without response decoding."""
-    return redis.Redis(connection_pool=redis.ConnectionPool(
-        **{**r.connection_pool.connection_kwargs, "decode_responses": False}))
+    return raw_twin(r)
 
 
 def main() -> None:

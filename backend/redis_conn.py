@@ -24,3 +24,12 @@ def connect(url: str | None = None, **kw) -> redis.Redis:
         socket_keepalive=True,
         **kw,
     )
+
+
+def raw_twin(r: redis.Redis) -> redis.Redis:
+    """A client to the same server with the same credentials and transport
+    (TLS included: the connection class travels too) whose replies are bytes."""
+    pool = r.connection_pool
+    return redis.Redis(connection_pool=redis.ConnectionPool(
+        connection_class=pool.connection_class,
+        **{**pool.connection_kwargs, "decode_responses": False}))

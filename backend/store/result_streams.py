@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import redis
 
+from backend.redis_conn import raw_twin
 from backend.store.endpoints import ensure_streams
 from funcx.protocol import keys
 
@@ -19,8 +20,7 @@ RawBatches = list
 class ResultStreams:
     def __init__(self, r: redis.Redis):
         self.r = r  # decoded replies: the service's own keys
-        self.raw = redis.Redis(connection_pool=redis.ConnectionPool(
-            **{**r.connection_pool.connection_kwargs, "decode_responses": False}))
+        self.raw = raw_twin(r)
 
     def streams(self, known: list[str]) -> list[str]:
         """Every endpoint's results stream, each with its consumer group (created
