@@ -108,6 +108,10 @@ _TABLE: list[tuple[str, list[tuple[str, object, str]]]] = [
     ]),
     ("the SDK", [
         ("SERVICE_ADDRESS", "", "the service the SDK and CLI talk to; empty: the recorded one"),
+        ("CA_BUNDLE", "",
+         "PEM file (or c_rehash directory) of the CAs the SDK, CLI, endpoint agent and Jupyter "
+         "extension trust for an https service; empty: REQUESTS_CA_BUNDLE, then "
+         "CURL_CA_BUNDLE, then the system's trust store"),
         ("HTTP_TIMEOUT_S", 60.0, "the SDK's HTTP timeout"),
         ("HTTP_RETRY_S", 60.0,
          "how long batch_run, wait() and the executor retry an unanswered safe request"),

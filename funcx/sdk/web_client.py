@@ -2,7 +2,10 @@
 errors turned into :class:`funcx.errors.FuncxAPIError`.
 
 Built on urllib3 directly: for the small requests of the hot path it costs
-half what the ``requests`` layer on top of it does.
+half what the ``requests`` layer on top of it does.  An ``https://`` service is
+verified against ``FUNCX_CA_BUNDLE``, ``REQUESTS_CA_BUNDLE``,
+``CURL_CA_BUNDLE`` or the system store (:mod:`funcx.sdk.tls`); a certificate
+that does not verify raises :class:`funcx.sdk.tls.CertificateNotTrusted`.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import urllib3
 from funcx.defaults import setting
 from funcx.errors import FuncxAPIError, ServiceUnreachable, api_error
 from funcx.protocol import error_codes
+from funcx.sdk.tls import TLSError, TrustStore, ca_bundle, verify_failure
 
 
 class WebClient:
@@ -38,9 +42,19 @@ class WebClient:
         # retry only failures to connect (nothing was sent), never a request; an
         # answer with Retry-After (429, 503, 413) is ours to see: urllib3 would
         # otherwise count it against status=0 and raise MaxRetryError instead
-        self.pool = urllib3.PoolManager(maxsize=4, retries=urllib3.Retry(
-            total=2, connect=2, read=0, redirect=0, status=0, other=0,
-            respect_retry_after_header=False))
+        retries = urllib3.Retry(total=2, connect=2, read=0, redirect=0, status=0, other=0,
+                                respect_retry_after_header=False)
+        #: the CAs an https service must be signed by (None: plain http)
+        self.trust: TrustStore | None = None
+        tls: dict[str, Any] = {}
+        if self.base_url.lower().startswith("https://"):
+            self.trust = ca_bundle()
+            tls["cert_reqs"] = "CERT_REQUIRED"
+            if self.trust.is_dir:
+                tls["ca_cert_dir"] = self.trust.path
+            elif self.trust.path:
+                tls["ca_certs"] = self.trust.path
+        self.pool = urllib3.PoolManager(maxsize=4, retries=retries, **tls)
         self.request_count = 0  # for tests and benchmarks: HTTP requests made
         self.request_hooks: list[Callable[[str, str, int], None]] = []
 
@@ -121,6 +135,8 @@ class WebClient:
             resp = self.pool.request(method, url, body=data, headers=headers,
                                      timeout=timeout or self.timeout, redirect=False)
         except urllib3.exceptions.HTTPError as e:
+            if _is_tls_failure(e):  # never retried: the same handshake fails the same way
+                raise self._tls_error(e) from None
             err = ServiceUnreachable(self.base_url, "timed out" if isinstance(
                 e, urllib3.exceptions.TimeoutError) else type(e).__name__)
             err.sent = not _not_sent(e)
@@ -134,6 +150,9 @@ class WebClient:
         except ValueError:
             raise FuncxAPIError(resp.status, error_codes.BAD_RESPONSE,
                                 f"the service answered non-JSON: {resp.data[:200]!r}") from None
+
+    def _tls_error(self, e: Exception) -> TLSError:
+        return verify_failure(self.base_url, e, self.trust or TrustStore(None, "system"))
 
     def get(self, path: str, **kw) -> Any:
         return self.request("GET", path, **kw)
@@ -154,6 +173,11 @@ class WebClient:
 RETRY_STATUSES = (502, 503, 504)
 #: statuses the service answers before doing anything: any request may be repeated
 REFUSED_STATUSES = (429, 503)
+
+
+def _is_tls_failure(e: Exception) -> bool:
+    cause = e.reason if isinstance(e, urllib3.exceptions.MaxRetryError) else e
+    return isinstance(cause, urllib3.exceptions.SSLError)
 
 
 def _not_sent(e: Exception) -> bool:
