@@ -13,35 +13,64 @@ from funcx_cli.context import (
     handles_errors,
     print_json,
 )
-from funcx_cli.errors import NOT_ALLOWED, fail
+from funcx_cli.errors import NOT_ALLOWED, USAGE, fail
 
 
 @handles_errors
-def login(token_file: Path = typer.Option(None, "--token-file", exists=True, dir_okay=False,
-                                             help="read the token from this file"),
+def login(token_file: Path = typer.Option(
+        None, "--token-file", exists=True, dir_okay=False,
+        help="read the token from this file: the service's credentials JSON "
+             "($FUNCX_HOME/credentials/token.json on the service host), a Globus token JSON "
+             "(access_token) or the bare token"),
           fmt: str = FormatOption) -> None:
     """Store a bearer token for this machine (prompted without echo, from
     --token-file, or from standard input when it is not a terminal).
 
-    Example: funcx login --token-file ~/my.token
+    When the file names its service (service_url) and none is configured
+    here (--service, FUNCX_SERVICE_ADDRESS, a local service), that service
+    is used.  No message ever shows the token.
+
+    Example: funcx login --token-file ~/token.json
     """
     from funcx.errors import Unauthorized
-    from funcx.sdk.login import login_with_token
-    from funcx.sdk.service_address import resolve_service_address
+    from funcx.sdk.login import (
+        BadTokenFile,
+        HandedToken,
+        login_with_token,
+        parse_token_text,
+        read_token_file,
+    )
+    from funcx.sdk.service_address import configured_service_address, login_service_address
 
     fmt = check_format(fmt)
-    if token_file is not None:
-        token = token_file.read_text().strip()
-    elif not sys.stdin.isatty():
-        token = sys.stdin.readline().strip()
-    else:
-        token = typer.prompt("Token", hide_input=True).strip()
-    if not token:
-        fail("no token given", 2)
     try:
-        me = login_with_token(resolve_service_address(STATE["service"]), token)
+        if token_file is not None:
+            handed = read_token_file(token_file)
+        elif not sys.stdin.isatty():
+            handed = parse_token_text(sys.stdin.readline(), "the token on standard input")
+        else:
+            handed = HandedToken(typer.prompt("Token", hide_input=True).strip(), "typed")
+    except BadTokenFile as e:
+        fail(str(e), USAGE)
+    if not handed.token:
+        fail("no token given", USAGE)
+    service, adopted = login_service_address(STATE["service"], handed.service_url)
+    source = token_file if token_file is not None else "the token"
+    if adopted:
+        typer.echo(f"Using the service named in {source}: {service} (no service is configured "
+                   "here; pass --service or set FUNCX_SERVICE_ADDRESS to choose another)", err=True)
+    elif handed.service_url and handed.service_url != service \
+            and configured_service_address(STATE["service"]):
+        typer.echo(f"Note: {source} names the service {handed.service_url}; logging in to the "
+                   f"configured one, {service}", err=True)
+    try:
+        me = login_with_token(service, handed.token)
+    except BadTokenFile as e:
+        fail(str(e), USAGE)
     except Unauthorized:
-        fail("the service does not accept this token", NOT_ALLOWED)
+        fail(f"the service at {service} does not accept this token (from {source}: expired, "
+             "revoked, or issued by another service); ask its operator for a new one",
+             NOT_ALLOWED)
     if fmt == "json":
         print_json(me)
     else:

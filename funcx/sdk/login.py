@@ -3,13 +3,120 @@
 A *login manager* hands out the token (and, for funcX 1.0 compatibility,
 the web client).  The default one reads ``$FUNCX_HOME/credentials/``; a
 program can pass ``StaticTokenLoginManager(token)`` instead.
+
+A token is handed over as a file (:func:`read_token_file`): the service's
+own credentials file, a Globus-style token JSON, or the bare token.  No
+message about such a file ever quotes any of its content: it may hold the
+secret in any field, or be the secret.
 """
 from __future__ import annotations
 
-from typing import Protocol
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
 
-from funcx.errors import NotLoggedIn
+from funcx.errors import FuncxError, NotLoggedIn
 from funcx.home import stored_token
+
+#: longest bearer token accepted (ours are 43 characters, Globus's under 100)
+MAX_TOKEN_CHARS = 8192
+
+
+class BadTokenFile(FuncxError):
+    """A token (or a file meant to hold one) that cannot be a bearer token.
+    Its message names the file and what is wrong, never what it holds."""
+
+
+@dataclass(frozen=True)
+class HandedToken:
+    """A token read from what someone handed over, and the service it names
+    (``service_url``, where the file says).  ``kind`` says which shape it was."""
+
+    token: str = field(repr=False)
+    kind: str
+    service_url: str | None = None
+
+
+def check_token_shape(token: str, source: str = "the token") -> str:
+    """``token`` if it can be a bearer token (visible ASCII, no spaces, not
+    huge), else :class:`BadTokenFile`.  Checked before anything is sent, so
+    a wrong file never reaches the service or an HTTP library's errors."""
+    if not token:
+        raise BadTokenFile(f"{source} is empty")
+    if len(token) > MAX_TOKEN_CHARS:
+        raise BadTokenFile(f"{source} is {len(token)} characters long, more than a token can be "
+                           f"({MAX_TOKEN_CHARS}); is this the right file?")
+    if not all("!" <= c <= "~" for c in token):
+        raise BadTokenFile(f"{source} has characters a bearer token cannot have (spaces, line "
+                           "breaks, control or non-ASCII characters); is this the right file?")
+    return token
+
+
+def _from_json(rec: Any, source: str) -> HandedToken:
+    if not isinstance(rec, dict):
+        raise BadTokenFile(f"{source} holds a JSON {type(rec).__name__}, not an object with a "
+                           '"token" (funcX credentials) or "access_token" (Globus) field')
+    url = rec.get("service_url")
+    url = url.rstrip("/") if isinstance(url, str) and url.startswith(("http://", "https://")) \
+        else None
+    for name, kind in (("token", "funcX credentials"), ("access_token", "Globus token")):
+        if name in rec:
+            value = rec[name]
+            if not isinstance(value, str):
+                raise BadTokenFile(f'the "{name}" field of {source} is a JSON '
+                                   f"{type(value).__name__}, not a string")
+            where = f'the "{name}" field of {source}'
+            return HandedToken(check_token_shape(value.strip(), where), kind, url)
+    by_server = rec.get("by_resource_server")  # a Globus SDK token response
+    if isinstance(by_server, dict):
+        found = [(k, v) for k, v in by_server.items()
+                 if isinstance(v, dict) and isinstance(v.get("access_token"), str)]
+        if len(found) > 1:  # the one for funcX / Globus Compute, if it is named so
+            found = [(k, v) for k, v in found
+                     if any(n in str(k).lower() for n in ("funcx", "compute"))]
+        if len(found) == 1:
+            where = f"the access token of {source}"
+            return HandedToken(check_token_shape(found[0][1]["access_token"].strip(), where),
+                               "Globus token", url)
+    raise BadTokenFile(f'{source} is JSON but has no "token" (funcX credentials) or '
+                       '"access_token" (Globus) field')
+
+
+def parse_token_text(text: str, source: str = "the token") -> HandedToken:
+    """The token in ``text``: the service's credentials JSON (``{"user",
+    "user_id", "token", "service_url"}``, as ``funcx service start`` writes
+    it), a Globus-style JSON (``"access_token"``, or ``by_resource_server``
+    with one such), or the bare token (surrounding whitespace ignored)."""
+    body = text.strip()
+    if not body:
+        raise BadTokenFile(f"{source} is empty")
+    if body[0] in "{[":
+        try:
+            rec = json.loads(body)
+        except (ValueError, RecursionError) as e:
+            at = f" (line {e.lineno}, column {e.colno})" if isinstance(e, json.JSONDecodeError) \
+                else ""
+            raise BadTokenFile(f"{source} looks like JSON but does not parse{at}") from None
+        return _from_json(rec, source)
+    return HandedToken(check_token_shape(body, source), "bare token")
+
+
+def read_token_file(path: str | Path) -> HandedToken:
+    """:func:`parse_token_text` of the file at ``path`` (errors name the file)."""
+    p = Path(path).expanduser()
+    source = str(p)
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise BadTokenFile(f"cannot read {source}: {e.strerror or type(e).__name__}") from None
+    if len(raw) > 1 << 20:
+        raise BadTokenFile(f"{source} is {len(raw)} bytes, too large to be a token file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadTokenFile(f"{source} is not UTF-8 text; is this the right file?") from None
+    return parse_token_text(text, source)
 
 
 class LoginManager(Protocol):
@@ -91,12 +198,14 @@ def login_with_token(service_address: str, token: str) -> dict:
 
     Nothing is stored if the service refuses the token: the
     :class:`funcx.errors.Unauthorized` it raised propagates (run ``funcx
-    login`` with a valid token)."""
+    login`` with a valid token).  A token that cannot be one raises
+    :class:`BadTokenFile` before anything is sent."""
     from funcx.home import credentials_path, write_private_json
     from funcx.sdk.web_client import WebClient
 
     if not token:
         raise ValueError("no token given")
+    check_token_shape(token)
     web = WebClient(service_address, token)
     try:
         me = web.get("/v2/whoami")
