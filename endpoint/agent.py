@@ -24,6 +24,8 @@ from typing import Any
 
 import redis
 
+from endpoint import redis_link
+from endpoint.addresses import AddressPlan, is_local_provider, plan, tcp_url
 from endpoint.agent_state import (
     Ack,
     AgentState,
@@ -46,6 +48,7 @@ from endpoint.agent_state import (
     Write,
     WriteCommitted,
 )
+from endpoint.block_health import ADDRESS, BlockHealth, register_timeout_for
 from endpoint.blocks import Blocks
 from endpoint.config import Config
 from endpoint.interchange import Interchange
@@ -63,6 +66,33 @@ WRITE_LINGER_S = float(setting("AGENT_WRITE_LINGER_S"))
 WRITE_MAX = int(setting("AGENT_WRITE_MAX"))
 STATUS_DEFER_S = float(setting("AGENT_STATUS_DEFER_S"))
 AUTH_ERRORS = ("WRONGPASS", "NOPERM", "NOAUTH", "invalid username-password")
+
+
+class RetiredManagers(logging.Filter):
+    """Scale-in is not an error: the interchange logs a manager that falls
+    silent as "declared lost" at ERROR, and managers of a block we cancelled
+    fall silent that way.  This filter, on the interchange's logger, lowers
+    those records to INFO for the managers of blocks the agent cancelled
+    (the interchange has no "retired" notion of its own yet)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.retired: set[str] = set()  # manager ids (text) of cancelled blocks
+
+    def retire(self, manager_ids: set[str]) -> None:
+        self.retired |= manager_ids
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (record.levelno == logging.ERROR and "declared lost" in str(record.msg)
+                and isinstance(record.args, tuple) and record.args):
+            origin = str(record.args[0])
+            for mid in list(self.retired):
+                if origin.startswith(f"manager {mid!r}"):
+                    self.retired.discard(mid)
+                    record.levelno, record.levelname = logging.INFO, "INFO"
+                    record.msg = str(record.msg) + " (its block was scaled in)"
+                    break
+        return True
 
 
 class _Stopping(Exception):
@@ -100,34 +130,57 @@ class Agent:
         self.name, self.config, self.web, self.run_dir = name, config, web, run_dir
         self.info = info
         self.endpoint_id = self.info["endpoint_id"]
+        self.where = redis_link.where(self.info["redis_url"])  # host:port, for logs
         self.r = self._connect()
         self.stop_event = threading.Event()
         self.out: queue.Queue[list] = queue.Queue()
         self.room = threading.Condition()  # the one lock around self.state
         self.state = AgentState(config.max_inflight, int(setting("AGENT_READ_COUNT")),
                                 config.allowed_functions)
-        self.interchange = Interchange(config.address, config.interchange_port, self.out.put,
+        local = is_local_provider(config.provider)
+        self.address: AddressPlan = plan(config.address, local)
+        self.interchange = Interchange(self.address.bind, config.interchange_port, self.out.put,
                                        config.heartbeat_period, config.heartbeat_threshold,
                                        config.task_retries_on_manager_lost, config.poll_period,
                                        key_dir=run_dir / "curve")
-        self.blocks = Blocks(config, self.interchange.url, run_dir, self.interchange.keys.manager_file)
+        #: what managers are told to connect to (never 0.0.0.0; loopback only for local blocks)
+        self.url = tcp_url(self.address.advertise, self.interchange.port)
+        self.blocks = Blocks(config, self.url, run_dir, self.interchange.keys.manager_file)
+        self.health_lock = threading.Lock()  # the scaling loop writes, the heartbeat reads
+        self.health = BlockHealth(
+            register_timeout_for(config.block_register_timeout, local,
+                                 float(setting("BLOCK_REGISTER_TIMEOUT_S"))),
+            float(setting("BLOCK_RETRY_MIN_S")), float(setting("BLOCK_RETRY_MAX_S")))
+        if self.address.problem:
+            log.error("interchange address: %s", self.address.problem)
+            self.health.report(ADDRESS, self.address.problem, time.time())
+        self.retired = RetiredManagers()
+        logging.getLogger("funcx.interchange").addFilter(self.retired)
         self.threads: list[threading.Thread] = []
 
     @classmethod
     def registered(cls, name: str, config: Config, web: WebClient, run_dir: Path,
                    endpoint_id: str | None = None) -> Agent:
-        """Register with the service, then build the agent on its answer."""
-        return cls(name, config, web, run_dir, endpoint_id,
-                   info=register(web, name, config, endpoint_id))
+        """Register with the service, check that the Redis it hands out answers
+        (else :class:`endpoint.redis_link.RedisUnreachable`, naming host:port and
+        the likely cause), then build the agent on its answer."""
+        info = register(web, name, config, endpoint_id)
+        r = redis_link.connect(info, run_dir)
+        try:
+            redis_link.check(r, info["redis_url"], float(setting("AGENT_REDIS_CHECK_S")))
+        finally:
+            r.close()
+        return cls(name, config, web, run_dir, endpoint_id, info=info)
 
     def _connect(self) -> redis.Redis:
-        return redis.Redis.from_url(self.info["redis_url"], decode_responses=True,
-                                    socket_keepalive=True, health_check_interval=15)
+        """A client of the endpoint's Redis: TLS (verified) for ``rediss://``."""
+        return redis_link.connect(self.info, self.run_dir)
 
     def _reregister(self) -> None:
         """Fresh Redis credentials (after a Redis restart that lost ACL users)."""
-        log.warning("redis refused our credentials; registering again")
+        log.warning("redis at %s refused our credentials; registering again", self.where)
         self.info = register(self.web, self.name, self.config, self.endpoint_id)
+        self.where = redis_link.where(self.info["redis_url"])
         self.r = self._connect()
 
     # --------------------------------------------------------------- reading
@@ -148,7 +201,8 @@ class Agent:
                     continue
                 log.error("%s: %s", what, e)
             except (redis.ConnectionError, redis.TimeoutError) as e:
-                log.warning("redis unavailable while %s (%s); retrying", what, type(e).__name__)
+                log.warning("redis at %s unavailable while %s (%s); retrying", self.where, what,
+                            type(e).__name__)
             if self.stop_event.wait(backoff):
                 raise _Stopping
             backoff = min(backoff * 2, 5)
@@ -239,7 +293,8 @@ class Agent:
                 backoff = min(backoff * 2, 5)
                 continue
             except (redis.ConnectionError, redis.TimeoutError) as e:
-                log.warning("redis unavailable while reading (%s)", type(e).__name__)
+                log.warning("redis at %s unavailable while reading (%s)", self.where,
+                            type(e).__name__)
                 self.stop_event.wait(backoff)
                 backoff = min(backoff * 2, 5)
                 self._handle(Outage())  # after an outage, re-check what we hold
@@ -313,8 +368,8 @@ class Agent:
                     continue
                 raise
             except (redis.ConnectionError, redis.TimeoutError) as e:
-                log.warning("redis unavailable while writing results (%s); retrying",
-                            type(e).__name__)
+                log.warning("redis at %s unavailable while writing results (%s); retrying",
+                            self.where, type(e).__name__)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5)
         with self.room:
@@ -330,6 +385,8 @@ class Agent:
             with self.room:
                 snap["outstanding_in_agent"] = self.state.inflight
             snap["blocks"] = len(self.blocks.jobs)
+            with self.health_lock:
+                snap["problems"] = self.health.problems()
             snap["agent_pid"] = os.getpid()
             try:
                 with self.r.pipeline(transaction=True) as p:
@@ -338,11 +395,30 @@ class Agent:
                     p.expire(key, ttl)
                     p.execute()
             except redis.RedisError as e:
-                log.warning("heartbeat failed: %s", type(e).__name__)
+                log.warning("heartbeat to redis at %s failed: %s", self.where, type(e).__name__)
             self.stop_event.wait(self.config.heartbeat_period)
 
     def scale_once(self) -> None:
-        self.blocks.forget_finished()
+        """One scaling round: note which blocks run, registered, ended or are
+        overdue (:class:`BlockHealth`), then add or remove blocks, adding only
+        when the back-off after failed blocks allows."""
+        gone = self.blocks.forget_finished()
+        now, wall = time.monotonic(), time.time()
+        registered = {m.block_id for m in list(self.interchange.managers.values())}
+        with self.health_lock:
+            self.health.registered(registered)
+            for b in self.blocks.running:
+                self.health.running(b, now)
+            failed = self.health.ended(gone, now, wall)
+            overdue = [b for b in self.health.overdue(now, wall) if b in self.blocks.jobs]
+        for b in failed:
+            log.error("block %s ended before its manager registered; next block in %.0fs",
+                      b, self.health.backoff())
+        if overdue:
+            log.error("block(s) %s: no manager registered within %gs; cancelling, next "
+                      "block in %.0fs", overdue, self.health.register_timeout,
+                      self.health.backoff())
+            self.cancel_blocks(overdue)
         if not self.config.scaling_enabled:
             return
         with self.room:
@@ -354,22 +430,49 @@ class Agent:
             idle_for=time.monotonic() - self.interchange.idle_since,
             max_idletime=self.config.max_idletime))
         if delta > 0:
-            self.blocks.scale_out(delta)
+            self.submit_blocks(delta)
         elif delta < 0:
             busy = self.interchange.busy_blocks()
             idle = [b for b in self.blocks.jobs if b not in busy]
-            self.blocks.scale_in(idle[: -delta])
+            self.cancel_blocks(idle[: -delta])
+            with self.health_lock:
+                self.health.cancelled(idle[: -delta])
+
+    def cancel_blocks(self, block_ids: list[str]) -> None:
+        """Cancel blocks; their managers' silence that follows is expected."""
+        wanted = set(block_ids)
+        self.retired.retire({m.manager_id.decode(errors="replace")[:64]
+                             for m in list(self.interchange.managers.values())
+                             if m.block_id in wanted})
+        self.blocks.scale_in(block_ids)
+
+    def submit_blocks(self, n: int) -> list[str]:
+        """Submit up to ``n`` blocks unless backing off; a failed submission
+        becomes a problem and pushes the next one back."""
+        now = time.monotonic()
+        with self.health_lock:
+            if not self.health.may_submit(now):
+                return []
+        started = self.blocks.scale_out(n)
+        with self.health_lock:
+            for b in started:
+                self.health.submitted(b, now)
+            error = self.blocks.last_error
+            if error is not None:
+                delay = self.health.submit_failed(error, now, time.time())
+                log.error("next block submission in %.0fs", delay)
+        return started
 
     # ----------------------------------------------------------------- life
     def start(self) -> None:
-        self.blocks.scale_out(max(self.blocks.init_blocks, self.blocks.min_blocks))
+        self.submit_blocks(max(self.blocks.init_blocks, self.blocks.min_blocks))
         for target, name in ((self.interchange.run, "interchange"), (self.reader, "reader"),
                              (self.writer, "writer"), (self.heartbeat, "heartbeat")):
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self.threads.append(t)
-        log.info("endpoint %s (%s) running; interchange at %s", self.name, self.endpoint_id,
-                 self.interchange.url)
+        log.info("endpoint %s (%s) running; interchange bound to %s, managers connect to %s",
+                 self.name, self.endpoint_id, self.interchange.url, self.url)
 
     def run_until_stopped(self) -> None:
         while not self.stop_event.wait(1.0):
@@ -387,6 +490,7 @@ class Agent:
             t.join(timeout=10)
         self.blocks.stop_all()
         self.interchange.close()
+        logging.getLogger("funcx.interchange").removeFilter(self.retired)
         try:
             self.r.delete(self.info["status_key"])  # offline at once, not after the TTL
         except redis.RedisError:

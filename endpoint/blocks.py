@@ -14,6 +14,8 @@ from pathlib import Path
 
 import psutil
 
+from endpoint.addresses import is_local_provider
+from endpoint.block_health import scrub
 from endpoint.config import Config
 from endpoint.launch import ManagerLaunch
 from funcx.lifecycle import ProcessRecord, reap, supervisor_spec
@@ -38,6 +40,8 @@ class Blocks:
         except OSError as e:
             log.warning("cannot make %s private: %s", self.provider.script_dir, e)
         self.jobs: dict[str, str] = {}  # block id -> provider job id
+        self.running: set[str] = set()  # blocks whose job ran at the last status query
+        self.last_error: str | None = None  # the last failed submission's error (scrubbed)
         self.next_id = 0
         # blocks that run on this host (LocalProvider): their process, by pid and
         # start time, kept in a file so a daemon that starts after this one died
@@ -81,15 +85,25 @@ class Blocks:
         return int(getattr(self.provider, "init_blocks", 1))
 
     def scale_out(self, n: int) -> list[str]:
+        """Submit up to ``n`` blocks; return the ids started.  A submit that
+        raises is not raised: its error text is kept in :attr:`last_error`
+        (None after a submission that worked) for the caller to report."""
         started = []
         for _ in range(n):
             block_id = str(self.next_id)
+            try:
+                job = self.provider.submit(self.manager_command(block_id), 1,
+                                           job_name=f"funcx-block-{block_id}")
+            except Exception as e:  # noqa: BLE001 - any provider failure is reported
+                self.last_error = scrub(f"{type(e).__name__}: {e}")
+                log.error("provider %s failed to submit a block: %s",
+                          type(self.provider).__name__, self.last_error)
+                break
             self.next_id += 1
-            job = self.provider.submit(self.manager_command(block_id), 1,
-                                       job_name=f"funcx-block-{block_id}")
             if job is None:
                 log.warning("provider declined a new block (at capacity)")
                 break
+            self.last_error = None
             self.jobs[block_id] = job
             self._record(block_id, job)
             started.append(block_id)
@@ -104,17 +118,20 @@ class Blocks:
         self._forget(block_ids)
 
     def forget_finished(self) -> list[str]:
-        """Drop blocks whose provider job has ended; return their ids."""
+        """Drop blocks whose provider job has ended; return their ids (the
+        blocks whose job runs are left in :attr:`running`)."""
         self.reap_orphans()
         if not self.jobs:
+            self.running = set()
             return []
         ids = list(self.jobs)
         try:
             statuses = self.provider.status([self.jobs[b] for b in ids])
         except Exception as e:  # a flaky scheduler query: try again next round
-            log.warning("provider status failed: %s", e)
+            log.warning("provider status failed: %s", scrub(str(e)))
             return []
         gone = [b for b, s in zip(ids, statuses) if getattr(s, "terminal", False)]
+        self.running = {b for b, s in zip(ids, statuses) if _runs(s)}
         for b in gone:
             self.jobs.pop(b, None)
         self._forget(gone)
@@ -172,11 +189,13 @@ class Blocks:
 
 
 def _is_local(provider) -> bool:
-    try:
-        from parsl.providers import LocalProvider
-    except ImportError:  # pragma: no cover - parsl is a dependency
-        return False
-    return isinstance(provider, LocalProvider)
+    return is_local_provider(provider)
+
+
+def _runs(status: object) -> bool:
+    """Whether a Parsl JobStatus says the job is running."""
+    state = getattr(status, "state", None)
+    return getattr(state, "name", "") == "RUNNING"
 
 
 def block_record_file(run_dir: Path) -> Path:

@@ -43,7 +43,14 @@ class Config:
     prefetch_capacity: int = field(default_factory=lambda: int(setting("MANAGER_PREFETCH")))
     working_dir: str | None = None
     allowed_functions: list[str] | None = None
+    # where managers reach the interchange: "detect" (127.0.0.1 for a LocalProvider,
+    # else the interface that routes off this host), "0.0.0.0" (bind all, advertise
+    # the detected one), or an address/host name of this host (endpoint.addresses)
     address: str = field(default_factory=lambda: str(setting("INTERCHANGE_ADDRESS")))
+    # seconds a block's job may run without a manager registering before it is
+    # reported, cancelled and resubmitted with back-off; None: BLOCK_REGISTER_TIMEOUT_S
+    # (at most 60 s for a LocalProvider)
+    block_register_timeout: float | None = None
     interchange_port: int = 0  # 0: any free port
     task_retries_on_manager_lost: int = field(
         default_factory=lambda: int(setting("TASK_RETRIES_ON_MANAGER_LOST")))
@@ -63,12 +70,14 @@ class Config:
             raise ValueError("max_workers_per_node must be >= 0")
         if self.heartbeat_threshold <= self.heartbeat_period:
             raise ValueError("heartbeat_threshold must exceed heartbeat_period")
-        for name in ("walltime", "max_walltime", "mem_per_worker"):
+        for name in ("walltime", "max_walltime", "mem_per_worker", "block_register_timeout"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                       or not value > 0 or value == float("inf")):
                 raise ValueError(f"{name} must be a positive number of "
                                  f"{'GB' if name == 'mem_per_worker' else 'seconds'} or None")
+        if not isinstance(self.address, str) or not self.address.strip():
+            raise ValueError('address must be "detect", "0.0.0.0" or an address of this host')
         if self.walltime and self.max_walltime and self.walltime > self.max_walltime:
             raise ValueError(f"walltime ({self.walltime:g}s) exceeds max_walltime "
                              f"({self.max_walltime:g}s)")

@@ -187,7 +187,10 @@ def run_daemon(name: str, ready_fd: int | None) -> int:
         agent.start()
         wanted = max(agent.blocks.init_blocks, agent.blocks.min_blocks)
         if wanted and not agent.blocks.jobs:
-            raise FuncxError(f"the provider ({type(config.provider).__name__}) "
+            # a provider that fails at once is misconfigured (e.g. `sbatch: not
+            # found`): say so now; later failures are retried with back-off
+            raise FuncxError(agent.blocks.last_error or
+                             f"the provider ({type(config.provider).__name__}) "
                              f"started none of the {wanted} initial block(s)")
         step = "starting the interchange"
         if not all(t.is_alive() for t in agent.threads):
@@ -195,8 +198,7 @@ def run_daemon(name: str, ready_fd: int | None) -> int:
             raise FuncxError(f"thread(s) {', '.join(dead)} died at start")
     except Exception as e:  # noqa: BLE001 - every failure is reported on the pipe
         log.exception("endpoint %s failed while %s", name, step)
-        text = str(e) if isinstance(e, (ConfigError, FuncxError)) and step.startswith(
-            "registering with the service") else f"{type(e).__name__}: {e}"
+        text = str(e) if isinstance(e, (ConfigError, FuncxError)) else f"{type(e).__name__}: {e}"
         say(f"error endpoint {name!r} failed while {step}: {text} (log: {ep.log_file})")
         if agent is not None:
             try:

@@ -54,8 +54,12 @@ config = Config(
         worker_init="",             # e.g. "module load python; source ~/venv/bin/activate"
         launcher=SrunLauncher(),    # one manager per node of the block
     ),
-    # the address compute nodes use to reach this (login) node
-    address="127.0.0.1",
+    # where managers on the compute nodes reach this (login) node.  "detect":
+    # the address of the interface that routes off this host; to choose it:
+    #   address="10.0.0.5",                  # this host's address on the compute network
+    #   address=address_by_interface("ib0"), # from parsl.addresses import address_by_interface
+    # a loopback address (127.0.0.1) cannot work here: managers run elsewhere
+    address="detect",
 ''' + COMMON + ''')
 '''
 
@@ -77,7 +81,12 @@ config = Config(
         worker_init="",
         launcher=MpiExecLauncher(bind_cmd="--cpu-bind", overrides="--depth=64 --ppn 1"),
     ),
-    address="127.0.0.1",            # the address compute nodes use to reach this node
+    # where managers on the compute nodes reach this (login) node.  "detect":
+    # the address of the interface that routes off this host; to choose it:
+    #   address="10.0.0.5",                  # this host's address on the compute network
+    #   address=address_by_interface("ib0"), # from parsl.addresses import address_by_interface
+    # a loopback address (127.0.0.1) cannot work here: managers run elsewhere
+    address="detect",
 ''' + COMMON + ''')
 '''
 
@@ -95,7 +104,11 @@ config = Config(
         max_blocks=4,
         worker_init="pip install funcx-selfhosted",
     ),
-    address="0.0.0.0",              # pods connect back to this host
+    # where pods reach this host.  "detect": the address of the interface that
+    # routes off this host; "0.0.0.0" binds every interface and tells pods the
+    # detected address; or set it: address="10.0.0.5" or, with
+    # `from parsl.addresses import address_by_interface`, address_by_interface("eth0")
+    address="detect",
 ''' + COMMON + ''')
 '''
 

@@ -95,8 +95,18 @@ _TABLE: list[tuple[str, list[tuple[str, object, str]]]] = [
         ("AGENT_WRITE_LINGER_S", 0.002, "then the agent waits this long to fill one transaction"),
         ("AGENT_WRITE_MAX", 2000, "results per agent transaction at most"),
         ("AGENT_STATUS_DEFER_S", 0.05, "status-only updates wait this long for results to join"),
-        ("INTERCHANGE_ADDRESS", "127.0.0.1",
-         "address the interchange binds and managers connect to"),
+        ("INTERCHANGE_ADDRESS", "detect",
+         "address the interchange binds and managers connect to; `detect`: 127.0.0.1 for a "
+         "LocalProvider, else the address of the interface that routes off this host; "
+         "`0.0.0.0`: bind every interface and advertise the detected address"),
+        ("BLOCK_REGISTER_TIMEOUT_S", 300.0,
+         "a block whose job runs this long without a manager registering is reported, "
+         "cancelled and resubmitted with back-off (a LocalProvider's: at most 60 s)"),
+        ("BLOCK_RETRY_MIN_S", 5.0,
+         "first back-off after a block submission fails or its manager never registers"),
+        ("BLOCK_RETRY_MAX_S", 300.0, "the back-off doubles up to this"),
+        ("AGENT_REDIS_CHECK_S", 10.0,
+         "at start the agent's Redis must answer PING within this long, else start fails"),
         ("MANAGER_PREFETCH", 10, "tasks a manager holds beyond one per worker"),
         ("TASK_RETRIES_ON_MANAGER_LOST", 1, "re-dispatches of a task whose manager was lost"),
     ]),

@@ -56,8 +56,14 @@ def show(endpoint: str = typer.Argument(..., help="endpoint id or name"),
     """
     fmt = check_format(fmt)
     fxc = client()
-    doc = fxc.get_endpoint_metadata(fxc.resolve_endpoint(endpoint))
+    eid = fxc.resolve_endpoint(endpoint)
+    doc = dict(fxc.get_endpoint_metadata(eid))
+    problems = list(fxc.get_endpoint_status(eid)["details"].get("problems") or [])
+    if fmt == "json":
+        print_json({**doc, "problems": problems})
+        return
     print_document(doc, fmt)
+    _print_problems(problems)
 
 
 @app.command()
@@ -78,6 +84,25 @@ def status(endpoint: str = typer.Argument(..., help="endpoint id or name"),
     console().print(f"{st['status']}: {d.get('managers', 0)} manager(s), "
                     f"{d.get('total_workers', 0)} worker(s) ({d.get('idle_workers', 0)} idle), "
                     f"{d.get('outstanding_tasks', 0)} outstanding task(s)")
+    _print_problems(d.get("problems") or [])
+
+
+def _print_problems(problems: list) -> None:
+    """The endpoint's problems (why its tasks may wait), one line each."""
+    import time
+
+    from rich.markup import escape
+
+    for p in problems:
+        if not isinstance(p, dict):
+            continue
+        since = p.get("since")
+        when = (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since))
+                if isinstance(since, (int, float)) else "?")
+        block = f" (block {p['block']})" if p.get("block") is not None else ""
+        console().print(f"[red]problem[/] {escape(str(p.get('kind', '?')))}{escape(block)} "
+                        f"since {when}: {escape(str(p.get('message', '')))}",
+                        markup=True, highlight=False)
 
 
 @app.command()

@@ -81,7 +81,10 @@ def get_endpoint(eid: str):
 @bp.get("/v3/endpoints/<eid>/status")
 def endpoint_status(eid: str):
     rec = endpoint_for_user(eid, current_user())
-    return jsonify(ep_store.status(redis(), rec["uuid"]))
+    st = ep_store.status(redis(), rec["uuid"])
+    # what keeps its tasks waiting, as its agent reported it (see endpoint.block_health)
+    st["details"].setdefault("problems", [])
+    return jsonify(st)
 
 
 @bp.delete("/v2/endpoints/<eid>")

@@ -1,6 +1,8 @@
 """Task documents, one at a time or in a batch."""
 from __future__ import annotations
 
+import json
+
 from flask import Blueprint, jsonify
 
 from backend.api_errors import bad_request, not_found
@@ -9,6 +11,7 @@ from backend.routes.common import field, json_body, redis, tasks, valid_uuid
 from backend.store import quotas
 from backend.store.tasks import document, summary
 from funcx.defaults import setting
+from funcx.protocol import keys
 from funcx.protocol.states import TaskState
 
 bp = Blueprint("tasks", __name__)
@@ -53,7 +56,28 @@ def get_task(tid: str):
     rec = tasks().fetch([tid], current_user())[0]
     if not rec or rec.get("owner") != current_user():
         raise not_found("task", tid)
-    return jsonify(document(rec))
+    doc = document(rec)
+    if doc.get("status") in WAITING and rec.get("endpoint_id"):
+        problems = endpoint_problems(rec["endpoint_id"])
+        if problems:  # why it waits: e.g. blocks the provider refuses
+            doc.setdefault("details", {})["problems"] = problems
+    return jsonify(doc)
+
+
+#: states in which a task waits on its endpoint (whose problems say why)
+WAITING = frozenset({TaskState.WAITING_FOR_EP.value, TaskState.WAITING_FOR_NODES.value,
+                     TaskState.WAITING_FOR_LAUNCH.value})
+
+
+def endpoint_problems(eid: str) -> list[dict]:
+    """The problems the endpoint's agent last reported (its heartbeat's
+    ``details.problems``); [] when it reports none or is offline."""
+    raw = redis().hget(keys.ep_status(eid), "details")
+    try:
+        problems = json.loads(raw).get("problems") if raw else None
+    except (ValueError, AttributeError):
+        return []
+    return [p for p in problems if isinstance(p, dict)] if isinstance(problems, list) else []
 
 
 @bp.post("/v2/tasks/<tid>/cancel")
