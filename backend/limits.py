@@ -42,9 +42,15 @@ def register(app: Flask, redis_url: str) -> None:
     # 503 in the store rather than with a 500 from the limiter
     # no X-RateLimit-* headers on every answer (one more Redis call each); a
     # 429 carries Retry-After (backend/api_errors.py)
-    limiter = Limiter(identity_key, app=app, storage_uri=redis_url, headers_enabled=False,
+    from backend.redis_conn import tls_options
+
+    # the limits package names a Unix socket redis+unix:// (the embedded TLS
+    # Redis's local socket); rediss:// gets the service's Redis CA
+    uri = "redis+" + redis_url if redis_url.startswith("unix://") else redis_url
+    limiter = Limiter(identity_key, app=app, storage_uri=uri, headers_enabled=False,
                       key_prefix="fx:ratelimit", strategy="sliding-window-counter", swallow_errors=True,
-                      storage_options={"socket_timeout": 5, "socket_connect_timeout": 2})
+                      storage_options={"socket_timeout": 5, "socket_connect_timeout": 2,
+                                       **tls_options(redis_url)})
     read, write = str(setting("RATE_LIMIT_READ")), str(setting("RATE_LIMIT_WRITE"))
     for bp in app.blueprints.values():
         if bp.name == "version":

@@ -177,6 +177,9 @@ SCHEMAS: dict[str, dict] = {
         "result_stream": STR, "status_key": STR, "cancelled_key": STR,
         "function_key_prefix": STR, "container_key_prefix": STR, "agent_group": STR,
         "agent_consumer": STR, "heartbeat_period": NUM, "heartbeat_threshold": NUM,
+        "redis_ca": opt(STR, "PEM text of the CA that signs the Redis certificate, present when "
+                             "redis_url is rediss:// and the service has one configured; else "
+                             "the agent verifies with its CA bundle or the system store"),
     }, ["endpoint_id", "name", "redis_url", "task_stream", "result_stream", "status_key"],
         description="What the endpoint agent needs to connect (credentials rotate on every "
                     "registration)."),

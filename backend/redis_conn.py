@@ -15,14 +15,32 @@ def redis_url() -> str:
     return url
 
 
+def redis_ca() -> str | None:
+    """The CA file a ``rediss://`` service Redis is verified against:
+    ``FUNCX_REDIS_CA``, else ``FUNCX_TLS_CA``; None: the system store."""
+    return str(setting("REDIS_CA")) or str(setting("TLS_CA")) or None
+
+
+def tls_options(url: str) -> dict:
+    """Connection options a ``rediss://`` URL needs (the CA, hostname checked)."""
+    if not url.startswith("rediss://"):
+        return {}
+    ca = redis_ca()
+    return {"ssl_cert_reqs": "required", "ssl_check_hostname": True,
+            **({"ssl_ca_certs": ca} if ca else {})}
+
+
 def connect(url: str | None = None, **kw) -> redis.Redis:
-    """A client with decoded (str) responses and a health-checked pool."""
+    """A client with decoded (str) responses and a health-checked pool;
+    ``rediss://`` verified against :func:`redis_ca`."""
+    url = url or redis_url()
+    # keepalive is TCP's (a Unix socket, the embedded TLS Redis's local one, has none)
+    tcp = {} if url.startswith("unix://") else {"socket_keepalive": True}
     return redis.Redis.from_url(
-        url or redis_url(),
+        url,
         decode_responses=True,
         health_check_interval=30,
-        socket_keepalive=True,
-        **kw,
+        **{**tcp, **tls_options(url), **kw},
     )
 
 

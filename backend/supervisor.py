@@ -5,6 +5,12 @@ One supervisor process per ``$FUNCX_HOME`` starts the embedded redis-server
 the result ingester and an RQ worker; it restarts any that dies and stops
 them all on SIGTERM.  Logs go to ``$FUNCX_HOME/service/logs/``.
 
+Transport (:mod:`backend.tls`): with a certificate gunicorn serves HTTPS and
+readiness is checked over https against the CA; a non-loopback address
+without one is refused unless ``--insecure`` (a WARNING on every start); an
+embedded Redis off-host runs TLS-capable and its ``rediss://`` address is
+passed to the web processes as ``FUNCX_REDIS_AGENT_URL``.
+
 Its children die with it (``PR_SET_PDEATHSIG``, set from this main thread),
 so even a ``kill -9`` of the supervisor leaves nothing behind.  The record
 ``service/service.json`` names each child by pid *and* start time, with its
@@ -30,6 +36,7 @@ from typing import IO, TYPE_CHECKING
 
 import psutil
 
+from backend.tls import Plan
 from funcx.defaults import setting
 from funcx.home import read_json, service_dir, service_record_path, write_private_json
 from funcx.lifecycle import ProcessRecord, child_preexec, end_tree
@@ -135,14 +142,25 @@ class Child:
             self.proc.wait()
 
 
+def url_host(host: str) -> str:
+    """The host part of the service's URL: a wildcard bind is reached locally
+    at 127.0.0.1 (which ``tls-init``'s certificates name)."""
+    from backend.tls import is_wildcard
+
+    h = "127.0.0.1" if is_wildcard(host) else host
+    return f"[{h}]" if ":" in h else h
+
+
 class Supervisor:
-    def __init__(self, host: str, port: int):
+    def __init__(self, host: str, port: int, transport: Plan | None = None):
         if not port:  # gunicorn would pick one we could not name in the URL
             from backend.embedded import free_port
 
             port = free_port(host)
         self.host, self.port = host, port
-        self.url = f"http://{host}:{port}"
+        self.transport = transport or Plan(host, None)
+        self.url = f"{self.transport.scheme}://{url_host(host)}:{port}"
+        self.agent_redis_url: str | None = None  # what endpoints are handed (no password)
         self.stopping = threading.Event()
         self.children: list[Child] = []
         self.redis: EmbeddedRedis | None = None
@@ -161,14 +179,32 @@ class Supervisor:
         external = str(setting("REDIS_URL"))
         if external:
             return external
-        from backend.embedded import EmbeddedRedis
+        from backend.embedded import EmbeddedRedis, RedisTls
+        from backend.tls import bind_address
 
-        self.redis = embedded = EmbeddedRedis(service_dir() / "redis", logs_dir() / "redis.log")
+        t = self.transport
+        remote = None
+        if t.redis_public_host is not None:
+            tls = t.tls
+            remote = RedisTls(bind_address(self.host), t.redis_server,
+                              tls.cert if tls else None, tls.key if tls else None)
+        self.redis = embedded = EmbeddedRedis(service_dir() / "redis", logs_dir() / "redis.log",
+                                              remote)
         try:
             embedded.start()
         except RuntimeError as e:
             raise ComponentFailed("redis", embedded.log_file, str(e)) from None
-        log.info("embedded redis-server on 127.0.0.1:%d", embedded.port)
+        if remote is not None and t.redis_public_host is not None:
+            self.agent_redis_url = embedded.agent_base_url(t.redis_public_host)
+            if embedded.tls_port is not None:
+                log.info("embedded redis-server: TLS on %s:%d (endpoints: %s), the service's "
+                         "components on %s", remote.bind, embedded.tls_port,
+                         self.agent_redis_url, embedded.socket)
+            else:
+                log.warning("embedded redis-server: clear text on %s:%d (--insecure)",
+                            remote.bind, embedded.port)
+        else:
+            log.info("embedded redis-server on 127.0.0.1:%d", embedded.port)
         return embedded.url
 
     # ------------------------------------------------------------- record
@@ -195,6 +231,11 @@ class Supervisor:
             "url": None if failed else self.url, "host": self.host, "port": self.port,
             "pid": me.pid, "supervisor": me.to_dict(), "started_at": time.time(),
             "embedded_redis": self.redis is not None, "ready": ready,
+            "tls": self.transport.tls is not None,
+            "tls_ca": str(self.transport.tls.ca) if self.transport.tls and self.transport.tls.ca
+            else None,
+            "agent_redis_url": self.agent_redis_url,
+            "insecure": self.transport.warning is not None,
             "components": self.components(), **({"failed": failed} if failed else {}),
         })
 
@@ -222,14 +263,24 @@ class Supervisor:
             raise ComponentFailed("redis", where, f"{type(e).__name__}: {e}") from None
         self._write_record_safely()
         env = {"FUNCX_REDIS_URL": url}
+        tls = self.transport.tls
+        web_env = dict(env)
+        if self.agent_redis_url:
+            web_env["FUNCX_REDIS_AGENT_URL"] = self.agent_redis_url
+        if self.redis is not None and self.redis.tls_port is not None and tls and tls.ca:
+            # the CA of the embedded Redis's certificate, handed to endpoints as
+            # redis_ca (the components themselves use its Unix socket)
+            web_env["FUNCX_REDIS_CA"] = str(tls.ca)
+        https = ["--certfile", str(tls.cert), "--keyfile", str(tls.key)] if tls else []
+        bind = f"[{self.host}]" if ":" in self.host else self.host
         py = sys.executable
         workers, threads = int(setting("WEB_WORKERS")), int(setting("WEB_THREADS"))
         self.children = [
             Child("web", [py, "-m", "gunicorn", "-k", "gthread", "-w", str(workers),
-                          "--threads", str(threads), "-b", f"{self.host}:{self.port}",
+                          "--threads", str(threads), "-b", f"{bind}:{self.port}", *https,
                           "--keep-alive", "30", "--graceful-timeout", "5",
                           "--log-level", "warning", "backend.wsgi:app"],
-                  logs_dir() / "web.log", env=env),
+                  logs_dir() / "web.log", env=web_env),
             Child("ingester", [py, "-m", "backend.ingester"], logs_dir() / "ingester.log", env=env),
             *[Child(f"rq-{i}", [py, "-m", "backend.jobs"], logs_dir() / f"rq-{i}.log", env=env)
               for i in range(int(setting("RQ_WORKERS")))],
@@ -254,6 +305,10 @@ class Supervisor:
     def _wait_ready(self, timeout: float) -> None:
         import requests
 
+        from backend.tls import verify_arg
+
+        tls = self.transport.tls
+        verify = verify_arg(tls.ca if tls else None)
         web = self.children[0]
         deadline = time.monotonic() + timeout
         while not self.stopping.is_set():
@@ -263,8 +318,11 @@ class Supervisor:
                     raise ComponentFailed(c.name, c.log, f"exited with status {code}")
             if self._web_listens(web):
                 try:
-                    if requests.get(f"{self.url}/v2/version", timeout=1).ok:
+                    if requests.get(f"{self.url}/v2/version", timeout=1, verify=verify).ok:
                         return
+                except requests.exceptions.SSLError as e:  # never answers otherwise: say why
+                    raise ComponentFailed("web", web.log, f"its certificate does not verify for "
+                                          f"{self.url}: {e}") from None
                 except requests.RequestException:
                     pass
             if time.monotonic() > deadline:
@@ -335,10 +393,17 @@ def end_predecessor(record: dict | None) -> list[int]:
     return ended
 
 
-def run(host: str, port: int) -> None:
-    """Run the service in the foreground until SIGTERM/SIGINT."""
+def run(host: str, port: int, transport: Plan | None = None) -> None:
+    """Run the service in the foreground until SIGTERM/SIGINT.  ``transport``
+    (:func:`backend.tls.plan`): None plans from the settings, and raises
+    :class:`backend.tls.TransportRefused` before anything is started."""
+    from backend.tls import plan, resolve_tls
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    sup = Supervisor(host, port)
+    transport = transport or plan(host, resolve_tls())
+    if transport.warning:
+        log.warning("%s", transport.warning)
+    sup = Supervisor(host, port, transport)
     signal.signal(signal.SIGTERM, lambda *_: sup.stopping.set())
     signal.signal(signal.SIGINT, lambda *_: sup.stopping.set())
     sup._take_lock()  # raises AlreadyRunning before anything is touched
@@ -365,9 +430,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description="run the funcX service supervisor")
     ap.add_argument("--host", default=str(setting("SERVICE_HOST")))
     ap.add_argument("--port", type=int, default=int(setting("SERVICE_PORT")))
+    ap.add_argument("--tls-cert")
+    ap.add_argument("--tls-key")
+    ap.add_argument("--tls-ca")
+    ap.add_argument("--insecure", action="store_true", default=None)
     a = ap.parse_args()
+    from backend.tls import TransportRefused, plan, resolve_tls
+
     try:
-        run(a.host, a.port)
+        run(a.host, a.port, plan(a.host, resolve_tls(a.tls_cert, a.tls_key, a.tls_ca), a.insecure))
+    except TransportRefused as e:
+        print(str(e), file=sys.stderr)
+        sys.exit(2)
     except AlreadyRunning as e:
         print(str(e), file=sys.stderr)
         sys.exit(1)

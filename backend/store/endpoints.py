@@ -7,7 +7,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Sequence
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import redis
 
@@ -41,7 +41,10 @@ def acl_rules(eid: str, password: str, db: int = 0) -> list[str]:
 
 
 def _db_of(url: str) -> int:
-    path = (urlsplit(url).path or "/0").lstrip("/") or "0"
+    parts = urlsplit(url)
+    if parts.scheme == "unix":  # unix://:pw@/path/redis.sock?db=N
+        return int(parse_qs(parts.query).get("db", ["0"])[0])
+    path = (parts.path or "/0").lstrip("/") or "0"
     return int(path)
 
 
@@ -53,12 +56,40 @@ def _save_acl(r: redis.Redis) -> None:
 
 
 def agent_redis_url(service_url: str, eid: str, password: str) -> str:
-    parts = urlsplit(service_url)
-    host = str(setting("REDIS_PUBLIC_HOST")) or parts.hostname or "127.0.0.1"
+    """The URL the endpoint's agent connects with, its ACL user's credentials
+    in it: ``FUNCX_REDIS_AGENT_URL`` (set by the supervisor: the embedded
+    Redis's address for other hosts, ``rediss://`` with TLS), else the
+    service's Redis URL (an external ``rediss://`` keeps its scheme and port)
+    with ``FUNCX_REDIS_PUBLIC_HOST`` as host."""
+    base = str(setting("REDIS_AGENT_URL"))
+    parts = urlsplit(base or service_url)
+    scheme = "rediss" if parts.scheme == "rediss" else "redis"
+    public = str(setting("REDIS_PUBLIC_HOST")) if not base else ""
+    host = public or parts.hostname or "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
     port = parts.port or 6379
-    db = _db_of(service_url)
+    db = _db_of(base or service_url)
     user = quote(keys.ep_acl_user(eid), safe="")
-    return f"redis://{user}:{quote(password, safe='')}@{host}:{port}/{db}"
+    return f"{scheme}://{user}:{quote(password, safe='')}@{host}:{port}/{db}"
+
+
+def agent_redis_ca(agent_url: str) -> str | None:
+    """PEM text of the CA that signs the Redis certificate, for a ``rediss://``
+    agent URL when the service has one configured (``FUNCX_REDIS_CA``, else
+    ``FUNCX_TLS_CA``); None: the agent trusts its own CA bundle or the system's."""
+    if not agent_url.startswith("rediss://"):
+        return None
+    from backend.redis_conn import redis_ca
+
+    ca = redis_ca()
+    if not ca:
+        return None
+    try:
+        with open(ca, encoding="ascii") as f:
+            return f.read()
+    except OSError:
+        return None
 
 
 def ensure_streams(r: redis.Redis, eid: str) -> None:
@@ -102,10 +133,13 @@ def register(r: redis.Redis, owner: str, service_redis_url: str, *, eid: str | N
     r.execute_command("ACL", "SETUSER", keys.ep_acl_user(eid),
                       *acl_rules(eid, password, _db_of(service_redis_url)))
     _save_acl(r)
+    url = agent_redis_url(service_redis_url, eid, password)
+    ca = agent_redis_ca(url)
     return {
         "endpoint_id": eid,
         "name": name,
-        "redis_url": agent_redis_url(service_redis_url, eid, password),
+        "redis_url": url,
+        **({"redis_ca": ca} if ca else {}),
         "task_stream": keys.ep_tasks(eid),
         "result_stream": keys.ep_results(eid),
         "status_key": keys.ep_status(eid),
