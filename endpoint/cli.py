@@ -8,7 +8,10 @@ import sys
 import typer
 
 app = typer.Typer(help="Manage funcX endpoints on this machine.\n\n"
-                       "Example: funcx-endpoint configure laptop && funcx-endpoint start laptop",
+                       "Example: funcx-endpoint configure laptop && funcx-endpoint start laptop\n\n"
+                       "Managers may also be started by hand on compute nodes: "
+                       "`funcx-endpoint manager-command NAME` prints the command; such "
+                       "managers survive `restart` and `stop` and reconnect.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
 
 
@@ -83,7 +86,10 @@ def start(name: str = typer.Argument("default", help="endpoint name")) -> None:
 
 @app.command()
 def stop(name: str = typer.Argument("default", help="endpoint name")) -> None:
-    """Stop the endpoint daemon, its managers and workers.
+    """Stop the endpoint daemon, the managers of its blocks and their workers.
+
+    Managers started by hand (`funcx-endpoint manager`) are left running: they
+    keep their tasks and reconnect when the endpoint starts again.
 
     Example: funcx-endpoint stop laptop
     """
@@ -99,12 +105,131 @@ def stop(name: str = typer.Argument("default", help="endpoint name")) -> None:
 def restart(name: str = typer.Argument("default", help="endpoint name")) -> None:
     """Stop (if running) and start the endpoint.
 
+    The interchange keeps its port across restarts, so managers started by hand
+    (`funcx-endpoint manager`) stay up, reconnect and finish their tasks.
+
     Example: funcx-endpoint restart laptop
     """
     from endpoint.daemon import stop as stop_daemon
 
     stop_daemon(name)
     start(name)
+
+
+def _manager_argv(addr: str, keys: str, workers: int, prefetch: int, period: float,
+                  threshold: float) -> list[str]:
+    return ["funcx-endpoint", "manager", "--addr", addr, "--keys", keys, "--workers",
+            str(workers), "--prefetch", str(prefetch), "--heartbeat-period", f"{period:g}",
+            "--heartbeat-threshold", f"{threshold:g}"]
+
+
+@app.command("manager-command")
+def manager_command(name: str = typer.Argument("default", help="endpoint name"),
+                    workers: int = typer.Option(
+                        0, help="workers of the manager (0: the endpoint's workers per node)"),
+                    ) -> None:
+    """Print the command that starts a manager by hand on a compute node.
+
+    It names the interchange address and port, the workers and heartbeats of
+    the endpoint's config, and the PATH of the manager key file (never the
+    keys): copy that file to the node (keeping it 0600, e.g. with scp -p) or
+    share the directory.  The endpoint must have started once (the port it
+    chose is kept in its run dir and reused at every start).  A hand-started
+    manager survives `funcx-endpoint restart` and `stop`; end it with SIGTERM
+    (Ctrl-C).
+
+    Example: funcx-endpoint manager-command hpc
+    """
+    import shlex
+
+    from endpoint.addresses import is_local_provider, plan, tcp_url
+    from endpoint.config_file import ConfigError, load
+    from endpoint.curve import MANAGER_FILE
+    from endpoint.interchange import PORT_FILE, saved_port
+    from endpoint.paths import BadEndpointName, EndpointDir
+
+    try:
+        ep = EndpointDir(name)
+    except BadEndpointName as e:
+        _fail(str(e), 2)
+    if not ep.exists():
+        _fail(f"endpoint {name!r} is not configured; run `funcx-endpoint configure {name}`", 3)
+    try:
+        config = load(ep.config_file)
+    except ConfigError as e:
+        _fail(str(e), 2)
+    keys = ep.run_dir / "curve" / MANAGER_FILE
+    port = config.interchange_port or saved_port(ep.run_dir / PORT_FILE)
+    if not port or not keys.exists():
+        _fail(f"endpoint {name!r} has not started yet, so its interchange has no port or "
+              f"keys; run `funcx-endpoint start {name}` once first", 3)
+    where = plan(config.address, is_local_provider(config.provider))
+    argv = _manager_argv(tcp_url(where.advertise, port), str(keys),
+                         workers or config.workers_per_node(), config.prefetch_capacity,
+                         config.heartbeat_period, config.heartbeat_threshold)
+    typer.echo(f"# Start a manager for endpoint {name!r} by hand.  On the compute node, with "
+               f"this funcX installed:\n"
+               f"#  1. copy the manager key file {keys} there, private (mode 0600),\n"
+               f"#     e.g. scp -p {shlex.quote(str(keys))} NODE:{shlex.quote(str(keys))}\n"
+               f"#     (or share this directory);\n"
+               f"#  2. run (it reconnects after outages and restarts; end it with SIGTERM):")
+    if where.bind in ("127.0.0.1", "::1") or where.problem:
+        typer.echo(f"# NOTE: the interchange listens on {where.bind}"
+                   + (f" ({where.problem})" if where.problem else
+                      ": only this host can reach it; set `address` in "
+                      f"{ep.config_file} to an address the compute nodes reach, then "
+                      f"`funcx-endpoint restart {name}`"))
+    typer.echo(shlex.join(argv))
+
+
+@app.command()
+def manager(addr: str = typer.Option(..., "--addr",
+                                     help="the interchange, tcp://HOST:PORT (see manager-command)"),
+            keys: str = typer.Option(..., "--keys",
+                                     help="PATH of the 0600 manager key file (never the keys)"),
+            workers: int = typer.Option(0, help="worker processes (0: one per core)"),
+            prefetch: int = typer.Option(-1, help="tasks held beyond one per worker "
+                                                  "(-1: FUNCX_MANAGER_PREFETCH)"),
+            heartbeat_period: float = typer.Option(0.0, help="seconds (0: FUNCX_HEARTBEAT_PERIOD_S)"),
+            heartbeat_threshold: float = typer.Option(
+                0.0, help="silence (s) before it reconnects (0: FUNCX_HEARTBEAT_THRESHOLD_S)"),
+            reconnect_max: float = typer.Option(30.0, help="longest wait (s) between reconnects"),
+            manager_id: str = typer.Option("", help="its id (default: HOST-RANDOM)"),
+            block_id: str = typer.Option("hand", help="label shown in the endpoint's status"),
+            working_dir: str = typer.Option("", help="workers' directory (default: a temporary one)"),
+            walltime: float = typer.Option(0.0, help="default per-task walltime, s (0: none)"),
+            max_walltime: float = typer.Option(0.0, help="bound on any task's walltime, s (0: none)"),
+            ) -> None:
+    """Run a manager started by hand (e.g. on a compute node), in the foreground.
+
+    It connects to the endpoint's interchange with CurveZMQ using the key file,
+    runs tasks on its workers, and, when the interchange falls silent (an
+    outage, `funcx-endpoint restart`), keeps its tasks and results and
+    reconnects with back-off, without end.  The endpoint never stops it:
+    end it with SIGTERM or Ctrl-C.  `funcx-endpoint manager-command NAME`
+    prints this command with the endpoint's address, port and key file.
+
+    Example: funcx-endpoint manager --addr tcp://login1:54000 --keys ~/manager.key_secret --workers 8
+    """
+    import os
+
+    from endpoint.launch import ManagerLaunch
+    from endpoint.manager import main as manager_main
+    from funcx.defaults import setting
+
+    if not addr.startswith("tcp://"):
+        _fail(f"--addr must look like tcp://HOST:PORT, not {addr!r}", 2)
+    period = heartbeat_period or float(setting("HEARTBEAT_PERIOD_S"))
+    threshold = heartbeat_threshold or float(setting("HEARTBEAT_THRESHOLD_S"))
+    if threshold <= period:
+        _fail("--heartbeat-threshold must exceed --heartbeat-period", 2)
+    launch = ManagerLaunch(
+        addr=addr, workers=workers or os.cpu_count() or 1, curve_keys=keys, block_id=block_id,
+        manager_id=manager_id or None, heartbeat_period=period, heartbeat_threshold=threshold,
+        prefetch=prefetch if prefetch >= 0 else int(setting("MANAGER_PREFETCH")),
+        walltime=walltime or None, max_walltime=max_walltime or None,
+        working_dir=working_dir or None, hand_started=True, reconnect_max=reconnect_max)
+    manager_main(launch.to_argv())
 
 
 @app.command("list")

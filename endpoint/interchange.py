@@ -21,9 +21,24 @@ Managers are a separate tenant (DESIGN decision 8) and are distrusted:
   with the manager id, never with their payloads.
 
 The bookkeeping (managers, credits, which task is where, lost managers, the
-queue) is the pure state machine :class:`endpoint.interchange_state.InterchangeState`;
-this module only decodes frames into its events and carries out its
-instructions on the sockets.
+queue, managers that come back) is the pure state machine
+:class:`endpoint.interchange_state.InterchangeState`; this module only decodes
+frames into its events and carries out its instructions on the sockets.
+
+Links that come back (issue 15):
+
+* the port is stable: with ``interchange_port = 0`` the first port chosen is
+  kept in ``<run dir>/interchange_port`` (next to ``curve/``) and bound again
+  at every start while it is free, so managers — in blocks or started by hand
+  — reconnect after ``funcx-endpoint restart``;
+* the ROUTER hands a manager's identity over to its newest connection
+  (``ROUTER_HANDOVER``): a manager that reconnects after a cut the
+  interchange never noticed is not refused as a duplicate;
+* heartbeats tell each manager how many of its results arrived
+  (``Heartbeat.acked``), so it can keep and resend the rest after a cut;
+* when the endpoint stops, only the managers it started are told to shut
+  down; hand-started ones (``Register.hand_started``) reconnect to the next
+  start.
 """
 from __future__ import annotations
 
@@ -104,15 +119,40 @@ def _tcp(host: str, port: int | str) -> str:
     return f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}"
 
 
+PORT_FILE = "interchange_port"  #: in the endpoint's run dir, beside curve/
+
+
+def saved_port(path: Path) -> int:
+    """The port a previous start chose (0: none, or unreadable)."""
+    try:
+        port = int(path.read_text().strip())
+    except (OSError, ValueError):
+        return 0
+    return port if 0 < port < 65536 else 0
+
+
+def save_port(path: Path, port: int) -> None:
+    """Remember ``port`` for the next start (atomically; a failure is logged)."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(f"{port}\n")
+        os.replace(tmp, path)
+    except OSError as e:
+        log.warning("cannot remember the interchange port in %s: %s", path, e)
+
+
 class Interchange:
     """The ZeroMQ shell around :class:`InterchangeState`: one loop thread owns
     the sockets and the state; other threads call :meth:`submit` and read."""
 
     def __init__(self, address: str, port: int, on_output: Callable[[list], None],
                  heartbeat_period: float, heartbeat_threshold: float, max_retries: int,
-                 poll_period: float = 0.1, *, key_dir: str | os.PathLike):
-        """Listen on ``address:port`` (port 0: any free one) for managers holding
-        the manager key kept in ``key_dir`` (made there on first start)."""
+                 poll_period: float = 0.1, *, key_dir: str | os.PathLike,
+                 port_file: str | os.PathLike | None = None):
+        """Listen on ``address:port`` for managers holding the manager key kept
+        in ``key_dir`` (made there on first start).  Port 0: the port saved in
+        ``port_file`` (default: ``interchange_port`` beside ``key_dir``, i.e. in
+        the endpoint's run dir) when it is free, else any free one, saved there."""
         self.keys = CurveKeys.load_or_create(Path(key_dir))
         self.ctx = zmq.Context()  # its own: one ZAP handler per context
         self.auth = ThreadAuthenticator(self.ctx, log=logging.getLogger("funcx.interchange.zap"))
@@ -121,16 +161,19 @@ class Interchange:
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        # a manager reconnecting (same identity, new connection) replaces its old
+        # connection, which this side may still think alive after a cut
+        self.router.setsockopt(zmq.ROUTER_HANDOVER, 1)
         self.keys.apply_server(self.router)
         host = bind_address(address)
         if ":" in host:
             self.router.ipv6 = True
+        self.port_file = Path(port_file) if port_file else Path(key_dir).parent / PORT_FILE
         try:
             if port:
                 self.router.bind(_tcp(host, port))
             else:
-                port = self.router.bind_to_random_port(
-                    f"tcp://[{host}]" if ":" in host else f"tcp://{host}")
+                port = self._bind_stable(host)
         except zmq.ZMQError as e:
             self.router.close()
             self.auth.stop()
@@ -154,6 +197,23 @@ class Interchange:
             SendTasks: self._send_tasks, SendHeartbeat: self._send_heartbeat,
             Output: self._output, Dropped: self._dropped,
             Registered: self._registered, Lost: self._lost}
+
+    def _bind_stable(self, host: str) -> int:
+        """Bind the port saved by an earlier start if it is free, else any free
+        port; save the one bound (so managers find it after a restart)."""
+        before = saved_port(self.port_file)
+        if before:
+            try:
+                self.router.bind(_tcp(host, before))
+                return before
+            except zmq.ZMQError as e:
+                log.warning("the interchange's port %d (from %s) is taken (%s); listening "
+                            "on a new port: managers started for the old one must be "
+                            "restarted", before, self.port_file, e)
+        port = self.router.bind_to_random_port(
+            f"tcp://[{host}]" if ":" in host else f"tcp://{host}")
+        save_port(self.port_file, port)
+        return port
 
     @property
     def url(self) -> str:
@@ -252,8 +312,10 @@ class Interchange:
             self._do(self.state.handle(SendFailed(ins.mid, ins.tasks)))
 
     def _send_heartbeat(self, ins: SendHeartbeat) -> None:
-        beat = pack(Kind.HEARTBEAT, {"t": time.time()})
+        t = time.time()
         for mid in ins.mids:
+            acked = ins.acked.get(mid)
+            beat = pack(Kind.HEARTBEAT, {"t": t} if acked is None else {"t": t, "acked": acked})
             try:
                 self.router.send_multipart([mid, *beat])
             except zmq.ZMQError:
@@ -268,8 +330,18 @@ class Interchange:
 
     def _registered(self, ins: Registered) -> None:
         m = ins.manager
-        log.info("manager %s registered (block %s, %s workers on %s)",
-                 m.manager_id.decode(errors="replace"), m.block_id, m.workers, m.hostname)
+        log.info("manager %s %sregistered (%s, %s workers on %s)",
+                 m.manager_id.decode(errors="replace"), "re-" if ins.again else "",
+                 "started by hand" if m.manager_id in self.state.hand_started
+                 else f"block {m.block_id}", m.workers, m.hostname)
+        if ins.kept or ins.reattached or ins.refused or ins.awaited or ins.requeued:
+            log.info("manager %s holds %d task(s): %d still its own, %d re-attached "
+                     "(%d retries refunded), %d refused (run elsewhere or finished), %d not "
+                     "handed over yet; %d it never got queued again",
+                     m.manager_id.decode(errors="replace"),
+                     len(ins.kept) + len(ins.reattached) + len(ins.refused) + len(ins.awaited),
+                     len(ins.kept), len(ins.reattached), ins.refunded, len(ins.refused),
+                     len(ins.awaited), len(ins.requeued))
 
     def _lost(self, ins: Lost) -> None:
         m = ins.manager
@@ -282,8 +354,8 @@ class Interchange:
             if sock is self.feed:
                 while cast(int, self.feed.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
                     self.feed.recv()
-                while self.inbox:
-                    self.state.handle(TasksQueued(self.inbox.popleft()))
+                while self.inbox:  # may answer with results that arrived first
+                    self._do(self.state.handle(TasksQueued(self.inbox.popleft())))
             else:
                 while cast(int, self.router.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
                     self._on_manager_safe(self.router.recv_multipart())
@@ -304,7 +376,9 @@ class Interchange:
         self._shutdown_managers()
 
     def _shutdown_managers(self) -> None:
-        for mid in list(self.state.managers):
+        """Tell the managers the endpoint started to end; hand-started ones are
+        left running, to reconnect to the next start."""
+        for mid in self.state.block_managers():
             try:
                 self.router.send_multipart([mid, *pack(Kind.SHUTDOWN)])
             except zmq.ZMQError:

@@ -26,9 +26,36 @@ result])``.  A ``SendTasks`` the shell could not deliver comes back as
 
 Managers are distrusted (DESIGN decision 8): a result or a running notice
 applies only to a task dispatched to the manager that sends it (the rest are
-counted and answered with ``Dropped``, never forwarded), a result's task
-group comes from the task, never the message, and a manager's second
-REGISTER is ignored (it would orphan the tasks it holds).
+counted and answered with ``Dropped``, never forwarded), and a result's task
+group comes from the task, never the message.
+
+Links that come back (issue 15).  A manager that hears nothing for longer
+than its threshold keeps its workers and tasks, reconnects and registers
+again, naming in ``Register.held`` every task it still holds (running, queued
+on it, or finished with a result it is not sure was delivered).  On such a
+REGISTER each held task is:
+
+* **kept** when it is still booked to that manager (a cut shorter than the
+  interchange's threshold); a task booked to it that it does *not* hold was
+  lost on the old connection and is queued again, first, with no retry spent;
+* **re-attached** when it waits in the queue (re-queued when the manager was
+  declared lost, or handed over again by a restarted agent) and not yet sent
+  elsewhere: booked back to the manager, not sent again, and the retry its
+  loss cost is refunded — a cut neither burns a retry nor runs a task twice;
+* **refused** when it was re-dispatched to another manager or has finished:
+  the interchange sends the manager nothing about it (there is no "forget"
+  message); its later result is refused like any result for a task not
+  dispatched to its sender, so one task's result is recorded exactly once;
+* **awaited** when the interchange does not know it (a restarted agent has not
+  handed it over yet): when it arrives (``TasksQueued``) it is booked to that
+  manager rather than sent fresh, and a result that came first is kept
+  (``early``, bounded) and passed on when the task arrives.
+
+Results a manager sent just before a cut may be lost with the connection, so
+a manager keeps each result until the interchange's heartbeat acknowledges it
+(``Heartbeat.acked``: results received from that manager, counted from
+``Register.results_base``) and sends the unacknowledged ones again after it
+registers; refusal of a second result keeps the count exact.
 
 Dispatch decisions are made once per ``Tick`` (the shell ticks after each
 poll), so that a poll's worth of queued tasks and returned credits goes out
@@ -38,7 +65,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from endpoint.scheduling import ManagerState, assign, lost_manager_tasks
@@ -47,6 +74,10 @@ from funcx.protocol.states import TaskState
 
 RUNNING = TaskState.RUNNING.value
 WAITING_FOR_LAUNCH = TaskState.WAITING_FOR_LAUNCH.value
+#: results kept for held tasks the interchange has not been handed yet
+MAX_EARLY = 10_000
+#: finished task ids remembered, to refuse a re-registering manager's claim on them
+MAX_DONE = 100_000
 
 
 # ------------------------------------------------------------------- events
@@ -141,9 +172,11 @@ class SendTasks:
 
 @dataclass(frozen=True, slots=True)
 class SendHeartbeat:
-    """Send a heartbeat to each of these managers (a failure does not matter)."""
+    """Send a heartbeat to each of these managers (a failure does not matter),
+    each with ``acked[mid]``: the results received from it so far."""
 
     mids: list[bytes]
+    acked: dict[bytes, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,9 +197,21 @@ class Dropped:
 
 @dataclass(frozen=True, slots=True)
 class Registered:
-    """A manager registered (for the log)."""
+    """A manager registered, or registered again after a reconnect (for the
+    log): of the tasks it said it holds, ``kept`` were still booked to it,
+    ``reattached`` taken back from the queue (``refunded`` of them had a
+    lost-manager retry given back), ``refused`` had gone elsewhere or finished,
+    ``awaited`` are not known here yet; ``requeued`` were booked to it but it
+    never got them."""
 
     manager: ManagerState
+    again: bool = False
+    kept: list[str] = field(default_factory=list)
+    reattached: list[str] = field(default_factory=list)
+    refunded: int = 0
+    refused: list[str] = field(default_factory=list)
+    awaited: list[str] = field(default_factory=list)
+    requeued: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +244,22 @@ class InterchangeState:
         #: refused input, by reason (results for tasks not dispatched to their sender, ...)
         self.stats = {"bad_messages": 0, "foreign_results": 0, "foreign_running": 0,
                       "unregistered": 0, "loop_errors": 0}
+        #: task id -> the manager it was re-queued from when declared lost
+        self.lost_from: dict[str, bytes] = {}
+        #: held task ids not known here yet -> the manager that holds them
+        self.awaiting: dict[str, bytes] = {}
+        #: held task ids that went elsewhere or finished -> the manager that held them
+        self.refused: dict[str, bytes] = {}
+        #: results for awaited tasks that arrived before the task (bounded)
+        self.early: dict[str, Result] = {}
+        #: recently finished task ids (bounded; insertion order)
+        self.done: dict[str, None] = {}
+        #: results received from each manager, from its ``results_base``
+        self.received: dict[bytes, int] = {}
+        #: managers started by hand: never told to shut down
+        self.hand_started: set[bytes] = set()
+        #: each registered manager's capacity, as it first registered
+        self.capacity: dict[bytes, int] = {}
         self._handlers: dict[type, Callable[[Any], list]] = {
             TasksQueued: self._tasks_queued, ManagerRegistered: self._registered,
             ResultsFrom: self._results, RunningFrom: self._running,
@@ -228,18 +289,53 @@ class InterchangeState:
             "manager_details": [
                 {"manager_id": m.manager_id.decode(errors="replace"), "block_id": m.block_id,
                  "hostname": m.hostname, "pid": m.pid, "workers": m.workers,
-                 "tasks": len(m.tasks), "containers": list(m.containers)}
+                 "tasks": len(m.tasks), "containers": list(m.containers),
+                 "hand_started": m.manager_id in self.hand_started}
                 for m in managers],
         }
 
     def busy_blocks(self) -> set[str]:
-        """Blocks whose managers hold tasks (not to be scaled in)."""
-        return {m.block_id for m in list(self.managers.values()) if m.tasks}
+        """Blocks whose managers hold tasks (not to be scaled in); hand-started
+        managers belong to no block of the daemon's."""
+        hand = self.hand_started
+        return {m.block_id for m in list(self.managers.values())
+                if m.tasks and m.manager_id not in hand}
+
+    def block_managers(self) -> list[bytes]:
+        """Managers the endpoint started (told to shut down when it stops);
+        hand-started ones are left to reconnect to the next start."""
+        return [mid for mid in list(self.managers) if mid not in self.hand_started]
 
     # ------------------------------------------------------ from the agent
     def _tasks_queued(self, ev: TasksQueued) -> list:
-        self.pending.extend(ev.tasks)
-        return []
+        """Queue new tasks; one a registered manager already holds (it told us
+        when it registered) is booked to it instead, and a result it sent
+        before the task arrived is passed on now."""
+        if not self.awaiting and not self.early:
+            self.pending.extend(ev.tasks)
+            return []
+        ready: list[Result | StatusUpdate] = []
+        for t in ev.tasks:
+            tid = t.task_id
+            r = self.early.pop(tid, None)
+            mid = self.awaiting.pop(tid, None)
+            if r is not None:
+                r.task_group_id = t.task_group_id  # from the task, never the message
+                self._finished(tid)
+                ready.append(r)
+                continue
+            m = self.managers.get(mid) if mid is not None else None
+            if m is not None:
+                m.tasks[tid] = t  # its credit was taken when it registered
+            else:
+                self.pending.append(t)
+        return [Output(ready)] if ready else []
+
+    def _finished(self, tid: str) -> None:
+        done = self.done
+        done[tid] = None
+        if len(done) > MAX_DONE:
+            del done[next(iter(done))]
 
     # --------------------------------------------------- from the managers
     def _known(self, mid: bytes, kind: str, now: float) -> tuple[ManagerState | None, list]:
@@ -252,16 +348,75 @@ class InterchangeState:
         m.last_heard = now
         return m, []
 
+    def _forget_holds(self, mid: bytes) -> None:
+        """Drop what ``mid`` said it held and we did not book to it."""
+        for table in (self.awaiting, self.refused):
+            for tid in [t for t, owner in table.items() if owner == mid]:
+                del table[tid]
+
     def _registered(self, ev: ManagerRegistered) -> list:
-        m = self.managers.get(ev.mid)
-        if m is not None:  # re-registering would orphan the tasks it holds
+        """A manager registers, or registers again after a reconnect: reconcile
+        what it holds with what we booked (see the module docstring)."""
+        mid, h = ev.mid, ev.header
+        held = list(dict.fromkeys(h.held))
+        held_set = set(held)
+        m = self.managers.get(mid)
+        again = m is not None
+        requeued: list[str] = []
+        if m is None:
+            m = ManagerState(mid, h.block_id, h.hostname, h.workers, h.capacity, ev.now,
+                             containers=tuple(h.containers), pid=h.pid)
+            self.managers[mid] = m
+        else:  # a reconnect shorter than our threshold: same bookkeeping, checked;
+            # its capacity and workers stay as first registered (not raised at will)
+            self._forget_holds(mid)
+            lost = [t for tid, t in m.tasks.items() if tid not in held_set]
+            for t in lost:  # never reached it (lost with the old connection)
+                del m.tasks[t.task_id]
+                requeued.append(t.task_id)
+            self.pending.extendleft(reversed(lost))
+            m.block_id, m.hostname, m.pid = h.block_id, h.hostname, h.pid
+            m.containers = tuple(h.containers)
             m.last_heard = ev.now
-            return [Dropped(ev.mid, [], "registered again; ignored")]
-        h = ev.header
-        m = ManagerState(ev.mid, h.block_id, h.hostname, h.workers, h.capacity, ev.now,
-                         containers=tuple(h.containers), pid=h.pid)
-        self.managers[ev.mid] = m
-        return [Registered(m)]
+        kept = [tid for tid in held if tid in m.tasks]
+        wanted = held_set.difference(m.tasks)
+        reattached: list[str] = []
+        refunded = 0
+        if wanted and self.pending:
+            rest: deque[Task] = deque()
+            for t in self.pending:
+                if t.task_id in wanted:
+                    wanted.discard(t.task_id)
+                    if self.lost_from.pop(t.task_id, None) == mid:
+                        t.attempt = max(0, t.attempt - 1)  # the cut cost no retry
+                        refunded += 1
+                    m.tasks[t.task_id] = t
+                    reattached.append(t.task_id)
+                else:
+                    rest.append(t)
+            self.pending = rest
+        refused: list[str] = []
+        awaited: list[str] = []
+        if wanted:
+            elsewhere = {tid for other in self.managers.values() if other is not m
+                         for tid in other.tasks if tid in wanted}
+            for tid in held:
+                if tid not in wanted:
+                    continue
+                if tid in elsewhere or tid in self.done:
+                    self.refused[tid] = mid
+                    refused.append(tid)
+                else:
+                    self.awaiting[tid] = mid
+                    awaited.append(tid)
+        capacity = self.capacity.setdefault(mid, h.capacity)
+        m.credits = capacity - len(held)  # what it holds uses its capacity
+        self.received[mid] = h.results_base
+        if h.hand_started:
+            self.hand_started.add(mid)
+        else:
+            self.hand_started.discard(mid)
+        return [Registered(m, again, kept, reattached, refunded, refused, awaited, requeued)]
 
     def _results(self, ev: ResultsFrom) -> list:
         m, out = self._known(ev.mid, "RESULTS", ev.now)
@@ -270,14 +425,28 @@ class InterchangeState:
         accepted: list[Result | StatusUpdate] = []
         foreign: list[str] = []
         tasks = m.tasks
+        mid = ev.mid
+        self.received[mid] = self.received.get(mid, 0) + len(ev.results)
         for r in ev.results:
-            task = tasks.pop(r.task_id, None)
-            if task is None:  # never dispatched to this manager (or already answered)
-                foreign.append(r.task_id)
-                continue
-            r.task_group_id = task.task_group_id  # from the task, never the message
-            accepted.append(r)
-        m.credits += len(accepted)
+            tid = r.task_id
+            task = tasks.pop(tid, None)
+            if task is not None:
+                r.task_group_id = task.task_group_id  # from the task, never the message
+                accepted.append(r)
+                self._finished(tid)
+                m.credits += 1
+            elif self.awaiting.get(tid) == mid:  # held, its task not handed to us yet
+                del self.awaiting[tid]
+                m.credits += 1
+                self.early[tid] = r
+                if len(self.early) > MAX_EARLY:
+                    del self.early[next(iter(self.early))]
+            elif self.refused.get(tid) == mid:  # held, but it went elsewhere or finished
+                del self.refused[tid]
+                m.credits += 1
+                foreign.append(tid)
+            else:  # never dispatched to this manager (or already answered)
+                foreign.append(tid)
         if foreign:
             self.stats["foreign_results"] += len(foreign)
             out.append(Dropped(ev.mid, foreign, f"sent {len(foreign)} result(s) for tasks "
@@ -343,7 +512,16 @@ class InterchangeState:
         for mid, m in list(self.managers.items()):
             if now - m.last_heard > self.threshold:
                 del self.managers[mid]
+                self._forget_holds(mid)
+                self.received.pop(mid, None)
+                self.capacity.pop(mid, None)
+                self.hand_started.discard(mid)
                 retry, failed = lost_manager_tasks(m, self.max_retries)
+                for t in retry:  # refunded if it comes back holding them
+                    self.lost_from[t.task_id] = mid
+                for r in failed:
+                    self.lost_from.pop(r.task_id, None)
+                    self._finished(r.task_id)
                 self.pending.extendleft(reversed(retry))
                 out.append(Lost(m, now - m.last_heard, len(retry)))
                 if failed:
@@ -353,7 +531,9 @@ class InterchangeState:
         if now - self.last_beat >= self.period:
             self.last_beat = now
             if self.managers:
-                out.append(SendHeartbeat(list(self.managers)))
+                received = self.received
+                out.append(SendHeartbeat(list(self.managers),
+                                         {mid: received.get(mid, 0) for mid in self.managers}))
         if self.pending or any(m.tasks for m in self.managers.values()):
             self.idle_since = now
         return out
@@ -366,6 +546,7 @@ class InterchangeState:
         out: list = []
         launching: list[str] = []
         managers = self.managers
+        lost_from = self.lost_from
         for mid, tasks in assign(self.pending, list(managers.values())).items():
             m = managers[mid]
             m.credits -= len(tasks)
@@ -373,6 +554,8 @@ class InterchangeState:
             for t in tasks:
                 held[t.task_id] = t
                 launching.append(t.task_id)
+                if lost_from:
+                    lost_from.pop(t.task_id, None)
             out.append(SendTasks(mid, tasks))
         if launching:
             out.append(Output([StatusUpdate(WAITING_FOR_LAUNCH, launching)]))

@@ -40,6 +40,11 @@ class ManagerLaunch:
     #: ``host:pid:start_time`` of the endpoint daemon when the block runs on its
     #: host (LocalProvider): the manager ends itself when that process is gone
     supervisor: str | None = None
+    #: started by hand (``funcx-endpoint manager``), not by a block: the endpoint
+    #: never tells it to shut down, and it does not die with its parent process
+    hand_started: bool = False
+    #: the longest wait (s) between reconnects while the interchange is silent
+    reconnect_max: float = 30.0
 
     @staticmethod
     def _flag(name: str) -> str:
@@ -52,6 +57,9 @@ class ManagerLaunch:
             value = getattr(self, f.name)
             if value is None or (f.default is not MISSING and value == f.default
                                  and f.name != "block_id"):
+                continue
+            if isinstance(value, bool):  # a switch: present when true
+                out.append(self._flag(f.name))
                 continue
             text = str(value)
             if text.startswith("-"):  # e.g. container options: one token, not a flag
@@ -76,7 +84,10 @@ class ManagerLaunch:
         for f in fields(cls):
             base = str(f.type).split("|")[0].strip()
             kind = hints.get(base, str)
-            if f.default is MISSING:
+            if base == "bool":
+                ap.add_argument(cls._flag(f.name), dest=f.name, action="store_true",
+                                default=f.default)
+            elif f.default is MISSING:
                 ap.add_argument(cls._flag(f.name), dest=f.name, type=kind, required=True)
             else:
                 ap.add_argument(cls._flag(f.name), dest=f.name, type=kind, default=f.default)

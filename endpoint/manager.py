@@ -9,6 +9,26 @@ back, so the interchange never sends more than the manager can hold.
 A worker that dies fails only its task (``WorkerLost``) and is replaced; a
 task past its walltime is killed with its worker (``TaskTimeout``).
 
+Links that come back (issue 15): a manager that hears nothing from the
+interchange for longer than ``heartbeat_threshold`` does not exit.  It keeps
+its workers, its running and queued tasks and the results it could not be
+sure were delivered, and reconnects — a fresh DEALER socket, the same
+manager id and CURVE keys — and registers again, naming the tasks it holds
+(``Register.held``); while the interchange stays silent it tries again with
+back-off (doubling from the threshold up to ``reconnect_max``), without end.
+Each result is kept until the interchange's heartbeat acknowledges it
+(``Heartbeat.acked`` counts the results it received) and is sent again after
+a reconnect; the interchange records one result per task whatever arrives
+twice (:mod:`endpoint.interchange_state`).  A manager still ends on SIGTERM,
+on the interchange's SHUTDOWN (sent only to the endpoint's own blocks), and —
+a block on the endpoint's host — when the endpoint daemon that started it is
+gone.
+
+A manager started by hand (``funcx-endpoint manager --addr ... --keys ...``,
+``--hand-started``) says so when it registers: the endpoint never tells it
+to shut down, so it outlives ``funcx-endpoint restart`` and ``stop`` and
+reconnects to the next start (the interchange keeps its port).
+
 Launch and trust (issue 12):
 
 * Its command line is an :class:`endpoint.launch.ManagerLaunch`.  It proves it
@@ -54,6 +74,7 @@ from endpoint.scheduling import SlotView, pick_worker, task_walltime
 from funcx.errors import TaskTimeout, WorkerLost
 from funcx.lifecycle import child_preexec, die_with_parent, supervisor_alive
 from funcx.protocol.messages import (
+    MAX_HELD,
     Kind,
     ProtocolError,
     Register,
@@ -71,6 +92,8 @@ from funcx.protocol.messages import (
 log = logging.getLogger("funcx.manager")
 
 SUPERVISOR_CHECK_S = 0.5  #: how often a manager checks that its endpoint daemon lives
+#: results kept for a resend until acknowledged (beyond: the oldest are let go)
+MAX_UNACKED = 100_000
 
 #: the only FUNCX_* variables a worker gets (what the worker itself reads)
 WORKER_FUNCX_VARS = frozenset({"FUNCX_MANAGER_PID", "FUNCX_WORKER_MEMORY_GB",
@@ -129,14 +152,12 @@ class Manager:
         else:  # per block, outside FUNCX_HOME; removed at shutdown
             block = re.sub(r"[^A-Za-z0-9_.-]", "_", self.block_id)[:32]
             self.working_dir = tempfile.mkdtemp(prefix=f"funcx-block-{block}-")
-        keys = keys or ManagerKeys.load(launch.curve_keys)
+        self.keys = keys or ManagerKeys.load(launch.curve_keys)
+        self.hand_started = launch.hand_started
+        self.reconnect_max = max(launch.reconnect_max, launch.heartbeat_threshold)
         self.ctx = zmq.Context()
-        self.up = self.ctx.socket(zmq.DEALER)
-        self.up.setsockopt(zmq.IDENTITY, self.id.encode())
-        self.up.setsockopt(zmq.LINGER, 2000)
-        self.up.ipv6 = True  # the interchange may listen on an IPv6 address
-        keys.apply(self.up)
-        self.up.connect(launch.addr)
+        self.up = self._connect()
+        self.poller: zmq.Poller | None = None
         self.worker_addr = f"ipc://{self.tmp}/workers"
         self.down = self.ctx.socket(zmq.ROUTER)
         self.down.setsockopt(zmq.LINGER, 0)
@@ -151,6 +172,22 @@ class Manager:
         self.last_heard = time.monotonic()
         self.last_beat = 0.0
         self.dropped = 0  # messages refused (bad, or not for us)
+        self.sent = 0  # results sent since start (the count the interchange acknowledges)
+        self.unacked: deque[tuple[int, Result]] = deque()  # (number, result), oldest first
+        self.reconnects = 0  # times it reconnected
+        self.silent_since: float | None = None  # first missed threshold of this outage
+        self.next_reconnect = 0.0  # monotonic time of the next try while silent
+        self.backoff = self.threshold
+
+    def _connect(self) -> zmq.Socket:
+        """A fresh DEALER to the interchange: this manager's id, its CURVE keys."""
+        up = self.ctx.socket(zmq.DEALER)
+        up.setsockopt(zmq.IDENTITY, self.id.encode())
+        up.setsockopt(zmq.LINGER, 2000)
+        up.ipv6 = True  # the interchange may listen on an IPv6 address
+        self.keys.apply(up)
+        up.connect(self.launch.addr)
+        return up
 
     # ---------------------------------------------------------------- workers
     def worker_env(self, container: bool) -> dict[str, str]:
@@ -285,13 +322,29 @@ class Manager:
 
     def on_interchange(self, frames: list[bytes]) -> None:
         self.last_heard = time.monotonic()
+        if self.silent_since is not None:
+            log.info("the interchange answers again after %.1fs",
+                     self.last_heard - self.silent_since)
+            self.silent_since, self.backoff = None, self.threshold
         msg = unpack(frames)
         if msg.kind == Kind.TASKS:
-            self.pending.extend(t for t in unpack_tasks(msg) if self.admit(t))
+            busy = {s.task.task_id for s in self.slots if s.task is not None}
+            busy.update(t.task_id for t in self.pending)
+            done = {r.task_id: r for _, r in self.unacked}
+            for t in unpack_tasks(msg):
+                if t.task_id in busy:  # already ours (a resend): never run it twice
+                    log.warning("task %s was sent again; it runs here already", t.task_id)
+                elif t.task_id in done:  # finished here: its result, again
+                    self.results.append(done[t.task_id])
+                elif self.admit(t):
+                    self.pending.append(t)
         elif msg.kind == Kind.SHUTDOWN:
             log.info("interchange asked to shut down")
             self.stopping = True
-        elif msg.kind != Kind.HEARTBEAT:
+        elif msg.kind == Kind.HEARTBEAT:
+            if msg.header is not None and msg.header.acked is not None:
+                self.acknowledged(msg.header.acked)
+        else:
             self.dropped += 1
             log.warning("the interchange sent a %s message; dropped", msg.kind.decode())
 
@@ -327,23 +380,85 @@ class Manager:
             log.exception("dropping message from %s that could not be handled: %s", origin,
                           type(e).__name__)
 
+    def send_up(self, frames: list[bytes]) -> bool:
+        """Send to the interchange without blocking; False when the connection's
+        queue is full (a long outage): the caller keeps what it could not send."""
+        try:
+            self.up.send_multipart(frames, flags=zmq.NOBLOCK)
+            return True
+        except zmq.Again:
+            return False
+
     def flush(self) -> None:
-        if self.running:
-            self.up.send_multipart(pack(Kind.RUNNING, self.running))
+        if self.running and self.send_up(pack(Kind.RUNNING, self.running)):
             self.running = []
-        if self.results:
-            self.up.send_multipart(pack_results(self.results))
+        if self.results and self.send_results(self.results):
             self.results = []
+
+    def send_results(self, results: list[Result]) -> bool:
+        """Send ``results`` and keep each, numbered, until it is acknowledged
+        (False: not sent; the caller keeps them)."""
+        if not self.send_up(pack_results(results)):
+            return False
+        for r in results:
+            self.sent += 1
+            self.unacked.append((self.sent, r))
+        if len(self.unacked) > MAX_UNACKED:
+            log.warning("the interchange has not acknowledged %d results; forgetting the "
+                        "oldest (a reconnect will not send them again)", len(self.unacked))
+            while len(self.unacked) > MAX_UNACKED:
+                self.unacked.popleft()
+        return True
+
+    def acknowledged(self, count: int) -> None:
+        """The interchange received the first ``count`` results sent: forget them."""
+        while self.unacked and self.unacked[0][0] <= count:
+            self.unacked.popleft()
+
+    def held_ids(self) -> set[str]:
+        """Tasks this manager holds: running, queued here, or finished with a
+        result not known to be delivered."""
+        held = {s.task.task_id for s in self.slots if s.task is not None}
+        held.update(t.task_id for t in self.pending)
+        held.update(r.task_id for r in self.results)
+        held.update(r.task_id for _, r in self.unacked)
+        return held
+
+    def reconnect(self) -> None:
+        """Replace the connection to the interchange and register again; the
+        results it could not confirm are sent again after the REGISTER."""
+        self.reconnects += 1
+        old = self.up
+        if self.poller is not None:
+            self.poller.unregister(old)
+        old.setsockopt(zmq.LINGER, 0)  # what it still queues is resent below
+        old.close()
+        self.up = self._connect()
+        if self.poller is not None:
+            self.poller.register(self.up, zmq.POLLIN)
+        self.register()
+        again = [r for _, r in self.unacked]
+        self.unacked.clear()
+        if again and not self.send_results(again):
+            self.results[:0] = again  # sent with the next flush
+        self.last_beat = time.monotonic()
 
     def heartbeat(self) -> None:
         now = time.monotonic()
         if now - self.last_beat >= self.period:
-            self.up.send_multipart(pack(Kind.HEARTBEAT, {
+            self.send_up(pack(Kind.HEARTBEAT, {  # one lost in an outage does not matter
                 "t": time.time(), "containers": sorted({s.container for s in self.slots})}))
             self.last_beat = now
-        if now - self.last_heard > self.threshold:
-            log.error("no word from the interchange for %.1fs; exiting", now - self.last_heard)
-            self.stopping = True
+        if now - self.last_heard > self.threshold and now >= self.next_reconnect:
+            if self.silent_since is None:
+                self.silent_since = self.last_heard
+            log.warning("no word from the interchange at %s for %.1fs; reconnecting (try %d, "
+                        "holding %d task(s) and %d unacknowledged result(s))",
+                        self.launch.addr, now - self.silent_since, self.reconnects + 1,
+                        len(self.held_ids()), len(self.unacked))
+            self.reconnect()
+            self.next_reconnect = now + self.backoff
+            self.backoff = min(self.backoff * 2, self.reconnect_max)
         if self.supervisor and now - self.last_supervisor_check >= SUPERVISOR_CHECK_S:
             self.last_supervisor_check = now
             if not supervisor_alive(self.supervisor):
@@ -354,10 +469,14 @@ class Manager:
 
     # ------------------------------------------------------------------- loop
     def register(self) -> None:
+        """(Re-)register: who it is, what it can hold, what it holds now, and
+        the number its next result gets less one (the interchange counts from it)."""
+        held = sorted(self.held_ids())[:MAX_HELD]
         self.up.send_multipart(pack(Kind.REGISTER, Register(
             manager_id=self.id, block_id=self.block_id, hostname=socket.gethostname(),
             workers=self.n_workers, capacity=self.n_workers + self.prefetch,
-            pid=os.getpid(), python=sys.version.split()[0])))
+            pid=os.getpid(), python=sys.version.split()[0], held=held,
+            results_base=self.sent, hand_started=self.hand_started)))
 
     def _step(self, poller: zmq.Poller, tick: float) -> None:
         for sock, _ in poller.poll(int(tick * 1000)):
@@ -380,7 +499,7 @@ class Manager:
         for slot in self.slots:
             self.spawn(slot)
         self.register()
-        poller = zmq.Poller()
+        poller = self.poller = zmq.Poller()
         poller.register(self.up, zmq.POLLIN)
         poller.register(self.down, zmq.POLLIN)
         tick = min(0.2, self.period)
@@ -410,11 +529,13 @@ class Manager:
 
 
 def main(argv: list[str] | None = None) -> None:
-    # first: die with the process that launched this manager (the block's script
-    # under a LocalProvider, the job's shell under a batch scheduler); SIGTERM so
-    # the manager still ends its workers and removes its directories
-    die_with_parent(signal.SIGTERM)
     launch = ManagerLaunch.from_argv(argv)
+    if not launch.hand_started:
+        # die with the process that launched this manager (the block's script
+        # under a LocalProvider, the job's shell under a batch scheduler); SIGTERM
+        # so the manager still ends its workers and removes its directories.  A
+        # hand-started manager's lifetime is its owner's (SIGTERM, or kill).
+        die_with_parent(signal.SIGTERM)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s manager %(levelname)s %(message)s")
     try:

@@ -73,10 +73,12 @@ def state(now: float = 0.0, retries: int = RETRIES) -> InterchangeState:
 
 
 def register(s: InterchangeState, mid: bytes, capacity: int = 2, now: float = 0.0,
-             containers: tuple[str, ...] = ("",), block: str = "b0") -> list:
+             containers: tuple[str, ...] = ("",), block: str = "b0",
+             held: list[str] | None = None, base: int = 0, hand: bool = False) -> list:
     reg = Register(manager_id=mid.decode(), workers=capacity, capacity=capacity,
                    block_id=block, hostname=f"host-{mid.decode()}", pid=42,
-                   containers=list(containers))
+                   containers=list(containers), held=held or [], results_base=base,
+                   hand_started=hand)
     return s.handle(ManagerRegistered(mid, reg, now))
 
 
@@ -96,16 +98,19 @@ def test_register_books_the_manager():
     assert m.containers == ("", "img") and m.last_heard == 0.0 and m.tasks == {}
 
 
-def test_second_register_is_ignored_and_keeps_tasks():
+def test_second_register_keeps_what_it_holds():
+    """A reconnect shorter than the threshold: the tasks it still holds stay
+    booked to it, with its credits counted from what it holds."""
     s = state()
     register(s, b"m1", capacity=2)
     queue(s, "t0")
-    out = register(s, b"m1", capacity=50, now=3.0)
-    assert [type(i) for i in out] == [Dropped]
-    assert out[0].mid == b"m1" and "registered again" in out[0].why
+    out = register(s, b"m1", capacity=50, now=3.0, held=["t0"])
+    assert [type(i) for i in out] == [Registered]
+    assert out[0].again and out[0].kept == ["t0"] and out[0].requeued == []
     m = s.managers[b"m1"]
-    assert m.credits == 1 and list(m.tasks) == ["t0"]  # not reset to 50 / emptied
-    assert m.last_heard == 3.0  # but it was heard from
+    assert m.credits == 1 and list(m.tasks) == ["t0"]  # capacity as first registered, not 50
+    assert m.last_heard == 3.0  # it was heard from
+    assert sent(s.handle(Tick(3.1))) == {}  # not sent again
 
 
 @pytest.mark.parametrize("event", [
@@ -349,9 +354,9 @@ def test_snapshot_busy_blocks_and_outstanding():
         "pending_tasks_in_interchange": 1, "running_tasks": 2,
         "manager_details": [
             {"manager_id": "m1", "block_id": "b1", "hostname": "host-m1", "pid": 42,
-             "workers": 2, "tasks": 2, "containers": ["", "img"]},
+             "workers": 2, "tasks": 2, "containers": ["", "img"], "hand_started": False},
             {"manager_id": "m2", "block_id": "b2", "hostname": "host-m2", "pid": 42,
-             "workers": 3, "tasks": 0, "containers": [""]},
+             "workers": 3, "tasks": 0, "containers": [""], "hand_started": False},
         ],
     }
     assert s.busy_blocks() == {"b1"}
@@ -375,3 +380,149 @@ def test_dispatched_tasks_are_waiting_for_launch_until_running():
     assert launching(s.handle(Tick(0.2))) == []  # nothing new handed out, nothing said
     run = s.handle(RunningFrom(b"m1", ["t0"], 0.3))
     assert outputs(run) == [StatusUpdate(RUNNING, ["t0"])]
+
+
+# ------------------------------------------------ links that come back (15)
+def lose(s: InterchangeState, now: float = THRESHOLD + 1) -> list:
+    """Let every registered manager fall silent past the threshold."""
+    out = s.handle(Tick(now))
+    assert of(out, Lost)
+    return out
+
+
+def test_heartbeats_acknowledge_the_results_received():
+    s = state()
+    register(s, b"m1", capacity=2, base=7)
+    queue(s, "t0", "t1")
+    s.handle(ResultsFrom(b"m1", [ok("t0"), ok("ghost")], 0.5))  # a refused one counts too
+    [beat] = of(s.handle(Tick(1.0)), SendHeartbeat)
+    assert beat.acked == {b"m1": 9}
+
+
+def test_reconnect_after_lost_reattaches_and_refunds_the_retry():
+    """Declared lost, its tasks re-queued and not yet sent elsewhere: the manager
+    comes back holding them; they are booked back to it, not sent again, the
+    retry is given back, and each result is recorded once."""
+    s = state(retries=1)
+    register(s, b"m1", capacity=2)
+    queue(s, "t0", "t1")
+    lose(s)
+    assert [t.attempt for t in s.pending] == [1, 1]
+    now = THRESHOLD + 2
+    [reg] = register(s, b"m1", capacity=2, now=now, held=["t0", "t1"])
+    assert not reg.again and sorted(reg.reattached) == ["t0", "t1"] and reg.refunded == 2
+    assert not s.pending and sorted(s.managers[b"m1"].tasks) == ["t0", "t1"]
+    assert [t.attempt for t in s.managers[b"m1"].tasks.values()] == [0, 0]
+    assert s.managers[b"m1"].credits == 0
+    assert sent(s.handle(Tick(now))) == {}  # it has them: nothing is sent twice
+    out = s.handle(ResultsFrom(b"m1", [ok("t0"), ok("t1"), ok("t0")], now + 0.1))
+    assert [r.task_id for r in outputs(out)] == ["t0", "t1"]  # the repeat is refused
+    assert of(out, Dropped)[0].task_ids == ["t0"]
+    assert s.outstanding() == 0 and s.managers[b"m1"].credits == 2
+    # a second cut now burns no retry: attempt 0 -> 1 <= retries, still re-queued
+    queue(s, "t2", now=now + 0.2)
+    lose(s, now + THRESHOLD + 1)
+    assert [(t.task_id, t.attempt) for t in s.pending] == [("t2", 1)]
+
+
+def test_reattached_task_refund_only_for_the_manager_it_was_lost_from():
+    s = state(retries=2)
+    register(s, b"a", capacity=1)
+    queue(s, "t0")
+    lose(s)
+    [reg] = register(s, b"b", capacity=1, now=THRESHOLD + 2, held=["t0"])  # a stranger claims it
+    assert reg.reattached == ["t0"] and reg.refunded == 0
+    assert s.managers[b"b"].tasks["t0"].attempt == 1
+
+
+def test_held_task_redispatched_elsewhere_is_refused():
+    """Re-dispatched to another manager before the first came back: the first's
+    claim is refused, its later result dropped, the other's result counts."""
+    s = state(retries=1)
+    register(s, b"a", capacity=1)
+    queue(s, "t0")
+    register(s, b"b", capacity=1, now=THRESHOLD)
+    out = s.handle(Tick(THRESHOLD + 1))  # a lost, t0 goes to b
+    assert sent(out) == {b"b": ["t0"]}
+    [reg] = register(s, b"a", capacity=1, now=THRESHOLD + 2, held=["t0"])
+    assert reg.refused == ["t0"] and reg.reattached == []
+    assert s.managers[b"a"].credits == 0  # its worker is still busy with it
+    out = s.handle(ResultsFrom(b"a", [ok("t0")], THRESHOLD + 3))
+    assert outputs(out) == [] and of(out, Dropped)[0].task_ids == ["t0"]
+    assert s.managers[b"a"].credits == 1  # its worker is free again
+    out = s.handle(ResultsFrom(b"b", [ok("t0")], THRESHOLD + 3))
+    assert [r.task_id for r in outputs(out)] == ["t0"]
+
+
+def test_held_task_already_finished_is_refused():
+    s = state()
+    register(s, b"m1", capacity=1)
+    queue(s, "t0")
+    assert [r.task_id for r in outputs(s.handle(ResultsFrom(b"m1", [ok("t0")], 1.0)))] == ["t0"]
+    # it reconnects before the heartbeat acknowledged that result, so it holds it still
+    [reg] = register(s, b"m1", capacity=1, now=2.0, held=["t0"])
+    assert reg.again and reg.refused == ["t0"]
+    out = s.handle(ResultsFrom(b"m1", [ok("t0")], 2.1))  # the resend
+    assert outputs(out) == [] and s.stats["foreign_results"] == 1
+    assert s.managers[b"m1"].credits == 1
+
+
+def test_short_reconnect_requeues_what_never_reached_it_without_a_retry():
+    s = state(retries=0)
+    register(s, b"m1", capacity=2)
+    queue(s, "t0", "t1")
+    [reg] = register(s, b"m1", capacity=2, now=1.0, held=["t0"])  # t1 lost in transit
+    assert reg.kept == ["t0"] and reg.requeued == ["t1"]
+    out = s.handle(Tick(1.0))
+    assert sent(out) == {b"m1": ["t1"]}  # sent again, no retry spent (retries=0)
+    assert s.managers[b"m1"].tasks["t1"].attempt == 0
+
+
+def test_tasks_a_manager_holds_after_an_agent_restart_are_booked_to_it():
+    """A fresh interchange (agent restarted) hears a manager holding tasks it
+    does not know; when the agent hands them over they go to that manager,
+    not out fresh, and a result that came first is passed on then."""
+    s = state()
+    [reg] = register(s, b"m1", capacity=3, held=["t0", "t1"])
+    assert sorted(reg.awaited) == ["t0", "t1"] and s.managers[b"m1"].credits == 1
+    out = s.handle(ResultsFrom(b"m1", [ok("t1", group="forged")], 0.5))  # before its task
+    assert outputs(out) == [] and not of(out, Dropped)
+    [early] = s.handle(TasksQueued([task("t0"), task("t1"), task("t2")]))
+    [(r)] = early.items
+    assert (r.task_id, r.data, r.task_group_id) == ("t1", "v-t1", "g")  # group: the task's
+    assert list(s.managers[b"m1"].tasks) == ["t0"]
+    assert sent(s.handle(Tick(1.0))) == {b"m1": ["t2"]}  # only the new one is sent
+    out = s.handle(ResultsFrom(b"m1", [ok("t0"), ok("t2")], 1.5))
+    assert sorted(r.task_id for r in outputs(out)) == ["t0", "t2"]
+    assert s.outstanding() == 0 and s.managers[b"m1"].credits == 3
+
+
+def test_tasks_handed_over_before_the_manager_comes_back_are_reattached():
+    s = state()
+    s.handle(TasksQueued([task("t0")]))  # the restarted agent reclaimed it first
+    [reg] = register(s, b"m1", capacity=1, held=["t0"])
+    assert reg.reattached == ["t0"] and reg.refunded == 0 and not s.pending
+    assert sent(s.handle(Tick(0.1))) == {}
+
+
+def test_awaited_holds_of_a_lost_manager_are_forgotten():
+    s = state()
+    register(s, b"m1", capacity=1, held=["t0"])
+    lose(s)
+    assert s.awaiting == {}
+    register(s, b"m2", capacity=1, now=THRESHOLD + 2)
+    s.handle(TasksQueued([task("t0")]))
+    assert sent(s.handle(Tick(THRESHOLD + 2))) == {b"m2": ["t0"]}  # sent fresh
+
+
+def test_hand_started_managers_are_not_the_daemons_blocks():
+    s = state()
+    register(s, b"blk", block="0")
+    register(s, b"hand", block="0", hand=True)
+    queue(s, "t0", "t1")
+    assert s.block_managers() == [b"blk"]
+    assert s.busy_blocks() == {"0"}
+    s.handle(ResultsFrom(b"blk", [ok(t) for t in s.managers[b"blk"].tasks], 0.5))
+    assert s.busy_blocks() == set()  # the hand-started one's task does not pin block 0
+    assert {d["manager_id"]: d["hand_started"] for d in s.snapshot()["manager_details"]} == {
+        "blk": False, "hand": True}

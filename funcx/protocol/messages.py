@@ -41,6 +41,8 @@ EndpointStatus = Literal["waiting-for-nodes", "waiting-for-launch", "running"]
 Seconds = Annotated[float, Meta(gt=0, le=10 * 365 * 24 * 3600)]
 Count = Annotated[int, Meta(ge=1, le=1_000_000)]
 Name = Annotated[str, Meta(max_length=256)]
+#: the most task ids a manager may say it holds when it registers
+MAX_HELD = 100_000
 
 
 class ProtocolError(ValueError):
@@ -271,11 +273,25 @@ class Register(Struct, forbid_unknown_fields=True):
     pid: Annotated[int, Meta(ge=0, le=1 << 31)] = 0
     python: Name = ""
     containers: list[OptId] = field(default_factory=lambda: [""])
+    #: tasks the manager still holds when it (re-)registers: running, queued on
+    #: it, or finished with a result it is not sure was delivered (see
+    #: endpoint.interchange_state: re-attached, or their results refused)
+    held: Annotated[list[Id], Meta(max_length=MAX_HELD)] = field(default_factory=list)
+    #: results this manager had sent before this registration (the base of the
+    #: count the interchange acknowledges in its heartbeats)
+    results_base: Annotated[int, Meta(ge=0, le=1 << 62)] = 0
+    #: started by hand (``funcx-endpoint manager``), not by the daemon's provider:
+    #: the endpoint never tells it to shut down, so it outlives ``restart``
+    hand_started: bool = False
 
 
 class Heartbeat(Struct, forbid_unknown_fields=True):
     t: float = 0.0
     containers: list[OptId] | None = None  # which containers its workers run now
+    #: interchange -> manager: results received from that manager so far
+    #: (counted from its Register's ``results_base``); the manager forgets
+    #: those it kept for a resend after a reconnect
+    acked: Annotated[int, Meta(ge=0, le=1 << 62)] | None = None
 
 
 #: the header each kind carries; a kind missing here carries none (null)

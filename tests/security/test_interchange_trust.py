@@ -360,7 +360,8 @@ def test_malformed_messages_from_an_authenticated_manager(rig):
         again = [*bad, pack_tasks([mktask(double, 1)]), pack(Kind.SHUTDOWN), pack(Kind.READY)]
         for frames in again:  # and again, registered
             fuzz.send_multipart(frames)
-        fuzz.send_multipart(register_frames("fuzz-mgr", capacity=1000))  # re-register: ignored
+        # re-register (a reconnect): its capacity stays as first registered
+        fuzz.send_multipart(register_frames("fuzz-mgr", capacity=1000))
         until(lambda: rig.ix.stats["bad_messages"] - before == len(again),
               what="every malformed message refused (registered)")
         assert rig.ix.managers[b"fuzz-mgr"].credits == 0
