@@ -165,11 +165,7 @@ class Agent:
         (else :class:`endpoint.redis_link.RedisUnreachable`, naming host:port and
         the likely cause), then build the agent on its answer."""
         info = register(web, name, config, endpoint_id)
-        r = redis_link.connect(info, run_dir)
-        try:
-            redis_link.check(r, info["redis_url"], float(setting("AGENT_REDIS_CHECK_S")))
-        finally:
-            r.close()
+        redis_link.check(info, run_dir, float(setting("AGENT_REDIS_CHECK_S")))
         return cls(name, config, web, run_dir, endpoint_id, info=info)
 
     def _connect(self) -> redis.Redis:

@@ -1,7 +1,7 @@
 """The agent's connection to the service's Redis: TLS when the URL is
 ``rediss://`` (certificate and host name verified against the CA the service
-handed out, else ``FUNCX_CA_BUNDLE`` / ``REQUESTS_CA_BUNDLE``, else the system
-store), and a bounded check at start that it answers, whose error names the
+handed out, else ``FUNCX_CA_BUNDLE`` / ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE``,
+else the system store), and a bounded check at start that it answers, whose error names the
 address and the likely cause, never the password.
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import redis
 
 from funcx.errors import FuncxError
+from funcx.sdk.tls import ca_bundle
 
 log = logging.getLogger("funcx.agent")
 CA_FILE = "redis-ca.pem"  # in the run dir: the CA the service handed out
@@ -37,10 +38,11 @@ def where(url: str) -> str:
     return f"{host}:{port}"
 
 
-def ca_file(info: dict, run_dir: Path) -> str | None:
-    """The CA bundle to verify the Redis server with: the service's
-    ``redis_ca`` (PEM, written 0600 into ``run_dir``), else ``FUNCX_CA_BUNDLE``
-    or ``REQUESTS_CA_BUNDLE``, else None (the system store)."""
+def ca_options(info: dict, run_dir: Path) -> dict:
+    """redis-py's CA options to verify the Redis server with: the service's
+    ``redis_ca`` (PEM, written 0600 into ``run_dir``), else the SDK's trust
+    store (``FUNCX_CA_BUNDLE``, ``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``: a
+    file or a c_rehash directory), else none (the system store)."""
     pem = info.get("redis_ca")
     if isinstance(pem, str) and "BEGIN CERTIFICATE" in pem:
         path = run_dir / CA_FILE
@@ -49,12 +51,11 @@ def ca_file(info: dict, run_dir: Path) -> str | None:
         with os.fdopen(fd, "w") as f:
             f.write(pem)
         os.chmod(path, 0o600)
-        return str(path)
-    for var in ("FUNCX_CA_BUNDLE", "REQUESTS_CA_BUNDLE"):
-        value = os.environ.get(var, "").strip()
-        if value:
-            return value
-    return None
+        return {"ssl_ca_certs": str(path)}
+    store = ca_bundle()
+    if store.path is None:
+        return {}
+    return {"ssl_ca_path": store.path} if store.is_dir else {"ssl_ca_certs": store.path}
 
 
 def connect(info: dict, run_dir: Path, **kwargs) -> redis.Redis:
@@ -65,7 +66,7 @@ def connect(info: dict, run_dir: Path, **kwargs) -> redis.Redis:
                      "health_check_interval": 15}
     if url.startswith("rediss://"):
         options.update(ssl_cert_reqs="required", ssl_check_hostname=True,
-                       ssl_ca_certs=ca_file(info, run_dir))
+                       **ca_options(info, run_dir))
     options.update(kwargs)
     return redis.Redis.from_url(url, **options)
 
@@ -96,12 +97,16 @@ def likely_cause(url: str, error: BaseException) -> str:
     return "the service's Redis cannot be reached from this host"
 
 
-def check(r: redis.Redis, url: str, timeout: float) -> None:
-    """PING ``r`` (with its credentials) within ``timeout`` seconds, or raise
+def check(info: dict, run_dir: Path, timeout: float) -> None:
+    """PING the Redis of ``info`` (with its credentials, over TLS for
+    ``rediss://``) within ``timeout`` seconds, once, or raise
     :class:`RedisUnreachable` naming host:port and the likely cause."""
-    probe = r.connection_pool.connection_kwargs
-    saved = (probe.get("socket_connect_timeout"), probe.get("socket_timeout"))
-    probe["socket_connect_timeout"] = probe["socket_timeout"] = timeout
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    url = info["redis_url"]
+    r = connect(info, run_dir, socket_connect_timeout=timeout, socket_timeout=timeout,
+                retry=Retry(NoBackoff(), 0), health_check_interval=0)
     try:
         r.ping()
     except (redis.RedisError, OSError) as e:
@@ -110,5 +115,4 @@ def check(r: redis.Redis, url: str, timeout: float) -> None:
             f"the endpoint's Redis at {where(url)} (as handed out by the service) did not "
             f"answer within {timeout:g}s: {cause} ({type(e).__name__})") from None
     finally:
-        probe["socket_connect_timeout"], probe["socket_timeout"] = saved
-        r.connection_pool.disconnect()
+        r.close()
