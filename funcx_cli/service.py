@@ -49,9 +49,9 @@ def start(host: str = typer.Option(None,
         transport = plan(bind, resolve_tls(tls_cert, tls_key, tls_ca), insecure)
     except TransportRefused as e:
         fail(str(e), USAGE)
-    if transport.warning:
-        typer.echo(transport.warning, err=True)
     if detach:
+        if transport.warning:  # (in the foreground the supervisor logs it to stderr)
+            typer.echo(transport.warning, err=True)
         from backend.control import StartFailed, start_detached
 
         try:
