@@ -10,6 +10,17 @@ schema; an entry that does not decode, or a result for a task that is not
 that endpoint's, is refused alone — logged with its origin and recorded in
 the dead-letter stream — and never stops the loop.
 
+Several ingesters may run at once, one per service host, all on one Redis
+(DESIGN decision 9): each reads the consumer group under its own consumer name
+(host, pid, start time), so every entry goes to one of them, and the results
+script's first-terminal-result-wins makes a second application of the same
+entry (after a claim) change nothing, so each result is applied exactly once.
+Every ``INGEST_CLAIM_IDLE_S / 2`` an ingester claims (XAUTOCLAIM) what another
+read over ``INGEST_CLAIM_IDLE_S`` ago and never acknowledged (a dead
+ingester's entries); what a dead ingester *of this host* held is claimed at
+once, at start and on every refresh.  A consumer that has shown no sign of
+life for ``INGEST_CONSUMER_EXPIRE_S`` and holds nothing is removed.
+
 Run as ``python -m backend.ingester`` (the supervisor does).
 """
 from __future__ import annotations
@@ -23,7 +34,7 @@ import redis
 
 from backend.redis_conn import connect
 from backend.store import deadletters
-from backend.store.result_streams import ResultStreams
+from backend.store.result_streams import ResultStreams, gone_from_this_host
 from backend.store.results import ResultStore
 from funcx.defaults import setting
 from funcx.errors import MaxResultSizeExceeded
@@ -53,21 +64,104 @@ def _bounded(e: Result | StatusUpdate, limit: int) -> Result | StatusUpdate:
 
 
 class Ingester:
-    def __init__(self, r: redis.Redis):
+    """One ingester: reads as consumer ``consumer`` (default: this process's
+    own name, host:pid:start time) and applies what it reads."""
+
+    def __init__(self, r: redis.Redis, consumer: str | None = None):
         self.r = r
-        self.io = ResultStreams(r)
+        self.io = ResultStreams(r, consumer)
+        self.consumer = self.io.consumer
         self.results = ResultStore(r)
         self.running = True
         self.streams: list[str] = []
         self.dirty = True
         self.applied = 0
         self.refused = 0
+        self.claimed = 0  # entries taken over from dead ingesters
         self.max_result = int(setting("MAX_RESULT_BYTES"))
         self.read_count = int(setting("INGEST_READ_COUNT"))
         self.block_ms = int(setting("INGEST_BLOCK_MS"))
+        self.claim_idle_s = float(setting("INGEST_CLAIM_IDLE_S"))
+        self.expire_s = float(setting("INGEST_CONSUMER_EXPIRE_S"))
+        self._wake_mark: str | None = None
+        self._next_heartbeat = 0.0
+        self._next_claim = 0.0
 
     def refresh_streams(self) -> None:
         self.streams = self.io.streams(self.streams)
+
+    # ------------------------------------------------------- several ingesters
+    def heartbeat(self) -> None:
+        """Show the other ingesters this one is alive; a wake entry another
+        ingester took (an endpoint registered) makes this one refresh too."""
+        try:
+            mark = self.io.heartbeat()
+        except redis.ResponseError as e:
+            if "NOGROUP" not in str(e):
+                raise
+            self.dirty = True  # the wake stream's group is made by the refresh
+            return
+        if mark != self._wake_mark:
+            self._wake_mark = mark
+            self.dirty = True
+
+    def claim_from_dead_neighbours(self) -> int:
+        """Claim at once what ingesters of this host that no longer run held
+        (a restart after a crash or a power cut need not wait for idleness)."""
+        n = 0
+        for stream, consumers in self.io.consumers([self.io.wake_stream(), *self.streams]).items():
+            for name, pending, _ in consumers:
+                if pending and name != self.consumer and gone_from_this_host(name):
+                    got = self.io.claim_from(stream, name, self.read_count)
+                    if stream != self.io.wake_stream():
+                        n += got
+                        log.info("claimed %d entries of %s that %s (gone) held", got, stream,
+                                 name)
+        self.claimed += n
+        return n
+
+    def claim_idle(self) -> int:
+        """Claim what another ingester read over INGEST_CLAIM_IDLE_S ago and
+        never acknowledged (it is taken for dead; if it was only slow, the
+        second application changes nothing)."""
+        n = self.io.claim_idle(self.streams, int(self.claim_idle_s * 1000), self.read_count)
+        if n:
+            log.info("claimed %d entries idle over %gs from other ingesters", n, self.claim_idle_s)
+        self.claimed += n
+        return n
+
+    def forget_dead(self) -> int:
+        """Remove consumers that have shown no sign of life (:meth:`heartbeat`)
+        for INGEST_CONSUMER_EXPIRE_S and hold nothing; return how many."""
+        expire_ms = self.expire_s * 1000
+        alive = self.io.ingesters()  # name -> ms since its last heartbeat
+        removed = 0
+        for stream, consumers in self.io.consumers([self.io.wake_stream(), *self.streams]).items():
+            for name, pending, idle in consumers:
+                if name == self.consumer or pending:
+                    continue
+                if min(alive.get(name, idle), idle) < expire_ms:
+                    continue
+                rescued = self.io.forget(stream, name)
+                removed += 1
+                if rescued:  # it read them after all: apply them here, nothing is lost
+                    self.handle(rescued)
+        if removed:
+            log.info("removed %d consumer entries of ingesters gone for over %gs",
+                     removed, self.expire_s)
+        return removed
+
+    def maintain(self, now: float) -> None:
+        """Heartbeat every INGEST_BLOCK_MS; claim and forget every
+        INGEST_CLAIM_IDLE_S / 2."""
+        if now >= self._next_heartbeat:
+            self.heartbeat()
+            self._next_heartbeat = now + self.block_ms / 1000
+        if now >= self._next_claim:
+            self._next_claim = now + max(0.1, self.claim_idle_s / 2)
+            if self.claim_idle():
+                self.drain_pending()
+            self.forget_dead()
 
     def _refuse(self, eid: str, stream: str, entry_id: str, reason: str, fields: Any = None) -> None:
         self.refused += 1
@@ -135,9 +229,12 @@ class Ingester:
                     break
 
     def run_once(self) -> int:
-        """One blocking read over the wake stream and every results stream."""
+        """One blocking read over the wake stream and every results stream
+        (after the periodic work of :meth:`maintain`, when it is due)."""
+        self.maintain(time.monotonic())
         if self.dirty:
             self.refresh_streams()
+            self.claim_from_dead_neighbours()
             self.drain_pending()
             self.dirty = False
         # the wake stream rides along in the blocking read, so registering a new
@@ -178,9 +275,10 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    log.info("ingester started")
+    log.info("ingester %s started", ing.consumer)
     ing.run()
-    log.info("ingester stopped after applying %d results (%d refused)", ing.applied, ing.refused)
+    log.info("ingester %s stopped after applying %d results (%d refused, %d entries claimed "
+             "from other ingesters)", ing.consumer, ing.applied, ing.refused, ing.claimed)
 
 
 if __name__ == "__main__":

@@ -56,6 +56,13 @@ _TABLE: list[tuple[str, list[tuple[str, object, str]]]] = [
         ("BATCH_STATUS_MAX", 10_000, "task ids one batch_status request may name"),
         ("INGEST_READ_COUNT", 2000, "results-stream entries the ingester reads per stream and call"),
         ("INGEST_BLOCK_MS", 1000, "how long the ingester's blocking read waits"),
+        ("INGEST_CLAIM_IDLE_S", 30.0,
+         "results-stream entries another ingester read this long ago and never acknowledged "
+         "are claimed (XAUTOCLAIM) by a live one, checked every half of it (a dead ingester "
+         "of the same host: at once)"),
+        ("INGEST_CONSUMER_EXPIRE_S", 3600.0,
+         "an ingester consumer silent this long with nothing pending is removed from the "
+         "consumer groups"),
         ("DEAD_LETTERS_MAX", 10_000, "refused entries kept for `funcx admin dead-letters`"),
         ("EVENTS_MAXLEN", 100_000, "completion events kept per task group (approximate)"),
     ]),

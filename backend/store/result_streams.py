@@ -4,23 +4,63 @@
 Results streams are written by endpoints, each a separate tenant, so they
 are read with a client that does not decode replies: an entry's bytes reach
 the ingester as they were written, and it decodes them one by one.
+
+Several ingesters (one per service host, all on one Redis) share the group,
+each under its own consumer name (:func:`consumer_name`: host, pid, start
+time), so each entry is delivered to one of them.  What a dead one read and
+never acknowledged stays in its pending list: :meth:`ResultStreams.claim_idle`
+(XAUTOCLAIM) and :meth:`ResultStreams.claim_from` move it to a live one.  Each
+ingester's read of its own pending wake entries (:meth:`ResultStreams.heartbeat`)
+keeps its idle time in the wake stream's group near zero: that is how the
+others tell a live ingester from a dead one.
 """
 from __future__ import annotations
 
+import os
+import socket
+
+import psutil
 import redis
 
 from backend.redis_conn import raw_twin
 from backend.store.endpoints import ensure_streams
+from funcx.lifecycle import ProcessRecord
 from funcx.protocol import keys
 
 #: one XREADGROUP answer: [(stream, [(entry id, {field: value}), ...]), ...] (bytes)
 RawBatches = list
 
+#: a consumer of the group on one stream: name, entries pending, ms since it last read
+Consumer = tuple[str, int, int]
+
+
+def consumer_name(pid: int | None = None) -> str:
+    """This process's consumer name (or process ``pid``'s, on this host)."""
+    pid = pid or os.getpid()
+    return keys.ingest_consumer(socket.gethostname(), pid, psutil.Process(pid).create_time())
+
+
+def gone_from_this_host(name: str) -> bool:
+    """Whether ``name`` is an ingester of this host whose process no longer
+    runs (its pid gone, or reused by another process): its entries can be
+    claimed at once, without waiting for them to look idle."""
+    origin = keys.ingest_consumer_origin(name)
+    if origin is None or origin[0] != socket.gethostname():
+        return False
+    return ProcessRecord(origin[1], origin[2]).process() is None
+
+
+def _text(v: str | bytes) -> str:
+    return v.decode() if isinstance(v, bytes) else v
+
 
 class ResultStreams:
-    def __init__(self, r: redis.Redis):
+    """One ingester's view of the results streams, as consumer ``consumer``."""
+
+    def __init__(self, r: redis.Redis, consumer: str | None = None):
         self.r = r  # decoded replies: the service's own keys
         self.raw = raw_twin(r)
+        self.consumer = consumer or consumer_name()
 
     def streams(self, known: list[str]) -> list[str]:
         """Every endpoint's results stream, each with its consumer group (created
@@ -37,14 +77,14 @@ class ResultStreams:
         return [keys.ep_results(e) for e in eids]
 
     def pending(self, stream: str, count: int) -> RawBatches:
-        """Entries of ``stream`` read earlier and not acknowledged."""
-        return self.raw.xreadgroup(keys.INGEST_GROUP, keys.INGEST_CONSUMER, {stream: "0"},
+        """Entries of ``stream`` this consumer read (or claimed) and did not acknowledge."""
+        return self.raw.xreadgroup(keys.INGEST_GROUP, self.consumer, {stream: "0"},
                                    count=count) or []
 
     def new(self, streams: list[str], count: int, block_ms: int) -> tuple[bool, RawBatches]:
         """New entries of ``streams`` (blocking up to ``block_ms``); the first
         value says whether the wake stream fired (a new endpoint exists)."""
-        res = self.raw.xreadgroup(keys.INGEST_GROUP, keys.INGEST_CONSUMER,
+        res = self.raw.xreadgroup(keys.INGEST_GROUP, self.consumer,
                                   {keys.INGEST_WAKE: ">", **{s: ">" for s in streams}},
                                   count=count, block=block_ms) or []
         wake, out = keys.INGEST_WAKE.encode(), []
@@ -57,9 +97,104 @@ class ResultStreams:
                 out.append((stream, items))
         return woke, out
 
+    def heartbeat(self) -> str | None:
+        """Say this ingester is alive (a read of its own pending wake entries
+        resets its idle time there, which an empty blocking read does not) and
+        return the wake stream's last entry id: one that changed means an
+        endpoint registered, whichever ingester the wake entry went to."""
+        with self.r.pipeline(transaction=False) as p:
+            p.xreadgroup(keys.INGEST_GROUP, self.consumer, {keys.INGEST_WAKE: "0"}, count=100)
+            p.xrevrange(keys.INGEST_WAKE, count=1)
+            mine, last = p.execute()
+        stale = [i for _, items in (mine or []) for i, _ in items]
+        if stale:  # read by this consumer and never acknowledged (it stopped in between)
+            self.r.xack(keys.INGEST_WAKE, keys.INGEST_GROUP, *stale)
+        return last[0][0] if last else None
+
+    def ingesters(self) -> dict[str, int]:
+        """Every ingester the wake stream's group knows: name -> ms since it
+        last showed it was alive (:meth:`heartbeat`)."""
+        return {name: idle for name, _, idle in self.consumers([keys.INGEST_WAKE])
+                .get(keys.INGEST_WAKE, [])}
+
+    def consumers(self, streams: list[str]) -> dict[str, list[Consumer]]:
+        """The group's consumers on each of ``streams`` (a stream without the
+        group is left out)."""
+        with self.r.pipeline(transaction=False) as p:
+            for s in streams:
+                p.xinfo_consumers(s, keys.INGEST_GROUP)
+            answers = p.execute(raise_on_error=False)
+        out: dict[str, list[Consumer]] = {}
+        for s, ans in zip(streams, answers):
+            if isinstance(ans, Exception):
+                continue  # NOGROUP: the stream is gone (an endpoint was deleted)
+            out[s] = [(_text(c["name"]), int(c["pending"]), int(c["idle"])) for c in ans]
+        return out
+
+    def claim_idle(self, streams: list[str], min_idle_ms: int, count: int) -> int:
+        """XAUTOCLAIM for this consumer every entry of ``streams`` (and of the
+        wake stream) that another consumer read over ``min_idle_ms`` ago and
+        never acknowledged; return how many results-stream entries were
+        claimed (read them with :meth:`pending`)."""
+        claimed = 0
+        for s in [keys.INGEST_WAKE, *streams]:
+            for _ in range(1000):  # bounded: the rest waits for the next call
+                try:
+                    # from the start each time: what this call claimed is no longer idle
+                    ids = self.r.xautoclaim(s, keys.INGEST_GROUP, self.consumer, min_idle_ms,
+                                            start_id="0-0", count=count, justid=True)
+                except redis.ResponseError as e:
+                    if "NOGROUP" in str(e):
+                        break
+                    raise
+                if ids and s == keys.INGEST_WAKE:
+                    self.r.xack(s, keys.INGEST_GROUP, *ids)
+                elif ids:
+                    claimed += len(ids)
+                if len(ids) < count:
+                    break
+        return claimed
+
+    def claim_from(self, stream: str, consumer: str, count: int) -> int:
+        """Claim at once every entry ``consumer`` (a dead ingester) holds on
+        ``stream``; return how many."""
+        claimed = 0
+        while True:
+            ids = [e["message_id"] for e in self.r.xpending_range(
+                stream, keys.INGEST_GROUP, "-", "+", count, consumername=consumer)]
+            if not ids:
+                return claimed
+            got = self.r.xclaim(stream, keys.INGEST_GROUP, self.consumer, 0, ids, justid=True)
+            if stream == keys.INGEST_WAKE and got:
+                self.r.xack(stream, keys.INGEST_GROUP, *got)
+            claimed += len(ids)
+
+    def forget(self, stream: str, consumer: str) -> RawBatches:
+        """Remove ``consumer`` (a dead ingester with nothing pending) from the
+        group on ``stream``.  Its pending list is read in the same transaction:
+        should it have read entries since it was judged dead, they come back
+        here (raw, as :meth:`new` gives them) to be applied, not lost."""
+        with self.r.pipeline(transaction=True) as p:
+            p.xpending_range(stream, keys.INGEST_GROUP, "-", "+", 10_000, consumername=consumer)
+            p.xgroup_delconsumer(stream, keys.INGEST_GROUP, consumer)
+            held, _ = p.execute()
+        ids = [e["message_id"] for e in held]
+        if not ids or stream == keys.INGEST_WAKE:
+            return []
+        with self.raw.pipeline(transaction=False) as p:
+            for i in ids:
+                p.xrange(stream, i, i)
+            found = [item for rows in p.execute() for item in rows]
+        return [(stream.encode(), found)] if found else []
+
     def ack(self, stream: str, ids: list[str]) -> None:
         """Acknowledge and delete entries of ``stream`` (after they were applied)."""
         with self.r.pipeline(transaction=True) as p:
             p.xack(stream, keys.INGEST_GROUP, *ids)
             p.xdel(stream, *ids)
             p.execute()
+
+    @staticmethod
+    def wake_stream() -> str:
+        """The wake stream's name (its group's consumers are the live ingesters)."""
+        return keys.INGEST_WAKE

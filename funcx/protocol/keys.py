@@ -152,7 +152,25 @@ def ep_acl_user(eid: str) -> str:
 AGENT_GROUP = "agent"
 AGENT_CONSUMER = "agent"
 INGEST_GROUP = "ingester"
+#: the one consumer name all ingesters shared before each process had its own;
+#: a leftover of it is claimed and forgotten like any dead ingester's
 INGEST_CONSUMER = "ingester"
+
+
+def ingest_consumer(host: str, pid: int, started: float) -> str:
+    """One ingester process's consumer name in :data:`INGEST_GROUP`: its host,
+    pid and start time, so ingesters on several hosts (or a restarted one,
+    even with a reused pid) never share a name."""
+    return f"{host}:{pid}:{started:.2f}"
+
+
+def ingest_consumer_origin(name: str) -> tuple[str, int, float] | None:
+    """(host, pid, start time) of a name made by :func:`ingest_consumer`, else None."""
+    try:
+        host, pid, started = name.rsplit(":", 2)
+        return host, int(pid), float(started)
+    except ValueError:
+        return None
 
 
 # fair sharing (backend/store/quotas.py, backend/store/longpolls.py)

@@ -1,0 +1,317 @@
+"""Several result ingesters on one Redis (one per service host).
+
+A real redis-server, real ``python -m backend.ingester`` processes and results
+written by the endpoint's own Redis ACL user, as an agent writes them.  Each
+ingester reads under its own consumer name, so two share the work and every
+result is applied exactly once (task record + one completion event); what a
+dead ingester read and never acknowledged is claimed by a live one.  One of
+the ingesters runs in its own UTS namespace (``unshare --uts``) so it is, to
+the others, an ingester of another host.
+"""
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import redis
+
+from funcx.protocol.messages import Result
+from funcx.protocol.streams import encode_results
+
+ROOT = Path(__file__).resolve().parents[1]
+PAYLOAD = "00\ngASVBQAAAAAAAABLAUsChpQu\n"  # any opaque string: the backend never opens it
+
+
+def until(pred: Callable[[], object], timeout: float, what: str) -> object:
+    """Poll Redis-side state (no event to wait on across processes) until ``pred``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = pred()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        threading.Event().wait(0.05)
+
+
+def _binaries() -> list:
+    from backend.embedded import redis_server_binary
+
+    out = [pytest.param(redis_server_binary(), id="embedded-redis")]
+    system = shutil.which("redis-server")  # Debian's 7.x: XAUTOCLAIM drops deleted entries
+    if system and os.path.realpath(system) != os.path.realpath(redis_server_binary()):
+        out.append(pytest.param(system, id="system-redis"))
+    return out
+
+
+@pytest.fixture(params=_binaries())
+def redis_url(request, tmp_path) -> Iterator[str]:
+    from backend.embedded import free_port
+
+    password, port = secrets.token_urlsafe(16), free_port()
+    proc = subprocess.Popen([request.param, "--port", str(port), "--bind", "127.0.0.1",
+                             "--requirepass", password, "--dir", str(tmp_path), "--save", "",
+                             "--appendonly", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://:{password}@127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    until(lambda: _pings(client, proc), 20, "redis-server to answer")
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def _pings(client: redis.Redis, proc: subprocess.Popen) -> bool:
+    assert proc.poll() is None, "redis-server exited"
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+
+
+@dataclass
+class Fabric:
+    """One user, an endpoint and its tasks, on the test's Redis."""
+
+    url: str
+    r: redis.Redis
+    uid: str = ""
+    fid: str = ""
+    eids: list[str] = field(default_factory=list)
+    agent_urls: dict[str, str] = field(default_factory=dict)
+
+    def endpoint(self) -> str:
+        from backend.store import endpoints
+
+        reg = endpoints.register(self.r, self.uid, self.url, name=f"ep-{len(self.eids)}")
+        self.eids.append(reg["endpoint_id"])
+        self.agent_urls[reg["endpoint_id"]] = reg["redis_url"]
+        return reg["endpoint_id"]
+
+    def submit(self, eid: str, n: int) -> tuple[str, list[str]]:
+        from backend.store import quotas
+        from backend.store.tasks import TaskStore
+
+        tg = str(uuid.uuid4())
+        batch = quotas.Batch(eid, [(self.fid, PAYLOAD)] * n, {self.fid: "code"})
+        return tg, TaskStore(self.r).submit_batches(self.uid, tg, [batch])
+
+    def report(self, eid: str, tids: list[str], per_entry: int) -> int:
+        """Write the tasks' results as the endpoint's agent would (its own
+        credentials), ``per_entry`` results per stream entry; return the entries."""
+        agent = redis.Redis.from_url(self.agent_urls[eid])
+        with agent.pipeline(transaction=False) as p:
+            for i in range(0, len(tids), per_entry):
+                p.xadd(f"fx:ep:{eid}:results", encode_results(
+                    [Result(t, "success", data=f"00\nresult-{t}", completion_t=repr(time.time()))
+                     for t in tids[i:i + per_entry]]))
+            n = len(p.execute())
+        agent.close()
+        return n
+
+    def statuses(self, tids: list[str]) -> list[str]:
+        with self.r.pipeline(transaction=False) as p:
+            for t in tids:
+                p.hget(f"fx:task:{t}", "status")
+            return p.execute()
+
+    def all_done(self, tids: list[str]) -> bool:
+        return all(s == "success" for s in self.statuses(tids))
+
+    def events(self, tg: str) -> list[str]:
+        return [f["task_id"] for _, f in self.r.xrange(f"fx:tg:{tg}:events")]
+
+    def consumers(self, stream: str) -> dict[str, dict]:
+        try:
+            return {c["name"]: c for c in self.r.xinfo_consumers(stream, "ingester")}
+        except redis.ResponseError:
+            return {}
+
+
+@pytest.fixture
+def fabric(redis_url) -> Iterator[Fabric]:
+    from backend.store import functions, users
+
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    f = Fabric(redis_url, r)
+    f.uid = users.create_user(r, "alice")
+    f.fid = functions.register(r, f.uid, function_name="f", function_code="code")
+    yield f
+    r.close()
+
+
+class IngesterProc:
+    """``python -m backend.ingester`` as a process, optionally as another host."""
+
+    def __init__(self, url: str, home: Path, log: Path, *, host: str | None = None, **env: str):
+        full = {**os.environ, "FUNCX_REDIS_URL": url, "FUNCX_HOME": str(home),
+                "FUNCX_INGEST_READ_COUNT": "5", "FUNCX_INGEST_BLOCK_MS": "200",
+                "PYTHONPATH": str(ROOT), **env}
+        cmd = [sys.executable, "-m", "backend.ingester"]
+        if host:  # its own hostname: to the others, an ingester of another host
+            cmd = ["unshare", "--uts", "sh", "-c", f'hostname {host} && exec "$@"', "sh", *cmd]
+        self.log = log
+        self.out = open(log, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(cmd, env=full, stdout=self.out, stderr=subprocess.STDOUT,
+                                     cwd=ROOT)
+
+    def name(self) -> str:
+        """Its consumer name, from its first log line."""
+        m = until(lambda: re.search(r"ingester (\S+) started", self.log.read_text()), 60,
+                  "the ingester to start")
+        assert isinstance(m, re.Match)
+        return m.group(1)
+
+    def stop(self) -> dict[str, int]:
+        """SIGTERM; the counts its last log line reports."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+        self.proc.wait(30)
+        self.out.close()
+        text = self.log.read_text()
+        m = re.search(r"stopped after applying (\d+) results \((\d+) refused, (\d+) entries "
+                      r"claimed", text)
+        assert m, text[-2000:]
+        return {"applied": int(m.group(1)), "refused": int(m.group(2)),
+                "claimed": int(m.group(3))}
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(30)
+        self.out.close()
+
+
+def _blocked_reader(r: redis.Redis) -> bool:
+    """Some client is blocked in XREADGROUP (an ingester waiting for entries)."""
+    return any(c.get("cmd") == "xreadgroup" and "b" in c.get("flags", "")
+               for c in r.client_list())
+
+
+def _in_wake_group(f: Fabric, name: str) -> bool:
+    return name in f.consumers("fx:ingester:wake")
+
+
+def test_two_ingesters_share_the_work_and_apply_each_result_once(fabric, tmp_path):
+    f = fabric
+    first = f.endpoint()
+    a = IngesterProc(f.url, tmp_path / "a", tmp_path / "a.log", host="service-host-a")
+    b = IngesterProc(f.url, tmp_path / "b", tmp_path / "b.log")
+    try:
+        names = {a.name(), b.name()}
+        assert len(names) == 2
+        assert any(n.startswith("service-host-a:") for n in names)
+        until(lambda: all(_in_wake_group(f, n) for n in names), 30, "both ingesters to read")
+        # an endpoint registered now: its wake entry reaches one ingester, yet both read it
+        second = f.endpoint()
+        until(lambda: set(f.consumers(f"fx:ep:{second}:results")) >= names, 30,
+              "both ingesters to read the new endpoint's results stream")
+        work = {eid: f.submit(eid, 300) for eid in (first, second)}
+        for eid, (_, tids) in work.items():
+            f.report(eid, tids, per_entry=3)
+        every = [t for _, tids in work.values() for t in tids]
+        until(lambda: f.all_done(every), 120, "every result to be applied")
+        # a second copy of each result (an agent that resent after a reconnect) changes nothing
+        for eid, (_, tids) in work.items():
+            f.report(eid, tids, per_entry=50)
+        until(lambda: all(f.r.xlen(f"fx:ep:{e}:results") == 0 for e in work), 60,
+              "the resent results to be read and acknowledged")
+    finally:
+        counts = [a.stop(), b.stop()]
+    assert sum(c["applied"] for c in counts) == len(every), counts  # each applied once
+    assert all(c["applied"] > 0 for c in counts), counts  # by both, each its own share
+    assert all(c["refused"] == 0 for c in counts), counts
+    for tg, tids in work.values():
+        events = f.events(tg)
+        assert sorted(events) == sorted(tids), "one completion event per task"
+    recs = [f.r.hgetall(f"fx:task:{t}") for t in every[:50]]
+    assert all(rec["result"] == f"00\nresult-{rec['task_id']}" for rec in recs)
+    for eid in work:
+        assert f.r.xpending(f"fx:ep:{eid}:results", "ingester")["pending"] == 0
+        assert f.r.get(f"fx:ep:{eid}:outstanding") in (None, "0")
+    assert f.r.xlen("fx:deadletters") == 0
+
+
+def _read_then_die(f: Fabric, eid: str, ingester: IngesterProc, entries: Callable[[], object]) \
+        -> str:
+    """Let ``ingester`` take entries and never acknowledge them: stopped while
+    blocked in its read, it is handed the first entry written, then killed."""
+    name = ingester.name()
+    until(lambda: _in_wake_group(f, name) and _blocked_reader(f.r), 30,
+          "the ingester to block in its read")
+    ingester.proc.send_signal(signal.SIGSTOP)
+    entries()
+    stream = f"fx:ep:{eid}:results"
+    until(lambda: f.consumers(stream).get(name, {}).get("pending"), 30,
+          "the stopped ingester to be handed an entry")
+    ingester.kill()
+    return name
+
+
+def test_a_dead_ingester_of_another_host_has_its_entries_claimed_after_idle(fabric, tmp_path):
+    f = fabric
+    eid = f.endpoint()
+    tg, tids = f.submit(eid, 60)
+    dead = IngesterProc(f.url, tmp_path / "a", tmp_path / "a.log", host="service-host-a")
+    stream = f"fx:ep:{eid}:results"
+    # the first entry (40 results) goes to the stopped ingester; the last 20 stay unread
+    name = _read_then_die(f, eid, dead, lambda: (f.report(eid, tids[:40], per_entry=40),
+                                                 f.report(eid, tids[40:], per_entry=5)))
+    died = time.monotonic()
+    held = f.consumers(stream)[name]["pending"]
+    assert held == 1
+    live = IngesterProc(f.url, tmp_path / "b", tmp_path / "b.log",
+                        FUNCX_INGEST_CLAIM_IDLE_S="3", FUNCX_INGEST_CONSUMER_EXPIRE_S="2")
+    try:
+        live_name = live.name()
+        # the unread results are applied at once; the dead one's wait for the idle time
+        until(lambda: f.all_done(tids[40:]), 60, "the unread results to be applied")
+        until(lambda: f.all_done(tids), 60, "the dead ingester's results to be claimed")
+        assert time.monotonic() - died >= 3 - 0.5, "claimed before the idle time"
+        # the dead consumer, holding nothing now, is removed from the groups
+        until(lambda: name not in f.consumers(stream) and not _in_wake_group(f, name), 30,
+              "the dead ingester's consumer to be removed")
+        assert live_name in f.consumers(stream)
+    finally:
+        counts = live.stop()
+    assert counts["applied"] == 60 and counts["claimed"] >= 1, counts
+    assert sorted(f.events(tg)) == sorted(tids)
+    assert "idle over 3s" in live.log.read_text()
+    assert f.r.xpending(stream, "ingester")["pending"] == 0 and f.r.xlen(stream) == 0
+
+
+def test_a_dead_ingester_of_this_host_is_claimed_at_once(fabric, tmp_path):
+    """After a crash or power cut, a restarted ingester (new pid, so a new
+    name) takes over what its predecessor held without waiting for idleness."""
+    f = fabric
+    eid = f.endpoint()
+    tg, tids = f.submit(eid, 30)
+    dead = IngesterProc(f.url, tmp_path / "a", tmp_path / "a.log")
+    name = _read_then_die(f, eid, dead, lambda: f.report(eid, tids, per_entry=30))
+    live = IngesterProc(f.url, tmp_path / "b", tmp_path / "b.log",
+                        FUNCX_INGEST_CLAIM_IDLE_S="600")
+    try:
+        until(lambda: f.all_done(tids), 60, "the predecessor's results to be claimed")
+    finally:
+        counts = live.stop()
+    assert counts == {"applied": 30, "refused": 0, "claimed": 1}
+    assert f"that {name} (gone) held" in live.log.read_text()
+    assert sorted(f.events(tg)) == sorted(tids)
+
+
+@pytest.fixture(autouse=True)
+def _needs_unshare(request):
+    if "fabric" in request.fixturenames and (os.geteuid() != 0 or not shutil.which("unshare")):
+        pytest.skip("another host's ingester is emulated with `unshare --uts` (needs root)")
