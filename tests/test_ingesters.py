@@ -315,3 +315,32 @@ def test_a_dead_ingester_of_this_host_is_claimed_at_once(fabric, tmp_path):
 def _needs_unshare(request):
     if "fabric" in request.fixturenames and (os.geteuid() != 0 or not shutil.which("unshare")):
         pytest.skip("another host's ingester is emulated with `unshare --uts` (needs root)")
+
+
+def test_forgetting_a_consumer_never_loses_what_it_held(fabric):
+    """A consumer judged dead (silent, nothing pending) that reads entries
+    between that judgement and its removal: the remover gets what it read
+    and applies it (in-process ingesters; the judgement is a stale snapshot)."""
+    from backend.ingester import Ingester
+    from backend.redis_conn import connect
+
+    f = fabric
+    eid = f.endpoint()
+    tg, tids = f.submit(eid, 10)
+    stream = f"fx:ep:{eid}:results"
+    me = Ingester(connect(f.url), consumer="host-b:2:2.00")
+    me.refresh_streams()
+    ghost = Ingester(connect(f.url), consumer="host-a:1:1.00")
+    ghost.refresh_streams()
+    assert ghost.io.pending(stream, 10) == [[stream.encode(), []]]  # it exists, holding nothing
+    snapshot = me.io.consumers([me.io.wake_stream(), stream])
+    assert ("host-a:1:1.00", 0) in [(n, p) for n, p, _ in snapshot[stream]]
+    f.report(eid, tids, per_entry=5)
+    _, got = ghost.io.new([stream], 10, 100)  # ... then it reads after all
+    assert sum(len(items) for _, items in got) == 2
+    me.io.consumers = lambda streams: snapshot  # type: ignore[method-assign]
+    me.expire_s = 0.0
+    assert me.forget_dead() >= 1
+    assert "host-a:1:1.00" not in f.consumers(stream)
+    assert f.all_done(tids) and sorted(f.events(tg)) == sorted(tids)
+    assert me.applied == 10 and f.r.xlen(stream) == 0
