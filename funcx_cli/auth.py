@@ -47,7 +47,7 @@ def login(token_file: Path = typer.Option(
         if token_file is not None:
             handed = read_token_file(token_file)
         elif not sys.stdin.isatty():
-            handed = parse_token_text(sys.stdin.readline(), "the token on standard input")
+            handed = parse_token_text(sys.stdin.read(1 << 20), "the token on standard input")
         else:
             handed = HandedToken(typer.prompt("Token", hide_input=True).strip(), "typed")
     except BadTokenFile as e:

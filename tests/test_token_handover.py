@@ -97,6 +97,17 @@ def test_bare_token_with_whitespace(service, service_credentials, tmp_path):
     assert _stored(home)["token"] == service_credentials["token"]
 
 
+def test_credentials_json_on_standard_input(service, service_credentials, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "FUNCX_SERVICE_ADDRESS"}
+    home = tmp_path / "laptop"
+    p = subprocess.run([sys.executable, "-m", "funcx_cli.main", "--service", service, "login"],
+                       input=json.dumps(service_credentials, indent=2), capture_output=True,
+                       text=True, timeout=120, env={**env, "FUNCX_HOME": str(home)})
+    assert p.returncode == 0 and "Logged in" in p.stdout, p.stderr
+    _assert_no_secret(p, service_credentials["token"])
+    assert _stored(home)["token"] == service_credentials["token"]
+
+
 def _secret() -> str:
     return "fxs" + secrets.token_urlsafe(32)
 
