@@ -10,6 +10,7 @@ status document, the next submission) is awaited by bounded loops.
 """
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -162,6 +163,11 @@ def test_a_failing_submit_is_reported_everywhere_and_retried_with_backoff(
         assert out.exit_code == 0, out.output
         assert "submit_failed" in out.output and "sbatch: command not found" in out.output
         assert "hunter2" not in out.output
+        out = CliRunner(env={"COLUMNS": "300"}).invoke(app, ["endpoint", "show", ep.eid])
+        assert out.exit_code == 0 and "sbatch: command not found" in out.output, out.output
+        out = CliRunner().invoke(app, ["endpoint", "show", ep.eid, "--format", "json"])
+        assert out.exit_code == 0, out.output
+        assert [q["kind"] for q in json.loads(out.output)["problems"]] == ["submit_failed"]
 
         times = wait_until(lambda: (t := attempt_times(attempts)) and len(t) >= 4 and t)
         assert times and len(times) >= 4, times
