@@ -84,6 +84,14 @@ def is_loopback(address: str) -> bool:
         return False
 
 
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
+
+
 def is_local_provider(provider: object) -> bool:
     """Whether blocks of ``provider`` run on this host (Parsl's LocalProvider)."""
     try:
@@ -93,9 +101,21 @@ def is_local_provider(provider: object) -> bool:
     return isinstance(provider, LocalProvider)
 
 
-def plan(configured: str, local: bool, detect: Callable[[], str] = detect_routable) -> AddressPlan:
+def resolve(host: str) -> str | None:
+    """The IPv4 address ``host`` resolves to here, or None."""
+    try:
+        return socket.gethostbyname(host)
+    except (OSError, UnicodeError):
+        return None
+
+
+def plan(configured: str, local: bool, detect: Callable[[], str] = detect_routable,
+         resolver: Callable[[str], str | None] = resolve) -> AddressPlan:
     """The bind and advertised address for the configured ``address``;
-    ``local``: the provider runs managers on this host."""
+    ``local``: the provider runs managers on this host.  A host name is
+    advertised as it is (managers resolve it), but one that resolves to
+    loopback here (Debian maps the host name to 127.0.1.1) is a problem for a
+    remote provider."""
     configured = (configured or DETECT).strip()
     if configured.lower() == DETECT:
         if local:
@@ -113,6 +133,13 @@ def plan(configured: str, local: bool, detect: Callable[[], str] = detect_routab
             problem = ("`address` 0.0.0.0 binds every interface but no routable address was "
                        "found to tell managers; set `address` to this host's address")
         return AddressPlan("0.0.0.0", found, problem)
+    if not local and _is_ip(configured) is False:
+        ip = resolver(configured)
+        if ip is not None and is_loopback(ip):
+            return AddressPlan(configured, configured, (
+                f"`address` {configured!r} resolves to {ip}, a loopback address, on this "
+                f"host, but the provider starts managers on other hosts; use address="
+                f"\"detect\" (the default) or this host's address on the compute network"))
     if not local and is_loopback(configured):
         return AddressPlan(configured, configured, (
             f"`address` is {configured}, a loopback address, but the provider starts "

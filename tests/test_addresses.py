@@ -49,6 +49,16 @@ def test_loopback_with_a_remote_provider_is_a_problem(configured):
     assert p.problem is not None and "loopback" in p.problem and configured in p.problem
 
 
+def test_a_host_name_that_resolves_to_loopback_is_a_problem_for_a_remote_provider():
+    def resolver(name):
+        return {"login1": "127.0.1.1", "login2": "10.0.0.9"}.get(name)
+
+    bad = plan("login1", False, routable, resolver)
+    assert bad.problem is not None and "127.0.1.1" in bad.problem and bad.advertise == "login1"
+    assert plan("login2", False, routable, resolver) == AddressPlan("login2", "login2")
+    assert plan("login1", True, routable, resolver).problem is None  # managers run here
+
+
 @pytest.mark.parametrize("configured", ["detect", "0.0.0.0"])
 def test_no_routable_address_with_a_remote_provider_is_a_problem(configured):
     p = plan(configured, False, no_route)
