@@ -268,3 +268,21 @@ def test_sdk_client_and_cli_verify(https, pki, tmp_path, monkeypatch):
     monkeypatch.setenv("FUNCX_CA_BUNDLE", str(pki.ca))
     fxc = FuncXClient(https, access_token=TOKEN)
     assert fxc.whoami()["username"] == "tls-user"
+
+
+def test_endpoint_side_verifies(https, pki, tmp_path):
+    """`funcx-endpoint init` (the agent's own web client, its stored token)
+    refuses the untrusted service and works once FUNCX_CA_BUNDLE names the CA."""
+    env = {k: v for k, v in os.environ.items() if k not in BUNDLE_VARS}
+    env.update({"FUNCX_HOME": str(tmp_path / "login-node"), "FUNCX_SERVICE_ADDRESS": https})
+    cred = tmp_path / "login-node" / "credentials"
+    cred.mkdir(parents=True)
+    (cred / "token.json").write_text(json.dumps({"token": TOKEN, "service_url": https}))
+    cmd = [sys.executable, "-m", "endpoint.cli", "init"]
+    refused = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 5
+    assert "not trusted" in refused.stderr and "FUNCX_CA_BUNDLE" in refused.stderr
+    assert TOKEN not in refused.stdout + refused.stderr
+    ok = subprocess.run(cmd, env={**env, "FUNCX_CA_BUNDLE": str(pki.ca)}, capture_output=True,
+                        text=True, timeout=60)
+    assert ok.returncode == 0 and "logged in as tls-user" in ok.stdout, ok.stderr
