@@ -279,3 +279,17 @@ def test_scale_in_is_not_an_error(fxc, tmp_path):
         assert not [line for line in lost if " ERROR " in line], lost
         assert all("its block was scaled in" in line for line in lost), lost
         assert all(" INFO " in line for line in lost), lost
+
+
+def test_a_task_waiting_for_an_offline_endpoint_says_so(fxc, http, tmp_path):
+    """The task's details name the reason it waits: the endpoint is offline."""
+    from endpoint import daemon
+
+    config = ("config = Config(provider=LocalProvider(init_blocks=0, min_blocks=0, max_blocks=1),\n"
+              "                max_workers_per_node=1)\n")
+    with endpoint_with(fxc, "offline", config, tmp_path / "unused") as ep:
+        assert daemon.stop(ep.name) is True  # its status key goes with it
+        tid = fxc.run(2, endpoint_id=ep.eid, function_id=fxc.register_function(square))
+        doc = http.get(f"{http.base_url}/v2/tasks/{tid}").json()
+        assert doc["status"] == "waiting-for-ep", doc
+        assert [p["kind"] for p in doc["details"]["problems"]] == ["endpoint_offline"], doc

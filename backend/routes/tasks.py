@@ -69,12 +69,20 @@ WAITING = frozenset({TaskState.WAITING_FOR_EP.value, TaskState.WAITING_FOR_NODES
                      TaskState.WAITING_FOR_LAUNCH.value})
 
 
+#: what a waiting task's details say when its endpoint's agent is not running
+OFFLINE = {"kind": "endpoint_offline", "block": None, "since": None,
+           "message": "the endpoint is offline (no heartbeat from its agent): tasks wait until "
+                      "its owner starts it (`funcx-endpoint start`) and it reaches the service"}
+
+
 def endpoint_problems(eid: str) -> list[dict]:
     """The problems the endpoint's agent last reported (its heartbeat's
-    ``details.problems``); [] when it reports none or is offline."""
+    ``details.problems``), or that it is offline."""
     raw = redis().hget(keys.ep_status(eid), "details")
+    if not raw:
+        return [dict(OFFLINE)]
     try:
-        problems = json.loads(raw).get("problems") if raw else None
+        problems = json.loads(raw).get("problems")
     except (ValueError, AttributeError):
         return []
     return [p for p in problems if isinstance(p, dict)] if isinstance(problems, list) else []
