@@ -223,6 +223,16 @@ class Supervisor:
             out[c.name] = c.to_dict()
         return out
 
+    def _redis_record(self) -> dict:
+        """Where the embedded Redis listens (for its admin: a second service
+        host joins it at ``tls_port``); ``external`` for FUNCX_REDIS_URL."""
+        e = self.redis
+        if e is None:
+            return {"external": True}
+        return {"external": False, "port": None if e.tls_port is not None else e.port,
+                "tls_port": e.tls_port, "socket": str(e.socket) if e.tls_port is not None else None,
+                "bind": e.remote.bind if e.remote else "127.0.0.1"}
+
     def write_record(self, ready: bool, failed: dict | None = None) -> None:
         """The service record (``service.json``): what a successor must end
         if this supervisor dies, and what ``status`` and ``start`` read."""
@@ -234,7 +244,7 @@ class Supervisor:
             "tls": self.transport.tls is not None,
             "tls_ca": str(self.transport.tls.ca) if self.transport.tls and self.transport.tls.ca
             else None,
-            "agent_redis_url": self.agent_redis_url,
+            "agent_redis_url": self.agent_redis_url, "redis": self._redis_record(),
             "insecure": self.transport.warning is not None,
             "components": self.components(), **({"failed": failed} if failed else {}),
         })

@@ -144,6 +144,8 @@ def test_embedded_redis_serves_other_hosts_over_tls_only(home, tmp_path):
     rec = json.loads((home / "service" / "service.json").read_text())
     tls_port = int((home / "service" / "redis" / "tls_port").read_text())
     assert rec["agent_redis_url"] == f"rediss://{addr}:{tls_port}/0"
+    assert rec["redis"] == {"external": False, "port": None, "tls_port": tls_port, "bind": addr,
+                            "socket": str(home / "service" / "redis" / "redis.sock")}
 
     # redis-server listens on the TLS port of the service's address and nowhere
     # else over TCP; the service's own components use its private Unix socket
