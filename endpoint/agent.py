@@ -381,6 +381,7 @@ class Agent:
             with self.room:
                 snap["outstanding_in_agent"] = self.state.inflight
             snap["blocks"] = len(self.blocks.jobs)
+            snap["interchange_address"] = self.url  # what managers are told
             with self.health_lock:
                 snap["problems"] = self.health.problems()
             snap["agent_pid"] = os.getpid()

@@ -251,6 +251,8 @@ def test_a_remote_provider_is_told_a_routable_address(fxc, tmp_path, address):
         log = ep.dir.log_file.read_text()
         assert f"managers connect to tcp://{routable}:" in log
         assert problems(fxc, ep.eid, "address") == []
+        details = fxc.get_endpoint_status(ep.eid)["details"]
+        assert details["interchange_address"].startswith(f"tcp://{routable}:"), details
 
 
 def test_loopback_with_a_remote_provider_is_a_problem(fxc, tmp_path):
