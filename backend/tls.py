@@ -22,6 +22,7 @@ import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from funcx.defaults import setting
 from funcx.home import service_dir
@@ -285,9 +286,28 @@ def plan(host: str, tls: TlsFiles | None, insecure: bool | None = None,
                 "unencrypted anyway")
         warning = insecure_warning(host)
     if external:
-        return Plan(host, tls, warning)
+        return Plan(host, tls, _external_redis_warning(insecure, warning))
     server = tls_redis_server() if tls is not None else None
     return Plan(host, tls, warning, redis_server=server, redis_public_host=public_host(host))
+
+
+def _external_redis_warning(insecure: bool, warning: str | None) -> str | None:
+    """An off-host service's external ``redis://`` (not ``rediss://``) that
+    endpoints or the service reach across the network is clear text: refused
+    unless ``insecure``, then warned."""
+    url = urlsplit(str(setting("REDIS_URL")))
+    if url.scheme != "redis":
+        return warning  # rediss:// or a Unix socket
+    handed = str(setting("REDIS_PUBLIC_HOST")) or url.hostname or "127.0.0.1"
+    if is_loopback(url.hostname or "127.0.0.1") and is_loopback(handed):
+        return warning
+    if not insecure:
+        raise TransportRefused(
+            f"FUNCX_REDIS_URL is a clear-text redis:// URL and endpoints would reach it at "
+            f"{handed} across the network: use rediss:// (with FUNCX_REDIS_CA if its CA is not "
+            "in the system store), or pass --insecure (FUNCX_INSECURE=1)")
+    more = f"WARNING: Redis at {handed} is reached in clear text (redis://, --insecure)"
+    return f"{warning}\n{more}" if warning else more
 
 
 def verify_arg(ca: str | Path | None) -> str | bool:

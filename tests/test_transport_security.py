@@ -331,3 +331,16 @@ def test_verified_tls_context_refuses_a_wrong_name(tmp_path):
     assert [str(a) for a in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
     ctx = ssl.create_default_context(cafile=str(files.ca))
     assert ctx.cert_store_stats()["x509_ca"] == 1
+
+
+def test_off_host_service_refuses_a_clear_text_external_redis(tmp_path, monkeypatch):
+    from backend.tls import TransportRefused, plan
+
+    files = init_tls(["fx.example.org"], tmp_path / "pki")
+    monkeypatch.setenv("FUNCX_REDIS_URL", "redis://:s3cr3t-Pa55@10.9.8.7:6379/0")
+    with pytest.raises(TransportRefused, match="rediss://.*--insecure") as e:
+        plan("0.0.0.0", files, insecure=False)
+    assert "s3cr3t-Pa55" not in str(e.value)  # the URL is not quoted
+    assert "clear text" in (plan("0.0.0.0", files, insecure=True).warning or "")
+    monkeypatch.setenv("FUNCX_REDIS_URL", "rediss://:s3cr3t-Pa55@10.9.8.7:6379/0")
+    assert plan("0.0.0.0", files, insecure=False).warning is None
