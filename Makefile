@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 
-.PHONY: demo test test-slow test-security lint venv clean
+.PHONY: demo test test-slow test-security test-crosshost lint venv clean
 
 $(VENV)/.stamp-base: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ lint: $(VENV)/.stamp-test
 ## The attack suite (tests/security), run by CI in its own bounded step.
 test-security: $(VENV)/.stamp-test
 	@$(PY) -m pytest tests/security -m "security and not slow" $(ARGS)
+
+## The cross-host suite (tests/crosshost): hosts in network namespaces; needs root,
+## tcpdump and a TLS-capable redis-server (CI installs them).
+test-crosshost: $(VENV)/.stamp-test
+	@$(PY) -m pytest tests/crosshost -m crosshost $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
