@@ -243,6 +243,37 @@ def test_https_to_a_plain_http_port_is_a_tls_error_not_a_retry():
         server.shutdown()
 
 
+def test_a_handshake_cut_short_is_unreachable_and_retried():
+    """A peer that closes mid-handshake (a service restarting) is not a TLS
+    misconfiguration: ServiceUnreachable, retried within the budget."""
+    import socket
+
+    from funcx.errors import ServiceUnreachable
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+
+    def close_each() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(1)
+            conn.close()
+
+    threading.Thread(target=close_each, daemon=True).start()
+    url = f"https://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        web = WebClient(url, TOKEN, timeout=5)
+        with pytest.raises(ServiceUnreachable) as e:
+            web.request("GET", "/v2/version", retry_s=0.5)
+        assert "TLS" in str(e.value) and not isinstance(e.value, TLSError)
+        assert web.request_count >= 2, "a GET cut short is retried"
+    finally:
+        listener.close()
+
+
 def test_sdk_client_and_cli_verify(https, pki, tmp_path, monkeypatch):
     """FuncXClient and the funcx CLI (whoami) go through the same checks."""
     from funcx import FuncXClient

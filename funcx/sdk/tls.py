@@ -90,10 +90,21 @@ def ca_bundle() -> TrustStore:
     return TrustStore(None, "system")
 
 
-def verify_failure(url: str, exc: BaseException, store: TrustStore) -> TLSError:
+#: OpenSSL reasons that a retry cannot cure: the two sides do not speak the
+#: same TLS (or one speaks none); anything else (an EOF or reset mid-handshake,
+#: e.g. a service restarting) is treated as an unreachable service
+MISCONFIGURED = frozenset({
+    "WRONG_VERSION_NUMBER", "UNSUPPORTED_PROTOCOL", "TLSV1_ALERT_PROTOCOL_VERSION",
+    "NO_PROTOCOLS_AVAILABLE", "SSLV3_ALERT_HANDSHAKE_FAILURE", "TLSV1_ALERT_UNKNOWN_CA",
+    "SSLV3_ALERT_BAD_CERTIFICATE", "TLSV1_ALERT_ACCESS_DENIED", "PACKET_LENGTH_TOO_LONG",
+})
+
+
+def verify_failure(url: str, exc: BaseException, store: TrustStore) -> TLSError | None:
     """The SDK error for a failed handshake ``exc`` (found anywhere in its
     cause chain): :class:`CertificateNotTrusted` for a verification failure,
-    else :class:`TLSError`."""
+    :class:`TLSError` for a mismatch no retry cures (:data:`MISCONFIGURED`),
+    None for a transient failure (the caller treats it as unreachable)."""
     seen: set[int] = set()
     cur: BaseException | None = exc
     while cur is not None and id(cur) not in seen:
@@ -102,7 +113,7 @@ def verify_failure(url: str, exc: BaseException, store: TrustStore) -> TLSError:
             reason = cur.verify_message or cur.reason or "certificate verify failed"
             return CertificateNotTrusted(url, str(reason), store)
         if isinstance(cur, ssl.SSLError):
-            return TLSError(url, str(cur.reason or type(cur).__name__))
+            return TLSError(url, str(cur.reason)) if cur.reason in MISCONFIGURED else None
         nxt = getattr(cur, "reason", None)
         cur = nxt if isinstance(nxt, BaseException) else (cur.__cause__ or cur.__context__)
-    return TLSError(url, type(exc).__name__)
+    return None

@@ -135,10 +135,11 @@ class WebClient:
             resp = self.pool.request(method, url, body=data, headers=headers,
                                      timeout=timeout or self.timeout, redirect=False)
         except urllib3.exceptions.HTTPError as e:
-            if _is_tls_failure(e):  # never retried: the same handshake fails the same way
-                raise self._tls_error(e) from None
+            tls_error = self._tls_error(e) if _is_tls_failure(e) else None
+            if tls_error is not None:  # never retried: the same handshake fails the same way
+                raise tls_error from None
             err = ServiceUnreachable(self.base_url, "timed out" if isinstance(
-                e, urllib3.exceptions.TimeoutError) else type(e).__name__)
+                e, urllib3.exceptions.TimeoutError) else _reason(e))
             err.sent = not _not_sent(e)
             raise err from None
         if resp.status >= 400:
@@ -151,7 +152,7 @@ class WebClient:
             raise FuncxAPIError(resp.status, error_codes.BAD_RESPONSE,
                                 f"the service answered non-JSON: {resp.data[:200]!r}") from None
 
-    def _tls_error(self, e: Exception) -> TLSError:
+    def _tls_error(self, e: Exception) -> TLSError | None:
         return verify_failure(self.base_url, e, self.trust or TrustStore(None, "system"))
 
     def get(self, path: str, **kw) -> Any:
@@ -178,6 +179,17 @@ REFUSED_STATUSES = (429, 503)
 def _is_tls_failure(e: Exception) -> bool:
     cause = e.reason if isinstance(e, urllib3.exceptions.MaxRetryError) else e
     return isinstance(cause, urllib3.exceptions.SSLError)
+
+
+def _reason(e: Exception) -> str:
+    """A short reason for an unreachable service (a TLS failure names itself)."""
+    if _is_tls_failure(e):
+        cause: Exception | None = e.reason if isinstance(e, urllib3.exceptions.MaxRetryError) \
+            else e
+        args = getattr(cause, "args", ())
+        inner = args[0] if args and isinstance(args[0], Exception) else cause
+        return f"TLS: {getattr(inner, 'reason', None) or type(inner).__name__}"
+    return type(e).__name__
 
 
 def _not_sent(e: Exception) -> bool:
