@@ -141,7 +141,9 @@ def stop(name: str, timeout: float = 30.0) -> bool:
 # ---------------------------------------------------------------- the daemon
 def run_daemon(name: str, ready_fd: int | None) -> int:
     """Body of the daemon process: register, run, report readiness on the pipe."""
-    from endpoint.agent import Agent, install_signal_handlers
+    from endpoint import redis_link
+    from endpoint.agent import Agent, install_signal_handlers, register
+    from funcx.defaults import setting
     from funcx.errors import FuncxError
     from funcx.sdk.login import LocalLoginManager
     from funcx.sdk.service_address import resolve_service_address
@@ -178,8 +180,14 @@ def run_daemon(name: str, ready_fd: int | None) -> int:
     agent = None
     try:
         web = WebClient(resolve_service_address(), LocalLoginManager().get_token)
-        step = "registering with the service and binding the interchange"
-        agent = Agent.registered(name, config, web, ep.run_dir, saved_id(ep))
+        step = "registering with the service"
+        info = register(web, name, config, saved_id(ep))
+        # the Redis the service hands out must answer from here (within
+        # AGENT_REDIS_CHECK_S), else start fails naming host:port, not "running"
+        step = "connecting to the service's Redis"
+        redis_link.check(info, ep.run_dir, float(setting("AGENT_REDIS_CHECK_S")))
+        step = "binding the interchange"
+        agent = Agent(name, config, web, ep.run_dir, saved_id(ep), info)
         write_private_json(ep.id_file, {"endpoint_id": agent.endpoint_id, "name": name,
                                         "registered_at": time.time()})
         install_signal_handlers(agent)

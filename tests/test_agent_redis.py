@@ -259,7 +259,7 @@ def test_start_fails_when_the_redis_handed_out_does_not_answer(service, monkeypa
     text = out.output
     assert out.exit_code != 0, text
     assert "is running" not in text, text
-    assert f"{host}:{port}" in text, text
+    assert f"{host}:{port}" in text and "failed while connecting to the service's Redis" in text
     cause = "loopback address" if where == "loopback" else "nothing accepts connections"
     assert cause in text, text
     assert PASSWORD not in text
