@@ -156,8 +156,9 @@ class Manager:
         self.hand_started = launch.hand_started
         self.reconnect_max = max(launch.reconnect_max, launch.heartbeat_threshold)
         self.ctx = zmq.Context()
-        self.up = self._connect()
         self.poller: zmq.Poller | None = None
+        self.up, self.mon = self._connect()
+        self.handshakes = 0  # CURVE handshakes completed on self.up
         self.worker_addr = f"ipc://{self.tmp}/workers"
         self.down = self.ctx.socket(zmq.ROUTER)
         self.down.setsockopt(zmq.LINGER, 0)
@@ -179,15 +180,41 @@ class Manager:
         self.next_reconnect = 0.0  # monotonic time of the next try while silent
         self.backoff = self.threshold
 
-    def _connect(self) -> zmq.Socket:
-        """A fresh DEALER to the interchange: this manager's id, its CURVE keys."""
+    def _connect(self) -> tuple[zmq.Socket, zmq.Socket]:
+        """A fresh DEALER to the interchange (this manager's id, its CURVE keys)
+        and a monitor of its handshakes, both polled when the loop runs."""
         up = self.ctx.socket(zmq.DEALER)
         up.setsockopt(zmq.IDENTITY, self.id.encode())
         up.setsockopt(zmq.LINGER, 2000)
         up.ipv6 = True  # the interchange may listen on an IPv6 address
         self.keys.apply(up)
+        mon = up.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
         up.connect(self.launch.addr)
-        return up
+        if self.poller is not None:
+            self.poller.register(up, zmq.POLLIN)
+            self.poller.register(mon, zmq.POLLIN)
+        return up, mon
+
+    def _close_up(self, linger: int) -> None:
+        if self.poller is not None:
+            self.poller.unregister(self.up)
+            self.poller.unregister(self.mon)
+        self.up.disable_monitor()
+        self.mon.close(linger=0)
+        self.up.close(linger=linger)
+
+    def on_handshake(self) -> None:
+        """The connection to the interchange was (re-)established.  The first
+        handshake of a socket carries the REGISTER queued when it was made; a
+        later one means the interchange went away and came back (a restart, a
+        dropped TCP connection): register again on it at once."""
+        while int(self.mon.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+            self.mon.recv_multipart()
+            self.handshakes += 1
+            if self.handshakes > 1:
+                log.warning("reconnected to the interchange at %s; registering again",
+                            self.launch.addr)
+                self.register_again()
 
     # ---------------------------------------------------------------- workers
     def worker_env(self, container: bool) -> dict[str, str]:
@@ -425,19 +452,20 @@ class Manager:
         return held
 
     def reconnect(self) -> None:
-        """Replace the connection to the interchange and register again; the
-        results it could not confirm are sent again after the REGISTER."""
+        """Replace the connection to the interchange and register again."""
         self.reconnects += 1
-        old = self.up
-        if self.poller is not None:
-            self.poller.unregister(old)
-        old.setsockopt(zmq.LINGER, 0)  # what it still queues is resent below
-        old.close()
-        self.up = self._connect()
-        if self.poller is not None:
-            self.poller.register(self.up, zmq.POLLIN)
+        self._close_up(linger=0)  # what it still queues is resent by register_again
+        self.up, self.mon = self._connect()
+        self.handshakes = 0
+        self.register_again()
+
+    def register_again(self) -> None:
+        """Register, naming what it holds; then send again the results the
+        interchange has not acknowledged (after the REGISTER, so they count)."""
         self.register()
         again = [r for _, r in self.unacked]
+        log.info("registered again with %d task(s) held; sending %d unacknowledged result(s) "
+                 "again", len(self.held_ids()), len(again))
         self.unacked.clear()
         if again and not self.send_results(again):
             self.results[:0] = again  # sent with the next flush
@@ -484,6 +512,8 @@ class Manager:
                 while int(self.up.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
                     self._handle("the interchange", self.on_interchange,
                                  self.up.recv_multipart())
+            elif sock is self.mon:
+                self.on_handshake()
             else:
                 while int(self.down.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
                     frames = self.down.recv_multipart()
@@ -501,6 +531,7 @@ class Manager:
         self.register()
         poller = self.poller = zmq.Poller()
         poller.register(self.up, zmq.POLLIN)
+        poller.register(self.mon, zmq.POLLIN)
         poller.register(self.down, zmq.POLLIN)
         tick = min(0.2, self.period)
         try:
@@ -520,7 +551,7 @@ class Manager:
         for slot in self.slots:
             if slot.proc:
                 slot.proc.wait()
-        self.up.close()
+        self._close_up(linger=int(self.up.getsockopt(zmq.LINGER)))
         self.down.close()
         self.ctx.term()
         shutil.rmtree(self.tmp, ignore_errors=True)

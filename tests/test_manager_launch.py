@@ -148,3 +148,16 @@ def test_register_sends_the_owners_limits():
     assert web.sent[1]["limits"] == {"max_walltime": 30.0, "mem_per_worker": 1.5}
     register(web, "ep", Config(), "e")
     assert web.sent == ("/v3/endpoints/e", {**web.sent[1], "limits": {}})
+
+
+def test_hand_started_launch_round_trips_as_a_switch():
+    from endpoint.launch import ManagerLaunch
+
+    hand = ManagerLaunch(addr="tcp://h:1", workers=2, curve_keys="/k", hand_started=True,
+                         reconnect_max=5.0)
+    argv = hand.to_argv()
+    assert "--hand-started" in argv and "True" not in argv
+    assert ManagerLaunch.from_argv(argv) == hand
+    block = ManagerLaunch(addr="tcp://h:1", workers=2, curve_keys="/k")
+    assert "--hand-started" not in block.to_argv()
+    assert ManagerLaunch.from_argv(block.to_argv()).hand_started is False

@@ -1,0 +1,299 @@
+"""Links that come back (issue 15), with real processes: a real service, a
+real endpoint daemon (its interchange and agent) and a manager started by hand
+with the command ``funcx-endpoint manager-command`` prints, over CurveZMQ.
+
+(a) ``funcx-endpoint restart`` with tasks running on the hand-started manager:
+    the manager is not killed, the interchange comes back on the same port,
+    the manager reconnects, and tasks submitted before and after complete —
+    each with one result, each run once.
+(b) An outage longer than the heartbeat threshold (the agent daemon stopped
+    with SIGSTOP, twice) while long tasks run on the manager: the manager
+    does not exit, reconnects, and every task completes exactly once — the
+    cuts cost no retry (two cuts with one retry allowed) and ran nothing twice.
+
+No block managers: the endpoint's provider starts none, so every task runs on
+the hand-started manager.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+WAIT_S = 90.0
+PERIOD, THRESHOLD = 0.5, 2.0
+
+CONFIG = f"""from parsl.providers import LocalProvider
+
+from endpoint.config import Config
+
+config = Config(
+    # no blocks: the managers are started by hand
+    provider=LocalProvider(init_blocks=0, min_blocks=0, max_blocks=0),
+    max_workers_per_node=4,
+    heartbeat_period={PERIOD},
+    heartbeat_threshold={THRESHOLD},
+    task_retries_on_manager_lost=1,
+    prefetch_capacity=0,
+)
+"""
+
+
+def mark(i, seconds, path):
+    """Note each run of task ``i`` in ``path``, take ``seconds``, return i*i."""
+    import time
+
+    with open(path, "a") as f:
+        f.write(f"{i}\n")
+    time.sleep(seconds)
+    return i * i
+
+
+# -------------------------------------------------------------------- helpers
+def until(predicate: Callable[[], object], what: str, timeout: float = 30.0,
+          step: float = 0.05) -> object:
+    """Bounded wait for a condition only a file or the service can tell."""
+    pause = threading.Event()
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        pause.wait(step)
+
+
+def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "endpoint.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, env=os.environ.copy())
+
+
+def runs(path: Path) -> Counter:
+    """How many times each task (by argument) started."""
+    return Counter(int(x) for x in path.read_text().split()) if path.exists() else Counter()
+
+
+@contextmanager
+def hand_started_endpoint(fxc, tag: str, tmp_path: Path) -> Iterator[SimpleNamespace]:
+    """An endpoint with no blocks, and one manager started by hand with the
+    command ``manager-command`` prints; both ended after (the manager by SIGTERM)."""
+    from endpoint import daemon
+    from endpoint.curve import ManagerKeys
+    from endpoint.paths import EndpointDir
+
+    name = f"reconnect-{tag}-{uuid.uuid4().hex[:6]}"
+    ep = EndpointDir(name)
+    ep.path.mkdir(parents=True, mode=0o700)
+    ep.config_file.write_text(CONFIG)
+    started = cli("start", name)  # as a user would: the daemon is not this process's child
+    assert started.returncode == 0, started.stdout + started.stderr
+    eid = daemon.saved_id(ep)
+    mgr = None
+    log = tmp_path / f"manager-{tag}.log"
+    try:
+        shown = cli("manager-command", name)
+        assert shown.returncode == 0, shown.stderr
+        keys = ManagerKeys.load(ep.run_dir / "curve" / "manager.key_secret")
+        for secret in (keys.secret, keys.public, keys.server_public):
+            assert secret.decode() not in shown.stdout + shown.stderr  # paths, never keys
+        command = shlex.split(shown.stdout.strip().splitlines()[-1])
+        assert command[:2] == ["funcx-endpoint", "manager"], shown.stdout
+        with open(log, "wb") as out:
+            mgr = subprocess.Popen([sys.executable, "-m", "endpoint.cli", *command[1:]],
+                                   stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        until(lambda: "registered" in (ep.log_file.read_text() if ep.log_file.exists() else ""),
+              "the hand-started manager to register")
+        yield SimpleNamespace(name=name, eid=eid, dir=ep, mgr=mgr, log=log)
+    except BaseException:  # show what the endpoint and the manager saw
+        for path in (ep.log_file, log):
+            if path.exists():
+                print(f"--- {path} ---\n{path.read_text()[-8000:]}")
+        raise
+    finally:
+        if mgr is not None and mgr.poll() is None:
+            mgr.send_signal(signal.SIGTERM)
+            try:
+                mgr.wait(20)
+            except subprocess.TimeoutExpired:
+                mgr.kill()
+                mgr.wait(5)
+        daemon.stop(name)
+        if ep.log_file.exists():  # kept beside the manager's log, for a post-mortem
+            (tmp_path / f"endpoint-{tag}.log").write_bytes(ep.log_file.read_bytes())
+        try:
+            fxc.delete_endpoint(eid)
+        except Exception:  # noqa: BLE001 - cleanup only
+            pass
+
+
+def submit(fxc, eid: str, fid: str, tg: str, items: list[tuple[int, float]], marks: Path) -> list:
+    batch = fxc.create_batch(task_group_id=tg)
+    for i, seconds in items:
+        batch.add(i, seconds, str(marks), endpoint_id=eid, function_id=fid)
+    return fxc.batch_run(batch)
+
+
+def assert_each_once(fxc, redis_client, tg: str, tids: list, expected: list[int]) -> None:
+    """Every task succeeded with its value, and its group saw one terminal event."""
+    from funcx.protocol import keys
+
+    done = fxc.wait(tids, timeout=WAIT_S)
+    bad = {t: repr(d.get("exception")) for t, d in done.items() if d["status"] != "success"}
+    assert not bad, bad
+    assert [fxc.get_result(t) for t in tids] == expected
+    events = redis_client.xrange(keys.task_group_events(tg))
+    per_task = Counter(fields["task_id"] for _, fields in events)
+    assert set(per_task) == set(tids) and set(per_task.values()) == {1}, per_task
+
+
+@pytest.fixture(scope="module")
+def fid(fxc):
+    return fxc.register_function(mark)
+
+
+# ------------------------------------------------------------------- (a) restart
+def test_hand_started_manager_survives_restart(fxc, fid, redis_client, tmp_path):
+    from endpoint.interchange import PORT_FILE, saved_port
+
+    marks = tmp_path / "runs"
+    with hand_started_endpoint(fxc, "restart", tmp_path) as ep:
+        pid = ep.mgr.pid
+        port = saved_port(ep.dir.run_dir / PORT_FILE)
+        assert port and f":{port}" in " ".join(Path(f"/proc/{pid}/cmdline").read_text().split("\0"))
+        tg = str(uuid.uuid4())
+        before = submit(fxc, ep.eid, fid, tg, [(i, 1.5) for i in range(8)], marks)
+        until(lambda: len(runs(marks)) >= 4, "four tasks running on the manager")
+
+        restarted = cli("restart", ep.name)
+        assert restarted.returncode == 0, restarted.stderr
+        assert saved_port(ep.dir.run_dir / PORT_FILE) == port  # managers find it again
+        assert ep.mgr.poll() is None, "restart killed the hand-started manager"
+
+        after = submit(fxc, ep.eid, fid, tg, [(i, 0.1) for i in range(8, 14)], marks)
+        tids = before + after
+        assert_each_once(fxc, redis_client, tg, tids, [i * i for i in range(14)])
+        assert runs(marks) == Counter(range(14)), "a task ran twice"
+        assert ep.mgr.poll() is None and ep.mgr.pid == pid  # the same manager, never exited
+        text = ep.log.read_text()
+        assert "reconnecting" in text and "exiting" not in text
+        assert "started by hand" in ep.dir.log_file.read_text()
+
+
+# -------------------------------------------------------------------- (b) outage
+def test_outage_longer_than_the_threshold_loses_and_repeats_nothing(fxc, fid, redis_client,
+                                                                     tmp_path):
+    marks = tmp_path / "runs"
+    with hand_started_endpoint(fxc, "outage", tmp_path) as ep:
+        pid = ep.mgr.pid
+        agent = int(ep.dir.pid_file.read_text())
+        tg = str(uuid.uuid4())
+        # four long tasks hold the four workers across both cuts; short ones queue
+        tids = submit(fxc, ep.eid, fid, tg, [(i, 9.0) for i in range(4)]
+                      + [(i, 0.2) for i in range(4, 12)], marks)
+        until(lambda: len(runs(marks)) >= 4, "the long tasks running on the manager")
+
+        for cut in (1, 2):  # two cuts, one retry allowed: a cut must not spend it
+            seen = ep.log.read_text().count("reconnecting")
+            os.kill(agent, signal.SIGSTOP)
+            try:
+                until(lambda seen=seen: ep.log.read_text().count("reconnecting") > seen,
+                      f"the manager to notice cut {cut}", timeout=THRESHOLD * 5)
+                time.sleep(PERIOD)  # not a synchronization: the cut lasts a little longer
+            finally:
+                os.kill(agent, signal.SIGCONT)
+            until(lambda cut=cut: ep.log.read_text().count("answers again") >= cut,
+                  f"the interchange to answer the manager after cut {cut}",
+                  timeout=THRESHOLD * 10)
+            assert ep.mgr.poll() is None, "the manager exited during the outage"
+
+        assert_each_once(fxc, redis_client, tg, tids, [i * i for i in range(12)])
+        assert runs(marks) == Counter(range(12)), "a task ran twice"
+        assert ep.mgr.poll() is None and ep.mgr.pid == pid
+        assert "ManagerLost" not in ep.dir.log_file.read_text()
+
+
+# ------------------------------------------------ the pieces, without a service
+def test_interchange_port_is_kept_across_starts(tmp_path):
+    """Port 0: the first port chosen is saved in the run dir and bound again at
+    the next start; when another process holds it, a new one is chosen and saved."""
+    import socket as so
+
+    from endpoint.interchange import PORT_FILE, Interchange, saved_port
+
+    run = tmp_path / "run"
+    first = Interchange("127.0.0.1", 0, lambda _: None, 0.5, 2.0, 1, key_dir=run / "curve")
+    port = first.port
+    first.close()
+    assert saved_port(run / PORT_FILE) == port
+    again = Interchange("127.0.0.1", 0, lambda _: None, 0.5, 2.0, 1, key_dir=run / "curve")
+    try:
+        assert again.port == port
+    finally:
+        again.close()
+    squatter = so.socket()
+    squatter.bind(("127.0.0.1", port))
+    squatter.listen()
+    try:
+        moved = Interchange("127.0.0.1", 0, lambda _: None, 0.5, 2.0, 1, key_dir=run / "curve")
+        try:
+            assert moved.port != port and saved_port(run / PORT_FILE) == moved.port
+        finally:
+            moved.close()
+    finally:
+        squatter.close()
+
+
+def test_help_documents_hand_started_managers():
+    from typer.testing import CliRunner
+
+    from endpoint.cli import app
+
+    runner = CliRunner()
+    top = runner.invoke(app, ["--help"])
+    assert top.exit_code == 0 and "manager-command" in top.output
+    for command, words in ((["manager", "--help"], ("--addr", "--keys", "--workers", "Example:")),
+                           (["manager-command", "--help"], ("key file", "Example:")),
+                           (["stop", "--help"], ("by hand", "left running")),
+                           (["restart", "--help"], ("by hand",))):
+        shown = runner.invoke(app, command, terminal_width=200)
+        assert shown.exit_code == 0, shown.output
+        text = " ".join(shown.output.split())
+        for w in words:
+            assert w in text, (command, w, text)
+
+
+def test_manager_command_before_the_first_start_says_what_to_do(funcx_home):
+    from typer.testing import CliRunner
+
+    from endpoint.cli import app
+    from endpoint.paths import EndpointDir
+
+    name = f"never-started-{uuid.uuid4().hex[:6]}"
+    ep = EndpointDir(name)
+    ep.path.mkdir(parents=True, mode=0o700)
+    ep.config_file.write_text(CONFIG)
+    shown = CliRunner().invoke(app, ["manager-command", name])
+    assert shown.exit_code == 3
+    assert f"funcx-endpoint start {name}" in shown.output
+
+
+def test_manager_refuses_a_bad_address():
+    from typer.testing import CliRunner
+
+    from endpoint.cli import app
+
+    shown = CliRunner().invoke(app, ["manager", "--addr", "login1:5000", "--keys", "/nope"])
+    assert shown.exit_code == 2 and "tcp://HOST:PORT" in shown.output
