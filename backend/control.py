@@ -13,7 +13,7 @@ import requests
 
 from backend.embedded import free_port
 from backend.supervisor import AlreadyRunning, logs_dir, open_log, running_record
-from backend.tls import Plan, verify_arg
+from backend.tls import Plan, TransportRefused, plan, resolve_tls, verify_arg
 from funcx.defaults import setting
 from funcx.home import read_json, service_record_path
 from funcx.lifecycle import ProcessRecord
@@ -65,15 +65,19 @@ def start_detached(host: str | None = None, port: int | None = None, timeout: fl
         raise AlreadyRunning(f"the funcX service is already running at {rec.get('url')}")
     host = host or str(setting("SERVICE_HOST"))
     port = int(setting("SERVICE_PORT")) if port is None else port
+    if transport is None:  # planned here, so a refusal comes before anything starts
+        try:
+            transport = plan(host, resolve_tls())
+        except TransportRefused as e:
+            raise StartFailed(str(e)) from None
     port = port or free_port(host)
     argv = [sys.executable, "-m", "backend.supervisor", "--host", host, "--port", str(port)]
-    if transport is not None:
-        if transport.tls is not None:
-            argv += ["--tls-cert", str(transport.tls.cert), "--tls-key", str(transport.tls.key)]
-            if transport.tls.ca is not None:
-                argv += ["--tls-ca", str(transport.tls.ca)]
-        if transport.warning:
-            argv.append("--insecure")
+    if transport.tls is not None:
+        argv += ["--tls-cert", str(transport.tls.cert), "--tls-key", str(transport.tls.key)]
+        if transport.tls.ca is not None:
+            argv += ["--tls-ca", str(transport.tls.ca)]
+    if transport.warning:
+        argv.append("--insecure")
     log = logs_dir() / "supervisor.log"
     with open_log(log) as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
