@@ -128,9 +128,10 @@ class EmbeddedRedis:
         if self.remote is not None and self.remote.server:
             return self.remote.server
         if (self.dir / "appendonlydir").exists():
-            import shutil
+            from backend.tls import redis_servers_on_path
 
-            seven = str(setting("REDIS_SERVER")) or shutil.which("redis-server")
+            seven = str(setting("REDIS_SERVER")) or next(
+                (p for p in redis_servers_on_path() if p != redis_server_binary()), "")
             if not seven:
                 raise RuntimeError(f"{self.dir} holds data of redis-server 7 (appendonlydir), "
                                    "which the bundled redis-server cannot read: set "

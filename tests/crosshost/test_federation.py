@@ -52,7 +52,7 @@ class OnComputeNode(SimpleLauncher):
     """Start the block on the compute node (network namespace {node!r}),
     as a batch scheduler starts a job on a node."""
 
-    def __call__(self, command, tasks_per_node, nodes_per_block):
+    def __call__(self, command, tasks_per_node, nodes_per_block, *rest):
         return "ip netns exec {node} bash -c " + shlex.quote(command)
 
 
