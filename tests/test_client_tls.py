@@ -181,6 +181,22 @@ def test_funcx_ca_bundle_is_trusted(https, pki, monkeypatch):
     assert _whoami(https) == {"username": "tls-user", "user_id": "u-1"}
 
 
+def test_the_local_service_is_verified_with_its_own_ca(https, pki, monkeypatch, tmp_path):
+    """On the service's own host (its record names the URL and CA), no
+    setting is needed; another URL still gets the system store."""
+    import json
+
+    home = tmp_path / "home"
+    (home / "service").mkdir(parents=True)
+    (home / "service" / "service.json").write_text(json.dumps({"url": https,
+                                                               "tls_ca": str(pki.ca)}))
+    monkeypatch.setenv("FUNCX_HOME", str(home))
+    assert _whoami(https) == {"username": "tls-user", "user_id": "u-1"}
+    other = https.replace("127.0.0.1", "localhost")  # same server, not the recorded URL
+    with pytest.raises(CertificateNotTrusted):
+        _whoami(other)
+
+
 @pytest.mark.parametrize("var", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
 def test_requests_style_bundles_are_trusted(https, pki, monkeypatch, var):
     monkeypatch.setenv(var, str(pki.ca))

@@ -70,8 +70,11 @@ class CertificateNotTrusted(TLSError):
                   f"trusted CAs: {store.describe()}; {todo}")
 
 
-def ca_bundle() -> TrustStore:
+def ca_bundle(url: str | None = None) -> TrustStore:
     """The CAs to trust for https service URLs (see the module docstring).
+    With none of the variables set, the service this ``$FUNCX_HOME`` runs
+    (``url`` is the one its record names) is verified against the CA it
+    serves with (``funcx service tls-init``'s), so its own host needs no setting.
 
     Raises :class:`TLSConfigError` if the chosen variable names a path that
     does not exist, naming the variable (not falling back silently to a
@@ -87,7 +90,25 @@ def ca_bundle() -> TrustStore:
                     "the CA that signed the funcX service's certificate, or unset it to use "
                     "the system's trust store")
             return TrustStore(str(path), name)
+    local = _local_service_ca(url)
+    if local is not None:
+        return TrustStore(local, "the CA of the service this FUNCX_HOME runs")
     return TrustStore(None, "system")
+
+
+def _local_service_ca(url: str | None) -> str | None:
+    """The CA file of the service recorded under this ``$FUNCX_HOME``, when
+    ``url`` is that service's address and the record names one."""
+    if not url:
+        return None
+    from funcx.defaults import funcx_home
+    from funcx.home import read_json
+
+    rec = read_json(funcx_home() / "service" / "service.json") or {}
+    ca = rec.get("tls_ca")
+    if not ca or rec.get("url", "").rstrip("/") != url.rstrip("/") or not Path(ca).is_file():
+        return None
+    return str(ca)
 
 
 #: OpenSSL reasons that a retry cannot cure: the two sides do not speak the

@@ -48,7 +48,7 @@ class WebClient:
         self.trust: TrustStore | None = None
         tls: dict[str, Any] = {}
         if self.base_url.lower().startswith("https://"):
-            self.trust = ca_bundle()
+            self.trust = ca_bundle(self.base_url)
             tls["cert_reqs"] = "CERT_REQUIRED"
             if self.trust.is_dir:
                 tls["ca_cert_dir"] = self.trust.path
