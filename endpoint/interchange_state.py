@@ -51,6 +51,11 @@ REGISTER each held task is:
   manager rather than sent fresh, and a result that came first is kept
   (``early``, bounded) and passed on when the task arrives.
 
+A manager's claims are bounded like its other input: it can take back only a
+task waiting in the queue (one it could be sent anyway) or one not known here
+yet, never a task booked to another manager, and a re-registering manager's
+capacity stays as it first registered.
+
 Results a manager sent just before a cut may be lost with the connection, so
 a manager keeps each result until the interchange's heartbeat acknowledges it
 (``Heartbeat.acked``: results received from that manager, counted from
