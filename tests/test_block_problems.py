@@ -295,3 +295,75 @@ def test_a_task_waiting_for_an_offline_endpoint_says_so(fxc, http, tmp_path):
         doc = http.get(f"{http.base_url}/v2/tasks/{tid}").json()
         assert doc["status"] == "waiting-for-ep", doc
         assert [p["kind"] for p in doc["details"]["problems"]] == ["endpoint_offline"], doc
+
+
+ISOLATED = '''
+
+class Isolated(Elsewhere):
+    """A remote provider whose compute node cannot reach this host: its
+    blocks run in a network namespace with no route out."""
+
+    def submit(self, command, tasks_per_node, job_name="block"):
+        import shlex
+
+        with open({attempts!r}, "a") as f:
+            f.write(repr(__import__("time").time()) + "\\n")
+        wrapped = f"exec ip netns exec {ns} bash -c {{shlex.quote(command)}}"
+        return super().submit(wrapped, tasks_per_node, job_name)
+
+
+config = Config(provider=Isolated(init_blocks=1, min_blocks=1, max_blocks=1),
+                block_register_timeout=3, max_workers_per_node=1)
+'''
+
+
+@pytest.fixture
+def netns():
+    """A network namespace with no route out (a compute node that cannot
+    reach the login node)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("ip") is None:
+        pytest.skip("needs iproute2")
+    name = f"fxblk{uuid.uuid4().hex[:6]}"
+    made = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot make a network namespace: {made.stderr.strip()}")
+    yield name
+    subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+
+
+def test_a_block_whose_manager_cannot_reach_the_interchange(fxc, http, tmp_path, netns,
+                                                             fast_backoff):
+    """The trap of the issue: the manager runs where the interchange address
+    does not reach.  It never registers; after block_register_timeout the
+    block is reported (status and the waiting task), cancelled (its manager
+    ends) and the next block waits for the back-off, not a few seconds."""
+    from endpoint.addresses import detect_routable, is_loopback
+
+    if is_loopback(detect_routable()):
+        pytest.skip("this host has no routable address")
+    attempts = tmp_path / "attempts"
+    with endpoint_with(fxc, "isolated", ISOLATED.format(attempts=str(attempts), ns=netns),
+                       attempts) as ep:
+        tid = fxc.run(5, endpoint_id=ep.eid, function_id=fxc.register_function(square))
+        found = wait_until(lambda: problems(fxc, ep.eid, "never_registered"))
+        assert found and "ran 3s without its manager registering" in found[0]["message"]
+        doc = http.get(f"{http.base_url}/v2/tasks/{tid}").json()
+        assert doc["status"].startswith("waiting-for"), doc
+        assert any(p["kind"] == "never_registered" for p in doc["details"]["problems"]), doc
+        times = wait_until(lambda: (t := attempt_times(attempts)) and len(t) >= 3 and t)
+        assert times and len(times) >= 3, times
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        # each block runs 3 s unregistered, then the back-off: 1 s, then 2 s
+        assert gaps[0] >= 3 + 1 - 0.3 and gaps[1] >= 3 + 2 - 0.3, gaps
+        assert "cancelling" in ep.dir.log_file.read_text()
+    # cancelled and stopped blocks leave nothing running in the "compute node"
+    import subprocess
+
+    def netns_pids() -> str:
+        return subprocess.run(["ip", "netns", "pids", netns], capture_output=True,
+                              text=True).stdout.strip()
+
+    assert wait_until(lambda: netns_pids() == "", 15) is True, netns_pids()
