@@ -170,7 +170,8 @@ def manager_command(name: str = typer.Argument("default", help="endpoint name"),
     typer.echo(f"# Start a manager for endpoint {name!r} by hand.  On the compute node, with "
                f"this funcX installed:\n"
                f"#  1. copy the manager key file {keys} there, private (mode 0600),\n"
-               f"#     e.g. scp -p {shlex.quote(str(keys))} NODE:{shlex.quote(str(keys))}\n"
+               f"#     e.g. from this host: scp -p {shlex.quote(str(keys))} "
+               f"NODE:{shlex.quote(str(keys))}\n"
                f"#     (or share this directory);\n"
                f"#  2. run (it reconnects after outages and restarts; end it with SIGTERM):")
     if where.bind in ("127.0.0.1", "::1") or where.problem:

@@ -187,6 +187,9 @@ class Manager:
         up.setsockopt(zmq.IDENTITY, self.id.encode())
         up.setsockopt(zmq.LINGER, 2000)
         up.ipv6 = True  # the interchange may listen on an IPv6 address
+        # a connect attempt into a cut link gives up within the threshold and is
+        # tried again (every 100 ms), instead of waiting out TCP's SYN back-off
+        up.setsockopt(zmq.CONNECT_TIMEOUT, max(100, int(self.threshold * 1000)))
         self.keys.apply(up)
         mon = up.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
         up.connect(self.launch.addr)
