@@ -297,3 +297,110 @@ def test_manager_refuses_a_bad_address():
 
     shown = CliRunner().invoke(app, ["manager", "--addr", "login1:5000", "--keys", "/nope"])
     assert shown.exit_code == 2 and "tcp://HOST:PORT" in shown.output
+
+
+# ------------------- a restarted interchange, a manager that registers at once
+class Outputs:
+    """What an interchange hands its agent, awaitable."""
+
+    def __init__(self) -> None:
+        self.items: list = []
+        self.cond = threading.Condition()
+
+    def __call__(self, batch: list) -> None:
+        with self.cond:
+            self.items.extend(batch)
+            self.cond.notify_all()
+
+    def wait(self, what: str, predicate: Callable[[list], bool], timeout: float = 30.0) -> list:
+        with self.cond:
+            if not self.cond.wait_for(lambda: predicate(self.items), timeout):
+                raise AssertionError(f"timed out waiting for {what}")
+            return list(self.items)
+
+
+def test_manager_registers_again_at_once_with_a_restarted_interchange(tmp_path):
+    """The interchange ends (the agent restarts) and a new one binds the same
+    port with the same keys: the manager's socket reconnects and it registers
+    again at once (long before its silence threshold), holding its running
+    tasks; when the new agent hands them over again they are booked to it,
+    not run again, and each result comes out once."""
+    from endpoint.interchange import Interchange
+    from endpoint.launch import ManagerLaunch
+    from funcx.protocol.messages import Result, StatusUpdate, Task
+    from funcx.serialize import FuncXSerializer
+
+    ser = FuncXSerializer()
+    marks = tmp_path / "runs"
+    key_dir = tmp_path / "ep" / "run" / "curve"
+
+    def interchange(out: Outputs) -> tuple[Interchange, threading.Thread]:
+        ix = Interchange("127.0.0.1", 0, out, heartbeat_period=0.5, heartbeat_threshold=30.0,
+                         max_retries=1, poll_period=0.05, key_dir=key_dir)
+        t = threading.Thread(target=ix.run, name="interchange", daemon=True)
+        t.start()
+        return ix, t
+
+    def task(i: int, seconds: float) -> Task:
+        return Task(task_id=f"t{i}", function_id="f-mark", task_group_id="g",
+                    payload=ser.serialize_payload((i, seconds, str(marks)), {}),
+                    function_code=ser.serialize_function(mark))
+
+    def results(items: list, tid: str) -> list[Result]:
+        return [i for i in items if isinstance(i, Result) and i.task_id == tid]
+
+    out_a = Outputs()
+    ix_a, thread_a = interchange(out_a)
+    port = ix_a.port
+    launch = ManagerLaunch(addr=ix_a.url, workers=2, curve_keys=str(ix_a.keys.manager_file),
+                           manager_id="hand-mgr", heartbeat_period=0.5, heartbeat_threshold=30.0,
+                           hand_started=True)
+    log = tmp_path / "manager.log"
+    with open(log, "wb") as f:
+        mgr = subprocess.Popen(launch.command(), stdin=subprocess.DEVNULL, stdout=f,
+                               stderr=subprocess.STDOUT)
+    ix_b = thread_b = None
+    try:
+        until(lambda: b"hand-mgr" in ix_a.managers, "the manager to register")
+        assert ix_a.state.hand_started == {b"hand-mgr"}
+        feed = ix_a.feeder()
+        ix_a.submit([task(0, 3.0), task(1, 3.0)], feed)
+        out_a.wait("both tasks running", lambda items: {
+            t for i in items if isinstance(i, StatusUpdate) and i.status == "running"
+            for t in i.task_ids} >= {"t0", "t1"})
+        feed.close()
+        ix_a.stop_event.set()  # the agent stops: a hand-started manager is not told to end
+        thread_a.join(10)
+        ix_a.close()
+        assert mgr.poll() is None
+
+        stopped = time.monotonic()
+        out_b = Outputs()
+        ix_b, thread_b = interchange(out_b)
+        assert ix_b.port == port  # the same port, from the run dir
+        until(lambda: b"hand-mgr" in ix_b.managers, "the manager to register again")
+        assert time.monotonic() - stopped < 15  # by the reconnect, not the 30 s silence
+        assert "registering again" in log.read_text()
+        feed = ix_b.feeder()
+        ix_b.submit([task(0, 3.0), task(1, 3.0)], feed)  # the new agent reclaims them
+        got = out_b.wait("both results", lambda items: all(results(items, t) for t in ("t0", "t1")))
+        ix_b.submit([task(2, 0.0)], feed)  # and the manager takes new work
+        got = out_b.wait("t2's result", lambda items: bool(results(items, "t2")))
+        feed.close()
+        for i in range(3):
+            [r] = results(got, f"t{i}")
+            assert r.status == "success" and ser.deserialize(r.data) == i * i
+            assert r.task_group_id == "g"
+        assert results(out_a.items, "t0") == results(out_a.items, "t1") == []
+        assert runs(marks) == Counter(range(3)), "a task ran twice"
+        assert mgr.poll() is None
+        mgr.send_signal(signal.SIGTERM)  # what ends a hand-started manager
+        assert mgr.wait(20) == 0
+    finally:
+        if mgr.poll() is None:
+            mgr.kill()
+            mgr.wait(10)
+        if ix_b is not None and thread_b is not None:
+            ix_b.stop_event.set()
+            thread_b.join(10)
+            ix_b.close()
