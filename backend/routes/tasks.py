@@ -1,17 +1,15 @@
 """Task documents, one at a time or in a batch."""
 from __future__ import annotations
 
-import json
-
 from flask import Blueprint, jsonify
 
 from backend.api_errors import bad_request, not_found
 from backend.auth import current_user
 from backend.routes.common import field, json_body, redis, tasks, valid_uuid
+from backend.store import endpoints as ep_store
 from backend.store import quotas
 from backend.store.tasks import document, summary
 from funcx.defaults import setting
-from funcx.protocol import keys
 from funcx.protocol.states import TaskState
 
 bp = Blueprint("tasks", __name__)
@@ -78,14 +76,8 @@ OFFLINE = {"kind": "endpoint_offline", "block": None, "since": None,
 def endpoint_problems(eid: str) -> list[dict]:
     """The problems the endpoint's agent last reported (its heartbeat's
     ``details.problems``), or that it is offline."""
-    raw = redis().hget(keys.ep_status(eid), "details")
-    if not raw:
-        return [dict(OFFLINE)]
-    try:
-        problems = json.loads(raw).get("problems")
-    except (ValueError, AttributeError):
-        return []
-    return [p for p in problems if isinstance(p, dict)] if isinstance(problems, list) else []
+    problems = ep_store.reported_problems(redis(), eid)
+    return [dict(OFFLINE)] if problems is None else problems
 
 
 @bp.post("/v2/tasks/<tid>/cancel")

@@ -200,6 +200,20 @@ def status(r: redis.Redis, eid: str) -> dict:
     return {"status": "online" if raw else "offline", "details": details}
 
 
+def reported_problems(r: redis.Redis, eid: str) -> list[dict] | None:
+    """The problems the endpoint's agent last reported (its heartbeat's
+    ``details.problems``; malformed entries left out), or None when no agent
+    heartbeat lives (the endpoint is offline)."""
+    raw = r.hget(keys.ep_status(eid), "details")
+    if not raw:
+        return None
+    try:
+        problems = json.loads(raw).get("problems")
+    except (ValueError, AttributeError):
+        return []
+    return [p for p in problems if isinstance(p, dict)] if isinstance(problems, list) else []
+
+
 def allowed_functions(r: redis.Redis, eid: str) -> set[str]:
     return r.smembers(keys.endpoint_allowed(eid))
 
