@@ -43,6 +43,16 @@ def ref(name: str) -> dict:
 
 TASK_STATES = [s.value for s in TaskState]
 
+#: why an endpoint's tasks wait (reported by its agent; ``endpoint_offline`` by the service)
+PROBLEM = obj({
+    "kind": {**STR, "description": "submit_failed (the provider refused a block: its own "
+             "text), never_registered (a block's manager did not register in time), address "
+             "(managers are told an address they cannot reach), endpoint_offline"},
+    "message": STR,
+    "block": NULL_STR,
+    "since": {"type": "number", "nullable": True, "description": "epoch seconds"},
+}, ["kind", "message"])
+
 TASK_DOCUMENT = obj({
     "task_id": STR,
     "status": {**STR, "description": "lower case: " + ", ".join(TASK_STATES) + " (or `unknown` "
@@ -52,7 +62,8 @@ TASK_DOCUMENT = obj({
     "exception": {**STR, "description": "the remote traceback text"},
     "exception_data": STR,
     "completion_t": {**STR, "description": "epoch seconds as a string; on every terminal document"},
-    "details": ANY_OBJECT,
+    "details": obj({"problems": {**arr(PROBLEM), "description": "while the task waits "
+                                 "(waiting-for-ep/-nodes/-launch): why, as its endpoint reports"}}),
     "reason": STR,
 }, ["task_id", "status"])
 
@@ -189,7 +200,9 @@ SCHEMAS: dict[str, dict] = {
         "status": {"type": "string", "enum": ["online", "offline"]},
         "details": obj({"total_workers": INT, "idle_workers": INT, "managers": INT,
                         "pending_tasks": INT, "outstanding_tasks": INT,
-                        "heartbeat_t": NULL_STR},
+                        "heartbeat_t": NULL_STR, "problems": arr(PROBLEM),
+                        "interchange_address": {**NULL_STR, "description": "the URL managers "
+                                                "are told to connect to"}},
                        ["total_workers", "idle_workers", "managers", "pending_tasks",
                         "outstanding_tasks"]),
     }, ["status", "details"]),
