@@ -92,6 +92,10 @@ class EmbeddedRedis:
 
     def _load_tls_port(self) -> int:
         path = self.dir / "tls_port"
+        configured = int(setting("REDIS_TLS_PORT"))
+        if configured:  # the admin's choice (a firewall rule names it)
+            _write_private(path, f"{configured}\n")
+            return configured
         if path.exists():
             return int(path.read_text().split()[0])
         port = free_port(self.remote.bind if self.remote else "127.0.0.1")

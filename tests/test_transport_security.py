@@ -360,3 +360,18 @@ def test_a_venv_first_on_path_does_not_hide_the_tls_redis_server(monkeypatch):
     assert shutil.which("redis-server") == redis_server_binary()  # the trap
     found = tls_redis_server()
     assert found != redis_server_binary() and redis_supports_tls(found)
+
+
+def test_the_redis_tls_port_can_be_fixed_for_a_firewall(tmp_path, monkeypatch):
+    """FUNCX_REDIS_TLS_PORT names the port endpoints connect to; without it a
+    free port is chosen once and kept across restarts."""
+    from backend.embedded import EmbeddedRedis, RedisTls
+
+    remote = RedisTls(bind="127.0.0.1", server="redis-server", cert=tmp_path / "c", key=tmp_path / "k")
+    monkeypatch.delenv("FUNCX_REDIS_TLS_PORT", raising=False)
+    chosen = EmbeddedRedis(tmp_path / "a", tmp_path / "a.log", remote).tls_port
+    assert chosen and EmbeddedRedis(tmp_path / "a", tmp_path / "a.log", remote).tls_port == chosen
+    monkeypatch.setenv("FUNCX_REDIS_TLS_PORT", "16380")
+    assert EmbeddedRedis(tmp_path / "a", tmp_path / "a.log", remote).tls_port == 16380
+    assert "tls-port 16380" in "\n".join(EmbeddedRedis(tmp_path / "a", tmp_path / "a.log",
+                                                       remote)._listen_lines())
