@@ -289,7 +289,8 @@ def status(name: str = typer.Argument("default", help="endpoint name"),
                    f"{d.get('total_workers', 0)} worker(s), {d.get('idle_workers', 0)} idle, "
                    f"{d.get('outstanding_tasks', 0)} outstanding task(s)")
         for m in d.get("manager_details", []):
-            typer.echo(f"    manager {m['manager_id']} on {m['hostname']} (block {m['block_id']}): "
+            origin = "started by hand" if m.get("hand_started") else f"block {m['block_id']}"
+            typer.echo(f"    manager {m['manager_id']} on {m['hostname']} ({origin}): "
                        f"{m['workers']} workers, {m['tasks']} task(s)")
 
 
