@@ -190,6 +190,8 @@ def test_hand_started_manager_survives_restart(fxc, fid, redis_client, tmp_path)
         text = ep.log.read_text()
         assert "reconnecting" in text and "exiting" not in text
         assert "started by hand" in ep.dir.log_file.read_text()
+        until(lambda: "(started by hand)" in cli("status", ep.name).stdout,
+              "funcx-endpoint status to show the hand-started manager", timeout=20, step=0.5)
 
 
 # -------------------------------------------------------------------- (b) outage
