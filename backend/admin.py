@@ -14,18 +14,16 @@ class AdminError(RuntimeError):
 
 def connect() -> redis.Redis:
     """The service's Redis: FUNCX_REDIS_URL, else the embedded one of this home."""
+    from backend.embedded import local_url
     from backend.redis_conn import connect as connect_url
     from funcx.defaults import setting
-    from funcx.home import service_dir
+    from funcx.home import read_json, service_dir, service_record_path
 
-    url = str(setting("REDIS_URL"))
+    url = str(setting("REDIS_URL")) or local_url(service_dir() / "redis",
+                                                 read_json(service_record_path()))
     if not url:
-        secret = service_dir() / "redis" / "secret"
-        if not secret.exists():
-            raise AdminError(f"no service Redis found ({secret} is missing); "
-                             "start the service once or set FUNCX_REDIS_URL")
-        pw, port = secret.read_text().split()
-        url = f"redis://:{pw}@127.0.0.1:{port}/0"
+        raise AdminError(f"no service Redis found ({service_dir() / 'redis' / 'secret'} is "
+                         "missing); start the service once or set FUNCX_REDIS_URL")
     r = connect_url(url)
     try:
         r.ping()

@@ -71,6 +71,21 @@ class RedisTls:
         return self.cert is not None
 
 
+def local_url(data_dir: Path, record: dict | None) -> str | None:
+    """How a process on the service host (``funcx admin``, tests, benchmarks)
+    reaches this home's embedded Redis: its private Unix socket when the
+    service record says it serves other hosts over TLS (it then has no plain
+    TCP port), else 127.0.0.1 and its port; None if it never started."""
+    secret = data_dir / "secret"
+    if not secret.exists():
+        return None
+    pw, port = secret.read_text().split()
+    where = (record or {}).get("redis") or {}
+    if where.get("socket"):
+        return f"unix://:{pw}@{where['socket']}?db=0"
+    return f"redis://:{pw}@127.0.0.1:{port}/0"
+
+
 class EmbeddedRedis:
     """Configuration and process of one embedded redis-server."""
 

@@ -160,6 +160,10 @@ def test_embedded_redis_serves_other_hosts_over_tls_only(home, tmp_path):
     comps = {c["name"]: c for c in json.loads(
         cli(home, "service", "status", "--format", "json").stdout)["components"]}
     assert all(c["alive"] and c["restarts"] == 0 for c in comps.values()), comps
+    # the administrator's commands on this host reach it (through the socket)
+    added = cli(home, "admin", "user", "add", "carol", "--format", "json")
+    assert added.returncode == 0, added.stderr
+    assert "carol" in cli(home, "admin", "user", "list").stdout
 
     # an endpoint registered through the API gets rediss:// and the CA
     reg = requests.post(f"{url}/v3/endpoints", json={"endpoint_name": "remote"}, verify=str(ca),
