@@ -25,6 +25,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 import shutil
 import subprocess
 import sys
@@ -61,6 +62,7 @@ config = Config(
                            launcher=OnComputeNode()),
     address="{address}",      # the login node's address on the compute network
     max_workers_per_node=4,
+    public=True,              # the site's endpoint: its users (alice) submit to it
 )
 '''
 
@@ -97,6 +99,10 @@ class Fabric:
         return f"https://{link.ip_of(host)}:{PORT}"
 
     def close(self) -> None:
+        hand = getattr(self, "hand", None)
+        if hand is not None and hand.poll() is None:
+            hand.terminate()
+            hand.wait(30)
         for h in (self.login, self.svc2, self.svc):
             for argv in (["funcx-endpoint", "stop", "fed"], ["funcx", "service", "stop"]):
                 try:
@@ -160,14 +166,21 @@ def _start_service(f: Fabric) -> None:
 
 
 def _hand_over(f: Fabric) -> None:
-    """The admin's token file and CA reach the laptop and the login node."""
-    for host, link in ((f.laptop, f.l_web), (f.login, f.l_ep)):
+    """Token files and the CA reach the login node (the admin's own
+    credentials file: the admin runs the site's endpoint) and the laptop (a
+    user the admin creates for the scientist, alice)."""
+    alice = f.svc.run(["funcx", "admin", "user", "add", "alice", "--format", "json"]).stdout
+    f.secrets["alice_token"] = json.loads(alice)["token"]
+    (f.root / "alice.json").write_text(alice)
+    for host, link, given in ((f.login, f.l_ep, f.svc.home / "credentials" / "token.json"),
+                              (f.laptop, f.l_web, f.root / "alice.json")):
         host.env.update({"FUNCX_SERVICE_ADDRESS": f.url(link, f.svc),
                          "FUNCX_CA_BUNDLE": str(f.ca)})
         token_file = host.home / "from-admin.json"
-        shutil.copy(f.svc.home / "credentials" / "token.json", token_file)
+        shutil.copy(given, token_file)
         out = host.run(["funcx", "login", "--token-file", str(token_file)])
         assert f.secrets["token"] not in out.stdout + out.stderr
+        assert f.secrets["alice_token"] not in out.stdout + out.stderr
     f.laptop.env.update({"FUNCX_HTTP_TIMEOUT_S": "15", "FUNCX_HTTP_RETRY_S": "120"})
 
 
@@ -180,6 +193,12 @@ def _start_endpoint(f: Fabric) -> None:
     m = re.search(r"running: ([0-9a-f-]{36})", out.stdout)
     assert m, out.stdout + out.stderr
     f.eid = m.group(1)
+    # and one manager started by hand on the compute node, as its help says
+    cmd = login.run(["funcx-endpoint", "manager-command", "fed", "--workers", "2"]).stdout
+    argv = shlex.split(cmd.strip().splitlines()[-1])
+    assert argv[:2] == ["funcx-endpoint", "manager"] and f.l_node.ip_of(login) in cmd, cmd
+    f.hand_log = open(f.root / "hand-manager.log", "wb")
+    f.hand = f.node.popen(argv, stdout=f.hand_log, stderr=subprocess.STDOUT)
 
 
 def _runs(f: Fabric, ids: range) -> dict[int, int]:
@@ -229,6 +248,21 @@ def test_a_30s_cut_mid_batch_loses_and_duplicates_nothing(fabric, link, n, offse
     assert done["ok"] == n, done
     runs = _runs(fabric, range(offset, offset + n))
     assert [i for i, k in runs.items() if k != 1] == [], "tasks run other than once"
+
+
+def test_the_hand_started_manager_served_and_survived_the_cuts(fabric):
+    """After the three cuts, the manager started by hand on the node still
+    runs (it reconnected instead of exiting) and is registered again."""
+    assert fabric.hand.poll() is None, (fabric.root / "hand-manager.log").read_text()[-2000:]
+    deadline = time.monotonic() + 60
+    while True:  # the endpoint's own view, refreshed by each heartbeat
+        st = json.loads(fabric.login.run(["funcx-endpoint", "status", "fed", "--format",
+                                          "json"]).stdout)["service_status"]
+        blocks = sorted(m["block_id"] for m in st["details"].get("manager_details", []))
+        if blocks == ["0", "hand"] or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert blocks == ["0", "hand"], st
 
 
 def test_two_service_hosts_share_one_redis(fabric):
@@ -291,7 +325,8 @@ def test_no_secret_crosses_any_link_in_clear(fabric):
     assert wires["login-node"].find(b"CURVE"), "no CurveZMQ handshake on login-node"
     assert not wires["login-node"].find(b"NULL\x00\x00"), "a ZeroMQ NULL-mechanism connection"
     secrets_ = {
-        "token": f.secrets["token"],
+        "admin's token": f.secrets["token"],
+        "alice's token": f.secrets["alice_token"],
         "redis ACL password": acl_pw,
         "service Redis password": f.secrets.get("redis_password", ""),
         "function source": laptop_driver.SOURCE_MARKER,
