@@ -6,6 +6,7 @@ import math
 import os
 import shlex
 import stat
+from typing import Literal
 
 import pytest
 from hypothesis import given, settings
@@ -19,7 +20,8 @@ from endpoint.manager import WORKER_FUNCX_VARS, worker_environment
 from endpoint.scheduling import task_walltime
 
 opt_float = st.none() | st.floats(min_value=0.001, max_value=1e6, allow_nan=False)
-text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+SURROGATES: tuple[Literal["Cs"]] = ("Cs",)
+text = st.text(st.characters(blacklist_categories=SURROGATES, blacklist_characters="\x00"),
                max_size=30)
 
 

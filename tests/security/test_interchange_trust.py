@@ -191,7 +191,7 @@ def rig(tmp_path_factory):
 def dealer(ix: Interchange, identity: bytes, keys: ManagerKeys | None) -> tuple[zmq.Socket, zmq.Socket]:
     """A DEALER connecting to ``ix`` (CURVE client with ``keys``, else NULL), and
     a monitor socket for its handshake events."""
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context = zmq.Context.instance()
     s = ctx.socket(zmq.DEALER)
     s.setsockopt(zmq.LINGER, 0)
     s.setsockopt(zmq.IDENTITY, identity)
