@@ -219,14 +219,15 @@ class FuncXMagics(Magics):
 
     def _cmd_login(self, rest: str):
         import getpass
-        from pathlib import Path
 
-        from funcx.sdk.login import login_with_token
+        from funcx.sdk.login import login_with_token, parse_token_text, read_token_file
 
         opts, _ = parse_flags(rest, {"token-file": False})
-        token = (Path(opts["token_file"]).read_text().strip() if "token_file" in opts
-                 else getpass.getpass("funcX token: ").strip())
-        me = login_with_token(self.client.funcx_service_address, token)
+        # the same hand-over as `funcx login --token-file`: the service's
+        # credentials JSON, a Globus token JSON or a bare token; no error quotes it
+        handed = (read_token_file(opts["token_file"]) if "token_file" in opts
+                  else parse_token_text(getpass.getpass("funcX token: ")))
+        me = login_with_token(self.client.funcx_service_address, handed.token)
         self._client = None
         return f"logged in as {me['user']}"
 

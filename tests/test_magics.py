@@ -3,6 +3,7 @@ kernel), the task-monitor and endpoint-panel widgets after real tasks, and the
 HTML reprs, all against the real local service and endpoint."""
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
@@ -95,6 +96,11 @@ def test_whoami_and_login(shell, fresh, funcx_home, token, tmp_path, fxc):
         assert res.result == f"logged in as {me['username']}"
         assert fresh.client is not client_before  # a new client with the new credentials
         assert run(shell, "%funcx whoami")[0].result.startswith(me["username"])
+        # the service's own credentials file is accepted as it is
+        as_json = tmp_path / "token.json"
+        as_json.write_text(json.dumps({"user": me["username"], "token": token}, indent=2))
+        res, _ = run(shell, f"%funcx login --token-file {as_json}")
+        assert res.result == f"logged in as {me['username']}"
     finally:
         creds.write_bytes(saved)
 
