@@ -72,6 +72,7 @@ from endpoint.interchange_state import (
     SendFailed,
     SendHeartbeat,
     SendTasks,
+    Stalled,
     StrayMessage,
     TasksQueued,
     Tick,
@@ -189,14 +190,17 @@ class Interchange:
         self.feed.bind(FEED_ADDR)
         self.on_output = on_output
         self.poll_period = poll_period
+        # a loop that did not run for half the threshold (the process was stopped
+        # or starved) does not blame the managers for the silence it did not hear
         self.state = InterchangeState(heartbeat_period, heartbeat_threshold, max_retries,
-                                      time.monotonic())
+                                      time.monotonic(),
+                                      stall_after=max(heartbeat_threshold / 2, 5 * poll_period))
         self.inbox: deque[list[Task]] = deque()  # batches handed over by other threads
         self.stop_event = threading.Event()
         self._carry_out: dict[type, Callable[[Any], None]] = {
             SendTasks: self._send_tasks, SendHeartbeat: self._send_heartbeat,
             Output: self._output, Dropped: self._dropped,
-            Registered: self._registered, Lost: self._lost}
+            Registered: self._registered, Lost: self._lost, Stalled: self._stalled}
 
     def _bind_stable(self, host: str) -> int:
         """Bind the port saved by an earlier start if it is free, else any free
@@ -342,6 +346,11 @@ class Interchange:
                      len(ins.kept) + len(ins.reattached) + len(ins.refused) + len(ins.awaited),
                      len(ins.kept), len(ins.reattached), ins.refunded, len(ins.refused),
                      len(ins.awaited), len(ins.requeued))
+
+    def _stalled(self, ins: Stalled) -> None:
+        log.warning("the interchange did not run for %.1fs (its process was stopped or "
+                    "starved); managers get a full heartbeat threshold to answer again",
+                    ins.seconds)
 
     def _lost(self, ins: Lost) -> None:
         m = ins.manager

@@ -229,7 +229,16 @@ class Lost:
     retried: int
 
 
-Instruction = SendTasks | SendHeartbeat | Output | Dropped | Registered | Lost
+@dataclass(frozen=True, slots=True)
+class Stalled:
+    """The interchange itself did not run for ``seconds`` (its process was
+    stopped, suspended, or starved): the managers' silence in that time is not
+    theirs, so each gets a full threshold from now before it is declared lost."""
+
+    seconds: float
+
+
+Instruction = SendTasks | SendHeartbeat | Output | Dropped | Registered | Lost | Stalled
 
 
 # ------------------------------------------------------------ the machine
@@ -238,10 +247,14 @@ class InterchangeState:
     calls :meth:`handle`; other threads only read (:meth:`snapshot`, ...)."""
 
     def __init__(self, heartbeat_period: float, heartbeat_threshold: float,
-                 max_retries: int, now: float):
+                 max_retries: int, now: float, stall_after: float | None = None):
+        """``stall_after``: a gap between two ticks longer than this means the
+        interchange itself stalled (see :class:`Stalled`); None: never assumed."""
         self.period = heartbeat_period
         self.threshold = heartbeat_threshold
         self.max_retries = max_retries
+        self.stall_after = stall_after
+        self.last_tick: float | None = None
         self.managers: dict[bytes, ManagerState] = {}
         self.pending: deque[Task] = deque()  # waiting for a manager, in arrival order
         self.last_beat = float("-inf")  # the first tick sends heartbeats
@@ -514,6 +527,11 @@ class InterchangeState:
     def _tick(self, ev: Tick) -> list:
         now = ev.now
         out: list = []
+        last, self.last_tick = self.last_tick, now
+        if self.stall_after is not None and last is not None and now - last > self.stall_after:
+            for m in self.managers.values():  # we were not listening: not their silence
+                m.last_heard = max(m.last_heard, now)
+            out.append(Stalled(now - last))
         for mid, m in list(self.managers.items()):
             if now - m.last_heard > self.threshold:
                 del self.managers[mid]

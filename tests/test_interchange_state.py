@@ -20,6 +20,7 @@ from endpoint.interchange_state import (
     SendFailed,
     SendHeartbeat,
     SendTasks,
+    Stalled,
     StrayMessage,
     TasksQueued,
     Tick,
@@ -526,3 +527,29 @@ def test_hand_started_managers_are_not_the_daemons_blocks():
     assert s.busy_blocks() == set()  # the hand-started one's task does not pin block 0
     assert {d["manager_id"]: d["hand_started"] for d in s.snapshot()["manager_details"]} == {
         "blk": False, "hand": True}
+
+
+def test_a_stalled_interchange_does_not_blame_its_managers():
+    """Ticks that stop for longer than ``stall_after`` (the process was stopped):
+    the managers get a full threshold from then, and are lost only after it."""
+    s = InterchangeState(PERIOD, THRESHOLD, RETRIES, 0.0, stall_after=THRESHOLD / 2)
+    register(s, b"m1", capacity=1)
+    queue(s, "t0")
+    out = s.handle(Tick(THRESHOLD + 10))  # nothing ran for 15 s
+    assert of(out, Lost) == [] and of(out, Stalled)[0].seconds == THRESHOLD + 10
+    assert list(s.managers[b"m1"].tasks) == ["t0"]
+    stalled_at, lost_at = THRESHOLD + 10, None
+    for step in range(1, 20):  # time passes normally now, and it stays silent
+        now = stalled_at + step * 0.5
+        if of(s.handle(Tick(now)), Lost):
+            lost_at = now
+            break
+    assert lost_at == stalled_at + THRESHOLD + 0.5  # a full threshold after the stall
+    assert [t.task_id for t in s.pending] == ["t0"]
+
+
+def test_without_stall_detection_a_long_gap_loses_managers():
+    s = state()
+    register(s, b"m1", capacity=1)
+    queue(s, "t0")
+    assert of(s.handle(Tick(THRESHOLD + 10)), Lost)

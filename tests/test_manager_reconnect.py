@@ -33,7 +33,7 @@ from types import SimpleNamespace
 import pytest
 
 WAIT_S = 90.0
-PERIOD, THRESHOLD = 0.5, 2.0
+PERIOD, THRESHOLD = 0.3, 1.5
 
 CONFIG = f"""from parsl.providers import LocalProvider
 
@@ -195,36 +195,55 @@ def test_hand_started_manager_survives_restart(fxc, fid, redis_client, tmp_path)
 
 
 # -------------------------------------------------------------------- (b) outage
+def _cut(stop_pid: int, ep: SimpleNamespace, noticed: Callable[[], bool], what: str) -> None:
+    """Stop ``stop_pid`` (SIGSTOP) until ``noticed()``, plus a little: an outage
+    longer than the heartbeat threshold."""
+    os.kill(stop_pid, signal.SIGSTOP)
+    try:
+        until(noticed, what, timeout=THRESHOLD * 10)
+        time.sleep(PERIOD)  # not a synchronization: the cut lasts a little longer
+    finally:
+        os.kill(stop_pid, signal.SIGCONT)
+
+
 def test_outage_longer_than_the_threshold_loses_and_repeats_nothing(fxc, fid, redis_client,
                                                                      tmp_path):
+    """Three cuts longer than the threshold while long tasks run on the manager:
+    the agent stopped (the manager reconnects; the stalled interchange does not
+    blame it), then the manager stopped twice (the interchange declares it lost
+    and re-queues its tasks; it comes back holding them: re-attached, the retry
+    refunded — with one retry allowed, two losses would otherwise fail them)."""
     marks = tmp_path / "runs"
     with hand_started_endpoint(fxc, "outage", tmp_path) as ep:
         pid = ep.mgr.pid
         agent = int(ep.dir.pid_file.read_text())
         tg = str(uuid.uuid4())
-        # four long tasks hold the four workers across both cuts; short ones queue
-        tids = submit(fxc, ep.eid, fid, tg, [(i, 9.0) for i in range(4)]
+        # four long tasks hold the four workers across the cuts; short ones queue
+        tids = submit(fxc, ep.eid, fid, tg, [(i, 12.0) for i in range(4)]
                       + [(i, 0.2) for i in range(4, 12)], marks)
         until(lambda: len(runs(marks)) >= 4, "the long tasks running on the manager")
+        mlog = lambda: ep.log.read_text()  # noqa: E731
+        elog = lambda: ep.dir.log_file.read_text()  # noqa: E731
 
-        for cut in (1, 2):  # two cuts, one retry allowed: a cut must not spend it
-            seen = ep.log.read_text().count("reconnecting")
-            os.kill(agent, signal.SIGSTOP)
-            try:
-                until(lambda seen=seen: ep.log.read_text().count("reconnecting") > seen,
-                      f"the manager to notice cut {cut}", timeout=THRESHOLD * 5)
-                time.sleep(PERIOD)  # not a synchronization: the cut lasts a little longer
-            finally:
-                os.kill(agent, signal.SIGCONT)
-            until(lambda cut=cut: ep.log.read_text().count("answers again") >= cut,
-                  f"the interchange to answer the manager after cut {cut}",
-                  timeout=THRESHOLD * 10)
+        seen = mlog().count("reconnecting")
+        _cut(agent, ep, lambda: mlog().count("reconnecting") > seen,
+             "the manager to notice the agent's outage")
+        until(lambda: "answers again" in mlog(), "the manager to hear the interchange again")
+        until(lambda: "did not run for" in elog(), "the interchange to notice its own stall")
+        assert "declared lost" not in elog()
+
+        for cut in (1, 2):
+            lost = elog().count("declared lost")
+            _cut(pid, ep, lambda lost=lost: elog().count("declared lost") > lost,
+                 f"the interchange to declare the stopped manager lost ({cut})")
+            until(lambda cut=cut: elog().count("retries refunded") - elog().count(
+                "(0 retries refunded)") >= cut, f"the manager's tasks re-attached ({cut})")
             assert ep.mgr.poll() is None, "the manager exited during the outage"
 
         assert_each_once(fxc, redis_client, tg, tids, [i * i for i in range(12)])
         assert runs(marks) == Counter(range(12)), "a task ran twice"
         assert ep.mgr.poll() is None and ep.mgr.pid == pid
-        assert "ManagerLost" not in ep.dir.log_file.read_text()
+        assert "ManagerLost" not in elog()
 
 
 # ------------------------------------------------ the pieces, without a service
