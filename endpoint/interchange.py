@@ -191,10 +191,12 @@ class Interchange:
         self.on_output = on_output
         self.poll_period = poll_period
         # a loop that did not run for half the threshold (the process was stopped
-        # or starved) does not blame the managers for the silence it did not hear
+        # or starved) does not blame the managers for the silence it did not hear;
+        # a lost manager's tasks wait one threshold for it (it may only be cut off)
         self.state = InterchangeState(heartbeat_period, heartbeat_threshold, max_retries,
                                       time.monotonic(),
-                                      stall_after=max(heartbeat_threshold / 2, 5 * poll_period))
+                                      stall_after=max(heartbeat_threshold / 2, 5 * poll_period),
+                                      hold_lost=heartbeat_threshold)
         self.inbox: deque[list[Task]] = deque()  # batches handed over by other threads
         self.stop_event = threading.Event()
         self._carry_out: dict[type, Callable[[Any], None]] = {

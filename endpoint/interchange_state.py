@@ -42,6 +42,11 @@ REGISTER each held task is:
   declared lost, or handed over again by a restarted agent) and not yet sent
   elsewhere: booked back to the manager, not sent again, and the retry its
   loss cost is refunded — a cut neither burns a retry nor runs a task twice;
+  A lost manager's tasks are held back (``hold_lost``: the shell uses one
+  threshold) before they go to another manager, counted from when one is
+  there to take them: managers cut off together (a node's link) come back
+  at slightly different times, and each should find its own tasks waiting;
+  a manager that is really gone costs its tasks that much more delay;
 * **refused** when it was re-dispatched to another manager or has finished:
   the interchange sends the manager nothing about it (there is no "forget"
   message); its later result is refused like any result for a task not
@@ -247,13 +252,20 @@ class InterchangeState:
     calls :meth:`handle`; other threads only read (:meth:`snapshot`, ...)."""
 
     def __init__(self, heartbeat_period: float, heartbeat_threshold: float,
-                 max_retries: int, now: float, stall_after: float | None = None):
+                 max_retries: int, now: float, stall_after: float | None = None,
+                 hold_lost: float = 0.0):
         """``stall_after``: a gap between two ticks longer than this means the
-        interchange itself stalled (see :class:`Stalled`); None: never assumed."""
+        interchange itself stalled (see :class:`Stalled`); None: never assumed.
+        ``hold_lost``: seconds a lost manager's tasks wait for it to come back,
+        counted from when another manager could take them (0: none)."""
         self.period = heartbeat_period
         self.threshold = heartbeat_threshold
         self.max_retries = max_retries
         self.stall_after = stall_after
+        self.hold_lost = hold_lost
+        #: a lost manager's tasks, held back for it (see ``hold_lost``), in order
+        self.parked: dict[str, Task] = {}
+        self.release_at: float | None = None  # when the parked tasks go to anyone
         self.last_tick: float | None = None
         self.managers: dict[bytes, ManagerState] = {}
         self.pending: deque[Task] = deque()  # waiting for a manager, in arrival order
@@ -291,7 +303,8 @@ class InterchangeState:
     # ----------------------------------------------------------- queries
     def outstanding(self) -> int:
         """Tasks queued here or held by managers."""
-        return len(self.pending) + sum(len(m.tasks) for m in self.managers.values())
+        return (len(self.pending) + len(self.parked)
+                + sum(len(m.tasks) for m in self.managers.values()))
 
     def snapshot(self) -> dict:
         """Managers, workers and tasks, for the endpoint's status."""
@@ -302,7 +315,7 @@ class InterchangeState:
             "managers": len(managers),
             "total_workers": total,
             "idle_workers": max(0, total - busy),
-            "pending_tasks_in_interchange": len(self.pending),
+            "pending_tasks_in_interchange": len(self.pending) + len(self.parked),
             "running_tasks": busy,
             "manager_details": [
                 {"manager_id": m.manager_id.decode(errors="replace"), "block_id": m.block_id,
@@ -400,16 +413,23 @@ class InterchangeState:
         wanted = held_set.difference(m.tasks)
         reattached: list[str] = []
         refunded = 0
+        def take_back(t: Task) -> None:
+            nonlocal refunded
+            wanted.discard(t.task_id)
+            if self.lost_from.pop(t.task_id, None) == mid:
+                t.attempt = max(0, t.attempt - 1)  # the cut cost no retry
+                refunded += 1
+            m.tasks[t.task_id] = t
+            reattached.append(t.task_id)
+
+        if wanted and self.parked:
+            for tid in [tid for tid in held if tid in wanted and tid in self.parked]:
+                take_back(self.parked.pop(tid))
         if wanted and self.pending:
             rest: deque[Task] = deque()
             for t in self.pending:
                 if t.task_id in wanted:
-                    wanted.discard(t.task_id)
-                    if self.lost_from.pop(t.task_id, None) == mid:
-                        t.attempt = max(0, t.attempt - 1)  # the cut cost no retry
-                        refunded += 1
-                    m.tasks[t.task_id] = t
-                    reattached.append(t.task_id)
+                    take_back(t)
                 else:
                     rest.append(t)
             self.pending = rest
@@ -545,10 +565,15 @@ class InterchangeState:
                 for r in failed:
                     self.lost_from.pop(r.task_id, None)
                     self._finished(r.task_id)
-                self.pending.extendleft(reversed(retry))
+                if self.hold_lost > 0:  # held back a while for their manager
+                    self.parked.update((t.task_id, t) for t in retry)
+                else:
+                    self.pending.extendleft(reversed(retry))
                 out.append(Lost(m, now - m.last_heard, len(retry)))
                 if failed:
                     out.append(Output([*failed]))
+        if self.parked:
+            self._release_parked(now)
         if self.pending and self.managers:
             out.extend(self._dispatch())
         if now - self.last_beat >= self.period:
@@ -557,9 +582,23 @@ class InterchangeState:
                 received = self.received
                 out.append(SendHeartbeat(list(self.managers),
                                          {mid: received.get(mid, 0) for mid in self.managers}))
-        if self.pending or any(m.tasks for m in self.managers.values()):
+        if self.pending or self.parked or any(m.tasks for m in self.managers.values()):
             self.idle_since = now
         return out
+
+    def _release_parked(self, now: float) -> None:
+        """A lost manager's tasks go to any manager once ``hold_lost`` has passed
+        with a manager there to take them (a cut manager usually comes back
+        within that, and its tasks are then neither run twice nor retried)."""
+        if not self.managers:
+            self.release_at = None  # nobody could take them: the wait starts later
+            return
+        if self.release_at is None:
+            self.release_at = now + self.hold_lost
+        if now >= self.release_at:
+            self.pending.extendleft(reversed(list(self.parked.values())))
+            self.parked.clear()
+            self.release_at = None
 
     def _dispatch(self) -> list:
         """Hand pending tasks to managers by credit; the tasks handed out are

@@ -187,9 +187,11 @@ class Manager:
         up.setsockopt(zmq.IDENTITY, self.id.encode())
         up.setsockopt(zmq.LINGER, 2000)
         up.ipv6 = True  # the interchange may listen on an IPv6 address
-        # a connect attempt into a cut link gives up within the threshold and is
-        # tried again (every 100 ms), instead of waiting out TCP's SYN back-off
-        up.setsockopt(zmq.CONNECT_TIMEOUT, max(100, int(self.threshold * 1000)))
+        # a connect attempt into a cut link gives up soon and is tried again
+        # (every 100 ms), instead of waiting out TCP's SYN back-off: a link that
+        # comes back is used within seconds (the interchange holds a lost
+        # manager's tasks for one threshold)
+        up.setsockopt(zmq.CONNECT_TIMEOUT, max(100, int(min(self.threshold / 2, 5.0) * 1000)))
         self.keys.apply(up)
         mon = up.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
         up.connect(self.launch.addr)

@@ -553,3 +553,43 @@ def test_without_stall_detection_a_long_gap_loses_managers():
     register(s, b"m1", capacity=1)
     queue(s, "t0")
     assert of(s.handle(Tick(THRESHOLD + 10)), Lost)
+
+
+def held_back(now: float = 0.0) -> InterchangeState:
+    return InterchangeState(PERIOD, THRESHOLD, 1, now, hold_lost=THRESHOLD)
+
+
+def test_a_lost_managers_tasks_wait_for_it_before_going_elsewhere():
+    """Two managers cut off together come back at different times: each finds
+    its own tasks, none runs another's (no double run), no retry is spent."""
+    s = held_back()
+    register(s, b"a", capacity=1)
+    register(s, b"b", capacity=1)
+    queue(s, "ta", "tb")
+    assert {m: list(x.tasks) for m, x in s.managers.items()} == {b"a": ["ta"], b"b": ["tb"]}
+    t = THRESHOLD + 1
+    assert len(of(s.handle(Tick(t)), Lost)) == 2 and sorted(s.parked) == ["ta", "tb"]
+    register(s, b"a", capacity=1, now=t + 1, held=["ta"])  # a is back first
+    assert sent(s.handle(Tick(t + 1))) == {}  # tb waits for b, a has a free credit
+    assert sent(s.handle(Tick(t + 1 + THRESHOLD - 0.5))) == {}
+    s.handle(HeartbeatFrom(b"a", None, t + THRESHOLD))
+    [reg] = register(s, b"b", capacity=1, now=t + THRESHOLD, held=["tb"])  # b, within the hold
+    assert reg.reattached == ["tb"] and reg.refunded == 1 and not s.parked
+    assert s.managers[b"a"].tasks["ta"].attempt == s.managers[b"b"].tasks["tb"].attempt == 0
+
+
+def test_a_really_lost_managers_tasks_go_elsewhere_after_the_hold():
+    s = held_back()
+    register(s, b"a", capacity=1)
+    queue(s, "t0")
+    t = THRESHOLD + 1
+    s.handle(Tick(t))  # a lost: t0 held back; nobody else yet, so the wait has not begun
+    assert list(s.parked) == ["t0"] and s.outstanding() == 1
+    assert s.snapshot()["pending_tasks_in_interchange"] == 1
+    register(s, b"b", capacity=1, now=t + 20)
+    assert sent(s.handle(Tick(t + 20))) == {}  # the hold starts now
+    assert sent(s.handle(Tick(t + 20 + THRESHOLD - 0.1))) == {}
+    s.handle(HeartbeatFrom(b"b", None, t + 20 + THRESHOLD - 0.1))
+    out = s.handle(Tick(t + 20 + THRESHOLD))
+    assert sent(out) == {b"b": ["t0"]} and s.managers[b"b"].tasks["t0"].attempt == 1
+    assert not s.parked
