@@ -58,6 +58,7 @@ from zmq.auth.thread import ThreadAuthenticator
 
 from endpoint.curve import CurveKeys
 from endpoint.interchange_state import (
+    AskRegister,
     BadMessage,
     Dropped,
     Event,
@@ -202,7 +203,8 @@ class Interchange:
         self._carry_out: dict[type, Callable[[Any], None]] = {
             SendTasks: self._send_tasks, SendHeartbeat: self._send_heartbeat,
             Output: self._output, Dropped: self._dropped,
-            Registered: self._registered, Lost: self._lost, Stalled: self._stalled}
+            Registered: self._registered, Lost: self._lost, Stalled: self._stalled,
+            AskRegister: self._ask_register}
 
     def _bind_stable(self, host: str) -> int:
         """Bind the port saved by an earlier start if it is free, else any free
@@ -348,6 +350,12 @@ class Interchange:
                      len(ins.kept) + len(ins.reattached) + len(ins.refused) + len(ins.awaited),
                      len(ins.kept), len(ins.reattached), ins.refunded, len(ins.refused),
                      len(ins.awaited), len(ins.requeued))
+
+    def _ask_register(self, ins: AskRegister) -> None:
+        try:
+            self.router.send_multipart([ins.mid, *pack(Kind.REREGISTER)])
+        except zmq.ZMQError:  # its connection is gone: it reconnects by itself
+            pass
 
     def _stalled(self, ins: Stalled) -> None:
         log.warning("the interchange did not run for %.1fs (its process was stopped or "

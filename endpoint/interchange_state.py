@@ -61,6 +61,13 @@ task waiting in the queue (one it could be sent anyway) or one not known here
 yet, never a task booked to another manager, and a re-registering manager's
 capacity stays as it first registered.
 
+A manager declared lost whose connection lived on (it was stopped, or the
+link stalled without breaking) keeps sending heartbeats; it is asked to
+register again (:class:`AskRegister`, a REREGISTER message, once a period)
+rather than left to notice the silence.  An interchange that stalled itself
+does not declare its managers lost for the silence it did not hear
+(:class:`Stalled`).
+
 Results a manager sent just before a cut may be lost with the connection, so
 a manager keeps each result until the interchange's heartbeat acknowledges it
 (``Heartbeat.acked``: results received from that manager, counted from
@@ -235,6 +242,14 @@ class Lost:
 
 
 @dataclass(frozen=True, slots=True)
+class AskRegister:
+    """Tell manager ``mid``, which sends heartbeats but is not registered (it
+    was declared lost while its connection lived on), to register again."""
+
+    mid: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Stalled:
     """The interchange itself did not run for ``seconds`` (its process was
     stopped, suspended, or starved): the managers' silence in that time is not
@@ -243,7 +258,10 @@ class Stalled:
     seconds: float
 
 
-Instruction = SendTasks | SendHeartbeat | Output | Dropped | Registered | Lost | Stalled
+Instruction = (SendTasks | SendHeartbeat | Output | Dropped | Registered | Lost | Stalled
+               | AskRegister)
+#: the most unregistered senders remembered for rate-limiting AskRegister
+MAX_ASKED = 10_000
 
 
 # ------------------------------------------------------------ the machine
@@ -290,6 +308,8 @@ class InterchangeState:
         self.hand_started: set[bytes] = set()
         #: each registered manager's capacity, as it first registered
         self.capacity: dict[bytes, int] = {}
+        #: unregistered senders of heartbeats -> when they were last asked to register
+        self.asked: dict[bytes, float] = {}
         self._handlers: dict[type, Callable[[Any], list]] = {
             TasksQueued: self._tasks_queued, ManagerRegistered: self._registered,
             ResultsFrom: self._results, RunningFrom: self._running,
@@ -447,6 +467,7 @@ class InterchangeState:
                 else:
                     self.awaiting[tid] = mid
                     awaited.append(tid)
+        self.asked.pop(mid, None)
         capacity = self.capacity.setdefault(mid, h.capacity)
         m.credits = capacity - len(held)  # what it holds uses its capacity
         self.received[mid] = h.results_base
@@ -515,6 +536,14 @@ class InterchangeState:
 
     def _heartbeat(self, ev: HeartbeatFrom) -> list:
         m, out = self._known(ev.mid, "HEARTBEAT", ev.now)
+        if m is None:  # alive but forgotten here: ask it to register (once a period)
+            last = self.asked.get(ev.mid)
+            if last is None or ev.now - last >= self.period:
+                if len(self.asked) >= MAX_ASKED:
+                    self.asked.clear()
+                self.asked[ev.mid] = ev.now
+                out.append(AskRegister(ev.mid))
+            return out
         if m is not None and ev.header is not None and ev.header.containers is not None:
             m.containers = tuple(ev.header.containers)  # containers its workers run now
         return out

@@ -179,6 +179,7 @@ class Manager:
         self.silent_since: float | None = None  # first missed threshold of this outage
         self.next_reconnect = 0.0  # monotonic time of the next try while silent
         self.backoff = self.threshold
+        self.last_register = 0.0  # monotonic time of the last REGISTER sent
 
     def _connect(self) -> tuple[zmq.Socket, zmq.Socket]:
         """A fresh DEALER to the interchange (this manager's id, its CURVE keys)
@@ -373,6 +374,10 @@ class Manager:
         elif msg.kind == Kind.SHUTDOWN:
             log.info("interchange asked to shut down")
             self.stopping = True
+        elif msg.kind == Kind.REREGISTER:  # it declared us lost while we were away
+            if time.monotonic() - self.last_register >= self.period:
+                log.warning("the interchange no longer knows this manager; registering again")
+                self.register_again()
         elif msg.kind == Kind.HEARTBEAT:
             if msg.header is not None and msg.header.acked is not None:
                 self.acknowledged(msg.header.acked)
@@ -505,6 +510,7 @@ class Manager:
         """(Re-)register: who it is, what it can hold, what it holds now, and
         the number its next result gets less one (the interchange counts from it)."""
         held = sorted(self.held_ids())[:MAX_HELD]
+        self.last_register = time.monotonic()
         self.up.send_multipart(pack(Kind.REGISTER, Register(
             manager_id=self.id, block_id=self.block_id, hostname=socket.gethostname(),
             workers=self.n_workers, capacity=self.n_workers + self.prefetch,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from endpoint.interchange_state import (
+    AskRegister,
     BadMessage,
     Dropped,
     HeartbeatFrom,
@@ -125,7 +126,8 @@ def test_messages_from_unregistered_managers_are_dropped(event):
     register(s, b"m1")
     queue(s, "t0")
     out = s.handle(event)
-    assert [type(i) for i in out] == [Dropped]
+    asked = [AskRegister] if isinstance(event, HeartbeatFrom) else []  # alive: told to register
+    assert [type(i) for i in out] == [Dropped, *asked]
     assert out[0].mid == b"ghost" and "before registering" in out[0].why
     assert s.stats["unregistered"] == 1
     assert b"ghost" not in s.managers and list(s.managers[b"m1"].tasks) == ["t0"]
@@ -593,3 +595,16 @@ def test_a_really_lost_managers_tasks_go_elsewhere_after_the_hold():
     out = s.handle(Tick(t + 20 + THRESHOLD))
     assert sent(out) == {b"b": ["t0"]} and s.managers[b"b"].tasks["t0"].attempt == 1
     assert not s.parked
+
+
+def test_a_forgotten_manager_that_still_beats_is_asked_to_register_once_a_period():
+    s = state()
+    register(s, b"m1", capacity=1)
+    queue(s, "t0")
+    lose(s)
+    t = THRESHOLD + 1
+    assert of(s.handle(HeartbeatFrom(b"m1", None, t)), AskRegister) == [AskRegister(b"m1")]
+    assert of(s.handle(HeartbeatFrom(b"m1", None, t + PERIOD / 2)), AskRegister) == []
+    assert of(s.handle(HeartbeatFrom(b"m1", None, t + PERIOD)), AskRegister) == [AskRegister(b"m1")]
+    register(s, b"m1", capacity=1, now=t + PERIOD, held=["t0"])
+    assert b"m1" not in s.asked and list(s.managers[b"m1"].tasks) == ["t0"]

@@ -260,6 +260,8 @@ class Kind:
     HEARTBEAT = b"HEARTBEAT"  # both ways
     SHUTDOWN = b"SHUTDOWN"  # interchange -> manager
     READY = b"READY"  # worker -> manager: idle
+    #: interchange -> manager: you are not registered (any more): register again
+    REREGISTER = b"REREGISTER"
 
 
 class Register(Struct, forbid_unknown_fields=True):
@@ -303,6 +305,7 @@ HEADERS: dict[bytes, Any] = {
     Kind.HEARTBEAT: Heartbeat | None,
     Kind.SHUTDOWN: None,
     Kind.READY: dict[str, int] | None,  # {"pid": ...}
+    Kind.REREGISTER: None,
 }
 _DECODERS = {k: msgspec.json.Decoder(t) for k, t in HEADERS.items()}
 _encoder = msgspec.json.Encoder()

@@ -482,7 +482,7 @@ def test_interchange_binds_only_its_configured_address(rig, tmp_path):
 
 # ------------------------------------------------------- 7. decoders, fuzzed
 KINDS = [Kind.REGISTER, Kind.TASKS, Kind.RESULTS, Kind.RUNNING, Kind.HEARTBEAT, Kind.SHUTDOWN,
-         Kind.READY, b"", b"BOGUS"]
+         Kind.READY, Kind.REREGISTER, b"", b"BOGUS"]
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner,
