@@ -128,14 +128,34 @@ def stop(name: str, timeout: float = 30.0) -> bool:
         return False
     proc = psutil.Process(pid)
     proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except psutil.TimeoutExpired:
+    if not _ended(proc, timeout):
         proc.kill()
-        proc.wait(5)
+        _ended(proc, 5)
     ep.pid_file.unlink(missing_ok=True)
     ep.record_file.unlink(missing_ok=True)
     return True
+
+
+def _ended(proc: psutil.Process, timeout: float) -> bool:
+    """Whether ``proc`` ended within ``timeout`` s.  A zombie has ended: its
+    parent (e.g. a program that called :func:`start` in-process and is still
+    running) reaps it, not us, and waiting for it to vanish would time out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            proc.wait(min(0.2, max(0.0, deadline - time.monotonic())))
+            return True
+        except psutil.TimeoutExpired:
+            pass
+        except psutil.NoSuchProcess:
+            return True
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        if time.monotonic() >= deadline:
+            return False
 
 
 # ---------------------------------------------------------------- the daemon

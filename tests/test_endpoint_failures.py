@@ -656,3 +656,19 @@ def test_stop_leaves_no_manager_or_worker(fxc, fns, tmp_path):
                 mine.append(p.info["pid"])
         assert not mine
         assert daemon.stop(ep.name) is False  # stopping again says it was not running
+
+
+def test_stop_from_another_process_ends_a_daemon_its_starter_never_reaps(fxc):
+    """A daemon started in-process (this test process is its parent and does
+    not reap it) becomes a zombie when it ends: ``funcx-endpoint stop`` from
+    another process counts that as stopped instead of waiting it out and failing."""
+    with own_endpoint(fxc, "zombie") as ep:
+        pid = int(ep.dir.pid_file.read_text().split()[0])
+        cli = Path(sys.executable).parent / "funcx-endpoint"
+        res = subprocess.run([str(cli), "stop", ep.name], capture_output=True, text=True,
+                             timeout=120)
+        assert res.returncode == 0, res.stderr
+        assert "stopped" in res.stdout
+        st = psutil.Process(pid).status() if psutil.pid_exists(pid) else "gone"
+        assert st in (psutil.STATUS_ZOMBIE, "gone")
+        assert not ep.dir.pid_file.exists()
