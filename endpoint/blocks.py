@@ -42,7 +42,11 @@ class Blocks:
         self.jobs: dict[str, str] = {}  # block id -> provider job id
         self.running: set[str] = set()  # blocks whose job ran at the last status query
         self.last_error: str | None = None  # the last failed submission's error (scrubbed)
-        self.next_id = 0
+        # block ids go on across daemon starts (kept in the run dir): the managers
+        # of a dead daemon's batch jobs reconnect to its successor, and must not
+        # be taken for the successor's own blocks of the same id
+        self.seq_file = run_dir / "block_seq"
+        self.next_id = _read_seq(self.seq_file)
         # blocks that run on this host (LocalProvider): their process, by pid and
         # start time, kept in a file so a daemon that starts after this one died
         # can end them (see read_block_records / endpoint.daemon)
@@ -100,6 +104,7 @@ class Blocks:
                           type(self.provider).__name__, self.last_error)
                 break
             self.next_id += 1
+            self._save_seq()
             if job is None:
                 log.warning("provider declined a new block (at capacity)")
                 break
@@ -182,10 +187,25 @@ class Blocks:
                 pass
         return n
 
+    def _save_seq(self) -> None:
+        try:
+            tmp = self.seq_file.with_suffix(".tmp")
+            tmp.write_text(f"{self.next_id}\n")
+            os.replace(tmp, self.seq_file)
+        except OSError as e:  # ids then repeat after a restart: worth a word, not a failure
+            log.warning("cannot keep the block sequence in %s: %s", self.seq_file, e)
+
     def _save(self) -> None:
         tmp = self.record_file.with_suffix(".tmp")
         tmp.write_text(json.dumps({b: r.to_dict() for b, r in self.records.items()}))
         os.replace(tmp, self.record_file)
+
+
+def _read_seq(path: Path) -> int:
+    try:
+        return max(0, int(path.read_text().split()[0]))
+    except (FileNotFoundError, ValueError, IndexError):
+        return 0
 
 
 def _is_local(provider) -> bool:

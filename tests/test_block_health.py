@@ -118,3 +118,28 @@ def test_register_timeout_per_provider():
     assert register_timeout_for(None, local=True, default=300) == 60
     assert register_timeout_for(None, local=False, default=300) == 300
     assert register_timeout_for(7, local=True, default=300) == 7
+
+
+def test_block_ids_go_on_across_daemon_starts(tmp_path):
+    """A successor daemon's blocks never reuse a predecessor's ids (whose
+    batch jobs' managers may reconnect to it)."""
+    from endpoint.blocks import Blocks
+    from endpoint.config import Config
+
+    class Provider:  # a batch scheduler that accepts every job
+        script_dir = None
+        min_blocks, max_blocks, init_blocks = 0, 4, 0
+
+        def __init__(self):
+            self.names = []
+
+        def submit(self, command, tasks_per_node, job_name=""):
+            self.names.append(job_name)
+            return f"job-{len(self.names)}"
+
+    keys = tmp_path / "manager.key_secret"
+    first = Blocks(Config(provider=Provider()), "tcp://10.0.0.1:5", tmp_path, keys)
+    assert first.scale_out(2) == ["0", "1"]
+    second = Blocks(Config(provider=Provider()), "tcp://10.0.0.1:5", tmp_path, keys)
+    assert second.scale_out(1) == ["2"]
+    assert second.provider.names == ["funcx-block-2"]

@@ -259,10 +259,10 @@ def test_the_hand_started_manager_served_and_survived_the_cuts(fabric):
         st = json.loads(fabric.login.run(["funcx-endpoint", "status", "fed", "--format",
                                           "json"]).stdout)["service_status"]
         blocks = sorted(m["block_id"] for m in st["details"].get("manager_details", []))
-        if blocks == ["0", "hand"] or time.monotonic() > deadline:
+        if (len(blocks) == 2 and "hand" in blocks) or time.monotonic() > deadline:
             break
         time.sleep(1)
-    assert blocks == ["0", "hand"], st
+    assert len(blocks) == 2 and "hand" in blocks, st  # the node's block and the hand-started one
 
 
 def test_two_service_hosts_share_one_redis(fabric):
