@@ -68,33 +68,6 @@ STATUS_DEFER_S = float(setting("AGENT_STATUS_DEFER_S"))
 AUTH_ERRORS = ("WRONGPASS", "NOPERM", "NOAUTH", "invalid username-password")
 
 
-class RetiredManagers(logging.Filter):
-    """Scale-in is not an error: the interchange logs a manager that falls
-    silent as "declared lost" at ERROR, and managers of a block we cancelled
-    fall silent that way.  This filter, on the interchange's logger, lowers
-    those records to INFO for the managers of blocks the agent cancelled
-    (the interchange has no "retired" notion of its own yet)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.retired: set[str] = set()  # manager ids (text) of cancelled blocks
-
-    def retire(self, manager_ids: set[str]) -> None:
-        self.retired |= manager_ids
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if (record.levelno == logging.ERROR and "declared lost" in str(record.msg)
-                and isinstance(record.args, tuple) and record.args):
-            origin = str(record.args[0])
-            for mid in list(self.retired):
-                if origin.startswith(f"manager {mid!r}"):
-                    self.retired.discard(mid)
-                    record.levelno, record.levelname = logging.INFO, "INFO"
-                    record.msg = str(record.msg) + " (its block was scaled in)"
-                    break
-        return True
-
-
 class _Stopping(Exception):
     """The agent stopped while a Redis call was being retried."""
 
@@ -154,8 +127,6 @@ class Agent:
         if self.address.problem:
             log.error("interchange address: %s", self.address.problem)
             self.health.report(ADDRESS, self.address.problem, time.time())
-        self.retired = RetiredManagers()
-        logging.getLogger("funcx.interchange").addFilter(self.retired)
         self.threads: list[threading.Thread] = []
 
     @classmethod
@@ -437,10 +408,7 @@ class Agent:
 
     def cancel_blocks(self, block_ids: list[str]) -> None:
         """Cancel blocks; their managers' silence that follows is expected."""
-        wanted = set(block_ids)
-        self.retired.retire({m.manager_id.decode(errors="replace")[:64]
-                             for m in list(self.interchange.managers.values())
-                             if m.block_id in wanted})
+        self.interchange.retire_blocks(set(block_ids))
         self.blocks.scale_in(block_ids)
 
     def submit_blocks(self, n: int) -> list[str]:
@@ -487,7 +455,6 @@ class Agent:
             t.join(timeout=10)
         self.blocks.stop_all()
         self.interchange.close()
-        logging.getLogger("funcx.interchange").removeFilter(self.retired)
         try:
             self.r.delete(self.info["status_key"])  # offline at once, not after the TTL
         except redis.RedisError:

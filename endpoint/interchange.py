@@ -184,9 +184,8 @@ class Interchange:
                 f"set `address` in the endpoint config to an address of this host") from None
         self.port = port
         self.bound = host
-        if address in WILDCARDS:
-            address = socket.gethostbyname(socket.gethostname())
-        self.address = address
+        #: blocks the agent cancelled (scale-in): their managers' silence is expected
+        self.retired_blocks: set[str] = set()
         self.feed = self.ctx.socket(zmq.PULL)
         self.feed.bind(FEED_ADDR)
         self.on_output = on_output
@@ -225,7 +224,14 @@ class Interchange:
 
     @property
     def url(self) -> str:
-        return _tcp(self.address, self.port)
+        """Where it listens (``tcp://0.0.0.0:PORT`` for a wildcard bind: the
+        address managers are told is the agent's to choose, see endpoint.addresses)."""
+        return _tcp(self.bound, self.port)
+
+    def retire_blocks(self, block_ids: set[str]) -> None:
+        """The agent cancelled these blocks (scale-in): when their managers fall
+        silent that is logged as the normal end it is, not as a loss."""
+        self.retired_blocks = self.retired_blocks | set(block_ids)  # one rebinding: thread-safe
 
     def feeder(self) -> zmq.Socket:
         """A PUSH socket for one other thread's wake-up calls (see :meth:`submit`)."""
@@ -364,6 +370,9 @@ class Interchange:
 
     def _lost(self, ins: Lost) -> None:
         m = ins.manager
+        if m.block_id in self.retired_blocks and not m.tasks:
+            log.info("%s of scaled-in block %s ended", self._origin(m.manager_id, m), m.block_id)
+            return
         log.error("%s silent for %.1fs: declared lost with %d tasks (%d to run again)",
                   self._origin(m.manager_id, m), ins.silent_for, len(m.tasks), ins.retried)
 
