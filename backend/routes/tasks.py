@@ -54,12 +54,20 @@ def get_task(tid: str):
     rec = tasks().fetch([tid], current_user())[0]
     if not rec or rec.get("owner") != current_user():
         raise not_found("task", tid)
-    doc = document(rec)
-    if doc.get("status") in WAITING and rec.get("endpoint_id"):
-        problems = endpoint_problems(rec["endpoint_id"])
-        if problems:  # why it waits: e.g. blocks the provider refuses
-            doc.setdefault("details", {})["problems"] = problems
-    return jsonify(doc)
+    return jsonify(with_problems(rec, document(rec), {}))
+
+
+def with_problems(rec: dict, doc: dict, seen: dict[str, list[dict]]) -> dict:
+    """``doc`` with, while the task waits, why: its endpoint's problems (e.g.
+    blocks the provider refuses, or the endpoint is offline); ``seen`` caches
+    them per endpoint for a batch."""
+    eid = rec.get("endpoint_id")
+    if doc.get("status") in WAITING and eid:
+        if eid not in seen:
+            seen[eid] = endpoint_problems(eid)
+        if seen[eid]:
+            doc.setdefault("details", {})["problems"] = seen[eid]
+    return doc
 
 
 #: states in which a task waits on its endpoint (whose problems say why)
@@ -103,10 +111,11 @@ def batch_status():
     tids = [valid_uuid(t, "task id") for t in ids]
     user = current_user()
     recs = tasks().fetch(tids, user)
-    results = {}
+    results: dict[str, dict] = {}
+    problems: dict[str, list[dict]] = {}  # one lookup per endpoint
     for tid, rec in zip(tids, recs):
         if rec and rec.get("owner") == user:
-            results[tid] = document(rec)
+            results[tid] = with_problems(rec, document(rec), problems)
         else:
             results[tid] = {"task_id": tid, "status": "unknown", "reason": "unknown task id"}
     return jsonify({"response": "batch", "results": results})
