@@ -14,6 +14,7 @@ import queue
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -80,14 +81,47 @@ class FuncXFuture(cf.Future):
                          None if exc else self.result(), exc, done=True)
 
 
+#: options of earlier FuncXExecutor generations that have no meaning here, and why;
+#: accepted (a script written for them runs) with one warning
+IGNORED_OPTIONS = {
+    "batch_enabled": "submissions are always coalesced into batch requests",
+    "batch_interval": "the submit thread sends whatever has queued as soon as the "
+                      "previous request is answered",
+    "poll_interval": "results are pushed by long-poll, not polled",
+    "heartbeat_period": "results are pushed by long-poll; there is no socket to keep alive",
+    "results_ws_uri": "results come over the service's HTTPS long-poll, not a web socket "
+                      "or AMQP",
+    "warn_about_url_mismatch": "there is no separate results URL to compare",
+    "funcx_service_address": "the client's address is used (pass funcx_client=)",
+}
+
+
 class FuncXExecutor(cf.Executor):
-    def __init__(self, endpoint_id: str | None = None, task_group_id: str | None = None,
-                 batch_size: int = 1000, client: Any = None, funcx_client: Any = None,
-                 **_ignored: Any):
+    """A ``concurrent.futures.Executor`` over one funcX endpoint (funcX 1.x signature).
+
+    ``endpoint_id`` and ``task_group_id`` may be changed between submits;
+    ``container_id`` registers submitted functions with that container;
+    ``funcx_client`` (or ``client``) is the client to use (default: a new
+    ``FuncXClient()``); ``batch_size`` caps the tasks of one submit request.
+    """
+
+    def __init__(self, endpoint_id: str | None = None, container_id: str | None = None,
+                 funcx_client: Any = None, task_group_id: str | None = None, label: str = "",
+                 batch_size: int = 1000, *, client: Any = None, **kwargs: Any):
         from funcx.sdk.client import FuncXClient
 
+        unknown = sorted(set(kwargs) - set(IGNORED_OPTIONS))
+        if unknown:
+            raise TypeError(f"FuncXExecutor got unexpected keyword arguments {unknown}")
+        if kwargs:
+            warnings.warn(
+                "FuncXExecutor: accepted and ignored here: " + "; ".join(
+                    f"{k} ({IGNORED_OPTIONS[k]})" for k in sorted(kwargs)),
+                UserWarning, stacklevel=2)
         self.client = client or funcx_client or FuncXClient()
         self.endpoint_id = endpoint_id
+        self.container_id = container_id
+        self.label = label
         self.task_group_id = task_group_id or str(uuid.uuid4())
         self.batch_size = max(1, int(batch_size))
         self.task_count_submitted = 0
@@ -111,15 +145,30 @@ class FuncXExecutor(cf.Executor):
         self._submitter.start()
         self._watcher.start()
 
+    @property
+    def funcx_client(self) -> Any:
+        """The client this executor submits through (funcX 1.x name)."""
+        return self.client
+
+    def __repr__(self) -> str:
+        label = f" label={self.label!r}" if self.label else ""
+        return (f"<FuncXExecutor{label} endpoint_id={self.endpoint_id}"
+                f" task_group_id={self.task_group_id}>")
+
     # ------------------------------------------------------------- submitting
-    def register_function(self, fn: Callable, **kwargs: Any) -> str:
-        """Register ``fn`` once per executor (cached by identity)."""
+    def register_function(self, fn: Callable, function_id: str | None = None,
+                          **kwargs: Any) -> str:
+        """Register ``fn`` once per executor (cached by identity); with
+        ``function_id``, use that already registered id for ``fn`` instead."""
         cached = self._functions.get(id(fn))
-        if cached is not None and cached[0] is fn:
+        if function_id is None and cached is not None and cached[0] is fn:
             return cached[1]
-        fid = self.client.register_function(fn, **kwargs)
-        self._functions[id(fn)] = (fn, fid)
-        return fid
+        if function_id is None:
+            if self.container_id and "container_uuid" not in kwargs:
+                kwargs["container_uuid"] = self.container_id
+            function_id = self.client.register_function(fn, **kwargs)
+        self._functions[id(fn)] = (fn, function_id)
+        return function_id
 
     def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> FuncXFuture:
         if self._shutdown:
@@ -129,11 +178,16 @@ class FuncXExecutor(cf.Executor):
         fid = self.register_function(fn)
         return self.submit_to_registered_function(fid, args, kwargs)
 
-    def submit_to_registered_function(self, function_id: str, args: tuple = (),
+    def submit_to_registered_function(self, function_id: str, args: tuple | None = None,
                                       kwargs: dict | None = None) -> FuncXFuture:
+        """Submit a task of an already registered function (funcX 1.x)."""
+        if self._shutdown:
+            raise RuntimeError("cannot submit to a FuncXExecutor after shutdown")
+        if not self.endpoint_id:
+            raise ValueError("FuncXExecutor.endpoint_id is not set")
         fut = FuncXFuture()
         fut._executor = self
-        payload = self.client.fx_serializer.serialize_payload(tuple(args), kwargs or {})
+        payload = self.client.fx_serializer.serialize_payload(tuple(args or ()), kwargs or {})
         with self._lock:
             self._in_flight += 1
             if self._in_flight == 1 and not self._pending and self._group_exists:
