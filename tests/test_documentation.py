@@ -348,3 +348,39 @@ def test_serializer_concretes_and_base_of_0_0_1a5():
     with pytest.raises(KeyError, match="remote"):
         wrapped.reraise()
     assert base.SerializerError("why").reason == "why"
+
+
+# --------------------------------------------- 002: funcx.sdk.utils reference
+def test_sdk_utils_throttling_path():
+    """``funcx.sdk.utils.throttling``: the exceptions under their 0.0.1a5 path,
+    with the funcX 1.x limits."""
+    from funcx.sdk.utils import throttling
+
+    assert issubclass(throttling.MaxRequestsExceeded, throttling.ThrottlingException)
+    assert issubclass(throttling.MaxRequestSizeExceeded, throttling.ThrottlingException)
+    assert throttling.MaxRequestsExceeded is MaxRequestsExceeded
+    assert throttling.DEFAULT_MAX_REQUESTS == 20
+    assert throttling.DEFAULT_MAX_REQUEST_SIZE == 5 * 1024 * 1024
+
+
+def test_sdk_utils_futures_funcx_future(fxc, endpoint):
+    """``funcx.sdk.utils.futures.FuncXFuture(client, task_id, ping_interval)``:
+    a future of a task submitted with ``run``; ``ping_interval`` is accepted
+    with one warning (results are pushed, not polled)."""
+    import warnings
+
+    from funcx.sdk.utils import futures
+
+    fid = fxc.register_function(square)
+    fid_fail = fxc.register_function(fail_with)
+    futures._warned.clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fut = futures.FuncXFuture(fxc, fxc.run(9, endpoint_id=endpoint, function_id=fid), 0.5)
+        bad = futures.FuncXFuture(fxc, fxc.run("boom", endpoint_id=endpoint,
+                                               function_id=fid_fail), 0.5)
+    assert len([w for w in caught if "ping_interval" in str(w.message)]) == 1
+    assert fut.result(timeout=60) == 81
+    with pytest.raises(RuntimeError, match="boom"):
+        bad.result(timeout=60)
+    assert fut.running() is False
