@@ -55,6 +55,10 @@ class Blocks:
         self.records: dict[str, ProcessRecord] = {}
         self.ended: set[int] = set()  # local block pids to reap (we may be their subreaper)
         self.supervisor = supervisor_spec() if self.local else None
+        # options accepted from the funcX reference but ignored or reinterpreted
+        # here: said once, when the endpoint starts (this object is made once)
+        for text in config.start_warnings():
+            logging.getLogger("funcx.config").warning("config: %s", text)
 
     def launch(self, block_id: str) -> ManagerLaunch:
         """The launch spec of the managers of block ``block_id``."""
@@ -66,14 +70,21 @@ class Blocks:
             heartbeat_threshold=c.heartbeat_threshold, prefetch=c.prefetch_capacity,
             walltime=c.walltime or None, max_walltime=c.max_walltime or None,
             mem_per_worker=c.mem_per_worker or None, working_dir=c.working_dir or None,
-            worker_mode=c.worker_mode,
+            worker_mode=c.worker_mode, single_use=containers and c.container_single_use,
+            debug=bool(c.worker_debug),
             container_options=c.container_cmd_options if containers else "",
             container_runtime=c.container_runtime if containers else None,
             supervisor=self.supervisor)
 
     def manager_command(self, block_id: str) -> str:
         c = self.config
-        command = self.launch(block_id).shell()
+        launch = self.launch(block_id)
+        command = c.launch_command(
+            launch.shell(), debug="--debug" if c.worker_debug else "", task_url=self.url,
+            result_url=self.url, cores_per_worker=c.cores_per_worker,
+            nodes_per_block=getattr(self.provider, "nodes_per_block", 1),
+            heartbeat_period=c.heartbeat_period, heartbeat_threshold=c.heartbeat_threshold,
+            logdir=c.working_dir or "", block_id=block_id, workers=launch.workers)
         return f"{c.worker_init}\n{command}" if c.worker_init.strip() else command
 
     @property

@@ -81,7 +81,22 @@ def start(name: str = typer.Argument("default", help="endpoint name")) -> None:
         eid = start_daemon(name)
     except (EndpointError, ConfigError, BadEndpointName) as e:
         _fail(str(e))
+    _echo_config_warnings(name)
     typer.echo(f"Endpoint {name} is running: {eid}")
+
+
+def _echo_config_warnings(name: str) -> None:
+    """Say once, on the terminal, what the endpoint's log says at start about
+    options of the funcX reference that are accepted but ignored here."""
+    from endpoint.config_file import ConfigError, load
+    from endpoint.paths import EndpointDir
+
+    try:
+        warnings = load(EndpointDir(name).config_file).start_warnings()
+    except ConfigError:
+        return
+    for text in warnings:
+        typer.echo(f"Warning: config: {text}", err=True)
 
 
 @app.command()
@@ -250,13 +265,17 @@ def list_(fmt: str = typer.Option("table", "--format", help="table or json")) ->
     from rich.console import Console
     from rich.table import Table
 
+    # the columns and words of the funcX manual (2.6 Listing Endpoints): an
+    # endpoint never started has the id "None"
     table = Table(title="funcX endpoints")
-    for col in ("Name", "Status", "Endpoint ID"):
-        table.add_column(col)
+    for col in ("Endpoint Name", "Status", "Endpoint ID"):
+        table.add_column(col, no_wrap=True)
     colors = {"Active": "green", "Inactive": "red", "Initialized": "yellow"}
     for r in rows:
-        table.add_row(r["name"], f"[{colors[r['status']]}]{r['status']}[/]", r["endpoint_id"] or "")
-    Console().print(table)
+        table.add_row(r["name"], f"[{colors[r['status']]}]{r['status']}[/]",
+                      r["endpoint_id"] or "None")
+    width = max([len(r["name"]) for r in rows] + [13]) + 11 + 36 + 10
+    Console(width=max(80, width)).print(table)
 
 
 @app.command()

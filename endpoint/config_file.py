@@ -38,6 +38,9 @@ def load(path: Path) -> Config:
     if not isinstance(config, Config):
         raise ConfigError(f"{path}: must define `config = Config(...)` "
                           f"(found {type(config).__name__})")
+    # working_dir: the endpoint's directory (the reference's default), never
+    # wherever `funcx-endpoint start` happened to run
+    config.resolve_working_dir(path.parent)
     return config
 
 

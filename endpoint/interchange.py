@@ -154,7 +154,12 @@ class Interchange:
         """Listen on ``address:port`` for managers holding the manager key kept
         in ``key_dir`` (made there on first start).  Port 0: the port saved in
         ``port_file`` (default: ``interchange_port`` beside ``key_dir``, i.e. in
-        the endpoint's run dir) when it is free, else any free one, saved there."""
+        the endpoint's run dir) when it is free, else any free one, saved there.
+        ``poll_period``: seconds, or a :class:`endpoint.config.Milliseconds`
+        (``Config.poll_period``, in milliseconds as the funcX reference has it)."""
+        seconds = getattr(poll_period, "seconds", None)  # a Milliseconds value
+        if isinstance(seconds, float):
+            poll_period = seconds
         self.keys = CurveKeys.load_or_create(Path(key_dir))
         self.ctx = zmq.Context()  # its own: one ZAP handler per context
         self.auth = ThreadAuthenticator(self.ctx, log=logging.getLogger("funcx.interchange.zap"))

@@ -37,6 +37,10 @@ class ManagerLaunch:
     container_runtime: str | None = None
     container_options: str = ""
     mem_per_worker: float | None = None  #: GB of address space per worker
+    #: a fresh container for every task (``worker_mode="singularity_single_use"``)
+    single_use: bool = False
+    #: log at DEBUG (``Config.worker_debug``)
+    debug: bool = False
     #: ``host:pid:start_time`` of the endpoint daemon when the block runs on its
     #: host (LocalProvider): the manager ends itself when that process is gone
     supervisor: str | None = None

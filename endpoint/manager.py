@@ -147,8 +147,10 @@ class Manager:
         self.last_supervisor_check = 0.0
         self.tmp = tempfile.mkdtemp(prefix="funcx-mgr-")
         self.own_workdir = not launch.working_dir
+        self.single_use = launch.single_use
         if launch.working_dir:
             self.working_dir = launch.working_dir
+            os.makedirs(self.working_dir, mode=0o700, exist_ok=True)
         else:  # per block, outside FUNCX_HOME; removed at shutdown
             block = re.sub(r"[^A-Za-z0-9_.-]", "_", self.block_id)[:32]
             self.working_dir = tempfile.mkdtemp(prefix=f"funcx-block-{block}-")
@@ -333,6 +335,8 @@ class Manager:
         slot.task = task
         slot.walltime = self.walltime_of(task)
         slot.deadline = time.monotonic() + slot.walltime if slot.walltime else None
+        log.debug("task %s to worker %d%s", task.task_id, slot.index,
+                  f" (container {slot.container})" if slot.container else "")
         self.down.send_multipart([slot.identity, *pack_tasks([task])])
         self.running.append(task.task_id)
 
@@ -399,7 +403,11 @@ class Manager:
                     r.details.setdefault("manager", self.id)
                     r.task_group_id = slot.task.task_group_id
                     self.results.append(r)
+                    log.debug("task %s done on worker %d", r.task_id, slot.index)
                     slot.task, slot.deadline = None, None
+                    if self.single_use and slot.container and not self.stopping:
+                        # singularity_single_use: a fresh container for the next task
+                        self.respawn_as(slot, slot.container, self.specs[slot.container])
                 else:
                     self.dropped += 1
                     log.warning("worker %s sent a result for a task it is not running; dropped",
@@ -578,7 +586,7 @@ def main(argv: list[str] | None = None) -> None:
         # so the manager still ends its workers and removes its directories.  A
         # hand-started manager's lifetime is its owner's (SIGTERM, or kill).
         die_with_parent(signal.SIGTERM)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+    logging.basicConfig(level=logging.DEBUG if launch.debug else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s manager %(levelname)s %(message)s")
     try:
         mgr = Manager(launch)

@@ -21,6 +21,13 @@ COMMON = '''    # worker processes per manager (one manager per node); 0: one pe
     # the most any task may ask for (s; None: no bound): larger requests are
     # refused at submit, and managers never run a task longer
     max_walltime=None,
+    # where tasks run: None is tasks_working_dir in this endpoint's directory;
+    # a relative path is relative to this directory
+    working_dir=None,
+    # True: managers (the worker pools) log at DEBUG, in the block's .err file
+    worker_debug=False,
+    # milliseconds between the interchange's housekeeping passes
+    poll_period=100,
 '''
 
 LOCAL = '''from parsl.providers import LocalProvider
