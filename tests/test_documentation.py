@@ -384,3 +384,27 @@ def test_sdk_utils_futures_funcx_future(fxc, endpoint):
     with pytest.raises(RuntimeError, match="boom"):
         bad.result(timeout=60)
     assert fut.running() is False
+
+
+def test_service_address_in_the_0x_spelling(service):
+    """The 0.x reference's ``funcx_service_address='https://…/v1'``: the ``/v1``
+    suffix names the service's base URL (the client adds its own versions)."""
+    from funcx import FuncXClient
+
+    for spelling in (service + "/v1", service + "/v1/", service + "/v2"):
+        fxc = FuncXClient(funcx_service_address=spelling)
+        assert fxc.funcx_service_address == service
+        assert fxc.whoami()["user_id"]
+
+
+def test_endpoint_stop_twice_is_harmless(service, endpoint):
+    """002 §2.5: "Run the funcx-endpoint stop command twice to ensure that the
+    endpoint is shutdown": a second ``stop`` of a stopped endpoint succeeds."""
+    exe = str(Path(sys.executable).with_name("funcx-endpoint"))
+    name = f"doc-stop-{uuid.uuid4().hex[:6]}"
+    p = subprocess.run([exe, "configure", name], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    for _ in range(2):
+        p = subprocess.run([exe, "stop", name], capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        assert "not running" in p.stdout + p.stderr

@@ -12,8 +12,9 @@ def resolve_service_address(explicit: str | None = None) -> str:
     addr = explicit or str(setting("SERVICE_ADDRESS")) or recorded_service_url() or \
         _logged_in_service_url() or f"http://{setting('SERVICE_HOST')}:{setting('SERVICE_PORT')}"
     addr = addr.rstrip("/")
-    # funcX 1.0 users pass ".../v2": accept it, the client adds versions itself
-    for suffix in ("/v2", "/v3"):
+    # funcX 1.0 users pass ".../v2", the 0.x documents ".../v1" (or ".../api/v1"):
+    # accept them, the client adds versions itself
+    for suffix in ("/v1", "/v2", "/v3"):
         addr = addr.removesuffix(suffix)
     return addr
 
