@@ -126,9 +126,13 @@ PATHS: dict[str, dict] = {
                       _query("q", {"type": "string"},
                              "case-insensitive substring of the name or description"),
                       _query("offset", {"type": "integer"}, "skip this many hits (≥ 0)"),
-                      _query("limit", {"type": "integer"}, "page size, clamped to 1..100")),
+                      _query("limit", {"type": "integer"}, "page size, clamped to 1..100"),
+                      _query("include_unsearchable", {"type": "string", "enum": ["0", "1"]},
+                             "1: also the caller's own functions registered "
+                             "searchable=false (lookups by name)")),
                   description="Newest first: the caller's own, public ones and those shared "
-                              "with the caller's groups."),
+                              "with the caller's groups; functions registered "
+                              "searchable=false are left out."),
     },
     "/v2/functions/{fid}": {
         "get": op("getFunctionV2", "A function", "functions", "Function", LOOKUP, params=(P_FID,)),

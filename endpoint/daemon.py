@@ -165,7 +165,7 @@ def run_daemon(name: str, ready_fd: int | None) -> int:
     from endpoint.agent import Agent, install_signal_handlers, register
     from funcx.defaults import setting
     from funcx.errors import FuncxError
-    from funcx.sdk.login import LocalLoginManager
+    from funcx.sdk.login import default_login_manager
     from funcx.sdk.service_address import resolve_service_address
     from funcx.sdk.web_client import WebClient
 
@@ -199,7 +199,11 @@ def run_daemon(name: str, ready_fd: int | None) -> int:
     step = "registering with the service"
     agent = None
     try:
-        web = WebClient(resolve_service_address(), LocalLoginManager().get_token)
+        address = resolve_service_address()
+        # FUNCX_SDK_CLIENT_ID / FUNCX_SDK_CLIENT_SECRET, when set, take priority
+        # over the stored token: the endpoint is registered under the client's
+        # identity (the Globus Compute guide's "Client Credentials with Clients")
+        web = WebClient(address, default_login_manager(address).get_token)
         step = "registering with the service"
         info = register(web, name, config, saved_id(ep))
         # the Redis the service hands out must answer from here (within

@@ -8,12 +8,12 @@
 """
 from funcx.version import __version__
 
-__all__ = ["FuncXClient", "FuncXExecutor", "FuncXFuture", "__version__"]
+__all__ = ["Client", "FuncXClient", "FuncXExecutor", "FuncXFuture", "__version__"]
 
 
 def __getattr__(name: str):
     # lazy: `import funcx` stays cheap for the CLI's start-up time
-    if name == "FuncXClient":
+    if name in ("FuncXClient", "Client"):  # Client: the Globus Compute spelling
         from funcx.sdk.client import FuncXClient
 
         return FuncXClient

@@ -74,8 +74,10 @@ def search_functions():
         limit = min(100, max(1, int(request.args.get("limit", 10))))
     except ValueError:
         raise bad_request("offset and limit must be integers") from None
+    own_hidden = request.args.get("include_unsearchable", "") in ("1", "true")
     return jsonify(fn_store.search(redis(), current_user(), request.args.get("q", ""),
-                                   offset, limit, current_groups()))
+                                   offset, limit, current_groups(),
+                                   include_unsearchable=own_hidden))
 
 
 @bp.get("/v2/functions/<fid>")

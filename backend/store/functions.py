@@ -81,10 +81,13 @@ def public_view(rec: dict) -> dict:
 
 
 def search(r: redis.Redis, user_id: str, query: str, offset: int = 0, limit: int = 10,
-           groups: AbstractSet[str] = frozenset()) -> dict:
+           groups: AbstractSet[str] = frozenset(), include_unsearchable: bool = False) -> dict:
     """Searchable functions the user may run (own, shared with their groups,
     public) whose name or description contains ``query`` (case-insensitive),
-    newest first."""
+    newest first.  A function registered ``searchable=False`` is in no one's
+    results, its owner's included (the funcX documents: it is not indexed),
+    unless ``include_unsearchable`` asks for the caller's own as well (the
+    SDK's and CLI's lookups of a function by name)."""
     ids = r.smembers(keys.user_functions(user_id)) | r.smembers(keys.PUBLIC_FUNCTIONS)
     for gid in groups:
         ids |= r.smembers(keys.group_functions(gid))
@@ -97,7 +100,7 @@ def search(r: redis.Redis, user_id: str, query: str, offset: int = 0, limit: int
         rec = dict(zip(fields, row))
         if rec["function_uuid"] is None:
             continue
-        if rec["searchable"] == "0" and rec["owner"] != user_id:
+        if rec["searchable"] == "0" and not (include_unsearchable and rec["owner"] == user_id):
             continue
         text = f"{rec['function_name'] or ''} {rec['description'] or ''}".lower()
         if q in text:

@@ -1,20 +1,38 @@
 """``FuncXClient``: register functions, run them on endpoints, fetch results."""
 from __future__ import annotations
 
+import os
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from funcx.defaults import setting
-from funcx.errors import FuncxAPIError, TaskPending, VersionMismatch, api_error
+from funcx.errors import (
+    FuncxAPIError,
+    MaxRequestSizeExceeded,
+    SerializationError,
+    TaskPending,
+    VersionMismatch,
+    api_error,
+)
 from funcx.protocol import error_codes
 from funcx.sdk.batch import Batch
-from funcx.sdk.login import StaticTokenLoginManager, default_login_manager
+from funcx.sdk.login import (
+    AuthorizerLoginManager,
+    LocalLoginManager,
+    StaticTokenLoginManager,
+    bearer_from_authorizer,
+    default_login_manager,
+)
+from funcx.sdk.reprs import TaskStatus
 from funcx.sdk.results import task_status
 from funcx.sdk.service_address import resolve_service_address
 from funcx.sdk.throttling import Throttle
 from funcx.sdk.web_client import WebClient
 from funcx.serialize import FuncXSerializer
+from funcx.serialize.facade import unpack_buffers
 from funcx.version import __version__
 
 
@@ -26,34 +44,130 @@ def _version_tuple(v: str) -> tuple[int, ...]:
     return tuple(out)
 
 
+#: the Globus Auth scope of the funcX web service, as the funcX 1.x and
+#: Globus Compute documents name it (``FuncXClient.FUNCX_SCOPE``)
+FUNCX_SCOPE = "https://auth.globus.org/scopes/facd7ccc-c5f4-42aa-916b-a0e270e2c2a9/all"
+
+#: constructor arguments of the funcX documents that mean nothing here (no
+#: Globus Search, no OpenID Connect): accepted, with one warning
+_IGNORED_AUTHORIZERS = ("search_authorizer", "openid_authorizer")
+
+_warned: set[str] = set()
+
+#: the prefix of a Globus Auth identity id written as a URN (search_endpoint's owner_id)
+IDENTITY_URN = "urn:globus:auth:identity:"
+
+
+def warn_once(key: str, message: str, stacklevel: int = 3) -> None:
+    """One ``UserWarning`` per process for a documented option that is
+    accepted but has no effect here (see the README's compatibility notes)."""
+    if key in _warned:
+        return
+    _warned.add(key)
+    warnings.warn(message, UserWarning, stacklevel=stacklevel)
+
+
+#: serializer identifiers whose body is base64 (see funcx.serialize.strategies)
+BASE64_IDENTIFIERS = frozenset({"00", "01", "03", "04"})
+#: identifiers whose body is itself packed buffers
+PACKED_IDENTIFIERS = frozenset({"12", "13"})
+
+
+def _buffer_bytes(buf: str) -> int:
+    ident, body = buf[:2], buf[3:] if len(buf) > 2 and buf[2] == "\n" else buf
+    if ident in BASE64_IDENTIFIERS:
+        stripped = body.rstrip("\n")
+        pad = len(stripped) - len(stripped.rstrip("="))
+        return (len(body) - body.count("\n")) * 3 // 4 - pad
+    if ident in PACKED_IDENTIFIERS:
+        return payload_bytes(body)
+    return len(body.encode())
+
+
+def payload_bytes(payload: str) -> int:
+    """Bytes of the serialized data a task payload (or function code) carries:
+    each packed buffer's base64 body as decoded, so the documented "5 MB per
+    request" is measured on what the user sent, not on its base64 and JSON
+    encoding (a third larger, and more)."""
+    try:
+        buffers = unpack_buffers(payload)
+    except SerializationError:
+        return len(payload.encode())
+    return sum(_buffer_bytes(b) for b in buffers)
+
+
 class FuncXClient:
     """The funcX SDK client.
 
     ``FuncXClient()`` with no arguments talks to the service recorded by
     ``funcx service start`` on this machine (or ``FUNCX_SERVICE_ADDRESS``)
     with the locally stored token.
+
+    The documents' constructor arguments: ``http_timeout``, ``funcx_home``
+    (act as the user whose credentials are stored under that directory, on the
+    service recorded there), ``force_login``, ``fx_authorizer`` (a
+    globus_sdk-style authorizer giving the bearer token), ``login_manager``
+    (ours, funcX 1.0's or Globus Compute's shape), ``funcx_service_address``.
+    ``search_authorizer`` and ``openid_authorizer`` are accepted and warned
+    about (no Globus Search or OpenID here); so is any other keyword.
     """
 
-    def __init__(self, funcx_service_address: str | None = None, *, login_manager: Any = None,
-                 access_token: str | None = None, http_timeout: float | None = None,
-                 do_version_check: bool = True, task_group_id: str | None = None,
-                 force_login: bool = False, **_ignored: Any):
-        self.funcx_service_address = resolve_service_address(funcx_service_address)
+    FUNCX_SCOPE = FUNCX_SCOPE
+    FUNCXSCOPE = FUNCX_SCOPE  # the Globus Compute guide's spelling
+    CLIENT_ID = "4cf29807-cf21-49ec-9443-ff9a3fb9f81c"  # funcX's public one (unused here)
+    TOKEN_FILENAME = "token.json"
+
+    def __init__(self, funcx_service_address: str | float | None = None, *,
+                 login_manager: Any = None, access_token: str | None = None,
+                 http_timeout: float | None = None, do_version_check: bool = True,
+                 task_group_id: str | None = None, force_login: bool = False,
+                 funcx_home: str | os.PathLike | None = None, fx_authorizer: Any = None,
+                 **kwargs: Any):
+        address_arg: str | None
+        if isinstance(funcx_service_address, (int, float)):
+            # the 0.x signature's first positional argument is http_timeout
+            http_timeout, address_arg = float(funcx_service_address), None
+        else:
+            address_arg = funcx_service_address
+        self._warn_ignored(kwargs)
+        home = Path(funcx_home).expanduser() if funcx_home is not None else None
+        if home is not None:
+            self.TOKEN_DIR = str(home / "credentials")
+        if address_arg is None and home is not None and not str(setting("SERVICE_ADDRESS")):
+            address_arg = LocalLoginManager(home).service_url()
+        self.funcx_service_address = resolve_service_address(address_arg)
+        self._own_manager = login_manager is None
         if login_manager is None:
-            login_manager = StaticTokenLoginManager(access_token) if access_token \
-                else default_login_manager(self.funcx_service_address)
+            if access_token:
+                login_manager = StaticTokenLoginManager(access_token)
+            elif fx_authorizer is not None:
+                login_manager = AuthorizerLoginManager(fx_authorizer)
+            else:
+                login_manager = default_login_manager(self.funcx_service_address, home)
         self.login_manager = login_manager
+        self._token_source: Any = login_manager
         if force_login:
             login_manager.ensure_logged_in()
-        if hasattr(login_manager, "get_funcx_web_client"):  # funcX 1.0 style manager
+        if hasattr(login_manager, "get_token"):
+            self.web_client = WebClient(self.funcx_service_address, self._token, http_timeout)
+        elif hasattr(login_manager, "get_funcx_web_client"):  # funcX 1.0 style manager
             self.web_client = login_manager.get_funcx_web_client(
                 base_url=self.funcx_service_address)
-        else:
+        elif hasattr(login_manager, "get_web_client"):  # the Globus Compute guide's shape
+            self._token_source = self._from_globus_compute_manager(
+                login_manager, self.funcx_service_address)
             self.web_client = WebClient(self.funcx_service_address, self._token, http_timeout)
+        else:
+            raise TypeError(f"login_manager {type(login_manager).__name__} has none of "
+                            "get_token(), get_funcx_web_client(base_url=...) or "
+                            "get_web_client(base_url=...)")
         if isinstance(self.web_client, WebClient):  # a busy service's 429s are waited out
             self.web_client.wait_out_429 = True
         self.throttle = Throttle()
-        self.web_client.request_hooks.append(self.throttle.check)
+        # request counting here; request size on the serialized data (see payload_bytes),
+        # in register_function and submit_tasks
+        self.web_client.request_hooks.append(
+            lambda method, path, size: self.throttle.check(method, path, 0))
         self.fx_serializer = FuncXSerializer()
         self.session_task_group_id = task_group_id or str(uuid.uuid4())
         self.func_table: dict[str, dict] = {}  # results fetched this session, by task id
@@ -65,8 +179,40 @@ class FuncXClient:
         if do_version_check:
             self.version_check()
 
+    TOKEN_DIR = "$FUNCX_HOME/credentials"
+
+    @staticmethod
+    def _warn_ignored(kwargs: dict) -> None:
+        for name in _IGNORED_AUTHORIZERS:
+            if kwargs.pop(name, None) is not None:
+                warn_once(f"client:{name}", f"FuncXClient({name}=...) is accepted and ignored: "
+                          "this service has no Globus Search or OpenID Connect; the funcX "
+                          "token (fx_authorizer, login_manager or the stored one) is all it "
+                          "uses", stacklevel=4)
+        if kwargs:
+            names = ", ".join(sorted(kwargs))
+            warn_once(f"client:{names}", f"FuncXClient: argument(s) {names} accepted and "
+                      "ignored: they have no meaning for this service", stacklevel=4)
+
+    @staticmethod
+    def _from_globus_compute_manager(manager: Any, base_url: str) -> AuthorizerLoginManager:
+        """A Globus-Compute-shaped login manager (``get_auth_client``,
+        ``get_web_client(base_url=...)``, ``ensure_logged_in``, ``logout``):
+        the web client it hands out (a globus_sdk-style client) carries an
+        authorizer, which gives the bearer token; requests go through our own
+        connection."""
+        if hasattr(manager, "ensure_logged_in"):
+            manager.ensure_logged_in()
+        web = manager.get_web_client(base_url=base_url)
+        authorizer = getattr(web, "authorizer", None)
+        if authorizer is None:
+            raise TypeError(f"the web client {type(manager).__name__}.get_web_client() returned "
+                            f"({type(web).__name__}) has no authorizer to take the token from")
+        bearer_from_authorizer(authorizer)  # fail now, not at the first request
+        return AuthorizerLoginManager(authorizer, owner=manager)
+
     def _token(self) -> str | None:
-        return self.login_manager.get_token()
+        return self._token_source.get_token()
 
     @property
     def throttling_enabled(self) -> bool:
@@ -76,8 +222,13 @@ class FuncXClient:
     def throttling_enabled(self, value: bool) -> None:
         self.throttle.enabled = bool(value)
 
-    def logout(self) -> bool:
-        """Revoke this client's token on the service and forget it locally."""
+    def logout(self) -> Any:
+        """Revoke this client's token on the service and forget it locally.
+
+        A Globus-Compute-shaped login manager's token is its own: only its
+        ``logout()`` is called (the guide's may refuse, as it likes)."""
+        if self._token_source is not self.login_manager:
+            return self.login_manager.logout()
         try:
             self.web_client.post("/v2/logout")
         except FuncxAPIError:
@@ -113,9 +264,11 @@ class FuncXClient:
                           public: bool = False, group: str | None = None,
                           searchable: bool = True) -> str:
         """Register ``function``; return its function id."""
+        code = self.fx_serializer.serialize_function(function)
+        self._check_size(payload_bytes(code), len(code), "the function's code")
         body = {
             "function_name": function_name or getattr(function, "__name__", "function"),
-            "function_code": self.fx_serializer.serialize_function(function),
+            "function_code": code,
             "description": description if description is not None else (function.__doc__ or ""),
             "public": public,
             "searchable": searchable,
@@ -126,11 +279,25 @@ class FuncXClient:
             body["group"] = group
         return self.web_client.post("/v2/functions", body)["function_uuid"]
 
-    def search_function(self, q: str, offset: int = 0, limit: int = 10) -> SearchResults:
-        """Functions you may run (your own and public ones) whose name or
-        description contains ``q``; prints as a table."""
-        resp = self.web_client.get("/v2/functions", params={"q": q, "offset": offset,
-                                                            "limit": limit})
+    def search_function(self, q: str, offset: int = 0, limit: int = 10,
+                        advanced: bool = False) -> SearchResults:
+        """Functions you may run (your own, shared with your groups, public)
+        whose name or description contains ``q``; prints as a table.  Functions
+        registered ``searchable=False`` are never listed (``get_function``
+        still reads them).  ``advanced=True`` (Globus Search query syntax) is
+        accepted with a warning: ``q`` is matched as plain text."""
+        if advanced:
+            warn_once("search_function:advanced", "search_function(advanced=True) is accepted "
+                      "but this service has no Globus Search query syntax: q is matched as "
+                      "plain text in function names and descriptions")
+        return self._search_functions(q, offset, limit)
+
+    def _search_functions(self, q: str, offset: int, limit: int,
+                          include_unsearchable: bool = False) -> SearchResults:
+        params: dict[str, Any] = {"q": q, "offset": offset, "limit": limit}
+        if include_unsearchable:  # your own searchable=False ones too (name lookups)
+            params["include_unsearchable"] = "1"
+        resp = self.web_client.get("/v2/functions", params=params)
         return SearchResults(resp["results"], resp["total"], offset)
 
     def search_endpoint(self, q: str = "", scope: str = "all", owner_id: str | None = None
@@ -139,6 +306,8 @@ class FuncXClient:
         "shared-with-me" (public ones of others) or "all"."""
         if scope not in ("all", "my-endpoints", "shared-with-me"):
             raise ValueError("scope must be 'all', 'my-endpoints' or 'shared-with-me'")
+        if owner_id:  # the documents' form: f"urn:globus:auth:identity:{owner_uuid}"
+            owner_id = owner_id.removeprefix(IDENTITY_URN)
         me = self.whoami()["user_id"] if scope != "all" or owner_id else None
         eps = self.get_endpoints(role="owner" if scope == "my-endpoints" else "any")
         hits = [e for e in eps if q.lower() in f"{e.get('name')} {e.get('display_name')}".lower()
@@ -159,16 +328,32 @@ class FuncXClient:
                      resource_specification=resource_specification, serializer=self.fx_serializer)
 
     def run(self, *args: Any, endpoint_id: str, function_id: str, **kwargs: Any) -> str:
-        """Run ``function_id`` on ``endpoint_id`` with the given arguments; return the task id."""
+        """Run ``function_id`` on ``endpoint_id`` with the given arguments; return the task id.
+
+        ``asynchronous=`` (a parameter of the 0.x reference) is taken by the
+        client, not passed to the function: every run is asynchronous here
+        (it returns the task id), so it is accepted with a warning."""
+        if "asynchronous" in kwargs:
+            _warn_asynchronous("run")
+            kwargs.pop("asynchronous")
         batch = self.create_batch()
         batch.add(*args, endpoint_id=endpoint_id, function_id=function_id, **kwargs)
         return self.batch_run(batch)[0]
 
-    def map_run(self, iterator: Iterable, endpoint_id: str, function_id: str) -> list[str]:
-        """One task per item of ``iterator`` (each item the single argument)."""
+    def map_run(self, *args: Any, endpoint_id: str, function_id: str,
+                asynchronous: bool | None = None, **kwargs: Any) -> list[str]:
+        """One task per item of the first argument (an iterable): the function
+        gets ``(item, *args[1:], **kwargs)``; return the task ids in order.
+        ``asynchronous`` is accepted with a warning (every run is)."""
+        if not args:
+            raise TypeError("map_run needs an iterable of inputs as its first argument")
+        if asynchronous is not None:
+            _warn_asynchronous("map_run")
+        iterator: Iterable = args[0]
+        rest = args[1:]
         batch = self.create_batch()
         for item in iterator:
-            batch.add(item, endpoint_id=endpoint_id, function_id=function_id)
+            batch.add(item, *rest, endpoint_id=endpoint_id, function_id=function_id, **kwargs)
         return self.batch_run(batch)
 
     def batch_run(self, batch: Batch) -> list[str]:
@@ -209,8 +394,8 @@ class FuncXClient:
         path = f"/v3/endpoints/{endpoint_id}/submit"
         tg = task_group_id or self.session_task_group_id
         ids: list[str] = []
-        for start in range(0, len(tasks), size):
-            part = tasks[start:start + size]
+        for start, stop in self._chunks(tasks, size, check=web_client is None):
+            part = tasks[start:stop]
             first = part[0][0]
             payloads = [p for f, p in part if f == first]
             by_fn: dict[str, list[str]] = {first: payloads}
@@ -234,6 +419,36 @@ class FuncXClient:
                 on_chunk(start, got)
         return ids
 
+    def _check_size(self, decoded: int, encoded: int, what: str) -> None:
+        """The documented limit on one request ("5 MB per request"), applied to
+        the serialized data the user sent (``decoded`` bytes, see
+        :func:`payload_bytes`) while throttling is on."""
+        limit = self.throttle.max_request_size
+        if self.throttling_enabled and decoded > limit:
+            raise MaxRequestSizeExceeded(
+                f"{what} is {decoded} bytes serialized ({encoded} bytes as sent, base64 and "
+                f"JSON encoded), over the client limit of {limit} bytes per request "
+                "(FuncXClient.throttle.max_request_size, the documented 5 MB); send less "
+                "data per task, raise that limit, or set throttling_enabled = False")
+
+    def _chunks(self, tasks: Sequence[tuple[str, str]], size: int,
+                check: bool) -> Iterable[tuple[int, int]]:
+        """``(start, stop)`` of each submit request: at most ``size`` tasks and,
+        while throttling is on, at most ``throttle.max_request_size`` bytes of
+        serialized input (a single task over it is refused when ``check``)."""
+        limit = self.throttle.max_request_size if self.throttling_enabled else None
+        start, used = 0, 0
+        for i, (_fid, payload) in enumerate(tasks):
+            n = payload_bytes(payload) if limit is not None else 0
+            if check:
+                self._check_size(n, len(payload), f"the input of task {i}")
+            if i > start and (i - start >= size or (limit is not None and used + n > limit)):
+                yield start, i
+                start, used = i, 0
+            used += n
+        if start < len(tasks):
+            yield start, len(tasks)
+
     # ---------------------------------------------------------------- results
     def _update(self, doc: dict) -> dict:
         if doc.get("task_group_id"):
@@ -249,8 +464,11 @@ class FuncXClient:
             return self.func_table[task_id]
         return self._update(self.web_client.get(f"/v2/tasks/{task_id}"))
 
-    def get_task_status(self, task_id: str) -> str:
-        return self.get_task(task_id)["status"]
+    def get_task_status(self, task_id: str) -> TaskStatus:
+        """The documented "status block containing a 'status' key" (a dict,
+        as :meth:`get_task`).  It also compares equal to its status string,
+        so ``get_task_status(t) == "success"`` keeps working."""
+        return TaskStatus(self.get_task(task_id))
 
     def get_result(self, task_id: str) -> Any:
         """The task's return value; raises ``TaskPending`` while it runs and the
@@ -365,10 +583,25 @@ class FuncXClient:
         return self.web_client.get(f"/v2/taskgroup/{task_group_id}")["tasks"]
 
     # -------------------------------------------------------------- endpoints
-    def register_endpoint(self, name: str, endpoint_id: str | None = None,
-                          metadata: dict | None = None, public: bool = False,
+    def register_endpoint(self, name: str, endpoint_uuid: str | None = None,
+                          metadata: dict | None = None, endpoint_version: str | None = None,
+                          description: str | None = None, *, endpoint_id: str | None = None,
+                          public: bool = False,
                           allowed_functions: list[str] | None = None) -> dict:
-        body: dict[str, Any] = {"endpoint_name": name, "metadata": metadata or {}, "public": public}
+        """Register (or update) an endpoint; return ``{"endpoint_id", ...}``
+        (what its agent needs to connect).  The funcX 1.x signature
+        ``(name, endpoint_uuid, metadata=None, endpoint_version=None)`` and
+        0.x's ``description=`` both work: an ``endpoint_version`` older than
+        the service allows raises ``VersionMismatch``, and it is recorded in
+        the metadata with the description."""
+        endpoint_id = endpoint_id or endpoint_uuid
+        meta = dict(metadata or {})
+        if endpoint_version is not None:
+            self.version_check(endpoint_version=endpoint_version)
+            meta.setdefault("endpoint_version", endpoint_version)
+        if description is not None:
+            meta.setdefault("description", description)
+        body: dict[str, Any] = {"endpoint_name": name, "metadata": meta, "public": public}
         if allowed_functions is not None:
             body["allowed_functions"] = allowed_functions
         if endpoint_id:
@@ -398,7 +631,8 @@ class FuncXClient:
             return str(uuid.UUID(name_or_id))
         except ValueError:
             pass
-        hits = [f["function_uuid"] for f in self.search_function(name_or_id, limit=100)
+        hits = [f["function_uuid"] for f in
+                self._search_functions(name_or_id, 0, 100, include_unsearchable=True)
                 if f["function_name"] == name_or_id and f.get("mine")]
         if len(hits) != 1:
             raise api_error(404 if not hits else 400, error_codes.FUNCTION_NOT_FOUND if not hits
@@ -454,8 +688,22 @@ class FuncXClient:
     def get_container(self, container_uuid: str, container_type: str) -> dict:
         return self.web_client.get(f"/v2/containers/{container_uuid}/{container_type}")["container"]
 
-    def get_containers(self) -> list[dict]:
-        return self.web_client.get("/v2/containers")["containers"]
+    def get_containers(self, name: str | None = None, description: str | None = None
+                       ) -> list[dict] | tuple[str, list[dict]]:
+        """Your containers.  With ``name`` (the 0.x reference: "register a DLHub
+        endpoint and get the containers to launch"): your endpoint of that name
+        (registered now, with ``description``, if you have none) and your
+        containers, as ``(endpoint_id, containers)``."""
+        containers = self.web_client.get("/v2/containers")["containers"]
+        if name is None:
+            return containers
+        mine = [e["uuid"] for e in self.get_endpoints(role="owner")
+                if name in (e.get("name"), e.get("display_name"))]
+        if mine:
+            eid = mine[0]
+        else:
+            eid = self.register_endpoint(name, description=description)["endpoint_id"]
+        return eid, containers
 
     # ------------------------------------------------------------------ tasks
     def cancel_task(self, task_id: str) -> bool:
@@ -476,6 +724,12 @@ class FuncXClient:
                       throttling="on" if self.throttling_enabled else "off")
 
 
+def _warn_asynchronous(method: str) -> None:
+    warn_once("asynchronous", f"{method}(asynchronous=...) is accepted and ignored: every "
+              "run is asynchronous here (it returns task ids; get_result / get_batch_result "
+              "/ wait collect the results)", stacklevel=4)
+
+
 class SearchResults(list):
     """Search hits: a list of dicts that prints as a table."""
 
@@ -493,3 +747,7 @@ class SearchResults(list):
         rows = [" | ".join(str(h.get(c) or "")[:60].ljust(width[c]) for c in cols) for h in self]
         return "\n".join([line, "-+-".join("-" * width[c] for c in cols), *rows,
                           f"({len(self)} of {self.total})"])
+
+
+#: the documents' name for search_function's answer
+FunctionSearchResults = SearchResults

@@ -142,24 +142,96 @@ class StaticTokenLoginManager:
 
 
 class LocalLoginManager:
-    """The token written by ``funcx service start`` or ``funcx login``."""
+    """The token written by ``funcx service start`` or ``funcx login`` under
+    ``$FUNCX_HOME`` — or under ``home`` (``FuncXClient(funcx_home=DIR)``)."""
+
+    def __init__(self, home: str | Path | None = None):
+        self.home = Path(home).expanduser() if home is not None else None
+
+    def _credentials(self) -> Path:
+        if self.home is None:
+            from funcx.home import credentials_path
+
+            return credentials_path()
+        return self.home / "credentials" / "token.json"
 
     def get_token(self) -> str:
-        tok = stored_token()
+        if self.home is None:
+            tok = stored_token()
+        else:
+            from funcx.home import read_json
+
+            rec = read_json(self._credentials())
+            tok = rec.get("token") if rec else None
         if not tok:
-            raise NotLoggedIn("no token under $FUNCX_HOME/credentials")
+            where = "$FUNCX_HOME" if self.home is None else str(self.home)
+            raise NotLoggedIn(f"no token under {where}/credentials")
         return tok
+
+    def service_url(self) -> str | None:
+        """The service this home's token was issued by, or the one recorded
+        there by ``funcx service start`` (None for ``$FUNCX_HOME``: the
+        address resolution already looks there)."""
+        if self.home is None:
+            return None
+        from funcx.home import read_json
+
+        for rec, key in ((read_json(self.home / "service" / "service.json"), "url"),
+                         (read_json(self._credentials()), "service_url")):
+            url = rec.get(key) if rec else None
+            if isinstance(url, str) and url.startswith(("http://", "https://")):
+                return url
+        return None
 
     def ensure_logged_in(self) -> None:
         self.get_token()
 
     def logout(self) -> bool:
-        from funcx.home import credentials_path
-
-        path = credentials_path()
+        path = self._credentials()
         if path.exists():
             path.unlink()
             return True
+        return False
+
+
+def bearer_from_authorizer(authorizer: Any) -> str:
+    """The bearer token a globus_sdk-style authorizer (``AccessTokenAuthorizer``,
+    ``RefreshTokenAuthorizer``...) would send: from its
+    ``get_authorization_header()`` ("Bearer <token>"), else its ``access_token``."""
+    header = None
+    getter = getattr(authorizer, "get_authorization_header", None)
+    if callable(getter):
+        header = getter()
+    if isinstance(header, str) and header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and value:
+            return value.strip()
+        raise NotLoggedIn(f"the authorizer ({type(authorizer).__name__}) gives a "
+                          f"{scheme!r} header, not a Bearer token")
+    tok = getattr(authorizer, "access_token", None)
+    if isinstance(tok, str) and tok:
+        return tok
+    raise NotLoggedIn(f"the authorizer ({type(authorizer).__name__}) gives no bearer token")
+
+
+class AuthorizerLoginManager:
+    """Tokens from a globus_sdk-style authorizer: ``FuncXClient(fx_authorizer=...)``,
+    or the web client a Globus-Compute-shaped login manager hands out.  Asked
+    on every request, so an authorizer that refreshes its token keeps working."""
+
+    def __init__(self, authorizer: Any, owner: Any = None):
+        self.authorizer, self.owner = authorizer, owner
+
+    def get_token(self) -> str:
+        return bearer_from_authorizer(self.authorizer)
+
+    def ensure_logged_in(self) -> None:
+        if self.owner is not None and hasattr(self.owner, "ensure_logged_in"):
+            self.owner.ensure_logged_in()
+
+    def logout(self) -> Any:
+        if self.owner is not None and hasattr(self.owner, "logout"):
+            return self.owner.logout()
         return False
 
 
@@ -217,11 +289,13 @@ def login_with_token(service_address: str, token: str) -> dict:
     return {"user": me["username"], "user_id": me["user_id"], "service": service_address}
 
 
-def default_login_manager(service_address: str):
-    """Client credentials from the environment if set, else the stored token."""
+def default_login_manager(service_address: str, home: str | Path | None = None):
+    """Client credentials from the environment if set (they take priority over
+    any other credentials), else the token stored under ``home`` (default
+    ``$FUNCX_HOME``)."""
     import os
 
     cid, secret = os.environ.get("FUNCX_SDK_CLIENT_ID"), os.environ.get("FUNCX_SDK_CLIENT_SECRET")
     if cid and secret:
         return ClientCredentialsLoginManager(service_address, cid, secret)
-    return LocalLoginManager()
+    return LocalLoginManager(home)
