@@ -408,3 +408,43 @@ def test_endpoint_stop_twice_is_harmless(service, endpoint):
         p = subprocess.run([exe, "stop", name], capture_output=True, text=True, timeout=60)
         assert p.returncode == 0, p.stderr
         assert "not running" in p.stdout + p.stderr
+
+
+# ------------------------------------------------------ the README's table
+def test_readme_compatibility_table_names_real_tests_and_counts_right():
+    """Every test the README's compatibility table names exists, every row has
+    one of the three verdicts, and the closing count matches the rows."""
+    import re
+
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "README.md").read_text()
+    start = text.index("## Compatibility with the funcX documentation\n")
+    section = text[start:text.index("\n## ", start + 10)]
+    modules = {"doc": "test_documentation.py", "doc_exec": "test_doc_executor.py",
+               "doc_client": "test_doc_client.py", "doc_ep": "test_doc_endpoint.py"}
+    rows = [line for line in section.splitlines() if line.startswith("| ")
+            and not line.startswith("| documented")]
+    counts = {"supported": 0, "accepted, warned": 0, "not supported": 0}
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split(" | ")]
+        verdict = next((v for v in counts if cells[1].startswith(v)), None)
+        assert verdict, row
+        counts[verdict] += 1
+        current = None
+        for ref in re.findall(r"`([^`]+)`", cells[2]):
+            if "::" in ref:
+                mod, name = ref.split("::")
+                current = root / "tests" / modules[mod] if mod in modules else root / mod
+            elif ref.endswith(".py"):
+                assert (root / ref).exists(), ref
+                continue
+            else:
+                name = ref
+            assert current is not None and current.exists(), (row, ref)
+            assert re.search(rf"^def {re.escape(name)}\(", current.read_text(), re.M), \
+                f"{ref} (in {current.name}) is not a test"
+    m = re.search(r"\*\*Count\.\*\* (\d+) rows were checked: (\d+) supported, (\d+) accepted "
+                  r"with a warning and (\d+) not supported", section)
+    assert m, "the section has no closing count"
+    assert [int(x) for x in m.groups()] == [len(rows), counts["supported"],
+                                            counts["accepted, warned"], counts["not supported"]]
