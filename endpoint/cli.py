@@ -22,10 +22,13 @@ def _fail(msg: str, code: int = 1) -> None:
 
 @app.command()
 def init() -> None:
-    """Create $FUNCX_HOME and check that the service and credentials are there.
+    """Create $FUNCX_HOME, its global config.py and the "default" endpoint's
+    config, and check that the service and credentials are there.
 
     Example: funcx-endpoint init
     """
+    from endpoint.config_file import GLOBAL_FILE, write_global_template, write_template
+    from endpoint.paths import EndpointDir
     from funcx.defaults import funcx_home
     from funcx.errors import FuncxError
     from funcx.sdk.login import LocalLoginManager
@@ -33,6 +36,12 @@ def init() -> None:
     from funcx.sdk.web_client import WebClient
 
     home = funcx_home()
+    if write_global_template(home):  # the manual's global options (2.2)
+        typer.echo(f"Created {home / GLOBAL_FILE} (global options: endpoint_address...)")
+    default = EndpointDir("default")  # the manual's default endpoint profile (2.1)
+    if not default.path.exists():
+        write_template(default.config_file, default.name)
+        typer.echo(f"Created {default.config_file} (the endpoint named \"default\")")
     url = resolve_service_address()
     try:
         me = WebClient(url, LocalLoginManager().get_token).get("/v2/whoami")
@@ -70,13 +79,26 @@ def configure(name: str = typer.Argument("default", help="endpoint name"),
 def start(name: str = typer.Argument("default", help="endpoint name")) -> None:
     """Register the endpoint with the service and run it as a daemon.
 
+    An endpoint not configured yet gets its config.py first (as `configure`
+    makes it): edit it, then run `start` again.
+
     Example: funcx-endpoint start laptop
     """
-    from endpoint.config_file import ConfigError
+    from endpoint.config_file import ConfigError, write_template
     from endpoint.daemon import EndpointError
     from endpoint.daemon import start as start_daemon
-    from endpoint.paths import BadEndpointName
+    from endpoint.paths import BadEndpointName, EndpointDir
 
+    try:
+        ep = EndpointDir(name)
+    except BadEndpointName as e:
+        _fail(str(e), 2)
+    if not ep.exists():
+        # the manual (2.4): start creates the profile; edit it, then start again
+        write_template(ep.config_file, name)
+        typer.echo(f"Created {ep.config_file}\nEdit it for the resources this endpoint "
+                   f"should use, then run `funcx-endpoint start {name}` again to launch it.")
+        return
     try:
         eid = start_daemon(name)
     except (EndpointError, ConfigError, BadEndpointName) as e:

@@ -225,6 +225,10 @@ class Config:
                 "process_worker_pool.py does not exist here); write e.g. "
                 "launch_cmd='nice -n 5 {manager}'")
 
+    def add_warning(self, text: str) -> None:
+        """One more thing for :meth:`start_warnings` to say."""
+        self._warnings.append(text)
+
     def start_warnings(self) -> list[str]:
         """The options accepted here but ignored or reinterpreted: the endpoint
         logs each once, at WARNING, when it starts."""

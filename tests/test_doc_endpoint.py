@@ -420,12 +420,59 @@ def test_configure_without_a_name_configures_default(tmp_path):
     r = cli("list", env={"FUNCX_HOME": str(home)})
     assert r.exit_code == 0
     assert re.search(r"default\s*│\s*Initialized\s*│\s*None", r.stdout), r.stdout
+    r = cli("stop", env={"FUNCX_HOME": str(home)})  # 2.5: no name, the default endpoint
+    assert r.exit_code == 0 and "Endpoint default was not running" in r.stdout
 
 
-def test_init_says_the_home_is_ready(service, funcx_home):
-    r = cli("init")
+def test_init_makes_the_home_global_options_and_default_endpoint(service, token, tmp_path):
+    """2.1/2.2: `funcx-endpoint init` creates the funcX directory, its global
+    config.py and a "default" endpoint profile, and checks the login."""
+    home = tmp_path / "home"
+    (home / "credentials").mkdir(parents=True)
+    (home / "credentials" / "token.json").write_text(json.dumps({"token": token}))
+    env = {"FUNCX_HOME": str(home), "FUNCX_SERVICE_ADDRESS": service}
+    r = cli("init", env=env)
     assert r.exit_code == 0, r.output
-    assert str(funcx_home) in r.stdout and "ready" in r.stdout
+    assert "logged in as" in r.stdout
+    assert (home / "config.py").exists() and (home / "default" / "config.py").exists()
+    r = cli("list", env=env)
+    assert re.search(r"default\s*│\s*Initialized\s*│\s*None", r.stdout), r.stdout
+    again = cli("init", env=env)  # the second time changes nothing
+    assert again.exit_code == 0 and "Created" not in again.stdout
+
+
+def test_global_options_reach_the_endpoints(tmp_path, monkeypatch):
+    """2.2: `endpoint_address` in $FUNCX_HOME/config.py is where workers reach
+    the endpoint; the 0.0.1a5 broker options are accepted with a warning."""
+    from endpoint.config_file import GLOBAL_TEMPLATE, load
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("FUNCX_HOME", str(home))
+    (home / "ep").mkdir(parents=True)
+    (home / "ep" / "config.py").write_text(
+        "from funcx.config import Config\nconfig = Config()\n")
+    (home / "config.py").write_text(GLOBAL_TEMPLATE)  # what init writes: changes nothing
+    plain = load(home / "ep" / "config.py")
+    assert plain.address == "detect" and plain.start_warnings() == []
+    (home / "config.py").write_text(textwrap.dedent("""
+        import getpass
+        from parsl.addresses import address_by_route, address_by_hostname
+
+        global_options = {
+            'username': getpass.getuser(),
+            'email': 'USER@USERDOMAIN.COM',
+            'broker_address': '127.0.0.1',
+            'broker_port': 8088,
+            'endpoint_address': '127.0.0.1',
+        }
+        """))
+    config = load(home / "ep" / "config.py")
+    assert config.address == "127.0.0.1"
+    [text] = config.start_warnings()
+    assert "broker_address, broker_port ignored" in text
+    (home / "ep" / "config.py").write_text(
+        "from funcx.config import Config\nconfig = Config(address='0.0.0.0')\n")
+    assert load(home / "ep" / "config.py").address == "0.0.0.0"  # the endpoint's own wins
 
 
 def test_list_shows_the_documented_columns_and_states(service, endpoint, fxc, fresh_name):
@@ -434,8 +481,9 @@ def test_list_shows_the_documented_columns_and_states(service, endpoint, fxc, fr
     from conftest import ENDPOINT
 
     name = fresh_name
-    r = cli("configure", name)
+    r = cli("start", name)  # 2.4: the first start creates the profile, and stops there
     assert r.exit_code == 0, r.output
+    assert "Created" in r.stdout and "again" in r.stdout
 
     def row(text: str, who: str) -> list[str]:
         for line in text.splitlines():
@@ -461,3 +509,44 @@ def test_list_shows_the_documented_columns_and_states(service, endpoint, fxc, fr
     assert row(cli("list").stdout, name) == [name, "Inactive", eid]
     listed = json.loads(cli("list", "--format", "json").stdout)
     assert {"name": name, "status": "Inactive", "endpoint_id": eid} in listed
+
+
+# ===================================================== the reference pages
+def test_config_reference_page_covers_every_option():
+    """docs/endpoint_config.md names every Config option (and each of the
+    reference's options with its verdict)."""
+    from dataclasses import fields
+
+    from endpoint.config import Config
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "endpoint_config.md").read_text()
+    for f in fields(Config):
+        if f.init:
+            assert f"`{f.name}`" in page, f.name
+    reference = ("provider", "scaling_enabled", "worker_ports", "worker_port_range", "strategy",
+                 "max_workers_per_node", "cores_per_worker", "mem_per_worker", "launch_cmd",
+                 "worker_mode", "scheduler_mode", "container_type", "prefetch_capacity",
+                 "heartbeat_period", "heartbeat_threshold", "poll_period", "working_dir",
+                 "worker_debug")
+    for name in reference:
+        row = next(line for line in page.splitlines() if line.startswith(f"| `{name}`")
+                   or line.startswith(f"| `worker_ports`, `{name}`"))
+        assert re.search(r"\| (supported|accepted with a warning)", row), row
+
+
+def test_funcx_providers_kubernetes_has_the_documented_options():
+    import inspect
+
+    from funcx.providers import KubernetesProvider
+
+    params = inspect.signature(KubernetesProvider).parameters
+    for name in ("image", "namespace", "nodes_per_block", "init_blocks", "min_blocks",
+                 "max_blocks", "max_cpu", "max_mem", "init_cpu", "init_mem", "parallelism",
+                 "worker_init", "pod_name", "user_id", "group_id", "run_as_non_root", "secret",
+                 "persistent_volumes"):
+        assert name in params, name
+
+
+def test_container_type_shifter_is_warned_about():
+    [text] = warnings_of(worker_mode="singularity_reuse", container_type="Shifter")
+    assert "container_type='Shifter' is ignored" in text
