@@ -132,8 +132,15 @@ def test_constructor_documented_arguments(service, fxc, me, tmp_path):
     c = FuncXClient(12)
     assert c.web_client.timeout == 12
     assert c.funcx_service_address == fxc.funcx_service_address
-    # the 1.x address spelling with /v1 or /v2
-    assert FuncXClient(funcx_service_address=f"{service}/v2").whoami()["user_id"] == me
+    # the address spelled with /v1 (0.x) or /v2 (1.x)
+    for suffix in ("/v1", "/v2"):
+        assert FuncXClient(funcx_service_address=f"{service}{suffix}").whoami()["user_id"] == me
+    # force_login=True: "re-authenticate" (here: the stored token is checked at once)
+    assert FuncXClient(force_login=True).whoami()["user_id"] == me
+    from funcx.errors import NotLoggedIn
+
+    with pytest.raises(NotLoggedIn):
+        FuncXClient(funcx_home=tmp_path / "empty-home", force_login=True)
 
 
 @pytest.mark.parametrize("name", ["search_authorizer", "openid_authorizer"])
@@ -243,6 +250,12 @@ def test_globus_compute_shaped_login_manager(service, token, endpoint, fxc, capl
     tid = fx.run(endpoint_id=endpoint, function_id=fid)
     assert fx.wait([tid], timeout=WAIT_S)[tid]["status"] == "success"
     assert fx.get_result(tid)
+
+    # the executor over such a client
+    from funcx import FuncXExecutor
+
+    with FuncXExecutor(endpoint_id=endpoint, funcx_client=fx) as ex:
+        assert ex.submit(square, 9).result(timeout=WAIT_S) == 81
 
     # logout is the manager's: it refuses, and the token it holds stays valid
     with caplog.at_level(logging.WARNING, logger="doc-login-manager"):

@@ -212,7 +212,14 @@ class FuncXClient:
         return AuthorizerLoginManager(authorizer, owner=manager)
 
     def _token(self) -> str | None:
-        return self._token_source.get_token()
+        """The bearer token (also what the executor's own connections send)."""
+        if hasattr(self._token_source, "get_token"):
+            return self._token_source.get_token()
+        web = self.web_client  # a funcX 1.0 login manager's client
+        if isinstance(web, WebClient):
+            return web.token
+        authorizer = getattr(web, "authorizer", None)
+        return bearer_from_authorizer(authorizer) if authorizer is not None else None
 
     @property
     def throttling_enabled(self) -> bool:
