@@ -98,6 +98,32 @@ def test_tutorial_notebook_flow(tmp_path, endpoint):
     assert description == "A summation function"
 
 
+TUTORIAL_CELLS = [
+    "from funcx.sdk.client import FuncXClient\n\nfxc = FuncXClient()",
+    "def funcx_sum(items):\n    return sum(items)",
+    'func_uuid = fxc.register_function(funcx_sum,\n'
+    '                                  description="A summation function")\nprint(func_uuid)',
+    "endpoint_uuid = '{ep}' # Public tutorial endpoint\n\nitems = [1, 2, 3, 4, 5]\n\n"
+    "res = fxc.run(items, endpoint_id=endpoint_uuid, function_id=func_uuid)\nprint(res)",
+    "fxc.wait([res])  # the reader's pause between cells",
+    "fxc.get_result(res)",
+]
+
+
+def test_tutorial_in_a_jupyter_kernel(endpoint, tmp_path):
+    """002 chapter 3 is a notebook ("Install Jupyter for Tutorial notebooks"):
+    its cells, as printed, in a real Jupyter kernel."""
+    import nbformat
+    from notebook_kernel import cell_texts, execute
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c.format(ep=endpoint)) for c in TUTORIAL_CELLS]
+    texts = cell_texts(execute(nb, tmp_path, tmp_path))
+    uuid.UUID(texts[2].strip())
+    uuid.UUID(texts[3].strip())
+    assert texts[-1].strip() == "15"
+
+
 # ----------------------------------------------- 000 / 001 / 003: SDK guides
 PLATFORM = '''
 from funcx.sdk.client import FuncXClient
