@@ -481,3 +481,13 @@ def test_exception_is_reraised_with_the_remote_type(endpoint, fxc):
         with pytest.raises(ValueError):
             bad.result(timeout=60)
         assert isinstance(bad.exception(), ValueError)
+
+
+def test_it_is_a_python_executor(endpoint, fxc):
+    """"a subclass of Python's Executor": ``map`` and ``concurrent.futures.wait`` work."""
+    with FuncXExecutor(endpoint_id=endpoint, funcx_client=fxc) as fxe:
+        assert isinstance(fxe, cf.Executor)
+        assert list(fxe.map(double, range(6), timeout=60)) == [0, 2, 4, 6, 8, 10]
+        futs = [fxe.submit(double, i) for i in range(3)]
+        done, not_done = cf.wait(futs, timeout=60)
+        assert len(done) == 3 and not not_done
