@@ -478,8 +478,6 @@ def test_global_options_reach_the_endpoints(tmp_path, monkeypatch):
 def test_list_shows_the_documented_columns_and_states(service, endpoint, fxc, fresh_name):
     """2.6: "Endpoint Name | Status | Endpoint ID"; Initialized (id None),
     Active, Inactive; `stop` run twice is harmless (2.5)."""
-    from conftest import ENDPOINT
-
     name = fresh_name
     r = cli("start", name)  # 2.4: the first start creates the profile, and stops there
     assert r.exit_code == 0, r.output
@@ -497,7 +495,9 @@ def test_list_shows_the_documented_columns_and_states(service, endpoint, fxc, fr
     header = row(r.stdout, "Endpoint Name")
     assert header == ["Endpoint Name", "Status", "Endpoint ID"]
     assert row(r.stdout, name) == [name, "Initialized", "None"]
-    assert row(r.stdout, ENDPOINT) == [ENDPOINT, "Active", endpoint]  # the full id, unwrapped
+    [session_ep] = [e["name"] for e in json.loads(cli("list", "--format", "json").stdout)
+                    if e["endpoint_id"] == endpoint]
+    assert row(r.stdout, session_ep) == [session_ep, "Active", endpoint]  # the id, unwrapped
 
     r = cli("start", name)
     assert r.exit_code == 0, r.output
