@@ -361,12 +361,25 @@ def test_explicit_shutdown_waits_for_results(endpoint, fxc):
 
 
 def test_shutdown_cancel_futures(endpoint, fxc):
-    """``shutdown(wait=..., cancel_futures=True)``, Python's Executor signature."""
-    fxe = FuncXExecutor(endpoint_id=endpoint, funcx_client=fxc)
-    first = fxe.submit(double, 1)
-    assert first.result(timeout=60) == 2
-    fxe.shutdown(wait=True, cancel_futures=True)
-    assert first.result() == 2  # finished futures keep their results
+    """``shutdown(wait=True, cancel_futures=True)``, Python's Executor signature:
+    finished futures keep their results; waiting ones are cancelled, on the
+    service too, and are not waited for."""
+    offline = fxc.register_endpoint("doc-executor-cancel")["endpoint_id"]
+    try:
+        fxe = FuncXExecutor(endpoint_id=endpoint, funcx_client=fxc)
+        first = fxe.submit(double, 1)
+        assert first.result(timeout=60) == 2
+        fxe.endpoint_id = offline
+        waiting = fxe.submit(double, 2)
+        assert waiting.submitted.wait(60)
+        t0 = time.monotonic()
+        fxe.shutdown(wait=True, cancel_futures=True)
+        assert time.monotonic() - t0 < 30
+        assert first.result() == 2
+        assert waiting.cancelled()
+        assert fxc.get_task(waiting.task_id)["status"] == "cancelled"
+    finally:
+        fxc.delete_endpoint(offline)
 
 
 def test_batch_size_bounds_each_request(endpoint, fxc):
