@@ -92,7 +92,6 @@ IGNORED_OPTIONS = {
     "results_ws_uri": "results come over the service's HTTPS long-poll, not a web socket "
                       "or AMQP",
     "warn_about_url_mismatch": "there is no separate results URL to compare",
-    "funcx_service_address": "the client's address is used (pass funcx_client=)",
 }
 
 
