@@ -26,6 +26,7 @@ from funcx.errors import (
 )
 from funcx.protocol import keys
 from funcx.sdk import client as client_mod
+from funcx.sdk import compat
 from funcx.sdk.batch import Batch
 
 WAIT_S = 60
@@ -72,7 +73,7 @@ def _client(**kw) -> FuncXClient:
 
 def _fresh_warning(key: str) -> None:
     """Forget that the once-per-process warning ``key`` was given (order of tests)."""
-    client_mod._warned.discard(key)
+    compat._warned.discard(key)
 
 
 @pytest.fixture(scope="module")
@@ -146,8 +147,9 @@ def test_constructor_documented_arguments(service, fxc, me, tmp_path):
 @pytest.mark.parametrize("name", ["search_authorizer", "openid_authorizer"])
 def test_search_and_openid_authorizers_accepted_with_one_warning(service, me, name):
     _fresh_warning(f"client:{name}")
-    with pytest.warns(UserWarning, match=f"{name}=.*accepted and ignored"):
+    with pytest.warns(UserWarning, match=f"{name}=.*accepted and ignored") as rec:
         c = FuncXClient(**{name: object()})
+    assert rec[0].filename == __file__  # pointed at the caller's line
     assert c.whoami()["user_id"] == me  # the stored token is still used
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -346,9 +348,10 @@ def test_map_run_with_args_and_kwargs(fxc, endpoint, fns):
 
 def test_asynchronous_accepted_with_one_warning(fxc, endpoint, fns):
     _fresh_warning("asynchronous")
-    with pytest.warns(UserWarning, match="asynchronous.*accepted and ignored"):
+    with pytest.warns(UserWarning, match="asynchronous.*accepted and ignored") as rec:
         ids = fxc.map_run([3], endpoint_id=endpoint, function_id=fns["square"],
                           asynchronous=False)
+    assert rec[0].filename == __file__
     # run's documented `asynchronous` is the client's, never the function's
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -387,8 +390,9 @@ def test_search_function_as_documented(fxc):
         assert [h["function_uuid"] for h in
                 fxc.search_function(f"hello_{tag}", offset=0, limit=10, advanced=False)] == [fid]
     _fresh_warning("search_function:advanced")
-    with pytest.warns(UserWarning, match="advanced=True.*plain text"):
+    with pytest.warns(UserWarning, match="advanced=True.*plain text") as rec:
         hits = fxc.search_function(f"hello_{tag}", advanced=True)
+    assert rec[0].filename == __file__
     assert [h["function_uuid"] for h in hits] == [fid]
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import uuid
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,14 +10,20 @@ from typing import Any
 from funcx.defaults import setting
 from funcx.errors import (
     FuncxAPIError,
-    MaxRequestSizeExceeded,
-    SerializationError,
     TaskPending,
     VersionMismatch,
     api_error,
 )
 from funcx.protocol import error_codes
 from funcx.sdk.batch import Batch
+from funcx.sdk.compat import (
+    FUNCX_SCOPE,
+    IDENTITY_URN,
+    warn_asynchronous,
+    warn_ignored_arguments,
+    warn_once,
+)
+from funcx.sdk.limits import check_request_size, chunks, payload_bytes
 from funcx.sdk.login import (
     AuthorizerLoginManager,
     LocalLoginManager,
@@ -26,13 +31,12 @@ from funcx.sdk.login import (
     bearer_from_authorizer,
     default_login_manager,
 )
-from funcx.sdk.reprs import TaskStatus
+from funcx.sdk.reprs import FunctionSearchResults, SearchResults, TaskStatus
 from funcx.sdk.results import task_status
 from funcx.sdk.service_address import resolve_service_address
 from funcx.sdk.throttling import Throttle
 from funcx.sdk.web_client import WebClient
 from funcx.serialize import FuncXSerializer
-from funcx.serialize.facade import unpack_buffers
 from funcx.version import __version__
 
 
@@ -42,58 +46,6 @@ def _version_tuple(v: str) -> tuple[int, ...]:
         digits = "".join(ch for ch in part if ch.isdigit())
         out.append(int(digits) if digits else 0)
     return tuple(out)
-
-
-#: the Globus Auth scope of the funcX web service, as the funcX 1.x and
-#: Globus Compute documents name it (``FuncXClient.FUNCX_SCOPE``)
-FUNCX_SCOPE = "https://auth.globus.org/scopes/facd7ccc-c5f4-42aa-916b-a0e270e2c2a9/all"
-
-#: constructor arguments of the funcX documents that mean nothing here (no
-#: Globus Search, no OpenID Connect): accepted, with one warning
-_IGNORED_AUTHORIZERS = ("search_authorizer", "openid_authorizer")
-
-_warned: set[str] = set()
-
-#: the prefix of a Globus Auth identity id written as a URN (search_endpoint's owner_id)
-IDENTITY_URN = "urn:globus:auth:identity:"
-
-
-def warn_once(key: str, message: str, stacklevel: int = 3) -> None:
-    """One ``UserWarning`` per process for a documented option that is
-    accepted but has no effect here (see the README's compatibility notes)."""
-    if key in _warned:
-        return
-    _warned.add(key)
-    warnings.warn(message, UserWarning, stacklevel=stacklevel)
-
-
-#: serializer identifiers whose body is base64 (see funcx.serialize.strategies)
-BASE64_IDENTIFIERS = frozenset({"00", "01", "03", "04"})
-#: identifiers whose body is itself packed buffers
-PACKED_IDENTIFIERS = frozenset({"12", "13"})
-
-
-def _buffer_bytes(buf: str) -> int:
-    ident, body = buf[:2], buf[3:] if len(buf) > 2 and buf[2] == "\n" else buf
-    if ident in BASE64_IDENTIFIERS:
-        stripped = body.rstrip("\n")
-        pad = len(stripped) - len(stripped.rstrip("="))
-        return (len(body) - body.count("\n")) * 3 // 4 - pad
-    if ident in PACKED_IDENTIFIERS:
-        return payload_bytes(body)
-    return len(body.encode())
-
-
-def payload_bytes(payload: str) -> int:
-    """Bytes of the serialized data a task payload (or function code) carries:
-    each packed buffer's base64 body as decoded, so the documented "5 MB per
-    request" is measured on what the user sent, not on its base64 and JSON
-    encoding (a third larger, and more)."""
-    try:
-        buffers = unpack_buffers(payload)
-    except SerializationError:
-        return len(payload.encode())
-    return sum(_buffer_bytes(b) for b in buffers)
 
 
 class FuncXClient:
@@ -129,7 +81,7 @@ class FuncXClient:
             http_timeout, address_arg = float(funcx_service_address), None
         else:
             address_arg = funcx_service_address
-        self._warn_ignored(kwargs)
+        warn_ignored_arguments(kwargs)
         home = Path(funcx_home).expanduser() if funcx_home is not None else None
         if home is not None:
             self.TOKEN_DIR = str(home / "credentials")
@@ -180,19 +132,6 @@ class FuncXClient:
             self.version_check()
 
     TOKEN_DIR = "$FUNCX_HOME/credentials"
-
-    @staticmethod
-    def _warn_ignored(kwargs: dict) -> None:
-        for name in _IGNORED_AUTHORIZERS:
-            if kwargs.pop(name, None) is not None:
-                warn_once(f"client:{name}", f"FuncXClient({name}=...) is accepted and ignored: "
-                          "this service has no Globus Search or OpenID Connect; the funcX "
-                          "token (fx_authorizer, login_manager or the stored one) is all it "
-                          "uses", stacklevel=4)
-        if kwargs:
-            names = ", ".join(sorted(kwargs))
-            warn_once(f"client:{names}", f"FuncXClient: argument(s) {names} accepted and "
-                      "ignored: they have no meaning for this service", stacklevel=4)
 
     @staticmethod
     def _from_globus_compute_manager(manager: Any, base_url: str) -> AuthorizerLoginManager:
@@ -341,7 +280,7 @@ class FuncXClient:
         client, not passed to the function: every run is asynchronous here
         (it returns the task id), so it is accepted with a warning."""
         if "asynchronous" in kwargs:
-            _warn_asynchronous("run")
+            warn_asynchronous("run")
             kwargs.pop("asynchronous")
         batch = self.create_batch()
         batch.add(*args, endpoint_id=endpoint_id, function_id=function_id, **kwargs)
@@ -355,7 +294,7 @@ class FuncXClient:
         if not args:
             raise TypeError("map_run needs an iterable of inputs as its first argument")
         if asynchronous is not None:
-            _warn_asynchronous("map_run")
+            warn_asynchronous("map_run")
         iterator: Iterable = args[0]
         rest = args[1:]
         batch = self.create_batch()
@@ -427,34 +366,16 @@ class FuncXClient:
         return ids
 
     def _check_size(self, decoded: int, encoded: int, what: str) -> None:
-        """The documented limit on one request ("5 MB per request"), applied to
-        the serialized data the user sent (``decoded`` bytes, see
-        :func:`payload_bytes`) while throttling is on."""
-        limit = self.throttle.max_request_size
-        if self.throttling_enabled and decoded > limit:
-            raise MaxRequestSizeExceeded(
-                f"{what} is {decoded} bytes serialized ({encoded} bytes as sent, base64 and "
-                f"JSON encoded), over the client limit of {limit} bytes per request "
-                "(FuncXClient.throttle.max_request_size, the documented 5 MB); send less "
-                "data per task, raise that limit, or set throttling_enabled = False")
+        """The documented limit on one request, on the serialized data the user
+        sent (see :func:`funcx.sdk.limits.check_request_size`), while throttling is on."""
+        if self.throttling_enabled:
+            check_request_size(decoded, encoded, self.throttle.max_request_size, what)
 
     def _chunks(self, tasks: Sequence[tuple[str, str]], size: int,
                 check: bool) -> Iterable[tuple[int, int]]:
-        """``(start, stop)`` of each submit request: at most ``size`` tasks and,
-        while throttling is on, at most ``throttle.max_request_size`` bytes of
-        serialized input (a single task over it is refused when ``check``)."""
-        limit = self.throttle.max_request_size if self.throttling_enabled else None
-        start, used = 0, 0
-        for i, (_fid, payload) in enumerate(tasks):
-            n = payload_bytes(payload) if limit is not None else 0
-            if check:
-                self._check_size(n, len(payload), f"the input of task {i}")
-            if i > start and (i - start >= size or (limit is not None and used + n > limit)):
-                yield start, i
-                start, used = i, 0
-            used += n
-        if start < len(tasks):
-            yield start, len(tasks)
+        """``(start, stop)`` of each submit request (see :func:`funcx.sdk.limits.chunks`)."""
+        return chunks(tasks, size, self.throttle.max_request_size if self.throttling_enabled
+                      else None, check)
 
     # ---------------------------------------------------------------- results
     def _update(self, doc: dict) -> dict:
@@ -731,30 +652,4 @@ class FuncXClient:
                       throttling="on" if self.throttling_enabled else "off")
 
 
-def _warn_asynchronous(method: str) -> None:
-    warn_once("asynchronous", f"{method}(asynchronous=...) is accepted and ignored: every "
-              "run is asynchronous here (it returns task ids; get_result / get_batch_result "
-              "/ wait collect the results)", stacklevel=4)
-
-
-class SearchResults(list):
-    """Search hits: a list of dicts that prints as a table."""
-
-    def __init__(self, hits: list[dict], total: int, offset: int):
-        super().__init__(hits)
-        self.total, self.offset = total, offset
-
-    def __str__(self) -> str:
-        if not self:
-            return "(no results)"
-        cols = [c for c in ("function_name", "function_uuid", "name", "uuid", "description", "owner")
-                if any(c in h for h in self)]
-        width = {c: max(len(c), *(len(str(h.get(c) or "")[:60]) for h in self)) for c in cols}
-        line = " | ".join(c.ljust(width[c]) for c in cols)
-        rows = [" | ".join(str(h.get(c) or "")[:60].ljust(width[c]) for c in cols) for h in self]
-        return "\n".join([line, "-+-".join("-" * width[c] for c in cols), *rows,
-                          f"({len(self)} of {self.total})"])
-
-
-#: the documents' name for search_function's answer
-FunctionSearchResults = SearchResults
+__all__ = ["FUNCX_SCOPE", "FuncXClient", "FunctionSearchResults", "SearchResults", "payload_bytes"]

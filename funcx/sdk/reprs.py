@@ -77,3 +77,26 @@ class TaskStatus(TaskRecord):
         return not self.__eq__(other)
 
     __hash__ = None  # type: ignore[assignment]
+
+
+class SearchResults(list):
+    """Search hits: a list of dicts that prints as a table."""
+
+    def __init__(self, hits: list[dict], total: int, offset: int):
+        super().__init__(hits)
+        self.total, self.offset = total, offset
+
+    def __str__(self) -> str:
+        if not self:
+            return "(no results)"
+        cols = [c for c in ("function_name", "function_uuid", "name", "uuid", "description", "owner")
+                if any(c in h for h in self)]
+        width = {c: max(len(c), *(len(str(h.get(c) or "")[:60]) for h in self)) for c in cols}
+        line = " | ".join(c.ljust(width[c]) for c in cols)
+        rows = [" | ".join(str(h.get(c) or "")[:60].ljust(width[c]) for c in cols) for h in self]
+        return "\n".join([line, "-+-".join("-" * width[c] for c in cols), *rows,
+                          f"({len(self)} of {self.total})"])
+
+
+#: the documents' name for search_function's answer
+FunctionSearchResults = SearchResults
