@@ -150,8 +150,13 @@ class Manager:
         self.single_use = launch.single_use
         if launch.working_dir:
             self.working_dir = launch.working_dir
-            os.makedirs(self.working_dir, mode=0o700, exist_ok=True)
-        else:  # per block, outside FUNCX_HOME; removed at shutdown
+            try:  # e.g. tasks_working_dir in the endpoint's directory
+                os.makedirs(self.working_dir, mode=0o700, exist_ok=True)
+            except OSError as e:  # a node that does not share that file system
+                log.warning("cannot use the working directory %s (%s); using a temporary "
+                            "one", self.working_dir, e)
+                self.own_workdir = True
+        if self.own_workdir:  # per block, outside FUNCX_HOME; removed at shutdown
             block = re.sub(r"[^A-Za-z0-9_.-]", "_", self.block_id)[:32]
             self.working_dir = tempfile.mkdtemp(prefix=f"funcx-block-{block}-")
         self.keys = keys or ManagerKeys.load(launch.curve_keys)

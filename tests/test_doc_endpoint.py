@@ -550,3 +550,32 @@ def test_funcx_providers_kubernetes_has_the_documented_options():
 def test_container_type_shifter_is_warned_about():
     [text] = warnings_of(worker_mode="singularity_reuse", container_type="Shifter")
     assert "container_type='Shifter' is ignored" in text
+
+
+def test_manager_falls_back_when_working_dir_cannot_be_made(tmp_path):
+    """working_dir in the endpoint's directory may not exist on a compute node
+    that does not share it: the manager says so and uses a temporary one."""
+    from endpoint.curve import CurveKeys
+    from endpoint.launch import ManagerLaunch
+    from endpoint.manager import Manager
+
+    keys = CurveKeys.load_or_create(tmp_path / "curve")
+    made = tmp_path / "made" / "here"
+    mgr = Manager(ManagerLaunch(addr="tcp://127.0.0.1:9", workers=1,
+                                curve_keys=str(keys.manager_file), working_dir=str(made)))
+    try:
+        assert mgr.working_dir == str(made) and made.is_dir() and not mgr.own_workdir
+    finally:
+        mgr.shutdown()
+    assert made.is_dir()  # the endpoint's directory is never removed by a manager
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    mgr = Manager(ManagerLaunch(addr="tcp://127.0.0.1:9", workers=1,
+                                curve_keys=str(keys.manager_file),
+                                working_dir=str(blocked / "sub")))
+    try:
+        assert mgr.own_workdir and Path(mgr.working_dir).is_dir()
+        assert not mgr.working_dir.startswith(str(blocked))
+    finally:
+        mgr.shutdown()
+    assert not Path(mgr.working_dir).exists()
