@@ -406,6 +406,7 @@ def test_searchable_false_is_not_in_search_results(fxc, endpoint):
     doc = fxc.get_function(hidden)
     assert doc["searchable"] is False and doc["function_name"] == f"hidden_{tag}"
     assert fxc.resolve_function(f"hidden_{tag}") == hidden
+    assert {hidden, shown} <= {h["function_uuid"] for h in fxc.list_functions()}
     tid = fxc.run(5, endpoint_id=endpoint, function_id=hidden)
     assert fxc.wait([tid], timeout=WAIT_S)[tid]["result"] == 25
 

@@ -238,6 +238,13 @@ class FuncXClient:
                       "plain text in function names and descriptions")
         return self._search_functions(q, offset, limit)
 
+    def list_functions(self, limit: int = 100) -> SearchResults:
+        """Your own functions, newest first, those registered ``searchable=False``
+        included (``funcx function list``)."""
+        mine = [h for h in self._search_functions("", 0, limit, include_unsearchable=True)
+                if h.get("mine")]
+        return SearchResults(mine, len(mine), 0)
+
     def _search_functions(self, q: str, offset: int, limit: int,
                           include_unsearchable: bool = False) -> SearchResults:
         params: dict[str, Any] = {"q": q, "offset": offset, "limit": limit}
