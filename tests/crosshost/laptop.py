@@ -96,7 +96,7 @@ def batch(eid: str, n: int, sleep_s: float, marker: str, runs_dir: str, offset: 
 def two_services(eid: str, url_a: str, url_b: str, n: int, marker: str, runs_dir: str) -> None:
     """Submit ``n`` tasks through each service host and read each half back
     through the other one."""
-    a, b = FuncXClient(url_a), FuncXClient(url_b)
+    a, b = FuncXClient(funcx_service_address=url_a), FuncXClient(funcx_service_address=url_b)
     fid = a.register_function(work)
     halves = []
     for k, (client, reader) in enumerate(((a, b), (b, a))):
@@ -109,7 +109,8 @@ def two_services(eid: str, url_a: str, url_b: str, n: int, marker: str, runs_dir
         docs = reader.wait(ids, timeout=600)
         ok = sum(docs[t].get("result") == expected(offset + i, marker) for i, t in enumerate(ids))
         out.append(ok)
-    emit("two_services", ok=out)
+    emit("two_services", ok=out, used=[a.funcx_service_address, b.funcx_service_address],
+         requests=[a.web_client.request_count, b.web_client.request_count])
 
 
 def main(argv: list[str]) -> None:

@@ -290,6 +290,8 @@ def test_two_service_hosts_share_one_redis(fabric):
                           str(f.runs), timeout=300)
     ev = json.loads(res.stdout.strip().splitlines()[-1])
     assert ev["ok"] == [n, n], ev
+    assert ev["used"] == [f.url(f.l_web, f.svc), f.url(f.l_web2, svc2)], ev
+    assert min(ev["requests"]) >= 3, ev  # each host took a submit and result reads
     st = json.loads(svc2.run(["funcx", "service", "status", "--format", "json"]).stdout)
     assert st["responding"] and {c["name"] for c in st["components"]} >= {"web", "ingester"}
 
