@@ -31,7 +31,7 @@ def init() -> None:
     from endpoint.paths import EndpointDir
     from funcx.defaults import funcx_home
     from funcx.errors import FuncxError
-    from funcx.sdk.login import LocalLoginManager
+    from funcx.sdk.login import default_login_manager
     from funcx.sdk.service_address import resolve_service_address
     from funcx.sdk.web_client import WebClient
 
@@ -44,7 +44,8 @@ def init() -> None:
         typer.echo(f"Created {default.config_file} (the endpoint named \"default\")")
     url = resolve_service_address()
     try:
-        me = WebClient(url, LocalLoginManager().get_token).get("/v2/whoami")
+        # the identity `start` uses: client credentials if set, else the stored token
+        me = WebClient(url, default_login_manager(url).get_token).get("/v2/whoami")
     except FuncxError as e:
         _fail(f"{home} is ready, but the service is not usable: {e}", 5)
     typer.echo(f"{home} is ready; service {url}, logged in as {me['username']}.\n"

@@ -351,8 +351,8 @@ def test_search_function_other_users(fxc, other, me):
     assert found[public]["owner"] != me and found[public]["public"] is True
     assert private not in found
     assert hidden not in found
-    # the owner finds all three
-    assert {h["function_uuid"] for h in other.search_function(tag)} == {public, private, hidden}
+    # searchable=False: in no one's search results, its owner's included (funcX docs)
+    assert {h["function_uuid"] for h in other.search_function(tag)} == {public, private}
     # a public function is also readable; a private one is not
     assert fxc.get_function(public)["function_name"] == f"pub_{tag}"
     with pytest.raises(FuncxAPIError) as ei:
