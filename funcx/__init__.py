@@ -8,7 +8,8 @@
 """
 from funcx.version import __version__
 
-__all__ = ["Client", "FuncXClient", "FuncXExecutor", "FuncXFuture", "__version__"]
+__all__ = ["Client", "FuncXClient", "FuncXExecutor", "FuncXFuture", "__version__",
+           "set_file_logger", "set_stream_logger"]
 
 
 def __getattr__(name: str):
@@ -17,6 +18,10 @@ def __getattr__(name: str):
         from funcx.sdk.client import FuncXClient
 
         return FuncXClient
+    if name in ("set_file_logger", "set_stream_logger"):  # the 0.0.1a5 package reference
+        from funcx import log_setup
+
+        return getattr(log_setup, name)
     if name in ("FuncXExecutor", "FuncXFuture"):
         from funcx.sdk import executor
 
