@@ -447,7 +447,8 @@ def test_readme_compatibility_table_names_real_tests_and_counts_right():
     start = text.index("## Compatibility with the funcX documentation\n")
     section = text[start:text.index("\n## ", start + 10)]
     modules = {"doc": "test_documentation.py", "doc_exec": "test_doc_executor.py",
-               "doc_client": "test_doc_client.py", "doc_ep": "test_doc_endpoint.py"}
+               "doc_client": "test_doc_client.py", "doc_ep": "test_doc_endpoint.py",
+               "doc_pkg": "test_doc_package.py"}
     rows = [line for line in section.splitlines() if line.startswith("| ")
             and not line.startswith("| documented")]
     counts = {"supported": 0, "accepted, warned": 0, "not supported": 0}
