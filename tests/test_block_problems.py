@@ -131,6 +131,7 @@ def fast_backoff(monkeypatch):
     monkeypatch.setenv("FUNCX_BLOCK_RETRY_MAX_S", "4")
 
 
+@pytest.mark.slow  # an endpoint (or ingester) waited through timeouts: the slow CI step
 def test_a_failing_submit_is_reported_everywhere_and_retried_with_backoff(
         fxc, http, tmp_path, fast_backoff):
     """A provider whose submit raises: the endpoint keeps running, the error
@@ -178,6 +179,7 @@ def test_a_failing_submit_is_reported_everywhere_and_retried_with_backoff(
         assert fxc.get_task(tid)["pending"]
 
 
+@pytest.mark.slow  # an endpoint (or ingester) waited through timeouts: the slow CI step
 def test_a_block_that_exits_before_registering_is_reported_and_backed_off(fxc, tmp_path,
                                                                           fast_backoff):
     """A worker_init that exits: the block's job ends before its manager
@@ -333,6 +335,7 @@ def netns():
     subprocess.run(["ip", "netns", "delete", name], capture_output=True)
 
 
+@pytest.mark.slow  # an endpoint (or ingester) waited through timeouts: the slow CI step
 def test_a_block_whose_manager_cannot_reach_the_interchange(fxc, http, tmp_path, netns,
                                                              fast_backoff):
     """The trap of the issue: the manager runs where the interchange address

@@ -260,6 +260,7 @@ def _read_then_die(f: Fabric, eid: str, ingester: IngesterProc, entries: Callabl
     return name
 
 
+@pytest.mark.slow  # an endpoint (or ingester) waited through timeouts: the slow CI step
 def test_a_dead_ingester_of_another_host_has_its_entries_claimed_after_idle(fabric, tmp_path):
     f = fabric
     eid = f.endpoint()

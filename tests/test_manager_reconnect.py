@@ -206,6 +206,7 @@ def _cut(stop_pid: int, ep: SimpleNamespace, noticed: Callable[[], bool], what: 
         os.kill(stop_pid, signal.SIGCONT)
 
 
+@pytest.mark.slow  # an endpoint (or ingester) waited through timeouts: the slow CI step
 def test_outage_longer_than_the_threshold_loses_and_repeats_nothing(fxc, fid, redis_client,
                                                                      tmp_path):
     """Three cuts longer than the threshold while long tasks run on the manager:
