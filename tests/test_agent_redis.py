@@ -5,8 +5,6 @@ Redis that does not answer fails, naming host:port and the likely cause,
 never the password."""
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import os
 import shutil
 import socket
@@ -19,57 +17,11 @@ import pytest
 import redis
 
 from endpoint import redis_link
+from tests.pki import make_ca, make_server_cert, pem
 
 PASSWORD = "pw-" + uuid.uuid4().hex  # the ACL user's: must never show up
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
                                 reason="needs a TLS-capable redis-server")
-
-
-def make_ca(name: str):
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    return key, cert
-
-
-def make_server_cert(ca_key, ca_cert, dns: list[str], ips: list[str]):
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
-    names = [x509.DNSName(d) for d in dns] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "redis")]))
-            .issuer_name(ca_cert.subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(names), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    return key, cert
-
-
-def pem(obj) -> bytes:
-    from cryptography.hazmat.primitives import serialization
-
-    if hasattr(obj, "public_bytes") and not hasattr(obj, "private_bytes"):
-        return obj.public_bytes(serialization.Encoding.PEM)
-    return obj.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
 
 
 def free_port() -> int:
@@ -86,7 +38,7 @@ def tls_redis(tmp_path_factory):
     names ``localhost`` (not 127.0.0.1), with an ACL user ``agent``."""
     d = tmp_path_factory.mktemp("tls-redis")
     ca_key, ca_cert = make_ca("test redis CA")
-    key, cert = make_server_cert(ca_key, ca_cert, ["localhost"], [])
+    key, cert = make_server_cert(ca_key, ca_cert, ["localhost"])
     (d / "ca.pem").write_bytes(pem(ca_cert))
     (d / "cert.pem").write_bytes(pem(cert))
     (d / "key.pem").write_bytes(pem(key))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -21,6 +20,8 @@ from types import SimpleNamespace
 
 import psutil
 import pytest
+
+from tests.faults.faultlib import wait_until as poll_until
 
 WAIT_S = 60
 
@@ -71,13 +72,7 @@ def square(x):
 
 def wait_until(predicate, timeout: float = WAIT_S, step: float = 0.2):
     """Bounded wait for what only a periodic heartbeat or round can tell."""
-    pause = threading.Event()
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        pause.wait(step)
+    return poll_until(predicate, timeout, step)
 
 
 @contextmanager

@@ -7,8 +7,6 @@ here with ``cryptography``; nothing about the CA is in any system store.
 """
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import os
 import ssl
@@ -23,66 +21,10 @@ import pytest
 
 from funcx.sdk.tls import CertificateNotTrusted, TLSConfigError, TLSError
 from funcx.sdk.web_client import WebClient
+from tests.pki import make_ca, make_server_cert, pem
 
 TOKEN = "tls-test-secret-token-5f1c9a7e"
 BUNDLE_VARS = ("FUNCX_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
-
-
-def _ca(name: str):
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                         content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False,
-                                         encipher_only=False, decipher_only=False), critical=True)
-            .sign(key, hashes.SHA256()))
-    return key, cert
-
-
-def _leaf(ca_key, ca_cert, names: list[str]):
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    sans: list[x509.GeneralName] = []
-    for n in names:
-        try:
-            sans.append(x509.IPAddress(ipaddress.ip_address(n)))
-        except ValueError:
-            sans.append(x509.DNSName(n))
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
-            .issuer_name(ca_cert.subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    return key, cert
-
-
-def _pem(obj) -> bytes:
-    from cryptography.hazmat.primitives import serialization
-
-    if hasattr(obj, "private_bytes"):
-        return obj.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                 serialization.NoEncryption())
-    return obj.public_bytes(serialization.Encoding.PEM)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -116,18 +58,18 @@ class Pki:
 
     def __init__(self, d: Path):
         self.dir = d
-        self.ca_key, self.ca_cert = _ca("funcx test CA")
+        self.ca_key, self.ca_cert = make_ca("funcx test CA")
         self.ca = d / "ca.pem"
-        self.ca.write_bytes(_pem(self.ca_cert))
-        _, other = _ca("some other CA")
+        self.ca.write_bytes(pem(self.ca_cert))
+        _, other = make_ca("some other CA")
         self.other_ca = d / "other-ca.pem"
-        self.other_ca.write_bytes(_pem(other))
+        self.other_ca.write_bytes(pem(other))
 
     def server_files(self, names: list[str], tag: str) -> tuple[Path, Path]:
-        key, cert = _leaf(self.ca_key, self.ca_cert, names)
+        key, cert = make_server_cert(self.ca_key, self.ca_cert, names)
         kf, cf = self.dir / f"{tag}.key", self.dir / f"{tag}.pem"
-        kf.write_bytes(_pem(key))
-        cf.write_bytes(_pem(cert))
+        kf.write_bytes(pem(key))
+        cf.write_bytes(pem(cert))
         return cf, kf
 
 
