@@ -84,7 +84,7 @@ def list_(limit: int = typer.Option(100, help="at most this many"), fmt: str = F
     Example: funcx function list --format json
     """
     fmt = check_format(fmt)
-    hits = [h for h in client().search_function("", limit=limit) if h.get("mine")]
+    hits = client().list_functions(limit=limit)  # searchable=False ones too: they are yours
     if fmt == "json":
         print_json(list(hits))
     else:

@@ -368,6 +368,13 @@ def test_function_register_show_list_search_delete(tmp_path, fxc):
     assert r.exit_code == 0
     listed = {h["function_uuid"]: h for h in json.loads(r.stdout)}
     assert fid in listed and listed[fid]["function_name"] == name
+    # a function registered searchable=False is in no search, but is still yours to list
+    def hidden_fn(x):
+        return x
+
+    hidden = fxc.register_function(hidden_fn, function_name=f"hidden-{name}", searchable=False)
+    r = cli("function", "list", "--format", "json")
+    assert hidden in {h["function_uuid"] for h in json.loads(r.stdout)}
     r = cli("function", "list")
     assert r.exit_code == 0 and fid in r.stdout
     p = sub("function", "search", name, "--format", "json")
