@@ -41,11 +41,12 @@ Launch and trust (issue 12):
   owner's ``max_walltime``; a task whose resource specification is otherwise
   malformed fails alone with a clear error; every message is handled alone.
 * Workers run with a scrubbed environment (no ``FUNCX_*`` settings or
-  credentials beyond what a worker needs: :data:`WORKER_FUNCX_VARS`) in the
-  configured ``working_dir``, by default a per-block temporary directory
-  outside ``FUNCX_HOME`` — so a function on a public endpoint cannot find the
-  owner's token file by a relative path or an environment variable.  (It runs
-  as the owner's Unix user, so it can still open absolute paths.)
+  credentials beyond what a worker needs: :mod:`endpoint.worker_env`) in the
+  ``working_dir`` it is given — an endpoint gives its config's, by default
+  ``tasks_working_dir`` in the endpoint's directory, as the funcX reference
+  documents — or, without one (a manager started by hand), a per-block
+  temporary directory outside ``FUNCX_HOME``.  (A function runs as the
+  owner's Unix user, so it can open any path the owner can.)
 """
 from __future__ import annotations
 
@@ -62,7 +63,6 @@ import tempfile
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import zmq
@@ -71,6 +71,7 @@ from endpoint.curve import KeyFileError, ManagerKeys
 from endpoint.execute import failure
 from endpoint.launch import ManagerLaunch
 from endpoint.scheduling import SlotView, pick_worker, task_walltime
+from endpoint.worker_env import worker_environment
 from funcx.errors import TaskTimeout, WorkerLost
 from funcx.lifecycle import child_preexec, die_with_parent, supervisor_alive
 from funcx.protocol.messages import (
@@ -94,21 +95,6 @@ log = logging.getLogger("funcx.manager")
 SUPERVISOR_CHECK_S = 0.5  #: how often a manager checks that its endpoint daemon lives
 #: results kept for a resend until acknowledged (beyond: the oldest are let go)
 MAX_UNACKED = 100_000
-
-#: the only FUNCX_* variables a worker gets (what the worker itself reads)
-WORKER_FUNCX_VARS = frozenset({"FUNCX_MANAGER_PID", "FUNCX_WORKER_MEMORY_GB",
-                               "FUNCX_CONTAINER_ID", "FUNCX_MAX_RESULT_BYTES"})
-#: prefixes of variables that may carry the owner's settings or credentials
-SCRUBBED_PREFIXES = ("FUNCX_", "GLOBUS_COMPUTE_", "GLOBUS_SDK_", "ZMQ_CURVE")
-
-
-def worker_environment(base: Mapping[str, str], extra: Mapping[str, str] = {}) -> dict[str, str]:
-    """``base`` without the owner's funcX settings and secrets, plus ``extra``."""
-    env = {k: v for k, v in base.items()
-           if not k.upper().startswith(SCRUBBED_PREFIXES) or k in WORKER_FUNCX_VARS}
-    env.update(extra)
-    return env
-
 
 @dataclass
 class WorkerSlot:

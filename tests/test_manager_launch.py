@@ -16,8 +16,8 @@ from endpoint.blocks import Blocks
 from endpoint.config import Config
 from endpoint.curve import CurveKeys, KeyFileError, ManagerKeys
 from endpoint.launch import ManagerLaunch
-from endpoint.manager import WORKER_FUNCX_VARS, worker_environment
 from endpoint.scheduling import task_walltime
+from endpoint.worker_env import WORKER_FUNCX_VARS, worker_environment
 
 opt_float = st.none() | st.floats(min_value=0.001, max_value=1e6, allow_nan=False)
 SURROGATES: tuple[Literal["Cs"]] = ("Cs",)

@@ -30,10 +30,12 @@ from funcx.sdk.login import (
     StaticTokenLoginManager,
     bearer_from_authorizer,
     default_login_manager,
+    from_globus_compute_manager,
 )
 from funcx.sdk.reprs import FunctionSearchResults, SearchResults, TaskStatus
 from funcx.sdk.results import task_status
 from funcx.sdk.service_address import resolve_service_address
+from funcx.sdk.sharing import SharingMixin
 from funcx.sdk.throttling import Throttle
 from funcx.sdk.web_client import WebClient
 from funcx.serialize import FuncXSerializer
@@ -48,7 +50,7 @@ def _version_tuple(v: str) -> tuple[int, ...]:
     return tuple(out)
 
 
-class FuncXClient:
+class FuncXClient(SharingMixin):
     """The funcX SDK client.
 
     ``FuncXClient()`` with no arguments talks to the service recorded by
@@ -106,7 +108,7 @@ class FuncXClient:
             self.web_client = login_manager.get_funcx_web_client(
                 base_url=self.funcx_service_address)
         elif hasattr(login_manager, "get_web_client"):  # the Globus Compute guide's shape
-            self._token_source = self._from_globus_compute_manager(
+            self._token_source = from_globus_compute_manager(
                 login_manager, self.funcx_service_address)
             self.web_client = WebClient(self.funcx_service_address, self._token, http_timeout)
         else:
@@ -132,23 +134,6 @@ class FuncXClient:
             self.version_check()
 
     TOKEN_DIR = "$FUNCX_HOME/credentials"
-
-    @staticmethod
-    def _from_globus_compute_manager(manager: Any, base_url: str) -> AuthorizerLoginManager:
-        """A Globus-Compute-shaped login manager (``get_auth_client``,
-        ``get_web_client(base_url=...)``, ``ensure_logged_in``, ``logout``):
-        the web client it hands out (a globus_sdk-style client) carries an
-        authorizer, which gives the bearer token; requests go through our own
-        connection."""
-        if hasattr(manager, "ensure_logged_in"):
-            manager.ensure_logged_in()
-        web = manager.get_web_client(base_url=base_url)
-        authorizer = getattr(web, "authorizer", None)
-        if authorizer is None:
-            raise TypeError(f"the web client {type(manager).__name__}.get_web_client() returned "
-                            f"({type(web).__name__}) has no authorizer to take the token from")
-        bearer_from_authorizer(authorizer)  # fail now, not at the first request
-        return AuthorizerLoginManager(authorizer, owner=manager)
 
     def _token(self) -> str | None:
         """The bearer token (also what the executor's own connections send)."""
@@ -584,61 +569,6 @@ class FuncXClient:
         st = EndpointStatus(self.web_client.get(f"/v2/endpoints/{endpoint_id}/status"))
         st.endpoint_id = endpoint_id
         return st
-
-    def get_whitelist(self, endpoint_id: str) -> list[str]:
-        return self.web_client.get(f"/v2/endpoints/{endpoint_id}/whitelist")["result"]
-
-    def add_to_whitelist(self, endpoint_id: str, function_ids: list[str] | str) -> list[str]:
-        ids = [function_ids] if isinstance(function_ids, str) else list(function_ids)
-        return self.web_client.post(f"/v2/endpoints/{endpoint_id}/whitelist", {"func": ids})["result"]
-
-    def delete_from_whitelist(self, endpoint_id: str, function_ids: list[str] | str) -> list[str]:
-        ids = [function_ids] if isinstance(function_ids, str) else list(function_ids)
-        result: list[str] = []
-        for fid in ids:
-            result = self.web_client.delete(f"/v2/endpoints/{endpoint_id}/whitelist/{fid}")["result"]
-        return result
-
-    # ----------------------------------------------------------------- groups
-    def create_group(self, name: str, description: str = "") -> str:
-        return self.web_client.post("/v2/groups", {"name": name,
-                                                   "description": description})["group_id"]
-
-    def get_groups(self) -> list[dict]:
-        return self.web_client.get("/v2/groups")["groups"]
-
-    def add_group_member(self, group_id: str, user: str) -> dict:
-        return self.web_client.post(f"/v2/groups/{group_id}/members", {"user": user})
-
-    def remove_group_member(self, group_id: str, user: str) -> dict:
-        return self.web_client.delete(f"/v2/groups/{group_id}/members/{user}")
-
-    # ------------------------------------------------------------- containers
-    def register_container(self, location: str, container_type: str, name: str = "",
-                           description: str = "") -> str:
-        body = {"location": location, "type": container_type, "name": name,
-                "description": description}
-        return self.web_client.post("/v2/containers", body)["container_id"]
-
-    def get_container(self, container_uuid: str, container_type: str) -> dict:
-        return self.web_client.get(f"/v2/containers/{container_uuid}/{container_type}")["container"]
-
-    def get_containers(self, name: str | None = None, description: str | None = None
-                       ) -> list[dict] | tuple[str, list[dict]]:
-        """Your containers.  With ``name`` (the 0.x reference: "register a DLHub
-        endpoint and get the containers to launch"): your endpoint of that name
-        (registered now, with ``description``, if you have none) and your
-        containers, as ``(endpoint_id, containers)``."""
-        containers = self.web_client.get("/v2/containers")["containers"]
-        if name is None:
-            return containers
-        mine = [e["uuid"] for e in self.get_endpoints(role="owner")
-                if name in (e.get("name"), e.get("display_name"))]
-        if mine:
-            eid = mine[0]
-        else:
-            eid = self.register_endpoint(name, description=description)["endpoint_id"]
-        return eid, containers
 
     # ------------------------------------------------------------------ tasks
     def cancel_task(self, task_id: str) -> bool:

@@ -299,3 +299,20 @@ def default_login_manager(service_address: str, home: str | Path | None = None):
     if cid and secret:
         return ClientCredentialsLoginManager(service_address, cid, secret)
     return LocalLoginManager(home)
+
+
+def from_globus_compute_manager(manager: Any, base_url: str) -> AuthorizerLoginManager:
+    """A Globus-Compute-shaped login manager (``get_auth_client``,
+    ``get_web_client(base_url=...)``, ``ensure_logged_in``, ``logout``):
+    the web client it hands out (a globus_sdk-style client) carries an
+    authorizer, which gives the bearer token; requests go through our own
+    connection."""
+    if hasattr(manager, "ensure_logged_in"):
+        manager.ensure_logged_in()
+    web = manager.get_web_client(base_url=base_url)
+    authorizer = getattr(web, "authorizer", None)
+    if authorizer is None:
+        raise TypeError(f"the web client {type(manager).__name__}.get_web_client() returned "
+                        f"({type(web).__name__}) has no authorizer to take the token from")
+    bearer_from_authorizer(authorizer)  # fail now, not at the first request
+    return AuthorizerLoginManager(authorizer, owner=manager)
