@@ -318,7 +318,9 @@ def test_no_secret_crosses_any_link_in_clear(fabric):
     assert len(acl_pw) >= 16
     wires = {name: read_pcap(cap.stop()) for name, cap in f.captures.items()}
     for name, w in wires.items():
-        assert w.total > 10_000, f"{name}: the capture holds {w.total} bytes: nothing recorded?"
+        assert w.total > 10_000, (f"{name}: the capture holds {w.total} bytes: nothing recorded? "
+                                  f"tcpdump: {f.captures[name].stats()}")
+        assert f.captures[name].dropped() == 0, f"{name}: tcpdump: {f.captures[name].stats()}"
     # the search finds what does cross in clear (the control sent before the service started)
     assert leaks(wires["svc-laptop"], f.secrets["control"])
     # what crossed: HTTPS and rediss (TLS records) and CurveZMQ (its greeting names CURVE)
