@@ -2,7 +2,9 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-PIP    := $(VENV)/bin/pip
+# PYTHONWARNINGS: setuptools' notices about editable installs (UserWarnings
+# printed by the build backend) are not the user's business: a quiet install
+PIP    := PYTHONWARNINGS=ignore::UserWarning $(VENV)/bin/pip
 
 .PHONY: demo test test-slow test-security test-crosshost lint venv clean
 
