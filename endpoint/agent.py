@@ -30,6 +30,7 @@ from endpoint.agent_state import (
     Ack,
     AgentState,
     CancelledFlags,
+    CancelTasks,
     CheckCancelled,
     ContainerSpecs,
     Dispatch,
@@ -40,6 +41,7 @@ from endpoint.agent_state import (
     FetchFunctions,
     ForgetCancelled,
     FunctionCodes,
+    InFlightCancelled,
     Instruction,
     Outage,
     Reclaiming,
@@ -180,6 +182,38 @@ class Agent:
             p.xdel(self.info["task_stream"], *entry_ids)
             p.execute()
 
+    def check_cancelled(self, feed: Any) -> None:
+        """Find the tasks in flight that were cancelled at the service (the
+        endpoint's cancelled set, usually empty) and carry out what the state
+        machine answers: acknowledge what has nothing left to run and have the
+        interchange drop them or kill their workers (``feed``: this thread's
+        feeder socket).  A Redis error skips this round."""
+        key = self.info["cancelled_key"]
+        with self.room:
+            ids = self.state.in_flight()
+        if not ids:
+            return
+        try:
+            size = self.r.scard(key)
+            if not size:
+                return
+            if size <= len(ids):
+                members = self.r.smembers(key)
+                gone = [t for t in ids if t in members]
+            else:
+                gone = []
+                for i in range(0, len(ids), 1000):
+                    chunk = ids[i:i + 1000]
+                    gone += [t for t, f in zip(chunk, self.r.smismember(key, chunk)) if f]
+        except redis.RedisError as e:
+            log.debug("checking cancellations: %s", type(e).__name__)
+            return
+        if not gone:
+            return
+        log.info("cancelling %d task(s) in flight: %s", len(gone), ", ".join(gone[:10]))
+        for ins in self._handle(InFlightCancelled(gone)):
+            self._do(ins, feed)
+
     def _carry_out(self, event: Event) -> None:
         """Feed ``event`` to the state machine and carry out what it answers,
         feeding the answers of Redis queries back until the take is done."""
@@ -190,11 +224,14 @@ class Agent:
             for ins in instructions:  # a query, if any, comes last
                 answer = self._do(ins)
 
-    def _do(self, ins: Instruction) -> Event | None:
-        """Carry out one reader instruction; the event answering it, if any."""
+    def _do(self, ins: Instruction, feed: Any = None) -> Event | None:
+        """Carry out one reader instruction; the event answering it, if any.
+        ``feed``: the calling thread's feeder socket (default: the reader's)."""
         match ins:
             case Dispatch(tasks=tasks):
-                self.interchange.submit(tasks, self.feed)
+                self.interchange.submit(tasks, feed or self.feed)
+            case CancelTasks(task_ids=ids):
+                self.interchange.cancel(ids, feed or self.feed)
             case CheckCancelled(task_ids=ids):
                 return CancelledFlags(ids, self._redis(
                     lambda r: r.smismember(self.info["cancelled_key"], ids),
@@ -327,6 +364,8 @@ class Agent:
                     if write.ack_entries:
                         p.xack(stream, group, *write.ack_entries)
                         p.xdel(stream, *write.ack_entries)
+                    if write.forget:  # cancelled tasks of those entries: done with
+                        p.srem(self.info["cancelled_key"], *write.forget)
                     p.execute()
                 break
             except redis.ResponseError as e:
@@ -440,11 +479,22 @@ class Agent:
                  self.name, self.endpoint_id, self.interchange.url, self.url)
 
     def run_until_stopped(self) -> None:
-        while not self.stop_event.wait(1.0):
-            try:
-                self.scale_once()
-            except Exception:
-                log.exception("scaling failed")
+        """Scale, and look for cancelled tasks in flight, once a second."""
+        feed = self.interchange.feeder()  # this thread's, for cancellations
+        try:
+            while not self.stop_event.wait(1.0):
+                try:
+                    self.scale_once()
+                except Exception:
+                    log.exception("scaling failed")
+                try:
+                    self.check_cancelled(feed)
+                except _Stopping:
+                    return
+                except Exception:
+                    log.exception("checking cancellations failed")
+        finally:
+            feed.close(linger=0)
 
     def stop(self) -> None:
         self.stop_event.set()

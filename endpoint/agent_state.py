@@ -15,9 +15,24 @@ One task's path::
     CancelledFlags(ids, flags)     -> [ForgetCancelled] [Ack] [FetchContainers | FetchFunctions]
     ContainerSpecs(specs)          -> [FetchFunctions]
     FunctionCodes(codes)           -> [Fail] [Report(waiting-for-nodes)] Dispatch
-    ResultsReady(items)            -> Write(results, updates, ack_entries)
+    ResultsReady(items)            -> Write(results, updates, ack_entries, forget)
     WriteCommitted(write)          -> (bookkeeping only: room for more reads)
     Outage()                       -> (the next read re-walks our pending entries)
+    InFlightCancelled(task_ids)    -> [Ack] [ForgetCancelled] CancelTasks
+
+Cancellation (issue 16).  The service puts a cancelled task's id in the
+endpoint's cancelled set, whatever the task's state.  A task read after that
+is dropped (``CheckCancelled``); one already in flight is found by the
+agent's periodic check (:meth:`AgentState.in_flight` against the set) and
+answered with ``InFlightCancelled``: it leaves the books at once (its
+entry is acknowledged if nothing else of it is unfinished, and a result that
+comes later is dropped like any result for a task not in flight) and
+``CancelTasks`` has the interchange drop it or kill the worker running it.
+An id leaves the cancelled set only with the acknowledgement of its entry
+(after it, or in the same transaction): an entry re-read after a restart
+still finds its cancelled tasks flagged, so a restarted endpoint never runs
+them again.  Tasks found cancelled in a re-read (reclaimed) entry are passed
+to the interchange too: a manager that outlived the agent may still run them.
 
 A stage that needs an answer from Redis (``CheckCancelled``,
 ``FetchContainers``, ``FetchFunctions``) is always the last instruction of its
@@ -103,8 +118,16 @@ class Outage:
     """Redis was unreachable: re-check which entries we hold before new ones."""
 
 
+@dataclass(frozen=True, slots=True)
+class InFlightCancelled:
+    """These tasks (ids from :meth:`AgentState.in_flight`) are in the
+    endpoint's cancelled set: they were cancelled at the service while in flight."""
+
+    task_ids: list[str]
+
+
 Event = (EntriesRead | CancelledFlags | ContainerSpecs | FunctionCodes | ResultsReady
-         | WriteCommitted | Outage)
+         | WriteCommitted | Outage | InFlightCancelled)
 
 
 # ------------------------------------------------------------- instructions
@@ -136,7 +159,16 @@ class CheckCancelled:
 
 @dataclass(frozen=True, slots=True)
 class ForgetCancelled:
-    """Remove these task ids from the cancelled set: they are dropped."""
+    """Remove these task ids from the cancelled set: they are dropped and their
+    entries acknowledged (carried out after the :class:`Ack` before it)."""
+
+    task_ids: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTasks:
+    """Have the interchange drop these cancelled tasks, killing the workers that
+    run any of them."""
 
     task_ids: list[str]
 
@@ -188,18 +220,21 @@ class Dispatch:
 @dataclass(frozen=True, slots=True)
 class Write:
     """One transaction: append ``results`` (one entry) and ``updates``, and
-    acknowledge and delete ``ack_entries``; then answer :class:`WriteCommitted`."""
+    acknowledge and delete ``ack_entries`` (removing ``forget``, the cancelled
+    tasks of those entries, from the cancelled set); then answer
+    :class:`WriteCommitted`."""
 
     results: list[Result]
     updates: list[StatusUpdate]
     ack_entries: list[str]
+    forget: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.results or self.updates or self.ack_entries)
 
 
 Instruction = (Reclaiming | CheckCancelled | ForgetCancelled | Ack | FetchContainers
-               | FetchFunctions | Fail | Report | Dispatch | Write)
+               | FetchFunctions | Fail | Report | Dispatch | Write | CancelTasks)
 
 
 @dataclass(slots=True)
@@ -211,6 +246,7 @@ class _Take:
     ack: list[str]
     dropped: list[tuple[str, str]]
     have_nodes: bool
+    reclaimed: bool = False  # re-read entries: a manager may still hold their tasks
 
 
 # ------------------------------------------------------------ the machine
@@ -227,14 +263,16 @@ class AgentState:
         self.open_entries: dict[str, set[str]] = {}  # entry id -> its unfinished task ids
         self.functions: dict[str, str] = {}  # function id -> code (never changes)
         self.containers: dict[str, dict] = {}  # container id -> {"type", "location"}
+        #: entry id -> its cancelled task ids, forgotten when the entry is acknowledged
+        self.cancelled_of: dict[str, set[str]] = {}
         self.cursor = PENDING  # first re-read what a previous run took and did not finish
-        self.stats = {"writes": 0, "results": 0, "reads": 0, "tasks": 0}
+        self.stats = {"writes": 0, "results": 0, "reads": 0, "tasks": 0, "cancelled": 0}
         self._take: _Take | None = None
         self._handlers: dict[type, Callable[[Any], list]] = {
             EntriesRead: self._entries_read, CancelledFlags: self._cancelled_flags,
             ContainerSpecs: self._container_specs, FunctionCodes: self._function_codes,
             ResultsReady: self._results_ready, WriteCommitted: self._write_committed,
-            Outage: self._outage,
+            Outage: self._outage, InFlightCancelled: self._in_flight_cancelled,
         }
 
     # ----------------------------------------------------------- queries
@@ -242,6 +280,10 @@ class AgentState:
     def inflight(self) -> int:
         """Tasks taken and not finished (what back-pressure and scaling count)."""
         return len(self.entry_of)
+
+    def in_flight(self) -> list[str]:
+        """The ids of the tasks taken and not finished (to check for cancellation)."""
+        return list(self.entry_of)
 
     def next_read(self) -> Read | None:
         """The next read to make, or None while ``max_inflight`` tasks are held."""
@@ -264,7 +306,8 @@ class AgentState:
             raise RuntimeError("entries read while an earlier take is unfinished")
         entries = ev.entries
         out: list = []
-        if self.cursor != NEW:  # walking our own pending entries
+        reclaimed = self.cursor != NEW
+        if reclaimed:  # walking our own pending entries
             if not entries:
                 self.cursor = NEW
                 return out
@@ -275,7 +318,7 @@ class AgentState:
         if not entries:
             return out
         self.stats["reads"] += 1
-        take = _Take([], [], [], [], ev.have_nodes)
+        take = _Take([], [], [], [], ev.have_nodes, reclaimed)
         allowed, open_entries, entry_of = self.allowed, self.open_entries, self.entry_of
         for entry_id, fields in entries:
             if entry_id in open_entries:
@@ -304,19 +347,52 @@ class AgentState:
 
     def _cancelled_flags(self, ev: CancelledFlags) -> list:
         take = self._taking()
-        out: list = []
         gone = [t.task_id for t, f in zip(take.tasks, ev.flags) if f]
-        if gone:
-            for task_id in gone:
-                entry = self.entry_of.pop(task_id)
-                left = self.open_entries[entry]
-                left.discard(task_id)
-                if not left:
-                    del self.open_entries[entry]
-                    take.ack.append(entry)
-            out.append(ForgetCancelled(gone))
-            take.tasks = [t for t, f in zip(take.tasks, ev.flags) if not f]
+        if not gone:
+            return self._prepare(take)
+        take.tasks = [t for t, f in zip(take.tasks, ev.flags) if not f]
+        acks, forget = self._drop_cancelled(gone)
+        out: list = [Ack(take.ack + acks, take.dropped)] if take.ack or acks else []
+        take.ack, take.dropped = [], []
+        if forget:
+            out.append(ForgetCancelled(forget))
+        if take.reclaimed:  # a manager that outlived an earlier agent may run them
+            out.append(CancelTasks(gone))
         return out + self._prepare(take)
+
+    def _drop_cancelled(self, task_ids: list[str]) -> tuple[list[str], list[str]]:
+        """Take cancelled tasks off the books: the entries left with nothing to
+        run (to acknowledge) and the cancelled ids to forget with them; the
+        others' cancelled ids wait for their entry's acknowledgement."""
+        acks: list[str] = []
+        forget: list[str] = []
+        for task_id in task_ids:
+            entry = self.entry_of.pop(task_id, None)
+            if entry is None:
+                continue
+            self.stats["cancelled"] += 1
+            left = self.open_entries.get(entry)
+            if left is not None:
+                left.discard(task_id)
+            if not left:
+                self.open_entries.pop(entry, None)
+                acks.append(entry)
+                forget.extend(sorted(self.cancelled_of.pop(entry, set())))
+                forget.append(task_id)
+            else:
+                self.cancelled_of.setdefault(entry, set()).add(task_id)
+        return acks, forget
+
+    def _in_flight_cancelled(self, ev: InFlightCancelled) -> list:
+        """Cancelled while in flight: off the books now (see the module docstring)."""
+        ids = [t for t in dict.fromkeys(ev.task_ids) if t in self.entry_of]
+        if not ids:
+            return []
+        acks, forget = self._drop_cancelled(ids)
+        out: list = [Ack(acks)] if acks else []
+        if forget:
+            out.append(ForgetCancelled(forget))
+        return [*out, CancelTasks(ids)]
 
     def _prepare(self, take: _Take) -> list:
         out: list = []
@@ -361,7 +437,10 @@ class AgentState:
     def _finish(self, take: _Take) -> list:
         self._take = None
         ready, failed, functions = [], take.failed, self.functions
+        entry_of = self.entry_of
         for t in take.tasks:
+            if t.task_id not in entry_of:  # cancelled while this take was in progress
+                continue
             code = functions.get(t.function_id)
             if code is None:
                 failed.append(failure(t, SerializationError(
@@ -409,8 +488,10 @@ class AgentState:
         for r in results:
             entry = entry_of[r.task_id]
             done[entry] = done.get(entry, 0) + 1
-        finished = [e for e, n in done.items() if n == len(self.open_entries[e])]
-        return [Write(results, updates, finished)]
+        open_entries, cancelled_of = self.open_entries, self.cancelled_of
+        finished = [e for e, n in done.items() if n == len(open_entries.get(e, ()))]
+        forget = [t for e in finished for t in sorted(cancelled_of.get(e, ()))]
+        return [Write(results, updates, finished, forget)]
 
     def _write_committed(self, ev: WriteCommitted) -> list:
         w = ev.write
@@ -425,6 +506,7 @@ class AgentState:
                         del open_entries[entry]
         for entry in w.ack_entries:  # already empty; gone from the stream either way
             open_entries.pop(entry, None)
+            self.cancelled_of.pop(entry, None)
         self.stats["writes"] += 1
         self.stats["results"] += len(w.results)
         return []

@@ -60,6 +60,7 @@ from endpoint.curve import CurveKeys
 from endpoint.interchange_state import (
     AskRegister,
     BadMessage,
+    CancelRequested,
     Dropped,
     Event,
     HeartbeatFrom,
@@ -70,6 +71,7 @@ from endpoint.interchange_state import (
     Registered,
     ResultsFrom,
     RunningFrom,
+    SendCancel,
     SendFailed,
     SendHeartbeat,
     SendTasks,
@@ -202,13 +204,14 @@ class Interchange:
                                       time.monotonic(),
                                       stall_after=max(heartbeat_threshold / 2, 5 * poll_period),
                                       hold_lost=heartbeat_threshold)
-        self.inbox: deque[list[Task]] = deque()  # batches handed over by other threads
+        #: tasks and cancellations handed over by other threads, in order
+        self.inbox: deque[TasksQueued | CancelRequested] = deque()
         self.stop_event = threading.Event()
         self._carry_out: dict[type, Callable[[Any], None]] = {
             SendTasks: self._send_tasks, SendHeartbeat: self._send_heartbeat,
             Output: self._output, Dropped: self._dropped,
             Registered: self._registered, Lost: self._lost, Stalled: self._stalled,
-            AskRegister: self._ask_register}
+            AskRegister: self._ask_register, SendCancel: self._send_cancel}
 
     def _bind_stable(self, host: str) -> int:
         """Bind the port saved by an earlier start if it is free, else any free
@@ -246,8 +249,16 @@ class Interchange:
 
     def submit(self, tasks: list[Task], wake: zmq.Socket) -> None:
         """Queue tasks from another thread; ``wake`` is that thread's feeder socket."""
-        self.inbox.append(tasks)  # deque.append is thread-safe
+        self.inbox.append(TasksQueued(tasks))  # deque.append is thread-safe
         wake.send(b"")
+
+    def cancel(self, task_ids: list[str], wake: zmq.Socket) -> None:
+        """From another thread: these tasks were cancelled at the service; drop
+        them here and have the managers holding them kill them (in order with
+        :meth:`submit`: a task handed over earlier is found)."""
+        if task_ids:
+            self.inbox.append(CancelRequested(list(task_ids)))
+            wake.send(b"")
 
     # --------------------------------------------------------------- queries
     @property
@@ -362,6 +373,14 @@ class Interchange:
                      len(ins.kept), len(ins.reattached), ins.refunded, len(ins.refused),
                      len(ins.awaited), len(ins.requeued))
 
+    def _send_cancel(self, ins: SendCancel) -> None:
+        log.info("cancelling %d task(s) on %s: %s", len(ins.task_ids), self._origin(ins.mid),
+                 ", ".join(ins.task_ids[:10]))
+        try:
+            self.router.send_multipart([ins.mid, *pack(Kind.CANCEL, ins.task_ids)])
+        except zmq.ZMQError as e:  # gone: its tasks end with it (they are off its books)
+            log.warning("cannot send a cancel to %s: %s", self._origin(ins.mid), e)
+
     def _ask_register(self, ins: AskRegister) -> None:
         try:
             self.router.send_multipart([ins.mid, *pack(Kind.REREGISTER)])
@@ -388,7 +407,7 @@ class Interchange:
                 while cast(int, self.feed.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
                     self.feed.recv()
                 while self.inbox:  # may answer with results that arrived first
-                    self._do(self.state.handle(TasksQueued(self.inbox.popleft())))
+                    self._do(self.state.handle(self.inbox.popleft()))
             else:
                 while cast(int, self.router.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
                     self._on_manager_safe(self.router.recv_multipart())

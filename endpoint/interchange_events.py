@@ -86,8 +86,16 @@ class Tick:
     now: float
 
 
+@dataclass(frozen=True, slots=True)
+class CancelRequested:
+    """The agent learned these tasks were cancelled at the service: drop them
+    wherever they are here, and have the managers holding them kill them."""
+
+    task_ids: list[str]
+
+
 Event = (TasksQueued | ManagerRegistered | ResultsFrom | RunningFrom | HeartbeatFrom
-         | StrayMessage | BadMessage | SendFailed | Tick)
+         | StrayMessage | BadMessage | SendFailed | Tick | CancelRequested)
 
 
 # ------------------------------------------------------------- instructions
@@ -171,5 +179,14 @@ class Stalled:
     seconds: float
 
 
+@dataclass(frozen=True, slots=True)
+class SendCancel:
+    """Tell manager ``mid`` to drop these tasks and kill the workers running any
+    of them (they are no longer booked to it: a later result is refused)."""
+
+    mid: bytes
+    task_ids: list[str]
+
+
 Instruction = (SendTasks | SendHeartbeat | Output | Dropped | Registered | Lost | Stalled
-               | AskRegister)
+               | AskRegister | SendCancel)

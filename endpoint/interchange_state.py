@@ -90,6 +90,7 @@ from typing import Any
 from endpoint.interchange_events import (  # noqa: F401 - re-exported
     AskRegister,
     BadMessage,
+    CancelRequested,
     Dropped,
     Event,
     HeartbeatFrom,
@@ -100,6 +101,7 @@ from endpoint.interchange_events import (  # noqa: F401 - re-exported
     Registered,
     ResultsFrom,
     RunningFrom,
+    SendCancel,
     SendFailed,
     SendHeartbeat,
     SendTasks,
@@ -120,6 +122,8 @@ MAX_EARLY = 10_000
 MAX_DONE = 100_000
 #: the most unregistered senders remembered for rate-limiting AskRegister
 MAX_ASKED = 10_000
+#: cancelled task ids remembered, to drop them when they arrive late (bounded)
+MAX_CANCELLED = 100_000
 
 
 # ------------------------------------------------------------ the machine
@@ -149,7 +153,7 @@ class InterchangeState:
         self.idle_since = now  # last tick with work outstanding (scale-in)
         #: refused input, by reason (results for tasks not dispatched to their sender, ...)
         self.stats = {"bad_messages": 0, "foreign_results": 0, "foreign_running": 0,
-                      "unregistered": 0, "loop_errors": 0}
+                      "unregistered": 0, "loop_errors": 0, "cancelled": 0}
         #: task id -> the manager it was re-queued from when declared lost
         self.lost_from: dict[str, bytes] = {}
         #: held task ids not known here yet -> the manager that holds them
@@ -168,11 +172,16 @@ class InterchangeState:
         self.capacity: dict[bytes, int] = {}
         #: unregistered senders of heartbeats -> when they were last asked to register
         self.asked: dict[bytes, float] = {}
+        #: recently cancelled task ids (bounded; insertion order): dropped on arrival
+        self.cancelled: dict[str, None] = {}
+        #: tasks queued since the last tick, not yet reported waiting-for-launch
+        self.unreported: list[str] = []
         self._handlers: dict[type, Callable[[Any], list]] = {
             TasksQueued: self._tasks_queued, ManagerRegistered: self._registered,
             ResultsFrom: self._results, RunningFrom: self._running,
             HeartbeatFrom: self._heartbeat, StrayMessage: self._stray,
             BadMessage: self._bad, SendFailed: self._send_failed, Tick: self._tick,
+            CancelRequested: self._cancel,
         }
 
     def handle(self, event: Event) -> list[Instruction]:
@@ -220,11 +229,15 @@ class InterchangeState:
         """Queue new tasks; one a registered manager already holds (it told us
         when it registered) is booked to it instead, and a result it sent
         before the task arrived is passed on now."""
+        tasks = ev.tasks
+        if self.cancelled:  # cancelled before they reached us
+            tasks = [t for t in tasks if t.task_id not in self.cancelled]
         if not self.awaiting and not self.early:
-            self.pending.extend(ev.tasks)
+            self.pending.extend(tasks)
+            self.unreported.extend(t.task_id for t in tasks)
             return []
         ready: list[Result | StatusUpdate] = []
-        for t in ev.tasks:
+        for t in tasks:
             tid = t.task_id
             r = self.early.pop(tid, None)
             mid = self.awaiting.pop(tid, None)
@@ -238,6 +251,7 @@ class InterchangeState:
                 m.tasks[tid] = t  # its credit was taken when it registered
             else:
                 self.pending.append(t)
+                self.unreported.append(tid)
         return [Output(ready)] if ready else []
 
     def _finished(self, tid: str) -> None:
@@ -289,6 +303,9 @@ class InterchangeState:
             m.last_heard = ev.now
         kept = [tid for tid in held if tid in m.tasks]
         wanted = held_set.difference(m.tasks)
+        # cancelled while it was away: it is told to kill them, and gets their credit
+        cancel_held = [tid for tid in held if tid in wanted and tid in self.cancelled]
+        wanted.difference_update(cancel_held)
         reattached: list[str] = []
         refunded = 0
         def take_back(t: Task) -> None:
@@ -327,13 +344,16 @@ class InterchangeState:
                     awaited.append(tid)
         self.asked.pop(mid, None)
         capacity = self.capacity.setdefault(mid, h.capacity)
-        m.credits = capacity - len(held)  # what it holds uses its capacity
+        m.credits = capacity - len(held) + len(cancel_held)  # what it holds uses its capacity
         self.received[mid] = h.results_base
         if h.hand_started:
             self.hand_started.add(mid)
         else:
             self.hand_started.discard(mid)
-        return [Registered(m, again, kept, reattached, refunded, refused, awaited, requeued)]
+        out: list = [Registered(m, again, kept, reattached, refunded, refused, awaited, requeued)]
+        if cancel_held:
+            out.append(SendCancel(mid, cancel_held))
+        return out
 
     def _results(self, ev: ResultsFrom) -> list:
         m, out = self._known(ev.mid, "RESULTS", ev.now)
@@ -419,6 +439,44 @@ class InterchangeState:
         self.stats["bad_messages"] += 1
         return []
 
+    # --------------------------------------------------------- cancelling
+    def _cancel(self, ev: CancelRequested) -> list:
+        """Cancelled at the service: drop the tasks wherever they are here; a
+        manager holding one (booked, or held and claimed when it registered) is
+        told to kill it and gets its credit back now (no result will come; a late
+        one is refused as not dispatched to it).  An id not here yet is
+        remembered, so the task is dropped when it arrives."""
+        ids = set(ev.task_ids)
+        if not ids:
+            return []
+        if self.pending and any(t.task_id in ids for t in self.pending):
+            self.pending = deque(t for t in self.pending if t.task_id not in ids)
+        to_kill: dict[bytes, list[str]] = {}
+        for mid, m in self.managers.items():
+            if m.tasks and not ids.isdisjoint(m.tasks):
+                for tid in [tid for tid in m.tasks if tid in ids]:
+                    del m.tasks[tid]
+                    m.credits += 1
+                    to_kill.setdefault(mid, []).append(tid)
+        for tid in ids:
+            self.parked.pop(tid, None)
+            self.early.pop(tid, None)
+            self.lost_from.pop(tid, None)
+            holder = self.awaiting.pop(tid, None) or self.refused.pop(tid, None)
+            owner = self.managers.get(holder) if holder is not None else None
+            if owner is not None and holder is not None:  # it holds the task, uncounted here
+                owner.credits += 1
+                to_kill.setdefault(holder, []).append(tid)
+            self._remember_cancelled(tid)
+        self.stats["cancelled"] += len(ids)
+        return [SendCancel(mid, tids) for mid, tids in to_kill.items()]
+
+    def _remember_cancelled(self, tid: str) -> None:
+        cancelled = self.cancelled
+        cancelled[tid] = None
+        if len(cancelled) > MAX_CANCELLED:
+            del cancelled[next(iter(cancelled))]
+
     # --------------------------------------------------------- dispatching
     def _send_failed(self, ev: SendFailed) -> list:
         """Take back what could not be sent (what the manager still holds: a lost
@@ -461,8 +519,16 @@ class InterchangeState:
                     out.append(Output([*failed]))
         if self.parked:
             self._release_parked(now)
+        launching: set[str] = set()
         if self.pending and self.managers:
-            out.extend(self._dispatch())
+            out.extend(self._dispatch(launching))
+        if self.unreported:  # queued behind busy workers: waiting for one to be free
+            if self.managers:
+                cancelled = self.cancelled
+                queued = [t for t in self.unreported if t not in launching and t not in cancelled]
+                if queued:
+                    out.append(Output([StatusUpdate(WAITING_FOR_LAUNCH, queued)]))
+            self.unreported = []  # with no manager, the agent said waiting-for-nodes
         if now - self.last_beat >= self.period:
             self.last_beat = now
             if self.managers:
@@ -487,11 +553,11 @@ class InterchangeState:
             self.parked.clear()
             self.release_at = None
 
-    def _dispatch(self) -> list:
+    def _dispatch(self, sent: set[str]) -> list:
         """Hand pending tasks to managers by credit; the tasks handed out are
         ``waiting-for-launch`` until their manager reports them running (the
         agent drops that update for tasks whose result follows within its
-        status deferral, so short tasks cost no write)."""
+        status deferral, so short tasks cost no write).  ``sent`` gets their ids."""
         out: list = []
         launching: list[str] = []
         managers = self.managers
@@ -508,5 +574,7 @@ class InterchangeState:
             out.append(SendTasks(mid, tasks))
         if launching:
             out.append(Output([StatusUpdate(WAITING_FOR_LAUNCH, launching)]))
+            if self.unreported:
+                sent.update(launching)
         return out
 

@@ -7,7 +7,11 @@ prefetch) when it registers, and every result it returns gives one credit
 back, so the interchange never sends more than the manager can hold.
 
 A worker that dies fails only its task (``WorkerLost``) and is replaced; a
-task past its walltime is killed with its worker (``TaskTimeout``).
+task past its walltime is killed with its worker (``TaskTimeout``).  A task
+the interchange cancels (``CANCEL``, issue 16) is dropped from the queue, or
+its worker's process group is killed (SIGTERM, then SIGKILL after a grace)
+and a replacement worker started; the other workers and tasks carry on, and
+no result is sent for it.  The worker processes are :mod:`endpoint.worker_pool`.
 
 Links that come back (issue 15): a manager that hears nothing from the
 interchange for longer than ``heartbeat_threshold`` does not exit.  It keeps
@@ -57,13 +61,11 @@ import shlex
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass
 
 import zmq
 
@@ -71,9 +73,9 @@ from endpoint.curve import KeyFileError, ManagerKeys
 from endpoint.execute import failure
 from endpoint.launch import ManagerLaunch
 from endpoint.scheduling import SlotView, pick_worker, task_walltime
-from endpoint.worker_env import worker_environment
+from endpoint.worker_pool import WorkerPool, WorkerSlot
 from funcx.errors import TaskTimeout, WorkerLost
-from funcx.lifecycle import child_preexec, die_with_parent, supervisor_alive
+from funcx.lifecycle import die_with_parent, supervisor_alive
 from funcx.protocol.messages import (
     MAX_HELD,
     Kind,
@@ -96,22 +98,6 @@ SUPERVISOR_CHECK_S = 0.5  #: how often a manager checks that its endpoint daemon
 #: results kept for a resend until acknowledged (beyond: the oldest are let go)
 MAX_UNACKED = 100_000
 
-@dataclass
-class WorkerSlot:
-    index: int
-    generation: int = 0
-    proc: subprocess.Popen | None = None
-    ready: bool = False
-    task: Task | None = None
-    deadline: float | None = None
-    walltime: float | None = None  # the task's walltime, as enforced
-    container: str = ""  # container id its worker runs in
-
-    @property
-    def identity(self) -> bytes:
-        return f"{self.index}.{self.generation}".encode()
-
-
 class Manager:
     def __init__(self, launch: ManagerLaunch, keys: ManagerKeys | None = None):
         """Connect to ``launch.addr`` as a CURVE client (``keys``, default: read
@@ -124,11 +110,7 @@ class Manager:
         self.period, self.threshold = launch.heartbeat_period, launch.heartbeat_threshold
         self.default_walltime = launch.walltime
         self.max_walltime = launch.max_walltime
-        self.prefix = shlex.split(launch.worker_cmd_prefix)
         self.worker_mode = launch.worker_mode
-        self.container_runtime = launch.container_runtime
-        self.container_options = launch.container_options
-        self.mem_per_worker = launch.mem_per_worker
         self.supervisor = launch.supervisor
         self.last_supervisor_check = 0.0
         self.tmp = tempfile.mkdtemp(prefix="funcx-mgr-")
@@ -156,9 +138,13 @@ class Manager:
         self.down = self.ctx.socket(zmq.ROUTER)
         self.down.setsockopt(zmq.LINGER, 0)
         self.down.bind(self.worker_addr)
-        self.slots = [WorkerSlot(i) for i in range(launch.workers)]
-        self.specs: dict[str, dict] = {"": {}}
-        self.by_identity: dict[bytes, WorkerSlot] = {}
+        self.pool = WorkerPool(self.worker_addr, self.working_dir, self.tmp, launch.workers,
+                               shlex.split(launch.worker_cmd_prefix), launch.worker_mode,
+                               launch.container_runtime, launch.container_options,
+                               launch.mem_per_worker)
+        self.slots: list[WorkerSlot] = self.pool.slots
+        self.specs = self.pool.specs
+        self.by_identity = self.pool.by_identity
         self.pending: deque[Task] = deque()
         self.results: list[Result] = []
         self.running: list[str] = []
@@ -216,59 +202,29 @@ class Manager:
                 self.register_again()
 
     # ---------------------------------------------------------------- workers
-    def worker_env(self, container: bool) -> dict[str, str]:
-        extra = {}
-        if self.mem_per_worker:
-            extra["FUNCX_WORKER_MEMORY_GB"] = str(self.mem_per_worker)
-        if not container:  # a container worker's parent is the runtime
-            extra["FUNCX_MANAGER_PID"] = str(os.getpid())
-        return worker_environment(os.environ, extra)
-
-    def spawn(self, slot: WorkerSlot, container: str = "", spec: dict | None = None) -> None:
-        slot.generation += 1
-        slot.ready, slot.task, slot.deadline, slot.container = False, None, None, container
-        slot.walltime = None
-        args = [self.worker_addr, slot.identity.decode(), self.working_dir]
-        if container and spec:
-            from endpoint.containers import worker_command
-
-            cmd = worker_command(self.worker_mode, spec["location"], args, self.tmp,
-                                 self.working_dir, self.container_runtime,
-                                 self.container_options, container)
-        else:
-            cmd = [*self.prefix, sys.executable, "-m", "endpoint.worker", *args]
-        # the worker (or its prefix / container runtime) gets SIGKILL the moment
-        # this manager dies: spawn runs on the manager's main thread, which lives
-        # as long as the manager (PR_SET_PDEATHSIG follows the forking thread)
-        slot.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, cwd=self.working_dir,
-                                     env=self.worker_env(bool(container and spec)),
-                                     preexec_fn=child_preexec())
-        self.by_identity[slot.identity] = slot
-        self.specs[container] = spec or {}
-
-    def respawn_as(self, slot: WorkerSlot, container: str, spec: dict) -> None:
-        """Replace an idle worker with one running in ``container``."""
-        self.by_identity.pop(slot.identity, None)
-        if slot.proc is not None:
-            slot.proc.kill()
-            slot.proc.wait()
-        log.info("worker %d now runs container %s", slot.index, container or "(none)")
-        self.spawn(slot, container, spec)
-
     def reap(self) -> None:
         """Fail the task of any worker that died, and replace the worker."""
-        for slot in self.slots:
-            code = slot.proc.poll() if slot.proc else None
-            if code is None:
-                continue
-            self.by_identity.pop(slot.identity, None)
-            if slot.task is not None:
-                detail = f"exit signal {-code}" if code < 0 else f"exit status {code}"
-                log.warning("worker %s died (%s) running task %s", slot.identity, detail,
-                            slot.task.task_id)
-                self.results.append(failure(slot.task, WorkerLost(slot.identity.decode(), detail)))
-            if not self.stopping:
-                self.spawn(slot, slot.container, self.specs.get(slot.container))
+        for slot, task, detail in self.pool.reap(self.stopping):
+            log.warning("worker %s died (%s) running task %s", slot.identity, detail,
+                        task.task_id)
+            self.results.append(failure(task, WorkerLost(slot.identity.decode(), detail)))
+
+    def cancel(self, task_ids: list[str]) -> None:
+        """The interchange cancelled these tasks: drop those queued here, kill
+        the workers running the others (a replacement starts at once), and send
+        nothing about any of them (not "running", not a result)."""
+        ids = set(task_ids)
+        before = len(self.pending)
+        self.pending = deque(t for t in self.pending if t.task_id not in ids)
+        now = time.monotonic()
+        killed = [(slot.task.task_id, self.pool.cancel(slot, now)) for slot in self.slots
+                  if slot.task is not None and slot.task.task_id in ids]
+        self.running = [t for t in self.running if t not in ids]
+        self.results = [r for r in self.results if r.task_id not in ids]
+        for tid, pid in killed:
+            log.info("task %s cancelled: its worker (pid %s) is killed and replaced", tid, pid)
+        if before > len(self.pending):
+            log.info("%d queued task(s) cancelled", before - len(self.pending))
 
     def enforce_walltime(self) -> None:
         now = time.monotonic()
@@ -280,8 +236,7 @@ class Manager:
                 self.results.append(failure(slot.task, TaskTimeout(
                     int(w) if w.is_integer() else w)))  # "1 s", not "1.0 s"
                 slot.task, slot.ready = None, False  # no new task for a dying worker
-                if slot.proc is not None:
-                    slot.proc.kill()  # reap() replaces the worker
+                self.pool.kill_now(slot)  # reap() replaces the worker
 
     def container_of(self, task: Task) -> str:
         """The container a task runs in here ("" when containers are off or unknown)."""
@@ -308,7 +263,7 @@ class Manager:
                     self.send_to(self.slots[index], task)
                     continue
                 if action == "respawn":
-                    self.respawn_as(self.slots[index], container, task.container_spec)
+                    self.pool.respawn_as(self.slots[index], container, task.container_spec)
                 waiting.append(task)
             except Exception as e:  # noqa: BLE001 - this task fails, the others go on
                 log.exception("cannot start task %s", task.task_id)
@@ -366,6 +321,8 @@ class Manager:
                     self.results.append(done[t.task_id])
                 elif self.admit(t):
                     self.pending.append(t)
+        elif msg.kind == Kind.CANCEL:
+            self.cancel(msg.header)
         elif msg.kind == Kind.SHUTDOWN:
             log.info("interchange asked to shut down")
             self.stopping = True
@@ -398,7 +355,7 @@ class Manager:
                     slot.task, slot.deadline = None, None
                     if self.single_use and slot.container and not self.stopping:
                         # singularity_single_use: a fresh container for the next task
-                        self.respawn_as(slot, slot.container, self.specs[slot.container])
+                        self.pool.respawn_as(slot, slot.container, self.specs[slot.container])
                 else:
                     self.dropped += 1
                     log.warning("worker %s sent a result for a task it is not running; dropped",
@@ -530,6 +487,7 @@ class Manager:
                     self._handle(f"worker {frames[0][:32].decode(errors='replace')}",
                                  self.on_worker, frames)
         self.reap()
+        self.pool.tend(time.monotonic())
         self.enforce_walltime()
         self.dispatch()
         self.flush()
@@ -537,7 +495,7 @@ class Manager:
 
     def run(self) -> None:
         for slot in self.slots:
-            self.spawn(slot)
+            self.pool.spawn(slot)
         self.register()
         poller = self.poller = zmq.Poller()
         poller.register(self.up, zmq.POLLIN)
@@ -555,12 +513,7 @@ class Manager:
             self.shutdown()
 
     def shutdown(self) -> None:
-        for slot in self.slots:
-            if slot.proc and slot.proc.poll() is None:
-                slot.proc.kill()
-        for slot in self.slots:
-            if slot.proc:
-                slot.proc.wait()
+        self.pool.shutdown()
         self._close_up(linger=int(self.up.getsockopt(zmq.LINGER)))
         self.down.close()
         self.ctx.term()

@@ -143,6 +143,9 @@ _TABLE: list[tuple[str, list[tuple[str, object, str]]]] = [
         ("AGENT_REDIS_CHECK_S", 10.0,
          "at start the agent's Redis must answer PING within this long, else start fails"),
         ("MANAGER_PREFETCH", 10, "tasks a manager holds beyond one per worker"),
+        ("WORKER_KILL_GRACE_S", 2.0,
+         "a cancelled task's worker gets SIGTERM (with its process group), SIGKILL this "
+         "long after"),
         ("TASK_RETRIES_ON_MANAGER_LOST", 1, "re-dispatches of a task whose manager was lost"),
     ]),
     ("identity", [

@@ -8,9 +8,9 @@ from backend.auth import current_user
 from backend.routes.common import field, json_body, redis, tasks, valid_uuid
 from backend.store import endpoints as ep_store
 from backend.store import quotas
-from backend.store.tasks import document, summary
+from backend.store.tasks import as_seen_now, document, summary
 from funcx.defaults import setting
-from funcx.protocol.states import TaskState
+from funcx.protocol.states import TaskState, is_terminal
 
 bp = Blueprint("tasks", __name__)
 
@@ -38,11 +38,12 @@ def list_tasks():
     else:
         groups = tasks().recent_task_groups(user, 20)
     rows: list[dict] = []
+    seen: dict[str, list[dict]] = {}  # each endpoint's problems (offline?), looked up once
     for g in groups:
         tids = tasks().task_group_tasks(g, last=None if status else limit)
         for rec in reversed(tasks().records(tids)):
             if rec and rec.get("owner") == user and (not status or rec.get("status") == status):
-                rows.append(summary(rec))
+                rows.append(with_problems(rec, summary(rec), seen))
         if len(rows) >= limit:
             break
     return jsonify({"tasks": rows[:limit]})
@@ -62,10 +63,12 @@ def with_problems(rec: dict, doc: dict, seen: dict[str, list[dict]]) -> dict:
     blocks the provider refuses, or the endpoint is offline); ``seen`` caches
     them per endpoint for a batch."""
     eid = rec.get("endpoint_id")
-    if doc.get("status") in WAITING and eid:
+    if eid and not is_terminal(doc.get("status", "")):
         if eid not in seen:
             seen[eid] = endpoint_problems(eid)
-        if seen[eid]:
+        # an offline endpoint's unfinished tasks are shown waiting for it (issue 16)
+        as_seen_now(doc, not any(p.get("kind") == OFFLINE["kind"] for p in seen[eid]))
+        if doc.get("status") in WAITING and seen[eid]:
             doc.setdefault("details", {})["problems"] = seen[eid]
     return doc
 
@@ -90,7 +93,9 @@ def endpoint_problems(eid: str) -> list[dict]:
 
 @bp.post("/v2/tasks/<tid>/cancel")
 def cancel_task(tid: str):
-    """Cancel a task that has not started running; a no-op on finished ones."""
+    """Cancel a task that has not finished, queued or running (its endpoint kills
+    the worker running it, now or when it comes back online); a no-op on
+    finished ones (``"cancelled": false``)."""
     tid = valid_uuid(tid, "task id")
     rec = tasks().records([tid])[0]
     if not rec or rec.get("owner") != current_user():

@@ -26,7 +26,8 @@ AGENT_COMMANDS = (
     "xlen",  # read-only, for diagnostics of its own streams
     "hset", "expire", "del",  # the heartbeat status key (and deleting it on stop)
     "mget",  # the function code and container specs the service copied for it
-    "smismember", "srem",  # the set of tasks cancelled while queued
+    "smismember", "srem",  # the set of tasks cancelled (queued or in flight)
+    "scard", "smembers",  # ... and checking it for tasks in flight (usually empty)
 )
 
 

@@ -136,17 +136,21 @@ if h.answer_ttl > 0 then redis.call('SET', KEYS[3], h.answer, 'EX', h.answer_ttl
 return {1}
 """)
 
-#: Cancel a task that has not started.  KEYS: the task record, its group's events,
-#: the endpoint's cancelled set, the endpoint's outstanding counter.  ARGV: task_id,
-#: now, then the statuses a task may be cancelled from.  Returns 1 cancelled, 0 not
-#: (it started or finished), -1 no such task.  A cancelled task leaves its quotas.
+#: Cancel a task that is not finished, wherever it is (queued at the service, at
+#: the endpoint, or running: the endpoint's agent sees the id in its cancelled set
+#: and has the task's worker killed).  KEYS: the task record, its group's events,
+#: the endpoint's cancelled set, the endpoint's outstanding counter.  ARGV:
+#: task_id, now, then the statuses a task may be cancelled from.  Returns 1
+#: cancelled, 0 not (it finished), -1 no such task.  The task is terminal at once
+#: (one completion event); a late result from its killed run is refused by
+#: APPLY_RESULTS like any second result.  A cancelled task leaves its quotas.
 CANCEL = RELEASE + _lua("""
 local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then return -1 end
 for i = 3, #ARGV do
   if cur == ARGV[i] then
     redis.call('HSET', KEYS[1], 'status', '{{CANCELLED}}', 'completion_t', ARGV[2],
-               'reason', 'cancelled by the user before it started')
+               'reason', 'cancelled by the user (it was ' .. cur .. ')')
     redis.call('XADD', KEYS[2], 'MAXLEN', '~', {{events_maxlen}}, '*',
                'task_id', ARGV[1], 'status', '{{CANCELLED}}')
     redis.call('SADD', KEYS[3], ARGV[1])

@@ -19,10 +19,11 @@ from backend.store import quotas, scripts
 from funcx.defaults import setting
 from funcx.protocol import keys
 from funcx.protocol.messages import Result
-from funcx.protocol.states import TERMINAL_VALUES, TaskState
+from funcx.protocol.states import TERMINAL_VALUES, TaskState, is_terminal, shown_status
 
-CANCELLABLE = (TaskState.RECEIVED.value, TaskState.WAITING_FOR_EP.value,
-               TaskState.WAITING_FOR_NODES.value)
+#: every state a task may be cancelled from: all but the terminal ones (a running
+#: task's worker is killed by its endpoint, see endpoint/agent_state.py)
+CANCELLABLE = tuple(s.value for s in TaskState if s.value not in TERMINAL_VALUES)
 
 
 class TaskStore:
@@ -82,7 +83,8 @@ class TaskStore:
 
     # ---------------------------------------------------------------- results
     def cancel(self, rec: dict) -> bool:
-        """Cancel a task that has not started; True if it was cancelled."""
+        """Cancel a task that has not finished (queued or running); True if it
+        was cancelled, False if it had finished already."""
         tid, tg, eid = rec["task_id"], rec.get("task_group_id") or "none", rec["endpoint_id"]
         out = self._cancel(keys=[keys.task(tid), keys.task_group_events(tg), keys.ep_cancelled(eid),
                                  keys.ep_outstanding(eid)],
@@ -135,6 +137,26 @@ def document(rec: dict) -> dict:
         doc.setdefault("details", {})["reason"] = rec["reason"]
     if "reason" in doc.get("details", {}):
         doc["reason"] = doc["details"]["reason"]
+    return doc
+
+
+def as_seen_now(doc: dict, endpoint_online: bool) -> dict:
+    """``doc`` (a task document or listing row) as its endpoint's liveness
+    makes it (:func:`funcx.protocol.states.shown_status`): an unfinished task
+    says whether its endpoint is online (``details.endpoint_status``) and,
+    while it is offline, is shown waiting for it with the state it had
+    reached in ``details.last_status``.  Finished tasks are left alone."""
+    status = doc.get("status", "")
+    if is_terminal(status) or status == "unknown":
+        return doc
+    details = doc.get("details")
+    if not isinstance(details, dict):
+        details = doc["details"] = {}
+    details["endpoint_status"] = "online" if endpoint_online else "offline"
+    shown = shown_status(status, endpoint_online)
+    if shown != status:
+        doc["status"] = details["reason"] = doc["reason"] = shown
+        details["last_status"] = status
     return doc
 
 

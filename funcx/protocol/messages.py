@@ -262,6 +262,9 @@ class Kind:
     READY = b"READY"  # worker -> manager: idle
     #: interchange -> manager: you are not registered (any more): register again
     REREGISTER = b"REREGISTER"
+    #: interchange -> manager: these tasks were cancelled: drop them, and kill the
+    #: worker running one (and its children), starting a replacement
+    CANCEL = b"CANCEL"
 
 
 class Register(Struct, forbid_unknown_fields=True):
@@ -306,6 +309,7 @@ HEADERS: dict[bytes, Any] = {
     Kind.SHUTDOWN: None,
     Kind.READY: dict[str, int] | None,  # {"pid": ...}
     Kind.REREGISTER: None,
+    Kind.CANCEL: Annotated[list[Id], Meta(min_length=1, max_length=MAX_HELD)],
 }
 _DECODERS = {k: msgspec.json.Decoder(t) for k, t in HEADERS.items()}
 _encoder = msgspec.json.Encoder()

@@ -572,8 +572,16 @@ class FuncXClient(SharingMixin):
 
     # ------------------------------------------------------------------ tasks
     def cancel_task(self, task_id: str) -> bool:
-        """Cancel a task that has not started running; True if it was cancelled."""
+        """Cancel a task that has not finished, queued or running (its endpoint
+        kills the worker running it, now or when it is next online); True if it
+        was cancelled, False if it had finished already."""
         return self.web_client.post(f"/v2/tasks/{task_id}/cancel")["cancelled"]
+
+    def cancel(self, task_ids: str | Sequence[str]) -> dict[str, bool]:
+        """Cancel tasks, queued or running (see :meth:`cancel_task`): task id ->
+        whether it was cancelled (False: it had finished)."""
+        ids = [task_ids] if isinstance(task_ids, str) else list(task_ids)
+        return {t: self.cancel_task(t) for t in ids}
 
     def delete_endpoint(self, endpoint_id: str) -> dict:
         return self.web_client.delete(f"/v2/endpoints/{endpoint_id}")
