@@ -87,7 +87,10 @@ def register(app: Flask) -> None:
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(e):
         limit = app.config.get("MAX_CONTENT_LENGTH")
-        return _body(413, codes.TASK_PAYLOAD_TOO_LARGE, f"request body exceeds the limit of {limit} bytes")
+        return _body(413, codes.TASK_PAYLOAD_TOO_LARGE,
+                     f"request body exceeds the service's limit of {limit} bytes (FUNCX_MAX_PAYLOAD_"
+                     "BYTES as encoded, enforced by the funcX service); send fewer or smaller "
+                     "tasks per request (the funcX SDK splits its batches)")
 
     @app.errorhandler(429)
     def _rate_limited(e):

@@ -14,7 +14,9 @@ from funcx.defaults import setting
 
 def create_app(redis_url: str | None = None) -> Flask:
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = int(setting("MAX_PAYLOAD_BYTES")) + 64 * 1024
+    from backend.limits import request_body_limit
+
+    app.config["MAX_CONTENT_LENGTH"] = request_body_limit()  # the payload limit, encoded
     app.json.sort_keys = False  # type: ignore[attr-defined]  # DefaultJSONProvider
     url = redis_url or default_redis_url()
     r = connect(url, socket_timeout=float(setting("REDIS_SOCKET_TIMEOUT_S")),

@@ -173,3 +173,44 @@ def charge_tasks(user: str, n: int) -> None:
         raise
     except Exception as e:
         log.warning("task budget charge failed: %s", type(e).__name__)
+
+
+# ------------------------------------------------------------- size limits
+# FUNCX_MAX_PAYLOAD_BYTES is the documented size of what a user sends: the
+# serialized data of one task's arguments (or one function's code), measured
+# decoded (funcx.sdk.limits.payload_bytes), so an 8 MB array fits a 10 MB
+# limit although base64 makes it ~11 MB on the wire.  The request body cap
+# (Flask's MAX_CONTENT_LENGTH) is that limit as encoded: base64's 4 characters
+# per 3 bytes, a line break per 57 bytes, escaped in JSON ("\n": 78 characters
+# per 57 bytes), plus room for the rest of the request.
+BODY_SLACK = 64 * 1024
+
+
+def payload_limit() -> int:
+    """The largest serialized task input or function code, in decoded bytes."""
+    return int(setting("MAX_PAYLOAD_BYTES"))
+
+
+def request_body_limit() -> int:
+    """The largest request body: one payload at the limit, as encoded in JSON."""
+    return payload_limit() * 78 // 57 + BODY_SLACK
+
+
+def check_payload(payload: str, what: str) -> None:
+    """Refuse (413 TASK_PAYLOAD_TOO_LARGE) ``payload`` whose serialized data is
+    over the limit; the message names the setting, this host, and both sizes.
+    A payload no longer than the limit as sent is within it: only larger ones
+    are decoded to be measured."""
+    from funcx.sdk.limits import payload_bytes
+
+    limit = payload_limit()
+    if len(payload) <= limit:
+        return
+    decoded = payload_bytes(payload)
+    if decoded > limit:
+        raise ApiError(413, error_codes.TASK_PAYLOAD_TOO_LARGE,
+                       f"{what} is {decoded} bytes serialized ({len(payload)} bytes encoded as "
+                       f"sent), over the service's limit of {limit} bytes "
+                       "(FUNCX_MAX_PAYLOAD_BYTES, enforced by the funcX service: set it in the "
+                       "environment of `funcx service start` on the service host to raise "
+                       "it); or send less per task, e.g. a path the function reads")

@@ -54,6 +54,12 @@ P_GID = _uuid_param("gid", "group")
 P_CID = _uuid_param("cid", "container")
 
 
+#: ?detail=1 on a registration: the answer adds function_name, version and reused
+P_DETAIL = {"name": "detail", "in": "query", "required": False,
+            "schema": {"type": "string", "enum": ["0", "1"]},
+            "description": "1: also answer function_name, version and reused"}
+
+
 def op(op_id: str, summary: str, tag: str, ok: str, errors: tuple[int, ...] = (), *,
        params: tuple[dict, ...] = (), body: str | None = None, public: bool = False,
        limited: bool = True, store: bool = True, description: str | None = None) -> dict:
@@ -114,12 +120,15 @@ PATHS: dict[str, dict] = {
     # ----------------------------------------------------------------- functions
     "/v3/functions": {"post": op(
         "registerFunctionV3", "Register a function", "functions", "FunctionId", (404,),
-        body="FunctionRegistration",
-        description="404: `group` is not a group of the caller, or `container_uuid` is unknown.")},
+        body="FunctionRegistration", params=(P_DETAIL,),
+        description="The same content registered again by its owner answers the same id "
+                    "(no duplicate); new content under a name the owner uses is that name's "
+                    "next version. 404: `group` is not a group of the caller, or "
+                    "`container_uuid` is unknown.")},
     "/v2/functions": {
         "post": op("registerFunctionV2", "Register a function (funcX 1.0 shape)", "functions",
-                   "FunctionId", (404,), body="FunctionRegistration",
-                   description="Same body as POST /v3/functions; 1.0 clients send "
+                   "FunctionId", (404,), body="FunctionRegistration", params=(P_DETAIL,),
+                   description="Same body and answer as POST /v3/functions; 1.0 clients send "
                                "`container_uuid` and `entry_point`."),
         "get": op("searchFunctions", "Search the functions the caller may run", "functions",
                   "FunctionSearch", (400,), params=(
@@ -129,7 +138,11 @@ PATHS: dict[str, dict] = {
                       _query("limit", {"type": "integer"}, "page size, clamped to 1..100"),
                       _query("include_unsearchable", {"type": "string", "enum": ["0", "1"]},
                              "1: also the caller's own functions registered "
-                             "searchable=false (lookups by name)")),
+                             "searchable=false (lookups by name)"),
+                      _query("name", {"type": "string"},
+                             "exact name: the caller's own versions of it, latest first "
+                             "(hidden ones included)"),
+                      _query("version", {"type": "integer"}, "with name: only that version")),
                   description="Newest first: the caller's own, public ones and those shared "
                               "with the caller's groups; functions registered "
                               "searchable=false are left out."),

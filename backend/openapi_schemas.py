@@ -61,6 +61,9 @@ TASK_DOCUMENT = obj({
     "result": {**STR, "description": "the serialized result, as the endpoint made it"},
     "exception": {**STR, "description": "the remote traceback text"},
     "exception_data": STR,
+    "stdout": {**STR, "description": "what the task wrote to stdout (absent when nothing); "
+               "longer output is cut in the middle, with a marker line saying so"},
+    "stderr": {**STR, "description": "what the task wrote to stderr, as stdout"},
     "completion_t": {**STR, "description": "epoch seconds as a string; on every terminal document"},
     "details": obj({"problems": {**arr(PROBLEM), "description": "while the task waits "
                                  "(waiting-for-ep/-nodes/-launch): why, as its endpoint reports"}}),
@@ -116,11 +119,16 @@ SCHEMAS: dict[str, dict] = {
     "WhoAmI": obj({"user_id": STR, "username": STR}, ["user_id", "username"]),
     "Logout": obj({"revoked": BOOL}, ["revoked"]),
     "FunctionRegistration": obj(FUNCTION_FIELDS, ["function_code"]),
-    "FunctionId": obj({"function_uuid": STR}, ["function_uuid"]),
+    "FunctionId": obj({"function_uuid": STR, "function_name": STR, "version": {**INT, "nullable": True},
+                       "reused": {**BOOL, "description": "true: this content was registered "
+                                  "already; its id is answered (no duplicate)"}},
+                      ["function_uuid"]),
     "Function": obj({
         "function_uuid": STR, "function_name": NULL_STR, "function_code": NULL_STR,
         "description": NULL_STR, "container_uuid": NULL_STR, "public": BOOL, "searchable": BOOL,
         "group": NULL_STR, "metadata": ANY_OBJECT,
+        "version": {"type": "integer", "nullable": True, "description": "n-th registration of this "
+                    "name by its owner (null: registered before versions)"},
     }, ["function_uuid", "function_name", "function_code", "description", "metadata"]),
     "FunctionDeleted": obj({"result": INT, "function_uuid": STR}, ["result", "function_uuid"]),
     "FunctionSearch": obj({
@@ -128,7 +136,8 @@ SCHEMAS: dict[str, dict] = {
         "results": arr(obj({
             "function_uuid": STR, "function_name": NULL_STR, "description": STR,
             "owner": NULL_STR, "public": BOOL, "mine": BOOL, "group": NULL_STR,
-            "created_at": NULL_STR,
+            "created_at": NULL_STR, "version": {"type": "integer", "nullable": True},
+            "latest": {**BOOL, "description": "the caller's own latest version of its name"},
         }, ["function_uuid", "function_name", "description", "owner", "public", "mine"])),
     }, ["total", "offset", "limit", "results"]),
     "SubmitV3": obj({

@@ -59,6 +59,9 @@ def register(spec: str = typer.Argument(..., metavar="PATH:FUNC", help="file or 
              fmt: str = FormatOption) -> None:
     """Register a Python function; prints its function id.
 
+    The same content again prints the same id; new code under a name you
+    already use is that name's next version (the name then means it).
+
     Example: funcx function register analysis.py:fit --description "fit a curve"
     """
     fmt = check_format(fmt)
@@ -71,15 +74,26 @@ def register(spec: str = typer.Argument(..., metavar="PATH:FUNC", help="file or 
         typer.echo(fid)
 
 
+def _version(hit: dict) -> str:
+    """``2 (latest)``: the n-th registration of its name (``-``: from before versions)."""
+    v = hit.get("version")
+    if v is None:
+        return "-"
+    return f"{v} (latest)" if hit.get("latest") else str(v)
+
+
+COLUMNS = ["Name", "Version", "Function ID", "Description", "Public"]
+
+
 def _rows(hits):
-    return [[h["function_name"], h["function_uuid"], (h.get("description") or "")[:50],
-             "yes" if h.get("public") else "no"] for h in hits]
+    return [[h["function_name"], _version(h), h["function_uuid"],
+             (h.get("description") or "")[:50], "yes" if h.get("public") else "no"] for h in hits]
 
 
 @app.command("list")
 @handles_errors
 def list_(limit: int = typer.Option(100, help="at most this many"), fmt: str = FormatOption) -> None:
-    """List your functions, newest first.
+    """List your functions, newest first: every version, the latest marked.
 
     Example: funcx function list --format json
     """
@@ -88,7 +102,7 @@ def list_(limit: int = typer.Option(100, help="at most this many"), fmt: str = F
     if fmt == "json":
         print_json(list(hits))
     else:
-        console().print(table(None, ["Name", "Function ID", "Description", "Public"], _rows(hits)))
+        console().print(table(None, COLUMNS, _rows(hits)))
 
 
 @app.command()
@@ -104,13 +118,13 @@ def search(query: str, limit: int = typer.Option(10), offset: int = typer.Option
     if fmt == "json":
         print_json({"total": hits.total, "results": list(hits)})
     else:
-        console().print(table(f"{len(hits)} of {hits.total}", ["Name", "Function ID",
-                                                               "Description", "Public"], _rows(hits)))
+        console().print(table(f"{len(hits)} of {hits.total}", COLUMNS, _rows(hits)))
 
 
 @app.command()
 @handles_errors
-def show(function: str = typer.Argument(..., help="function id or name"),
+def show(function: str = typer.Argument(..., help="function id, name (its latest version) "
+                                                   "or NAME@VERSION"),
          code: bool = typer.Option(False, "--code", help="include the serialized code"),
          fmt: str = FormatOption) -> None:
     """Show a function's metadata.
@@ -127,7 +141,8 @@ def show(function: str = typer.Argument(..., help="function id or name"),
 
 @app.command()
 @handles_errors
-def delete(function: str = typer.Argument(..., help="function id or name")) -> None:
+def delete(function: str = typer.Argument(..., help="function id, name (its latest version) "
+                                                     "or NAME@VERSION")) -> None:
     """Delete one of your functions.
 
     Example: funcx function delete 3f2a...

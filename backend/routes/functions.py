@@ -5,10 +5,10 @@ from flask import Blueprint, jsonify
 
 from backend.api_errors import bad_request, not_found
 from backend.auth import current_groups, current_user
+from backend.limits import check_payload
 from backend.routes.common import field, function_for_user, json_body, redis, valid_name, valid_uuid
 from backend.routes.containers import container_for_user
 from backend.store import functions as fn_store
-from funcx.defaults import setting
 from funcx.serialize import pack_buffers
 
 bp = Blueprint("functions", __name__)
@@ -18,10 +18,7 @@ def _register(body: dict):
     code = field(body, "function_code", str, required=True)
     if not code.strip():
         raise bad_request("function_code is empty")
-    if len(code) > int(setting("MAX_PAYLOAD_BYTES")):
-        from backend.api_errors import too_large
-
-        raise too_large("function_code exceeds the payload limit")
+    check_payload(code, "the function's code")
     container = field(body, "container_uuid", str, default="")
     if container:  # the caller's own or a public one; else 404, as if it did not exist
         container = container_for_user(container, current_user())["container_id"]
@@ -39,7 +36,7 @@ def _register(body: dict):
         if not name.isidentifier():
             raise bad_request("function_name must name a function defined in the source")
         code = pack_buffers([f"st\n{name}:{code}"])
-    fid = fn_store.register(
+    answer = fn_store.register(
         redis(), current_user(),
         function_name=name,
         function_code=code,
@@ -51,7 +48,14 @@ def _register(body: dict):
         searchable=field(body, "searchable", bool, default=True),
         metadata=meta,
     )
-    return jsonify({"function_uuid": fid})
+    # the same content again: the same id (no duplicate); new content under a
+    # name of yours: that name's next version.  The answer is API.md's
+    # {"function_uuid"}; ?detail=1 (our SDK) adds function_name, version, reused
+    from flask import request
+
+    if request.args.get("detail", "") in ("1", "true"):
+        return jsonify(answer)
+    return jsonify({"function_uuid": answer["function_uuid"]})
 
 
 @bp.post("/v3/functions")
@@ -66,18 +70,24 @@ def register_v2():
 
 @bp.get("/v2/functions")
 def search_functions():
-    """Functions the caller may run whose name or description matches ``q``."""
+    """Functions the caller may run whose name or description matches ``q``;
+    with ``name``, the caller's own versions of that exact name, latest first
+    (``version``: only that one)."""
     from flask import request
 
     try:
         offset = max(0, int(request.args.get("offset", 0)))
         limit = min(100, max(1, int(request.args.get("limit", 10))))
+        version = request.args.get("version")
+        version_n = int(version) if version not in (None, "") else None
     except ValueError:
-        raise bad_request("offset and limit must be integers") from None
+        raise bad_request("offset, limit and version must be integers") from None
+    name = request.args.get("name")
     own_hidden = request.args.get("include_unsearchable", "") in ("1", "true")
     return jsonify(fn_store.search(redis(), current_user(), request.args.get("q", ""),
                                    offset, limit, current_groups(),
-                                   include_unsearchable=own_hidden))
+                                   include_unsearchable=own_hidden, name=name or None,
+                                   version=version_n))
 
 
 @bp.get("/v2/functions/<fid>")

@@ -37,9 +37,9 @@ import uuid
 
 from flask import Blueprint, jsonify, request
 
-from backend.api_errors import ApiError, bad_request, too_large
+from backend.api_errors import ApiError, bad_request
 from backend.auth import current_user
-from backend.limits import charge_tasks, check_task_budget, submit_slot
+from backend.limits import charge_tasks, check_payload, check_task_budget, submit_slot
 from backend.routes.common import check_endpoint, check_function, field, json_body, redis, tasks, valid_uuid
 from backend.store import containers as ctr_store
 from backend.store import endpoints as ep_store
@@ -94,12 +94,10 @@ def _check_limits(spec: dict, ep: dict, eid: str) -> None:
 
 
 def _check_payloads(payloads: list) -> None:
-    limit = int(setting("MAX_PAYLOAD_BYTES"))
-    for p in payloads:
+    for i, p in enumerate(payloads):
         if not isinstance(p, str):
             raise bad_request("each task payload must be a string (the serialized arguments)")
-        if len(p) > limit:
-            raise too_large(f"a task payload of {len(p)} bytes exceeds the limit of {limit} bytes")
+        check_payload(p, f"the input of task {i}")
 
 
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")

@@ -23,6 +23,17 @@ def user_functions(uid: str) -> str:
     return f"{PREFIX}:user:{uid}:functions"
 
 
+def user_function_versions(uid: str) -> str:
+    """Hash: function name -> the last version number issued for it (never reused)."""
+    return f"{PREFIX}:user:{uid}:function_versions"
+
+
+def user_function_digests(uid: str) -> str:
+    """Hash: digest of a registration's content -> its function id (re-registering
+    the same content answers with the same id)."""
+    return f"{PREFIX}:user:{uid}:function_digests"
+
+
 def token(token_hash: str) -> str:
     return f"{PREFIX}:token:{token_hash}"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from funcx.sdk.names import require_ids
 from funcx.serialize import FuncXSerializer
 
 
@@ -25,7 +26,8 @@ class Batch:
 
     def add(self, *args: Any, endpoint_id: str | None = None, function_id: str | None = None,
             **kwargs: Any) -> None:
-        """Add one task.  Two spellings, as in the funcX docs::
+        """Add one task (the endpoint and function by id or name; names are
+        resolved when the batch is run).  Two spellings, as in the funcX docs::
 
             batch.add(1, 2, endpoint_id=ep, function_id=fn, key=3)   # args, kwargs inline
             batch.add(fn, ep, args=(1, 2), kwargs={"key": 3})          # ids first
@@ -41,7 +43,7 @@ class Batch:
                                 "pass the function's keyword arguments as kwargs={...}")
             args, kwargs = tuple(kwargs.get("args", ())), dict(kwargs.get("kwargs", {}))
         elif function_id is None or endpoint_id is None:
-            raise TypeError("Batch.add needs both endpoint_id= and function_id=")
+            require_ids("Batch.add()", endpoint_id, function_id, kwargs)
         self.tasks.append(BatchTask(str(endpoint_id), str(function_id),
                                     self.serializer.serialize_payload(args, kwargs)))
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -21,8 +22,8 @@ from funcx.sdk.compat import (
     IDENTITY_URN,
     warn_asynchronous,
     warn_ignored_arguments,
-    warn_once,
 )
+from funcx.sdk.functions import FunctionsMixin
 from funcx.sdk.limits import check_request_size, chunks, payload_bytes
 from funcx.sdk.login import (
     AuthorizerLoginManager,
@@ -32,6 +33,7 @@ from funcx.sdk.login import (
     default_login_manager,
     from_globus_compute_manager,
 )
+from funcx.sdk.names import as_uuid, pick_endpoint, require_ids
 from funcx.sdk.reprs import FunctionSearchResults, SearchResults, TaskStatus
 from funcx.sdk.results import task_status
 from funcx.sdk.service_address import resolve_service_address
@@ -50,7 +52,7 @@ def _version_tuple(v: str) -> tuple[int, ...]:
     return tuple(out)
 
 
-class FuncXClient(SharingMixin):
+class FuncXClient(FunctionsMixin, SharingMixin):
     """The funcX SDK client.
 
     ``FuncXClient()`` with no arguments talks to the service recorded by
@@ -125,6 +127,7 @@ class FuncXClient(SharingMixin):
         self.fx_serializer = FuncXSerializer()
         self.session_task_group_id = task_group_id or str(uuid.uuid4())
         self.func_table: dict[str, dict] = {}  # results fetched this session, by task id
+        self._names: dict[tuple[str, str], tuple[float, str]] = {}  # name -> id, a while
         self._task_groups: dict[str, str] = {}  # task id -> its task group
         #: tasks one submit request may carry: the service's ``max_tasks_per_submit``
         #: (GET /v2/version) where it reports one, else MAX_TASKS_PER_SUBMIT; larger
@@ -189,55 +192,7 @@ class FuncXClient(SharingMixin):
             self.max_tasks_per_submit = cap
         return data
 
-    # -------------------------------------------------------------- functions
-    def register_function(self, function: Callable, function_name: str | None = None,
-                          container_uuid: str | None = None, description: str | None = None,
-                          public: bool = False, group: str | None = None,
-                          searchable: bool = True) -> str:
-        """Register ``function``; return its function id."""
-        code = self.fx_serializer.serialize_function(function)
-        self._check_size(payload_bytes(code), len(code), "the function's code")
-        body = {
-            "function_name": function_name or getattr(function, "__name__", "function"),
-            "function_code": code,
-            "description": description if description is not None else (function.__doc__ or ""),
-            "public": public,
-            "searchable": searchable,
-        }
-        if container_uuid:
-            body["container_uuid"] = container_uuid
-        if group:
-            body["group"] = group
-        return self.web_client.post("/v2/functions", body)["function_uuid"]
-
-    def search_function(self, q: str, offset: int = 0, limit: int = 10,
-                        advanced: bool = False) -> SearchResults:
-        """Functions you may run (your own, shared with your groups, public)
-        whose name or description contains ``q``; prints as a table.  Functions
-        registered ``searchable=False`` are never listed (``get_function``
-        still reads them).  ``advanced=True`` (Globus Search query syntax) is
-        accepted with a warning: ``q`` is matched as plain text."""
-        if advanced:
-            warn_once("search_function:advanced", "search_function(advanced=True) is accepted "
-                      "but this service has no Globus Search query syntax: q is matched as "
-                      "plain text in function names and descriptions")
-        return self._search_functions(q, offset, limit)
-
-    def list_functions(self, limit: int = 100) -> SearchResults:
-        """Your own functions, newest first, those registered ``searchable=False``
-        included (``funcx function list``)."""
-        mine = [h for h in self._search_functions("", 0, limit, include_unsearchable=True)
-                if h.get("mine")]
-        return SearchResults(mine, len(mine), 0)
-
-    def _search_functions(self, q: str, offset: int, limit: int,
-                          include_unsearchable: bool = False) -> SearchResults:
-        params: dict[str, Any] = {"q": q, "offset": offset, "limit": limit}
-        if include_unsearchable:  # your own searchable=False ones too (name lookups)
-            params["include_unsearchable"] = "1"
-        resp = self.web_client.get("/v2/functions", params=params)
-        return SearchResults(resp["results"], resp["total"], offset)
-
+    # -------------------------------------------------------------- endpoints
     def search_endpoint(self, q: str = "", scope: str = "all", owner_id: str | None = None
                         ) -> SearchResults:
         """Endpoints whose name contains ``q``: ``scope`` "my-endpoints" (yours),
@@ -253,24 +208,23 @@ class FuncXClient(SharingMixin):
                 and (owner_id is None or e.get("owner") == owner_id)]
         return SearchResults(hits, len(hits), 0)
 
-    def get_function(self, function_id: str) -> dict:
-        return self.web_client.get(f"/v2/functions/{function_id}")
-
-    def delete_function(self, function_id: str) -> dict:
-        return self.web_client.delete(f"/v2/functions/{function_id}")
-
     # -------------------------------------------------------------------- run
     def create_batch(self, task_group_id: str | None = None,
                      resource_specification: dict | None = None) -> Batch:
         return Batch(task_group_id=task_group_id or self.session_task_group_id,
                      resource_specification=resource_specification, serializer=self.fx_serializer)
 
-    def run(self, *args: Any, endpoint_id: str, function_id: str, **kwargs: Any) -> str:
+    def run(self, *args: Any, endpoint_id: str | None = None, function_id: str | None = None,
+            **kwargs: Any) -> str:
         """Run ``function_id`` on ``endpoint_id`` with the given arguments; return the task id.
 
+        Both may be ids or names (your function's latest version, ``NAME@N``;
+        an endpoint's name); a missing one is a ``TypeError`` that names a
+        misspelling of it (``endpint=``) rather than passing it to the function.
         ``asynchronous=`` (a parameter of the 0.x reference) is taken by the
         client, not passed to the function: every run is asynchronous here
         (it returns the task id), so it is accepted with a warning."""
+        require_ids("run()", endpoint_id, function_id, kwargs)
         if "asynchronous" in kwargs:
             warn_asynchronous("run")
             kwargs.pop("asynchronous")
@@ -278,11 +232,14 @@ class FuncXClient(SharingMixin):
         batch.add(*args, endpoint_id=endpoint_id, function_id=function_id, **kwargs)
         return self.batch_run(batch)[0]
 
-    def map_run(self, *args: Any, endpoint_id: str, function_id: str,
-                asynchronous: bool | None = None, **kwargs: Any) -> list[str]:
+    def map_run(self, *args: Any, endpoint_id: str | None = None,
+                function_id: str | None = None, asynchronous: bool | None = None,
+                **kwargs: Any) -> list[str]:
         """One task per item of the first argument (an iterable): the function
         gets ``(item, *args[1:], **kwargs)``; return the task ids in order.
+        Ids or names, as :meth:`run`.
         ``asynchronous`` is accepted with a warning (every run is)."""
+        require_ids("map_run()", endpoint_id, function_id, kwargs)
         if not args:
             raise TypeError("map_run needs an iterable of inputs as its first argument")
         if asynchronous is not None:
@@ -315,7 +272,8 @@ class FuncXClient(SharingMixin):
                      chunk_size: int | None = None, web_client: WebClient | None = None,
                      on_chunk: Callable[[int, list[str]], None] | None = None) -> list[str]:
         """Queue ``tasks`` — ``(function_id, serialized payload)`` pairs — on one
-        endpoint; return their task ids in the same order.
+        endpoint; return their task ids in the same order.  The endpoint and
+        the functions may be given by name.
 
         The one submit path of the SDK (``batch_run`` and ``FuncXExecutor`` both
         use it).  Tasks go in requests of at most ``chunk_size`` and never more
@@ -329,6 +287,10 @@ class FuncXClient(SharingMixin):
         connection than the client's own (the executor's, which is not throttled).
         """
         size = max(1, min(chunk_size or self.max_tasks_per_submit, self.max_tasks_per_submit))
+        endpoint_id = self.resolve_endpoint(endpoint_id)
+        fids = {f: self.resolve_function(f) for f in {f for f, _ in tasks}}
+        if any(raw != fid for raw, fid in fids.items()):  # names (or non-canonical ids) given
+            tasks = [(fids[f], p) for f, p in tasks]
         path = f"/v3/endpoints/{endpoint_id}/submit"
         tg = task_group_id or self.session_task_group_id
         ids: list[str] = []
@@ -448,7 +410,6 @@ class FuncXClient(SharingMixin):
         their statuses.  Waits on the task groups' completion events (push),
         not by polling each task.  A busy service's 429 (too many long-polls)
         is waited out for its Retry-After, within HTTP_RETRY_S and the timeout."""
-        import time
 
         deadline = None if timeout is None else time.monotonic() + timeout
         cursors: dict[str, str] = {}
@@ -524,6 +485,7 @@ class FuncXClient(SharingMixin):
         body: dict[str, Any] = {"endpoint_name": name, "metadata": meta, "public": public}
         if allowed_functions is not None:
             body["allowed_functions"] = allowed_functions
+        self._forget_names()
         if endpoint_id:
             return self.web_client.put(f"/v3/endpoints/{endpoint_id}", body)
         return self.web_client.post("/v3/endpoints", body)
@@ -532,40 +494,31 @@ class FuncXClient(SharingMixin):
         return self.web_client.get("/v2/endpoints", params={"role": role})
 
     def resolve_endpoint(self, name_or_id: str) -> str:
-        """An endpoint id from an id or the name of one of your endpoints."""
-        try:
-            return str(uuid.UUID(name_or_id))
-        except ValueError:
-            pass
-        hits = [e["uuid"] for e in self.get_endpoints(role="any")
-                if name_or_id in (e.get("name"), e.get("display_name"))]
-        if len(set(hits)) != 1:
-            raise api_error(404 if not hits else 400, error_codes.ENDPOINT_NOT_FOUND if not hits
-                            else error_codes.AMBIGUOUS_NAME, f"no single endpoint named "
-                            f"{name_or_id!r}" + ("" if not hits else f" ({len(hits)} match)"))
-        return hits[0]
-
-    def resolve_function(self, name_or_id: str) -> str:
-        """A function id from an id or the name of one of your functions."""
-        try:
-            return str(uuid.UUID(name_or_id))
-        except ValueError:
-            pass
-        hits = [f["function_uuid"] for f in
-                self._search_functions(name_or_id, 0, 100, include_unsearchable=True)
-                if f["function_name"] == name_or_id and f.get("mine")]
-        if len(hits) != 1:
-            raise api_error(404 if not hits else 400, error_codes.FUNCTION_NOT_FOUND if not hits
-                            else error_codes.AMBIGUOUS_NAME, f"no single function of yours named "
-                            f"{name_or_id!r}" + ("" if not hits else f" ({len(hits)} match)"))
-        return hits[0]
+        """An endpoint id from an id or the name of an endpoint you may use (of
+        several so named, your own).  An unknown name is ENDPOINT_NOT_FOUND
+        naming the endpoints there are; an ambiguous one AMBIGUOUS_NAME naming
+        the candidates' ids and owners."""
+        eid = as_uuid(name_or_id)
+        if eid is not None:
+            return eid
+        cached = self._cached_name("endpoint", name_or_id)
+        if cached:
+            return cached
+        eps = self._get_quiet("/v2/endpoints", {"role": "any"})
+        hits = [e for e in eps if name_or_id in (e.get("name"), e.get("display_name"))]
+        me = self.whoami()["user_id"] if len({e["uuid"] for e in hits}) > 1 else None
+        eid = pick_endpoint(name_or_id, eps, me)
+        self._names[("endpoint", name_or_id)] = (time.monotonic(), eid)
+        return eid
 
     def get_endpoint_metadata(self, endpoint_id: str) -> dict:
-        return self.web_client.get(f"/v2/endpoints/{endpoint_id}")
+        """An endpoint's metadata (by id or name)."""
+        return self.web_client.get(f"/v2/endpoints/{self.resolve_endpoint(endpoint_id)}")
 
     def get_endpoint_status(self, endpoint_id: str) -> dict:
         from funcx.sdk.reprs import EndpointStatus
 
+        endpoint_id = self.resolve_endpoint(endpoint_id)
         st = EndpointStatus(self.web_client.get(f"/v2/endpoints/{endpoint_id}/status"))
         st.endpoint_id = endpoint_id
         return st
@@ -584,7 +537,10 @@ class FuncXClient(SharingMixin):
         return {t: self.cancel_task(t) for t in ids}
 
     def delete_endpoint(self, endpoint_id: str) -> dict:
-        return self.web_client.delete(f"/v2/endpoints/{endpoint_id}")
+        """Delete one of your endpoints (by id or name)."""
+        answer = self.web_client.delete(f"/v2/endpoints/{self.resolve_endpoint(endpoint_id)}")
+        self._forget_names()
+        return answer
 
     def __repr__(self) -> str:
         return f"FuncXClient({self.funcx_service_address!r})"

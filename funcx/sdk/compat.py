@@ -28,9 +28,28 @@ def warn_once(key: str, message: str, stacklevel: int = 3) -> None:
     warnings.warn(message, UserWarning, stacklevel=stacklevel)
 
 
+#: other keywords of the public funcX / Globus Compute clients' constructors
+#: (their ``**kwargs`` went to globus_sdk's client): accepted, with one warning
+INERT_CLIENT_KEYWORDS = ("environment", "app_name", "transport_params", "asynchronous", "loop",
+                         "results_ws_uri", "warn_about_url_mismatch")
+
+
 def warn_ignored_arguments(kwargs: dict) -> None:
     """FuncXClient's constructor: the documents' ``search_authorizer`` and
-    ``openid_authorizer``, and any other keyword, are accepted and warned about."""
+    ``openid_authorizer``, and the public clients' other keywords
+    (:data:`INERT_CLIENT_KEYWORDS`), are accepted and warned about; any other
+    keyword (a misspelling) is a ``TypeError``."""
+    from funcx.sdk.names import unexpected_keywords
+
+    unknown = set(kwargs) - set(IGNORED_AUTHORIZERS) - set(INERT_CLIENT_KEYWORDS)
+    if unknown:
+        import inspect
+
+        from funcx.sdk.client import FuncXClient
+
+        known = [*inspect.signature(FuncXClient.__init__).parameters, *IGNORED_AUTHORIZERS,
+                 *INERT_CLIENT_KEYWORDS]
+        raise unexpected_keywords("FuncXClient()", unknown, known)
     for name in IGNORED_AUTHORIZERS:
         if kwargs.pop(name, None) is not None:
             warn_once(f"client:{name}", f"FuncXClient({name}=...) is accepted and ignored: "

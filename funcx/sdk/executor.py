@@ -20,7 +20,7 @@ from typing import Any
 
 from funcx.errors import FuncxError
 from funcx.protocol import error_codes
-from funcx.sdk.results import task_status
+from funcx.sdk.results import task_output, task_status
 from funcx.sdk.web_client import WebClient, retry_pause
 
 log = logging.getLogger("funcx.executor")
@@ -46,6 +46,17 @@ class FuncXFuture(cf.Future):
         self.submitted = threading.Event()  # set once task_id is known
         if task_id:
             self.submitted.set()
+        self._output: dict[str, str] = {}  # the task's stdout/stderr, set as it completes
+
+    @property
+    def stdout(self) -> str | None:
+        """What the task wrote to stdout ("" when nothing; None until done)."""
+        return self._output.get("stdout", "") if self.done() else None
+
+    @property
+    def stderr(self) -> str | None:
+        """What the task wrote to stderr ("" when nothing; None until done)."""
+        return self._output.get("stderr", "") if self.done() else None
 
     def cancel(self) -> bool:
         if self.done():
@@ -98,7 +109,9 @@ IGNORED_OPTIONS = {
 class FuncXExecutor(cf.Executor):
     """A ``concurrent.futures.Executor`` over one funcX endpoint (funcX 1.x signature).
 
-    ``endpoint_id`` and ``task_group_id`` may be changed between submits;
+    ``endpoint_id`` (an id, or the name of an endpoint you may use: resolved
+    when set, so an unknown or ambiguous name raises at once, naming the
+    candidates) and ``task_group_id`` may be changed between submits;
     ``container_id`` registers submitted functions with that container;
     ``funcx_client`` (or ``client``) is the client to use (default: a new
     ``FuncXClient()``); ``batch_size`` caps the tasks of one submit request.
@@ -109,9 +122,14 @@ class FuncXExecutor(cf.Executor):
                  batch_size: int = 1000, *, client: Any = None, **kwargs: Any):
         from funcx.sdk.client import FuncXClient
 
-        unknown = sorted(set(kwargs) - set(IGNORED_OPTIONS))
+        unknown = set(kwargs) - set(IGNORED_OPTIONS)
         if unknown:
-            raise TypeError(f"FuncXExecutor got unexpected keyword arguments {unknown}")
+            import inspect
+
+            from funcx.sdk.names import unexpected_keywords
+
+            known = [*inspect.signature(FuncXExecutor.__init__).parameters, *IGNORED_OPTIONS]
+            raise unexpected_keywords("FuncXExecutor()", unknown, known)
         if kwargs:
             warnings.warn(
                 "FuncXExecutor: accepted and ignored here: " + "; ".join(
@@ -145,6 +163,15 @@ class FuncXExecutor(cf.Executor):
         self._watcher.start()
 
     @property
+    def endpoint_id(self) -> str | None:
+        """The endpoint tasks go to (its id, also when it was set by name)."""
+        return self._endpoint_id
+
+    @endpoint_id.setter
+    def endpoint_id(self, value: str | None) -> None:
+        self._endpoint_id = self.client.resolve_endpoint(value) if value else value
+
+    @property
     def funcx_client(self) -> Any:
         """The client this executor submits through (funcX 1.x name)."""
         return self.client
@@ -158,7 +185,9 @@ class FuncXExecutor(cf.Executor):
     def register_function(self, fn: Callable, function_id: str | None = None,
                           **kwargs: Any) -> str:
         """Register ``fn`` once per executor (cached by identity); with
-        ``function_id``, use that already registered id for ``fn`` instead."""
+        ``function_id`` (an id or a name of yours), use that registered function
+        for ``fn`` instead.  Registering is cheap across runs and processes: the
+        service answers the same content with the same id (no duplicate)."""
         cached = self._functions.get(id(fn))
         if function_id is None and cached is not None and cached[0] is fn:
             return cached[1]
@@ -166,6 +195,8 @@ class FuncXExecutor(cf.Executor):
             if self.container_id and "container_uuid" not in kwargs:
                 kwargs["container_uuid"] = self.container_id
             function_id = self.client.register_function(fn, **kwargs)
+        else:
+            function_id = self.client.resolve_function(function_id)
         self._functions[id(fn)] = (fn, function_id)
         return function_id
 
@@ -179,11 +210,13 @@ class FuncXExecutor(cf.Executor):
 
     def submit_to_registered_function(self, function_id: str, args: tuple | None = None,
                                       kwargs: dict | None = None) -> FuncXFuture:
-        """Submit a task of an already registered function (funcX 1.x)."""
+        """Submit a task of an already registered function (funcX 1.x); by id,
+        or by a name of yours (its latest version, or ``NAME@N``)."""
         if self._shutdown:
             raise RuntimeError("cannot submit to a FuncXExecutor after shutdown")
         if not self.endpoint_id:
             raise ValueError("FuncXExecutor.endpoint_id is not set")
+        function_id = self.client.resolve_function(function_id)
         fut = FuncXFuture()
         fut._executor = self
         payload = self.client.fx_serializer.serialize_payload(tuple(args or ()), kwargs or {})
@@ -314,6 +347,7 @@ class FuncXExecutor(cf.Executor):
         for fut, doc in futs:
             if fut is None or fut.done():
                 continue
+            fut._output = task_output(doc)
             try:
                 st = task_status(doc, self.client.fx_serializer)
             except Exception as e:  # noqa: BLE001 - a result this side cannot deserialize

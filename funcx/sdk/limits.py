@@ -47,8 +47,11 @@ def check_request_size(decoded: int, encoded: int, limit: int, what: str) -> Non
         raise MaxRequestSizeExceeded(
             f"{what} is {decoded} bytes serialized ({encoded} bytes as sent, base64 and "
             f"JSON encoded), over the client limit of {limit} bytes per request "
-            "(FuncXClient.throttle.max_request_size, the documented 5 MB); send less "
-            "data per task, raise that limit, or set throttling_enabled = False")
+            "(FuncXClient.throttle.max_request_size, the documented 5 MB, enforced by this "
+            "SDK before sending; nothing was sent); send less data per task, raise that "
+            "limit, or set throttling_enabled = False (the service then applies its own "
+            "limit per task input, FUNCX_MAX_PAYLOAD_BYTES on the service host, 10 MiB "
+            "by default)")
 
 
 def chunks(tasks: Sequence[tuple[str, str]], size: int, limit: int | None,
