@@ -13,6 +13,7 @@ from endpoint.agent_state import (
     Ack,
     AgentState,
     CancelledFlags,
+    CancelTasks,
     CheckCancelled,
     ContainerSpecs,
     Dispatch,
@@ -23,6 +24,7 @@ from endpoint.agent_state import (
     FetchFunctions,
     ForgetCancelled,
     FunctionCodes,
+    InFlightCancelled,
     Outage,
     Read,
     Reclaiming,
@@ -241,6 +243,65 @@ def test_all_cancelled_fetches_nothing_and_dispatches_nothing():
     out = take(s, [("1-0", entry("t1"))], cancelled={"t1"})
     assert out == [CheckCancelled(["t1"]), Ack(["1-0"], []), ForgetCancelled(["t1"])]
     assert s.inflight == 0 and s.stats["tasks"] == 0
+
+
+def test_a_task_cancelled_in_flight_leaves_the_books_and_its_entry_is_acked():
+    """Running when cancelled (issue 16): off the books at once, the entry
+    acknowledged when nothing else of it runs, the interchange told to kill it,
+    and its late result dropped."""
+    s = started()
+    take(s, [("1-0", entry("t1"))])
+    assert s.in_flight() == ["t1"]
+    out = handle(s, InFlightCancelled(["t1"]))
+    assert out == [Ack(["1-0"], []), ForgetCancelled(["t1"]), CancelTasks(["t1"])]
+    assert s.inflight == 0 and s.open_entries == {} and s.stats["cancelled"] == 1
+    w = write(s, [ok("t1")])  # the killed run's result, had it raced the kill
+    assert w.results == [] and w.ack_entries == []
+
+
+def test_a_cancelled_task_of_a_busy_entry_is_forgotten_with_that_entry():
+    """The entry still has a task running: it is not acknowledged, and the
+    cancelled id stays in the set until it is (a restart re-reading the entry
+    must find it cancelled); the write that acknowledges it forgets it."""
+    s = started()
+    take(s, [("1-0", entry("t1", "t2"))])
+    out = handle(s, InFlightCancelled(["t2"]))
+    assert out == [CancelTasks(["t2"])]
+    assert s.open_entries == {"1-0": {"t1"}} and s.cancelled_of == {"1-0": {"t2"}}
+    w = write(s, [ok("t1")])
+    assert w.ack_entries == ["1-0"] and w.forget == ["t2"]
+    assert s.cancelled_of == {} and s.inflight == 0
+
+
+def test_a_restart_rereading_an_entry_drops_its_cancelled_task_and_tells_the_interchange():
+    """After a restart the pending entry is read again: the cancelled task is
+    dropped, and passed to the interchange in case a manager that outlived the
+    agent still runs it; the entry's other task runs again."""
+    s = AgentState(100, 1000)  # a fresh start walks its pending entries
+    out = take(s, [("1-0", entry("t1", "t2"))], cancelled={"t2"})
+    assert kinds(out) == [Reclaiming, CheckCancelled, CancelTasks, FetchFunctions, Dispatch]
+    assert only(out, CancelTasks) == CancelTasks(["t2"])
+    assert [t.task_id for t in only(out, Dispatch).tasks] == ["t1"]
+    assert s.cancelled_of == {"1-0": {"t2"}}
+
+
+def test_a_cancel_during_a_take_keeps_the_task_from_being_dispatched():
+    s = started()
+    out = handle(s, EntriesRead([("1-0", entry("t1", "t2"))]))
+    assert out == [CheckCancelled(["t1", "t2"])]
+    assert handle(s, InFlightCancelled(["t1"])) == [CancelTasks(["t1"])]
+    out = handle(s, CancelledFlags(["t1", "t2"], [1, 0]))  # the set said so too
+    assert not any(isinstance(i, Ack) for i in out)  # t2 still to run
+    out += handle(s, FunctionCodes({"f1": "code-1"}))
+    assert [t.task_id for t in only(out, Dispatch).tasks] == ["t2"]
+    assert s.stats["cancelled"] == 1 and s.inflight == 1
+
+
+def test_in_flight_cancelled_ignores_tasks_not_in_flight():
+    s = started()
+    take(s, [("1-0", entry("t1"))])
+    write(s, [ok("t1")])
+    assert handle(s, InFlightCancelled(["t1", "ghost"])) == []
 
 
 # ------------------------------------------------------------- allowed functions

@@ -239,6 +239,28 @@ def test_cancel_while_the_endpoint_is_stopped_is_honoured_when_it_starts(
     assert status(fxc, t_running) == "cancelled" == status(fxc, t_queued)
 
 
+def test_an_executor_future_of_a_running_task_is_cancelled(fxc, cancel_ep, tmp_path):
+    """``future.cancel()`` on a task that runs remotely asks the service: it
+    answers True, the future ends cancelled (``CancelledError``), the worker
+    is killed, and the executor goes on with the next task."""
+    import concurrent.futures as cf
+
+    from funcx import FuncXExecutor
+
+    started = tmp_path / "started"
+    with FuncXExecutor(endpoint_id=cancel_ep, client=fxc) as ex:
+        fut = ex.submit(sleeper, str(started), 600)
+        pid = int(read_when_written(started))
+        assert fut.cancel() is True
+        assert fut.cancelled()
+        with pytest.raises(cf.CancelledError):
+            fut.result(timeout=5)
+        assert wait_until(lambda: gone(pid), 30), "the cancelled future's worker lives on"
+        assert ex.submit(touch, str(tmp_path / "next")).result(timeout=60) == "ran"
+    assert status(fxc, fut.task_id) == "cancelled"
+    assert fut.cancel() is True  # still cancelled; nothing asked again
+
+
 def test_workers_lead_their_own_process_group(cancel_ep):
     """What makes a kill reach a function's children: each worker is its own
     process group."""

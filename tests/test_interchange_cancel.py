@@ -5,6 +5,7 @@ queued in the interchange, held back for a lost manager, booked to a manager
 yet.  No ZeroMQ, no threads."""
 from __future__ import annotations
 
+import pytest
 from test_interchange_state import (
     THRESHOLD,
     launching,
@@ -178,3 +179,32 @@ def test_status_updates_are_not_made_for_cancelled_queued_tasks():
     assert not any(isinstance(i, StatusUpdate) and "t1" in i.task_ids
                    for o in of(out, Output) for i in o.items)
     assert of(out, SendTasks) == []
+
+
+# ---------------------------------------------------- the CANCEL message itself
+def test_the_cancel_message_round_trips():
+    from funcx.protocol.messages import Kind, pack, unpack
+
+    msg = unpack(pack(Kind.CANCEL, ["t1", "t-2"]))
+    assert msg.kind == Kind.CANCEL and msg.header == ["t1", "t-2"]
+
+
+@pytest.mark.parametrize("header", [b"[]", b"null", b'"t1"', b"[1]", b'["bad id!"]',
+                                    b'["' + b"x" * 65 + b'"]', b"{}"])
+def test_a_malformed_cancel_header_is_refused(header):
+    from funcx.protocol.messages import VERSION, Kind, ProtocolError, unpack
+
+    with pytest.raises(ProtocolError, match="CANCEL header"):
+        unpack([bytes([VERSION]) + Kind.CANCEL, header])
+
+
+def test_a_manager_sending_cancel_is_refused_as_stray():
+    from endpoint.interchange_state import StrayMessage
+    from funcx.protocol.messages import Kind
+
+    s = state()
+    register(s, b"m1", capacity=1)
+    queue(s, "t0")
+    out = s.handle(StrayMessage(b"m1", Kind.CANCEL, 0.5))
+    assert [type(i) for i in out] == [Dropped] and "CANCEL" in out[0].why
+    assert list(s.managers[b"m1"].tasks) == ["t0"]  # nothing was cancelled

@@ -59,12 +59,17 @@ class FuncXFuture(cf.Future):
         return self._output.get("stderr", "") if self.done() else None
 
     def cancel(self) -> bool:
+        """Cancel the task, queued or running: the service cancels it (a running
+        task's worker is killed by its endpoint) and this future ends cancelled
+        (``result()`` raises ``CancelledError``); False once the task has
+        finished.  Unlike a local ``concurrent.futures`` future, this one stays
+        pending while its task runs remotely, so a running task can be stopped."""
         if self.done():
             return self.cancelled()
         if self.task_id is not None and self._executor is not None:
             try:
                 if not self._executor.client.cancel_task(self.task_id):
-                    return False  # already running or finished
+                    return False  # it finished first
             except FuncxError:
                 return False
         return super().cancel()
