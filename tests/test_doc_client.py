@@ -156,11 +156,16 @@ def test_search_and_openid_authorizers_accepted_with_one_warning(service, me, na
         FuncXClient(**{name: object()})  # once per process, not per client
 
 
-def test_unknown_keyword_accepted_with_one_warning(service, me):
+def test_public_client_keyword_accepted_with_one_warning(service, me):
+    """The reference's ``**kwargs`` went to the public clients' globus_sdk
+    client (``environment=``, ``app_name=``...): accepted here with a warning;
+    any other keyword is a misspelling, a ``TypeError`` (issue 16)."""
     _fresh_warning("client:environment")
     with pytest.warns(UserWarning, match="environment accepted and ignored"):
         c = FuncXClient(environment="production")
     assert c.whoami()["user_id"] == me
+    with pytest.raises(TypeError, match="'funcx_hom' \\(did you mean 'funcx_home'\\?\\)"):
+        FuncXClient(funcx_hom="~/.funcx")
 
 
 def test_fx_authorizer_gives_the_token(service, second_user):
