@@ -22,10 +22,24 @@ def run_cell(source, inputs, outputs):
     namespace = {"__name__": "__funcx_cell__", **inputs}
     out, err = io.StringIO(), io.StringIO()
     value = None
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        exec(compile(tree, "<funcx cell>", "exec"), namespace)  # noqa: S102 - the user's cell
-        if last is not None:
-            value = eval(compile(last, "<funcx cell>", "eval"), namespace)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            exec(compile(tree, "<funcx cell>", "exec"), namespace)  # noqa: S102 - the user's cell
+            if last is not None:
+                value = eval(compile(last, "<funcx cell>", "eval"), namespace)
+    except BaseException as e:
+        # what the cell printed before it failed: on the exception (as
+        # cell_stdout / cell_stderr), and on the worker's own streams
+        import sys
+
+        for name, stream, real in (("stdout", out, sys.stdout), ("stderr", err, sys.stderr)):
+            if stream.getvalue():
+                real.write(stream.getvalue())
+                try:
+                    setattr(e, f"cell_{name}", stream.getvalue())
+                except AttributeError:
+                    pass
+        raise
     missing = [name for name in outputs if name not in namespace]
     if missing:
         raise NameError(f"the cell did not define {', '.join(missing)}")

@@ -3,6 +3,7 @@ is the model: flags, and "wait quietly a moment, then show progress")."""
 from __future__ import annotations
 
 import ast
+import difflib
 import hashlib
 import inspect
 import re
@@ -12,12 +13,15 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.display import display
 
-from funcx.sdk.render import error_text
+from funcx.sdk.render import captured, error_text, exception_lines, fill_source, remote_header
+from jupyter_ext.cellfuture import CellFuture
 
 QUIET_WAIT_S = 1.0  # wait this long before showing a progress bar
+SUBMIT_WAIT_S = 30.0  # --no-wait: wait at most this long for the task id (one request)
 
 HELP = """%funcx endpoint [NAME|ID]       show or set the notebook's default endpoint
 %funcx endpoints                 your endpoints, with status
@@ -29,45 +33,71 @@ HELP = """%funcx endpoint [NAME|ID]       show or set the notebook's default end
                                  run the cell on the endpoint"""
 
 
+#: the ``%funcx`` commands (for "did you mean")
+COMMANDS = ("endpoint", "endpoints", "whoami", "login", "run", "status", "result", "monitor",
+            "panel")
+
+
+def unknown_options(text: str, flags: dict[str, bool], where: str) -> None:
+    """Refuse ``--words`` that are not options of ``where`` (a UsageError naming them)."""
+    bad = [wd for wd in text.split() if wd.startswith("--") and wd[2:] not in flags]
+    if bad:
+        known = ", ".join(f"--{f}" for f in flags)
+        raise UsageError(f"unknown option {bad[0]} for {where} (its options: {known})")
+
+
 class RemoteError(Exception):
-    """A remote failure, shown as the remote traceback (not a local one)."""
+    """A remote failure, shown as the remote traceback (not a local one):
+    what the task printed, then its frames with source lines, once."""
 
     def __init__(self, text: str, original: BaseException | None = None):
         super().__init__(text.strip().splitlines()[-1] if text.strip() else "remote error")
         self.text, self.original = text, original
+        if original is not None:
+            for stream in ("stdout", "stderr"):  # what a %%funcx cell printed before failing
+                cell = getattr(original, f"cell_{stream}", "")
+                if cell and not captured(original, stream):
+                    try:
+                        setattr(original, stream, cell)
+                    except AttributeError:
+                        pass
 
     def _render_traceback_(self) -> list[str]:  # IPython shows this instead of a local traceback
-        return ["\x1b[31mRemote traceback (from the endpoint):\x1b[0m",
-                *with_cell_source(self.text.rstrip().splitlines())]
+        if self.original is not None:
+            return without_cell_runner(exception_lines(self.original, color=True))
+        return [f"\x1b[31m{remote_header()}\x1b[0m",
+                *without_cell_runner(fill_source(self.text.rstrip().splitlines()))]
 
 
-_FRAME = re.compile(r'^  File "(?P<file>[^"]+)", line (?P<line>\d+), in ')
+#: the funcX frame that runs a ``%%funcx`` cell on the endpoint (not the user's)
+_RUNNER_FRAME = re.compile(r'^\s*File "[^"]*(?:cellrun\.py|function run_cell[^"]*)", '
+                           r'line \d+, in run_cell$')
 
 
-def with_cell_source(lines: list[str]) -> list[str]:
-    """Frames of functions defined in notebook cells come back without their
-    source line (the endpoint has no copy of the cell); this kernel has the
-    cell in memory, so fill the line in."""
-    import linecache
-
-    out = []
-    for i, text in enumerate(lines):
-        out.append(text)
-        m = _FRAME.match(text)
-        if m is None:
+def without_cell_runner(lines: list[str]) -> list[str]:
+    """Traceback lines without the frame of :func:`jupyter_ext.cellrun.run_cell`
+    (and its source line): only the cell's own frames are the user's."""
+    out: list[str] = []
+    skip = False
+    for line in lines:
+        if _RUNNER_FRAME.match(line):
+            skip = True
             continue
-        entry = linecache.cache.get(m["file"])
-        if entry and len(entry) == 4 and entry[1] is None \
-                and not (lines[i + 1:] or [""])[0].startswith("    "):
-            source = linecache.getline(m["file"], int(m["line"])).strip()  # in-memory cell
-            if source:
-                out.append(f"    {source}")
+        if skip and line.startswith("    "):
+            continue
+        skip = False
+        out.append(line)
     return out
+
+
+#: kept for callers of the earlier name
+with_cell_source = fill_source
 
 
 def parse_flags(line: str, flags: dict[str, bool]) -> tuple[dict[str, Any], list[str]]:
     """``--name value`` / ``--flag`` options (``flags`` maps names to "takes no
-    value"); the remaining words in order."""
+    value"); the remaining words in order.  A flag without its value is a
+    :class:`UsageError` (one line in the notebook, no traceback)."""
     words = shlex.split(line)
     opts: dict[str, Any] = {}
     rest: list[str] = []
@@ -79,8 +109,8 @@ def parse_flags(line: str, flags: dict[str, bool]) -> tuple[dict[str, Any], list
             if flags[wd[2:]]:
                 opts[name] = True
             else:
-                if i + 1 >= len(words):
-                    raise ValueError(f"{wd} needs a value")
+                if i + 1 >= len(words) or words[i + 1].startswith("--"):
+                    raise UsageError(f"{wd} needs a value")
                 opts[name] = words[i + 1]
                 i += 1
         else:
@@ -100,7 +130,7 @@ def split_call(line: str, flags: dict[str, bool]) -> tuple[dict[str, Any], str]:
                 if not isinstance(ast.parse(line[start:end], mode="eval").body, ast.Call):
                     continue
                 opts, rest = parse_flags(f"{line[:start]} {line[end:]}", flags)
-            except (SyntaxError, ValueError):
+            except (SyntaxError, ValueError, UsageError):
                 continue
             if not rest:
                 return opts, line[start:end]
@@ -143,7 +173,7 @@ class FuncXMagics(Magics):
         if given:
             return self.client.resolve_endpoint(given)
         if self.endpoint_id is None:
-            raise ValueError("no endpoint: use `%funcx endpoint NAME` or --endpoint")
+            raise UsageError("no endpoint: use `%funcx endpoint NAME` or --endpoint")
         return self.endpoint_id
 
     def register(self, fn: Callable) -> str:
@@ -195,7 +225,10 @@ class FuncXMagics(Magics):
         command, rest = words[0], (words[1] if len(words) > 1 else "")
         handler = getattr(self, f"_cmd_{command}", None)
         if handler is None:
-            raise ValueError(f"unknown %funcx command {command!r}\n{HELP}")
+            close = difflib.get_close_matches(command, COMMANDS, n=1)
+            raise UsageError(f"unknown %funcx command {command!r}"
+                             + (f" (did you mean {close[0]!r}?)" if close else "")
+                             + "; `%funcx` alone lists the commands")
         return handler(rest)
 
     def _cmd_endpoint(self, rest: str):
@@ -232,13 +265,16 @@ class FuncXMagics(Magics):
         return f"logged in as {me['user']}"
 
     def _cmd_run(self, rest: str):
-        opts, expr = split_call(rest, {"no-wait": True, "endpoint": False, "timeout": False})
+        flags = {"no-wait": True, "endpoint": False, "timeout": False}
+        opts, expr = split_call(rest, flags)
         try:
             call = ast.parse(expr, mode="eval").body
         except SyntaxError as e:
-            raise ValueError(f"%funcx run needs a call such as f(1, 2): {e.msg}") from None
+            unknown_options(expr, flags, "%funcx run")
+            raise UsageError(f"%funcx run needs a call such as f(1, 2): {e.msg}") from None
         if not isinstance(call, ast.Call):
-            raise ValueError("%funcx run needs a call such as f(1, 2)")  # noqa: TRY004 - usage
+            unknown_options(expr, flags, "%funcx run")
+            raise UsageError("%funcx run needs a call such as f(1, 2)")
         ns = self._user_ns()
         # the user's own expressions, evaluated in their own namespace
         fn = eval(compile(ast.Expression(call.func), "<funcx>", "eval"), ns)
@@ -248,8 +284,9 @@ class FuncXMagics(Magics):
         eid = self._endpoint(opts.get("endpoint"))
         fut = self.executor(eid).submit_to_registered_function(self.register(fn), tuple(args), kwargs)
         if opts.get("no_wait"):
+            fut.submitted.wait(SUBMIT_WAIT_S)  # so that its display shows the task id
             return fut
-        self.wait([fut], float(opts["timeout"]) if "timeout" in opts else None)
+        self.wait([fut], _timeout(opts))
         return self._value(fut)
 
     def _value(self, fut):
@@ -270,7 +307,7 @@ class FuncXMagics(Magics):
     def _cmd_result(self, rest: str):
         tid = rest.strip()
         if not tid:
-            raise ValueError("%funcx result TASK_ID")
+            raise UsageError("%funcx result needs a task id: %funcx result TASK_ID")
         st = self.client.wait([tid])[tid]
         if "exception" in st:
             raise RemoteError(error_text(st["exception"]), st["exception"])
@@ -290,27 +327,51 @@ class FuncXMagics(Magics):
     def _cell(self, line: str, cell: str):
         from jupyter_ext.cellrun import run_cell
 
-        opts, _ = parse_flags(line, {"endpoint": False, "in": False, "out": False,
-                                     "no-wait": True, "timeout": False})
+        flags = {"endpoint": False, "in": False, "out": False, "no-wait": True, "timeout": False}
+        opts, rest = parse_flags(line, flags)
+        if rest:
+            unknown_options(" ".join(rest), flags, "%%funcx")
+            raise UsageError(f"%%funcx takes only options, not {rest[0]!r} "
+                             f"(its options: {', '.join('--' + f for f in flags)})")
         ns = self._user_ns()
         names = [n.strip() for n in opts.get("in", "").split(",") if n.strip()]
         missing = [n for n in names if n not in ns]
         if missing:
-            raise NameError(f"--in names not defined in the notebook: {', '.join(missing)}")
+            raise UsageError(f"--in names not defined in the notebook: {', '.join(missing)}")
         outputs = [n.strip() for n in opts.get("out", "").split(",") if n.strip()]
+        timeout = _timeout(opts)
         eid = self._endpoint(opts.get("endpoint"))
         fut = self.executor(eid).submit_to_registered_function(
             self.register(run_cell), (cell, {n: ns[n] for n in names}, outputs), {})
         if opts.get("no_wait"):
-            return fut
-        self.wait([fut], float(opts["timeout"]) if "timeout" in opts else None)
-        out = self._value(fut)
-        if out["stdout"]:
-            sys.stdout.write(out["stdout"])
-        if out["stderr"]:
-            sys.stderr.write(out["stderr"])
+            fut.submitted.wait(SUBMIT_WAIT_S)  # so that its display shows the task id
+            # its result is what the cell shows; --out names land in the notebook when it is done
+            return CellFuture(fut, outputs, ns)
+        self.wait([fut], timeout)
+        exc = fut.exception()
+        if exc is not None:
+            raise RemoteError(error_text(exc), exc) from None
+        out = fut.result()
+        show_output(out)
         ns.update(out["outputs"])
         if outputs:
             return None
         return out["value"]
 
+
+def _timeout(opts: dict[str, Any]) -> float | None:
+    """The ``--timeout S`` option in seconds (a UsageError if not a number)."""
+    if "timeout" not in opts:
+        return None
+    try:
+        return float(opts["timeout"])
+    except ValueError:
+        raise UsageError(f"--timeout needs a number of seconds, not {opts['timeout']!r}") from None
+
+
+def show_output(out: dict[str, Any]) -> None:
+    """Print what a ``%%funcx`` cell printed on the endpoint, stream by stream."""
+    if out.get("stdout"):
+        sys.stdout.write(out["stdout"])
+    if out.get("stderr"):
+        sys.stderr.write(out["stderr"])

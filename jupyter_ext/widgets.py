@@ -3,7 +3,11 @@
 The monitor is updated from the service's push channel (the task group's
 completion events) by a watcher thread that only sets widget *values*; it
 never writes into an ``Output`` widget, whose output would land in whatever
-cell runs at that moment.  It stops when every task of the group is done.
+cell runs at that moment.  It stops when every task of the group is done and
+every failure's error is known; then the cell's output is replaced (same
+display id) by the final state as static HTML and text, so a notebook saved
+and reopened without its kernel shows the final counts, not a widget that
+can no longer load.
 """
 from __future__ import annotations
 
@@ -14,94 +18,172 @@ from typing import Any
 import ipywidgets as w
 
 from funcx.sdk.progress import GroupProgress
+from funcx.sdk.progress_html import (
+    counts_html,
+    failures_html,
+    function_counts_html,
+    header_html,
+    latest_html,
+    progress_html,
+)
 from funcx.sdk.render import status_color
 
+#: seconds between redraws of the elapsed time and ETA while tasks run
+TICK_S = 1.0
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
-def _when(epoch: Any) -> str:
-    import datetime
 
-    try:
-        return datetime.datetime.fromtimestamp(float(epoch)).strftime("%H:%M:%S")
-    except (TypeError, ValueError):
-        return ""
+class _FunctionBar(w.HBox):
+    """One function's row: its name, a bar, ``done / total`` and failures."""
+
+    def __init__(self, name: str):
+        self.name = w.HTML(f"<b>{html.escape(name)}</b>", layout=w.Layout(width="160px"))
+        self.bar = w.IntProgress(value=0, min=0, max=1, bar_style="info",
+                                 layout=w.Layout(width="320px"))
+        self.text = w.HTML()
+        super().__init__([self.name, self.bar, self.text])
 
 
 class TaskMonitor(w.VBox):
-    """Progress of one task group: a bar (done/total), counts by status, and a
-    table of the latest tasks, updated as results arrive."""
+    """Progress of one task group, as Dask's progress: a bar per function
+    (by name), counts by status, failures grouped by their error with a
+    sample task id, elapsed time and ETA, and the latest tasks; updated as
+    results arrive.  ``progress`` is the bar of the whole group."""
 
     def __init__(self, client: Any, task_group_id: str, rows: int = 10, start: bool = True):
         self.client, self.task_group_id, self.n_rows = client, task_group_id, rows
         self.state = GroupProgress()
-        self.progress = w.IntProgress(value=0, min=0, max=1, description="tasks",
+        self.progress = w.IntProgress(value=0, min=0, max=1, description="all tasks",
                                       bar_style="info", layout=w.Layout(width="60%"))
         self.label = w.HTML()
         self.counts_html = w.HTML()
+        self.functions = w.VBox()
+        self.failures_html = w.HTML()
         self.table = w.HTML()
         self.finished = threading.Event()
         self._stop = threading.Event()
-        self._functions: dict[str, str] = {}
-        super().__init__([w.HBox([self.progress, self.label]), self.counts_html, self.table])
+        self._lock = threading.RLock()
+        self._bars: dict[str, _FunctionBar] = {}
+        self._handles: list[Any] = []  # where this monitor is displayed
+        super().__init__([self.label, w.HBox([self.progress]), self.counts_html,
+                          self.functions, self.failures_html, self.table])
         self.refresh()
-        self._thread = None
-        if start and not self.finished.is_set():
+        self._thread: threading.Thread | None = None
+        if start and not self._complete():
             self._thread = threading.Thread(target=self._watch, daemon=True,
                                             name=f"funcx-monitor-{task_group_id[:8]}")
             self._thread.start()
+            threading.Thread(target=self._tick, daemon=True,
+                             name=f"funcx-monitor-tick-{task_group_id[:8]}").start()
 
     @property
     def counts(self) -> dict[str, int]:
         return self.state.counts()
 
-    def __repr__(self) -> str:  # the text/plain fallback of a saved notebook
-        counts = ", ".join(f"{k}: {v}" for k, v in sorted(self.counts.items()))
-        return (f"TaskMonitor(task group {self.task_group_id}: {self.state.done}/"
-                f"{self.state.total} done; {counts})")
+    def __repr__(self) -> str:  # the text/plain of the display
+        return f"TaskMonitor(task group {self.task_group_id}: {self.state.describe()})"
 
+    # ------------------------------------------------------------- display
+    def final_bundle(self) -> dict[str, str]:
+        """The finished monitor as static output: HTML and plain text."""
+        return {"text/html": progress_html(self.state, self.task_group_id, self.n_rows),
+                "text/plain": repr(self)}
+
+    def _ipython_display_(self) -> None:
+        """Show the live widget under a display id, so the final state can
+        replace it in place (a finished group shows its static state at once)."""
+        from IPython.display import display
+
+        with self._lock:
+            if self._complete():
+                bundle: dict[str, Any] = self.final_bundle()
+            else:
+                bundle = {"text/plain": repr(self),
+                          WIDGET_MIME: {"version_major": 2, "version_minor": 0,
+                                        "model_id": self.model_id}}
+            handle = display(bundle, raw=True, display_id=True)
+            if handle is not None:
+                self._handles.append(handle)
+
+    def _publish_final(self) -> None:
+        """Replace every display of this monitor by its final static state."""
+        with self._lock:
+            bundle = self.final_bundle()
+            for handle in self._handles:
+                handle.update(bundle, raw=True)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the group is done (or ``timeout`` s pass); True if it
+        is.  Also makes sure the final state has replaced the live widget."""
+        done = self.finished.wait(timeout)
+        if done:
+            self._publish_final()
+        return done
+
+    # ---------------------------------------------------------------- data
     def refresh(self) -> None:
         """Reload the group from the service, then redraw."""
         self.state.reload(self.client, self.task_group_id)
+        self.state.resolve_names(self.client)
         self._draw()
+
+    def _complete(self) -> bool:
+        """Finished, with every failure's error known (nothing left to learn)."""
+        return self.state.finished and self.state.errors_known
 
     def _watch(self) -> None:
         try:
             for _ in self.state.follow(self.client, self.task_group_id):
+                self.state.resolve_names(self.client)
                 self._draw()
-                if self.finished.is_set() or self._stop.is_set():
+                if self._complete():
+                    self._publish_final()
+                    return
+                if self._stop.is_set():
                     return
         except Exception as e:  # noqa: BLE001 - the service went away: say so in the widget
-            self.label.value = (f"<span style='color:{status_color('failed')}'>stopped: "
-                                f"{html.escape(str(e))}</span>")
+            self.label.value += (f" · <span style='color:{status_color('failed')}'>stopped: "
+                                 f"{html.escape(str(e))}</span>")
+
+    def _tick(self) -> None:
+        """Keep the elapsed time and ETA moving between results."""
+        while not self._stop.wait(TICK_S) and not self.finished.is_set():
+            self.label.value = header_html(self.state, self.task_group_id)
 
     def stop(self) -> None:
         self._stop.set()
 
     def _draw(self) -> None:
-        s = self.state
-        self.progress.max = max(1, s.total)
-        self.progress.value = s.done
-        failed = s.counts().get("failed", 0)
-        # some failures: warning (the bar still shows how many are done); red only if all failed
-        self.progress.bar_style = ("danger" if failed and failed == s.total else
-                                   "warning" if failed else "success" if s.finished else "info")
-        self.label.value = f"&nbsp;<b>{s.done}</b> / {s.total} done"
-        self.counts_html.value = " ".join(
-            f"<span style='background:{status_color(k)}; color:white; "
-            f"border-radius:3px; padding:0 6px; margin-right:4px'>{html.escape(k)}: {v}</span>"
-            for k, v in sorted(s.counts().items()))
-        rows = "".join(
-            f"<tr style='line-height:1.1'><td><code>{html.escape(r['task_id'][:8])}</code></td>"
-            f"<td><code>{html.escape(str(r.get('function_id') or '')[:8])}</code></td>"
-            f"<td><code>{html.escape(str(r.get('endpoint_id') or '')[:8])}</code></td>"
-            f"<td style='color:{status_color(r.get('status'), 'inherit')}'>"
-            f"{html.escape(str(r.get('status')))}</td>"
-            f"<td>{_when(r.get('completion_t') or r.get('created_at'))}</td></tr>"
-            for r in s.latest(self.n_rows))
-        self.table.value = (
-            "<table style='font-size:12px'><tr><th>task</th><th>function</th><th>endpoint</th>"
-            f"<th>status</th><th>time</th></tr>{rows}</table>")
-        if s.finished:
-            self.finished.set()
+        with self._lock:
+            s = self.state
+            self.progress.max = max(1, s.total)
+            self.progress.value = s.done
+            self.progress.bar_style = _bar_style(s.counts().get("failed", 0), s.done, s.total)
+            self.label.value = header_html(s, self.task_group_id)
+            self.counts_html.value = counts_html(s.counts())
+            for f in s.by_function():
+                row = self._bars.get(f.function_id)
+                if row is None:
+                    row = self._bars[f.function_id] = _FunctionBar(f.name)
+                    self.functions.children = (*self.functions.children, row)
+                row.name.value = f"<b>{html.escape(f.name)}</b>"
+                row.bar.max, row.bar.value = max(1, f.total), f.done
+                row.bar.bar_style = _bar_style(f.failed, f.done, f.total)
+                row.text.value = "&nbsp;" + function_counts_html(f)
+            self.failures_html.value = failures_html(s)
+            self.table.value = latest_html(s, self.n_rows)
+            if self._complete():
+                self.finished.set()
+
+
+def _bar_style(failed: int, done: int, total: int) -> str:
+    """Some failures: warning (the bar still shows how many are done); red
+    only if all failed; green when all succeeded."""
+    if failed and failed == total:
+        return "danger"
+    if failed:
+        return "warning"
+    return "success" if total and done == total else "info"
 
 
 class EndpointPanel(w.VBox):

@@ -3,6 +3,7 @@ python, whatever kernelspecs the machine has), with nbclient."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -11,15 +12,19 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 
 KERNEL_NAME = "funcx-test-python"
+REPO = Path(__file__).resolve().parent.parent
 
 
 def kernel_manager(tmp: Path) -> AsyncKernelManager:
     """A kernel manager whose only kernelspec runs ``sys.executable``."""
     spec_dir = tmp / "kernels" / KERNEL_NAME
     spec_dir.mkdir(parents=True, exist_ok=True)
+    # this checkout's funcx and jupyter_ext first, whatever the venv's install points at
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
     (spec_dir / "kernel.json").write_text(json.dumps({
         "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python (funcX tests)", "language": "python"}))
+        "display_name": "Python (funcX tests)", "language": "python",
+        "env": {"PYTHONPATH": path}}))
     ksm = KernelSpecManager(kernel_dirs=[str(spec_dir.parent)])
     return AsyncKernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=ksm)
 

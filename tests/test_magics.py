@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 
 import nbformat
 import pytest
+from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 from funcx import FuncXExecutor, FuncXFuture
 from funcx.errors import FuncxAPIError
+from jupyter_ext.cellfuture import CellFuture
 from jupyter_ext.magics import FuncXMagics, RemoteError
 from jupyter_ext.widgets import EndpointPanel, TaskMonitor
 
@@ -61,7 +62,7 @@ def test_endpoint_show_and_set(shell, fresh, endpoint):
     res, _ = run(shell, "%funcx endpoints")  # no default needed
     assert res.success
     res, cap = run(shell, "%funcx run len('abc')")
-    assert isinstance(res.error_in_exec, ValueError) and "no endpoint" in str(res.error_in_exec)
+    assert isinstance(res.error_in_exec, UsageError) and "no endpoint" in str(res.error_in_exec)
 
     res, _ = run(shell, "%funcx endpoint pytest-ep")  # by name
     assert fresh.endpoint_id == endpoint
@@ -105,16 +106,38 @@ def test_whoami_and_login(shell, fresh, funcx_home, token, tmp_path, fxc):
         creds.write_bytes(saved)
 
 
-def test_help_and_unknown_subcommand(shell):
+def usage_error(shell, source: str) -> str:
+    """Run a misused magic: it must fail with IPython's one-line UsageError
+    (no traceback of the extension); return that line."""
+    res, cap = run(shell, source)
+    assert type(res.error_in_exec) is UsageError, (source, res.error_in_exec)
+    lines = cap.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("UsageError: "), (source, cap.stderr)
+    assert "Traceback" not in cap.stdout + cap.stderr and "magics.py" not in cap.stdout
+    return lines[0]
+
+
+def test_help_and_usage_errors_are_one_line(shell):
     res, cap = run(shell, "%funcx")
     assert res.success and "%%funcx [--endpoint EP]" in cap.stdout
-    res, _ = run(shell, "%funcx frobnicate 1 2")
-    assert isinstance(res.error_in_exec, ValueError)
-    assert "unknown %funcx command 'frobnicate'" in str(res.error_in_exec)
-    res, _ = run(shell, "%funcx run 1 + 2")
-    assert isinstance(res.error_in_exec, ValueError) and "f(1, 2)" in str(res.error_in_exec)
-    res, _ = run(shell, "%funcx result")
-    assert isinstance(res.error_in_exec, ValueError)
+    assert usage_error(shell, "%funcx rn f(1)") == \
+        "UsageError: unknown %funcx command 'rn' (did you mean 'run'?); " \
+        "`%funcx` alone lists the commands"
+    assert "unknown %funcx command 'frobnicate';" in usage_error(shell, "%funcx frobnicate 1 2")
+    assert "f(1, 2)" in usage_error(shell, "%funcx run 1 + 2")
+    assert usage_error(shell, "%funcx run --in missing") == (
+        "UsageError: unknown option --in for %funcx run "
+        "(its options: --no-wait, --endpoint, --timeout)")
+    assert "--timeout needs a value" in usage_error(shell, "%funcx run len('a') --timeout")
+    assert "--timeout needs a number of seconds, not 'soon'" in \
+        usage_error(shell, "%funcx run len('a') --timeout soon")
+    assert "needs a task id" in usage_error(shell, "%funcx result")
+    assert "unknown option --frobnicate for %%funcx" in usage_error(shell, "%%funcx --frobnicate\n1\n")
+    assert "takes only options, not 'extra'" in usage_error(shell, "%%funcx extra\n1\n")
+    assert "--in names not defined in the notebook: not_here" in \
+        usage_error(shell, "%%funcx --in not_here\n1\n")
+    # a string argument that looks like an option is the call's, not an option
+    assert run(shell, "%funcx run len('--in') --timeout 60")[0].result == 4
 
 
 # ------------------------------------------------------------------------ run
@@ -176,13 +199,13 @@ def test_run_remote_exception_shows_remote_traceback(shell):
     err = res.error_in_exec
     assert isinstance(err, RemoteError) and isinstance(err.original, ZeroDivisionError)
     lines = err._render_traceback_()
-    assert "Remote traceback (from the endpoint)" in lines[0]
+    assert f"Remote traceback (from the endpoint, task {err.original.task_id}):" in lines[0]
     assert "Traceback (most recent call last):" in lines
     assert any(ln.endswith(", line 2, in ratio") for ln in lines)  # the remote frame
     assert "    return 1 / a" in lines  # and the function's line
     assert lines[-1] == "ZeroDivisionError: division by zero"
     # what the notebook shows is that traceback, not a local one through the magics
-    assert "Remote traceback (from the endpoint)" in cap.stdout and "in ratio" in cap.stdout
+    assert "Remote traceback (from the endpoint" in cap.stdout and "in ratio" in cap.stdout
     assert "magics.py" not in cap.stdout and "run_line_magic" not in cap.stdout
 
 
@@ -226,14 +249,33 @@ def test_cell_last_expression(shell):
     assert isinstance(res.result, int) and res.result != os.getpid()
 
 
-def test_cell_no_wait_and_bad_names(shell):
+def test_cell_no_wait_future_shows_task_id_and_its_result_is_the_cells(shell):
     shell.user_ns["seed"] = 3
-    res, _ = run(shell, "%%funcx --in seed --no-wait\nseed * 2\n")
+    res, _ = run(shell, "%%funcx --in seed --no-wait\nprint('doubling')\nseed * 2\n")
     fut = res.result
-    assert isinstance(fut, FuncXFuture)
-    assert fut.result(timeout=60)["value"] == 6
-    res, _ = run(shell, "%%funcx --in not_defined_here\n1\n")
-    assert isinstance(res.error_in_exec, NameError) and "not_defined_here" in str(res.error_in_exec)
+    assert isinstance(fut, CellFuture) and fut.task_id  # the id is known when it is shown
+    data = formats(shell, fut)
+    assert fut.task_id in data["text/plain"] and fut.task_id in data["text/html"]
+    assert fut.result(timeout=60) == 6  # what the cell would have shown, not an internal dict
+    assert fut.stdout == "doubling\n" and fut.stderr == ""
+    data = formats(shell, fut)
+    assert "success" in data["text/html"] and "doubling" in data["text/html"]
+    assert data["text/plain"] == f"<CellFuture task_id={fut.task_id} state=success>"
+    # with --out: the named variables, also put in the notebook once done
+    shell.user_ns.pop("tripled", None)
+    res, _ = run(shell, "%%funcx --in seed --out tripled --no-wait\ntripled = seed * 3\n")
+    assert res.result.result(timeout=60) == {"tripled": 9}
+    assert shell.user_ns["tripled"] == 9
+    # a failing cell: its future raises the remote error, with what it printed
+    res, _ = run(shell, "%%funcx --no-wait\nprint('about to fail')\n1 / 0\n")
+    with pytest.raises(RemoteError) as info:
+        res.result.result(timeout=60)
+    assert isinstance(info.value.original, ZeroDivisionError)
+    assert res.result.stdout == "about to fail\n"
+    assert "about to fail" in formats(shell, res.result)["text/html"]
+
+
+def test_cell_output_never_set(shell):
     res, _ = run(shell, "%%funcx --out never_set\nx = 1\n")
     assert isinstance(res.error_in_exec, RemoteError)
     assert "the cell did not define never_set" in str(res.error_in_exec)
@@ -247,7 +289,11 @@ def test_cell_remote_exception(shell):
     assert '  File "<funcx cell>", line 3, in <module>' in lines
     assert "    values['b']" in lines  # the failing line of the cell
     assert lines[-1] == "KeyError: 'b'"
-    assert "Remote traceback (from the endpoint)" in cap.stdout and "magics.py" not in cap.stdout
+    # what the cell printed comes first, then only the cell's frames (not the runner's)
+    assert lines.index("before the error") < lines.index("Traceback (most recent call last):")
+    assert "--- the task's stdout ---" in lines
+    assert not any("cellrun.py" in ln or "run_cell" in ln for ln in lines)
+    assert "Remote traceback (from the endpoint" in cap.stdout and "magics.py" not in cap.stdout
 
 
 # --------------------------------------------------------- status/result/monitor
@@ -292,49 +338,6 @@ def nap_then(i, s):
 
     time.sleep(s)
     return i
-
-
-def test_monitor_of_a_finished_batch(fxc, endpoint):
-    fid = fxc.register_function(square_or_fail)
-    batch = fxc.create_batch(task_group_id=str(uuid.uuid4()))
-    for i in range(7):
-        batch.add(i, endpoint_id=endpoint, function_id=fid)
-    ids = fxc.batch_run(batch)
-    fxc.wait(ids, timeout=60)  # pushed completion: all 7 are done now
-
-    mon = TaskMonitor(fxc, batch.task_group_id)
-    assert mon.finished.wait(30)
-    assert mon.progress.value == 7 == mon.progress.max
-    assert mon.counts == {"success": 5, "failed": 2}
-    assert mon.progress.bar_style == "warning"  # some failed, not all
-    assert "<b>7</b> / 7 done" in mon.label.value
-    assert repr(mon).startswith(f"TaskMonitor(task group {batch.task_group_id}: 7/7 done")
-    assert "failed: 2" in mon.counts_html.value and "success: 5" in mon.counts_html.value
-    assert mon.table.value.count("<tr") == 1 + 7  # header + the latest 7
-    # nothing left to watch: no watcher thread is running
-    assert mon._thread is None or (mon._thread.join(10) is None and not mon._thread.is_alive())
-
-
-def test_monitor_updates_live(fxc, endpoint):
-    fid = fxc.register_function(nap_then)
-    batch = fxc.create_batch(task_group_id=str(uuid.uuid4()))
-    for i in range(6):  # 2 workers: at least three rounds of 0.6 s
-        batch.add(i, 0.6, endpoint_id=endpoint, function_id=fid)
-    ids = fxc.batch_run(batch)
-
-    mon = TaskMonitor(fxc, batch.task_group_id)  # attached before they finish
-    seen: list[int] = []
-    mon.progress.observe(lambda ch: seen.append(ch["new"]), names="value")
-    assert mon.progress.max == 6 and mon.progress.value < 6 and not mon.finished.is_set()
-    assert mon._thread is not None and mon._thread.is_alive()  # watching the push channel
-
-    assert mon.finished.wait(60)
-    assert seen and seen[-1] == 6 == mon.progress.value
-    assert seen == sorted(seen) and len(set(seen)) >= 2  # it moved as results arrived
-    assert mon.counts == {"success": 6} and mon.progress.bar_style == "success"
-    mon._thread.join(10)
-    assert not mon._thread.is_alive()  # stopped once the group finished
-    assert all(fxc.get_task(t)["status"] == "success" for t in ids)
 
 
 def test_endpoint_panel(fxc, endpoint):
@@ -413,10 +416,14 @@ def test_magics_in_a_real_kernel(endpoint, tmp_path):
                "%funcx endpoint pytest-ep",
                "def f(a, b):\n    return a + b",
                "%funcx run f(2, 3)",
-               "def g(a):\n    return 1 / a",
-               "%funcx run g(0)"]
+               "def g(a):\n    print('dividing by', a)\n    return 1 / a",
+               "%funcx run g(0)",
+               "%funcx rn g(0)",
+               "fut = %funcx run g(0) --no-wait\nfut.exception(timeout=60)\nfut",
+               "fut.result()"]
     nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
-    nb.cells[-1].metadata["tags"] = ["raises-exception"]  # the one expected error
+    for i in (6, 7, 9):
+        nb.cells[i].metadata["tags"] = ["raises-exception"]  # the expected errors
     execute(nb, tmp_path, tmp_path)
     texts = cell_texts(nb)
     assert texts[0].strip() == sys.executable  # the kernel runs this venv's python
@@ -426,6 +433,20 @@ def test_magics_in_a_real_kernel(endpoint, tmp_path):
     err = [o for o in nb.cells[6].outputs if o.output_type == "error"]
     assert len(err) == 1 and err[0].ename == "RemoteError"
     tb = "\n".join(err[0].traceback)
-    assert "Remote traceback (from the endpoint)" in tb
+    assert "Remote traceback (from the endpoint, task " in tb
     assert ", in g" in tb and "return 1 / a" in tb and "ZeroDivisionError" in tb
     assert "magics.py" not in tb
+    # a misspelt command: one line, no traceback
+    assert [(o.output_type, o.get("name"), o.get("text", "").count("\n")) for o in
+            nb.cells[7].outputs] == [("stream", "stderr", 1)]
+    assert nb.cells[7].outputs[0].text.startswith("UsageError: unknown %funcx command 'rn' "
+                                                  "(did you mean 'run'?)")
+    # a failed future: its HTML names the error once; .result() shows the remote frames only
+    html = "".join(o.data.get("text/html", "") for o in nb.cells[8].outputs
+                   if o.output_type == "execute_result")
+    assert "ZeroDivisionError: division by zero" in html and "ZeroDivisionError: Zero" not in html
+    err = [o for o in nb.cells[9].outputs if o.output_type == "error"]
+    assert len(err) == 1 and err[0].ename == "ZeroDivisionError"
+    tb = "\n".join(err[0].traceback)
+    assert "return 1 / a" in tb and tb.count("ZeroDivisionError: division by zero") == 1
+    assert "concurrent" not in tb and "_base.py" not in tb and "executor.py" not in tb

@@ -1,8 +1,15 @@
 """Progress of one task group (pure logic, no widget, no terminal): its tasks,
-counts by status, the latest finished ones.  The ``funcx task watch`` table,
-the notebook ``TaskMonitor`` and ``%funcx status GROUP`` all show this."""
+counts by status and by function, failures grouped by their error, elapsed
+time and an ETA.  The ``funcx task watch`` table, the notebook
+``TaskMonitor`` and ``%funcx status GROUP`` all show this.
+
+Only :meth:`GroupProgress.reload`, :meth:`GroupProgress.follow` and
+:meth:`GroupProgress.resolve_names` talk to the service; everything else
+folds rows in and reads them out, so it is testable on plain dicts.
+"""
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -12,6 +19,60 @@ from funcx.protocol.states import TERMINAL_VALUES
 
 #: tasks of a group loaded at once (``GET /v2/tasks`` limit)
 GROUP_TASKS_LIMIT = 10_000
+#: the longest error text kept per task (a failure group's key)
+ERROR_TEXT_MAX = 300
+
+
+def error_line(text: str | None) -> str:
+    """The line that names a failure: the last non-empty line of a remote
+    traceback (``ValueError: too noisy``), cut to :data:`ERROR_TEXT_MAX`."""
+    lines = [ln.strip() for ln in str(text or "").splitlines() if ln.strip()]
+    line = lines[-1] if lines else "unknown error"
+    return line if len(line) <= ERROR_TEXT_MAX else line[:ERROR_TEXT_MAX - 1] + "…"
+
+
+def _epoch(value: Any) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def format_seconds(seconds: float | None) -> str:
+    """``42 s``, ``3:07``, ``1:02:05``; ``—`` when unknown."""
+    if seconds is None:
+        return "—"
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s} s"
+    h, rest = divmod(s, 3600)
+    m, sec = divmod(rest, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+@dataclass(frozen=True)
+class FunctionProgress:
+    """One function's tasks in the group: one progress bar."""
+
+    function_id: str
+    name: str
+    total: int
+    done: int
+    counts: dict[str, int]
+
+    @property
+    def failed(self) -> int:
+        return self.counts.get("failed", 0)
+
+
+@dataclass(frozen=True)
+class FailureGroup:
+    """Failed tasks that share one error (type and message)."""
+
+    error: str
+    count: int
+    sample_task_id: str
+    function: str
 
 
 @dataclass
@@ -20,6 +81,7 @@ class GroupProgress:
     task list and its pushed completion events."""
 
     rows: dict[str, dict] = field(default_factory=dict)  # task id -> summary row
+    names: dict[str, str] = field(default_factory=dict)  # function id -> function name
 
     @classmethod
     def of(cls, client: Any, task_group_id: str) -> GroupProgress:
@@ -33,25 +95,57 @@ class GroupProgress:
         self.load(client.list_tasks(task_group_id=task_group_id, limit=GROUP_TASKS_LIMIT))
 
     def load(self, rows: list[dict]) -> None:
-        """Fold in summary rows (``FuncXClient.list_tasks``)."""
+        """Fold in summary rows (``FuncXClient.list_tasks``); what pushed
+        documents told us already (an error, a completion time) is kept."""
         for r in rows:
-            self.rows[r["task_id"]] = dict(r)
+            row = self.rows.setdefault(r["task_id"], {})
+            known_terminal = row.get("status") in TERMINAL_VALUES
+            for k, v in r.items():
+                if v is None or (k == "status" and known_terminal):
+                    continue
+                row[k] = v
+            if row.get("error_type") and not row.get("error"):  # a listing's own error column
+                row["error"] = str(row["error_type"])
 
-    def apply(self, docs: list[dict]) -> None:
-        """Fold in task documents pushed by the service."""
+    def apply(self, docs: list[dict]) -> list[str]:
+        """Fold in task documents pushed by the service; return the ids of
+        tasks not seen before (their function is not known until a reload)."""
+        new = []
         for d in docs:
+            if d["task_id"] not in self.rows:
+                new.append(d["task_id"])
             row = self.rows.setdefault(d["task_id"], {"task_id": d["task_id"]})
             row["status"] = d.get("status", row.get("status"))
             if d.get("completion_t"):
                 row["completion_t"] = d["completion_t"]
+            if row["status"] == "failed":
+                row["error"] = error_line(d.get("exception") or d.get("reason"))
+            for k in ("function_id", "endpoint_id", "created_at"):
+                if d.get(k) and not row.get(k):
+                    row[k] = d[k]
+        return new
 
     def follow(self, client: Any, task_group_id: str) -> Iterator[GroupProgress]:
         """Yield this progress each time completions are pushed (long-poll),
-        forever; stop iterating when done (see :attr:`all_done`)."""
+        forever; stop iterating when done (see :attr:`all_done`).  The first
+        answer holds every completion so far (with the failures' errors)."""
         for docs in client.watch_task_group(task_group_id):
-            self.apply(docs)
+            if self.apply(docs):  # tasks added since the last listing: learn their functions
+                self.reload(client, task_group_id)
             yield self
 
+    def resolve_names(self, client: Any) -> None:
+        """Look up the names of functions not named yet (one request each;
+        a function you may not read keeps its short id)."""
+        for fid in {r.get("function_id") for r in self.rows.values()} - set(self.names):
+            if not fid:
+                continue
+            try:
+                self.names[fid] = client.get_function(fid).get("function_name") or fid[:8]
+            except Exception:  # noqa: BLE001 - any failure: show the id instead
+                self.names[fid] = fid[:8]
+
+    # ------------------------------------------------------------ read out
     @property
     def total(self) -> int:
         return len(self.rows)
@@ -71,6 +165,11 @@ class GroupProgress:
         """Every known task terminal (true of a group with no tasks: nothing to wait for)."""
         return self.done == self.total
 
+    @property
+    def errors_known(self) -> bool:
+        """Every failed task's error is known (a listing alone does not carry it)."""
+        return all(r.get("error") for r in self.rows.values() if r.get("status") == "failed")
+
     def counts(self) -> dict[str, int]:
         return dict(Counter(r.get("status", "unknown") for r in self.rows.values()))
 
@@ -78,9 +177,93 @@ class GroupProgress:
         """``{"total", "done", <status>: count, ...}``."""
         return {"total": self.total, "done": self.done, **self.counts()}
 
+    def function_name(self, function_id: str | None) -> str:
+        """The function's name where known, else its short id (``?`` if none)."""
+        if not function_id:
+            return "?"
+        return self.names.get(function_id) or function_id[:8]
+
+    def by_function(self) -> list[FunctionProgress]:
+        """One entry per function, in the order the functions first appear."""
+        groups: dict[str, list[dict]] = {}
+        for r in self.rows.values():
+            groups.setdefault(r.get("function_id") or "", []).append(r)
+        out = []
+        for fid, rows in groups.items():
+            counts = dict(Counter(r.get("status", "unknown") for r in rows))
+            out.append(FunctionProgress(
+                function_id=fid, name=self.function_name(fid), total=len(rows),
+                done=sum(r.get("status") in TERMINAL_VALUES for r in rows), counts=counts))
+        return out
+
+    def failures(self) -> list[FailureGroup]:
+        """Failed tasks grouped by error text, the commonest first, each with
+        a sample task id to look at (``funcx task result ID``)."""
+        groups: dict[str, list[dict]] = {}
+        for r in self.rows.values():
+            if r.get("status") == "failed":
+                groups.setdefault(r.get("error") or "(error not loaded yet)", []).append(r)
+        out = [FailureGroup(error=err, count=len(rows), sample_task_id=rows[0]["task_id"],
+                            function=self.function_name(rows[0].get("function_id")))
+               for err, rows in groups.items()]
+        return sorted(out, key=lambda g: (-g.count, g.error))
+
+    def started(self) -> float | None:
+        """When the group's first task was submitted (epoch seconds), if known."""
+        times = [t for t in (_epoch(r.get("created_at")) for r in self.rows.values())
+                 if t is not None]
+        return min(times) if times else None
+
+    def ended(self) -> float | None:
+        """When the group's last task finished, once all have."""
+        if not self.finished:
+            return None
+        times = [t for t in (_epoch(r.get("completion_t")) for r in self.rows.values())
+                 if t is not None]
+        return max(times) if times else None
+
+    def elapsed(self, now: float | None = None) -> float | None:
+        """Seconds from the first submit to the last completion (or to ``now``)."""
+        start = self.started()
+        if start is None:
+            return None
+        end = self.ended() or (time.time() if now is None else now)
+        return max(0.0, end - start)
+
+    def eta(self, now: float | None = None) -> float | None:
+        """Seconds until every task is done, at the rate they have finished so
+        far; 0 once finished; None before the first one finishes."""
+        if self.finished:
+            return 0.0
+        elapsed = self.elapsed(now)
+        if not self.done or not elapsed:
+            return None
+        return (self.total - self.done) * elapsed / self.done
+
     def latest(self, n: int = 10) -> list[dict]:
         """The ``n`` most recently finished (or created) tasks, newest first."""
         def key(r: dict) -> float:
             return float(r.get("completion_t") or r.get("created_at") or 0)
 
         return sorted(self.rows.values(), key=key, reverse=True)[:n]
+
+    def duration(self, row: dict) -> float | None:
+        """A finished task's time from submit to completion."""
+        start, end = _epoch(row.get("created_at")), _epoch(row.get("completion_t"))
+        return None if start is None or end is None else max(0.0, end - start)
+
+    def describe(self, now: float | None = None) -> str:
+        """The state as plain text: a line per function, the failures, the
+        time (what a notebook saved without its kernel shows)."""
+        head = f"{self.done}/{self.total} done"
+        elapsed = self.elapsed(now)
+        if elapsed is not None:
+            head += f" in {format_seconds(elapsed)}" if self.finished else \
+                f", elapsed {format_seconds(elapsed)}, ETA {format_seconds(self.eta(now))}"
+        lines = [head]
+        for f in self.by_function():
+            extra = ", ".join(f"{v} {k}" for k, v in sorted(f.counts.items()))
+            lines.append(f"  {f.name}: {f.done}/{f.total} ({extra})")
+        for g in self.failures():
+            lines.append(f"  {g.count} × {g.error}  (e.g. task {g.sample_task_id})")
+        return "\n".join(lines)

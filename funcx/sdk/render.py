@@ -1,7 +1,14 @@
-"""How task and endpoint states look, defined once for every front end: the
-colour of each status (HTML for notebooks, a terminal colour for the CLI) and
-the text that explains a failed task."""
+"""How task and endpoint states and task failures look, defined once for every
+front end: the colour of each status (HTML for notebooks, a terminal colour
+for the CLI) and the display of a failed task — its remote traceback, with
+the source lines this side can supply, shown once and without local plumbing
+frames, after what the task printed.  ``%funcx run``, ``future.result()`` in
+a notebook or a script, the HTML reprs and ``funcx task result`` all use it."""
 from __future__ import annotations
+
+import linecache
+import re
+from typing import Any
 
 #: status -> HTML colour (notebook reprs, the task monitor, the endpoint panel)
 STATUS_COLORS: dict[str, str] = {
@@ -16,6 +23,11 @@ STATUS_TERMINAL_COLORS: dict[str, str] = {
     "success": "green", "failed": "red", "cancelled": "yellow", "running": "cyan",
 }
 
+#: how the first line of a failed task's display begins
+REMOTE_HEADER = "Remote traceback (from the endpoint"
+_RED, _RESET = "\x1b[31m", "\x1b[0m"
+_FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in ')
+
 
 def status_color(status: str | None, default: str = DEFAULT_COLOR) -> str:
     """The HTML colour of ``status``."""
@@ -27,8 +39,111 @@ def status_terminal_color(status: str | None) -> str | None:
     return STATUS_TERMINAL_COLORS.get(str(status))
 
 
+def fill_source(lines: list[str]) -> list[str]:
+    """Traceback lines with each frame's source line where the endpoint could
+    not give one (a function defined in a notebook cell or in a script the
+    endpoint has no copy of) and this side has it: cells are in memory here
+    (``linecache``), scripts on disk."""
+    out = []
+    for i, text in enumerate(lines):
+        out.append(text)
+        m = _FRAME.match(text)
+        if m is None:
+            continue
+        indent = " " * (len(text) - len(text.lstrip()) + 2)
+        following = (lines[i + 1:] or [""])[0]
+        if following.startswith(indent) and not _FRAME.match(following):
+            continue  # the endpoint sent the line
+        source = linecache.getline(m["file"], int(m["line"])).strip()
+        if source:
+            out.append(indent + source)
+    return out
+
+
+def remote_text(exc: BaseException) -> str | None:
+    """The remote traceback text an exception carries, if it came from a task."""
+    text = getattr(exc, "remote_traceback", None) or getattr(exc, "remote_data", None)
+    return str(text) if text else None
+
+
+def captured(exc: Any, stream: str) -> str:
+    """What the task wrote to ``stream`` (``stdout``/``stderr``), as text."""
+    value = getattr(exc, stream, "") or ""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return value if isinstance(value, str) else ""
+
+
+def error_summary(exc: BaseException) -> str:
+    """One line naming the failure, ``ValueError: too noisy`` (never the
+    type twice): the remote traceback's last line, else ``Type: message``."""
+    text = remote_text(exc)
+    lines = [ln for ln in (text or "").splitlines() if ln.strip()]
+    if lines:
+        return lines[-1].strip()
+    message = str(exc).strip()
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
 def error_text(exc: BaseException) -> str:
     """What to show for a failed task: the remote traceback where the endpoint
-    sent one, else ``Type: message``."""
-    text = getattr(exc, "remote_traceback", None) or getattr(exc, "remote_data", None)
-    return (text or f"{type(exc).__name__}: {exc}").rstrip()
+    sent one (with the source lines this side can add), else ``Type: message``."""
+    text = remote_text(exc)
+    if not text:
+        return error_summary(exc)
+    return "\n".join(fill_source(text.rstrip().splitlines()))
+
+
+def output_lines(exc: Any) -> list[str]:
+    """What the task printed before it failed, under a heading per stream."""
+    out: list[str] = []
+    for stream in ("stdout", "stderr"):
+        text = captured(exc, stream)
+        if text.strip():
+            out += [f"--- the task's {stream} ---", *text.rstrip("\n").splitlines()]
+    return out
+
+
+def remote_header(task_id: str | None = None) -> str:
+    """``Remote traceback (from the endpoint, task ID):``."""
+    return REMOTE_HEADER + (f", task {task_id}" if task_id else "") + "):"
+
+
+def exception_lines(exc: BaseException, color: bool = False) -> list[str]:
+    """The display of a failed task: a heading (with its task id), what it
+    printed, then its remote traceback — once, with source lines, and none of
+    this side's frames (``concurrent.futures``, funcX's own)."""
+    head = remote_header(getattr(exc, "task_id", None))
+    return [f"{_RED}{head}{_RESET}" if color else head, *output_lines(exc),
+            *error_text(exc).splitlines()]
+
+
+class RemoteTracebackDisplay:
+    """IPython shows ``exc._render_traceback_()`` instead of its own
+    traceback: set on a task's exception, the notebook shows the remote
+    traceback (:func:`exception_lines`) rather than the local frames that
+    re-raised it.  A plain object, so the exception still pickles."""
+
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+    def __call__(self) -> list[str]:
+        return exception_lines(self.exc, color=True)
+
+
+def attach_display(exc: BaseException, task_id: str | None = None) -> BaseException:
+    """Make ``exc`` (a task's failure) show as :func:`exception_lines` in
+    IPython and remember its task id; returned for chaining."""
+    try:
+        if task_id and not getattr(exc, "task_id", None):
+            exc.task_id = task_id  # type: ignore[attr-defined]
+        exc._render_traceback_ = RemoteTracebackDisplay(exc)  # type: ignore[attr-defined]
+    except AttributeError:  # an exception type with __slots__: the plain display
+        pass
+    return exc
+
+
+def remote_note(exc: BaseException) -> str:
+    """The note a script's traceback prints after the exception: what the
+    task printed and its remote traceback with source lines."""
+    return "\n".join(["", *exception_lines(exc)])

@@ -8,7 +8,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from funcx.sdk.render import status_color
+from funcx.sdk.render import error_summary, error_text, output_lines, status_color
 
 
 @cache
@@ -27,16 +27,29 @@ def esc(value: Any, limit: int = 200) -> str:
     return html.escape(text)
 
 
+def exception_html(exc: BaseException) -> str:
+    """A failed task: its error in one line (``ValueError: too noisy``), then,
+    folded, what it printed and its remote traceback with source lines."""
+    detail = "\n".join([*output_lines(exc), *error_text(exc).splitlines()])
+    return (f"<details><summary style='color:#c62828; cursor:pointer'><code>"
+            f"{esc(error_summary(exc), 400)}</code></summary>"
+            f"<pre style='margin:2px 0 0 0; font-size:12px'>{esc(detail, 20_000)}</pre></details>")
+
+
 def task_html(kind: str, task_id: str | None, status: str, result: Any = None,
-              exception: BaseException | None = None, done: bool = False) -> str:
+              exception: BaseException | None = None, done: bool = False,
+              output: str = "") -> str:
+    """A task (or future) as HTML: id, status badge, and its result, or its
+    error (:func:`exception_html`); ``output`` is what it printed, if shown."""
     if exception is not None:
-        first = (getattr(exception, "remote_traceback", None) or str(exception)).strip()
-        last = type(exception).__name__ + ": " + first.splitlines()[-1] if first else ""
-        body = f"<pre style='color:#c62828; margin:0'>{esc(last, 400)}</pre>"
+        body = exception_html(exception)
     elif done:
         body = f"result: <code>{esc(result)}</code>"
     else:
         body = "waiting for the result…"
+    if output.strip() and exception is None:
+        body += (f"<pre style='margin:2px 0 0 0; font-size:12px; color:#555'>"
+                 f"{esc(output.rstrip(), 20_000)}</pre>")
     return render("task", kind=kind, task_id=html.escape(str(task_id or "(not yet submitted)")),
                   status=html.escape(status), color=status_color(status), body=body)
 
