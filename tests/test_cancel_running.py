@@ -261,6 +261,27 @@ def test_an_executor_future_of_a_running_task_is_cancelled(fxc, cancel_ep, tmp_p
     assert fut.cancel() is True  # still cancelled; nothing asked again
 
 
+def test_the_cli_cancels_a_running_task(fxc, fns, cancel_ep, tmp_path):
+    """``funcx task cancel ID`` on a running task: reported cancelled (exit 0),
+    its worker killed; again: not cancelled, it had finished (exit 1)."""
+    import subprocess
+    import sys
+
+    started = tmp_path / "started"
+    tid = fxc.run(str(started), 600, endpoint_id=cancel_ep, function_id=fns["sleeper"])
+    pid = int(read_when_written(started))
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "funcx_cli.main", *args],
+                              capture_output=True, text=True, timeout=120, env=dict(os.environ))
+
+    p = cli("task", "cancel", tid)
+    assert p.returncode == 0 and f"{tid}: cancelled" in p.stdout, (p.stdout, p.stderr)
+    assert wait_until(lambda: gone(pid), 30), "the worker of a task cancelled by the CLI lives on"
+    p = cli("task", "cancel", tid)
+    assert p.returncode == 1 and "not cancelled" in p.stdout, (p.stdout, p.stderr)
+
+
 def test_workers_lead_their_own_process_group(cancel_ep):
     """What makes a kill reach a function's children: each worker is its own
     process group."""
