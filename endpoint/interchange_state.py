@@ -74,6 +74,13 @@ a manager keeps each result until the interchange's heartbeat acknowledges it
 ``Register.results_base``) and sends the unacknowledged ones again after it
 registers; refusal of a second result keeps the count exact.
 
+Cancellation (issue 16): ``CancelRequested`` drops a task wherever it is —
+queued here, held back for a lost manager, or booked to a manager, which is
+told to kill it (``SendCancel``) and gets its credit back at once; a later
+result for it is refused as not dispatched to its sender.  An id not here yet
+is remembered (bounded), so the task is dropped when it arrives, and a
+manager that claims it when it registers is told to kill it.
+
 The events and instructions are defined in :mod:`endpoint.interchange_events`
 (re-exported here).
 
