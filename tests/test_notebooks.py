@@ -54,7 +54,8 @@ def test_tutorial_notebook(run_notebook):
 
 
 def test_executor_notebook(run_notebook):
-    texts = cell_texts(run_notebook("02_executor.ipynb"))
+    nb = run_notebook("02_executor.ipynb")
+    texts = cell_texts(nb)
     everything = "\n".join(texts)
     assert re.search(r"^14$", everything, re.M)
     assert "FuncXFuture" in texts[2] and "success" in texts[2]  # the future's repr
@@ -62,7 +63,15 @@ def test_executor_notebook(run_notebook):
     assert sorted(arrival) == [0, 1, 4, 9, 16, 25] and arrival[-1] == 0  # the slow one last
     assert "97 takes the most steps: 118" in everything
     assert "caught ZeroDivisionError: division by zero" in everything
-    assert "remote traceback" in everything and ", in div_by_zero" in everything
+    assert "Remote traceback (from the endpoint, task " in everything
+    assert ", in div_by_zero" in everything
+    # left uncaught: the remote frame with its source line, once, no local plumbing
+    nb_cells = [c for c in nb.cells if c.cell_type == "code"]
+    errors = [o for o in nb_cells[-1].outputs if o.output_type == "error"]
+    assert len(errors) == 1 and errors[0].ename == "ZeroDivisionError"
+    tb = "\n".join(errors[0].traceback)
+    assert "return x / 0" in tb and tb.count("ZeroDivisionError: division by zero") == 1
+    assert "concurrent" not in tb and "_base.py" not in tb
 
 
 def test_magics_monitor_notebook(run_notebook):
@@ -75,10 +84,29 @@ def test_magics_monitor_notebook(run_notebook):
     assert "multiplying on" in next(t for s, t in by_source.items() if "--out product" in s)
     assert by_source["product"].strip() == "42"
     assert by_source["%%funcx --in product\nproduct + 1"].strip().endswith("43")
+    # --no-wait: a future that shows its task id; its result is the cell's value
+    later = next(t for s, t in by_source.items() if s.startswith("%%funcx --in x --no-wait"))
+    assert re.search(r"CellFuture task_id=[0-9a-f-]{36}", later)
+    assert by_source[next(s for s in by_source if s.startswith("later = _"))].strip() == \
+        "(36, 'squaring remotely\\n')"
+    # the monitor: once the group is done, its cell holds the final state as HTML and text
     monitor_cell = next(c for c in nb.cells if c.source.startswith("monitor = %funcx monitor"))
-    assert any(WIDGET in o.get("data", {}) for o in monitor_cell.outputs)
-    assert "{'failed': 2, 'success': 22} 24 / 24 done" in "\n".join(texts)
+    assert [WIDGET in o.get("data", {}) for o in monitor_cell.outputs] == [False]
+    final = monitor_cell.outputs[0].data
+    assert "<b>32</b> / 32 done" in final["text/html"]
+    for text in ("simulate", "analyse", "ValueError: unstable parameters",
+                 "KeyError: &#x27;calibration&#x27;"):
+        assert text in final["text/html"], text
+    assert "simulate: 24/24 (2 failed, 22 success)" in final["text/plain"]
+    assert "2 × ValueError: unstable parameters" in final["text/plain"]
+    assert "{'failed': 3, 'success': 29} 32 / 32 done" in "\n".join(texts)
     status = by_source["%funcx status $group"]
-    assert "'total': 24" in status and "'done': 24" in status
+    assert "'total': 32" in status and "'done': 32" in status
+    # the remote exception at the end: the function's line, once, no local frames
+    errors = [o for o in nb.cells[-1].outputs if o.output_type == "error"]
+    assert len(errors) == 1 and errors[0].ename == "RemoteError"
+    tb = "\n".join(errors[0].traceback)
+    assert 'raise ValueError(f"gain {gain} saturates the detector")' in tb
+    assert tb.count("ValueError: gain 3 saturates the detector") == 1 and "magics.py" not in tb
     panel = next(c for c in nb.cells if c.source.strip() == "%funcx endpoints")
     assert any(WIDGET in o.get("data", {}) for o in panel.outputs)
