@@ -7,6 +7,13 @@ import sys
 
 import typer
 
+from funcx_cli.errors import FAILED, NOT_FOUND, UNREACHABLE, USAGE
+from funcx_cli.version import show_version
+
+#: the state words of both CLIs: the daemon's own words (the funcX manual's
+#: Active / Inactive / Initialized) as ``funcx endpoint list`` says them
+STATE_WORDS = {"Active": "online", "Inactive": "offline", "Initialized": "initialized"}
+
 app = typer.Typer(help="Manage funcX endpoints on this machine.\n\n"
                        "Example: funcx-endpoint configure laptop && funcx-endpoint start laptop\n\n"
                        "Managers may also be started by hand on compute nodes: "
@@ -15,9 +22,45 @@ app = typer.Typer(help="Manage funcX endpoints on this machine.\n\n"
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
 
 
-def _fail(msg: str, code: int = 1) -> None:
+def _fail(msg: str, code: int = FAILED) -> None:
+    """``Error: msg`` on stderr, exit ``code`` (the codes of ``funcx_cli.errors``)."""
     typer.echo(f"Error: {msg}", err=True)
     raise typer.Exit(code)
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", is_eager=True,
+                                      callback=lambda v: show_version("funcx-endpoint", v),
+                                      help="print the version and exit")) -> None:
+    """Manage funcX endpoints on this machine."""
+
+
+def _state(raw: str) -> str:
+    """A daemon state in the words both CLIs use (online, offline, initialized)."""
+    return STATE_WORDS.get(raw, raw.lower())
+
+
+def _choices() -> str:
+    """The endpoints configured here with their states, for error messages."""
+    from endpoint.daemon import list_endpoints
+
+    rows = list_endpoints()
+    return ", ".join(f"{r['name']} ({_state(r['status'])})" for r in rows) or "none"
+
+
+def _existing(name: str):
+    """The directory of configured endpoint ``name``; exit 2 for a bad name,
+    3 (listing the choices) for one not configured here."""
+    from endpoint.paths import BadEndpointName, EndpointDir
+
+    try:
+        ep = EndpointDir(name)
+    except BadEndpointName as e:
+        _fail(str(e), USAGE)
+    if not ep.path.exists():
+        _fail(f"no endpoint named {name!r} is configured here (configured: {_choices()})",
+              NOT_FOUND)
+    return ep
 
 
 @app.command()
@@ -47,7 +90,7 @@ def init() -> None:
         # the identity `start` uses: client credentials if set, else the stored token
         me = WebClient(url, default_login_manager(url).get_token).get("/v2/whoami")
     except FuncxError as e:
-        _fail(f"{home} is ready, but the service is not usable: {e}", 5)
+        _fail(f"{home} is ready, but the service is not usable: {e}", UNREACHABLE)
     typer.echo(f"{home} is ready; service {url}, logged in as {me['username']}.\n"
                "Next: funcx-endpoint configure NAME && funcx-endpoint start NAME")
 
@@ -66,13 +109,13 @@ def configure(name: str = typer.Argument("default", help="endpoint name"),
     try:
         ep = EndpointDir(name)
     except BadEndpointName as e:
-        _fail(str(e), 2)
+        _fail(str(e), USAGE)
     if ep.exists():
         _fail(f"endpoint {name!r} is already configured at {ep.config_file}")
     try:
         write_template(ep.config_file, name, workers, template)
     except ValueError as e:
-        _fail(str(e), 2)
+        _fail(str(e), USAGE)
     typer.echo(f"Created {ep.config_file}\nStart it with: funcx-endpoint start {name}")
 
 
@@ -93,7 +136,7 @@ def start(name: str = typer.Argument("default", help="endpoint name")) -> None:
     try:
         ep = EndpointDir(name)
     except BadEndpointName as e:
-        _fail(str(e), 2)
+        _fail(str(e), USAGE)
     if not ep.exists():
         # the manual (2.4): start creates the profile; edit it, then start again
         write_template(ep.config_file, name)
@@ -123,20 +166,37 @@ def _echo_config_warnings(name: str) -> None:
 
 
 @app.command()
-def stop(name: str = typer.Argument("default", help="endpoint name")) -> None:
+def stop(name: str = typer.Argument(None, help="endpoint name [default: the endpoint "
+                                               "named \"default\", if configured]")) -> None:
     """Stop the endpoint daemon, the managers of its blocks and their workers.
 
+    Without a name it stops the endpoint named "default" (the funcX manual);
+    where there is none, it lists the endpoints configured here (exit 3).
     Managers started by hand (`funcx-endpoint manager`) are left running: they
     keep their tasks and reconnect when the endpoint starts again.
 
     Example: funcx-endpoint stop laptop
     """
+    from endpoint.daemon import list_endpoints
     from endpoint.daemon import stop as stop_daemon
+    from endpoint.paths import EndpointDir
 
+    others: list[str] = []
+    if name is None:
+        running = [r["name"] for r in list_endpoints() if r["status"] == "Active"]
+        if not EndpointDir("default").path.exists():
+            _fail("give the endpoint to stop: funcx-endpoint stop NAME (configured here: "
+                  f"{_choices()})", NOT_FOUND)
+        name = "default"
+        others = [n for n in running if n != name]
+    else:
+        _existing(name)
     if stop_daemon(name):
         typer.echo(f"Endpoint {name} stopped")
     else:
-        typer.echo(f"Endpoint {name} was not running")
+        typer.echo(f"Endpoint {name} was not running"
+                   + (f" (running here: {', '.join(others)}; stop one with "
+                      f"`funcx-endpoint stop NAME`)" if others else ""))
 
 
 @app.command()
@@ -150,6 +210,7 @@ def restart(name: str = typer.Argument("default", help="endpoint name")) -> None
     """
     from endpoint.daemon import stop as stop_daemon
 
+    _existing(name)
     stop_daemon(name)
     start(name)
 
@@ -189,18 +250,19 @@ def manager_command(name: str = typer.Argument("default", help="endpoint name"),
     try:
         ep = EndpointDir(name)
     except BadEndpointName as e:
-        _fail(str(e), 2)
+        _fail(str(e), USAGE)
     if not ep.exists():
-        _fail(f"endpoint {name!r} is not configured; run `funcx-endpoint configure {name}`", 3)
+        _fail(f"endpoint {name!r} is not configured; run `funcx-endpoint configure {name}`",
+              NOT_FOUND)
     try:
         config = load(ep.config_file)
     except ConfigError as e:
-        _fail(str(e), 2)
+        _fail(str(e), USAGE)
     keys = ep.run_dir / "curve" / MANAGER_FILE
     port = config.interchange_port or saved_port(ep.run_dir / PORT_FILE)
     if not port or not keys.exists():
         _fail(f"endpoint {name!r} has not started yet, so its interchange has no port or "
-              f"keys; run `funcx-endpoint start {name}` once first", 3)
+              f"keys; run `funcx-endpoint start {name}` once first", NOT_FOUND)
     where = plan(config.address, is_local_provider(config.provider))
     argv = _manager_argv(tcp_url(where.advertise, port), str(keys),
                          workers or config.workers_per_node(), config.prefetch_capacity,
@@ -257,11 +319,11 @@ def manager(addr: str = typer.Option(..., "--addr",
     from funcx.defaults import setting
 
     if not addr.startswith("tcp://"):
-        _fail(f"--addr must look like tcp://HOST:PORT, not {addr!r}", 2)
+        _fail(f"--addr must look like tcp://HOST:PORT, not {addr!r}", USAGE)
     period = heartbeat_period or float(setting("HEARTBEAT_PERIOD_S"))
     threshold = heartbeat_threshold or float(setting("HEARTBEAT_THRESHOLD_S"))
     if threshold <= period:
-        _fail("--heartbeat-threshold must exceed --heartbeat-period", 2)
+        _fail("--heartbeat-threshold must exceed --heartbeat-period", USAGE)
     launch = ManagerLaunch(
         addr=addr, workers=workers or os.cpu_count() or 1, curve_keys=keys, block_id=block_id,
         manager_id=manager_id or None, heartbeat_period=period, heartbeat_threshold=threshold,
@@ -279,23 +341,24 @@ def list_(fmt: str = typer.Option("table", "--format", help="table or json")) ->
     """
     from endpoint.daemon import list_endpoints
 
-    rows = list_endpoints()
+    rows = [{**r, "status": _state(r["status"])} for r in list_endpoints()]
     if fmt == "json":
         typer.echo(json.dumps(rows, indent=2))
         return
     if fmt != "table":
-        _fail("--format must be table or json", 2)
+        _fail("--format must be table or json", USAGE)
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    # the columns and words of the funcX manual (2.6 Listing Endpoints): an
-    # endpoint never started has the id "None"
+    # the columns of the funcX manual (2.6 Listing Endpoints), with the state
+    # words of `funcx endpoint list`; an endpoint never started has the id "None"
     table = Table(title="funcX endpoints")
     for col in ("Endpoint Name", "Status", "Endpoint ID"):
         table.add_column(col, no_wrap=True)
-    colors = {"Active": "green", "Inactive": "red", "Initialized": "yellow"}
+    colors = {"online": "green", "offline": "red", "initialized": "yellow"}
     for r in rows:
-        table.add_row(r["name"], f"[{colors[r['status']]}]{r['status']}[/]",
+        table.add_row(Text(r["name"]), Text(r["status"], style=colors.get(r["status"], "")),
                       r["endpoint_id"] or "None")
     width = max([len(r["name"]) for r in rows] + [13]) + 11 + 36 + 10
     Console(width=max(80, width)).print(table)
@@ -311,7 +374,9 @@ def status(name: str = typer.Argument("default", help="endpoint name"),
     from endpoint.daemon import endpoint_info
     from funcx.errors import FuncxError
 
+    _existing(name)
     info = endpoint_info(name)
+    info["status"] = _state(info["status"])
     if info["endpoint_id"]:
         try:
             from funcx.sdk.client import FuncXClient
@@ -347,9 +412,10 @@ def logs(name: str = typer.Argument("default"), lines: int = typer.Option(50, "-
 
     from endpoint.paths import EndpointDir
 
+    _existing(name)
     path = EndpointDir(name).log_file
     if not path.exists():
-        _fail(f"no log at {path}", 3)
+        _fail(f"no log at {path}", NOT_FOUND)
     with open(path, errors="replace") as f:
         sys.stdout.write("".join(f.readlines()[-lines:]))
         sys.stdout.flush()
@@ -373,12 +439,9 @@ def delete(name: str = typer.Argument(..., help="endpoint name"),
 
     from endpoint.daemon import saved_id
     from endpoint.daemon import stop as stop_daemon
-    from endpoint.paths import EndpointDir
     from funcx.errors import FuncxAPIError, FuncxError
 
-    ep = EndpointDir(name)
-    if not ep.path.exists():
-        _fail(f"no endpoint named {name!r}", 3)
+    ep = _existing(name)
     if not yes:
         typer.confirm(f"Delete endpoint {name!r} and its queued tasks?", abort=True)
     stop_daemon(name)
@@ -392,7 +455,7 @@ def delete(name: str = typer.Argument(..., help="endpoint name"),
             if e.http_status != 404:
                 _fail(f"the service refused to delete {eid}: {e.message}")
         except FuncxError as e:
-            _fail(f"cannot reach the service to delete {eid}: {e}", 5)
+            _fail(f"cannot reach the service to delete {eid}: {e}", UNREACHABLE)
     shutil.rmtree(ep.path)
     typer.echo(f"Deleted endpoint {name}" + (f" ({eid})" if eid else ""))
 

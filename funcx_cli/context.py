@@ -43,9 +43,12 @@ def handles_errors(fn: Callable) -> Callable:
             if STATE["debug"]:
                 raise
             from funcx.errors import FuncxError
+            from funcx_cli.ids import IdError
 
             if isinstance(e, FuncxError):
                 fail(_one_line(e), exit_code_for(e))
+            if isinstance(e, IdError):
+                fail(str(e), e.code)
             if isinstance(e, (ValueError, json.JSONDecodeError)):
                 fail(f"{e}", USAGE)
             fail(f"{type(e).__name__}: {e} (run with --debug for details)", FAILED)
@@ -70,7 +73,9 @@ def check_format(fmt: str) -> str:
 
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    """``data`` as indented JSON on stdout (numpy and other values as JSON
+    values: :mod:`funcx_cli.jsonvalues`)."""
+    sys.stdout.write(json.dumps(jsonable(data), indent=2) + "\n")
 
 
 def console(stderr: bool = False):
@@ -87,31 +92,32 @@ def print_document(doc: dict, fmt: str) -> None:
         console().print(table(None, ["Field", "Value"], [[k, v] for k, v in doc.items()]))
 
 
-def table(title: str | None, columns: list[str], rows: list[list[Any]]):
+def table(title: str | None, columns: list[str], rows: list[list[Any]],
+          no_wrap: tuple[str, ...] = ()):
+    """A rich table.  Cells are plain text (``[x]`` shows as ``[x]``: no
+    markup from user data); pass a ``rich.text.Text`` for a styled cell.
+    Columns named in ``no_wrap`` never wrap (ids): they are cut with "…" only
+    when the terminal is too narrow for them."""
     from rich.table import Table
+    from rich.text import Text
 
-    t = Table(title=title, show_lines=False)
+    t = Table(title=Text(title) if title else None, show_lines=False)
     for c in columns:
-        t.add_column(c, overflow="fold")
+        if c in no_wrap:
+            t.add_column(c, no_wrap=True, overflow="ellipsis")
+        else:
+            t.add_column(c, overflow="fold")
     for r in rows:
-        t.add_row(*["" if v is None else str(v) for v in r])
+        t.add_row(*[v if isinstance(v, Text) else Text("" if v is None else str(v))
+                    for v in r])
     return t
 
 
-def parse_value(text: str) -> Any:
-    """A CLI argument: JSON where it parses, else the string itself."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
 def jsonable(value: Any) -> Any:
-    try:
-        json.dumps(value)
-        return value
-    except (TypeError, ValueError):
-        return repr(value)
+    """``value`` as JSON values (numpy arrays as lists, never a cut repr)."""
+    from funcx_cli.jsonvalues import to_json_value
+
+    return to_json_value(value)
 
 
 def when(epoch: Any) -> str:
@@ -124,9 +130,10 @@ def when(epoch: Any) -> str:
         return ""
 
 
-def styled_status(status: str) -> str:
-    """``status`` in its colour (``funcx.sdk.render``), as rich markup."""
+def styled_status(status: str):
+    """``status`` in its colour (``funcx.sdk.render``), as a ``rich.text.Text``."""
+    from rich.text import Text
+
     from funcx.sdk.render import status_terminal_color
 
-    style = status_terminal_color(status)
-    return f"[{style}]{status}[/]" if style else status
+    return Text(status, style=status_terminal_color(status) or "")

@@ -40,10 +40,13 @@ def list_(all_: bool = typer.Option(False, "--all", help="include public endpoin
     if fmt == "json":
         print_json(rows)
         return
+    from rich.text import Text
+
     console().print(table(None, ["Name", "Endpoint ID", "Status", "Workers", "Outstanding"],
                           [[r["name"], r["endpoint_id"],
-                            f"[{'green' if r['status'] == 'online' else 'red'}]{r['status']}[/]",
-                            r["workers"], r["outstanding_tasks"]] for r in rows]))
+                            Text(r["status"], style="green" if r["status"] == "online" else "red"),
+                            r["workers"], r["outstanding_tasks"]] for r in rows],
+                          no_wrap=("Endpoint ID",)))
 
 
 @app.command()
@@ -81,9 +84,9 @@ def status(endpoint: str = typer.Argument(..., help="endpoint id or name"),
         print_json(st)
         return
     d = st["details"]
-    console().print(f"{st['status']}: {d.get('managers', 0)} manager(s), "
-                    f"{d.get('total_workers', 0)} worker(s) ({d.get('idle_workers', 0)} idle), "
-                    f"{d.get('outstanding_tasks', 0)} outstanding task(s)")
+    typer.echo(f"{st['status']}: {d.get('managers', 0)} manager(s), "
+               f"{d.get('total_workers', 0)} worker(s) ({d.get('idle_workers', 0)} idle), "
+               f"{d.get('outstanding_tasks', 0)} outstanding task(s)")
     _print_problems(d.get("problems") or [])
 
 

@@ -1,9 +1,9 @@
-"""``funcx run``, ``funcx map`` and ``funcx task status|result|cancel|list|watch``."""
+"""``funcx task status|result|cancel|list|watch|logs``.  Every command that
+takes task ids also takes unambiguous prefixes of them (the short ids that
+``funcx task list`` shows)."""
 from __future__ import annotations
 
-import json
-import sys
-from pathlib import Path
+import time
 from typing import Any
 
 import typer
@@ -16,120 +16,32 @@ from funcx_cli.context import (
     console,
     handles_errors,
     jsonable,
-    parse_value,
     print_json,
     styled_status,
     table,
     when,
 )
-from funcx_cli.errors import FAILED, USAGE, fail
+from funcx_cli.errors import FAILED, INTERRUPTED, PENDING
+from funcx_cli.ids import resolve_task_ids
+from funcx_cli.listing import Names, display_row, summarize, unique_prefix_length
+from funcx_cli.submit import print_result, say
 
 app = typer.Typer(help="Inspect, fetch and cancel tasks.\n\n"
                        "Example: funcx task result 0b7e... --wait", no_args_is_help=True)
 
-
-def _print_result(value: Any) -> None:
-    typer.echo(value if isinstance(value, str) else json.dumps(jsonable(value)))
-
-
-@handles_errors
-def run(function: str = typer.Argument(..., help="function id or name"),
-        args: list[str] = typer.Argument(None, help="arguments: JSON where they parse, else strings"),
-        endpoint: str = typer.Option(..., "--endpoint", "-e", help="endpoint id or name"),
-        kwargs: str = typer.Option(None, "--kwargs", help="keyword arguments as a JSON object"),
-        no_wait: bool = typer.Option(False, "--no-wait", help="print the task id and return"),
-        timeout: float = typer.Option(None, help="seconds to wait for the result"),
-        fmt: str = FormatOption) -> None:
-    """Run a function on an endpoint and print its result (or the remote traceback).
-
-    Example: funcx run fit --endpoint laptop 3 '[1, 2]' --kwargs '{"order": 2}'
-    """
-    fmt = check_format(fmt)
-    kw = json.loads(kwargs) if kwargs else {}
-    if not isinstance(kw, dict):
-        fail("--kwargs must be a JSON object", USAGE)
-    fxc = client()
-    fid, eid = fxc.resolve_function(function), fxc.resolve_endpoint(endpoint)
-    tid = fxc.run(*[parse_value(a) for a in args or []], endpoint_id=eid, function_id=fid, **kw)
-    if no_wait:
-        print_json({"task_id": tid}) if fmt == "json" else typer.echo(tid)
-        return
-    st = fxc.wait([tid], timeout=timeout)[tid]
-    _report(tid, st, fmt)
-
-
-def _report(tid: str, st: dict, fmt: str) -> None:
-    if "exception" in st:
-        text = error_text(st["exception"])
-        if fmt == "json":
-            print_json({"task_id": tid, "status": st["status"], "exception": text})
-        else:
-            typer.echo(text, err=True)
-        raise typer.Exit(FAILED)
-    if fmt == "json":
-        print_json({"task_id": tid, "status": st["status"], "result": jsonable(st["result"])})
-    else:
-        _print_result(st["result"])
-
-
-@handles_errors
-def map_(function: str = typer.Argument(..., help="function id or name"),
-         endpoint: str = typer.Option(..., "--endpoint", "-e", help="endpoint id or name"),
-         input_file: Path = typer.Option(..., "--input", "-i",
-                                         help="one JSON argument list per line ('-': stdin)")) -> None:
-    """Run a function once per input line; print results as JSON lines, in input order.
-
-    Example: funcx map fit --endpoint laptop --input params.jsonl > results.jsonl
-    """
-    from rich.progress import Progress
-
-    from funcx.sdk.executor import FuncXExecutor
-
-    if str(input_file) != "-" and not input_file.is_file():
-        fail(f"no such file {input_file}", USAGE)
-    lines = (sys.stdin if str(input_file) == "-" else input_file.open()).read().splitlines()
-    calls = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            a = json.loads(line)
-        except json.JSONDecodeError as e:
-            fail(f"{input_file}:{n}: not JSON ({e.msg})", USAGE)
-        calls.append(a if isinstance(a, list) else [a])
-    fxc = client()
-    fid, eid = fxc.resolve_function(function), fxc.resolve_endpoint(endpoint)
-    failed = 0
-    with FuncXExecutor(endpoint_id=eid, client=fxc) as ex, \
-            Progress(console=console(stderr=True), transient=True) as progress:
-        bar = progress.add_task("tasks", total=len(calls))
-        futures = [ex.submit_to_registered_function(fid, tuple(c)) for c in calls]
-        for f in futures:
-            f.add_done_callback(lambda _f: progress.advance(bar))
-        for i, f in enumerate(futures):
-            exc = f.exception()
-            row: dict[str, Any] = {"index": i, "task_id": f.task_id}
-            if exc is None:
-                row.update(status="success", result=jsonable(f.result()))
-            else:
-                failed += 1
-                row.update(status="failed", exception=error_text(exc))
-            sys.stdout.write(json.dumps(row) + "\n")
-            sys.stdout.flush()
-    if failed:
-        typer.echo(f"{failed} of {len(calls)} task(s) failed", err=True)
-        raise typer.Exit(FAILED)
+IdsArgument = typer.Argument(..., help="task ids (or unambiguous prefixes, as task list shows)")
 
 
 @app.command()
 @handles_errors
-def status(task_ids: list[str] = typer.Argument(..., help="task ids"), fmt: str = FormatOption) -> None:
+def status(task_ids: list[str] = IdsArgument, fmt: str = FormatOption) -> None:
     """Show the status of tasks.
 
-    Example: funcx task status 0b7e... 5c1d...
+    Example: funcx task status 0b7e1f2a 5c1d...
     """
     fmt = check_format(fmt)
-    docs = client().get_batch_result(task_ids)
+    fxc = client()
+    docs = fxc.get_batch_result(resolve_task_ids(fxc, task_ids))
     rows = [{"task_id": t, "status": d["status"], "completion_t": d.get("completion_t")}
             for t, d in docs.items()]
     if fmt == "json":
@@ -137,21 +49,32 @@ def status(task_ids: list[str] = typer.Argument(..., help="task ids"), fmt: str 
     else:
         console().print(table(None, ["Task ID", "Status", "Completed"],
                               [[r["task_id"], styled_status(r["status"]), when(r["completion_t"])]
-                               for r in rows]))
+                               for r in rows], no_wrap=("Task ID",)))
 
 
 @app.command()
 @handles_errors
-def result(task_ids: list[str] = typer.Argument(..., help="task ids"),
+def result(task_ids: list[str] = IdsArgument,
            wait: bool = typer.Option(False, "--wait", help="wait for pending tasks"),
+           timeout: float = typer.Option(None, help="with --wait: seconds (then exit 6)"),
            fmt: str = FormatOption) -> None:
     """Print task results (remote tracebacks on stderr; exit 1 if any failed or is pending).
 
     Example: funcx task result 0b7e... --wait
     """
+    from funcx.errors import TaskPending
+
     fmt = check_format(fmt)
     fxc = client()
-    docs = fxc.wait(task_ids) if wait else fxc.get_batch_result(task_ids)
+    ids = resolve_task_ids(fxc, task_ids)
+    try:
+        docs = fxc.wait(ids, timeout=timeout) if wait else fxc.get_batch_result(ids)
+    except TaskPending as e:
+        say(f"{e}; ask again later: funcx task result {' '.join(ids)} --wait")
+        raise typer.Exit(PENDING) from None
+    except KeyboardInterrupt:
+        say(f"\nInterrupted; ask again later: funcx task result {' '.join(ids)} --wait")
+        raise typer.Exit(INTERRUPTED) from None
     bad = 0
     out = []
     for tid, st in docs.items():
@@ -159,17 +82,17 @@ def result(task_ids: list[str] = typer.Argument(..., help="task ids"),
             bad += 1
             out.append({"task_id": tid, "status": st["status"]})
             if fmt != "json":
-                typer.echo(f"{tid}: still {st['status']}", err=True)
+                say(f"{tid}: still {st['status']}")
         elif "exception" in st:
             bad += 1
             out.append({"task_id": tid, "status": st["status"],
                         "exception": error_text(st["exception"])})
             if fmt != "json":
-                typer.echo(f"{tid}: {error_text(st['exception'])}", err=True)
+                say(f"{tid}: {error_text(st['exception'])}")
         else:
             out.append({"task_id": tid, "status": st["status"], "result": jsonable(st["result"])})
             if fmt != "json":
-                _print_result(st["result"])
+                print_result(st["result"])
     if fmt == "json":
         print_json(out)
     if bad:
@@ -178,24 +101,74 @@ def result(task_ids: list[str] = typer.Argument(..., help="task ids"),
 
 @app.command()
 @handles_errors
-def cancel(task_ids: list[str] = typer.Argument(..., help="task ids"),
-           fmt: str = FormatOption) -> None:
-    """Cancel tasks that have not started running (exit 1 if any could not be).
+def cancel(task_ids: list[str] = IdsArgument, fmt: str = FormatOption) -> None:
+    """Cancel tasks that have not finished (exit 1 if any had finished already).
 
-    Example: funcx task cancel 0b7e...
+    Example: funcx task cancel 0b7e1f2a
     """
     fmt = check_format(fmt)
     fxc = client()
-    rows = [{"task_id": tid, "cancelled": fxc.cancel_task(tid)} for tid in task_ids]
+    rows = [{"task_id": tid, "cancelled": fxc.cancel_task(tid)}
+            for tid in resolve_task_ids(fxc, task_ids)]
     if fmt == "json":
         print_json(rows)
     else:
         for r in rows:
             typer.echo(f"{r['task_id']}: " + ("cancelled" if r["cancelled"]
-                                              else "not cancelled (already running or finished)"))
-    missed = sum(not r["cancelled"] for r in rows)
-    if missed:
+                                              else "not cancelled (it had finished)"))
+    if sum(not r["cancelled"] for r in rows):
         raise typer.Exit(FAILED)
+
+
+@app.command()
+@handles_errors
+def logs(task_id: str = typer.Argument(..., help="task id (or an unambiguous prefix)"),
+         fmt: str = FormatOption) -> None:
+    """Print what a task printed: its stdout on stdout, its stderr on stderr.
+
+    Output is captured on the worker (bounded; a cut is marked in the text) and
+    kept with the result, so it is there once the task has finished (exit 6
+    while it is still pending).
+
+    Example: funcx task logs 0b7e1f2a > task-output.txt
+    """
+    fmt = check_format(fmt)
+    fxc = client()
+    [tid] = resolve_task_ids(fxc, [task_id])
+    doc = fxc.web_client.get(f"/v2/tasks/{tid}")  # the raw document: no result decoding
+    out = {s: v if isinstance(v := doc.get(s), str) else "" for s in ("stdout", "stderr")}
+    pending = doc.get("status") not in ("success", "failed", "cancelled")
+    if fmt == "json":
+        print_json({"task_id": tid, "status": doc.get("status"), **out})
+    else:
+        if out["stdout"]:
+            typer.echo(out["stdout"], nl=not out["stdout"].endswith("\n"))
+        if out["stderr"]:
+            typer.echo(out["stderr"], nl=not out["stderr"].endswith("\n"), err=True)
+        if pending:
+            say(f"task {tid} is still {doc.get('status')}: its output is kept when it finishes")
+        elif not out["stdout"] and not out["stderr"]:
+            say(f"task {tid} ({doc.get('status')}) printed nothing")
+    if pending:
+        raise typer.Exit(PENDING)
+
+
+def _names(fxc: Any, rows: list[dict]) -> Names:
+    """Function and endpoint names for the ids in ``rows`` (a few requests;
+    a function you may not read keeps its short id)."""
+    endpoints = {e["uuid"]: e.get("name") or e.get("display_name") or ""
+                 for e in fxc.get_endpoints(role="any")}
+    functions = {h["function_uuid"]: h["function_name"] for h in fxc.list_functions(limit=1000)}
+    missing = {r.get("function_id") for r in rows} - set(functions) - {None, ""}
+    for fid in list(missing)[:20]:
+        try:
+            functions[fid] = fxc.get_function(fid).get("function_name") or ""
+        except Exception:  # noqa: BLE001 - a name is a nicety: show the id instead
+            pass
+    return Names(functions=functions, endpoints=endpoints)
+
+
+LIST_COLUMNS = ["ID", "Function", "Endpoint", "State", "Submitted", "Queued", "Run", "Error"]
 
 
 @app.command("list")
@@ -203,44 +176,92 @@ def cancel(task_ids: list[str] = typer.Argument(..., help="task ids"),
 def list_(group: str = typer.Option(None, "--group", "-g", help="task group id"),
           status_: str = typer.Option(None, "--status", help="only tasks in this status"),
           limit: int = typer.Option(50, help="at most this many"), fmt: str = FormatOption) -> None:
-    """List your recent tasks.
+    """List your recent tasks, newest first, like sacct: short id, function and
+    endpoint names, state, submit time, time queued and run, error type.
+
+    Short ids are accepted back by every command that takes a task id.
+    Queued runs from submit to the worker's start (still counting while the
+    task waits); Run is the function's own time.
 
     Example: funcx task list --status failed
     """
     fmt = check_format(fmt)
-    rows = client().list_tasks(task_group_id=group, status=status_, limit=limit)
+    fxc = client()
+    rows = fxc.list_tasks(task_group_id=group, status=status_, limit=limit)
+    names = _names(fxc, rows)
     if fmt == "json":
-        print_json(rows)
-    else:
-        console().print(table(None, ["Task ID", "Status", "Function", "Endpoint", "Created"],
-                              [[r["task_id"], styled_status(r["status"]), r["function_id"],
-                                r["endpoint_id"], when(r["created_at"])] for r in rows]))
+        print_json([{**r, "function_name": names.function(r.get("function_id")),
+                     "endpoint_name": names.endpoint(r.get("endpoint_id"))} for r in rows])
+        return
+    now = time.time()
+    n = unique_prefix_length([r["task_id"] for r in rows])
+    shown = [display_row(r, names, now, n) for r in rows]
+    console().print(table(None, LIST_COLUMNS,
+                          [[d["id"], d["function"], d["endpoint"], styled_status(d["state"]),
+                            d["submitted"], d["queued"], d["run"], d["error"]] for d in shown],
+                          no_wrap=tuple(LIST_COLUMNS)))
 
 
 @app.command()
 @handles_errors
-def watch(group: str = typer.Argument(..., help="task group id")) -> None:
-    """A live table of a task group, updated as results arrive; ends when all are done.
+def watch(group: str = typer.Argument(..., help="task group id"),
+          exit_status: bool = typer.Option(True, "--exit-status/--no-exit-status",
+                                           help="exit 1 when any task failed or was cancelled"),
+          timeout: float = typer.Option(None, help="seconds to watch (then exit 6)")) -> None:
+    """Follow a task group until every task has finished: counts per state,
+    failures grouped by error type and message.  The final summary goes to
+    stdout; exit 1 if any task failed (as `gh run watch --exit-status`), 6 on
+    --timeout, 130 on Ctrl-C.
 
     Example: funcx task watch 7a3c...
     """
     from rich.live import Live
 
-    from funcx.sdk.progress import GroupProgress
-
     fxc = client()
-    progress = GroupProgress.of(fxc, group)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    path = f"/v2/taskgroup/{group}/events"
+    rows = fxc.list_tasks(task_group_id=group, limit=100_000)  # 404 (exit 3) if unknown
+    after = fxc.web_client.get(path, params={"after": "$"}, throttle=False)["last_id"]
+    rows = fxc.list_tasks(task_group_id=group, limit=100_000)  # after marking the stream end
+    summary = summarize(rows)
+    live = Live(_render(group, summary), console=console(stderr=True), transient=True,
+                redirect_stdout=False, redirect_stderr=False, refresh_per_second=4)
+    try:
+        with live:
+            while summary.done < summary.total:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    console().print(_render(group, summary))
+                    say(f"Still running after {timeout:g} s; watch again with: "
+                        f"funcx task watch {group}")
+                    raise typer.Exit(PENDING)
+                wait_s = 5.0 if left is None else max(0.1, min(5.0, left))
+                after = fxc.web_client.get(path, params={"after": after, "timeout": wait_s},
+                                           timeout=wait_s + 30, throttle=False)["last_id"]
+                summary = summarize(fxc.list_tasks(task_group_id=group, limit=100_000))
+                live.update(_render(group, summary))
+    except KeyboardInterrupt:
+        console().print(_render(group, summary))
+        say(f"\nInterrupted; the tasks go on. Watch again with: funcx task watch {group}")
+        raise typer.Exit(INTERRUPTED) from None
+    console().print(_render(group, summary))
+    if exit_status and summary.failed:
+        raise typer.Exit(FAILED)
 
-    def render():
-        return table(f"task group {group}: {progress.done}/{progress.total} done",
-                     ["Task ID", "Status", "Completed"],
-                     [[r["task_id"], styled_status(r["status"]), when(r.get("completion_t"))]
-                      for r in progress.latest(20)])
 
-    with Live(render(), console=console(), refresh_per_second=8) as live:
-        if progress.all_done:
-            return
-        for _ in progress.follow(fxc, group):
-            live.update(render())
-            if progress.all_done:
-                return
+def _render(group: str, summary: Any):
+    """The watch display: the headline, a count per state, the failures."""
+    from rich.console import Group
+    from rich.text import Text
+
+    from funcx_cli.listing import ordered_states
+
+    parts: list[Any] = [Text(f"task group {group}: {summary.headline()}")]
+    counts = table(None, ["State", "Tasks"],
+                   [[styled_status(s), summary.counts[s]] for s in ordered_states(summary.counts)])
+    parts.append(counts)
+    if summary.failures:
+        parts.append(table("failures by error", ["Tasks", "Error", "Example task"],
+                           [[n, err, tid] for err, n, tid in summary.failures],
+                           no_wrap=("Example task",)))
+    return Group(*parts)

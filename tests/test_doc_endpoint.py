@@ -419,7 +419,7 @@ def test_configure_without_a_name_configures_default(tmp_path):
         str(home / "default" / "tasks_working_dir")
     r = cli("list", env={"FUNCX_HOME": str(home)})
     assert r.exit_code == 0
-    assert re.search(r"default\s*│\s*Initialized\s*│\s*None", r.stdout), r.stdout
+    assert re.search(r"default\s*│\s*initialized\s*│\s*None", r.stdout), r.stdout
     r = cli("stop", env={"FUNCX_HOME": str(home)})  # 2.5: no name, the default endpoint
     assert r.exit_code == 0 and "Endpoint default was not running" in r.stdout
 
@@ -436,7 +436,7 @@ def test_init_makes_the_home_global_options_and_default_endpoint(service, token,
     assert "logged in as" in r.stdout
     assert (home / "config.py").exists() and (home / "default" / "config.py").exists()
     r = cli("list", env=env)
-    assert re.search(r"default\s*│\s*Initialized\s*│\s*None", r.stdout), r.stdout
+    assert re.search(r"default\s*│\s*initialized\s*│\s*None", r.stdout), r.stdout
     again = cli("init", env=env)  # the second time changes nothing
     assert again.exit_code == 0 and "Created" not in again.stdout
 
@@ -476,8 +476,9 @@ def test_global_options_reach_the_endpoints(tmp_path, monkeypatch):
 
 
 def test_list_shows_the_documented_columns_and_states(service, endpoint, fxc, fresh_name):
-    """2.6: "Endpoint Name | Status | Endpoint ID"; Initialized (id None),
-    Active, Inactive; `stop` run twice is harmless (2.5)."""
+    """2.6: "Endpoint Name | Status | Endpoint ID"; the manual's Initialized
+    (id None), Active, Inactive in the one set of state words of both CLIs
+    (initialized, online, offline); `stop` run twice is harmless (2.5)."""
     name = fresh_name
     r = cli("start", name)  # 2.4: the first start creates the profile, and stops there
     assert r.exit_code == 0, r.output
@@ -494,21 +495,21 @@ def test_list_shows_the_documented_columns_and_states(service, endpoint, fxc, fr
     assert r.exit_code == 0
     header = row(r.stdout, "Endpoint Name")
     assert header == ["Endpoint Name", "Status", "Endpoint ID"]
-    assert row(r.stdout, name) == [name, "Initialized", "None"]
+    assert row(r.stdout, name) == [name, "initialized", "None"]
     [session_ep] = [e["name"] for e in json.loads(cli("list", "--format", "json").stdout)
                     if e["endpoint_id"] == endpoint]
-    assert row(r.stdout, session_ep) == [session_ep, "Active", endpoint]  # the id, unwrapped
+    assert row(r.stdout, session_ep) == [session_ep, "online", endpoint]  # the id, unwrapped
 
     r = cli("start", name)
     assert r.exit_code == 0, r.output
     eid = re.search(r"running: (\S+)", r.stdout).group(1)
-    assert row(cli("list").stdout, name) == [name, "Active", eid]
+    assert row(cli("list").stdout, name) == [name, "online", eid]
     assert cli("stop", name).exit_code == 0
     second = cli("stop", name)
     assert second.exit_code == 0 and "was not running" in second.stdout
-    assert row(cli("list").stdout, name) == [name, "Inactive", eid]
+    assert row(cli("list").stdout, name) == [name, "offline", eid]
     listed = json.loads(cli("list", "--format", "json").stdout)
-    assert {"name": name, "status": "Inactive", "endpoint_id": eid} in listed
+    assert {"name": name, "status": "offline", "endpoint_id": eid} in listed
 
 
 # ===================================================== the reference pages

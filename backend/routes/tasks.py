@@ -1,6 +1,8 @@
 """Task documents, one at a time or in a batch."""
 from __future__ import annotations
 
+import json
+
 from flask import Blueprint, jsonify
 
 from backend.api_errors import bad_request, not_found
@@ -43,10 +45,34 @@ def list_tasks():
         tids = tasks().task_group_tasks(g, last=None if status else limit)
         for rec in reversed(tasks().records(tids)):
             if rec and rec.get("owner") == user and (not status or rec.get("status") == status):
-                rows.append(with_problems(rec, summary(rec), seen))
+                rows.append(with_problems(rec, listing_row(rec), seen))
         if len(rows) >= limit:
             break
     return jsonify({"tasks": rows[:limit]})
+
+
+def listing_row(rec: dict) -> dict:
+    """A task's row in ``GET /v2/tasks``: its summary, when it ran
+    (``exec_start``/``exec_end``, epoch seconds, when its worker reported them)
+    and, for a failed or cancelled task, its ``error`` line
+    (``ValueError: too noisy``) and ``error_type`` (``ValueError``)."""
+    row = summary(rec)
+    try:
+        details = json.loads(rec.get("details") or "{}")
+    except ValueError:
+        details = {}
+    if isinstance(details, dict):
+        for k in ("exec_start", "exec_end"):
+            if isinstance(details.get(k), (int, float)):
+                row[k] = details[k]
+    if rec.get("status") in (TaskState.FAILED.value, TaskState.CANCELLED.value):
+        lines = [ln.strip() for ln in str(rec.get("exception") or rec.get("reason")
+                                          or "").splitlines() if ln.strip()]
+        row["error"] = lines[-1][:300] if lines else rec.get("status")
+        head = row["error"].split(":", 1)[0].strip()
+        row["error_type"] = head if head.replace(".", "").replace("_", "").isalnum() \
+            else row["error"][:40]
+    return row
 
 
 @bp.get("/v2/tasks/<tid>")

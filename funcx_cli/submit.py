@@ -1,0 +1,253 @@
+"""``funcx run`` and ``funcx map``: the commands that submit.
+
+Never lose a result: data (results) go to stdout, everything else (the task or
+group id, progress, warnings, how to resume) to stderr, whatever is a terminal.
+The id is printed before the command waits; Ctrl-C (exit 130) or ``--timeout``
+(exit 6) leave the tasks running and say how to fetch them later
+(``funcx task result ID``, ``funcx map --resume GROUP``)."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from funcx.sdk.render import error_text
+from funcx_cli.arguments import parse_kwargs, parse_lines, parse_value
+from funcx_cli.context import (
+    FormatOption,
+    check_format,
+    client,
+    console,
+    jsonable,
+    print_json,
+)
+from funcx_cli.errors import FAILED, INTERRUPTED, PENDING, USAGE, fail
+
+
+def say(message: str) -> None:
+    """A message for the person at the terminal: always stderr."""
+    typer.echo(message, err=True)
+
+
+def _warn_if_offline(fxc: Any, eid: str, endpoint: str, resume: str) -> None:
+    """Say at once that an endpoint is offline (instead of a blank wait)."""
+    try:
+        st = fxc.get_endpoint_status(eid)["status"]
+    except Exception:  # noqa: BLE001 - only a hint: never stop the command for it
+        return
+    if st != "online":
+        say(f"Warning: endpoint {endpoint} is {st}: the tasks wait until it is started "
+            f"(funcx-endpoint start on its host). Stop waiting with Ctrl-C; "
+            f"fetch the results later with: {resume}")
+
+
+def run_command(function: str = typer.Argument(..., help="function id or name"),
+                args: list[str] = typer.Argument(
+                    None, help="arguments: JSON where they parse, else strings; text starting "
+                               "with [ { or \" must be valid JSON"),
+                endpoint: str = typer.Option(..., "--endpoint", "-e", help="endpoint id or name"),
+                kwargs: str = typer.Option(None, "--kwargs",
+                                           help="keyword arguments as a JSON object"),
+                no_wait: bool = typer.Option(False, "--no-wait",
+                                             help="print the task id and return"),
+                timeout: float = typer.Option(None, help="seconds to wait for the result "
+                                                         "(then exit 6; the task goes on)"),
+                fmt: str = FormatOption) -> None:
+    """Run a function on an endpoint and print its result (or the remote traceback).
+
+    The task id goes to stderr before it waits; Ctrl-C (exit 130) and --timeout
+    (exit 6) leave the task running and print `funcx task result ID` to fetch it.
+
+    Example: funcx run fit --endpoint laptop 3 '[1, 2]' --kwargs '{"order": 2}'
+    """
+    fmt = check_format(fmt)
+    kw = parse_kwargs(kwargs)
+    values = [parse_value(a) for a in args or []]
+    fxc = client()
+    fid, eid = fxc.resolve_function(function), fxc.resolve_endpoint(endpoint)
+    tid = fxc.run(*values, endpoint_id=eid, function_id=fid, **kw)
+    if no_wait:
+        print_json({"task_id": tid}) if fmt == "json" else typer.echo(tid)
+        return
+    resume = f"funcx task result {tid} --wait"
+    say(f"task {tid} submitted to {endpoint}; waiting for its result")
+    _warn_if_offline(fxc, eid, endpoint, resume)
+    from funcx.errors import TaskPending
+
+    try:
+        st = fxc.wait([tid], timeout=timeout)[tid]
+    except TaskPending:
+        say(f"Still pending after {timeout:g} s; the task goes on. Fetch it later with: {resume}")
+        raise typer.Exit(PENDING) from None
+    except KeyboardInterrupt:
+        say(f"\nInterrupted; the task goes on. Fetch it later with: {resume}")
+        raise typer.Exit(INTERRUPTED) from None
+    report(tid, st, fmt)
+
+
+def report(tid: str, st: dict, fmt: str) -> None:
+    """One finished task: its result on stdout, or its traceback on stderr (exit 1)."""
+    if "exception" in st:
+        text = error_text(st["exception"])
+        if fmt == "json":
+            print_json({"task_id": tid, "status": st["status"], "exception": text})
+        else:
+            say(text)
+        raise typer.Exit(FAILED)
+    if fmt == "json":
+        print_json({"task_id": tid, "status": st["status"], "result": st["result"]})
+    else:
+        print_result(st["result"])
+
+
+def print_result(value: Any) -> None:
+    """A result as text: strings as they are, anything else as JSON."""
+    typer.echo(value if isinstance(value, str) else json.dumps(jsonable(value)))
+
+
+def map_command(
+        function: str = typer.Argument(None, help="function id or name (not with --resume)"),
+        endpoint: str = typer.Option(None, "--endpoint", "-e", help="endpoint id or name"),
+        input_file: Path = typer.Option(
+            None, "--input", "-i", help="one task per line: a JSON argument list, a single "
+                                        "JSON argument, or {\"args\": [...], \"kwargs\": {...}} "
+                                        "('-': stdin)"),
+        resume: str = typer.Option(None, "--resume", metavar="GROUP",
+                                   help="re-attach to the task group of an earlier map"),
+        start: int = typer.Option(0, "--from", metavar="INDEX",
+                                  help="with --resume: skip the results before this index"),
+        timeout: float = typer.Option(None, help="seconds to wait for all results "
+                                                 "(then exit 6; the tasks go on)")) -> None:
+    """Run a function once per input line; print results as JSON lines, in input order.
+
+    Each line is one task: `[1, 2]` (arguments), `3` (one argument), or
+    `{"args": [1], "kwargs": {"order": 2}}` (an object with only args/kwargs
+    keys; wrap a dict argument of that shape in a list).  The group id goes to
+    stderr first; Ctrl-C (exit 130) or --timeout (exit 6) leave the tasks
+    running: `funcx map --resume GROUP` prints their results later.
+
+    Example: funcx map fit --endpoint laptop --input params.jsonl > results.jsonl
+    """
+    fxc = client()
+    if resume:
+        if function or endpoint or input_file:
+            fail("--resume GROUP takes no function, --endpoint or --input", USAGE)
+        try:
+            tg = str(uuid.UUID(resume))
+        except ValueError:
+            fail(f"--resume needs a task group id, not {resume!r}", USAGE)
+        rows = fxc.list_tasks(task_group_id=tg, limit=100_000)
+        tids = [r["task_id"] for r in reversed(rows)]  # newest first -> input order
+        say(f"task group {tg}: {len(tids)} task(s)")
+    else:
+        if not function or not endpoint or input_file is None:
+            fail("give FUNCTION, --endpoint and --input (or --resume GROUP)", USAGE)
+        calls = _read_calls(input_file)
+        fid, eid = fxc.resolve_function(function), fxc.resolve_endpoint(endpoint)
+        batch = fxc.create_batch(task_group_id=str(uuid.uuid4()))
+        for a, kw in calls:
+            batch.add(*a, endpoint_id=eid, function_id=fid, **kw)
+        tids = fxc.batch_run(batch)
+        tg = batch.task_group_id
+        say(f"task group {tg}: {len(tids)} task(s) submitted to {endpoint}")
+        _warn_if_offline(fxc, eid, endpoint, f"funcx map --resume {tg}")
+    _print_in_order(fxc, tg, tids, start, timeout)
+
+
+def _read_calls(input_file: Path) -> list[tuple[list[Any], dict[str, Any]]]:
+    if str(input_file) != "-" and not input_file.is_file():
+        fail(f"no such file {input_file}", USAGE)
+    with (sys.stdin if str(input_file) == "-" else input_file.open()) as f:
+        return parse_lines(f.read().splitlines(), str(input_file))
+
+
+def _print_in_order(fxc: Any, tg: str, tids: list[str], start: int,
+                    timeout: float | None) -> None:
+    """Write one JSON line per task, in input order, as results arrive; a
+    progress bar on stderr; exit 1 if any failed, 6/130 (with how to resume)
+    if the wait ends early."""
+    from rich.progress import Progress
+
+    from funcx.errors import TaskPending
+
+    written = failed = 0
+    progress = Progress(console=console(stderr=True), transient=True,
+                        redirect_stdout=False, redirect_stderr=False)
+    try:
+        with progress:
+            bar = progress.add_task("tasks", total=len(tids))
+            for i, st, done in follow_in_order(fxc, tg, tids, timeout):
+                progress.update(bar, completed=done)
+                written = i + 1
+                if i < start:
+                    continue
+                row: dict[str, Any] = {"index": i, "task_id": tids[i], "status": st["status"]}
+                if "exception" in st or st["status"] != "success":
+                    failed += 1
+                    exc = st.get("exception")
+                    row["exception"] = error_text(exc) if exc is not None else \
+                        str(st.get("reason") or st["status"])
+                else:
+                    row["result"] = jsonable(st["result"])
+                sys.stdout.write(json.dumps(row) + "\n")
+                sys.stdout.flush()
+    except (TaskPending, KeyboardInterrupt) as e:
+        pending = isinstance(e, TaskPending)
+        say(("" if pending else "\n") + (f"Still waiting after {timeout:g} s" if pending
+                                         else "Interrupted")
+            + f": {written} of {len(tids)} result(s) written; the tasks go on. "
+            f"Print the rest with: funcx map --resume {tg} --from {written}")
+        raise typer.Exit(PENDING if pending else INTERRUPTED) from None
+    if failed:
+        say(f"{failed} of {len(tids)} task(s) failed")
+        raise typer.Exit(FAILED)
+
+
+def follow_in_order(fxc: Any, tg: str, tids: list[str],
+                    timeout: float | None) -> Iterator[tuple[int, dict, int]]:
+    """``(index, status, finished so far)`` of each task in input order, as
+    soon as it and all before it have finished.  Waits on the group's
+    completion events (push, long-poll), fetching only the tasks they name;
+    raises ``TaskPending`` once ``timeout`` s have passed."""
+    from funcx.defaults import setting
+    from funcx.errors import TaskPending
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    done: dict[str, dict] = {}
+    position = {t: i for i, t in enumerate(tids)}
+
+    def absorb(ids: list[str]) -> None:
+        most = int(setting("BATCH_STATUS_MAX"))
+        for s in range(0, len(ids), most):
+            for t, st in fxc.get_batch_result(ids[s:s + most]).items():
+                if not st["pending"]:
+                    done[t] = st
+
+    path = f"/v2/taskgroup/{tg}/events"
+    after = fxc.web_client.get(path, params={"after": "$"}, throttle=False)["last_id"]
+    absorb(list(tids))  # after marking the stream's end: no completion is missed
+    nxt = 0
+    while True:
+        while nxt < len(tids) and tids[nxt] in done:
+            yield nxt, done.pop(tids[nxt]), nxt + 1 + sum(position[t] > nxt for t in done)
+            nxt += 1
+        if nxt >= len(tids):
+            return
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            raise TaskPending(f"{len(tids) - nxt} task(s) still pending after {timeout}s")
+        wait_s = 20.0 if left is None else max(0.1, min(20.0, left))
+        resp = fxc.web_client.get(path, params={"after": after, "timeout": wait_s},
+                                  timeout=wait_s + 30, throttle=False)
+        after = resp["last_id"]
+        named = [d["task_id"] for d in resp.get("tasks", [])
+                 if d.get("task_id") in position and d["task_id"] not in done
+                 and position[d["task_id"]] >= nxt]
+        if named:
+            absorb(named)
