@@ -40,6 +40,7 @@ from funcx.defaults import setting
 from funcx.errors import MaxResultSizeExceeded
 from funcx.protocol import keys
 from funcx.protocol.messages import ProtocolError, Result, StatusUpdate
+from funcx.protocol.output_limits import fit
 from funcx.protocol.states import TaskState
 from funcx.protocol.streams import decode_result_entry
 
@@ -55,11 +56,20 @@ def _text(fields: Any) -> dict[str, str]:
 
 
 def _bounded(e: Result | StatusUpdate, limit: int) -> Result | StatusUpdate:
-    """A result larger than the service keeps becomes a failure saying so."""
-    if isinstance(e, Result) and len(e.data) + len(e.exc_data) > limit:
-        err = MaxResultSizeExceeded(len(e.data) + len(e.exc_data), limit)
-        return Result(e.task_id, TaskState.FAILED.value, data=f"{type(err).__name__}: {err}",
-                      completion_t=e.completion_t, details={"reason": "result too large"})
+    """A result larger than the service keeps becomes a failure saying so; its
+    captured output is cut to what the result leaves of ``limit`` (output
+    never makes a result too large) and kept either way."""
+    if not isinstance(e, Result):
+        return e
+    size = len(e.data) + len(e.exc_data)
+    if size > limit:
+        err = MaxResultSizeExceeded(size, limit)
+        e = Result(e.task_id, TaskState.FAILED.value, data=f"{type(err).__name__}: {err}",
+                   completion_t=e.completion_t, details={"reason": "result too large"},
+                   stdout=e.stdout, stderr=e.stderr)
+        size = len(e.data)
+    output = fit({"stdout": e.stdout, "stderr": e.stderr}, limit - size)
+    e.stdout, e.stderr = output["stdout"], output["stderr"]
     return e
 
 

@@ -1,4 +1,6 @@
-"""Run one task in a worker: deserialize, call, serialize the outcome.
+"""Run one task in a worker: deserialize, call, serialize the outcome, with
+what the task writes to stdout and stderr captured into its result
+(:mod:`endpoint.task_output`).
 
 Every failure becomes a ``failed`` Result whose ``data`` is the remote
 traceback text and whose ``exc_data`` is the serialized exception, so the
@@ -13,6 +15,7 @@ import traceback
 
 import dill
 
+from endpoint.task_output import OutputCapture
 from funcx.defaults import setting
 from funcx.errors import MaxResultSizeExceeded, SerializationError
 from funcx.protocol.messages import Result, Task
@@ -54,11 +57,22 @@ def failure(task: Task, exc: BaseException, skip_frames: int = 0, **details) -> 
 class Executor:
     """Deserializes and runs tasks, caching functions by content."""
 
-    def __init__(self, max_result_bytes: int | None = None):
+    def __init__(self, max_result_bytes: int | None = None, max_output_bytes: int | None = None):
         self.functions = FunctionCache(_serializer)
         self.max_result = int(max_result_bytes or setting("MAX_RESULT_BYTES"))
+        #: bytes of each of stdout and stderr kept with a result (TASK_OUTPUT_MAX)
+        self.max_output = int(setting("TASK_OUTPUT_MAX") if max_output_bytes is None
+                              else max_output_bytes)
 
     def run(self, task: Task) -> Result:
+        """Run ``task`` with its stdout and stderr captured (fd level) into its result."""
+        capture = OutputCapture(self.max_output)
+        with capture:
+            result = self._run(task)
+        result.stdout, result.stderr = capture.stdout, capture.stderr
+        return result
+
+    def _run(self, task: Task) -> Result:
         start = time.time()
         try:
             fn = self.functions.get(task.function_code)

@@ -192,6 +192,10 @@ class TaskPending(FuncxError):
 class TaskExecutionFailed(FuncxError):
     """The remote function failed; ``remote_data`` is the remote traceback text."""
 
+    #: what the task wrote to stdout / stderr before it failed ("" when nothing)
+    stdout: str = ""
+    stderr: str = ""
+
     def __init__(self, remote_data: str, completion_t: str | None = None):
         self.remote_data = remote_data
         self.completion_t = completion_t or "unknown"

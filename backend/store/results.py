@@ -5,7 +5,8 @@ A result or status update from endpoint E applies only to a task whose record
 names E as its endpoint and that is not yet terminal; the first terminal
 result stands; the task's group (for the completion event) is read from the
 record, never from the message.  What was refused comes back per task, so
-the caller can dead-letter it without stopping.
+the caller can dead-letter it without stopping.  A task's captured output
+is kept in its record as ``stdout`` / ``stderr`` (only when not empty).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from backend.store import scripts
 from funcx.protocol import keys
 from funcx.protocol.messages import Result, StatusUpdate
 from funcx.protocol.states import TERMINAL_VALUES, TaskState, may_transition
+from funcx.protocol.streams import OUTPUT_FIELDS
 
 CHUNK = 500  # results per script call
 
@@ -47,6 +49,9 @@ def _fields(e: Result) -> dict[str, str]:
             out["exc_data"] = e.exc_data
     if e.details:
         out["details"] = msgspec.json.encode(e.details).decode()
+    for stream in OUTPUT_FIELDS:  # absent when the task wrote nothing there
+        if getattr(e, stream):
+            out[stream] = getattr(e, stream)
     return out
 
 

@@ -127,6 +127,9 @@ def document(rec: dict) -> dict:
             doc["exception"] = rec["exception"]
         if "exc_data" in rec:
             doc["exception_data"] = rec["exc_data"]
+        for stream in ("stdout", "stderr"):  # the task's captured output, when it wrote any
+            if rec.get(stream):
+                doc[stream] = rec[stream]
     else:
         doc["details"] = {"reason": status}
     if rec.get("details"):

@@ -172,6 +172,9 @@ class Result(Struct):
     task_group_id: str = ""
     completion_t: str = ""
     details: dict = field(default_factory=dict)
+    #: what the task wrote to fd 1 / fd 2, bounded (see funcx.protocol.output_limits)
+    stdout: str = ""
+    stderr: str = ""
 
     def __post_init__(self) -> None:
         if not self.completion_t:
@@ -185,6 +188,9 @@ class Result(Struct):
             out["exc_data"] = self.exc_data
         if self.details:
             out["details"] = msgspec.json.encode(self.details).decode()
+        for stream in ("stdout", "stderr"):
+            if getattr(self, stream):
+                out[stream] = getattr(self, stream)
         return out
 
     @classmethod
@@ -200,6 +206,8 @@ class Result(Struct):
                 completion_t=msgspec.convert(fields.get("completion_t") or repr(time.time()),
                                              EpochStr),
                 details=msgspec.json.decode(d, type=dict[str, Any]) if d else {},
+                stdout=msgspec.convert(fields.get("stdout", ""), str),
+                stderr=msgspec.convert(fields.get("stderr", ""), str),
             )
         except (KeyError, RecursionError, msgspec.DecodeError, msgspec.ValidationError) as e:
             raise _bad("result entry", e) from None
@@ -370,18 +378,28 @@ def unpack_tasks(msg: Message) -> list[Task]:
 
 
 def pack_results(results: list[Result]) -> list[bytes]:
+    """Two frames per result (data, exception), or four (and stdout, stderr)
+    for every result of a batch in which any task wrote output."""
+    output = any(r.stdout or r.stderr for r in results)
     blobs: list[bytes] = []
     for r in results:
         blobs.append(r.data.encode())
         blobs.append(r.exc_data.encode())
+        if output:
+            blobs.append(r.stdout.encode())
+            blobs.append(r.stderr.encode())
     return pack(Kind.RESULTS, [r.meta() for r in results], blobs)
 
 
 def unpack_results(msg: Message) -> list[Result]:
-    if msg.kind != Kind.RESULTS or len(msg.blobs) != 2 * len(msg.header):
+    n = len(msg.header) if msg.kind == Kind.RESULTS else -1
+    if n < 0 or len(msg.blobs) not in (2 * n, 4 * n):
         raise ProtocolError("result batch frame count mismatch")
+    per = len(msg.blobs) // n if n else 2
     texts = _texts(msg.blobs, "result batch")
-    return [Result(task_id=m.task_id, status=m.status, data=texts[2 * i],
-                   exc_data=texts[2 * i + 1], task_group_id=m.task_group_id,
-                   completion_t=m.completion_t, details=m.details or {})
+    return [Result(task_id=m.task_id, status=m.status, data=texts[per * i],
+                   exc_data=texts[per * i + 1], task_group_id=m.task_group_id,
+                   completion_t=m.completion_t, details=m.details or {},
+                   stdout=texts[per * i + 2] if per == 4 else "",
+                   stderr=texts[per * i + 3] if per == 4 else "")
             for i, m in enumerate(msg.header)]

@@ -5,7 +5,9 @@ decision 5: batch every hop), decoded through their schemas (decision 8).
   ``{"kind": "tasks", "v", "meta": <JSON list of TaskRow>, "payloads": <packed>}``.
 * Results stream: one entry per batch the agent writes,
   ``{"kind": "results", "v", "meta": <JSON list of ResultMeta>, "data": <packed>,
-  "exc": <packed>}``, or a status update ``{"kind": "status", ...}``.
+  "exc": <packed>[, "stdout": <packed>, "stderr": <packed>]}`` (the output fields
+  only when a task of the batch wrote any), or a status update
+  ``{"kind": "status", ...}``.
 
 Single-task / single-result entries (``Task.to_fields``, ``Result.to_fields``)
 are still read.  Payloads are packed as ``<len>\\n<data>`` so they are never
@@ -44,6 +46,9 @@ class TaskRow(Struct, array_like=True):
     container_id: OptId = ""
     resource_specification: dict[str, Any] | None = None
 
+
+#: the results-entry fields that carry the tasks' captured output (optional)
+OUTPUT_FIELDS = ("stdout", "stderr")
 
 _task_rows = msgspec.json.Decoder(list[TaskRow])
 _result_rows = msgspec.json.Decoder(list[ResultMeta])
@@ -91,10 +96,29 @@ def decode_task_entry(fields: dict[str, str]) -> list[Task]:
 
 
 def encode_results(results: list[Result]) -> dict[str, str]:
+    """One results-stream entry; ``stdout`` / ``stderr`` (packed, one buffer per
+    result) only when some task of the batch wrote output."""
     meta = [r.meta() for r in results]
-    return {"kind": "results", "v": str(VERSION), "meta": _encoder.encode(meta).decode(),
-            "data": pack_buffers([r.data for r in results]),
-            "exc": pack_buffers([r.exc_data for r in results])}
+    out = {"kind": "results", "v": str(VERSION), "meta": _encoder.encode(meta).decode(),
+           "data": pack_buffers([r.data for r in results]),
+           "exc": pack_buffers([r.exc_data for r in results])}
+    if any(r.stdout or r.stderr for r in results):
+        for stream in OUTPUT_FIELDS:
+            out[stream] = pack_buffers([getattr(r, stream) for r in results])
+    return out
+
+
+def _outputs(fields: dict[str, str], n: int) -> dict[str, list[str]]:
+    """Each output field's texts, one per result (all empty where absent)."""
+    out: dict[str, list[str]] = {}
+    for stream in OUTPUT_FIELDS:
+        if stream not in fields:
+            out[stream] = [""] * n
+            continue
+        out[stream] = _unpack(fields[stream], f"results {stream}")
+        if len(out[stream]) != n:
+            raise ProtocolError(f"results entry: {stream} count differs")
+    return out
 
 
 def decode_result_entry(fields: dict[str, str]) -> list[Result | StatusUpdate]:
@@ -113,6 +137,8 @@ def decode_result_entry(fields: dict[str, str]) -> list[Result | StatusUpdate]:
     exc = _unpack(fields.get("exc"), "results exceptions")
     if not len(meta) == len(data) == len(exc):
         raise ProtocolError("results entry: counts differ")
+    outputs = _outputs(fields, len(meta))
     return [Result(task_id=m.task_id, status=m.status, task_group_id=m.task_group_id,
-                   completion_t=m.completion_t, details=m.details or {}, data=d, exc_data=x)
-            for m, d, x in zip(meta, data, exc)]
+                   completion_t=m.completion_t, details=m.details or {}, data=d, exc_data=x,
+                   stdout=o, stderr=e)
+            for m, d, x, o, e in zip(meta, data, exc, outputs["stdout"], outputs["stderr"])]

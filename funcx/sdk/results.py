@@ -20,18 +20,47 @@ def rebuild_exception(doc: dict, serializer: FuncXSerializer) -> BaseException:
         except Exception:  # noqa: BLE001 - any failure: fall back to the text
             exc = None
         if isinstance(exc, BaseException):
-            note = f"\n--- remote traceback (task {doc.get('task_id')}) ---\n{text.rstrip()}"
-            if hasattr(exc, "add_note"):  # Python 3.11+
-                exc.add_note(note)
-            else:  # 3.10: the remote traceback still rides along on remote_traceback
-                exc.__notes__ = [note]  # type: ignore[attr-defined]
             try:
                 exc.remote_traceback = text  # type: ignore[attr-defined]
                 exc.completion_t = completion_t  # type: ignore[attr-defined]
             except AttributeError:
                 pass
-            return exc
-    return TaskExecutionFailed(text, completion_t)
+            return with_display(attach_output(exc, doc), doc, text)
+    return with_display(attach_output(TaskExecutionFailed(text, completion_t), doc), doc, None)
+
+
+def task_output(doc: dict) -> dict[str, str]:
+    """``{"stdout", "stderr"}``: what the task wrote to each ("" when nothing;
+    a cut is marked inside the text)."""
+    return {s: v if isinstance(v := doc.get(s), str) else "" for s in ("stdout", "stderr")}
+
+
+def attach_output(exc: BaseException, doc: dict) -> BaseException:
+    """``exc`` with the task's output as ``.stdout`` / ``.stderr`` (an exception
+    type that takes no attributes is returned as it is)."""
+    for stream, text in task_output(doc).items():
+        try:
+            setattr(exc, stream, text)
+        except AttributeError:
+            pass
+    return exc
+
+
+def with_display(exc: BaseException, doc: dict, note_text: str | None) -> BaseException:
+    """A task's exception that shows its remote traceback once, with source
+    lines (funcx.sdk.render): in IPython instead of the local frames, in a
+    script as a note after them.  Set captured output (``.stdout``,
+    ``.stderr``) on ``exc`` before this: the note is made here."""
+    from funcx.sdk.render import attach_display, remote_note
+
+    attach_display(exc, doc.get("task_id"))
+    if note_text is not None:  # TaskExecutionFailed's own message is the traceback
+        note = remote_note(exc)
+        if hasattr(exc, "add_note"):  # Python 3.11+
+            exc.add_note(note)
+        else:  # 3.10: the remote traceback still rides along on remote_traceback
+            exc.__notes__ = [note]  # type: ignore[attr-defined]
+    return exc
 
 
 def version_hint(details: dict) -> str:
@@ -48,7 +77,8 @@ def version_hint(details: dict) -> str:
 
 
 def task_status(doc: dict, serializer: FuncXSerializer) -> dict[str, Any]:
-    """``{"pending", "status", "result" | "exception", "completion_t"}`` of one task."""
+    """``{"pending", "status", "result" | "exception", "completion_t", "stdout",
+    "stderr"}`` of one task (the last three once it finished)."""
     from funcx.sdk.reprs import TaskRecord
 
     status = str(doc.get("status", "unknown")).lower()
@@ -56,6 +86,7 @@ def task_status(doc: dict, serializer: FuncXSerializer) -> dict[str, Any]:
                                      pending=status not in TERMINAL_VALUES, status=status)
     if not out["pending"]:
         out["completion_t"] = doc.get("completion_t")
+        out.update(task_output(doc))
         if status == "success" and "result" in doc:
             try:
                 out["result"] = serializer.deserialize(doc["result"])

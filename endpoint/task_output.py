@@ -1,0 +1,141 @@
+"""Capturing one task's stdout and stderr in its worker, at the file-descriptor
+level, so that what the function prints (``print``, ``sys.stderr.write``),
+what its child processes write (``os.system("echo hi")``, ``subprocess``)
+and what C code writes to fd 1 / fd 2 all land with *this* task's result.
+
+For the duration of a task, fd 1 and fd 2 of the worker point at two
+unlinked temporary files (``dup2``); afterwards Python's and C's stdio
+buffers are flushed and the worker's own descriptors are restored.  A worker
+runs one task at a time, so output never mixes across tasks; a child process
+that outlives its task keeps writing into that task's (deleted) file, never
+into the next one's.  The block's ``.sh.out`` no longer sees task output.
+
+Each stream is read back bounded (``FUNCX_TASK_OUTPUT_MAX`` bytes: its start
+and its end, with a marker between saying how much was cut; see
+:mod:`funcx.protocol.output_limits`), without reading the middle into memory.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import tempfile
+from types import TracebackType
+from typing import BinaryIO
+
+from funcx.defaults import setting
+from funcx.protocol.output_limits import STREAMS, WORKER_SETTING, marker, split
+
+#: the descriptors captured, with the stream each one is
+FDS = {1: "stdout", 2: "stderr"}
+
+
+def _libc_fflush() -> None:
+    """Flush C stdio buffers (a C extension's ``printf`` into a file is buffered)."""
+    try:
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):
+        pass  # no C library to ask: Python's own flush still happened
+
+
+def flush_all() -> None:
+    """Flush every buffer that may hold output for fd 1 or 2."""
+    for stream in {id(s): s for s in (sys.stdout, sys.stderr, sys.__stdout__,
+                                      sys.__stderr__) if s is not None}.values():
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass  # closed or replaced by the function: nothing of ours to flush
+    _libc_fflush()
+
+
+def read_bounded(f: BinaryIO, limit: int, stream: str) -> str:
+    """The text of captured file ``f``: all of it when it fits in ``limit``
+    bytes, else its start and end with the marker between."""
+    total = os.fstat(f.fileno()).st_size
+    head, tail = split(total, limit)
+    f.seek(0)
+    first = f.read(head)
+    if head + tail >= total:
+        return first.decode("utf-8", errors="replace")
+    f.seek(total - tail)
+    last = f.read(tail) if tail else b""
+    return (first.decode("utf-8", errors="replace")
+            + marker(total - head - tail, stream, limit, WORKER_SETTING)
+            + last.decode("utf-8", errors="replace"))
+
+
+class OutputCapture:
+    """Context manager: fd 1 and 2 go to temporary files while it is open;
+    afterwards ``stdout`` and ``stderr`` hold what was written (bounded)."""
+
+    def __init__(self, limit: int | None = None, directory: str | None = None):
+        self.limit = int(setting("TASK_OUTPUT_MAX") if limit is None else limit)
+        self.directory = directory
+        self.stdout = ""
+        self.stderr = ""
+        self._files: dict[int, BinaryIO] = {}
+        self._saved: dict[int, int] = {}
+        self._line_buffered: list[tuple[object, bool | None]] = []
+
+    def __enter__(self) -> OutputCapture:
+        flush_all()  # what the worker wrote before stays the worker's
+        self._line_buffered = [(s, _line_buffering(s, True)) for s in (sys.stdout, sys.stderr)]
+        try:
+            for fd in FDS:
+                self._files[fd] = tempfile.TemporaryFile(dir=self.directory)  # noqa: SIM115
+                self._saved[fd] = _dup_or_devnull(fd)
+                os.dup2(self._files[fd].fileno(), fd)
+        except BaseException:
+            self._restore()
+            for f in self._files.values():
+                f.close()
+            self._files.clear()
+            raise
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        flush_all()  # what the task wrote goes to its own files
+        self._restore()
+        for stream, was in self._line_buffered:
+            _line_buffering(stream, was)
+        texts = {}
+        for fd, stream in FDS.items():
+            f = self._files.pop(fd, None)
+            if f is None:
+                continue
+            try:
+                texts[stream] = read_bounded(f, self.limit, stream)
+            finally:
+                f.close()
+        self.stdout, self.stderr = (texts.get(s, "") for s in STREAMS)
+
+    def _restore(self) -> None:
+        for fd, saved in list(self._saved.items()):
+            os.dup2(saved, fd)
+            os.close(saved)
+            del self._saved[fd]
+
+
+def _line_buffering(stream: object, on: bool | None) -> bool | None:
+    """Set ``stream``'s line buffering (when it is a text file that has it) and
+    return what it was: during a task, ``print`` lines keep their order with
+    what child processes write."""
+    was = getattr(stream, "line_buffering", None)
+    reconfigure = getattr(stream, "reconfigure", None)
+    if on is not None and was is not None and reconfigure is not None and was != on:
+        try:
+            reconfigure(line_buffering=on)
+        except (OSError, ValueError):
+            return None  # closed or detached: leave it
+    return was
+
+
+def _dup_or_devnull(fd: int) -> int:
+    """A copy of ``fd`` to restore later; a worker started with ``fd`` closed
+    gets /dev/null back."""
+    try:
+        return os.dup(fd)
+    except OSError:
+        return os.open(os.devnull, os.O_WRONLY)

@@ -1,0 +1,65 @@
+"""How a task's captured stdout / stderr is bounded: the pure decision of what
+to keep, and the marker line that says, inside the text, what was cut and
+which setting keeps more.
+
+A stream longer than its limit keeps its beginning and its end (half the limit
+each: how a run started, and how it ended, are what a reader looks for) with
+the marker in between.  The same rule is applied on the worker (per stream,
+``FUNCX_TASK_OUTPUT_MAX`` bytes) and again by the service's ingester, which
+fits the output into what ``FUNCX_MAX_RESULT_BYTES`` leaves beside the result
+itself: output is cut, never the reason a result is refused.
+"""
+from __future__ import annotations
+
+#: the streams a task's output is captured from, in the order they travel
+STREAMS = ("stdout", "stderr")
+#: the worker's setting: bytes of each stream kept with a result
+WORKER_SETTING = "FUNCX_TASK_OUTPUT_MAX"
+#: the service's setting: the whole result, output included, stays under it
+SERVICE_SETTING = "FUNCX_MAX_RESULT_BYTES"
+#: every marker starts so (a reader or test can find a cut)
+MARKER_PREFIX = "[funcx: "
+
+
+def split(total: int, limit: int) -> tuple[int, int]:
+    """``(head, tail)``: how much of a stream of ``total`` units to keep from its
+    start and from its end so that at most ``limit`` are kept."""
+    limit = max(0, limit)
+    if total <= limit:
+        return total, 0
+    head = limit // 2
+    return head, limit - head
+
+
+def marker(cut: int, stream: str, limit: int, setting: str, unit: str = "bytes") -> str:
+    """The line put where ``cut`` units of ``stream`` were left out."""
+    where = "on the endpoint" if setting == WORKER_SETTING else "on the service"
+    return (f"\n{MARKER_PREFIX}{cut} {unit} of {stream} cut here; {limit} {unit} are kept: "
+            f"raise {setting} {where} to keep more]\n")
+
+
+def cut_text(text: str, limit: int, stream: str, setting: str = SERVICE_SETTING) -> str:
+    """``text`` bounded to ``limit`` characters (plus the marker when cut)."""
+    head, tail = split(len(text), limit)
+    if head + tail >= len(text):
+        return text
+    cut = len(text) - head - tail
+    return text[:head] + marker(cut, stream, limit, setting, "characters") + (
+        text[len(text) - tail:] if tail else "")
+
+
+def fit(outputs: dict[str, str], budget: int) -> dict[str, str]:
+    """``outputs`` (stream -> text) cut so that together they take at most
+    ``budget`` characters (markers aside): each stream gets an equal share,
+    and what one does not need goes to the other."""
+    budget = max(0, budget)
+    if sum(len(t) for t in outputs.values()) <= budget:
+        return dict(outputs)
+    small_first = sorted(outputs, key=lambda s: len(outputs[s]))
+    out: dict[str, str] = {}
+    left = budget
+    for i, stream in enumerate(small_first):
+        share = left // (len(small_first) - i)
+        out[stream] = cut_text(outputs[stream], share, stream)
+        left -= min(len(outputs[stream]), share)
+    return {s: out[s] for s in outputs}
