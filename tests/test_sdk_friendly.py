@@ -150,6 +150,16 @@ def test_an_input_under_the_limit_fits_although_encoded_it_is_over(fxc, endpoint
         assert ex.submit(size_of, data).result(timeout=WAIT_S) == len(data)
 
 
+def test_inputs_over_the_limit_together_are_split_into_requests(fxc, endpoint):
+    """Without the client's throttle, a batch is still split under the
+    service's limit: three inputs of 0.6 of it each are three requests."""
+    data = b"\x01" * (LIMIT * 6 // 10)
+    assert not fxc.throttling_enabled
+    with FuncXExecutor(endpoint_id=endpoint, funcx_client=fxc) as ex:
+        futs = [ex.submit(size_of, data) for _ in range(3)]
+        assert [f.result(timeout=WAIT_S) for f in futs] == [len(data)] * 3
+
+
 def test_an_input_over_the_limit_names_setting_host_and_sizes(fxc, endpoint):
     data = b"\x07" * (LIMIT + 4096)
     fid = fxc.register_function(size_of)

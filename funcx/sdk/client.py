@@ -327,9 +327,12 @@ class FuncXClient(FunctionsMixin, SharingMixin):
 
     def _chunks(self, tasks: Sequence[tuple[str, str]], size: int,
                 check: bool) -> Iterable[tuple[int, int]]:
-        """``(start, stop)`` of each submit request (see :func:`funcx.sdk.limits.chunks`)."""
-        return chunks(tasks, size, self.throttle.max_request_size if self.throttling_enabled
-                      else None, check)
+        """``(start, stop)`` of each submit request (see :func:`funcx.sdk.limits.chunks`):
+        under the client's limit while throttling is on, else under the service's
+        (FUNCX_MAX_PAYLOAD_BYTES, by the same measure), which refuses single tasks itself."""
+        if self.throttling_enabled:
+            return chunks(tasks, size, self.throttle.max_request_size, check)
+        return chunks(tasks, size, int(setting("MAX_PAYLOAD_BYTES")), False)
 
     # ---------------------------------------------------------------- results
     def _update(self, doc: dict) -> dict:
