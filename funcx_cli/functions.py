@@ -66,10 +66,12 @@ def register(spec: str = typer.Argument(..., metavar="PATH:FUNC", help="file or 
     """
     fmt = check_format(fmt)
     fn = load_function(spec)
-    fid = client().register_function(fn, function_name=name, description=description,
-                                      public=public, group=group)
+    info = client().register_function_info(fn, function_name=name, description=description,
+                                           public=public, group=group)
+    fid = info["function_uuid"]
     if fmt == "json":
-        print_json({"function_id": fid, "function_name": name or fn.__name__})
+        print_json({"function_id": fid, "function_name": info["function_name"],
+                    "version": info["version"], "reused": info["reused"]})
     else:
         typer.echo(fid)
 

@@ -272,12 +272,17 @@ def test_the_executor_warns_at_submit(endpoint, fxc):
             fut.result(timeout=WAIT_S)
 
 
-def test_cli_register_warns_on_stderr(tmp_path, service):
+def test_cli_register_warns_on_stderr_and_says_the_version(tmp_path, service):
     src = tmp_path / "analysis_mod.py"
     src.write_text("import json as js\n\ndef fit(x):\n    return js.dumps(x)\n")
-    p = subprocess.run([sys.executable, "-m", "funcx_cli.main", "function", "register",
-                        f"{src}:fit", "--name", f"cli-{_tag()}"], capture_output=True, text=True,
-                       timeout=120, env=dict(os.environ))
-    assert p.returncode == 0, p.stderr
-    assert "MissingGlobalWarning" in p.stderr and "import json as js" in p.stderr
-    assert "js" not in p.stdout  # stdout holds only the function id
+    name = f"cli-{_tag()}"
+    docs = []
+    for _ in range(2):
+        p = subprocess.run([sys.executable, "-m", "funcx_cli.main", "function", "register",
+                            f"{src}:fit", "--name", name, "--format", "json"],
+                           capture_output=True, text=True, timeout=120, env=dict(os.environ))
+        assert p.returncode == 0, p.stderr
+        assert "MissingGlobalWarning" in p.stderr and "import json as js" in p.stderr
+        docs.append(json.loads(p.stdout))  # stdout holds only the data
+    assert docs[0]["function_id"] == docs[1]["function_id"]
+    assert [(d["version"], d["reused"]) for d in docs] == [(1, False), (1, True)]
