@@ -66,7 +66,12 @@ TASK_DOCUMENT = obj({
     "stderr": {**STR, "description": "what the task wrote to stderr, as stdout"},
     "completion_t": {**STR, "description": "epoch seconds as a string; on every terminal document"},
     "details": obj({"problems": {**arr(PROBLEM), "description": "while the task waits "
-                                 "(waiting-for-ep/-nodes/-launch): why, as its endpoint reports"}}),
+                                 "(waiting-for-ep/-nodes/-launch): why, as its endpoint reports"},
+                    "endpoint_status": {**STR, "enum": ["online", "offline"],
+                                        "description": "an unfinished task's endpoint, when "
+                                        "read; while offline the task reads waiting-for-ep"},
+                    "last_status": {**STR, "description": "while its endpoint is offline: the "
+                                    "state the task had reached (e.g. running)"}}),
     "reason": STR,
 }, ["task_id", "status"])
 
