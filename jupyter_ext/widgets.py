@@ -208,11 +208,16 @@ class EndpointPanel(w.VBox):
                               "status": st["status"], "workers": d.get("total_workers", 0),
                               "idle": d.get("idle_workers", 0),
                               "outstanding": d.get("outstanding_tasks", 0)})
+        cell = "padding:2px 14px 2px 0; text-align:left"
         body = "".join(
-            f"<tr><td>{html.escape(str(r['name']))}</td><td><code>{r['endpoint_id']}</code></td>"
-            f"<td style='color:{status_color(r['status'])}'>{r['status']}</td>"
-            f"<td>{r['workers']} ({r['idle']} idle)</td><td>{r['outstanding']}</td></tr>"
+            f"<tr><td style='{cell}'><b>{html.escape(str(r['name']))}</b></td>"
+            f"<td style='{cell}'><code>{html.escape(r['endpoint_id'])}</code></td>"
+            f"<td style='{cell}; color:{status_color(r['status'])}'>"
+            f"{html.escape(str(r['status']))}</td>"
+            f"<td style='{cell}'>{r['workers']} ({r['idle']} idle)</td>"
+            f"<td style='{cell}'>{r['outstanding']}</td></tr>"
             for r in self.rows)
-        self.table.value = ("<table style='font-size:12px'><tr><th>name</th><th>endpoint id</th>"
-                            "<th>status</th><th>workers</th><th>outstanding</th></tr>"
-                            f"{body}</table>")
+        head = "".join(f"<th style='{cell}'>{h}</th>"
+                       for h in ("name", "endpoint id", "status", "workers", "outstanding tasks"))
+        self.table.value = ("<table style='font-size:13px; border-collapse:collapse'>"
+                            f"<tr>{head}</tr>{body}</table>")

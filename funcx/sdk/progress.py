@@ -184,7 +184,7 @@ class GroupProgress:
         return self.names.get(function_id) or function_id[:8]
 
     def by_function(self) -> list[FunctionProgress]:
-        """One entry per function, in the order the functions first appear."""
+        """One entry per function, by name."""
         groups: dict[str, list[dict]] = {}
         for r in self.rows.values():
             groups.setdefault(r.get("function_id") or "", []).append(r)
@@ -194,7 +194,7 @@ class GroupProgress:
             out.append(FunctionProgress(
                 function_id=fid, name=self.function_name(fid), total=len(rows),
                 done=sum(r.get("status") in TERMINAL_VALUES for r in rows), counts=counts))
-        return out
+        return sorted(out, key=lambda f: (f.name, f.function_id))
 
     def failures(self) -> list[FailureGroup]:
         """Failed tasks grouped by error text, the commonest first, each with

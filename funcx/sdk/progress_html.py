@@ -81,7 +81,7 @@ def bar_html(f: FunctionProgress) -> str:
     total = max(1, f.total)
     ok = 100 * (f.done - f.failed) / total
     bad = 100 * f.failed / total
-    return ("<div style='display:inline-block; width:260px; height:12px; background:#e0e0e0; "
+    return ("<div style='display:inline-block; width:320px; height:14px; background:#e0e0e0; "
             "border-radius:2px; overflow:hidden; vertical-align:middle'>"
             f"<div style='float:left; height:100%; width:{ok:.1f}%; "
             f"background:{status_color('success')}'></div>"
