@@ -183,6 +183,8 @@ class InterchangeState:
         self.cancelled: dict[str, None] = {}
         #: tasks queued since the last tick, not yet reported waiting-for-launch
         self.unreported: list[str] = []
+        #: queued tasks already reported waiting-for-launch (not said again when sent)
+        self.said_waiting: set[str] = set()
         self._handlers: dict[type, Callable[[Any], list]] = {
             TasksQueued: self._tasks_queued, ManagerRegistered: self._registered,
             ResultsFrom: self._results, RunningFrom: self._running,
@@ -469,6 +471,7 @@ class InterchangeState:
             self.parked.pop(tid, None)
             self.early.pop(tid, None)
             self.lost_from.pop(tid, None)
+            self.said_waiting.discard(tid)
             holder = self.awaiting.pop(tid, None) or self.refused.pop(tid, None)
             owner = self.managers.get(holder) if holder is not None else None
             if owner is not None and holder is not None:  # it holds the task, uncounted here
@@ -535,6 +538,7 @@ class InterchangeState:
                 queued = [t for t in self.unreported if t not in launching and t not in cancelled]
                 if queued:
                     out.append(Output([StatusUpdate(WAITING_FOR_LAUNCH, queued)]))
+                    self.said_waiting.update(queued)
             self.unreported = []  # with no manager, the agent said waiting-for-nodes
         if now - self.last_beat >= self.period:
             self.last_beat = now
@@ -568,14 +572,17 @@ class InterchangeState:
         out: list = []
         launching: list[str] = []
         managers = self.managers
-        lost_from = self.lost_from
+        lost_from, said = self.lost_from, self.said_waiting
         for mid, tasks in assign(self.pending, list(managers.values())).items():
             m = managers[mid]
             m.credits -= len(tasks)
             held = m.tasks
             for t in tasks:
                 held[t.task_id] = t
-                launching.append(t.task_id)
+                if t.task_id in said:
+                    said.discard(t.task_id)
+                else:
+                    launching.append(t.task_id)
                 if lost_from:
                     lost_from.pop(t.task_id, None)
             out.append(SendTasks(mid, tasks))

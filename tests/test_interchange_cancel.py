@@ -208,3 +208,14 @@ def test_a_manager_sending_cancel_is_refused_as_stray():
     out = s.handle(StrayMessage(b"m1", Kind.CANCEL, 0.5))
     assert [type(i) for i in out] == [Dropped] and "CANCEL" in out[0].why
     assert list(s.managers[b"m1"].tasks) == ["t0"]  # nothing was cancelled
+
+
+def test_a_queued_task_said_waiting_is_not_said_again_when_sent():
+    """One write per task: reported waiting-for-launch when it queued behind
+    busy workers, nothing more when a worker frees up and it is sent."""
+    s = state()
+    register(s, b"m1", capacity=1)
+    assert launching(queue(s, "t0", "t1")) == ["t0", "t1"]
+    out = s.handle(ResultsFrom(b"m1", [ok("t0")], 0.5)) + s.handle(Tick(0.6))
+    assert sent(out) == {b"m1": ["t1"]} and launching(out) == []
+    assert s.said_waiting == set()
