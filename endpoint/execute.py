@@ -57,8 +57,12 @@ def failure(task: Task, exc: BaseException, skip_frames: int = 0, **details) -> 
 class Executor:
     """Deserializes and runs tasks, caching functions by content."""
 
-    def __init__(self, max_result_bytes: int | None = None, max_output_bytes: int | None = None):
+    def __init__(self, max_result_bytes: int | None = None, max_output_bytes: int | None = None,
+                 output_prefix: str | None = None):
+        """``output_prefix``: where each task's capture files go (see
+        :class:`OutputCapture`; the manager reads them when it kills a task)."""
         self.functions = FunctionCache(_serializer)
+        self.output_prefix = output_prefix
         self.max_result = int(max_result_bytes or setting("MAX_RESULT_BYTES"))
         #: bytes of each of stdout and stderr kept with a result (TASK_OUTPUT_MAX)
         self.max_output = int(setting("TASK_OUTPUT_MAX") if max_output_bytes is None
@@ -66,7 +70,7 @@ class Executor:
 
     def run(self, task: Task) -> Result:
         """Run ``task`` with its stdout and stderr captured (fd level) into its result."""
-        capture = OutputCapture(self.max_output)
+        capture = OutputCapture(self.max_output, prefix=self.output_prefix)
         with capture:
             result = self._run(task)
         result.stdout, result.stderr = capture.stdout, capture.stderr

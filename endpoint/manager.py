@@ -207,7 +207,9 @@ class Manager:
         for slot, task, detail in self.pool.reap(self.stopping):
             log.warning("worker %s died (%s) running task %s", slot.identity, detail,
                         task.task_id)
-            self.results.append(failure(task, WorkerLost(slot.identity.decode(), detail)))
+            lost = failure(task, WorkerLost(slot.identity.decode(), detail))
+            lost.stdout, lost.stderr = self.pool.leftover_output(slot)
+            self.results.append(lost)
 
     def cancel(self, task_ids: list[str]) -> None:
         """The interchange cancelled these tasks: drop those queued here, kill
@@ -233,10 +235,13 @@ class Manager:
                 log.warning("task %s exceeded its walltime of %ss", slot.task.task_id,
                             slot.walltime)
                 w = slot.walltime or 0.0
-                self.results.append(failure(slot.task, TaskTimeout(
-                    int(w) if w.is_integer() else w)))  # "1 s", not "1.0 s"
+                timeout = failure(slot.task, TaskTimeout(
+                    int(w) if w.is_integer() else w))  # "1 s", not "1.0 s"
                 slot.task, slot.ready = None, False  # no new task for a dying worker
                 self.pool.kill_now(slot)  # reap() replaces the worker
+                # what it printed so far (its files, before the slot's next task)
+                timeout.stdout, timeout.stderr = self.pool.leftover_output(slot)
+                self.results.append(timeout)
 
     def container_of(self, task: Task) -> str:
         """The container a task runs in here ("" when containers are off or unknown)."""

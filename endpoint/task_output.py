@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import stat
 import sys
 import tempfile
 from types import TracebackType
@@ -67,11 +68,17 @@ def read_bounded(f: BinaryIO, limit: int, stream: str) -> str:
 
 class OutputCapture:
     """Context manager: fd 1 and 2 go to temporary files while it is open;
-    afterwards ``stdout`` and ``stderr`` hold what was written (bounded)."""
+    afterwards ``stdout`` and ``stderr`` hold what was written (bounded).
 
-    def __init__(self, limit: int | None = None, directory: str | None = None):
+    With ``prefix`` the files are ``<prefix>.stdout`` / ``<prefix>.stderr``
+    (made afresh for each task, removed after it), so that the manager can
+    read what a task wrote before its worker was killed (:func:`leftover`)."""
+
+    def __init__(self, limit: int | None = None, directory: str | None = None,
+                 prefix: str | None = None):
         self.limit = int(setting("TASK_OUTPUT_MAX") if limit is None else limit)
         self.directory = directory
+        self.prefix = prefix
         self.stdout = ""
         self.stderr = ""
         self._files: dict[int, BinaryIO] = {}
@@ -82,8 +89,8 @@ class OutputCapture:
         flush_all()  # what the worker wrote before stays the worker's
         self._line_buffered = [(s, _line_buffering(s, True)) for s in (sys.stdout, sys.stderr)]
         try:
-            for fd in FDS:
-                self._files[fd] = tempfile.TemporaryFile(dir=self.directory)  # noqa: SIM115
+            for fd, stream in FDS.items():
+                self._files[fd] = self._open(stream)
                 self._saved[fd] = _dup_or_devnull(fd)
                 os.dup2(self._files[fd].fileno(), fd)
         except BaseException:
@@ -109,13 +116,54 @@ class OutputCapture:
                 texts[stream] = read_bounded(f, self.limit, stream)
             finally:
                 f.close()
+                if self.prefix:
+                    _unlink(f"{self.prefix}.{stream}")
         self.stdout, self.stderr = (texts.get(s, "") for s in STREAMS)
+
+    def _open(self, stream: str) -> BinaryIO:
+        if not self.prefix:
+            return tempfile.TemporaryFile(dir=self.directory)  # noqa: SIM115
+        # a new file (inode) per task: a process a killed task left behind
+        # writes on into its own task's file, never into this one
+        path = f"{self.prefix}.{stream}"
+        _unlink(path)
+        return os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600), "w+b")
 
     def _restore(self) -> None:
         for fd, saved in list(self._saved.items()):
             os.dup2(saved, fd)
             os.close(saved)
             del self._saved[fd]
+
+
+def leftover(prefix: str, limit: int | None = None) -> dict[str, str]:
+    """What the task a killed (or dead) worker was running had written, read
+    from its capture files ``<prefix>.stdout`` / ``.stderr`` (bounded, as
+    :class:`OutputCapture` reads them), which are then removed; "" for a
+    stream without a plain file there (a link or a FIFO the function put in
+    its place is not followed).  Called by the manager, in the worker's place."""
+    limit = int(setting("TASK_OUTPUT_MAX") if limit is None else limit)
+    out: dict[str, str] = {}
+    for stream in STREAMS:
+        path = f"{prefix}.{stream}"
+        out[stream] = ""
+        try:  # the function may have put anything there: only a plain file is read
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            fd = -1
+        if fd >= 0:
+            with os.fdopen(fd, "rb") as f:
+                if stat.S_ISREG(os.fstat(fd).st_mode):
+                    out[stream] = read_bounded(f, limit, stream)
+        _unlink(path)
+    return out
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _line_buffering(stream: object, on: bool | None) -> bool | None:

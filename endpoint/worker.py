@@ -23,7 +23,9 @@ def serve(addr: str, worker_id: str) -> None:
     sock.setsockopt(zmq.IDENTITY, worker_id.encode())
     sock.setsockopt(zmq.LINGER, 1000)
     sock.connect(addr)
-    executor = Executor()
+    # the manager names where this worker's task output is captured (it reads
+    # the files of a task it had to kill: endpoint.task_output.leftover)
+    executor = Executor(output_prefix=os.environ.get("FUNCX_TASK_OUTPUT_PREFIX") or None)
     sock.send_multipart(pack(Kind.READY, {"pid": os.getpid()}))
     while True:
         try:

@@ -19,6 +19,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 
+from endpoint.task_output import leftover
 from endpoint.worker_env import worker_environment
 from funcx.defaults import setting
 from funcx.lifecycle import child_preexec
@@ -112,11 +113,24 @@ class WorkerPool:
         # the manager dies (PR_SET_PDEATHSIG follows the forking thread: the
         # manager's main thread), and leads its own process group, so a cancel
         # or a walltime kill reaches what the function started too
+        env = self.worker_env(bool(container and spec))
+        if not (container and spec):  # a container may not see this manager's tmp
+            env["FUNCX_TASK_OUTPUT_PREFIX"] = self.output_prefix(slot)
         slot.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, cwd=self.working_dir,
-                                     env=self.worker_env(bool(container and spec)),
-                                     preexec_fn=child_preexec(new_session=True))
+                                     env=env, preexec_fn=child_preexec(new_session=True))
         self.by_identity[slot.identity] = slot
         self.specs[container] = spec or {}
+
+    def output_prefix(self, slot: WorkerSlot) -> str:
+        """Where the worker of ``slot`` captures its task's output (in this
+        manager's private tmp; see :mod:`endpoint.task_output`)."""
+        return os.path.join(self.tmp, f"task-output-{slot.index}")
+
+    def leftover_output(self, slot: WorkerSlot) -> tuple[str, str]:
+        """``(stdout, stderr)`` the task of ``slot``'s killed or dead worker
+        had written (read before the slot's next task starts)."""
+        out = leftover(self.output_prefix(slot))
+        return out["stdout"], out["stderr"]
 
     def respawn_as(self, slot: WorkerSlot, container: str, spec: dict) -> None:
         """Replace an idle worker with one running in ``container``."""

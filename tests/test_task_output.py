@@ -91,6 +91,24 @@ def rendezvous(tag, other, directory, lines):
     return os.getpid()
 
 
+def print_then_hang(tag):
+    import os
+    import time
+
+    print(f"started {tag}")
+    os.system(f"echo child of {tag}")
+    time.sleep(60)
+
+
+def print_then_die(tag):
+    import os
+    import sys
+
+    print(f"last words {tag}")
+    sys.stderr.write(f"dying {tag}\n")
+    os._exit(3)
+
+
 def big_result(n, noise):
     if noise:
         print("z" * noise)
@@ -251,7 +269,8 @@ def test_ingester_cuts_output_to_fit_the_result_limit_and_never_refuses_for_it()
 @pytest.fixture(scope="module")
 def fids(fxc):
     return {f.__name__: fxc.register_function(f) for f in (
-        chatty, chatty_failure, unpicklable_failure, huge_print, rendezvous, big_result)}
+        chatty, chatty_failure, unpicklable_failure, huge_print, rendezvous, big_result,
+        print_then_hang, print_then_die)}
 
 
 def _run(fxc, endpoint, fids, fn: str, *args) -> str:
@@ -351,6 +370,47 @@ def test_two_concurrent_tasks_on_one_manager_do_not_mix_output(fxc, endpoint, fi
         assert sorted(lines) == sorted([f"{mine} {i}" for i in range(40)]
                                        + [f"{mine} child {i}" for i in range(40)])
         assert other not in "".join(lines)
+
+
+def test_a_task_killed_at_its_walltime_keeps_what_it_printed(fxc, endpoint, fids):
+    from funcx.errors import TaskTimeout
+
+    tag = uuid.uuid4().hex
+    batch = fxc.create_batch(resource_specification={"walltime": 1})
+    batch.add(tag, endpoint_id=endpoint, function_id=fids["print_then_hang"])
+    [tid] = fxc.batch_run(batch)
+    fxc.wait([tid], timeout=WAIT_S)
+    with pytest.raises(TaskTimeout) as info:
+        fxc.get_result(tid)
+    assert info.value.stdout == f"started {tag}\nchild of {tag}\n"
+    assert fxc.get_task(tid)["stdout"] == info.value.stdout
+
+
+def test_a_task_whose_worker_died_keeps_what_it_printed(fxc, endpoint, fids):
+    from funcx.errors import WorkerLost
+
+    tag = uuid.uuid4().hex
+    tid = _run(fxc, endpoint, fids, "print_then_die", tag)
+    with pytest.raises(WorkerLost) as info:
+        fxc.get_result(tid)
+    assert info.value.stdout == f"last words {tag}\n" and info.value.stderr == f"dying {tag}\n"
+
+
+def test_leftover_reads_only_plain_files(tmp_path):
+    from endpoint.task_output import leftover
+
+    prefix = str(tmp_path / "task-output-0")
+    secret = tmp_path / "secret"
+    secret.write_text("not yours")
+    os.symlink(secret, prefix + ".stdout")
+    os.mkfifo(prefix + ".stderr")  # reading it would block the manager
+    assert leftover(prefix, 100) == {"stdout": "", "stderr": ""}
+    assert not os.path.lexists(prefix + ".stdout") and not os.path.lexists(prefix + ".stderr")
+    assert secret.read_text() == "not yours"
+    Path(prefix + ".stdout").write_text("y" * 300)
+    got = leftover(prefix, 100)["stdout"]
+    assert kept(got) == "y" * 100 and "200 bytes of stdout cut here" in got
+    assert not os.path.exists(prefix + ".stdout")  # read once, then removed
 
 
 def test_a_huge_print_is_cut_with_the_marker_and_the_result_arrives(fxc, endpoint, fids):
