@@ -97,6 +97,18 @@ def test_an_ambiguous_endpoint_name_names_each_id(fxc):
         fxc.delete_endpoint(b)
 
 
+def test_whitelist_calls_take_names(fxc, fn_name):
+    name = f"guarded-{_tag()}"
+    eid = fxc.register_endpoint(name)["endpoint_id"]
+    try:
+        fid = fxc.resolve_function(fn_name)
+        assert fxc.add_to_whitelist(name, [fn_name]) == [fid]
+        assert fxc.get_whitelist(name) == [fid]
+        assert fxc.delete_from_whitelist(name, fn_name) == []
+    finally:
+        fxc.delete_endpoint(eid)
+
+
 def test_pick_endpoint_prefers_your_own_of_several():
     eps = [{"uuid": "1", "name": "gpu", "owner": "alice"},
            {"uuid": "2", "name": "gpu", "owner": "bob"},

@@ -17,15 +17,27 @@ class SharingMixin:
 
         def register_endpoint(self, name: str, *args: Any, **kwargs: Any) -> dict: ...
 
+        def resolve_endpoint(self, name_or_id: str) -> str: ...
+
+        def resolve_function(self, name_or_id: str) -> str: ...
+
     def get_whitelist(self, endpoint_id: str) -> list[str]:
+        """The functions an endpoint is restricted to (endpoint by id or name)."""
+        endpoint_id = self.resolve_endpoint(endpoint_id)
         return self.web_client.get(f"/v2/endpoints/{endpoint_id}/whitelist")["result"]
 
     def add_to_whitelist(self, endpoint_id: str, function_ids: list[str] | str) -> list[str]:
+        """Allow functions (ids or names of yours) on an endpoint (id or name)."""
         ids = [function_ids] if isinstance(function_ids, str) else list(function_ids)
+        ids = [self.resolve_function(f) for f in ids]
+        endpoint_id = self.resolve_endpoint(endpoint_id)
         return self.web_client.post(f"/v2/endpoints/{endpoint_id}/whitelist", {"func": ids})["result"]
 
     def delete_from_whitelist(self, endpoint_id: str, function_ids: list[str] | str) -> list[str]:
+        """Disallow functions (ids or names of yours) on an endpoint (id or name)."""
         ids = [function_ids] if isinstance(function_ids, str) else list(function_ids)
+        ids = [self.resolve_function(f) for f in ids]
+        endpoint_id = self.resolve_endpoint(endpoint_id)
         result: list[str] = []
         for fid in ids:
             result = self.web_client.delete(f"/v2/endpoints/{endpoint_id}/whitelist/{fid}")["result"]
