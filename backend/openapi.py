@@ -199,9 +199,10 @@ PATHS: dict[str, dict] = {
     "/v2/tasks/{tid}": {"get": op("getTask", "A task document", "tasks", "TaskDocument",
                                   LOOKUP, params=(P_TID,))},
     "/v2/tasks/{tid}/cancel": {"post": op(
-        "cancelTask", "Cancel a task that has not started running", "tasks", "TaskCancel",
-        LOOKUP, params=(P_TID,), description="A no-op (`cancelled: false`) on a task that "
-                                             "is running or finished.")},
+        "cancelTask", "Cancel a task that has not finished", "tasks", "TaskCancel",
+        LOOKUP, params=(P_TID,), description="Queued or running: the task is `cancelled` at "
+        "once and its endpoint drops it or kills the worker running it (now, or when it is "
+        "next online). A no-op (`cancelled: false`) on a finished task.")},
     "/v2/batch_status": {"post": op(
         "batchStatus", "Task documents of many tasks", "tasks", "BatchStatus",
         body="BatchStatusRequest",

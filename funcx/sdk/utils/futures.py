@@ -73,7 +73,8 @@ class FuncXFuture(cf.Future):
             return False
 
     def cancel(self) -> bool:
-        """Stop the task if it has not started running."""
+        """Stop the task, queued or running (its endpoint kills the worker
+        running it); False once it has finished."""
         if self.done():
             return self.cancelled()
         try:
