@@ -21,6 +21,7 @@ from common import recorder, waiter  # a sibling module: tests/compat/common.py
 
 
 def add(a, b, *, scale=1, offset=0):
+    print("adding", a, b)  # the documents this SDK parses carry stdout (issue 16)
     return a * scale + b + offset
 
 
@@ -42,6 +43,10 @@ def runtime():
 
 
 def boom(tag):
+    import sys as _sys
+
+    print("about to fail", tag)  # a failed task's document carries stdout and stderr too
+    _sys.stderr.write(f"warning {tag}\n")
     raise ValueError(f"compat-boom {tag}")
 
 
