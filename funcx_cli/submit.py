@@ -77,10 +77,10 @@ def run_command(function: str = typer.Argument(..., help="function id or name"),
         return
     resume = f"funcx task result {tid} --wait"
     say(f"task {tid} submitted to {endpoint}; waiting for its result")
-    _warn_if_offline(fxc, eid, endpoint, resume)
     from funcx.errors import TaskPending
 
     try:
+        _warn_if_offline(fxc, eid, endpoint, resume)
         st = fxc.wait([tid], timeout=timeout)[tid]
     except TaskPending:
         say(f"Still pending after {timeout:g} s; the task goes on. Fetch it later with: {resume}")
@@ -156,8 +156,23 @@ def map_command(
         tids = fxc.batch_run(batch)
         tg = batch.task_group_id
         say(f"task group {tg}: {len(tids)} task(s) submitted to {endpoint}")
-        _warn_if_offline(fxc, eid, endpoint, f"funcx map --resume {tg}")
-    _print_in_order(fxc, tg, tids, start, timeout)
+    from funcx.errors import TaskPending
+
+    written = [0]  # results printed so far (skipped ones included), for the resume hint
+    try:
+        if not resume:
+            _warn_if_offline(fxc, eid, endpoint, f"funcx map --resume {tg}")
+        failed = _print_in_order(fxc, tg, tids, start, timeout, written)
+    except (TaskPending, KeyboardInterrupt) as e:
+        pending = isinstance(e, TaskPending)
+        say(("" if pending else "\n") + (f"Still waiting after {timeout:g} s" if pending
+                                         else "Interrupted")
+            + f": {written[0]} of {len(tids)} result(s) written; the tasks go on. "
+            f"Print the rest with: funcx map --resume {tg} --from {written[0]}")
+        raise typer.Exit(PENDING if pending else INTERRUPTED) from None
+    if failed:
+        say(f"{failed} of {len(tids)} task(s) failed")
+        raise typer.Exit(FAILED)
 
 
 def _read_calls(input_file: Path) -> list[tuple[list[Any], dict[str, Any]]]:
@@ -168,25 +183,20 @@ def _read_calls(input_file: Path) -> list[tuple[list[Any], dict[str, Any]]]:
 
 
 def _print_in_order(fxc: Any, tg: str, tids: list[str], start: int,
-                    timeout: float | None) -> None:
-    """Write one JSON line per task, in input order, as results arrive; a
-    progress bar on stderr; exit 1 if any failed, 6/130 (with how to resume)
-    if the wait ends early."""
+                    timeout: float | None, written: list[int]) -> int:
+    """Write one JSON line per task from index ``start``, in input order, as
+    results arrive (``written[0]``: how far it got), with a progress bar on
+    stderr; return how many failed.  ``TaskPending`` once ``timeout`` passes."""
     from rich.progress import Progress
 
-    from funcx.errors import TaskPending
-
-    written = failed = 0
+    failed = 0
     progress = Progress(console=console(stderr=True), transient=True,
                         redirect_stdout=False, redirect_stderr=False)
-    try:
-        with progress:
-            bar = progress.add_task("tasks", total=len(tids))
-            for i, st, done in follow_in_order(fxc, tg, tids, timeout):
-                progress.update(bar, completed=done)
-                written = i + 1
-                if i < start:
-                    continue
+    with progress:
+        bar = progress.add_task("tasks", total=len(tids))
+        for i, st, done in follow_in_order(fxc, tg, tids, timeout):
+            progress.update(bar, completed=done)
+            if i >= start:
                 row: dict[str, Any] = {"index": i, "task_id": tids[i], "status": st["status"]}
                 if "exception" in st or st["status"] != "success":
                     failed += 1
@@ -197,16 +207,8 @@ def _print_in_order(fxc: Any, tg: str, tids: list[str], start: int,
                     row["result"] = jsonable(st["result"])
                 sys.stdout.write(json.dumps(row) + "\n")
                 sys.stdout.flush()
-    except (TaskPending, KeyboardInterrupt) as e:
-        pending = isinstance(e, TaskPending)
-        say(("" if pending else "\n") + (f"Still waiting after {timeout:g} s" if pending
-                                         else "Interrupted")
-            + f": {written} of {len(tids)} result(s) written; the tasks go on. "
-            f"Print the rest with: funcx map --resume {tg} --from {written}")
-        raise typer.Exit(PENDING if pending else INTERRUPTED) from None
-    if failed:
-        say(f"{failed} of {len(tids)} task(s) failed")
-        raise typer.Exit(FAILED)
+            written[0] = i + 1
+    return failed
 
 
 def follow_in_order(fxc: Any, tg: str, tids: list[str],
