@@ -4,10 +4,12 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+import warnings
 from pathlib import Path
 
 import typer
 
+from funcx.sdk.remote_globals import MissingGlobalWarning
 from funcx_cli.context import (
     FormatOption,
     check_format,
@@ -66,8 +68,15 @@ def register(spec: str = typer.Argument(..., metavar="PATH:FUNC", help="file or 
     """
     fmt = check_format(fmt)
     fn = load_function(spec)
-    info = client().register_function_info(fn, function_name=name, description=description,
-                                           public=public, group=group)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MissingGlobalWarning)
+        info = client().register_function_info(fn, function_name=name, description=description,
+                                               public=public, group=group)
+    for w in caught:  # one line on stderr each, not a warnings traceback
+        if issubclass(w.category, MissingGlobalWarning):
+            typer.echo(f"Warning: {w.message}", err=True)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     fid = info["function_uuid"]
     if fmt == "json":
         print_json({"function_id": fid, "function_name": info["function_name"],

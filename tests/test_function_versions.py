@@ -282,7 +282,8 @@ def test_cli_register_warns_on_stderr_and_says_the_version(tmp_path, service):
                             f"{src}:fit", "--name", name, "--format", "json"],
                            capture_output=True, text=True, timeout=120, env=dict(os.environ))
         assert p.returncode == 0, p.stderr
-        assert "MissingGlobalWarning" in p.stderr and "import json as js" in p.stderr
+        assert p.stderr.startswith("Warning: function 'fit' uses js") and p.stderr.count("\n") == 1
+        assert "import json as js" in p.stderr
         docs.append(json.loads(p.stdout))  # stdout holds only the data
     assert docs[0]["function_id"] == docs[1]["function_id"]
     assert [(d["version"], d["reused"]) for d in docs] == [(1, False), (1, True)]

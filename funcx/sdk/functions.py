@@ -10,11 +10,11 @@ version, ``NAME@N`` to version N, and every version stays runnable by id.
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from funcx.sdk import names
@@ -34,14 +34,14 @@ from funcx.serialize.facade import unpack_buffers
 #: how long a name -> id resolution is reused by one client (registering or
 #: deleting through it forgets them at once)
 NAME_CACHE_S = 30.0
-_SDK_DIR = str(Path(__file__).resolve().parent.parent)
+_FUNCX_DIR = os.path.dirname(os.path.dirname(__file__)) + os.sep  # .../funcx/ as imported
 
 
 def _caller_stacklevel() -> int:
     """The stacklevel of the first frame outside the funcx package (the
     user's call), for warnings that should point at it."""
     frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_code.co_filename.startswith(_SDK_DIR):
+    while frame is not None and frame.f_code.co_filename.startswith(_FUNCX_DIR):
         frame, level = frame.f_back, level + 1  # type: ignore[assignment]
     return level
 
