@@ -124,8 +124,14 @@ class TaskMonitor(w.VBox):
     def refresh(self) -> None:
         """Reload the group from the service, then redraw."""
         self.state.reload(self.client, self.task_group_id)
-        self.state.resolve_names(self.client)
+        self._learn()
         self._draw()
+
+    def _learn(self) -> None:
+        """Function names; and once the group is done, the errors no event told."""
+        self.state.resolve_names(self.client)
+        if self.state.finished and not self.state.errors_known:
+            self.state.load_errors(self.client)
 
     def _complete(self) -> bool:
         """Finished, with every failure's error known (nothing left to learn)."""
@@ -134,7 +140,7 @@ class TaskMonitor(w.VBox):
     def _watch(self) -> None:
         try:
             for _ in self.state.follow(self.client, self.task_group_id):
-                self.state.resolve_names(self.client)
+                self._learn()
                 self._draw()
                 if self._complete():
                     self._publish_final()

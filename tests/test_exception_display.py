@@ -116,6 +116,8 @@ def test_future_result_in_a_notebook_shows_the_remote_traceback_once(shell, fxc,
     out = cap.stdout
     task_id = shell.user_ns["fut"].task_id
     assert f"Remote traceback (from the endpoint, task {task_id}):" in out
+    # what the task printed, before its traceback
+    assert out.index("--- the task's stdout ---\ntuning 3\n") < out.index("Traceback (most")
     assert "raise ValueError('too noisy')" in out  # the cell's line, filled in on this side
     assert out.count("ValueError: too noisy") == 1 and "ValueError: ValueError" not in out
     for plumbing in ("concurrent", "_base.py", "executor.py", "funcx/"):

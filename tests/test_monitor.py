@@ -10,6 +10,9 @@ import uuid
 
 import nbformat
 import pytest
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.display import display
+from IPython.utils.capture import capture_output
 
 from funcx.sdk.progress import GroupProgress, error_line, format_seconds
 from funcx.sdk.progress_html import progress_html
@@ -106,7 +109,13 @@ def nap_then(i, s):
     return i
 
 
-def test_monitor_of_a_finished_batch(fxc, endpoint):
+@pytest.fixture
+def shell():
+    """A real IPython shell, so that ``display`` publishes MIME bundles."""
+    return InteractiveShell.instance()
+
+
+def test_monitor_of_a_finished_batch(fxc, endpoint, shell):
     fid = fxc.register_function(square_or_fail)
     nap = fxc.register_function(nap_then)
     batch = fxc.create_batch(task_group_id=str(uuid.uuid4()))
@@ -116,8 +125,22 @@ def test_monitor_of_a_finished_batch(fxc, endpoint):
     ids = fxc.batch_run(batch)
     fxc.wait(ids, timeout=60)  # pushed completion: all 9 are done now
 
+    # the listing names each failure's error
+    listed = GroupProgress.of(fxc, batch.task_group_id)
+    assert listed.finished and listed.errors_known
+    assert sorted(g.count for g in listed.failures()) == [1, 2]
+    # a listing without them (an older service): fetched, as many as asked
+    for r in listed.rows.values():
+        r.pop("error", None)
+        r.pop("error_type", None)
+    assert not listed.errors_known
+    listed.load_errors(fxc, most=1)  # one fetched, the others say they were not
+    assert listed.errors_known and sorted(g.count for g in listed.failures()) == [1, 2]
+    assert "(error not loaded: see funcx task result)" in [g.error for g in listed.failures()]
+
     mon = TaskMonitor(fxc, batch.task_group_id)
-    assert mon.wait(30)  # it learns the failures' errors from the pushed events
+    assert mon.finished.is_set() and mon._thread is None  # nothing left to watch
+    assert mon.wait(30)
     assert mon.progress.value == 9 == mon.progress.max
     assert mon.counts == {"success": 6, "failed": 3}
     assert mon.progress.bar_style == "warning"  # some failed, not all
@@ -145,11 +168,12 @@ def test_monitor_of_a_finished_batch(fxc, endpoint):
     bundle = mon.final_bundle()
     assert "ValueError: 1 fails on purpose" in bundle["text/html"]
     assert "square_or_fail" in bundle["text/html"] and "9/9 done" in bundle["text/plain"]
-    mon._thread is None or mon._thread.join(10)
-    assert mon._thread is None or not mon._thread.is_alive()  # nothing left to watch
+    with capture_output() as cap:
+        display(mon)
+    assert [sorted(o.data) for o in cap.outputs] == [["text/html", "text/plain"]]
 
 
-def test_monitor_updates_live(fxc, endpoint):
+def test_monitor_updates_live(fxc, endpoint, shell):
     fid = fxc.register_function(nap_then)
     batch = fxc.create_batch(task_group_id=str(uuid.uuid4()))
     for i in range(6):  # 2 workers: at least three rounds of 0.6 s
@@ -157,6 +181,10 @@ def test_monitor_updates_live(fxc, endpoint):
     ids = fxc.batch_run(batch)
 
     mon = TaskMonitor(fxc, batch.task_group_id)  # attached before they finish
+    with capture_output() as cap:
+        display(mon)  # the live widget (under a display id its final state will replace)
+    assert len(cap.outputs) == 1 and WIDGET_MIME in cap.outputs[0].data
+    assert cap.outputs[0].data[WIDGET_MIME]["model_id"] == mon.model_id
     seen: list[int] = []
     mon.progress.observe(lambda ch: seen.append(ch["new"]), names="value")
     assert mon.progress.max == 6 and mon.progress.value < 6 and not mon.finished.is_set()

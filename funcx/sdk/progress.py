@@ -3,8 +3,9 @@ counts by status and by function, failures grouped by their error, elapsed
 time and an ETA.  The ``funcx task watch`` table, the notebook
 ``TaskMonitor`` and ``%funcx status GROUP`` all show this.
 
-Only :meth:`GroupProgress.reload`, :meth:`GroupProgress.follow` and
-:meth:`GroupProgress.resolve_names` talk to the service; everything else
+Only :meth:`GroupProgress.reload`, :meth:`GroupProgress.follow`,
+:meth:`GroupProgress.load_errors` and :meth:`GroupProgress.resolve_names`
+talk to the service; everything else
 folds rows in and reads them out, so it is testable on plain dicts.
 """
 from __future__ import annotations
@@ -21,6 +22,8 @@ from funcx.protocol.states import TERMINAL_VALUES
 GROUP_TASKS_LIMIT = 10_000
 #: the longest error text kept per task (a failure group's key)
 ERROR_TEXT_MAX = 300
+#: failed tasks whose errors are fetched one by one when no event told them
+ERRORS_LOADED_MAX = 200
 
 
 def error_line(text: str | None) -> str:
@@ -133,6 +136,21 @@ class GroupProgress:
             if self.apply(docs):  # tasks added since the last listing: learn their functions
                 self.reload(client, task_group_id)
             yield self
+
+    def load_errors(self, client: Any, most: int = ERRORS_LOADED_MAX) -> None:
+        """Fetch the errors of failed tasks whose error is not known (a group
+        listed after it finished: its completion events may be gone); past
+        ``most`` of them, the rest say so instead of being fetched."""
+        from funcx.sdk.render import error_summary
+
+        missing = [t for t, r in self.rows.items() if r.get("status") == "failed" and not r.get("error")]
+        if missing[:most]:
+            for tid, st in client.get_batch_result(missing[:most]).items():
+                exc = st.get("exception")
+                self.rows[tid]["error"] = error_summary(exc) if exc is not None else \
+                    error_line(st.get("reason"))
+        for tid in missing[most:]:
+            self.rows[tid]["error"] = "(error not loaded: see funcx task result)"
 
     def resolve_names(self, client: Any) -> None:
         """Look up the names of functions not named yet (one request each;
@@ -248,8 +266,11 @@ class GroupProgress:
         return sorted(self.rows.values(), key=key, reverse=True)[:n]
 
     def duration(self, row: dict) -> float | None:
-        """A finished task's time from submit to completion."""
-        start, end = _epoch(row.get("created_at")), _epoch(row.get("completion_t"))
+        """A finished task's run time on its worker where the service lists
+        it (``exec_start``/``exec_end``), else its time from submit to completion."""
+        start, end = _epoch(row.get("exec_start")), _epoch(row.get("exec_end"))
+        if start is None or end is None:
+            start, end = _epoch(row.get("created_at")), _epoch(row.get("completion_t"))
         return None if start is None or end is None else max(0.0, end - start)
 
     def describe(self, now: float | None = None) -> str:
