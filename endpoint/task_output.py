@@ -21,8 +21,8 @@ import os
 import stat
 import sys
 import tempfile
+from collections.abc import Callable
 from types import TracebackType
-from typing import BinaryIO
 
 from funcx.defaults import setting
 from funcx.protocol.output_limits import STREAMS, WORKER_SETTING, marker, split
@@ -31,12 +31,17 @@ from funcx.protocol.output_limits import STREAMS, WORKER_SETTING, marker, split
 FDS = {1: "stdout", 2: "stderr"}
 
 
-def _libc_fflush() -> None:
-    """Flush C stdio buffers (a C extension's ``printf`` into a file is buffered)."""
+def _load_fflush() -> Callable[[], object] | None:
+    """The C library's ``fflush(NULL)`` (a C extension's ``printf`` into a file
+    is buffered by C stdio), looked up once; None where there is none."""
     try:
-        ctypes.CDLL(None).fflush(None)
+        fflush = ctypes.CDLL(None).fflush
     except (OSError, AttributeError):
-        pass  # no C library to ask: Python's own flush still happened
+        return None
+    return lambda: fflush(None)
+
+
+_FFLUSH = _load_fflush()
 
 
 def flush_all() -> None:
@@ -47,23 +52,38 @@ def flush_all() -> None:
             stream.flush()
         except (OSError, ValueError, AttributeError):
             pass  # closed or replaced by the function: nothing of ours to flush
-    _libc_fflush()
+    if _FFLUSH is not None:
+        _FFLUSH()
 
 
-def read_bounded(f: BinaryIO, limit: int, stream: str) -> str:
-    """The text of captured file ``f``: all of it when it fits in ``limit``
-    bytes, else its start and end with the marker between."""
-    total = os.fstat(f.fileno()).st_size
+def _decode(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
+
+
+def read_bounded(fd: int, limit: int, stream: str) -> str:
+    """The text of captured file ``fd``: all of it when it fits in ``limit``
+    bytes, else its start and end with the marker between (the middle is
+    never read)."""
+    total = os.fstat(fd).st_size
+    if total == 0:
+        return ""
     head, tail = split(total, limit)
-    f.seek(0)
-    first = f.read(head)
+    first = os.pread(fd, head, 0) if head else b""
     if head + tail >= total:
-        return first.decode("utf-8", errors="replace")
-    f.seek(total - tail)
-    last = f.read(tail) if tail else b""
-    return (first.decode("utf-8", errors="replace")
-            + marker(total - head - tail, stream, limit, WORKER_SETTING)
-            + last.decode("utf-8", errors="replace"))
+        return _decode(first)
+    last = os.pread(fd, tail, total - tail) if tail else b""
+    return _decode(first) + marker(total - head - tail, stream, limit, WORKER_SETTING) + _decode(last)
+
+
+def _anonymous_file(directory: str | None) -> int:
+    """A new unnamed file (O_TMPFILE where the file system has it)."""
+    where = directory or tempfile.gettempdir()
+    try:
+        return os.open(where, os.O_TMPFILE | os.O_RDWR, 0o600)
+    except (AttributeError, OSError):  # not Linux, or a file system without it
+        fd, path = tempfile.mkstemp(dir=where)
+        os.unlink(path)
+        return fd
 
 
 class OutputCapture:
@@ -71,7 +91,7 @@ class OutputCapture:
     afterwards ``stdout`` and ``stderr`` hold what was written (bounded).
 
     With ``prefix`` the files are ``<prefix>.stdout`` / ``<prefix>.stderr``
-    (made afresh for each task, removed after it), so that the manager can
+    (made afresh for each task, emptied after it), so that the manager can
     read what a task wrote before its worker was killed (:func:`leftover`)."""
 
     def __init__(self, limit: int | None = None, directory: str | None = None,
@@ -81,7 +101,7 @@ class OutputCapture:
         self.prefix = prefix
         self.stdout = ""
         self.stderr = ""
-        self._files: dict[int, BinaryIO] = {}
+        self._files: dict[int, int] = {}  # fd 1 / fd 2 -> the file it is captured in
         self._saved: dict[int, int] = {}
         self._line_buffered: list[tuple[object, bool | None]] = []
 
@@ -92,11 +112,11 @@ class OutputCapture:
             for fd, stream in FDS.items():
                 self._files[fd] = self._open(stream)
                 self._saved[fd] = _dup_or_devnull(fd)
-                os.dup2(self._files[fd].fileno(), fd)
+                os.dup2(self._files[fd], fd)
         except BaseException:
             self._restore()
             for f in self._files.values():
-                f.close()
+                os.close(f)
             self._files.clear()
             raise
         return self
@@ -115,19 +135,19 @@ class OutputCapture:
             try:
                 texts[stream] = read_bounded(f, self.limit, stream)
             finally:
-                f.close()
-                if self.prefix:
-                    _unlink(f"{self.prefix}.{stream}")
+                if self.prefix:  # emptied: nothing of it is read as another task's
+                    os.ftruncate(f, 0)
+                os.close(f)
         self.stdout, self.stderr = (texts.get(s, "") for s in STREAMS)
 
-    def _open(self, stream: str) -> BinaryIO:
+    def _open(self, stream: str) -> int:
         if not self.prefix:
-            return tempfile.TemporaryFile(dir=self.directory)  # noqa: SIM115
+            return _anonymous_file(self.directory)
         # a new file (inode) per task: a process a killed task left behind
         # writes on into its own task's file, never into this one
         path = f"{self.prefix}.{stream}"
         _unlink(path)
-        return os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600), "w+b")
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
 
     def _restore(self) -> None:
         for fd, saved in list(self._saved.items()):
@@ -152,9 +172,11 @@ def leftover(prefix: str, limit: int | None = None) -> dict[str, str]:
         except OSError:
             fd = -1
         if fd >= 0:
-            with os.fdopen(fd, "rb") as f:
+            try:
                 if stat.S_ISREG(os.fstat(fd).st_mode):
-                    out[stream] = read_bounded(f, limit, stream)
+                    out[stream] = read_bounded(fd, limit, stream)
+            finally:
+                os.close(fd)
         _unlink(path)
     return out
 

@@ -109,6 +109,28 @@ def print_then_die(tag):
     os._exit(3)
 
 
+def leave_a_writer_behind(directory):
+    import subprocess
+
+    # writes "late" once the next task has started, then says so
+    subprocess.Popen(["sh", "-c", f"while [ ! -e {directory}/go ]; do sleep 0.01; done; "
+                                  f"echo late; touch {directory}/written"])
+    print("early")
+
+
+def wait_for_the_late_writer(directory):
+    import os
+    import time
+
+    open(os.path.join(directory, "go"), "w").close()
+    deadline = time.monotonic() + 20
+    while not os.path.exists(os.path.join(directory, "written")):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the background writer never wrote")
+        time.sleep(0.01)
+    print("mine")
+
+
 def big_result(n, noise):
     if noise:
         print("z" * noise)
@@ -215,6 +237,27 @@ def test_executor_puts_the_output_of_success_and_failure_in_the_result():
     assert bad.status == "failed" and "too noisy f" in bad.data
     assert bad.stdout == "before the failure f\n" and bad.stderr == "warning f\n"
     assert quiet.stdout == quiet.stderr == ""  # nothing of the earlier tasks
+
+
+def test_a_writer_left_behind_by_one_task_never_writes_into_the_next(tmp_path):
+    ex = Executor(max_output_bytes=10_000, output_prefix=str(tmp_path / "slot-0"))
+    with worker_streams():
+        first = ex.run(_task(leave_a_writer_behind, str(tmp_path)))
+        second = ex.run(_task(wait_for_the_late_writer, str(tmp_path)))
+    assert first.status == second.status == "success", (first.data, second.data)
+    assert first.stdout == "early\n"
+    assert second.stdout == "mine\n"  # "late" went to the first task's (closed) file
+
+
+def test_a_future_has_no_output_until_it_is_done():
+    from funcx.sdk.executor import FuncXFuture
+
+    fut = FuncXFuture("t-1")
+    assert fut.stdout is None and fut.stderr is None
+    fut._output = {"stdout": "x\n", "stderr": ""}
+    assert fut.stdout is None  # still pending
+    fut._finish(42)
+    assert (fut.stdout, fut.stderr) == ("x\n", "")
 
 
 # --------------------------------------------------------------- messages
