@@ -258,7 +258,7 @@ class TaskTimeout(EndpointTaskError):
 class MaxResultSizeExceeded(EndpointTaskError):
     def __init__(self, size: int, limit: int):
         super().__init__(
-            f"result of {size} bytes (serialized, as encoded) exceeds the limit of {limit} bytes "
+            f"result of {size} bytes (serialized) exceeds the limit of {limit} bytes "
             "(FUNCX_MAX_RESULT_BYTES, enforced by the endpoint that ran the task and by the "
             "service that stores results: raise it on both hosts); return less data, e.g. "
             "write it to a file and return its path")
