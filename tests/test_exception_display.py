@@ -85,7 +85,7 @@ def test_rebuilt_exception_notes_and_fallback():
                              "exception_data": ser.serialize(ValueError("too noisy"))}, ser)
     assert isinstance(exc, ValueError) and exc.task_id == "t1"  # type: ignore[attr-defined]
     notes = getattr(exc, "__notes__", [])
-    assert len(notes) == 1 and "Remote traceback (from the endpoint, task t1):" in notes[0]
+    assert len(notes) == 1 and "--- remote traceback (task t1) ---" in notes[0]
     assert notes[0].count("raise ValueError('too noisy')") == 1
     bare = rebuild_exception({"task_id": "t2", "exception": text}, ser)  # type not rebuildable
     assert isinstance(bare, TaskExecutionFailed) and not getattr(bare, "__notes__", None)

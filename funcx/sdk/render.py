@@ -145,5 +145,7 @@ def attach_display(exc: BaseException, task_id: str | None = None) -> BaseExcept
 
 def remote_note(exc: BaseException) -> str:
     """The note a script's traceback prints after the exception: what the
-    task printed and its remote traceback with source lines."""
-    return "\n".join(["", *exception_lines(exc)])
+    task printed and its remote traceback with source lines (its heading in
+    the form scripts have always printed)."""
+    task_id = getattr(exc, "task_id", None)
+    return "\n".join(["", f"--- remote traceback (task {task_id}) ---", *exception_lines(exc)[1:]])
