@@ -43,6 +43,7 @@ from funcx.protocol.messages import ProtocolError, Result, StatusUpdate
 from funcx.protocol.output_limits import fit
 from funcx.protocol.states import TaskState
 from funcx.protocol.streams import decode_result_entry
+from funcx.sdk.limits import serialized_bytes
 
 log = logging.getLogger("funcx.ingester")
 
@@ -61,7 +62,7 @@ def _bounded(e: Result | StatusUpdate, limit: int) -> Result | StatusUpdate:
     never makes a result too large) and kept either way."""
     if not isinstance(e, Result):
         return e
-    size = len(e.data) + len(e.exc_data)
+    size = serialized_bytes(e.data) + len(e.exc_data)  # the result's data as decoded
     if size > limit:
         err = MaxResultSizeExceeded(size, limit)
         e = Result(e.task_id, TaskState.FAILED.value, data=f"{type(err).__name__}: {err}",

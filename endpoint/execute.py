@@ -20,6 +20,7 @@ from funcx.defaults import setting
 from funcx.errors import MaxResultSizeExceeded, SerializationError
 from funcx.protocol.messages import Result, Task
 from funcx.protocol.states import TaskState
+from funcx.sdk.limits import serialized_bytes
 from funcx.serialize import FunctionCache, FuncXSerializer, unpack_buffers
 
 _serializer = FuncXSerializer()
@@ -98,8 +99,9 @@ class Executor:
         except Exception as e:
             return failure(task, SerializationError(
                 f"the function returned a {type(value).__name__} that cannot be serialized: {e}"))
-        if len(data) > self.max_result:
-            return failure(task, MaxResultSizeExceeded(len(data), self.max_result))
+        size = serialized_bytes(data)  # decoded: an 8 MB array fits a 10 MiB limit
+        if size > self.max_result:
+            return failure(task, MaxResultSizeExceeded(size, self.max_result))
         return Result(task.task_id, TaskState.SUCCESS.value, data=data,
                       task_group_id=task.task_group_id,
                       details={**WORKER_ENV, "exec_start": start, "exec_end": time.time()})

@@ -31,6 +31,10 @@ def plus_one(x):
     return x + 1
 
 
+def zeros(n):
+    return bytes(n)
+
+
 def _tag() -> str:
     return uuid.uuid4().hex[:8]
 
@@ -232,3 +236,38 @@ def test_the_client_limit_says_it_is_enforced_by_the_sdk(endpoint):
     msg = str(ei.value)
     assert "enforced by this SDK before sending" in msg and "nothing was sent" in msg
     assert "FuncXClient.throttle.max_request_size" in msg and "FUNCX_MAX_PAYLOAD_BYTES" in msg
+
+
+# ---------------------------------------------------------------- result limit
+def test_a_result_limit_is_measured_on_the_decoded_result():
+    """The endpoint (worker) and the service (ingester) both measure a result
+    decoded: 0.8 of FUNCX_MAX_RESULT_BYTES in data passes both, 1.1 fails
+    with the setting and the hosts named."""
+    from backend.ingester import _bounded
+    from endpoint.execute import Executor
+    from funcx.protocol.messages import Task
+
+    ser = FuncXSerializer()
+
+    def task(n: int) -> Task:
+        return Task(task_id="t1", function_id="f1", task_group_id="g1",
+                    function_code=ser.serialize_function(zeros),
+                    payload=ser.serialize_payload((n,), {}))
+
+    ex = Executor(max_result_bytes=10_000)
+    ok = ex.run(task(8_000))
+    assert ok.status == "success" and len(ok.data) > 10_000  # over the limit as encoded
+    assert _bounded(ok, 10_000).status == "success"
+    assert _bounded(ok, 7_000).status == "failed"
+    bad = ex.run(task(11_000))
+    assert bad.status == "failed" and "FUNCX_MAX_RESULT_BYTES" in bad.data
+    assert "result of 11" in bad.data and "limit of 10000 bytes" in bad.data
+    assert "endpoint" in bad.data
+
+
+def test_an_8_mb_result_comes_back_under_the_default_limit(fxc, endpoint):
+    """End to end at the shipped FUNCX_MAX_RESULT_BYTES (10 MiB): 8 MB of
+    result data, ~10.7 MB encoded, returns."""
+    fid = fxc.register_function(zeros)
+    tid = fxc.run(8_000_000, endpoint_id=endpoint, function_id=fid)
+    assert fxc.wait([tid], timeout=WAIT_S)[tid]["result"] == bytes(8_000_000)

@@ -36,7 +36,7 @@ def _register(body: dict):
         if not name.isidentifier():
             raise bad_request("function_name must name a function defined in the source")
         code = pack_buffers([f"st\n{name}:{code}"])
-    answer = fn_store.register(
+    answer = fn_store.register_version(
         redis(), current_user(),
         function_name=name,
         function_code=code,

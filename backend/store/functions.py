@@ -18,10 +18,15 @@ def content_digest(fields: dict) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
-def register(r: redis.Redis, owner: str, *, function_name: str, function_code: str,
-             description: str = "", public: bool = False, group: str = "",
-             container_uuid: str = "", entry_point: str = "", searchable: bool = True,
-             metadata: dict | None = None) -> dict:
+def register(r: redis.Redis, owner: str, **fields) -> str:
+    """Register a function (see :func:`register_version`); its id."""
+    return register_version(r, owner, **fields)["function_uuid"]
+
+
+def register_version(r: redis.Redis, owner: str, *, function_name: str, function_code: str,
+                     description: str = "", public: bool = False, group: str = "",
+                     container_uuid: str = "", entry_point: str = "", searchable: bool = True,
+                     metadata: dict | None = None) -> dict:
     """Register a function; ``{"function_uuid", "function_name", "version", "reused"}``.
 
     The same content registered again by its owner answers with the existing

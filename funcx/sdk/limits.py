@@ -28,6 +28,12 @@ def _buffer_bytes(buf: str) -> int:
     return len(body.encode())
 
 
+def serialized_bytes(item: str) -> int:
+    """Bytes of data one serialized item (``<identifier>\\n<data>``, e.g. a
+    result) carries: its base64 body as decoded.  Other text counts as is."""
+    return _buffer_bytes(item)
+
+
 def payload_bytes(payload: str) -> int:
     """Bytes of the serialized data a task payload (or function code) carries:
     each packed buffer's base64 body as decoded, so the documented "5 MB per
