@@ -26,7 +26,7 @@ from endpoint.execute import Executor
 from endpoint.task_output import OutputCapture
 from funcx.errors import TaskExecutionFailed
 from funcx.protocol.messages import ProtocolError, Result, Task, pack_results, unpack, unpack_results
-from funcx.protocol.output_limits import MARKER_PREFIX, cut_text, fit, split
+from funcx.protocol.output_limits import MARKER_PREFIX, cut_text, display_tail, fit, split
 from funcx.protocol.streams import decode_result_entry, encode_results
 from funcx.serialize import FuncXSerializer
 
@@ -168,6 +168,30 @@ def test_fit_shares_the_budget_and_gives_what_one_stream_leaves_to_the_other():
     assert kept(both["stdout"]) == "o" * 50 and kept(both["stderr"]) == "e" * 50
     assert "FUNCX_MAX_RESULT_BYTES on the service" in both["stdout"]
     assert fit({"stdout": "", "stderr": "x"}, 0)["stderr"].startswith("\n" + MARKER_PREFIX)
+
+
+def test_display_tail_shows_the_last_lines_and_says_how_many_it_left_out():
+    text = "".join(f"line {i}\n" for i in range(100))
+    shown = display_tail(text, "stdout", lines=3)
+    assert shown == ["[funcx: 97 earlier line(s) not shown: the exception's .stdout has all "
+                     "of it]", "line 97", "line 98", "line 99"]
+    assert display_tail("a\nb\n", "stderr") == ["a", "b"]
+    long = display_tail("x" * 10_000, "stdout", chars=100)
+    assert long[-1] == "…" + "x" * 100 and len(long) == 1  # one line, its end
+    assert sum(map(len, display_tail("y" * 60 + "\n" + "z" * 60, "stdout", chars=100))) < 200
+
+
+def test_the_failure_display_bounds_what_it_shows():
+    from funcx.sdk.results import rebuild_exception
+
+    out = "".join(f"step {i}\n" for i in range(5000))
+    exc = rebuild_exception({"task_id": "t-1", "status": "failed", "stdout": out,
+                             "exception": "Traceback (most recent call last):\nOSError: disk"},
+                            SER)
+    assert isinstance(exc, TaskExecutionFailed) and exc.stdout == out  # all of it is kept
+    shown = "".join(traceback.format_exception(exc))
+    assert "step 4999" in shown and "step 4000" not in shown and len(shown) < 2000
+    assert "4980 earlier line(s) not shown" in shown
 
 
 # ------------------------------------------------------ capture (in process)
@@ -377,6 +401,8 @@ def test_an_exception_that_cannot_travel_still_carries_the_output(fxc, endpoint,
         fxc.get_result(tid)
     assert f"carries a generator {tag}" in str(info.value)
     assert info.value.stdout == f"printed by {tag}\n" and info.value.stderr == ""
+    shown = "".join(traceback.format_exception(info.value))
+    assert f"--- the task's stdout ---\nprinted by {tag}" in shown
 
 
 def test_executor_futures_expose_the_output(fxc, endpoint, fids):

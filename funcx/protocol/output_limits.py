@@ -19,6 +19,9 @@ WORKER_SETTING = "FUNCX_TASK_OUTPUT_MAX"
 SERVICE_SETTING = "FUNCX_MAX_RESULT_BYTES"
 #: every marker starts so (a reader or test can find a cut)
 MARKER_PREFIX = "[funcx: "
+#: what an exception's display shows of each stream: its last lines, at most
+DISPLAY_LINES = 20
+DISPLAY_CHARS = 4000
 
 
 def split(total: int, limit: int) -> tuple[int, int]:
@@ -63,3 +66,26 @@ def fit(outputs: dict[str, str], budget: int) -> dict[str, str]:
         out[stream] = cut_text(outputs[stream], share, stream)
         left -= min(len(outputs[stream]), share)
     return {s: out[s] for s in outputs}
+
+
+def display_tail(text: str, stream: str, lines: int = DISPLAY_LINES,
+                 chars: int = DISPLAY_CHARS) -> list[str]:
+    """The last lines of ``text`` an exception display shows (at most
+    ``lines`` lines and about ``chars`` characters), after a line saying how
+    many earlier ones the exception's ``.stdout`` / ``.stderr`` still has."""
+    every = text.rstrip("\n").splitlines()
+    shown: list[str] = []
+    size = 0
+    for line in reversed(every[-lines:] if lines > 0 else []):
+        if size + len(line) > chars:
+            if not shown:  # one long last line: its end
+                shown.append("…" + line[len(line) - chars:])
+            break
+        shown.append(line)
+        size += len(line) + 1
+    shown.reverse()
+    hidden = len(every) - len(shown)
+    if hidden:
+        shown.insert(0, f"{MARKER_PREFIX}{hidden} earlier line(s) not shown: the "
+                        f"exception's .{stream} has all of it]")
+    return shown

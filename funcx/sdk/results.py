@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from funcx.errors import SerializationError, TaskExecutionFailed
+from funcx.protocol.output_limits import STREAMS, display_tail
 from funcx.protocol.states import TERMINAL_VALUES
 from funcx.serialize import FuncXSerializer
 
@@ -26,13 +27,31 @@ def rebuild_exception(doc: dict, serializer: FuncXSerializer) -> BaseException:
             except AttributeError:
                 pass
             return with_display(attach_output(exc, doc), doc, text)
-    return with_display(attach_output(TaskExecutionFailed(text, completion_t), doc), doc, None)
+    failed = with_display(attach_output(TaskExecutionFailed(text, completion_t), doc), doc, None)
+    note = output_note(failed)
+    if note and hasattr(failed, "add_note"):  # its message is the traceback: the
+        failed.add_note(note)  # note adds only what it printed (Python 3.11+)
+    elif note:
+        failed.__notes__ = [note]  # type: ignore[attr-defined]
+    return failed
+
+
+def output_note(exc: BaseException) -> str:
+    """What the task printed, the last lines of each stream (bounded:
+    :func:`funcx.protocol.output_limits.display_tail`), for a traceback's note;
+    "" when it printed nothing."""
+    lines: list[str] = []
+    for stream in STREAMS:
+        text = getattr(exc, stream, "") or ""
+        if isinstance(text, str) and text.strip():
+            lines += [f"--- the task's {stream} ---", *display_tail(text, stream)]
+    return "\n".join(["", *lines]) if lines else ""
 
 
 def task_output(doc: dict) -> dict[str, str]:
     """``{"stdout", "stderr"}``: what the task wrote to each ("" when nothing;
     a cut is marked inside the text)."""
-    return {s: v if isinstance(v := doc.get(s), str) else "" for s in ("stdout", "stderr")}
+    return {s: v if isinstance(v := doc.get(s), str) else "" for s in STREAMS}
 
 
 def attach_output(exc: BaseException, doc: dict) -> BaseException:
