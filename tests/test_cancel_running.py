@@ -261,6 +261,23 @@ def test_an_executor_future_of_a_running_task_is_cancelled(fxc, cancel_ep, tmp_p
     assert fut.cancel() is True  # still cancelled; nothing asked again
 
 
+def test_a_future_whose_task_is_cancelled_elsewhere_ends_cancelled(fxc, cancel_ep, tmp_path):
+    """Cancelled by someone else (the CLI, another client) while an executor
+    waits for it: the future ends cancelled instead of waiting forever."""
+    import concurrent.futures as cf
+
+    from funcx import FuncXExecutor
+
+    started = tmp_path / "started"
+    with FuncXExecutor(endpoint_id=cancel_ep, client=fxc) as ex:
+        fut = ex.submit(sleeper, str(started), 600)
+        read_when_written(started)
+        assert fxc.cancel_task(fut.task_id) is True
+        with pytest.raises(cf.CancelledError):
+            fut.result(timeout=30)
+        assert fut.cancelled()
+
+
 def test_the_cli_cancels_a_running_task(fxc, fns, cancel_ep, tmp_path):
     """``funcx task cancel ID`` on a running task: reported cancelled (exit 0),
     its worker killed; again: not cancelled, it had finished (exit 1)."""

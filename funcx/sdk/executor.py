@@ -358,8 +358,8 @@ class FuncXExecutor(cf.Executor):
             except Exception as e:  # noqa: BLE001 - a result this side cannot deserialize
                 fut._finish(exc=e)
                 continue
-            if st["status"] == "cancelled":
-                fut.cancel()
+            if st["status"] == "cancelled":  # by anyone (the CLI too): cancelled here
+                cf.Future.cancel(fut)  # without asking the service again
             elif "exception" in st:
                 fut._finish(exc=st["exception"])
             else:
