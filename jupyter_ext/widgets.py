@@ -123,9 +123,10 @@ class TaskMonitor(w.VBox):
     # ---------------------------------------------------------------- data
     def refresh(self) -> None:
         """Reload the group from the service, then redraw."""
-        self.state.reload(self.client, self.task_group_id)
-        self._learn()
-        self._draw()
+        with self._lock:
+            self.state.reload(self.client, self.task_group_id)
+            self._learn()
+            self._draw()
 
     def _learn(self) -> None:
         """Function names; and once the group is done, the errors no event told."""
@@ -139,12 +140,15 @@ class TaskMonitor(w.VBox):
 
     def _watch(self) -> None:
         try:
-            for _ in self.state.follow(self.client, self.task_group_id):
-                self._learn()
-                self._draw()
-                if self._complete():
-                    self._publish_final()
-                    return
+            for docs in self.client.watch_task_group(self.task_group_id):
+                with self._lock:  # the ticker reads the state too
+                    if self.state.apply(docs):  # tasks added since: learn their functions
+                        self.state.reload(self.client, self.task_group_id)
+                    self._learn()
+                    self._draw()
+                    if self._complete():
+                        self._publish_final()
+                        return
                 if self._stop.is_set():
                     return
         except Exception as e:  # noqa: BLE001 - the service went away: say so in the widget
@@ -154,7 +158,8 @@ class TaskMonitor(w.VBox):
     def _tick(self) -> None:
         """Keep the elapsed time and ETA moving between results."""
         while not self._stop.wait(TICK_S) and not self.finished.is_set():
-            self.label.value = header_html(self.state, self.task_group_id)
+            with self._lock:
+                self.label.value = header_html(self.state, self.task_group_id)
 
     def stop(self) -> None:
         self._stop.set()
