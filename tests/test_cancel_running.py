@@ -278,6 +278,20 @@ def test_a_future_whose_task_is_cancelled_elsewhere_ends_cancelled(fxc, cancel_e
         assert fut.cancelled()
 
 
+def test_shutdown_cancel_futures_stops_running_tasks_too(fxc, cancel_ep, tmp_path):
+    """A FuncXFuture is pending until its result arrives, so
+    ``shutdown(cancel_futures=True)`` cancels a running task as well."""
+    from funcx import FuncXExecutor
+
+    started = tmp_path / "started"
+    ex = FuncXExecutor(endpoint_id=cancel_ep, client=fxc)
+    fut = ex.submit(sleeper, str(started), 600)
+    pid = int(read_when_written(started))
+    ex.shutdown(wait=True, cancel_futures=True)
+    assert fut.cancelled() and status(fxc, fut.task_id) == "cancelled"
+    assert wait_until(lambda: gone(pid), 30)
+
+
 def test_the_cli_cancels_a_running_task(fxc, fns, cancel_ep, tmp_path):
     """``funcx task cancel ID`` on a running task: reported cancelled (exit 0),
     its worker killed; again: not cancelled, it had finished (exit 1)."""
