@@ -189,8 +189,11 @@ class Ctx:
 
     # new resources of the owner
     def new_function(self, kind: str) -> str:
+        # a description of its own: the same content registered again would be the
+        # same function (issue 16), and a destructive case must not delete a shared one
         body = {"function_name": f"double_{kind.replace('-', '_')}_{self.tag}",
-                "function_code": SER.serialize_function(double), "description": f"matrix {kind}"}
+                "function_code": SER.serialize_function(double),
+                "description": f"matrix {kind} {uuid.uuid4().hex[:8]}"}
         if kind == "group-fn":
             body["group"] = self.ids["gid"]
         if kind == "public-fn":
