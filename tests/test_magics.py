@@ -387,8 +387,9 @@ def test_html_reprs(shell, fxc, endpoint):
     assert good.task_id in data["text/html"] and "success" in data["text/html"]
     assert "forty-two" in data["text/html"] and good.task_id in data["text/plain"]
     data = formats(shell, bad)
-    assert "failed" in data["text/html"] and "ValueError" in data["text/html"]
-    assert "9 fails on purpose" in data["text/html"]
+    assert "failed" in data["text/html"] and "ValueError: 9 fails on purpose" in data["text/html"]
+    assert "ValueError: ValueError" not in data["text/html"]  # the type once
+    assert "raise ValueError(f&quot;{i} fails on purpose&quot;)" in data["text/html"]  # its line
 
     rec = fxc.get_task(good.task_id)
     data = formats(shell, rec)
