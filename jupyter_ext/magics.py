@@ -26,11 +26,12 @@ SUBMIT_WAIT_S = 30.0  # --no-wait: wait at most this long for the task id (one r
 HELP = """%funcx endpoint [NAME|ID]       show or set the notebook's default endpoint
 %funcx endpoints                 your endpoints, with status
 %funcx whoami | login [--token-file F]
-%funcx run f(1, 2) [--endpoint EP] [--no-wait]
+%funcx run f(1, 2) [--endpoint EP] [--no-wait] [--timeout S]
 %funcx status [TASK|GROUP]       %funcx result TASK       %funcx monitor [GROUP]
 %funcx panel                     an endpoint panel
 %%funcx [--endpoint EP] [--in a,b] [--out NAME] [--no-wait] [--timeout S]
-                                 run the cell on the endpoint"""
+                                 run the cell on the endpoint (--no-wait: the cell's future,
+                                 whose result is the cell's value, or the --out variables)"""
 
 
 #: the ``%funcx`` commands (for "did you mean")
