@@ -20,7 +20,8 @@ from faults.faultlib import wait_until
 from funcx.protocol import keys
 
 ENDPOINT = "pytest-cancel"
-pytestmark = pytest.mark.slow  # endpoint starts and restarts: tens of seconds
+#: the tests that stop and start the endpoint run in the slow step
+restarts = pytest.mark.slow
 
 
 # ------------------------------------------------------------ remote functions
@@ -136,6 +137,7 @@ def probe(fxc, fns, eid: str, tmp_path: Path, name: str) -> None:
 
 
 # ------------------------------------------------------------------- tests
+@restarts
 def test_cancelling_running_tasks_kills_their_workers_and_children(
         fxc, fns, cancel_ep, redis_client, tmp_path):
     """A running sleep(600) and a running task with a child process share one
@@ -182,6 +184,7 @@ def test_cancelling_running_tasks_kills_their_workers_and_children(
     assert events_of(redis_client, ta) == ["cancelled"]
 
 
+@restarts
 def test_a_cancelled_task_sharing_an_entry_with_a_running_one_is_not_rerun(
         fxc, fns, cancel_ep, tmp_path):
     """One submit of two long tasks; one is cancelled, the other still runs
@@ -211,6 +214,7 @@ def test_a_cancelled_task_sharing_an_entry_with_a_running_one_is_not_rerun(
     assert fxc.cancel_task(tkeep) is False  # already cancelled: recorded once
 
 
+@restarts
 def test_cancel_while_the_endpoint_is_stopped_is_honoured_when_it_starts(
         fxc, fns, cancel_ep, http, tmp_path):
     """A task running when its endpoint stops, and one submitted while it is
