@@ -15,7 +15,7 @@ import traceback
 
 import dill
 
-from endpoint.task_output import OutputCapture
+from endpoint.task_output import OutputCapture, output_limit
 from funcx.defaults import setting
 from funcx.errors import MaxResultSizeExceeded, SerializationError
 from funcx.protocol.messages import Result, Task
@@ -66,8 +66,7 @@ class Executor:
         self.output_prefix = output_prefix
         self.max_result = int(max_result_bytes or setting("MAX_RESULT_BYTES"))
         #: bytes of each of stdout and stderr kept with a result (TASK_OUTPUT_MAX)
-        self.max_output = int(setting("TASK_OUTPUT_MAX") if max_output_bytes is None
-                              else max_output_bytes)
+        self.max_output = output_limit() if max_output_bytes is None else int(max_output_bytes)
 
     def run(self, task: Task) -> Result:
         """Run ``task`` with its stdout and stderr captured (fd level) into its result."""

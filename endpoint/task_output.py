@@ -24,7 +24,7 @@ import tempfile
 from collections.abc import Callable
 from types import TracebackType
 
-from funcx.defaults import setting
+from funcx.defaults import DEFAULTS, setting
 from funcx.protocol.output_limits import STREAMS, WORKER_SETTING, marker, split
 
 #: the descriptors captured, with the stream each one is
@@ -54,6 +54,23 @@ def flush_all() -> None:
             pass  # closed or replaced by the function: nothing of ours to flush
     if _FFLUSH is not None:
         _FFLUSH()
+
+
+def output_limit() -> int:
+    """``FUNCX_TASK_OUTPUT_MAX``; where its value is not a whole number of
+    bytes (>= 0) the default, with a line on stderr (the block's log) saying
+    so: a typo in the endpoint's environment must not stop its workers."""
+    try:
+        value = int(setting("TASK_OUTPUT_MAX"))
+    except ValueError:
+        value = -1
+    if value >= 0:
+        return value
+    default = int(DEFAULTS["TASK_OUTPUT_MAX"])  # type: ignore[call-overload]
+    print(f"funcx worker: {WORKER_SETTING}={os.environ.get(WORKER_SETTING, '')[:40]!r} is not "
+          f"a number of bytes >= 0; keeping {default} bytes of each task's stdout and stderr",
+          file=sys.stderr, flush=True)
+    return default
 
 
 def _decode(data: bytes) -> str:
@@ -96,7 +113,7 @@ class OutputCapture:
 
     def __init__(self, limit: int | None = None, directory: str | None = None,
                  prefix: str | None = None):
-        self.limit = int(setting("TASK_OUTPUT_MAX") if limit is None else limit)
+        self.limit = output_limit() if limit is None else int(limit)
         self.directory = directory
         self.prefix = prefix
         self.stdout = ""
@@ -162,7 +179,7 @@ def leftover(prefix: str, limit: int | None = None) -> dict[str, str]:
     :class:`OutputCapture` reads them), which are then removed; "" for a
     stream without a plain file there (a link or a FIFO the function put in
     its place is not followed).  Called by the manager, in the worker's place."""
-    limit = int(setting("TASK_OUTPUT_MAX") if limit is None else limit)
+    limit = output_limit() if limit is None else int(limit)
     out: dict[str, str] = {}
     for stream in STREAMS:
         path = f"{prefix}.{stream}"

@@ -238,6 +238,20 @@ def test_capture_bounds_each_stream_with_the_marker():
     assert cap.stderr == "small"
 
 
+@pytest.mark.parametrize("value, kept_bytes", [("1234", 1234), ("0", 0), ("lots", 65536),
+                                              ("-5", 65536)])
+def test_a_bad_output_limit_falls_back_to_the_default_and_says_so(monkeypatch, capsys, value,
+                                                                  kept_bytes):
+    from endpoint.task_output import output_limit
+
+    monkeypatch.setenv("FUNCX_TASK_OUTPUT_MAX", value)
+    assert output_limit() == kept_bytes
+    err = capsys.readouterr().err
+    assert ("is not a number of bytes" in err) is (kept_bytes == 65536)
+    if kept_bytes == 65536:
+        assert f"FUNCX_TASK_OUTPUT_MAX={value!r}" in err
+
+
 def test_capture_decodes_invalid_utf8_without_failing():
     with OutputCapture(limit=100) as cap:
         os.write(1, b"ok \xff\xfe end\n")
