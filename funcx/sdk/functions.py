@@ -141,10 +141,14 @@ class FunctionsMixin:
                 if h.get("mine")]
         return SearchResults(mine, len(mine), 0)
 
-    def function_versions(self, name: str, limit: int = 100) -> SearchResults:
+    def function_versions(self, name: str, limit: int = 100,
+                          version: int | None = None) -> SearchResults:
         """Your versions of the function ``name``, latest first (each with its
-        ``function_uuid``, ``version``, ``created_at``)."""
-        resp = self._get_quiet("/v2/functions", {"name": name, "limit": limit})
+        ``function_uuid``, ``version``, ``created_at``); ``version``: only that one."""
+        params: dict[str, Any] = {"name": name, "limit": limit}
+        if version is not None:
+            params["version"] = version
+        resp = self._get_quiet("/v2/functions", params)
         return SearchResults(resp["results"], resp["total"], 0)
 
     def _search_functions(self, q: str, offset: int, limit: int,
@@ -181,8 +185,9 @@ class FunctionsMixin:
         base, version = name_or_id, None
         if not versions:
             base, version = names.split_version(name_or_id)
-            if version is not None:
-                versions = list(self.function_versions(base))
+            if version is not None:  # that version, else (for the error) the ones there are
+                versions = list(self.function_versions(base, version=version)) or list(
+                    self.function_versions(base, limit=20))
         yours: list[str] = []
         if not versions:
             yours = [h["function_name"] for h in self.list_functions(limit=100)]
