@@ -19,6 +19,7 @@ from endpoint.task_output import OutputCapture, output_limit
 from funcx.defaults import setting
 from funcx.errors import MaxResultSizeExceeded, SerializationError
 from funcx.protocol.messages import Result, Task
+from funcx.protocol.output_limits import MARKER_PREFIX
 from funcx.protocol.states import TaskState
 from funcx.sdk.limits import serialized_bytes
 from funcx.serialize import FunctionCache, FuncXSerializer, unpack_buffers
@@ -71,8 +72,16 @@ class Executor:
     def run(self, task: Task) -> Result:
         """Run ``task`` with its stdout and stderr captured (fd level) into its result."""
         capture = OutputCapture(self.max_output, prefix=self.output_prefix)
-        with capture:
+        try:
+            capture.__enter__()
+        except OSError as e:  # no temporary file (a full disk): run it all the same
             result = self._run(task)
+            result.stderr = f"{MARKER_PREFIX}this task's output could not be captured: {e}]\n"
+            return result
+        try:
+            result = self._run(task)
+        finally:
+            capture.__exit__(None, None, None)
         result.stdout, result.stderr = capture.stdout, capture.stderr
         return result
 

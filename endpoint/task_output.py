@@ -25,7 +25,7 @@ from collections.abc import Callable
 from types import TracebackType
 
 from funcx.defaults import DEFAULTS, setting
-from funcx.protocol.output_limits import STREAMS, WORKER_SETTING, marker, split
+from funcx.protocol.output_limits import MARKER_PREFIX, STREAMS, WORKER_SETTING, marker, split
 
 #: the descriptors captured, with the stream each one is
 FDS = {1: "stdout", 2: "stderr"}
@@ -151,6 +151,8 @@ class OutputCapture:
                 continue
             try:
                 texts[stream] = read_bounded(f, self.limit, stream)
+            except OSError as e:  # the result still goes back, saying so
+                texts[stream] = f"{MARKER_PREFIX}this task's {stream} could not be read: {e}]\n"
             finally:
                 if self.prefix:  # emptied: nothing of it is read as another task's
                     os.ftruncate(f, 0)
@@ -164,7 +166,10 @@ class OutputCapture:
         # writes on into its own task's file, never into this one
         path = f"{self.prefix}.{stream}"
         _unlink(path)
-        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError:  # something took the name meanwhile: capture all the same
+            return _anonymous_file(self.directory)
 
     def _restore(self) -> None:
         for fd, saved in list(self._saved.items()):

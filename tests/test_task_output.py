@@ -287,6 +287,29 @@ def test_a_writer_left_behind_by_one_task_never_writes_into_the_next(tmp_path):
     assert second.stdout == "mine\n"  # "late" went to the first task's (closed) file
 
 
+def test_capture_falls_back_when_its_named_file_cannot_be_made(tmp_path):
+    ex = Executor(max_output_bytes=10_000, output_prefix=str(tmp_path / "gone" / "slot-0"))
+    with worker_streams():
+        r = ex.run(_task(chatty, "n"))
+    assert r.status == "success" and r.stdout.startswith("print n\n")
+
+
+def test_a_task_runs_even_when_its_output_cannot_be_captured(monkeypatch):
+    import errno
+
+    from endpoint import task_output
+
+    def no_space(directory):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(task_output, "_anonymous_file", no_space)
+    with worker_streams():
+        r = Executor(max_output_bytes=10_000).run(_task(big_result, 2, 0))
+    assert r.status == "success" and SER.deserialize(r.data) == "xx"
+    assert r.stdout == "" and "output could not be captured" in r.stderr
+    assert "No space left on device" in r.stderr
+
+
 def test_a_future_has_no_output_until_it_is_done():
     from funcx.sdk.executor import FuncXFuture
 
