@@ -124,6 +124,20 @@ def test_pick_endpoint_prefers_your_own_of_several():
     assert "1 (owner alice)" in str(ei.value) and "2 (owner bob)" in str(ei.value)
 
 
+def test_unknown_names_list_the_closest_candidates_first():
+    eps = [{"uuid": str(i), "name": f"aaa-{i:02d}", "owner": "me"} for i in range(15)]
+    eps.append({"uuid": "x", "name": "laptop", "owner": "me"})
+    with pytest.raises(FuncxAPIError) as ei:
+        names.pick_endpoint("lapton", eps)
+    listed = str(ei.value).split("endpoints you may use: ")[1]
+    assert listed.startswith("laptop, ") and "(6 more)" in listed
+    assert "did you mean 'laptop'" in str(ei.value)
+    with pytest.raises(FuncxAPIError) as ei:
+        names.pick_function("fitt", None, [], ["fit", "plot"])
+    assert ei.value.code == "FUNCTION_NOT_FOUND"
+    assert "did you mean 'fit'" in str(ei.value) and "your functions: fit, plot" in str(ei.value)
+
+
 def test_split_version():
     assert names.split_version("fit@12") == ("fit", 12)
     assert names.split_version("fit@latest") == ("fit@latest", None)

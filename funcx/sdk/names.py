@@ -31,8 +31,10 @@ def split_version(name: str) -> tuple[str, int | None]:
     return (m["name"], int(m["version"])) if m else (name, None)
 
 
-def _listing(names: Iterable[str]) -> str:
-    uniq = sorted(set(n for n in names if n))
+def _listing(names: Iterable[str], like: str) -> str:
+    """Up to :data:`SHOWN` of ``names``, the ones most like ``like`` first."""
+    uniq = sorted(set(n for n in names if n),
+                  key=lambda n: (-difflib.SequenceMatcher(None, like, n).ratio(), n))
     if not uniq:
         return "none"
     more = f", ... ({len(uniq) - SHOWN} more)" if len(uniq) > SHOWN else ""
@@ -56,7 +58,7 @@ def pick_endpoint(name: str, endpoints: list[dict], me: str | None = None) -> st
         hint = f"; did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
         raise api_error(404, error_codes.ENDPOINT_NOT_FOUND,
                         f"no endpoint named {name!r} that you may use{hint} (endpoints you may "
-                        f"use: {_listing(e.get('name') or '' for e in endpoints)}); pass its "
+                        f"use: {_listing((e.get('name') or '' for e in endpoints), name)}); pass its "
                         "name or id (funcx endpoint list)")
     cands = "; ".join(f"{e.get('name')} = {eid} (owner {e.get('owner')})"
                       for eid, e in list(hits.items())[:SHOWN])
@@ -85,7 +87,7 @@ def pick_function(name: str, version: int | None, versions: list[dict],
     hint = f"; did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
     raise api_error(404, error_codes.FUNCTION_NOT_FOUND,
                     f"no function of yours named {name!r}{hint} (your functions: "
-                    f"{_listing(yours)}); pass its name, NAME@VERSION or its id "
+                    f"{_listing(yours, name)}); pass its name, NAME@VERSION or its id "
                     "(funcx function list)")
 
 
