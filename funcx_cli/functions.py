@@ -9,7 +9,6 @@ from pathlib import Path
 
 import typer
 
-from funcx.sdk.remote_globals import MissingGlobalWarning
 from funcx_cli.context import (
     FormatOption,
     check_format,
@@ -68,6 +67,8 @@ def register(spec: str = typer.Argument(..., metavar="PATH:FUNC", help="file or 
     """
     fmt = check_format(fmt)
     fn = load_function(spec)
+    from funcx.sdk.remote_globals import MissingGlobalWarning  # lazy: --help stays quick
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", MissingGlobalWarning)
         info = client().register_function_info(fn, function_name=name, description=description,
