@@ -192,6 +192,13 @@ def test_the_failure_display_bounds_what_it_shows():
     shown = "".join(traceback.format_exception(exc))
     assert "step 4999" in shown and "step 4000" not in shown and len(shown) < 2000
     assert "4980 earlier line(s) not shown" in shown
+    own = rebuild_exception({"task_id": "t-2", "status": "failed", "stdout": out,
+                             "exception": "Traceback (most recent call last):\nValueError: v",
+                             "exception_data": SER.serialize(ValueError("v"))}, SER)
+    assert isinstance(own, ValueError) and own.stdout == out
+    shown = "".join(traceback.format_exception(own))
+    assert "step 4999" in shown and "step 4000" not in shown and len(shown) < 2000
+    assert "\n".join(own._render_traceback_()).count("step ") == 20  # the notebook's display
 
 
 # ------------------------------------------------------ capture (in process)

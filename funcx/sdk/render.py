@@ -95,12 +95,16 @@ def error_text(exc: BaseException) -> str:
 
 
 def output_lines(exc: Any) -> list[str]:
-    """What the task printed before it failed, under a heading per stream."""
+    """What the task printed before it failed, under a heading per stream:
+    the last lines of each (bounded; the exception's ``.stdout`` / ``.stderr``
+    keep all of it)."""
+    from funcx.protocol.output_limits import display_tail
+
     out: list[str] = []
     for stream in ("stdout", "stderr"):
         text = captured(exc, stream)
         if text.strip():
-            out += [f"--- the task's {stream} ---", *text.rstrip("\n").splitlines()]
+            out += [f"--- the task's {stream} ---", *display_tail(text, stream)]
     return out
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from funcx.errors import SerializationError, TaskExecutionFailed
-from funcx.protocol.output_limits import STREAMS, display_tail
+from funcx.protocol.output_limits import STREAMS
 from funcx.protocol.states import TERMINAL_VALUES
 from funcx.serialize import FuncXSerializer
 
@@ -38,13 +38,11 @@ def rebuild_exception(doc: dict, serializer: FuncXSerializer) -> BaseException:
 
 def output_note(exc: BaseException) -> str:
     """What the task printed, the last lines of each stream (bounded:
-    :func:`funcx.protocol.output_limits.display_tail`), for a traceback's note;
-    "" when it printed nothing."""
-    lines: list[str] = []
-    for stream in STREAMS:
-        text = getattr(exc, stream, "") or ""
-        if isinstance(text, str) and text.strip():
-            lines += [f"--- the task's {stream} ---", *display_tail(text, stream)]
+    :func:`funcx.sdk.render.output_lines`), for a traceback's note; "" when it
+    printed nothing."""
+    from funcx.sdk.render import output_lines
+
+    lines = output_lines(exc)
     return "\n".join(["", *lines]) if lines else ""
 
 
