@@ -548,19 +548,24 @@ def test_output_is_cut_to_what_a_result_near_the_service_limit_leaves(fxc, endpo
     """A result just under FUNCX_MAX_RESULT_BYTES arrives; its output is cut by
     the ingester to what the result leaves, never making it fail."""
     from funcx.defaults import setting
+    from funcx.sdk.limits import serialized_bytes
 
     limit = int(setting("MAX_RESULT_BYTES"))
-    lo, hi = 0, limit  # the longest "x" * n whose serialized form leaves 300 characters
+
+    def size(n: int) -> int:  # as the ingester measures a result (its data, decoded)
+        return serialized_bytes(SER.serialize("x" * n))
+
+    lo, hi = 0, limit  # the longest "x" * n that leaves 300 bytes of the limit
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if len(SER.serialize("x" * mid)) <= limit - 300:
+        if size(mid) <= limit - 300:
             lo = mid
         else:
             hi = mid - 1
     tid = _run(fxc, endpoint, fids, "big_result", lo, 50_000)
     st = fxc.get_task(tid)
     assert st["status"] == "success" and len(st["result"]) == lo
-    budget = limit - len(SER.serialize("x" * lo))  # what the result leaves (300 or a little more)
+    budget = limit - size(lo)  # what the result leaves (300 or a little more)
     assert kept(st["stdout"]) == "z" * (budget // 2) + "z" * (budget - budget // 2 - 1) + "\n"
     assert "raise FUNCX_MAX_RESULT_BYTES on the service" in st["stdout"]
 
