@@ -385,6 +385,7 @@ class Agent:
     # ------------------------------------------------------ heartbeat, scale
     def heartbeat(self) -> None:
         key = self.info["status_key"]
+        seen = self.info.get("seen_key")  # a service before issue 16 has none
         ttl = max(1, int(self.config.heartbeat_threshold))
         while not self.stop_event.is_set():
             snap = self.interchange.snapshot()
@@ -396,10 +397,12 @@ class Agent:
                 snap["problems"] = self.health.problems()
             snap["agent_pid"] = os.getpid()
             try:
+                now = repr(time.time())
                 with self.r.pipeline(transaction=True) as p:
-                    p.hset(key, mapping={"heartbeat_t": repr(time.time()),
-                                         "details": json.dumps(snap)})
+                    p.hset(key, mapping={"heartbeat_t": now, "details": json.dumps(snap)})
                     p.expire(key, ttl)
+                    if seen:  # outlives the agent: "offline since"
+                        p.hset(seen, "heartbeat_t", now)
                     p.execute()
             except redis.RedisError as e:
                 log.warning("heartbeat to redis at %s failed: %s", self.where, type(e).__name__)

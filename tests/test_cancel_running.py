@@ -11,6 +11,7 @@ when it starts, so "it ran (again)" or "it never ran" is seen on disk."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import psutil
@@ -226,6 +227,7 @@ def test_cancel_while_the_endpoint_is_stopped_is_honoured_when_it_starts(
     t_running = fxc.run(str(running), 600, endpoint_id=cancel_ep, function_id=fns["sleeper"])
     read_when_written(running)
     daemon.stop(ENDPOINT)
+    stopped = time.time()
     try:
         t_queued = fxc.run(str(queued), endpoint_id=cancel_ep, function_id=fns["touch"])
         for tid in (t_running, t_queued):  # never "running" on a stopped endpoint (point 3)
@@ -234,6 +236,9 @@ def test_cancel_while_the_endpoint_is_stopped_is_honoured_when_it_starts(
             assert doc["details"]["endpoint_status"] == "offline", doc
         doc = http.get(f"{http.base_url}/v2/tasks/{t_running}").json()
         assert doc["details"]["last_status"] == "running", doc
+        (offline,) = doc["details"]["problems"]  # since its agent's last heartbeat
+        assert offline["kind"] == "endpoint_offline", offline
+        assert stopped - 5 <= offline["since"] <= stopped, (offline, stopped)
         assert fxc.cancel([t_running, t_queued]) == {t_running: True, t_queued: True}
         running.unlink()
     finally:

@@ -114,7 +114,9 @@ def endpoint_problems(eid: str) -> list[dict]:
     """The problems the endpoint's agent last reported (its heartbeat's
     ``details.problems``), or that it is offline."""
     problems = ep_store.reported_problems(redis(), eid)
-    return [dict(OFFLINE)] if problems is None else problems
+    if problems is None:  # offline since its agent's last heartbeat (None: never seen)
+        return [{**OFFLINE, "since": ep_store.last_seen(redis(), eid)}]
+    return problems
 
 
 @bp.post("/v2/tasks/<tid>/cancel")

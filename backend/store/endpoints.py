@@ -145,6 +145,7 @@ def register(r: redis.Redis, owner: str, service_redis_url: str, *, eid: str | N
         "result_stream": keys.ep_results(eid),
         "status_key": keys.ep_status(eid),
         "cancelled_key": keys.ep_cancelled(eid),
+        "seen_key": keys.ep_seen(eid),
         "function_key_prefix": keys.ep_function(eid, ""),
         "container_key_prefix": keys.ep_container(eid, ""),
         "agent_group": keys.AGENT_GROUP,
@@ -199,6 +200,15 @@ def status(r: redis.Redis, eid: str) -> dict:
     details["outstanding_tasks"] = outstanding  # submitted, not yet finished
     details["heartbeat_t"] = raw.get("heartbeat_t") if raw else None
     return {"status": "online" if raw else "offline", "details": details}
+
+
+def last_seen(r: redis.Redis, eid: str) -> float | None:
+    """When the endpoint's agent last sent a heartbeat (epoch seconds), if ever."""
+    raw = r.hget(keys.ep_seen(eid), "heartbeat_t")
+    try:
+        return float(raw) if raw else None
+    except ValueError:
+        return None
 
 
 def reported_problems(r: redis.Redis, eid: str) -> list[dict] | None:

@@ -152,8 +152,15 @@ def ep_outstanding(eid: str) -> str:
 
 
 def ep_cancelled(eid: str) -> str:
-    """Set of task ids cancelled while queued: the agent skips them."""
+    """Set of task ids cancelled (queued or in flight): the agent drops them,
+    killing the ones running, and removes an id when its stream entry is acknowledged."""
     return f"{PREFIX}:ep:{eid}:cancelled"
+
+
+def ep_seen(eid: str) -> str:
+    """Hash: when the agent last sent a heartbeat (``heartbeat_t``); unlike the
+    status key it outlives the agent, so an offline endpoint says since when."""
+    return f"{PREFIX}:ep:{eid}:seen"
 
 
 def ep_acl_user(eid: str) -> str:
