@@ -59,7 +59,7 @@ def touch(path):
 # ----------------------------------------------------------------- helpers
 @pytest.fixture(scope="module")
 def cancel_ep(service):
-    """An endpoint of two workers that this module may stop and start."""
+    """A public endpoint of two workers that this module may stop and start."""
     from endpoint import daemon
     from endpoint.config_file import write_template
     from endpoint.paths import EndpointDir
@@ -67,9 +67,26 @@ def cancel_ep(service):
     ep = EndpointDir(ENDPOINT)
     if not ep.exists():
         write_template(ep.config_file, ENDPOINT, workers=2)
+        text = ep.config_file.read_text()  # public: another user's tasks run beside ours
+        ep.config_file.write_text(text.replace("config = Config(\n", "config = Config(\n"
+                                                                      "    public=True,\n", 1))
     eid = daemon.start(ENDPOINT)
     yield eid
     daemon.stop(ENDPOINT)
+
+
+@pytest.fixture(scope="module")
+def tenant(service, redis_client):
+    """A client of a second user."""
+    import uuid
+
+    from backend.store import users
+    from funcx import FuncXClient
+
+    uid = users.create_user(redis_client, f"tenant-{uuid.uuid4().hex[:8]}")
+    c = FuncXClient(access_token=users.issue_token(redis_client, uid))
+    c.throttling_enabled = False
+    return c
 
 
 @pytest.fixture(scope="module")
@@ -320,6 +337,23 @@ def test_the_cli_cancels_a_running_task(fxc, fns, cancel_ep, tmp_path):
     assert wait_until(lambda: gone(pid), 30), "the worker of a task cancelled by the CLI lives on"
     p = cli("task", "cancel", tid)
     assert p.returncode == 1 and "not cancelled" in p.stdout, (p.stdout, p.stderr)
+
+
+def test_another_users_task_beside_a_cancelled_one_completes(
+        fxc, fns, tenant, cancel_ep, tmp_path):
+    """Two users' tasks run side by side on one manager; cancelling one kills
+    only its worker: the other user's task runs on to its result."""
+    mine, theirs = tmp_path / "mine", tmp_path / "theirs"
+    nap = tenant.register_function(sleeper)
+    t_theirs = tenant.run(str(theirs), 3, endpoint_id=cancel_ep, function_id=nap)
+    t_mine = fxc.run(str(mine), 600, endpoint_id=cancel_ep, function_id=fns["sleeper"])
+    their_pid, my_pid = int(read_when_written(theirs)), int(read_when_written(mine))
+    assert fxc.cancel_task(t_mine) is True
+    assert wait_until(lambda: gone(my_pid), 30)
+    assert not gone(their_pid)
+    assert tenant.wait([t_theirs], timeout=60)[t_theirs]["status"] == "success"
+    assert tenant.get_result(t_theirs) == "finished"
+    assert status(fxc, t_mine) == "cancelled"
 
 
 def test_workers_lead_their_own_process_group(cancel_ep):
