@@ -169,6 +169,8 @@ class WorkerPool:
         slot at once.  The killed worker's pid (None if it had none)."""
         proc, task = slot.proc, slot.task
         self.by_identity.pop(slot.identity, None)  # its late messages are ignored
+        # its output goes with it (no result is sent), never to the slot's next task
+        self.leftover_output(slot)
         pid = None
         if proc is not None:
             pid = proc.pid

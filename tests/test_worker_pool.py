@@ -71,6 +71,23 @@ def test_cancel_kills_the_workers_group_and_starts_a_replacement(tmp_path):
         p.shutdown()
 
 
+def test_a_cancelled_tasks_captured_output_is_dropped_with_it(tmp_path):
+    """What the cancelled task printed is never read as the slot's next task's."""
+    p = pool(tmp_path, [])
+    slot = p.slots[0]
+    p.spawn(slot)
+    try:
+        prefix = p.output_prefix(slot)
+        for stream in ("stdout", "stderr"):
+            Path(f"{prefix}.{stream}").write_text("printed by the cancelled task\n")
+        running_task(p)
+        p.cancel(slot, time.monotonic())
+        assert not Path(f"{prefix}.stdout").exists() and not Path(f"{prefix}.stderr").exists()
+        assert p.leftover_output(slot) == ("", "")
+    finally:
+        p.shutdown()
+
+
 def test_a_group_that_ignores_sigterm_is_killed_after_the_grace(tmp_path):
     p = pool(tmp_path, DEAF, grace=0.5)
     slot = p.slots[0]
