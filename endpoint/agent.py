@@ -194,10 +194,13 @@ class Agent:
         if not ids:
             return
         try:
-            size = self.r.scard(key)
-            if not size:
+            try:
+                size: int | None = self.r.scard(key)
+            except redis.ResponseError:  # a service older than SCARD's grant: ask per id
+                size = None
+            if size == 0:
                 return
-            if size <= len(ids):
+            if size is not None and size <= len(ids):
                 members = self.r.smembers(key)
                 gone = [t for t in ids if t in members]
             else:
