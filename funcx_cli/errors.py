@@ -12,9 +12,10 @@ code   meaning
 5      the service is unreachable
 6      still pending: ``--timeout`` passed before every task finished
 130    interrupted (Ctrl-C); the tasks go on running remotely
+143    terminated (SIGTERM) while waiting; the tasks go on running remotely
 =====  =====================================================================
 
-Codes 6 and 130 come with the command that fetches the results later
+Codes 6, 130 and 143 come with the command that fetches the results later
 (``funcx task result ID`` or ``funcx map --resume GROUP``).
 """
 from __future__ import annotations
@@ -26,6 +27,8 @@ OK, FAILED, USAGE, NOT_FOUND, NOT_ALLOWED, UNREACHABLE = 0, 1, 2, 3, 4, 5
 PENDING = 6
 #: Ctrl-C (SIGINT), as shells report it: 128 + 2
 INTERRUPTED = 130
+#: SIGTERM while ``funcx run`` / ``funcx map`` waited: 128 + 15
+TERMINATED = 143
 
 #: every exit code with its one-line meaning (``funcx --help``, README)
 EXIT_CODES: dict[int, str] = {
@@ -37,6 +40,7 @@ EXIT_CODES: dict[int, str] = {
     UNREACHABLE: "the service is unreachable",
     PENDING: "still pending when --timeout passed (resume later)",
     INTERRUPTED: "interrupted with Ctrl-C (resume later)",
+    TERMINATED: "terminated with SIGTERM while waiting (resume later)",
 }
 
 

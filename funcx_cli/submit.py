@@ -27,7 +27,27 @@ from funcx_cli.context import (
     jsonable,
     print_json,
 )
-from funcx_cli.errors import FAILED, INTERRUPTED, PENDING, USAGE, fail
+from funcx_cli.errors import FAILED, INTERRUPTED, PENDING, TERMINATED, USAGE, fail
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``, a batch job's end), handled as Ctrl-C is."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def stop_code(e: KeyboardInterrupt) -> int:
+    """130 for Ctrl-C, 143 for SIGTERM."""
+    return TERMINATED if isinstance(e, Terminated) else INTERRUPTED
+
+
+def catch_sigterm() -> None:
+    """From now on SIGTERM stops the wait as Ctrl-C does (with the resume hint)."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 def say(message: str) -> None:
@@ -71,6 +91,7 @@ def run_command(function: str = typer.Argument(..., help="function id or name"),
     values = [parse_value(a) for a in args or []]
     fxc = client()
     fid, eid = fxc.resolve_function(function), fxc.resolve_endpoint(endpoint)
+    catch_sigterm()
     tid = fxc.run(*values, endpoint_id=eid, function_id=fid, **kw)
     if no_wait:
         print_json({"task_id": tid}) if fmt == "json" else typer.echo(tid)
@@ -85,9 +106,9 @@ def run_command(function: str = typer.Argument(..., help="function id or name"),
     except TaskPending:
         say(f"Still pending after {timeout:g} s; the task goes on. Fetch it later with: {resume}")
         raise typer.Exit(PENDING) from None
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         say(f"\nInterrupted; the task goes on. Fetch it later with: {resume}")
-        raise typer.Exit(INTERRUPTED) from None
+        raise typer.Exit(stop_code(e)) from None
     report(tid, st, fmt)
 
 
@@ -135,6 +156,7 @@ def map_command(
     Example: funcx map fit --endpoint laptop --input params.jsonl > results.jsonl
     """
     fxc = client()
+    catch_sigterm()
     if resume:
         if function or endpoint or input_file:
             fail("--resume GROUP takes no function, --endpoint or --input", USAGE)
@@ -169,7 +191,7 @@ def map_command(
                                          else "Interrupted")
             + f": {written[0]} of {len(tids)} result(s) written; the tasks go on. "
             f"Print the rest with: funcx map --resume {tg} --from {written[0]}")
-        raise typer.Exit(PENDING if pending else INTERRUPTED) from None
+        raise typer.Exit(PENDING if isinstance(e, TaskPending) else stop_code(e)) from None
     if failed:
         say(f"{failed} of {len(tids)} task(s) failed")
         raise typer.Exit(FAILED)
@@ -190,7 +212,8 @@ def _print_in_order(fxc: Any, tg: str, tids: list[str], start: int,
     from rich.progress import Progress
 
     failed = 0
-    progress = Progress(console=console(stderr=True), transient=True,
+    err = console(stderr=True)
+    progress = Progress(console=err, transient=True, disable=not err.is_terminal,
                         redirect_stdout=False, redirect_stderr=False)
     with progress:
         bar = progress.add_task("tasks", total=len(tids))

@@ -168,3 +168,17 @@ def test_timeout_exit_6_then_resume_prints_the_rest_in_order(tmp_path, fns, endp
     term = Terminal(["map", "--resume", group], again)  # the whole group, in input order
     assert term.finish() == 0
     assert lines_of(again) == rows
+
+
+def test_sigterm_while_waiting_says_how_to_resume(tmp_path, fns, offline_ep, fxc):
+    """``kill``, ``timeout`` or a batch job's end: exit 143, with the same hint."""
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_text("[1]\n")
+    term = Terminal(["map", fns["square"], "-e", offline_ep["id"], "-i", str(inp)], out)
+    group = term.read_until(GROUP, 60).group(1)
+    term.read_until(re.compile(r"is offline"), 30)
+    term.proc.send_signal(signal.SIGTERM)
+    assert term.finish() == 143, term.screen
+    assert f"funcx map --resume {group} --from 0" in term.screen.replace("\n", "")
+    for t in fxc.list_tasks(task_group_id=group):
+        fxc.cancel_task(t["task_id"])

@@ -161,5 +161,5 @@ def test_watch_summary_counts_states_and_groups_failures():
 
 
 def test_exit_codes_are_distinct_and_documented():
-    assert len(set(EXIT_CODES)) == len(EXIT_CODES) == 8
+    assert len(set(EXIT_CODES)) == len(EXIT_CODES) == 9
     assert all(EXIT_CODES[c] for c in EXIT_CODES)
