@@ -117,6 +117,7 @@ from endpoint.interchange_events import (  # noqa: F401 - re-exported
     TasksQueued,
     Tick,
 )
+from endpoint.interchange_register import forget_holds, reconcile
 from endpoint.scheduling import ManagerState, assign, lost_manager_tasks
 from funcx.protocol.messages import Result, StatusUpdate, Task
 from funcx.protocol.states import TaskState
@@ -282,87 +283,12 @@ class InterchangeState:
 
     def _forget_holds(self, mid: bytes) -> None:
         """Drop what ``mid`` said it held and we did not book to it."""
-        for table in (self.awaiting, self.refused):
-            for tid in [t for t, owner in table.items() if owner == mid]:
-                del table[tid]
+        forget_holds(self, mid)
 
     def _registered(self, ev: ManagerRegistered) -> list:
-        """A manager registers, or registers again after a reconnect: reconcile
-        what it holds with what we booked (see the module docstring)."""
-        mid, h = ev.mid, ev.header
-        held = list(dict.fromkeys(h.held))
-        held_set = set(held)
-        m = self.managers.get(mid)
-        again = m is not None
-        requeued: list[str] = []
-        if m is None:
-            m = ManagerState(mid, h.block_id, h.hostname, h.workers, h.capacity, ev.now,
-                             containers=tuple(h.containers), pid=h.pid)
-            self.managers[mid] = m
-        else:  # a reconnect shorter than our threshold: same bookkeeping, checked;
-            # its capacity and workers stay as first registered (not raised at will)
-            self._forget_holds(mid)
-            lost = [t for tid, t in m.tasks.items() if tid not in held_set]
-            for t in lost:  # never reached it (lost with the old connection)
-                del m.tasks[t.task_id]
-                requeued.append(t.task_id)
-            self.pending.extendleft(reversed(lost))
-            m.block_id, m.hostname, m.pid = h.block_id, h.hostname, h.pid
-            m.containers = tuple(h.containers)
-            m.last_heard = ev.now
-        kept = [tid for tid in held if tid in m.tasks]
-        wanted = held_set.difference(m.tasks)
-        # cancelled while it was away: it is told to kill them, and gets their credit
-        cancel_held = [tid for tid in held if tid in wanted and tid in self.cancelled]
-        wanted.difference_update(cancel_held)
-        reattached: list[str] = []
-        refunded = 0
-        def take_back(t: Task) -> None:
-            nonlocal refunded
-            wanted.discard(t.task_id)
-            if self.lost_from.pop(t.task_id, None) == mid:
-                t.attempt = max(0, t.attempt - 1)  # the cut cost no retry
-                refunded += 1
-            m.tasks[t.task_id] = t
-            reattached.append(t.task_id)
-
-        if wanted and self.parked:
-            for tid in [tid for tid in held if tid in wanted and tid in self.parked]:
-                take_back(self.parked.pop(tid))
-        if wanted and self.pending:
-            rest: deque[Task] = deque()
-            for t in self.pending:
-                if t.task_id in wanted:
-                    take_back(t)
-                else:
-                    rest.append(t)
-            self.pending = rest
-        refused: list[str] = []
-        awaited: list[str] = []
-        if wanted:
-            elsewhere = {tid for other in self.managers.values() if other is not m
-                         for tid in other.tasks if tid in wanted}
-            for tid in held:
-                if tid not in wanted:
-                    continue
-                if tid in elsewhere or tid in self.done:
-                    self.refused[tid] = mid
-                    refused.append(tid)
-                else:
-                    self.awaiting[tid] = mid
-                    awaited.append(tid)
-        self.asked.pop(mid, None)
-        capacity = self.capacity.setdefault(mid, h.capacity)
-        m.credits = capacity - len(held) + len(cancel_held)  # what it holds uses its capacity
-        self.received[mid] = h.results_base
-        if h.hand_started:
-            self.hand_started.add(mid)
-        else:
-            self.hand_started.discard(mid)
-        out: list = [Registered(m, again, kept, reattached, refunded, refused, awaited, requeued)]
-        if cancel_held:
-            out.append(SendCancel(mid, cancel_held))
-        return out
+        """A manager registers, or registers again after a reconnect
+        (:func:`endpoint.interchange_register.reconcile`)."""
+        return reconcile(self, ev)
 
     def _results(self, ev: ResultsFrom) -> list:
         m, out = self._known(ev.mid, "RESULTS", ev.now)
