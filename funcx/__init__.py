@@ -8,8 +8,8 @@
 """
 from funcx.version import __version__
 
-__all__ = ["Client", "FuncXClient", "FuncXExecutor", "FuncXFuture", "__version__",
-           "set_file_logger", "set_stream_logger"]
+__all__ = ["Client", "FuncXClient", "FuncXExecutor", "FuncXFuture", "MPIFunction",
+           "ShellFunction", "ShellResult", "__version__", "set_file_logger", "set_stream_logger"]
 
 
 def __getattr__(name: str):
@@ -26,4 +26,8 @@ def __getattr__(name: str):
         from funcx.sdk import executor
 
         return getattr(executor, name)
+    if name in ("ShellFunction", "ShellResult", "MPIFunction"):  # as globus_compute_sdk has them
+        from funcx.sdk import shell_function
+
+        return getattr(shell_function, name)
     raise AttributeError(name)
