@@ -97,10 +97,10 @@ def run_command(function: str = typer.Argument(..., help="function id or name"),
         print_json({"task_id": tid}) if fmt == "json" else typer.echo(tid)
         return
     resume = f"funcx task result {tid} --wait"
-    say(f"task {tid} submitted to {endpoint}; waiting for its result")
     from funcx.errors import TaskPending
 
     try:
+        say(f"task {tid} submitted to {endpoint}; waiting for its result")
         _warn_if_offline(fxc, eid, endpoint, resume)
         st = fxc.wait([tid], timeout=timeout)[tid]
     except TaskPending:
@@ -164,36 +164,38 @@ def map_command(
             tg = str(uuid.UUID(resume))
         except ValueError:
             fail(f"--resume needs a task group id, not {resume!r}", USAGE)
-        rows = fxc.list_tasks(task_group_id=tg, limit=100_000)
-        tids = [r["task_id"] for r in reversed(rows)]  # newest first -> input order
+        tids = [t["id"] for t in fxc.get_taskgroup_tasks(tg)]  # every task, in input order
         say(f"task group {tg}: {len(tids)} task(s)")
     else:
         if not function or not endpoint or input_file is None:
             fail("give FUNCTION, --endpoint and --input (or --resume GROUP)", USAGE)
         calls = _read_calls(input_file)
         fid, eid = fxc.resolve_function(function), fxc.resolve_endpoint(endpoint)
-        batch = fxc.create_batch(task_group_id=str(uuid.uuid4()))
+        tg = str(uuid.uuid4())
+        batch = fxc.create_batch(task_group_id=tg)
         for a, kw in calls:
             batch.add(*a, endpoint_id=eid, function_id=fid, **kw)
-        tids = fxc.batch_run(batch)
-        tg = batch.task_group_id
-        say(f"task group {tg}: {len(tids)} task(s) submitted to {endpoint}")
+        tids = []
     from funcx.errors import TaskPending
 
+    total = len(tids) if resume else len(calls)
     written = [0]  # results printed so far (skipped ones included), for the resume hint
     try:
         if not resume:
+            # the group id first: even a submit cut short leaves a group to resume
+            say(f"task group {tg}: submitting {total} task(s) to {endpoint}")
+            tids = fxc.batch_run(batch)
             _warn_if_offline(fxc, eid, endpoint, f"funcx map --resume {tg}")
         failed = _print_in_order(fxc, tg, tids, start, timeout, written)
     except (TaskPending, KeyboardInterrupt) as e:
         pending = isinstance(e, TaskPending)
         say(("" if pending else "\n") + (f"Still waiting after {timeout:g} s" if pending
                                          else "Interrupted")
-            + f": {written[0]} of {len(tids)} result(s) written; the tasks go on. "
+            + f": {written[0]} of {total} result(s) written; the tasks go on. "
             f"Print the rest with: funcx map --resume {tg} --from {written[0]}")
         raise typer.Exit(PENDING if isinstance(e, TaskPending) else stop_code(e)) from None
     if failed:
-        say(f"{failed} of {len(tids)} task(s) failed")
+        say(f"{failed} of {total} task(s) failed")
         raise typer.Exit(FAILED)
 
 

@@ -108,7 +108,7 @@ def test_map_at_a_terminal_writes_results_to_the_redirected_file(tmp_path, fns, 
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     inp.write_text("[3]\n4\n{\"args\": [5]}\n{\"kwargs\": {\"x\": 6}}\n")
     term = Terminal(["map", f"pty-square-{TAG}", "-e", "pytest-ep", "-i", str(inp)], out)
-    group = term.read_until(GROUP, 60).group(1)  # the group id shows before the results
+    group = term.read_until(GROUP, 120).group(1)  # the group id shows before the results
     assert term.finish() == 0, term.screen
     rows = lines_of(out)
     assert [r["result"] for r in rows] == [9, 16, 25, 36]
@@ -122,8 +122,8 @@ def test_map_interrupted_says_how_to_resume(tmp_path, fns, offline_ep, fxc):
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     inp.write_text("[1]\n[2]\n")
     term = Terminal(["map", fns["square"], "-e", offline_ep["name"], "-i", str(inp)], out)
-    group = term.read_until(GROUP, 60).group(1)
-    term.read_until(re.compile(r"is offline.*\n?.*--resume", re.S), 30)  # not a blank wait
+    group = term.read_until(GROUP, 120).group(1)
+    term.read_until(re.compile(r"is offline.*\n?.*--resume", re.S), 60)  # not a blank wait
     term.proc.send_signal(signal.SIGINT)  # Ctrl-C
     assert term.finish() == 130, term.screen
     assert f"funcx map --resume {group} --from 0" in term.screen.replace("\n", "")
@@ -138,8 +138,8 @@ def test_map_interrupted_says_how_to_resume(tmp_path, fns, offline_ep, fxc):
 def test_run_interrupted_on_an_offline_endpoint_names_the_task(tmp_path, fns, offline_ep, fxc):
     out = tmp_path / "out.txt"
     term = Terminal(["run", fns["square"], "-e", offline_ep["name"], "7"], out)
-    tid = term.read_until(re.compile(r"task ([0-9a-f-]{36}) submitted"), 60).group(1)
-    term.read_until(re.compile(r"is offline"), 30)
+    tid = term.read_until(re.compile(r"task ([0-9a-f-]{36}) submitted"), 120).group(1)
+    term.read_until(re.compile(r"is offline"), 60)
     term.proc.send_signal(signal.SIGINT)
     assert term.finish() == 130, term.screen
     assert f"funcx task result {tid} --wait" in term.screen.replace("\n", "")
@@ -152,7 +152,7 @@ def test_timeout_exit_6_then_resume_prints_the_rest_in_order(tmp_path, fns, endp
     inp.write_text('[0]\n{"args": [0], "kwargs": {"tag": "b"}}\n[4]\n[0]\n')
     term = Terminal(["map", f"pty-nap-{TAG}", "-e", "pytest-ep", "-i", str(inp),
                      "--timeout", "2"], out)
-    group = term.read_until(GROUP, 60).group(1)
+    group = term.read_until(GROUP, 120).group(1)
     assert term.finish() == 6, term.screen  # the 4 s task cannot be done in 2 s
     m = re.search(r"funcx map --resume ([0-9a-f-]{36}) --from (\d+)", term.screen.replace("\n", ""))
     assert m and m.group(1) == group, term.screen
@@ -175,8 +175,8 @@ def test_sigterm_while_waiting_says_how_to_resume(tmp_path, fns, offline_ep, fxc
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     inp.write_text("[1]\n")
     term = Terminal(["map", fns["square"], "-e", offline_ep["id"], "-i", str(inp)], out)
-    group = term.read_until(GROUP, 60).group(1)
-    term.read_until(re.compile(r"is offline"), 30)
+    group = term.read_until(GROUP, 120).group(1)
+    term.read_until(re.compile(r"is offline"), 60)
     term.proc.send_signal(signal.SIGTERM)
     assert term.finish() == 143, term.screen
     assert f"funcx map --resume {group} --from 0" in term.screen.replace("\n", "")
