@@ -70,6 +70,7 @@ class Blocks:
             heartbeat_threshold=c.heartbeat_threshold, prefetch=c.prefetch_capacity,
             walltime=c.walltime or None, max_walltime=c.max_walltime or None,
             mem_per_worker=c.mem_per_worker or None, working_dir=c.working_dir or None,
+            accelerators=",".join(c.accelerators), cpu_affinity=c.cpu_affinity,
             worker_mode=c.worker_mode, single_use=containers and c.container_single_use,
             debug=bool(c.worker_debug),
             container_options=c.container_cmd_options if containers else "",

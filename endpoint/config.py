@@ -56,6 +56,14 @@ class Config:
     max_workers_per_node: int | float = 0
     cores_per_worker: float = 1.0
     mem_per_worker: float | None = None  # GB; bounds each worker (and workers per node)
+    # accelerators of each node (Parsl's available_accelerators): a count N (ids
+    # "0".."N-1"), a list of device ids, or "0,1".  One worker per accelerator at
+    # most (max_workers_per_node=0: exactly one each); worker i always gets device
+    # i in CUDA_VISIBLE_DEVICES, ROCR_VISIBLE_DEVICES and ZE_AFFINITY_MASK
+    available_accelerators: Any = None
+    # pin workers to CPUs (Parsl's cpu_affinity): "none", "block", "block-reverse",
+    # "alternating", or "list:0,1:2,3" (one CPU list per worker); see endpoint.affinity
+    cpu_affinity: str = "none"
     worker_init: str = ""  # shell lines run before the manager starts
     scaling_enabled: bool = True
     # "simple" (scale out with outstanding tasks, in after max_idletime); "none"
@@ -123,6 +131,7 @@ class Config:
             raise ValueError(f"worker_mode must be one of "
                              f"{', '.join((*WORKER_MODES, *DOCUMENTED_WORKER_MODES))}")
         self._check_workers()
+        self._check_placement()
         self._check_poll_period()
         self._check_strategy()
         self._check_ignored()
@@ -151,6 +160,20 @@ class Config:
         elif not float(n).is_integer():
             raise ValueError(f"max_workers_per_node must be a whole number, not {n}")
         self.max_workers_per_node = int(n)
+
+    def _check_placement(self) -> None:
+        from endpoint.affinity import check_cpu_affinity, parse_accelerators
+
+        #: the accelerator ids (available_accelerators, parsed)
+        self.accelerators = parse_accelerators(self.available_accelerators)
+        self.cpu_affinity = check_cpu_affinity(self.cpu_affinity)
+        if self.cpu_affinity.startswith("list:") and (self.max_workers_per_node
+                                                      or self.accelerators):
+            ranks = self.cpu_affinity.count(":")
+            if ranks != self.workers_per_node():
+                raise ValueError(f"cpu_affinity lists {ranks} CPU set(s) for "
+                                 f"{self.workers_per_node()} worker(s) per node; give one "
+                                 f"per worker")
 
     def _check_poll_period(self) -> None:
         p = self.poll_period
@@ -259,6 +282,10 @@ class Config:
         (divided by cores_per_worker), bounded by memory if mem_per_worker is set."""
         cores = os.cpu_count() or 1
         n = int(self.max_workers_per_node) or max(1, int(cores / max(self.cores_per_worker, 0.01)))
+        if self.accelerators:  # Parsl's rule: one worker per accelerator at most;
+            # with the default max_workers_per_node (0), exactly one each
+            n = min(int(self.max_workers_per_node) or len(self.accelerators),
+                    len(self.accelerators))
         if self.mem_per_worker:
             try:
                 import psutil

@@ -57,6 +57,7 @@ import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
 from endpoint.curve import CurveKeys
+from endpoint.hardware_report import HardwareBook
 from endpoint.interchange_state import (
     AskRegister,
     BadMessage,
@@ -206,6 +207,8 @@ class Interchange:
                                       hold_lost=heartbeat_threshold)
         #: tasks and cancellations handed over by other threads, in order
         self.inbox: deque[TasksQueued | CancelRequested] = deque()
+        #: each registered manager's hardware report (as it registered; memory per beat)
+        self.hardware = HardwareBook()
         self.stop_event = threading.Event()
         self._carry_out: dict[type, Callable[[Any], None]] = {
             SendTasks: self._send_tasks, SendHeartbeat: self._send_heartbeat,
@@ -281,8 +284,9 @@ class Interchange:
         return self.state.outstanding()
 
     def snapshot(self) -> dict:
-        """Managers, workers and tasks, for the endpoint's status."""
-        return self.state.snapshot()
+        """Managers, workers and tasks, for the endpoint's status (with each
+        manager's hardware report: endpoint.hardware_report)."""
+        return self.hardware.annotate(self.state.snapshot())
 
     def busy_blocks(self) -> set[str]:
         """Blocks whose managers hold tasks (not to be scaled in)."""
@@ -322,8 +326,10 @@ class Interchange:
             event = RunningFrom(mid, msg.header, now)
         elif kind == Kind.HEARTBEAT:
             event = HeartbeatFrom(mid, msg.header, now)
+            self.hardware.beat(mid, msg.header)
         elif kind == Kind.REGISTER:
             event = ManagerRegistered(mid, msg.header, now)
+            self.hardware.registered(mid, msg.header)
         else:
             event = StrayMessage(mid, kind, now)
         self._do(self.state.handle(event))

@@ -37,6 +37,10 @@ class ManagerLaunch:
     container_runtime: str | None = None
     container_options: str = ""
     mem_per_worker: float | None = None  #: GB of address space per worker
+    #: accelerator ids, comma separated: worker i gets the i-th (endpoint.affinity)
+    accelerators: str = ""
+    #: how workers are pinned to CPUs (``Config.cpu_affinity``; endpoint.affinity)
+    cpu_affinity: str = "none"
     #: a fresh container for every task (``worker_mode="singularity_single_use"``)
     single_use: bool = False
     #: log at DEBUG (``Config.worker_debug``)

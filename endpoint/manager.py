@@ -71,6 +71,7 @@ import zmq
 
 from endpoint.curve import KeyFileError, ManagerKeys
 from endpoint.execute import failure
+from endpoint.hardware_report import available_memory, placement_plan, report
 from endpoint.launch import ManagerLaunch
 from endpoint.scheduling import SlotView, pick_worker, task_walltime
 from endpoint.worker_pool import WorkerPool, WorkerSlot
@@ -105,7 +106,8 @@ class Manager:
         self.launch = launch
         self.id = launch.manager_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
         self.block_id = launch.block_id
-        self.n_workers = launch.workers
+        self.plan = placement_plan(launch)  # each worker's accelerator and CPUs
+        self.n_workers = len(self.plan.placements)
         self.prefetch = launch.prefetch
         self.period, self.threshold = launch.heartbeat_period, launch.heartbeat_threshold
         self.default_walltime = launch.walltime
@@ -138,10 +140,11 @@ class Manager:
         self.down = self.ctx.socket(zmq.ROUTER)
         self.down.setsockopt(zmq.LINGER, 0)
         self.down.bind(self.worker_addr)
-        self.pool = WorkerPool(self.worker_addr, self.working_dir, self.tmp, launch.workers,
+        self.pool = WorkerPool(self.worker_addr, self.working_dir, self.tmp, self.n_workers,
                                shlex.split(launch.worker_cmd_prefix), launch.worker_mode,
                                launch.container_runtime, launch.container_options,
-                               launch.mem_per_worker)
+                               launch.mem_per_worker, placements=self.plan.placements)
+        self.hardware = report(self.plan, launch.accelerators)  # sent when it registers
         self.slots: list[WorkerSlot] = self.pool.slots
         self.specs = self.pool.specs
         self.by_identity = self.pool.by_identity
@@ -446,7 +449,8 @@ class Manager:
         now = time.monotonic()
         if now - self.last_beat >= self.period:
             self.send_up(pack(Kind.HEARTBEAT, {  # one lost in an outage does not matter
-                "t": time.time(), "containers": sorted({s.container for s in self.slots})}))
+                "t": time.time(), "containers": sorted({s.container for s in self.slots}),
+                "memory_available": available_memory()}))
             self.last_beat = now
         if now - self.last_heard > self.threshold and now >= self.next_reconnect:
             if self.silent_since is None:
@@ -476,7 +480,7 @@ class Manager:
             manager_id=self.id, block_id=self.block_id, hostname=socket.gethostname(),
             workers=self.n_workers, capacity=self.n_workers + self.prefetch,
             pid=os.getpid(), python=sys.version.split()[0], held=held,
-            results_base=self.sent, hand_started=self.hand_started)))
+            results_base=self.sent, hand_started=self.hand_started, hardware=self.hardware)))
 
     def _step(self, poller: zmq.Poller, tick: float) -> None:
         for sock, _ in poller.poll(int(tick * 1000)):

@@ -71,8 +71,25 @@ def limit_memory(gigabytes: float) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
+def pin_cpus() -> None:
+    """Pin this worker to the CPUs its manager chose (``FUNCX_WORKER_CPUS``,
+    e.g. ``0-3``; see :mod:`endpoint.affinity`) before it runs anything.  A
+    CPU set the kernel refuses is reported on stderr; the worker runs unpinned."""
+    from endpoint.affinity import CPUS_VAR, parse_cpu_list
+
+    text = os.environ.get(CPUS_VAR)
+    if not text or not hasattr(os, "sched_setaffinity"):
+        return
+    try:
+        os.sched_setaffinity(0, parse_cpu_list(text))
+    except (OSError, ValueError) as e:
+        print(f"worker: cannot pin to CPUs {text[:64]!r} ({e}); running unpinned",
+              file=sys.stderr)
+
+
 def main() -> None:
     die_with_parent()
+    pin_cpus()
     mem = os.environ.get("FUNCX_WORKER_MEMORY_GB")
     if mem:
         limit_memory(float(mem))

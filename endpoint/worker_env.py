@@ -8,7 +8,8 @@ from collections.abc import Mapping
 #: the only FUNCX_* variables a worker gets (what the worker itself reads)
 WORKER_FUNCX_VARS = frozenset({"FUNCX_MANAGER_PID", "FUNCX_WORKER_MEMORY_GB",
                                "FUNCX_CONTAINER_ID", "FUNCX_MAX_RESULT_BYTES",
-                               "FUNCX_TASK_OUTPUT_MAX", "FUNCX_TASK_OUTPUT_PREFIX"})
+                               "FUNCX_TASK_OUTPUT_MAX", "FUNCX_TASK_OUTPUT_PREFIX",
+                               "FUNCX_WORKER_CPUS"})
 #: prefixes of variables that may carry the owner's settings or credentials
 SCRUBBED_PREFIXES = ("FUNCX_", "GLOBUS_COMPUTE_", "GLOBUS_SDK_", "ZMQ_CURVE")
 

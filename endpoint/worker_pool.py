@@ -19,6 +19,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 
+from endpoint.affinity import CPUS_VAR, Placement
 from endpoint.task_output import leftover
 from endpoint.worker_env import worker_environment
 from funcx.defaults import setting
@@ -80,6 +81,9 @@ class WorkerPool:
     container_options: str = ""
     mem_per_worker: float | None = None
     kill_grace: float = field(default_factory=lambda: float(setting("WORKER_KILL_GRACE_S")))
+    #: each slot's accelerator and CPUs (endpoint.affinity), by slot index: a
+    #: replacement worker gets its slot's again
+    placements: list[Placement] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.slots = [WorkerSlot(i) for i in range(self.n)]
@@ -87,13 +91,22 @@ class WorkerPool:
         self.by_identity: dict[bytes, WorkerSlot] = {}
         self.dying: list[Dying] = []
 
-    def worker_env(self, container: bool) -> dict[str, str]:
-        extra = {}
+    def placement(self, slot: WorkerSlot) -> Placement:
+        """The accelerator and CPUs of ``slot`` (none: an unpinned placement)."""
+        if slot.index < len(self.placements):
+            return self.placements[slot.index]
+        return Placement(slot.index)
+
+    def worker_env(self, container: bool, slot: WorkerSlot | None = None) -> dict[str, str]:
+        extra = self.placement(slot).env() if slot is not None else {}
         if self.mem_per_worker:
             extra["FUNCX_WORKER_MEMORY_GB"] = str(self.mem_per_worker)
         if not container:  # a container worker's parent is the runtime
             extra["FUNCX_MANAGER_PID"] = str(os.getpid())
-        return worker_environment(os.environ, extra)
+        env = worker_environment(os.environ, extra)
+        if CPUS_VAR not in extra:  # only its own placement pins it
+            env.pop(CPUS_VAR, None)
+        return env
 
     def spawn(self, slot: WorkerSlot, container: str = "", spec: dict | None = None) -> None:
         """Start a worker in ``slot`` (a new generation), in ``container`` if given."""
@@ -113,7 +126,7 @@ class WorkerPool:
         # the manager dies (PR_SET_PDEATHSIG follows the forking thread: the
         # manager's main thread), and leads its own process group, so a cancel
         # or a walltime kill reaches what the function started too
-        env = self.worker_env(bool(container and spec))
+        env = self.worker_env(bool(container and spec), slot)
         if not (container and spec):  # a container may not see this manager's tmp
             env["FUNCX_TASK_OUTPUT_PREFIX"] = self.output_prefix(slot)
         slot.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, cwd=self.working_dir,

@@ -13,6 +13,7 @@ import redis
 
 from funcx.defaults import setting
 from funcx.protocol import keys
+from funcx.protocol.hardware import screen_manager_details
 
 # Exactly the commands the endpoint agent (endpoint/agent.py) sends, on its own
 # keys only (DESIGN decision 6).  AUTH and HELLO need no grant.  No SELECT: an
@@ -199,6 +200,8 @@ def status(r: redis.Redis, eid: str) -> dict:
     details["pending_tasks"] = max(0, outstanding - taken)  # not yet taken by the agent
     details["outstanding_tasks"] = outstanding  # submitted, not yet finished
     details["heartbeat_t"] = raw.get("heartbeat_t") if raw else None
+    # the agent is a tenant: its managers' hardware reports are checked again here
+    screen_manager_details(details)
     return {"status": "online" if raw else "offline", "details": details}
 
 

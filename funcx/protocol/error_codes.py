@@ -42,3 +42,9 @@ INTERNAL_ERROR = "INTERNAL_ERROR"  #: a bug; the service log has details (500)
 AMBIGUOUS_NAME = "AMBIGUOUS_NAME"  #: a name matches more than one endpoint or function (400)
 BAD_RESPONSE = "BAD_RESPONSE"  #: the service answered something that is not JSON
 HTTP_ERROR = "HTTP_ERROR"  #: an error answer without a ``{"code", "message"}`` body
+
+# --- an endpoint's hardware report (issue 18), shown in its status (never an HTTP error)
+#: the service refused a manager's hardware report (outside its schema or bounds)
+HARDWARE_REPORT_REFUSED = "HARDWARE_REPORT_REFUSED"
+#: a node cannot pin its workers as cpu_affinity asks: they run unpinned
+CPU_AFFINITY_UNSATISFIABLE = "CPU_AFFINITY_UNSATISFIABLE"

@@ -26,6 +26,8 @@ from typing import Annotated, Any, Literal, cast
 import msgspec
 from msgspec import Meta, Struct, field
 
+from funcx.protocol.hardware import NodeHardware
+
 VERSION = 1
 
 #: task, function, task-group and container ids as they cross a boundary
@@ -296,6 +298,8 @@ class Register(Struct, forbid_unknown_fields=True):
     #: started by hand (``funcx-endpoint manager``), not by the daemon's provider:
     #: the endpoint never tells it to shut down, so it outlives ``restart``
     hand_started: bool = False
+    #: its node and its workers' CPUs and accelerators (funcx.protocol.hardware)
+    hardware: NodeHardware | None = None
 
 
 class Heartbeat(Struct, forbid_unknown_fields=True):
@@ -305,6 +309,8 @@ class Heartbeat(Struct, forbid_unknown_fields=True):
     #: (counted from its Register's ``results_base``); the manager forgets
     #: those it kept for a resend after a reconnect
     acked: Annotated[int, Meta(ge=0, le=1 << 62)] | None = None
+    #: manager -> interchange: its node's available memory now (bytes)
+    memory_available: Annotated[int, Meta(ge=0, le=1 << 60)] | None = None
 
 
 #: the header each kind carries; a kind missing here carries none (null)

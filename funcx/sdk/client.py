@@ -24,6 +24,7 @@ from funcx.sdk.compat import (
     warn_ignored_arguments,
 )
 from funcx.sdk.functions import FunctionsMixin
+from funcx.sdk.hardware import HardwareReport
 from funcx.sdk.limits import check_request_size, chunks, payload_bytes
 from funcx.sdk.login import (
     AuthorizerLoginManager,
@@ -525,6 +526,16 @@ class FuncXClient(FunctionsMixin, SharingMixin):
         st = EndpointStatus(self.web_client.get(f"/v2/endpoints/{endpoint_id}/status"))
         st.endpoint_id = endpoint_id
         return st
+
+    def get_worker_hardware_details(self, endpoint_id: str) -> HardwareReport:
+        """The hardware of an endpoint's workers, per manager (node): CPU model,
+        logical cores, memory, each worker's pinned CPUs and accelerator, the
+        GPUs nvidia-smi lists, as the managers reported it (no task runs; an
+        offline endpoint has no managers).  ``print()`` it for a table.  Globus
+        Compute's method of this name returns a task id instead; to ask from
+        inside a worker, submit :func:`funcx.sdk.hardware.run_hardware_report`."""
+        endpoint_id = self.resolve_endpoint(endpoint_id)
+        return HardwareReport.from_status(endpoint_id, self.get_endpoint_status(endpoint_id))
 
     # ------------------------------------------------------------------ tasks
     def cancel_task(self, task_id: str) -> bool:
