@@ -81,7 +81,8 @@ def register(web: WebClient, name: str, config: Config, endpoint_id: str | None)
         "public": config.public,
         "metadata": {"hostname": socket.gethostname(), "endpoint_version": __version__,
                      "provider": type(config.provider).__name__,
-                     "max_workers_per_node": config.max_workers_per_node},
+                     "max_workers_per_node": config.max_workers_per_node,
+                     **config.serializer_metadata()},
     }
     if config.allowed_functions is not None:
         body["allowed_functions"] = list(config.allowed_functions)
@@ -111,7 +112,7 @@ class Agent:
         self.out: queue.Queue[list] = queue.Queue()
         self.room = threading.Condition()  # the one lock around self.state
         self.state = AgentState(config.max_inflight, int(setting("AGENT_READ_COUNT")),
-                                config.allowed_functions)
+                                config.allowed_functions, config.allowed_serializer_ids)
         local = is_local_provider(config.provider)
         self.address: AddressPlan = plan(config.address, local)
         self.interchange = Interchange(self.address.bind, config.interchange_port, self.out.put,

@@ -53,10 +53,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from endpoint.execute import failure
-from funcx.errors import FunctionNotAllowed, SerializationError
+from funcx.errors import FunctionNotAllowed, SerializationError, SerializerNotAllowed
+from funcx.protocol.error_codes import SERIALIZER_NOT_ALLOWED
 from funcx.protocol.messages import ProtocolError, Result, StatusUpdate, Task
 from funcx.protocol.states import TaskState
 from funcx.protocol.streams import decode_task_entry
+from funcx.serialize.choice import refusal
 
 #: XREADGROUP id that asks for entries never delivered to any consumer
 NEW = ">"
@@ -255,10 +257,14 @@ class AgentState:
     (the agent holds one lock around every call)."""
 
     def __init__(self, max_inflight: int, read_count: int,
-                 allowed_functions: Iterable[str] | None = None):
+                 allowed_functions: Iterable[str] | None = None,
+                 allowed_serializers: frozenset[str] | None = None):
+        """``allowed_serializers``: the strategy identifiers a task's function and
+        arguments may use (``Config.allowed_serializer_ids``; None: any)."""
         self.max_inflight = max_inflight
         self.read_count = read_count
         self.allowed = None if allowed_functions is None else frozenset(allowed_functions)
+        self.allowed_serializers = allowed_serializers
         self.entry_of: dict[str, str] = {}  # task id -> stream entry id (taken, unfinished)
         self.open_entries: dict[str, set[str]] = {}  # entry id -> its unfinished task ids
         self.functions: dict[str, str] = {}  # function id -> code (never changes)
@@ -442,9 +448,13 @@ class AgentState:
             if t.task_id not in entry_of:  # cancelled while this take was in progress
                 continue
             code = functions.get(t.function_id)
+            refused = None if code is None else refusal(code, t.payload, self.allowed_serializers)
             if code is None:
                 failed.append(failure(t, SerializationError(
                     f"the code of function {t.function_id} is not available to this endpoint")))
+            elif refused:  # refused alone: the tasks beside it run
+                failed.append(failure(t, SerializerNotAllowed(refused),
+                                      error_code=SERIALIZER_NOT_ALLOWED))
             else:
                 t.function_code = code
                 ready.append(t)

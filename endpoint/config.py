@@ -99,6 +99,10 @@ class Config:
     worker_port_range: Any = None
     scheduler_mode: str | None = None
     allowed_functions: list[str] | None = None
+    # strategy import paths (or the wildcards "globus_compute_sdk.*Code" / "*Data")
+    # a task's function and arguments must be serialized with; None: any.  At
+    # least one code and one data strategy; listed in the endpoint's metadata
+    allowed_serializers: list[str] | None = None
     # where managers reach the interchange: "detect" (127.0.0.1 for a LocalProvider,
     # else the interface that routes off this host), "0.0.0.0" (bind all, advertise
     # the detected one), or an address/host name of this host (endpoint.addresses)
@@ -136,6 +140,7 @@ class Config:
         self._check_strategy()
         self._check_ignored()
         self._check_launch_cmd()
+        self._check_serializers()
         if self.heartbeat_threshold <= self.heartbeat_period:
             raise ValueError("heartbeat_threshold must exceed heartbeat_period")
         for name in ("walltime", "max_walltime", "mem_per_worker", "block_register_timeout"):
@@ -247,6 +252,20 @@ class Config:
                 "launch_cmd is ignored: it does not contain {manager} (the 0.0.1a5 "
                 "process_worker_pool.py does not exist here); write e.g. "
                 "launch_cmd='nice -n 5 {manager}'")
+
+    def _check_serializers(self) -> None:
+        from funcx.serialize.choice import parse_allowlist
+
+        #: the identifiers allowed_serializers admits (None: every one)
+        self.allowed_serializer_ids = parse_allowlist(self.allowed_serializers)
+
+    def serializer_metadata(self) -> dict[str, list[str]]:
+        """``{"allowed_serializers": [canonical import paths]}`` for the
+        endpoint's metadata, or {} when it accepts any."""
+        from funcx.serialize.choice import allowed_paths
+
+        paths = allowed_paths(self.allowed_serializer_ids)
+        return {} if paths is None else {"allowed_serializers": paths}
 
     def add_warning(self, text: str) -> None:
         """One more thing for :meth:`start_warnings` to say."""

@@ -17,12 +17,13 @@ import dill
 
 from endpoint.task_output import OutputCapture, output_limit
 from funcx.defaults import setting
-from funcx.errors import MaxResultSizeExceeded, SerializationError
+from funcx.errors import MaxResultSizeExceeded, ResultSerializationFailed, SerializationError
 from funcx.protocol.messages import Result, Task
 from funcx.protocol.output_limits import MARKER_PREFIX
 from funcx.protocol.states import TaskState
 from funcx.sdk.limits import serialized_bytes
 from funcx.serialize import FunctionCache, FuncXSerializer, unpack_buffers
+from funcx.serialize.choice import serialize_from_list
 
 _serializer = FuncXSerializer()
 # The worker's environment, in every result's details: globus-compute-sdk 4.19
@@ -31,6 +32,18 @@ WORKER_ENV = {"python_version": platform.python_version(), "dill_version": dill.
               "os": platform.platform()}
 if os.environ.get("FUNCX_CONTAINER_ID"):  # set by the container command line
     WORKER_ENV["container_id"] = os.environ["FUNCX_CONTAINER_ID"]
+
+
+def serialize_result(value: object, result_serializers: list[str]) -> str:
+    """``value`` serialized for the result: by the first of the submit's
+    ``result_serializers`` that can (:class:`ResultSerializationFailed` listing
+    each one's failure if none can), else by the default data strategies."""
+    if not result_serializers:
+        return _serializer.serialize(value)
+    try:
+        return serialize_from_list(value, result_serializers)
+    except SerializationError as e:
+        raise ResultSerializationFailed(str(e)) from None
 
 
 def remote_traceback(exc: BaseException, skip_frames: int = 0) -> str:
@@ -103,7 +116,9 @@ class Executor:
                 raise
             return failure(task, e, skip_frames=1)
         try:
-            data = _serializer.serialize(value)
+            data = serialize_result(value, task.result_serializers)
+        except ResultSerializationFailed as e:
+            return failure(task, e, error_code=e.code)
         except Exception as e:
             return failure(task, SerializationError(
                 f"the function returned a {type(value).__name__} that cannot be serialized: {e}"))

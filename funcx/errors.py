@@ -101,7 +101,7 @@ def _api_error_types() -> tuple[dict[str, type[FuncxAPIError]], dict[int, type[F
     by_code: dict[str, type[FuncxAPIError]] = {
         ec.BAD_REQUEST: BadRequest, ec.RESOURCE_SPEC_INVALID: ResourceSpecificationError,
         ec.RESOURCE_SPEC_OVER_LIMIT: ResourceSpecificationError, ec.GROUPS_ARE_GLOBUS: BadRequest,
-        ec.AMBIGUOUS_NAME: BadRequest,
+        ec.AMBIGUOUS_NAME: BadRequest, ec.RESULT_SERIALIZERS_INVALID: BadRequest,
         ec.UNAUTHORIZED: Unauthorized,
         ec.FORBIDDEN: Forbidden, ec.FUNCTION_NOT_ALLOWED: Forbidden,
         ec.TASK_NOT_FOUND: NotFound, ec.TASK_GROUP_NOT_FOUND: NotFound,
@@ -267,3 +267,35 @@ class MaxResultSizeExceeded(EndpointTaskError):
 class FunctionNotAllowed(EndpointTaskError):
     def __init__(self, function_id: str):
         super().__init__(f"function {function_id} is not in this endpoint's allowed functions")
+
+
+class SerializerNotAllowed(EndpointTaskError):
+    """The endpoint refused the task: its function or arguments were serialized
+    with a strategy outside the endpoint's ``allowed_serializers`` (the message
+    names the allowed ones; ``funcx endpoint show`` lists them too)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+
+    @property
+    def code(self) -> str:
+        from funcx.protocol.error_codes import SERIALIZER_NOT_ALLOWED
+
+        return SERIALIZER_NOT_ALLOWED
+
+
+class ResultSerializationFailed(EndpointTaskError, SerializationError):
+    """None of the task's ``result_serializers`` could serialize its result
+    (e.g. ``JSONData`` alone for a value that is not JSON): add a fallback such
+    as ``DillDataBase64`` to the list, or return JSON-able data."""
+
+    def __init__(self, reason: str):
+        super().__init__(f"the result could not be serialized by any of the requested "
+                         f"result_serializers ({reason}); end the list with a fallback such "
+                         f"as DillDataBase64, or return data that the first one can take")
+
+    @property
+    def code(self) -> str:
+        from funcx.protocol.error_codes import RESULT_NOT_SERIALIZABLE
+
+        return RESULT_NOT_SERIALIZABLE

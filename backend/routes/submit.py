@@ -52,6 +52,7 @@ from funcx.protocol.messages import (
     endpoint_limits,
     resource_specification,
 )
+from funcx.serialize.choice import StrategyChoiceError, import_paths
 
 bp = Blueprint("submit", __name__)
 log = logging.getLogger(__name__)
@@ -91,6 +92,22 @@ def _check_limits(spec: dict, ep: dict, eid: str) -> None:
         check_within_limits(spec, limits)
     except ProtocolError as e:
         raise bad_request(str(e), error_codes.RESOURCE_SPEC_OVER_LIMIT) from None
+
+
+def _result_serializers(raw) -> list[str]:
+    """The submit's ``result_serializers``: strategy import paths, checked by
+    name (never imported) and made canonical; 400 RESULT_SERIALIZERS_INVALID
+    naming the strategies known here."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+        raise bad_request("result_serializers must be a list of strategy import paths",
+                          error_codes.RESULT_SERIALIZERS_INVALID)
+    try:
+        return import_paths(raw)
+    except StrategyChoiceError as e:
+        raise bad_request(f"result_serializers: {e}", error_codes.RESULT_SERIALIZERS_INVALID) \
+            from None
 
 
 def _check_payloads(payloads: list) -> None:
@@ -169,8 +186,10 @@ def _submit_v3(user: str, eid: str):
     tg = _task_group(field(body, "task_group_id", str, default=None))
     spec = _resource_spec(field(body, "resource_specification", dict, default=None))
     field(body, "user_endpoint_config", dict, default=None)
+    serializers = _result_serializers(body.get("result_serializers"))
     key = _idempotency_key()
     batch = _prepare(user, eid, by_function, spec)
+    batch.result_serializers = serializers
     charge_tasks(user, n)
     tids = _queue(user, tg, [batch], key)
     # nothing below can fail: the answer is built from values in hand

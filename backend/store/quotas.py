@@ -64,6 +64,7 @@ class Batch:
     containers: dict[str, str] = field(default_factory=dict)  # function id -> container id
     resource_specification: dict | None = None
     container_specs: dict[str, str] = field(default_factory=dict)  # container id -> JSON
+    result_serializers: list[str] = field(default_factory=list)  # import paths, in order
 
 
 def alias(owner: str, tg: str) -> str:
@@ -170,7 +171,8 @@ def _run(script, owner: str, tg: str, client_tg: str, batches: list[Batch],
             tids.append(tid)
             rows.append([tid, index[fid], size])
             tasks.append(Task(tid, fid, payload, tg, container_id=b.containers.get(fid, ""),
-                              resource_specification=b.resource_specification or {}))
+                              resource_specification=b.resource_specification or {},
+                              result_serializers=b.result_serializers))
         entry = encode_task_batch(tasks) if tasks else {}
         start = len(argv) + 2
         for k, v in entry.items():

@@ -11,6 +11,8 @@ RESOURCE_SPEC_INVALID = "RESOURCE_SPEC_INVALID"  #: resource_specification malfo
 RESOURCE_SPEC_OVER_LIMIT = "RESOURCE_SPEC_OVER_LIMIT"  #: above the endpoint owner's bound (400)
 TOO_MANY_TASKS = "TOO_MANY_TASKS"  #: more tasks in one submit than the service takes (413)
 IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"  #: same key, different submit (409)
+#: a submit's result_serializers is not a list of known strategy import paths (400)
+RESULT_SERIALIZERS_INVALID = "RESULT_SERIALIZERS_INVALID"
 
 # --- identity and access
 UNAUTHORIZED = "UNAUTHORIZED"  #: no, bad, expired or revoked token (401)
@@ -42,6 +44,12 @@ INTERNAL_ERROR = "INTERNAL_ERROR"  #: a bug; the service log has details (500)
 AMBIGUOUS_NAME = "AMBIGUOUS_NAME"  #: a name matches more than one endpoint or function (400)
 BAD_RESPONSE = "BAD_RESPONSE"  #: the service answered something that is not JSON
 HTTP_ERROR = "HTTP_ERROR"  #: an error answer without a ``{"code", "message"}`` body
+
+# --- a task's own failure, set by the endpoint (the task document's details.error_code)
+#: its function or arguments use a serializer outside the endpoint's allowed_serializers
+SERIALIZER_NOT_ALLOWED = "SERIALIZER_NOT_ALLOWED"
+#: none of the task's result_serializers could serialize its result
+RESULT_NOT_SERIALIZABLE = "RESULT_NOT_SERIALIZABLE"
 
 # --- an endpoint's hardware report (issue 18), shown in its status (never an HTTP error)
 #: the service refused a manager's hardware report (outside its schema or bounds)

@@ -104,6 +104,12 @@ def check_within_limits(spec: dict[str, Any], limits: dict[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------- tasks
+#: a submit's ``result_serializers``: strategy import paths, in the order to try
+#: (validated by name at submit: funcx.serialize.choice; never imported)
+SerializerPaths = Annotated[
+    list[Annotated[str, Meta(max_length=200, pattern=r"^[A-Za-z0-9_.]+$")]], Meta(max_length=16)]
+
+
 class Task(Struct):
     """One task as the endpoint sees it."""
 
@@ -116,6 +122,8 @@ class Task(Struct):
     resource_specification: dict = field(default_factory=dict)
     attempt: int = 0  # how many times it was re-dispatched after a lost manager
     container_spec: dict = field(default_factory=dict)  # {"type", "location"}, from the agent
+    #: strategies the worker serializes the result with (the first that can); [] = default
+    result_serializers: list[str] = field(default_factory=list)
 
     STREAM_FIELDS = ("task_id", "function_id", "payload", "task_group_id", "container_id")
 
@@ -124,6 +132,8 @@ class Task(Struct):
         if self.resource_specification:
             out["resource_specification"] = msgspec.json.encode(
                 self.resource_specification).decode()
+        if self.result_serializers:
+            out["result_serializers"] = msgspec.json.encode(self.result_serializers).decode()
         return out
 
     @classmethod
@@ -139,13 +149,16 @@ class Task(Struct):
                 container_id=msgspec.convert(fields.get("container_id", ""), OptId),
                 resource_specification=resource_specification(
                     msgspec.json.decode(spec) if spec else None),
+                result_serializers=msgspec.json.decode(
+                    fields.get("result_serializers") or "[]", type=SerializerPaths),
             )
         except (KeyError, RecursionError, msgspec.DecodeError, msgspec.ValidationError) as e:
             raise _bad("task entry", e) from None
 
     def meta(self) -> TaskMeta:
         return TaskMeta(self.task_id, self.function_id, self.task_group_id, self.container_id,
-                        self.resource_specification, self.attempt, self.container_spec)
+                        self.resource_specification, self.attempt, self.container_spec,
+                        self.result_serializers)
 
 
 class TaskMeta(Struct, array_like=True):
@@ -158,6 +171,7 @@ class TaskMeta(Struct, array_like=True):
     resource_specification: dict[str, Any] = field(default_factory=dict)
     attempt: Annotated[int, Meta(ge=0, le=1000)] = 0
     container_spec: dict[str, str] = field(default_factory=dict)
+    result_serializers: SerializerPaths = field(default_factory=list)
 
 
 # ------------------------------------------------------------------------ results
@@ -379,7 +393,7 @@ def unpack_tasks(msg: Message) -> list[Task]:
                  task_group_id=m.task_group_id, function_code=texts[2 * i],
                  container_id=m.container_id,
                  resource_specification=m.resource_specification, attempt=m.attempt,
-                 container_spec=m.container_spec)
+                 container_spec=m.container_spec, result_serializers=m.result_serializers)
             for i, m in enumerate(msg.header)]
 
 

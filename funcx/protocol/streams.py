@@ -29,6 +29,7 @@ from funcx.protocol.messages import (
     ProtocolError,
     Result,
     ResultMeta,
+    SerializerPaths,
     StatusUpdate,
     Task,
     parse_result_entry,
@@ -45,6 +46,7 @@ class TaskRow(Struct, array_like=True):
     task_group_id: OptId = ""
     container_id: OptId = ""
     resource_specification: dict[str, Any] | None = None
+    result_serializers: SerializerPaths | None = None
 
 
 #: the results-entry fields that carry the tasks' captured output (optional)
@@ -72,7 +74,8 @@ def _unpack(packed: Any, what: str) -> list[str]:
 
 def encode_task_batch(tasks: list[Task]) -> dict[str, str]:
     meta = [TaskRow(t.task_id, t.function_id, t.task_group_id, t.container_id,
-                    t.resource_specification or None) for t in tasks]
+                    t.resource_specification or None, t.result_serializers or None)
+            for t in tasks]
     return {"kind": "tasks", "v": str(VERSION), "meta": _encoder.encode(meta).decode(),
             "payloads": pack_buffers([t.payload for t in tasks])}
 
@@ -91,7 +94,7 @@ def decode_task_entry(fields: dict[str, str]) -> list[Task]:
     return [Task(task_id=m.task_id, function_id=m.function_id, task_group_id=m.task_group_id,
                  container_id=m.container_id,
                  resource_specification=resource_specification(m.resource_specification),
-                 payload=p)
+                 result_serializers=m.result_serializers or [], payload=p)
             for m, p in zip(meta, payloads)]
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from funcx.sdk.names import require_ids
 from funcx.serialize import FuncXSerializer
+from funcx.serialize.choice import import_paths
 
 
 @dataclass
@@ -23,6 +24,13 @@ class Batch:
     resource_specification: dict | None = None
     serializer: FuncXSerializer = field(default_factory=FuncXSerializer)
     tasks: list[BatchTask] = field(default_factory=list)
+    #: strategy import paths the endpoint serializes each result with (the first
+    #: that can; e.g. ["funcx.serialize.JSONData"]); None: the default
+    result_serializers: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.result_serializers is not None:  # instances, classes or paths: made canonical
+            self.result_serializers = import_paths(self.result_serializers) or None
 
     def add(self, *args: Any, endpoint_id: str | None = None, function_id: str | None = None,
             **kwargs: Any) -> None:

@@ -42,6 +42,7 @@ from funcx.sdk.sharing import SharingMixin
 from funcx.sdk.throttling import Throttle
 from funcx.sdk.web_client import WebClient
 from funcx.serialize import FuncXSerializer
+from funcx.serialize.choice import Strategylike, fit, import_paths
 from funcx.version import __version__
 
 
@@ -79,6 +80,8 @@ class FuncXClient(FunctionsMixin, SharingMixin):
                  http_timeout: float | None = None, do_version_check: bool = True,
                  task_group_id: str | None = None, force_login: bool = False,
                  funcx_home: str | os.PathLike | None = None, fx_authorizer: Any = None,
+                 code_serialization_strategy: Strategylike | None = None,
+                 data_serialization_strategy: Strategylike | None = None,
                  **kwargs: Any):
         address_arg: str | None
         if isinstance(funcx_service_address, (int, float)):
@@ -125,7 +128,11 @@ class FuncXClient(FunctionsMixin, SharingMixin):
         # in register_function and submit_tasks
         self.web_client.request_hooks.append(
             lambda method, path, size: self.throttle.check(method, path, 0))
-        self.fx_serializer = FuncXSerializer()
+        # Globus Compute's keywords: the strategies for functions / arguments
+        # (instances, classes or import paths; README "Serializers")
+        self.fx_serializer = FuncXSerializer(code_serialization_strategy,
+                                             data_serialization_strategy)
+        self._ep_serializers: dict[str, FuncXSerializer] = {}  # see serializer_for
         self.session_task_group_id = task_group_id or str(uuid.uuid4())
         self.func_table: dict[str, dict] = {}  # results fetched this session, by task id
         self._names: dict[tuple[str, str], tuple[float, str]] = {}  # name -> id, a while
@@ -211,12 +218,38 @@ class FuncXClient(FunctionsMixin, SharingMixin):
 
     # -------------------------------------------------------------------- run
     def create_batch(self, task_group_id: str | None = None,
-                     resource_specification: dict | None = None) -> Batch:
+                     resource_specification: dict | None = None,
+                     result_serializers: list[Strategylike] | None = None) -> Batch:
+        """A :class:`Batch`; ``result_serializers``: the strategies (instances,
+        classes or import paths) the endpoint serializes each result with, the
+        first that can (e.g. ``[JSONData()]`` for results any language reads)."""
         return Batch(task_group_id=task_group_id or self.session_task_group_id,
-                     resource_specification=resource_specification, serializer=self.fx_serializer)
+                     resource_specification=resource_specification, serializer=self.fx_serializer,
+                     result_serializers=import_paths(result_serializers) or None)
+
+    def serializer_for(self, endpoint_id: str) -> FuncXSerializer:
+        """A serializer whose strategies ``endpoint_id`` accepts: this client's
+        own, unless the endpoint's metadata lists ``allowed_serializers`` that
+        exclude them (then the first allowed code and data strategies).  Asked
+        once per endpoint and client; an endpoint it cannot read gets the client's."""
+        eid = self.resolve_endpoint(endpoint_id)
+        if eid not in self._ep_serializers:
+            try:
+                allowed = self.get_endpoint_metadata(eid).get("metadata", {}).get(
+                    "allowed_serializers")
+            except FuncxAPIError:
+                allowed = None
+            ser = self.fx_serializer
+            mine = (ser.code_order[0] if ser.code_order else None, ser.data_order[0])
+            chosen = fit(*mine, allowed if isinstance(allowed, list) else None)
+            if chosen != mine:
+                ser = FuncXSerializer(*chosen)
+            self._ep_serializers[eid] = ser
+        return self._ep_serializers[eid]
+
 
     def run(self, *args: Any, endpoint_id: str | None = None, function_id: str | None = None,
-            **kwargs: Any) -> str:
+            result_serializers: list[Strategylike] | None = None, **kwargs: Any) -> str:
         """Run ``function_id`` on ``endpoint_id`` with the given arguments; return the task id.
 
         Both may be ids or names (your function's latest version, ``NAME@N``;
@@ -229,7 +262,7 @@ class FuncXClient(FunctionsMixin, SharingMixin):
         if "asynchronous" in kwargs:
             warn_asynchronous("run")
             kwargs.pop("asynchronous")
-        batch = self.create_batch()
+        batch = self.create_batch(result_serializers=result_serializers)
         batch.add(*args, endpoint_id=endpoint_id, function_id=function_id, **kwargs)
         return self.batch_run(batch)[0]
 
@@ -262,7 +295,7 @@ class FuncXClient(FunctionsMixin, SharingMixin):
             got = self.submit_tasks(
                 eid, [(batch.tasks[i].function_id, batch.tasks[i].payload) for i in positions],
                 task_group_id=tg, resource_specification=batch.resource_specification,
-                chunk_size=chunk)
+                chunk_size=chunk, result_serializers=batch.result_serializers)
             for i, tid in zip(positions, got):
                 ids[i] = tid
         return ids
@@ -271,7 +304,8 @@ class FuncXClient(FunctionsMixin, SharingMixin):
                      task_group_id: str | None = None,
                      resource_specification: dict | None = None,
                      chunk_size: int | None = None, web_client: WebClient | None = None,
-                     on_chunk: Callable[[int, list[str]], None] | None = None) -> list[str]:
+                     on_chunk: Callable[[int, list[str]], None] | None = None,
+                     result_serializers: list[str] | None = None) -> list[str]:
         """Queue ``tasks`` — ``(function_id, serialized payload)`` pairs — on one
         endpoint; return their task ids in the same order.  The endpoint and
         the functions may be given by name.
@@ -307,6 +341,8 @@ class FuncXClient(FunctionsMixin, SharingMixin):
             body: dict[str, Any] = {"tasks": by_fn, "task_group_id": tg, "create_queue": True}
             if resource_specification:
                 body["resource_specification"] = resource_specification
+            if result_serializers:  # import paths, the first that can serializes each result
+                body["result_serializers"] = list(result_serializers)
             resp = self._robust("POST", path, json_body=body, idempotent=True, web=web_client,
                                 retry_s=float(setting("SUBMIT_RETRY_S")),
                                 headers={"Idempotency-Key": str(uuid.uuid4())})

@@ -22,6 +22,8 @@ from funcx.errors import FuncxError
 from funcx.protocol import error_codes
 from funcx.sdk.results import task_output, task_status
 from funcx.sdk.web_client import WebClient, retry_pause
+from funcx.serialize import FuncXSerializer
+from funcx.serialize.choice import Strategylike, import_paths
 
 log = logging.getLogger("funcx.executor")
 LONGPOLL_S = 20.0
@@ -120,11 +122,18 @@ class FuncXExecutor(cf.Executor):
     ``container_id`` registers submitted functions with that container;
     ``funcx_client`` (or ``client``) is the client to use (default: a new
     ``FuncXClient()``); ``batch_size`` caps the tasks of one submit request.
+    ``serializer`` (a ``ComputeSerializer``) serializes functions and arguments
+    (default: the client's, switched to strategies the endpoint allows when its
+    metadata lists ``allowed_serializers``); ``result_serializers`` (e.g.
+    ``[JSONData()]``) are what the endpoint serializes results with, the first
+    that can (README "Serializers").
     """
 
     def __init__(self, endpoint_id: str | None = None, container_id: str | None = None,
                  funcx_client: Any = None, task_group_id: str | None = None, label: str = "",
-                 batch_size: int = 1000, *, client: Any = None, **kwargs: Any):
+                 batch_size: int = 1000, *, client: Any = None,
+                 serializer: FuncXSerializer | None = None,
+                 result_serializers: list[Strategylike] | None = None, **kwargs: Any):
         from funcx.sdk.client import FuncXClient
 
         unknown = set(kwargs) - set(IGNORED_OPTIONS)
@@ -146,6 +155,10 @@ class FuncXExecutor(cf.Executor):
         self.label = label
         self.task_group_id = task_group_id or str(uuid.uuid4())
         self.batch_size = max(1, int(batch_size))
+        #: the serializer of functions and arguments (None: the client's, adapted
+        #: to the endpoint's allowed_serializers: FuncXClient.serializer_for)
+        self.serializer = serializer
+        self.result_serializers = result_serializers
         self.task_count_submitted = 0
         self._functions: dict[int, tuple[Callable, str]] = {}
         self._queue: queue.Queue = queue.Queue()
@@ -177,6 +190,23 @@ class FuncXExecutor(cf.Executor):
         self._endpoint_id = self.client.resolve_endpoint(value) if value else value
 
     @property
+    def result_serializers(self) -> list[str] | None:
+        """Strategy import paths the endpoint serializes each result with, the
+        first that can (set with instances, classes or paths; None: the default)."""
+        return self._result_serializers
+
+    @result_serializers.setter
+    def result_serializers(self, value: list[Strategylike] | None) -> None:
+        self._result_serializers = import_paths(value) or None
+
+    def _serializer(self) -> FuncXSerializer:
+        if self.serializer is not None:
+            return self.serializer
+        if not self.endpoint_id or not hasattr(self.client, "serializer_for"):
+            return self.client.fx_serializer
+        return self.client.serializer_for(self.endpoint_id)
+
+    @property
     def funcx_client(self) -> Any:
         """The client this executor submits through (funcX 1.x name)."""
         return self.client
@@ -199,6 +229,7 @@ class FuncXExecutor(cf.Executor):
         if function_id is None:
             if self.container_id and "container_uuid" not in kwargs:
                 kwargs["container_uuid"] = self.container_id
+            kwargs.setdefault("serializer", self._serializer())
             function_id = self.client.register_function(fn, **kwargs)
         else:
             function_id = self.client.resolve_function(function_id)
@@ -224,7 +255,7 @@ class FuncXExecutor(cf.Executor):
         function_id = self.client.resolve_function(function_id)
         fut = FuncXFuture()
         fut._executor = self
-        payload = self.client.fx_serializer.serialize_payload(tuple(args or ()), kwargs or {})
+        payload = self._serializer().serialize_payload(tuple(args or ()), kwargs or {})
         with self._lock:
             self._in_flight += 1
             if self._in_flight == 1 and not self._pending and self._group_exists:
@@ -261,7 +292,7 @@ class FuncXExecutor(cf.Executor):
             for eid, its in by_ep.items():
                 self.client.submit_tasks(
                     eid, [(it[2], it[3]) for it in its], task_group_id=self.task_group_id,
-                    web_client=self._submit_web,
+                    web_client=self._submit_web, result_serializers=self.result_serializers,
                     on_chunk=functools.partial(self._submitted, its))
         except Exception as e:  # noqa: BLE001 - any failure of a request fails its futures
             for it in live:

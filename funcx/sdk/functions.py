@@ -29,7 +29,7 @@ from funcx.sdk.remote_globals import (
 from funcx.sdk.reprs import SearchResults
 from funcx.sdk.web_client import WebClient
 from funcx.serialize import FuncXSerializer
-from funcx.serialize.facade import unpack_buffers
+from funcx.serialize.facade import pack_buffers, unpack_buffers
 
 #: how long a name -> id resolution is reused by one client (registering or
 #: deleting through it forgets them at once)
@@ -61,26 +61,29 @@ class FunctionsMixin:
     def register_function(self, function: Callable, function_name: str | None = None,
                           container_uuid: str | None = None, description: str | None = None,
                           public: bool = False, group: str | None = None,
-                          searchable: bool = True) -> str:
+                          searchable: bool = True,
+                          serializer: FuncXSerializer | None = None) -> str:
         """Register ``function``; return its function id.
 
         The same content registered again returns the same id (no duplicate);
         changed code under a name you already use is that name's next version
         (see :meth:`function_versions`).  Warns with :class:`MissingGlobalWarning`
         when the function reads module-level names that will not exist where it
-        runs."""
+        runs.  ``serializer``: serialize it with this one instead of the client's
+        (e.g. ``ComputeSerializer(strategy_code=AllCodeStrategies())``)."""
         return self.register_function_info(
             function, function_name, container_uuid, description, public, group,
-            searchable)["function_uuid"]
+            searchable, serializer)["function_uuid"]
 
     def register_function_info(self, function: Callable, function_name: str | None = None,
                                container_uuid: str | None = None,
                                description: str | None = None, public: bool = False,
-                               group: str | None = None, searchable: bool = True) -> dict:
+                               group: str | None = None, searchable: bool = True,
+                               serializer: FuncXSerializer | None = None) -> dict:
         """:meth:`register_function`, answering ``{"function_uuid",
         "function_name", "version", "reused"}`` (``reused``: this content was
         registered already, and its id is answered)."""
-        code = self.fx_serializer.serialize_function(function)
+        code = (serializer or self.fx_serializer).serialize_function(function)
         self._check_size(payload_bytes(code), len(code), "the function's code")
         self.check_globals(function, code)
         body: dict[str, Any] = {
@@ -101,6 +104,31 @@ class FunctionsMixin:
         self._forget_names()
         return {"function_name": body["function_name"], "version": None, "reused": None,
                 **answer}
+
+    def register_source_code(self, source: str, function_name: str,
+                             description: str | None = None, metadata: dict | None = None,
+                             public: bool = False, group: str | None = None) -> str:
+        """Register Python ``source`` that defines ``function_name``; return the
+        function id (Globus Compute 4.x).  The source travels as plain text
+        (``PureSourceTextInspect``): the endpoint runs it and calls that function,
+        whatever Python or dill either side has."""
+        if not function_name.isidentifier():
+            raise ValueError(f"function_name {function_name!r} is not a Python identifier")
+        try:
+            compile(source, f"<source of {function_name}>", "exec")
+        except SyntaxError as e:
+            raise ValueError(f"the source does not compile: {e}") from None
+        code = pack_buffers([f"st\n{function_name}:{source}"])
+        self._check_size(payload_bytes(code), len(code), "the function's code")
+        body: dict[str, Any] = {"function_name": function_name, "function_code": code,
+                                "description": description or "", "public": public}
+        if metadata:
+            body["meta"] = metadata
+        if group:
+            body["group"] = group
+        answer = self.web_client.post("/v2/functions", body)
+        self._forget_names()
+        return answer["function_uuid"]
 
     @staticmethod
     def check_globals(function: Callable, code: str | None = None) -> list[str]:

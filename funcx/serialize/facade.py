@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import sys
 from collections import OrderedDict
 from collections.abc import Callable
@@ -9,75 +10,15 @@ from typing import Any
 
 from funcx.errors import SerializationError
 from funcx.serialize import strategies as st
+from funcx.serialize.buffers import pack_buffers, unpack_buffers
+from funcx.serialize.choice import BY_ID, Strategylike, parse_allowlist, resolve, serialize_from_list
+from funcx.serialize.combos import COMBOS, AllCodeStrategies, AllDataStrategies, CombinedCode
+
+__all__ = ["AllCodeStrategies", "AllDataStrategies", "CombinedCode", "ComputeSerializer",
+           "FunctionCache", "FuncXSerializer", "pack_buffers", "unpack_buffers"]
 
 
-class CombinedCode(st.Strategy):
-    """``10`` (deprecated upstream, still read): ``:``-joined (header, body) pairs
-    of several code strategies.  Source-text bodies contain ``:`` themselves,
-    so the reader walks pairs leniently and returns the first that works."""
-
-    identifier, for_code = "10", True
-    parts = ("04", "01", "03")
-
-    def serialize(self, obj: Any) -> str:
-        chunks = []
-        for ident in self.parts:
-            try:
-                body = st.ALL[ident].serialize(obj)
-            except Exception:
-                continue
-            chunks += [body[:3], body[3:]]
-        if not chunks:
-            raise SerializationError(f"no code strategy could serialize {obj!r}")
-        return self.header + ":".join(chunks)
-
-    def deserialize(self, payload: str) -> Any:
-        pieces = self.chomp(payload).split(":")
-        errors = []
-        for head, body in zip(pieces[::2], pieces[1::2]):
-            if head[:2] not in st.ALL:
-                break  # misaligned after a source-text part: nothing more to trust
-            try:
-                return st.ALL[head[:2]].deserialize(head + body)
-            except Exception as e:
-                errors.append(f"{head[:2]}: {type(e).__name__}: {e}")
-        raise SerializationError("no combined code strategy worked: " + "; ".join(errors))
-
-
-class PackedStrategies(st.Strategy):
-    """``12`` / ``13``: several strategies' outputs packed as buffers; the
-    reader uses the first that deserializes."""
-
-    def __init__(self, identifier: str, for_code: bool, parts: tuple[str, ...]):
-        self.identifier, self.for_code, self.parts = identifier, for_code, parts
-
-    def serialize(self, obj: Any) -> str:
-        bufs = []
-        for ident in self.parts:
-            try:
-                bufs.append(st.ALL[ident].serialize(obj))
-            except Exception:
-                continue
-        if not bufs:
-            raise SerializationError(f"no strategy could serialize {type(obj).__name__}")
-        return self.header + pack_buffers(bufs)
-
-    def deserialize(self, payload: str) -> Any:
-        errors = []
-        for buf in unpack_buffers(self.chomp(payload)):
-            try:
-                return _strategy_for(buf).deserialize(buf)
-            except Exception as e:
-                errors.append(f"{buf[:2]}: {type(e).__name__}: {e}")
-        raise SerializationError("no packed strategy worked: " + "; ".join(errors))
-
-
-STRATEGIES: dict[str, st.Strategy] = {
-    **st.ALL,
-    "10": CombinedCode(),
-    "12": PackedStrategies("12", True, ("st", "sd", "01")),
-    "13": PackedStrategies("13", False, ("11", "00")),
-}
+STRATEGIES: dict[str, st.Strategy] = {**st.ALL, **COMBOS}
 # Code strategies, tried in order.  dill pickles a function from an importable
 # module by reference (the endpoint would need that module), so such functions
 # travel as source; functions of __main__ (scripts, notebooks) travel as dill
@@ -85,29 +26,6 @@ STRATEGIES: dict[str, st.Strategy] = {
 CODE_ORDER = ("01", "04", "03")
 CODE_ORDER_IMPORTABLE = ("04", "03", "01")
 DATA_ORDER = ("00",)
-
-
-def pack_buffers(buffers: list[str]) -> str:
-    """``<len>\\n<data>`` for each buffer, concatenated (len counted in characters)."""
-    return "".join(f"{len(b)}\n{b}" for b in buffers)
-
-
-def unpack_buffers(packed: str) -> list[str]:
-    out, pos, n = [], 0, len(packed)
-    while pos < n:
-        nl = packed.find("\n", pos)
-        if nl < 0:
-            raise SerializationError("malformed packed buffer: missing length line")
-        try:
-            length = int(packed[pos:nl])
-        except ValueError as e:
-            raise SerializationError(f"malformed packed buffer length {packed[pos:nl][:20]!r}") from e
-        start, end = nl + 1, nl + 1 + length
-        if length < 0 or end > n:
-            raise SerializationError("malformed packed buffer: truncated")
-        out.append(packed[start:end])
-        pos = end
-    return out
 
 
 def _strategy_for(payload: str) -> st.Strategy:
@@ -123,12 +41,39 @@ def environment_hint() -> str:
     return f"python {sys.version_info.major}.{sys.version_info.minor}, dill {dill.__version__}"
 
 
-class FuncXSerializer:
-    """Serialize functions and data to the funcX wire format and back."""
+def _ident(value: Strategylike | None, for_code: bool) -> str | None:
+    """A two-character identifier, or a strategy-like, as an identifier."""
+    if value is None or (isinstance(value, str) and value in STRATEGIES):
+        return value
+    return resolve(value, for_code=for_code).identifier
 
-    def __init__(self, code_strategy: str | None = None, data_strategy: str | None = None):
-        self.code_order = (code_strategy,) if code_strategy else None
-        self.data_order = (data_strategy,) if data_strategy else DATA_ORDER
+
+class FuncXSerializer:
+    """Serialize functions and data to the funcX wire format and back.
+
+    ``code_strategy`` / ``data_strategy``: the strategy for functions / for
+    data, as an identifier (``"01"``), a strategy, its class or its import path.
+    Without a code strategy, functions try dill by value, dill source and
+    inspect source in turn (source first for functions of importable modules),
+    the first that serializes wins.  ``allowed_deserializer_types``: refuse to
+    deserialize anything else (see :func:`funcx.serialize.choice.parse_allowlist`)."""
+
+    def __init__(self, code_strategy: Strategylike | None = None,
+                 data_strategy: Strategylike | None = None, *,
+                 allowed_deserializer_types: list[Strategylike] | None = None):
+        code, data = _ident(code_strategy, True), _ident(data_strategy, False)
+        self.code_order = (code,) if code else None
+        self.data_order = (data,) if data else DATA_ORDER
+        self.allowed = parse_allowlist(allowed_deserializer_types)
+
+    @property
+    def code_serializer(self) -> st.Strategy | None:
+        """The chosen code strategy (None: the default order)."""
+        return STRATEGIES[self.code_order[0]] if self.code_order else None
+
+    @property
+    def data_serializer(self) -> st.Strategy:
+        return STRATEGIES[self.data_order[0]]
 
     def _order_for(self, obj: Any) -> tuple[str, ...]:
         if not callable(obj) or isinstance(obj, type):
@@ -138,6 +83,8 @@ class FuncXSerializer:
         if getattr(obj, "__module__", "__main__") in ("__main__", None) or \
                 getattr(obj, "__name__", "") == "<lambda>":
             return CODE_ORDER
+        if not (inspect.isfunction(obj) or inspect.ismethod(obj)):
+            return CODE_ORDER  # a callable object (a ShellFunction): "its source" is its class's
         return CODE_ORDER_IMPORTABLE
 
     def serialize(self, obj: Any) -> str:
@@ -152,6 +99,10 @@ class FuncXSerializer:
 
     def deserialize(self, payload: str) -> Any:
         strategy = _strategy_for(payload)
+        if self.allowed is not None and strategy.identifier not in self.allowed:
+            names = ", ".join(sorted(type(BY_ID[i]).__name__ for i in self.allowed))
+            raise SerializationError(f"{type(strategy).__name__} data is not allowed here "
+                                     f"(allowed: {names})")
         try:
             return strategy.deserialize(payload)
         except SerializationError:
@@ -176,6 +127,22 @@ class FuncXSerializer:
     def serialize_payload(self, args: tuple, kwargs: dict) -> str:
         """A task payload: the packed (args, kwargs) pair."""
         return pack_buffers([self.serialize(tuple(args)), self.serialize(dict(kwargs))])
+
+
+class ComputeSerializer(FuncXSerializer):
+    """Globus Compute's name and keywords: ``ComputeSerializer(strategy_code=...,
+    strategy_data=..., allowed_deserializer_types=[...])``."""
+
+    def __init__(self, strategy_code: Strategylike | None = None,
+                 strategy_data: Strategylike | None = None, *,
+                 allowed_deserializer_types: list[Strategylike] | None = None):
+        super().__init__(strategy_code, strategy_data,
+                         allowed_deserializer_types=allowed_deserializer_types)
+
+    @staticmethod
+    def serialize_from_list(data: Any, strategies: list[Strategylike]) -> str:
+        """``data`` by the first of ``strategies`` that can serialize it."""
+        return serialize_from_list(data, strategies)
 
 
 class FunctionCache:

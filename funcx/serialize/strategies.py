@@ -87,6 +87,8 @@ class DillDataBase64(Strategy):
 
 
 class JSONData(Strategy):
+    """``11``: JSON text, readable by any language (JSON-able data only)."""
+
     identifier, for_code = "11", False
 
     def serialize(self, obj: Any) -> str:
@@ -109,6 +111,8 @@ def _exec_source(name: str, source: str) -> Callable:
 
 
 class DillCode(Strategy):
+    """``01``: the function pickled by dill (by value for ``__main__``)."""
+
     identifier, for_code = "01", True
 
     def serialize(self, obj: Any) -> str:
@@ -118,7 +122,9 @@ class DillCode(Strategy):
         return dill.loads(_unb64(self.chomp(payload)))
 
 
-class CodeTextInspect(Strategy):
+class DillCodeTextInspect(Strategy):
+    """``03``: (name, source found by ``inspect``), pickled (Globus Compute's name)."""
+
     identifier, for_code = "03", True
 
     def _source(self, fn: Callable) -> str:
@@ -133,7 +139,13 @@ class CodeTextInspect(Strategy):
         return _exec_source(name, source)
 
 
-class DillCodeSource(CodeTextInspect):
+#: the funcX 1.x name of :class:`DillCodeTextInspect`
+CodeTextInspect = DillCodeTextInspect
+
+
+class DillCodeSource(DillCodeTextInspect):
+    """``04``: (name, source found by dill), pickled."""
+
     identifier = "04"
 
     def _source(self, fn: Callable) -> str:
@@ -157,6 +169,8 @@ class PureSourceTextInspect(Strategy):
 
 
 class PureSourceDill(PureSourceTextInspect):
+    """``sd``: plain ``name:source`` text, the source found by dill."""
+
     identifier = "sd"
 
     def _source(self, fn: Callable) -> str:
@@ -165,6 +179,6 @@ class PureSourceDill(PureSourceTextInspect):
 
 ALL: dict[str, Strategy] = {
     s.identifier: s
-    for s in (DillDataBase64(), JSONData(), DillCode(), CodeTextInspect(), DillCodeSource(),
+    for s in (DillDataBase64(), JSONData(), DillCode(), DillCodeTextInspect(), DillCodeSource(),
               PureSourceTextInspect(), PureSourceDill())
 }
