@@ -165,7 +165,12 @@ class OutputCapture:
         # a new file (inode) per task: a process a killed task left behind
         # writes on into its own task's file, never into this one
         path = f"{self.prefix}.{stream}"
-        _unlink(path)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError:  # a directory (or anything else) in the way: capture all the same
+            return _anonymous_file(self.directory)
         try:
             return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         except OSError:  # something took the name meanwhile: capture all the same
@@ -204,9 +209,11 @@ def leftover(prefix: str, limit: int | None = None) -> dict[str, str]:
 
 
 def _unlink(path: str) -> None:
+    """Remove ``path`` if it can be: a directory the function made there is
+    left alone (the manager must not fail over it)."""
     try:
         os.unlink(path)
-    except FileNotFoundError:
+    except OSError:
         pass
 
 

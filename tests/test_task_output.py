@@ -301,6 +301,29 @@ def test_capture_falls_back_when_its_named_file_cannot_be_made(tmp_path):
     assert r.status == "success" and r.stdout.startswith("print n\n")
 
 
+def test_a_directory_at_the_capture_path_still_captures_every_task(tmp_path):
+    """``<prefix>.stdout`` is in every worker's environment: a function that
+    makes a directory there must not stop the capture of later tasks."""
+    prefix = str(tmp_path / "slot-0")
+    os.mkdir(prefix + ".stdout")
+    os.mkdir(prefix + ".stderr")
+    ex = Executor(max_output_bytes=10_000, output_prefix=prefix)
+    with worker_streams():
+        first = ex.run(_task(chatty, "d1"))
+        second = ex.run(_task(chatty, "d2"))
+    for r, tag in ((first, "d1"), (second, "d2")):
+        assert r.status == "success", r.data
+        assert r.stdout.startswith(f"print {tag}\n") and f"stderr.write {tag}" in r.stderr
+
+
+def test_leftover_ignores_a_directory_at_the_capture_path(tmp_path):
+    from endpoint.task_output import leftover
+
+    prefix = str(tmp_path / "task-output-0")
+    os.mkdir(prefix + ".stdout")
+    assert leftover(prefix, 100) == {"stdout": "", "stderr": ""}
+
+
 def test_a_task_runs_even_when_its_output_cannot_be_captured(monkeypatch):
     import errno
 
