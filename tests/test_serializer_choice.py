@@ -416,3 +416,13 @@ def test_the_executor_picks_permitted_strategies_up_front(fxc, restricted_ep):
     ser = fxc.serializer_for(restricted_ep)
     assert ser.data_serializer.identifier == "11"
     assert ser.code_serializer.identifier == "04"
+
+
+def test_a_bad_allowlist_in_config_py_says_why_at_load(tmp_path):
+    from endpoint.config_file import ConfigError, load
+
+    path = tmp_path / "config.py"
+    path.write_text("from endpoint.config import Config\n"
+                    "config = Config(allowed_serializers=['funcx.serialize.JSONData'])\n")
+    with pytest.raises(ConfigError, match="config.py:2: .*one code and one data"):
+        load(path)
