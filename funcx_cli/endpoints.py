@@ -53,20 +53,68 @@ def list_(all_: bool = typer.Option(False, "--all", help="include public endpoin
 @handles_errors
 def show(endpoint: str = typer.Argument(..., help="endpoint id or name"),
          fmt: str = FormatOption) -> None:
-    """Show an endpoint's metadata.
+    """Show an endpoint's metadata, its problems and its workers' hardware.
 
-    Example: funcx endpoint show laptop
+    The hardware section lists, per manager (node): CPU model, logical cores,
+    memory, GPUs, and each worker's CPUs (pinned by cpu_affinity or not) and
+    accelerator (available_accelerators), as the managers reported them.
+
+    Example: funcx endpoint show laptop --format json
     """
     fmt = check_format(fmt)
     fxc = client()
     eid = fxc.resolve_endpoint(endpoint)
     doc = dict(fxc.get_endpoint_metadata(eid))
     problems = list(fxc.get_endpoint_status(eid)["details"].get("problems") or [])
+    hardware = fxc.get_worker_hardware_details(eid)
     if fmt == "json":
-        print_json({**doc, "problems": problems})
+        print_json({**doc, "problems": problems, "hardware": hardware["managers"]})
         return
     print_document(doc, fmt)
     _print_problems(problems)
+    _print_hardware(hardware)
+
+
+def _print_hardware(report: dict) -> None:
+    """Each manager's node and its workers' CPUs and accelerators."""
+    from rich.markup import escape
+
+    from funcx.sdk.hardware import format_bytes
+
+    out = console()
+    if not report["managers"]:
+        out.print(f"hardware: no manager is connected ({report['status']})", highlight=False)
+        return
+    rows = []
+    for m in report["managers"]:
+        hw = m.get("hardware") or {}
+        host = str(hw.get("hostname") or m.get("hostname") or "?")
+        refused = m.get("hardware_refused")
+        if refused:
+            out.print(f"[red]hardware of manager {escape(str(m.get('manager_id')))} refused"
+                      f"[/] [{escape(str(refused.get('code')))}]: "
+                      f"{escape(str(refused.get('message')))}", markup=True, highlight=False)
+        if not hw:
+            continue
+        out.print(f"hardware of {escape(host)} (manager {escape(str(m.get('manager_id')))}): "
+                  f"{escape(str(hw.get('cpu_model') or '?'))}, "
+                  f"{hw.get('logical_cores', '?')} logical cores (may use "
+                  f"{escape(str(hw.get('cpus') or '?'))}), memory "
+                  f"{format_bytes(hw.get('memory_available'))} available of "
+                  f"{format_bytes(hw.get('memory_total'))}", markup=True, highlight=False)
+        for g in hw.get("gpus") or []:
+            out.print(f"  GPU {g.get('index')}: {escape(str(g.get('name', '')))} "
+                      f"({format_bytes(g.get('memory_total'))})", markup=True, highlight=False)
+        for p in hw.get("problems") or []:
+            out.print(f"[red]problem[/] {escape(str(p.get('code')))} on {escape(host)}: "
+                      f"{escape(str(p.get('message')))}", markup=True, highlight=False)
+        for w in hw.get("workers") or []:
+            cpus = w.get("cpus")
+            rows.append([host, w.get("worker"),
+                         f"{cpus} (pinned)" if cpus else f"{hw.get('cpus') or '?'} (not pinned)",
+                         w.get("accelerator") or "-"])
+    if rows:
+        out.print(table("Workers", ["Host", "Worker", "CPUs", "Accelerator"], rows))
 
 
 @app.command()

@@ -17,6 +17,7 @@ from typing import Any
 
 import ipywidgets as w
 
+from funcx.sdk.hardware import HardwareReport, format_bytes
 from funcx.sdk.progress import GroupProgress
 from funcx.sdk.progress_html import (
     counts_html,
@@ -198,23 +199,30 @@ def _bar_style(failed: int, done: int, total: int) -> str:
 
 
 class EndpointPanel(w.VBox):
-    """Your endpoints: online/offline, workers, outstanding tasks; a refresh button."""
+    """Your endpoints: online/offline, workers, outstanding tasks; a refresh
+    button; below, each online endpoint's workers' hardware (host, CPUs,
+    accelerator, CPU model, memory: ``get_worker_hardware_details``)."""
 
     def __init__(self, client: Any):
         self.client = client
         self.table = w.HTML()
+        self.hardware_table = w.HTML()
         self.button = w.Button(description="Refresh", icon="refresh",
                                layout=w.Layout(width="110px"))
         self.button.on_click(lambda _b: self.refresh())
         self.rows: list[dict] = []
-        super().__init__([self.button, self.table])
+        #: one row per worker of every endpoint (HardwareReport.workers, with its endpoint)
+        self.hardware: list[dict] = []
+        super().__init__([self.button, self.table, self.hardware_table])
         self.refresh()
 
     def refresh(self) -> None:
-        self.rows = []
+        self.rows, self.hardware = [], []
         for e in self.client.get_endpoints():
             st = self.client.get_endpoint_status(e["uuid"])
             d = st.get("details", {})
+            report = HardwareReport.from_status(e["uuid"], st)
+            self.hardware += [{"endpoint": e.get("name"), **row} for row in report.workers()]
             self.rows.append({"name": e.get("name"), "endpoint_id": e["uuid"],
                               "status": st["status"], "workers": d.get("total_workers", 0),
                               "idle": d.get("idle_workers", 0),
@@ -232,3 +240,24 @@ class EndpointPanel(w.VBox):
                        for h in ("name", "endpoint id", "status", "workers", "outstanding tasks"))
         self.table.value = ("<table style='font-size:13px; border-collapse:collapse'>"
                             f"<tr>{head}</tr>{body}</table>")
+        self.hardware_table.value = hardware_html(self.hardware)
+
+
+def hardware_html(rows: list[dict]) -> str:
+    """The workers' hardware as an HTML table ("" when no worker reported any)."""
+    if not rows:
+        return ""
+    cell = "padding:2px 14px 2px 0; text-align:left"
+    body = "".join(
+        "<tr>" + "".join(f"<td style='{cell}'>{html.escape(str(v))}</td>" for v in (
+            r["endpoint"], r["hostname"], r["worker"],
+            f"{r['cpus']} ({'pinned' if r['pinned'] else 'not pinned'})",
+            r["accelerator"] or "-", r["cpu_model"], r["logical_cores"],
+            f"{format_bytes(r['memory_available'])} / {format_bytes(r['memory_total'])}"))
+        + "</tr>" for r in rows)
+    head = "".join(f"<th style='{cell}'>{h}</th>" for h in (
+        "endpoint", "host", "worker", "CPUs", "accelerator", "CPU model", "cores",
+        "memory (available / total)"))
+    return ("<div style='font-size:13px; margin-top:6px'><b>Workers' hardware</b></div>"
+            "<table style='font-size:13px; border-collapse:collapse'>"
+            f"<tr>{head}</tr>{body}</table>")
