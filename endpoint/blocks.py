@@ -72,6 +72,7 @@ class Blocks:
             mem_per_worker=c.mem_per_worker or None, working_dir=c.working_dir or None,
             accelerators=",".join(c.accelerators), cpu_affinity=c.cpu_affinity,
             worker_mode=c.worker_mode, single_use=containers and c.container_single_use,
+            mpi_launcher=c.mpi_launcher or None, nodes_per_block=c.nodes_per_block(),
             debug=bool(c.worker_debug),
             container_options=c.container_cmd_options if containers else "",
             container_runtime=c.container_runtime if containers else None,

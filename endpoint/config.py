@@ -118,6 +118,10 @@ class Config:
     # upper bound of any task's walltime (s), whatever the submitter asks; the
     # service refuses larger requests at submit, and managers clamp to it
     max_walltime: float | None = None
+    # MPI mode (endpoint.mpi): "mpiexec", "srun" or "aprun" launches each MPIFunction
+    # task's ranks across the nodes its resource_specification asks of the block
+    # ($PARSL_MPI_PREFIX); one manager per block owns all its nodes (SimpleLauncher)
+    mpi_launcher: str | None = None
     max_inflight: int = field(default_factory=lambda: int(setting("AGENT_MAX_INFLIGHT")))
     display_name: str | None = None
     public: bool = False
@@ -139,6 +143,7 @@ class Config:
         self._check_poll_period()
         self._check_strategy()
         self._check_ignored()
+        self._check_mpi()
         self._check_launch_cmd()
         self._check_serializers()
         if self.heartbeat_threshold <= self.heartbeat_period:
@@ -267,6 +272,26 @@ class Config:
         paths = allowed_paths(self.allowed_serializer_ids)
         return {} if paths is None else {"allowed_serializers": paths}
 
+    def _check_mpi(self) -> None:
+        from endpoint.mpi import LAUNCHERS
+
+        if self.mpi_launcher is None:
+            return
+        if self.mpi_launcher not in LAUNCHERS:
+            raise ValueError(f"mpi_launcher must be one of {', '.join(LAUNCHERS)} or None, "
+                             f"not {self.mpi_launcher!r}")
+        launcher = getattr(self.provider, "launcher", None)
+        if self.nodes_per_block() > 1 and type(launcher).__name__ != "SimpleLauncher":
+            raise ValueError(f"mpi_launcher={self.mpi_launcher!r} with nodes_per_block="
+                             f"{self.nodes_per_block()} needs the provider's launcher to be "
+                             f"parsl.launchers.SimpleLauncher() (one manager per block, "
+                             f"owning all its nodes), not {type(launcher).__name__}")
+
+    def nodes_per_block(self) -> int:
+        """The nodes of one block (the provider's ``nodes_per_block``, else 1)."""
+        n = getattr(self.provider, "nodes_per_block", 1)
+        return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
+
     def add_warning(self, text: str) -> None:
         """One more thing for :meth:`start_warnings` to say."""
         self._warnings.append(text)
@@ -291,10 +316,13 @@ class Config:
         wd = os.path.expanduser(self.working_dir or DEFAULT_WORKING_DIR)
         self.working_dir = os.path.join(os.fspath(endpoint_dir), wd)
 
-    def limits(self) -> dict[str, float]:
+    def limits(self) -> dict[str, float | int]:
         """The owner's bounds the service enforces at submit (unset ones omitted)."""
         out = {"max_walltime": self.max_walltime, "mem_per_worker": self.mem_per_worker}
-        return {k: float(v) for k, v in out.items() if v is not None}
+        limits = {k: float(v) for k, v in out.items() if v is not None}
+        if self.mpi_launcher:  # an MPI task may ask at most one block's nodes
+            limits["max_nodes"] = self.nodes_per_block()
+        return limits
 
     def workers_per_node(self) -> int:
         """Workers a manager starts: the configured maximum, else one per core

@@ -41,6 +41,10 @@ class ManagerLaunch:
     accelerators: str = ""
     #: how workers are pinned to CPUs (``Config.cpu_affinity``; endpoint.affinity)
     cpu_affinity: str = "none"
+    #: MPI mode's launcher (mpiexec, srun, aprun; ``Config.mpi_launcher``): one
+    #: manager owns the block's ``nodes_per_block`` nodes (endpoint.mpi)
+    mpi_launcher: str | None = None
+    nodes_per_block: int = 1
     #: a fresh container for every task (``worker_mode="singularity_single_use"``)
     single_use: bool = False
     #: log at DEBUG (``Config.worker_debug``)

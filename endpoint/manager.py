@@ -73,10 +73,12 @@ from endpoint.curve import KeyFileError, ManagerKeys
 from endpoint.execute import failure
 from endpoint.hardware_report import available_memory, placement_plan, report
 from endpoint.launch import ManagerLaunch
+from endpoint.mpi import NodesExceeded, mode_for
 from endpoint.scheduling import SlotView, pick_worker, task_walltime
 from endpoint.worker_pool import WorkerPool, WorkerSlot
 from funcx.errors import TaskTimeout, WorkerLost
 from funcx.lifecycle import die_with_parent, supervisor_alive
+from funcx.protocol.error_codes import MPI_NODES_EXCEEDED, RESOURCE_SPEC_INVALID
 from funcx.protocol.messages import (
     MAX_HELD,
     Kind,
@@ -112,6 +114,9 @@ class Manager:
         self.period, self.threshold = launch.heartbeat_period, launch.heartbeat_threshold
         self.default_walltime = launch.walltime
         self.max_walltime = launch.max_walltime
+        #: MPI mode: the block's nodes, held by the MPI tasks running (endpoint.mpi)
+        self.mpi = mode_for(launch.mpi_launcher, launch.nodes_per_block, socket.gethostname(),
+                            os.environ)
         self.worker_mode = launch.worker_mode
         self.supervisor = launch.supervisor
         self.last_supervisor_check = 0.0
@@ -256,6 +261,8 @@ class Manager:
         """Hand pending tasks to idle workers of their container, restarting
         idle workers into another container when none is warm."""
         waiting: deque[Task] = deque()
+        if self.mpi is not None:  # nodes of finished tasks are free again
+            self.mpi.pool.keep_only(s.task.task_id for s in self.slots if s.task is not None)
         while self.pending:
             task = self.pending.popleft()
             try:
@@ -268,6 +275,9 @@ class Manager:
                     waiting.append(task)
                     continue
                 if action == "send":
+                    if self.mpi is not None and not self.claim_nodes(task):
+                        waiting.append(task)  # its nodes are busy: it waits for them
+                        continue
                     self.send_to(self.slots[index], task)
                     continue
                 if action == "respawn":
@@ -278,6 +288,16 @@ class Manager:
                 self.results.append(failure(task, RuntimeError(
                     f"the endpoint could not start this task: {type(e).__name__}: {e}")))
         self.pending = waiting
+
+    def claim_nodes(self, task: Task) -> bool:
+        """MPI mode: hold the nodes ``task`` asks for and give it the launcher's
+        variables ($PARSL_MPI_PREFIX...); False while too few nodes are free."""
+        assert self.mpi is not None
+        env = self.mpi.claim(task.task_id, task.resource_specification)
+        if env is None:
+            return False
+        task.env = env
+        return True
 
     def walltime_of(self, task: Task) -> float | None:
         """The task's walltime: its request if sane, else the default; at most
@@ -308,6 +328,13 @@ class Manager:
             log.warning("task %s refused: %s", task.task_id, e)
             self.results.append(failure(task, ValueError(
                 f"the endpoint refused this task's resource_specification: {e}")))
+            return False
+        refusal = self.mpi.refusal(spec) if self.mpi is not None else None
+        if refusal is not None:  # more nodes than this block has: it could never start
+            log.warning("task %s refused: %s", task.task_id, refusal)
+            self.results.append(failure(task, refusal, error_code=(
+                MPI_NODES_EXCEEDED if isinstance(refusal, NodesExceeded)
+                else RESOURCE_SPEC_INVALID)))
             return False
         return True
 

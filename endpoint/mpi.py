@@ -201,3 +201,19 @@ class MPIMode:
         if hosts is None:
             return None
         return task_environment(self.launcher, request, hosts)
+
+
+def mode_for(launcher: str | None, nodes_per_block: int, hostname: str,
+             env: Mapping[str, str]) -> MPIMode | None:
+    """A manager's MPI mode from its launch (``launcher`` None: not in MPI mode),
+    with its block's nodes read from ``env`` (and the PBS node file it names)."""
+    if not launcher:
+        return None
+    text = None
+    if env.get("PBS_NODEFILE") and not env.get("SLURM_JOB_NODELIST"):
+        try:
+            with open(env["PBS_NODEFILE"]) as f:
+                text = f.read()
+        except OSError:
+            text = None
+    return MPIMode(launcher, block_nodes(env, hostname, text, nodes_per_block))

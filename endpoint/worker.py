@@ -14,6 +14,7 @@ import sys
 import zmq
 
 from endpoint.execute import Executor
+from endpoint.task_env import applied
 from funcx.protocol.messages import Kind, ProtocolError, pack, pack_results, unpack, unpack_tasks
 
 
@@ -34,7 +35,10 @@ def serve(addr: str, worker_id: str) -> None:
                 break
             if msg.kind != Kind.TASKS:
                 continue
-            results = [executor.run(t) for t in unpack_tasks(msg)]
+            results = []
+            for t in unpack_tasks(msg):
+                with applied(t):  # FUNCX_TASK_ID and the manager's variables (MPI)
+                    results.append(executor.run(t))
             sock.send_multipart(pack_results(results))
         except ProtocolError as e:
             print(f"worker {worker_id}: dropping bad message: {e}", file=sys.stderr)

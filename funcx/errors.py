@@ -100,7 +100,8 @@ def _api_error_types() -> tuple[dict[str, type[FuncxAPIError]], dict[int, type[F
 
     by_code: dict[str, type[FuncxAPIError]] = {
         ec.BAD_REQUEST: BadRequest, ec.RESOURCE_SPEC_INVALID: ResourceSpecificationError,
-        ec.RESOURCE_SPEC_OVER_LIMIT: ResourceSpecificationError, ec.GROUPS_ARE_GLOBUS: BadRequest,
+        ec.RESOURCE_SPEC_OVER_LIMIT: ResourceSpecificationError,
+        ec.MPI_NODES_EXCEEDED: ResourceSpecificationError, ec.GROUPS_ARE_GLOBUS: BadRequest,
         ec.AMBIGUOUS_NAME: BadRequest, ec.RESULT_SERIALIZERS_INVALID: BadRequest,
         ec.UNAUTHORIZED: Unauthorized,
         ec.FORBIDDEN: Forbidden, ec.FUNCTION_NOT_ALLOWED: Forbidden,

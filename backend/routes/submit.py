@@ -47,6 +47,7 @@ from backend.store.quotas import Batch, Refused
 from funcx.defaults import setting
 from funcx.protocol import error_codes
 from funcx.protocol.messages import (
+    NodesOverLimit,
     ProtocolError,
     check_within_limits,
     endpoint_limits,
@@ -90,6 +91,8 @@ def _check_limits(spec: dict, ep: dict, eid: str) -> None:
         return
     try:
         check_within_limits(spec, limits)
+    except NodesOverLimit as e:
+        raise bad_request(str(e), error_codes.MPI_NODES_EXCEEDED) from None
     except ProtocolError as e:
         raise bad_request(str(e), error_codes.RESOURCE_SPEC_OVER_LIMIT) from None
 

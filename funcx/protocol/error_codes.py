@@ -9,6 +9,8 @@ BAD_REQUEST = "BAD_REQUEST"  #: malformed body, field or parameter (400)
 TASK_PAYLOAD_TOO_LARGE = "TASK_PAYLOAD_TOO_LARGE"  #: a payload or request body over the limit (413)
 RESOURCE_SPEC_INVALID = "RESOURCE_SPEC_INVALID"  #: resource_specification malformed (400)
 RESOURCE_SPEC_OVER_LIMIT = "RESOURCE_SPEC_OVER_LIMIT"  #: above the endpoint owner's bound (400)
+#: an MPI task asks more nodes (num_nodes) than a block of the endpoint has (400)
+MPI_NODES_EXCEEDED = "MPI_NODES_EXCEEDED"
 TOO_MANY_TASKS = "TOO_MANY_TASKS"  #: more tasks in one submit than the service takes (413)
 IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"  #: same key, different submit (409)
 #: a submit's result_serializers is not a list of known strategy import paths (400)

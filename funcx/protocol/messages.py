@@ -84,6 +84,7 @@ class EndpointLimits(Struct, forbid_unknown_fields=True, omit_defaults=True):
 
     max_walltime: Seconds | None = None  #: upper bound of a task's walltime
     mem_per_worker: Annotated[float, Meta(gt=0, le=1 << 20)] | None = None  #: GB per worker
+    max_nodes: Count | None = None  #: MPI mode: the nodes of one block (a task's num_nodes bound)
 
 
 def endpoint_limits(raw: Any) -> dict[str, Any]:
@@ -95,8 +96,17 @@ def endpoint_limits(raw: Any) -> dict[str, Any]:
         raise _bad("endpoint limits", e) from None
 
 
+class NodesOverLimit(ProtocolError):
+    """A task asks for more MPI nodes than a block of its endpoint has."""
+
+
 def check_within_limits(spec: dict[str, Any], limits: dict[str, Any]) -> None:
     """Refuse (``ProtocolError`` naming the field) a specification above the owner's bounds."""
+    nodes = limits.get("max_nodes")
+    if nodes is not None and (spec.get("num_nodes") or 1) > nodes:
+        raise NodesOverLimit(f"resource_specification.num_nodes {spec['num_nodes']} exceeds the "
+                             f"{nodes} node{'s' if nodes != 1 else ''} of a block of this "
+                             f"endpoint (nodes_per_block={nodes})")
     bound = limits.get("max_walltime")
     if bound is not None and spec.get("walltime") is not None and spec["walltime"] > bound:
         raise ProtocolError(f"resource_specification.walltime {spec['walltime']:g}s exceeds this "
@@ -124,6 +134,9 @@ class Task(Struct):
     container_spec: dict = field(default_factory=dict)  # {"type", "location"}, from the agent
     #: strategies the worker serializes the result with (the first that can); [] = default
     result_serializers: list[str] = field(default_factory=list)
+    #: variables the worker sets while it runs this task (set by the manager: MPI
+    #: mode's $PARSL_MPI_PREFIX and node list, endpoint.mpi)
+    env: dict = field(default_factory=dict)
 
     STREAM_FIELDS = ("task_id", "function_id", "payload", "task_group_id", "container_id")
 
@@ -158,7 +171,7 @@ class Task(Struct):
     def meta(self) -> TaskMeta:
         return TaskMeta(self.task_id, self.function_id, self.task_group_id, self.container_id,
                         self.resource_specification, self.attempt, self.container_spec,
-                        self.result_serializers)
+                        self.result_serializers, self.env)
 
 
 class TaskMeta(Struct, array_like=True):
@@ -172,6 +185,7 @@ class TaskMeta(Struct, array_like=True):
     attempt: Annotated[int, Meta(ge=0, le=1000)] = 0
     container_spec: dict[str, str] = field(default_factory=dict)
     result_serializers: SerializerPaths = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  #: see Task.env
 
 
 # ------------------------------------------------------------------------ results
@@ -393,7 +407,8 @@ def unpack_tasks(msg: Message) -> list[Task]:
                  task_group_id=m.task_group_id, function_code=texts[2 * i],
                  container_id=m.container_id,
                  resource_specification=m.resource_specification, attempt=m.attempt,
-                 container_spec=m.container_spec, result_serializers=m.result_serializers)
+                 container_spec=m.container_spec, result_serializers=m.result_serializers,
+                 env=m.env)
             for i, m in enumerate(msg.header)]
 
 

@@ -133,7 +133,8 @@ class FuncXExecutor(cf.Executor):
                  funcx_client: Any = None, task_group_id: str | None = None, label: str = "",
                  batch_size: int = 1000, *, client: Any = None,
                  serializer: FuncXSerializer | None = None,
-                 result_serializers: list[Strategylike] | None = None, **kwargs: Any):
+                 result_serializers: list[Strategylike] | None = None,
+                 resource_specification: dict | None = None, **kwargs: Any):
         from funcx.sdk.client import FuncXClient
 
         unknown = set(kwargs) - set(IGNORED_OPTIONS)
@@ -159,6 +160,10 @@ class FuncXExecutor(cf.Executor):
         #: to the endpoint's allowed_serializers: FuncXClient.serializer_for)
         self.serializer = serializer
         self.result_serializers = result_serializers
+        #: what each task asks of the endpoint (Globus Compute's attribute), e.g.
+        #: {"num_nodes": 2, "ranks_per_node": 4} for an MPIFunction, {"walltime": 60};
+        #: read when the submit thread sends (README "MPI functions")
+        self.resource_specification = resource_specification
         self.task_count_submitted = 0
         self._functions: dict[int, tuple[Callable, str]] = {}
         self._queue: queue.Queue = queue.Queue()
@@ -293,6 +298,7 @@ class FuncXExecutor(cf.Executor):
                 self.client.submit_tasks(
                     eid, [(it[2], it[3]) for it in its], task_group_id=self.task_group_id,
                     web_client=self._submit_web, result_serializers=self.result_serializers,
+                    resource_specification=self.resource_specification or None,
                     on_chunk=functools.partial(self._submitted, its))
         except Exception as e:  # noqa: BLE001 - any failure of a request fails its futures
             for it in live:

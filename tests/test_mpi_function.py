@@ -1,0 +1,257 @@
+"""MPIFunction and MPI mode (issue 18 item 2): the pure launcher logic of
+endpoint.mpi, the Config options, the refusal of a task asking more nodes
+than a block has, and real runs: Debian's OpenMPI ``mpiexec`` with 2 ranks on
+an endpoint in MPI mode, and ``srun`` in the one-node Slurm fixture (slow).
+
+OpenMPI is installed by .ci/run (``openmpi-bin``): outside CI a missing
+``mpiexec`` skips the live test, under CI=true it fails.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from contextlib import contextmanager
+from types import SimpleNamespace
+
+import pytest
+from test_slurm import slurm  # noqa: F401 - the one-node Slurm fixture
+
+from endpoint.mpi import (
+    MPIMode,
+    MPIRequest,
+    MPIRequestError,
+    NodePool,
+    NodesExceeded,
+    block_nodes,
+    check_fits,
+    expand_nodelist,
+    launcher_prefix,
+    mpi_request,
+    task_environment,
+)
+from funcx import FuncXExecutor, MPIFunction
+from funcx.errors import ResourceSpecificationError
+from funcx.protocol import error_codes
+from funcx.protocol.messages import NodesOverLimit, check_within_limits, endpoint_limits
+
+RESULT_S = 90
+#: as root, OpenMPI refuses to start without this option
+ROOT_OPTIONS = "--allow-run-as-root" if os.geteuid() == 0 else ""
+
+
+# ----------------------------------------------------------------- pure logic
+def test_mpi_request_fills_in_the_missing_fields():
+    assert mpi_request({}) is None and mpi_request({"walltime": 5}) is None
+    assert mpi_request({"num_nodes": 2, "ranks_per_node": 4}) == MPIRequest(2, 4, 8)
+    assert mpi_request({"num_ranks": 6, "num_nodes": 2}) == MPIRequest(2, 3, 6)
+    assert mpi_request({"num_ranks": 5, "num_nodes": 2}) == MPIRequest(2, 3, 5)
+    assert mpi_request({"ranks_per_node": 2}) == MPIRequest(1, 2, 2)
+    assert mpi_request({"num_nodes": 2, "launcher_options": "--bind-to core"}) == \
+        MPIRequest(2, 1, 2, "--bind-to core")
+    with pytest.raises(MPIRequestError, match="num_ranks=9 does not fit num_nodes=2 x "
+                                              "ranks_per_node=4"):
+        mpi_request({"num_nodes": 2, "ranks_per_node": 4, "num_ranks": 9})
+
+
+def test_launcher_prefixes():
+    r = MPIRequest(2, 2, 4, "--bind-to core")
+    assert launcher_prefix("mpiexec", r, ["a", "b"]) == \
+        "mpiexec -n 4 --host a:2,b:2 --bind-to core"
+    assert launcher_prefix("srun", r, ["a", "b"]) == \
+        "srun -N 2 -n 4 --ntasks-per-node 2 --nodelist a,b --bind-to core"
+    assert launcher_prefix("aprun", r, ["a", "b"]) == "aprun -n 4 -N 2 -L a,b --bind-to core"
+    assert launcher_prefix("mpiexec", MPIRequest(1, 1, 1, "-x 'A=b c'"), ["h"]) == \
+        "mpiexec -n 1 --host h:1 -x 'A=b c'"  # options stay one shell word each
+    with pytest.raises(ValueError, match="mpi_launcher must be one of mpiexec, srun, aprun"):
+        launcher_prefix("mpirun", r, ["a"])
+
+
+def test_task_environment_names_the_launcher_nodes_and_counts():
+    env = task_environment("srun", MPIRequest(2, 3, 6), ["n1", "n2"])
+    assert env["PARSL_MPI_PREFIX"] == env["PARSL_SRUN_PREFIX"]
+    assert env["PARSL_MPIEXEC_PREFIX"].startswith("mpiexec -n 6 --host n1:3,n2:3")
+    assert (env["PARSL_MPI_NODELIST"], env["PARSL_NUM_NODES"], env["PARSL_RANKS_PER_NODE"],
+            env["PARSL_NUM_RANKS"]) == ("n1,n2", "2", "3", "6")
+
+
+def test_slurm_node_lists_and_block_nodes():
+    assert expand_nodelist("n[01-03,7],gpu2") == ["n01", "n02", "n03", "n7", "gpu2"]
+    assert expand_nodelist("node1") == ["node1"]
+    assert block_nodes({"SLURM_JOB_NODELIST": "c[1-2]"}, "me") == ["c1", "c2"]
+    assert block_nodes({}, "me", "a\na\nb\n") == ["a", "b"]  # a PBS node file: a line a rank
+    assert block_nodes({}, "me") == ["me"]
+    with pytest.raises(ValueError, match="cannot read the node list"):
+        expand_nodelist("n[a-b]")
+
+
+def test_node_pool_holds_nodes_per_task_and_frees_them():
+    pool = NodePool(["a", "b", "c"])
+    assert pool.take("t1", 2) == ["a", "b"]
+    assert pool.take("t2", 2) is None  # one free: t2 waits
+    assert pool.take("t3", 1) == ["c"]
+    pool.release("t1")
+    assert pool.take("t2", 2) == ["a", "b"]
+    pool.keep_only(["t2"])  # t3 finished
+    assert pool.take("t4", 1) == ["c"]
+
+
+def test_mpi_mode_refuses_what_a_block_can_never_hold():
+    mode = MPIMode("mpiexec", ["h1"])
+    refusal = mode.refusal({"num_nodes": 2})
+    assert isinstance(refusal, NodesExceeded)
+    assert "num_nodes=2" in str(refusal) and "has 1 node (nodes_per_block=1)" in str(refusal)
+    assert isinstance(mode.refusal({"num_nodes": 1, "ranks_per_node": 1, "num_ranks": 3}),
+                      MPIRequestError)
+    assert mode.refusal({"num_nodes": 1, "ranks_per_node": 2}) is None
+    assert mode.claim("plain", {}) == {}  # a task without MPI resources holds no node
+    env = mode.claim("t1", {"ranks_per_node": 2})
+    assert env is not None and env["PARSL_MPI_PREFIX"] == "mpiexec -n 2 --host h1:2"
+    assert mode.claim("t2", {"ranks_per_node": 2}) is None  # h1 is busy: t2 waits
+    with pytest.raises(NodesExceeded):
+        check_fits(MPIRequest(3, 1, 3), 2)
+    with pytest.raises(ValueError):
+        MPIMode("mpirun", ["h"])
+
+
+def test_submit_time_bound_is_its_own_error():
+    limits = endpoint_limits({"max_nodes": 2})
+    check_within_limits({"num_nodes": 2}, limits)
+    with pytest.raises(NodesOverLimit, match="num_nodes 3 exceeds the 2 nodes of a block"):
+        check_within_limits({"num_nodes": 3}, limits)
+
+
+def test_config_mpi_options():
+    from parsl.launchers import SimpleLauncher, SrunLauncher
+    from parsl.providers import LocalProvider, SlurmProvider
+
+    from endpoint.config import Config
+
+    c = Config(provider=LocalProvider(), mpi_launcher="mpiexec")
+    assert c.limits()["max_nodes"] == 1
+    assert "max_nodes" not in Config(provider=LocalProvider()).limits()
+    with pytest.raises(ValueError, match="mpi_launcher must be one of mpiexec, srun, aprun"):
+        Config(provider=LocalProvider(), mpi_launcher="mpirun")
+    with pytest.raises(ValueError, match="needs the provider's launcher to be "
+                                         "parsl.launchers.SimpleLauncher"):
+        Config(provider=SlurmProvider(nodes_per_block=2, launcher=SrunLauncher()),
+               mpi_launcher="srun")
+    c = Config(provider=SlurmProvider(nodes_per_block=4, launcher=SimpleLauncher()),
+               mpi_launcher="srun")
+    assert c.limits()["max_nodes"] == 4 and c.nodes_per_block() == 4
+
+
+# ----------------------------------------------------------- a real endpoint
+MPI_CONFIG = '''
+from parsl.providers import LocalProvider
+
+from endpoint.config import Config
+
+config = Config(
+    provider=LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1),
+    max_workers_per_node=2,
+    mpi_launcher="mpiexec",
+    heartbeat_period=0.5,
+    heartbeat_threshold=5,
+)
+'''
+
+
+@contextmanager
+def endpoint_with_config(fxc, tag: str, config: str):
+    """An endpoint with ``config`` as its config.py; started, then stopped and deleted."""
+    from endpoint import daemon
+    from endpoint.paths import EndpointDir
+
+    name = f"mpi-{tag}-{uuid.uuid4().hex[:6]}"
+    ep = EndpointDir(name)
+    ep.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ep.config_file.write_text(config)
+    eid = daemon.start(name)
+    try:
+        yield SimpleNamespace(name=name, eid=eid, dir=ep)
+    except BaseException:
+        print(f"--- {ep.log_file} ---\n{ep.log_file.read_text()[-6000:]}")
+        raise
+    finally:
+        daemon.stop(name)
+        try:
+            fxc.delete_endpoint(eid)
+        except Exception:  # noqa: BLE001 - best-effort cleanup
+            pass
+
+
+def need(program: str) -> None:
+    if shutil.which(program) is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{program} is missing under CI (.ci/run installs openmpi-bin)")
+        pytest.skip(f"{program} is not installed (Debian: apt-get install openmpi-bin)")
+
+
+@pytest.fixture(scope="module")
+def mpi_endpoint(fxc, service):
+    need("mpiexec")
+    with endpoint_with_config(fxc, "mpiexec", MPI_CONFIG) as ep:
+        yield ep.eid
+
+
+def test_mpiexec_two_ranks_on_an_endpoint_in_mpi_mode(fxc, mpi_endpoint):
+    ranks = MPIFunction("bash -c 'echo rank $OMPI_COMM_WORLD_RANK of $OMPI_COMM_WORLD_SIZE "
+                        "{tag}'")
+    spec = {"num_nodes": 1, "ranks_per_node": 2, "launcher_options": ROOT_OPTIONS}
+    with FuncXExecutor(endpoint_id=mpi_endpoint, client=fxc,
+                       resource_specification=spec) as fxe:
+        r = fxe.submit(ranks, tag="here").result(RESULT_S)
+        env = fxe.submit(MPIFunction("bash -c 'echo $PARSL_NUM_RANKS $PARSL_MPI_NODELIST'")) \
+            .result(RESULT_S)
+    assert r.returncode == 0, r.stderr
+    assert r.cmd.startswith("mpiexec -n 2 --host ")
+    assert sorted(r.stdout.splitlines()) == ["rank 0 of 2 here", "rank 1 of 2 here"]
+    assert env.returncode == 0, env.stderr
+    assert env.stdout.split()[::2] == ["2", "2"]  # each rank saw the task's variables
+
+
+def test_more_nodes_than_a_block_has_is_refused_at_submit(fxc, mpi_endpoint):
+    batch = fxc.create_batch(resource_specification={"num_nodes": 3})
+    batch.add(endpoint_id=mpi_endpoint, function_id=fxc.register_function(MPIFunction("hostname")))
+    with pytest.raises(ResourceSpecificationError) as err:
+        fxc.batch_run(batch)
+    assert err.value.code == error_codes.MPI_NODES_EXCEEDED
+    assert "num_nodes 3 exceeds the 1 node of a block" in err.value.message
+
+
+# --------------------------------------------------------------- Slurm (srun)
+SLURM_CONFIG = '''
+from parsl.launchers import SimpleLauncher
+from parsl.providers import SlurmProvider
+
+from endpoint.config import Config
+
+config = Config(
+    provider=SlurmProvider(partition="debug", nodes_per_block=1, init_blocks=0, min_blocks=0,
+                           max_blocks=1, walltime="00:10:00", exclusive=False,
+                           cores_per_node=2, cmd_timeout=30, launcher=SimpleLauncher()),
+    max_workers_per_node=2,
+    mpi_launcher="srun",
+    max_idletime=2,
+    heartbeat_period=0.5,
+    heartbeat_threshold=5,
+    working_dir={workdir!r},
+)
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+@pytest.mark.usefixtures("slurm")
+def test_srun_in_the_slurm_fixture(fxc, service, tmp_path):
+    with endpoint_with_config(fxc, "srun", SLURM_CONFIG.format(workdir=str(tmp_path))) as ep:
+        spec = {"num_nodes": 1, "ranks_per_node": 2, "launcher_options": "--overlap"}
+        with FuncXExecutor(endpoint_id=ep.eid, client=fxc, resource_specification=spec) as fxe:
+            r = fxe.submit(MPIFunction("bash -c 'echo rank $SLURM_PROCID of $SLURM_NTASKS "
+                                       "in $SLURM_JOB_ID'")).result(180)
+    assert r.returncode == 0, (r.cmd, r.stderr)
+    assert r.cmd.startswith("srun -N 1 -n 2 --ntasks-per-node 2 --nodelist ")
+    lines = sorted(r.stdout.splitlines())
+    assert [x.split(" in ")[0] for x in lines] == ["rank 0 of 2", "rank 1 of 2"]
+    assert len({x.split(" in ")[1] for x in lines}) == 1  # both inside the block's job

@@ -1,0 +1,185 @@
+"""ShellFunction (issue 18 item 1): a command template formatted with the
+call's keyword arguments and run with a real ``/bin/bash``, locally and on a
+real endpoint, from the SDK and the executor (the CLI's ``funcx run --shell``
+and ``%funcx shell`` are tested with the CLI and the magics)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from faults.faultlib import wait_until
+
+from funcx import FuncXExecutor, MPIFunction, ShellFunction, ShellResult
+from funcx.sdk.shell_function import (
+    WALLTIME_RETURNCODE,
+    ShellCommandError,
+    format_command,
+    last_lines,
+    template_fields,
+)
+
+RESULT_S = 60
+
+
+# ------------------------------------------------------------ pure, local calls
+def test_template_fields_and_formatting():
+    assert template_fields("echo {message} {n} {{literal}} {message}") == ["message", "n"]
+    assert format_command("echo {a} {{b}}", {"a": "x y"}) == "echo x y {b}"
+
+
+def test_a_missing_argument_is_named():
+    with pytest.raises(ShellCommandError, match=r"names n, m but the call did not give n=, m="):
+        format_command("echo {n} {m}", {})
+    with pytest.raises(ShellCommandError, match="positional field"):
+        format_command("echo {}", {})
+
+
+def test_local_call_runs_bash_and_answers_a_shell_result(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FUNCX_TASK_ID", raising=False)
+    sf = ShellFunction("echo {message} > out.txt; cat out.txt; echo oops >&2")
+    r = sf(message="hello world")
+    assert isinstance(r, ShellResult)
+    assert (r.cmd, r.stdout, r.stderr, r.returncode, r.exception_name) == (
+        "echo hello world > out.txt; cat out.txt; echo oops >&2", "hello world\n", "oops\n",
+        0, None)
+    assert (tmp_path / "out.txt").read_text() == "hello world\n"  # not on an endpoint: cwd
+    assert str(r) == "hello world\n"
+
+
+def test_a_non_zero_exit_is_a_result_not_an_exception():
+    r = ShellFunction("echo before; exit {code}")(code=3)
+    assert r.returncode == 3 and r.stdout == "before\n" and r.exception_name is None
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] in ("Z", "X")
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
+def test_walltime_kills_the_command_and_its_children_with_124(tmp_path):
+    pidfile = tmp_path / "child.pid"
+    sf = ShellFunction(f"sleep 60 & echo $! > {pidfile}; echo started; sleep 30", walltime=0.5)
+    t0 = time.monotonic()
+    r = sf()
+    assert time.monotonic() - t0 < 5
+    assert r.returncode == WALLTIME_RETURNCODE == 124
+    assert r.exception_name == "subprocess.TimeoutExpired"
+    assert r.stdout == "started\n"
+    child = int(pidfile.read_text())
+    assert wait_until(lambda: _gone(child), 5), "the command's background child survived"
+
+
+def test_snippet_lines_keeps_the_last_lines_and_the_files_keep_all(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FUNCX_TASK_ID", raising=False)
+    r = ShellFunction("seq 1 {n}", snippet_lines=3)(n=10)
+    assert r.stdout == "8\n9\n10\n"
+    kept = ShellFunction("seq 1 5; seq 6 7 >&2", stdout="all.out", stderr="all.err",
+                         snippet_lines=1)()
+    assert (kept.stdout, kept.stderr) == ("5\n", "7\n")
+    assert (tmp_path / "all.out").read_text() == "1\n2\n3\n4\n5\n"
+    assert (tmp_path / "all.err").read_text() == "6\n7\n"
+    assert ShellFunction("seq 1 3", snippet_lines=0)().stdout == ""
+    assert ShellFunction("seq 1 3", snippet_lines=-1)().stdout == "1\n2\n3\n"
+
+
+def test_last_lines_replaces_bytes_that_are_not_utf8(tmp_path):
+    p = tmp_path / "f"
+    p.write_bytes(b"ok\n\xff\xfe\n")
+    assert last_lines(str(p), 1) == "\ufffd\ufffd\n"
+
+
+def test_return_dict_answers_plain_data():
+    d = ShellFunction("printf {x}", return_dict=True)(x="abc")
+    assert d == {"cmd": "printf abc", "stdout": "abc", "stderr": "", "returncode": 0,
+                 "exception_name": None}
+
+
+def test_bad_construction_is_refused_at_once():
+    for kwargs in ({"cmd": ""}, {"cmd": "ls", "walltime": 0}, {"cmd": "ls", "walltime": "5"},
+                   {"cmd": "ls", "snippet_lines": 1.5}):
+        with pytest.raises(ShellCommandError):
+            ShellFunction(**kwargs)
+
+
+def test_names_for_registration():
+    assert ShellFunction("/usr/bin/env python3 x.py").__name__ == "shell_env"
+    assert ShellFunction("ls", name="listing").__name__ == "listing"
+    assert MPIFunction("hostname").__name__ == "mpi_hostname"
+    assert ShellFunction("ls -l").__doc__ == "ShellFunction: ls -l"
+
+
+def test_mpi_function_without_an_mpi_endpoint_says_what_it_needs(monkeypatch):
+    monkeypatch.delenv("PARSL_MPI_PREFIX", raising=False)
+    with pytest.raises(ShellCommandError, match=r"mpi_launcher=.*num_nodes"):
+        MPIFunction("hostname")()
+    monkeypatch.setenv("PARSL_MPI_PREFIX", "env FROM_PREFIX=1")
+    r = MPIFunction("printenv {name}")(name="FROM_PREFIX")
+    assert (r.cmd, r.stdout) == ("env FROM_PREFIX=1 printenv FROM_PREFIX", "1\n")
+
+
+# ------------------------------------------------------------ on a real endpoint
+def test_sdk_register_and_run_in_a_per_task_directory(fxc, endpoint):
+    sf = ShellFunction("echo {message} > out.txt; cat out.txt; pwd; echo $FUNCX_TASK_ID")
+    fid = fxc.register_function(sf)
+    assert fxc.register_function(ShellFunction(sf.cmd)) == fid  # same content, same id
+    assert fxc.get_function(fid)["function_name"] == "shell_echo"
+    tid = fxc.run(endpoint_id=endpoint, function_id=fid, message="hi there")
+    done = fxc.wait([tid], timeout=RESULT_S)[tid]
+    assert "result" in done, done
+    r = done["result"]
+    assert isinstance(r, ShellResult) and r.returncode == 0
+    said, cwd, task_id = r.stdout.splitlines()
+    assert said == "hi there" and task_id == tid
+    assert Path(cwd).name == tid  # the task's own directory, kept with its files
+    assert (Path(cwd) / "out.txt").read_text() == "hi there\n"
+
+
+def test_executor_submit_results_exit_codes_walltime_and_dicts(fxc, endpoint):
+    with FuncXExecutor(endpoint_id=endpoint, client=fxc) as fxe:
+        ok = fxe.submit(ShellFunction("echo {message}"), message="hi")
+        bad = fxe.submit(ShellFunction("echo to-stderr >&2; exit 7"))
+        slow = fxe.submit(ShellFunction("echo begun; sleep 30", walltime=1))
+        plain = fxe.submit(ShellFunction("seq 1 {n}", snippet_lines=2, return_dict=True), n=5)
+        missing = fxe.submit(ShellFunction("echo {message}"))
+        r = ok.result(RESULT_S)
+        assert (r.stdout, r.returncode) == ("hi\n", 0)
+        r = bad.result(RESULT_S)  # the task succeeded: the exit status is the result
+        assert (r.returncode, r.stderr, r.exception_name) == (7, "to-stderr\n", None)
+        r = slow.result(RESULT_S)
+        assert (r.returncode, r.stdout, r.exception_name) == (
+            124, "begun\n", "subprocess.TimeoutExpired")
+        assert plain.result(RESULT_S) == {"cmd": "seq 1 5", "stdout": "4\n5\n", "stderr": "",
+                                          "returncode": 0, "exception_name": None}
+        exc = missing.exception(RESULT_S)
+        assert isinstance(exc, ShellCommandError)
+        assert "the call did not give message=" in str(exc)
+
+
+def test_mpi_function_on_an_endpoint_not_in_mpi_mode_fails_clearly(fxc, endpoint):
+    with FuncXExecutor(endpoint_id=endpoint, client=fxc) as fxe:
+        exc = fxe.submit(MPIFunction("hostname")).exception(RESULT_S)
+    assert isinstance(exc, ShellCommandError) and "PARSL_MPI_PREFIX is not set" in str(exc)
+
+
+def test_the_task_id_variable_is_the_tasks_own_and_put_back_after(fxc, endpoint):
+    def task_id_seen():
+        import os
+
+        return os.environ.get("FUNCX_TASK_ID")
+
+    with FuncXExecutor(endpoint_id=endpoint, client=fxc) as fxe:
+        futures = [fxe.submit(task_id_seen) for _ in range(4)]
+        seen = [f.result(RESULT_S) for f in futures]
+    assert seen == [f.task_id for f in futures]  # each its own, never a previous task's
+    from endpoint.task_env import applied
+    from funcx.protocol.messages import Task
+
+    env: dict[str, str] = {"KEEP": "1"}
+    with applied(Task("t1", "f", "", env={"PARSL_MPI_PREFIX": "mpiexec -n 2"}), env):
+        assert env == {"KEEP": "1", "FUNCX_TASK_ID": "t1", "PARSL_MPI_PREFIX": "mpiexec -n 2"}
+    assert env == {"KEEP": "1"}
