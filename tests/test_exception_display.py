@@ -5,11 +5,13 @@ and in the HTML reprs; never ``ValueError: ValueError: …``, never the local
 plumbing frames (concurrent.futures, funcX's own) in a notebook."""
 from __future__ import annotations
 
+import linecache
 import os
 import pickle
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -40,16 +42,68 @@ def remote_tb(path: str, line: int, source: str | None = None) -> str:
 
 
 # ---------------------------------------------------------------- pure rendering
-def test_fill_source_adds_lines_only_where_missing(tmp_path):
-    script = tmp_path / "analysis.py"
-    script.write_text("def noisy():\n    raise ValueError('too noisy')\n")
-    lines = fill_source(remote_tb(str(script), 2).splitlines())
-    assert lines[1:3] == [f'  File "{script}", line 2, in noisy', "    raise ValueError('too noisy')"]
-    sent = fill_source(remote_tb(str(script), 2, "raise ValueError('as the endpoint has it')")
-                       .splitlines())
-    assert sent.count("    raise ValueError('as the endpoint has it')") == 1 and len(sent) == 4
+def test_fill_source_adds_lines_only_where_missing():
+    cell = "<ipython-input-7-analysis>"  # as IPython caches a cell: in memory, no mtime
+    source = "def noisy():\n    raise ValueError('too noisy')\n"
+    linecache.cache[cell] = (len(source), None, source.splitlines(True), cell)
+    try:
+        lines = fill_source(remote_tb(cell, 2).splitlines())
+        assert lines[1:3] == [f'  File "{cell}", line 2, in noisy', "    raise ValueError('too noisy')"]
+        sent = fill_source(remote_tb(cell, 2, "raise ValueError('as the endpoint has it')")
+                           .splitlines())
+        assert sent.count("    raise ValueError('as the endpoint has it')") == 1 and len(sent) == 4
+        assert fill_source(remote_tb(cell, 99).splitlines()) == remote_tb(cell, 99).splitlines()
+    finally:
+        linecache.cache.pop(cell, None)
     assert fill_source(remote_tb("/nowhere/x.py", 2).splitlines()) == \
         remote_tb("/nowhere/x.py", 2).splitlines()
+
+
+def test_fill_source_never_reads_files_named_by_the_endpoint(tmp_path):
+    """The traceback's paths come from the endpoint: a local file it names is
+    never opened — not a secret, not a FIFO (which would block forever), not a
+    big file — even one this process has cached from disk."""
+    secret = tmp_path / "passwd"
+    secret.write_text("root:x:0:0:SECRET-LINE\n")
+    big = tmp_path / "big.log"
+    with big.open("w") as f:
+        f.write("BIG-FILE-LINE\n" * 200_000)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    linecache.getline(str(secret), 1)  # cached from disk: still not used
+    tbs = [remote_tb(p, 1) for p in ("/etc/passwd", str(secret), str(big), str(fifo))]
+    done: list[list[str]] = []
+    worker = threading.Thread(target=lambda: done.extend(fill_source(t.splitlines()) for t in tbs),
+                              daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    assert not worker.is_alive(), "fill_source blocked on a FIFO named by the endpoint"
+    assert done == [t.splitlines() for t in tbs]  # nothing added from any local file
+    ser = FuncXSerializer()
+    for t in tbs:  # nor in a rebuilt exception, its note or any display of it
+        exc = rebuild_exception({"task_id": "t", "exception": t,
+                                 "exception_data": ser.serialize(ValueError("x"))}, ser)
+        shown = "\n".join([*getattr(exc, "__notes__", []), error_text(exc),
+                           *exc._render_traceback_()])  # type: ignore[attr-defined]
+        assert "root:" not in shown and "SECRET-LINE" not in shown and "BIG-FILE" not in shown
+    linecache.checkcache(str(secret))
+
+
+def test_source_lines_are_filled_at_display_time_not_when_rebuilt():
+    """rebuild_exception (the executor's watcher thread, get_result) only
+    keeps the text; the IPython display adds the cell's lines when shown."""
+    cell = "<ipython-input-8-late>"
+    ser = FuncXSerializer()
+    exc = rebuild_exception({"task_id": "t9", "exception": remote_tb(cell, 2),
+                             "exception_data": ser.serialize(ValueError("too noisy"))}, ser)
+    assert "raise ValueError('cell line')" not in exc.__notes__[0]  # type: ignore[attr-defined]
+    source = "def noisy():\n    raise ValueError('cell line')\n"
+    linecache.cache[cell] = (len(source), None, source.splitlines(True), cell)
+    try:
+        shown = exc._render_traceback_()  # type: ignore[attr-defined]
+    finally:
+        linecache.cache.pop(cell, None)
+    assert "    raise ValueError('cell line')" in shown
 
 
 def test_summary_never_doubles_the_type():

@@ -39,11 +39,27 @@ def status_terminal_color(status: str | None) -> str | None:
     return STATUS_TERMINAL_COLORS.get(str(status))
 
 
+def cached_source(filename: str, lineno: int) -> str:
+    """Line ``lineno`` of ``filename`` where this process holds that source in
+    memory only (a notebook cell, an IPython input, a ``%%funcx`` cell: a
+    ``linecache`` entry with no modification time), else "".  Never opens a
+    file: the name comes from the endpoint's traceback, which is not trusted
+    (a path such as ``/etc/passwd`` or a FIFO must not be read here)."""
+    entry = linecache.cache.get(filename)
+    if not isinstance(entry, tuple) or len(entry) != 4 or entry[1] is not None:
+        return ""  # not cached, a lazy loader, or a file on disk
+    lines = entry[2]
+    if not isinstance(lines, list) or not 1 <= lineno <= len(lines):
+        return ""
+    line = lines[lineno - 1]
+    return line.strip() if isinstance(line, str) else ""
+
+
 def fill_source(lines: list[str]) -> list[str]:
     """Traceback lines with each frame's source line where the endpoint could
-    not give one (a function defined in a notebook cell or in a script the
-    endpoint has no copy of) and this side has it: cells are in memory here
-    (``linecache``), scripts on disk."""
+    not give one (a function defined in a notebook cell) and this process has
+    it in memory (:func:`cached_source`; files are never read).  Called when
+    the traceback is displayed, not when the exception is rebuilt."""
     out = []
     for i, text in enumerate(lines):
         out.append(text)
@@ -54,7 +70,7 @@ def fill_source(lines: list[str]) -> list[str]:
         following = (lines[i + 1:] or [""])[0]
         if following.startswith(indent) and not _FRAME.match(following):
             continue  # the endpoint sent the line
-        source = linecache.getline(m["file"], int(m["line"])).strip()
+        source = cached_source(m["file"], int(m["line"]))
         if source:
             out.append(indent + source)
     return out
@@ -85,13 +101,15 @@ def error_summary(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
-def error_text(exc: BaseException) -> str:
+def error_text(exc: BaseException, fill: bool = True) -> str:
     """What to show for a failed task: the remote traceback where the endpoint
-    sent one (with the source lines this side can add), else ``Type: message``."""
+    sent one (with the source lines this side holds in memory unless ``fill``
+    is False), else ``Type: message``."""
     text = remote_text(exc)
     if not text:
         return error_summary(exc)
-    return "\n".join(fill_source(text.rstrip().splitlines()))
+    lines = text.rstrip().splitlines()
+    return "\n".join(fill_source(lines) if fill else lines)
 
 
 def output_lines(exc: Any) -> list[str]:
@@ -113,13 +131,13 @@ def remote_header(task_id: str | None = None) -> str:
     return REMOTE_HEADER + (f", task {task_id}" if task_id else "") + "):"
 
 
-def exception_lines(exc: BaseException, color: bool = False) -> list[str]:
+def exception_lines(exc: BaseException, color: bool = False, fill: bool = True) -> list[str]:
     """The display of a failed task: a heading (with its task id), what it
-    printed, then its remote traceback — once, with source lines, and none of
-    this side's frames (``concurrent.futures``, funcX's own)."""
+    printed, then its remote traceback — once, with source lines (``fill``),
+    and none of this side's frames (``concurrent.futures``, funcX's own)."""
     head = remote_header(getattr(exc, "task_id", None))
     return [f"{_RED}{head}{_RESET}" if color else head, *output_lines(exc),
-            *error_text(exc).splitlines()]
+            *error_text(exc, fill).splitlines()]
 
 
 class RemoteTracebackDisplay:
@@ -149,7 +167,10 @@ def attach_display(exc: BaseException, task_id: str | None = None) -> BaseExcept
 
 def remote_note(exc: BaseException) -> str:
     """The note a script's traceback prints after the exception: what the
-    task printed and its remote traceback with source lines (its heading in
-    the form scripts have always printed)."""
+    task printed and its remote traceback as the endpoint sent it (its heading
+    in the form scripts have always printed).  Made when the exception is
+    rebuilt, so it adds no source lines (:func:`fill_source` runs at display
+    time: IPython's display, ``error_text``)."""
     task_id = getattr(exc, "task_id", None)
-    return "\n".join(["", f"--- remote traceback (task {task_id}) ---", *exception_lines(exc)[1:]])
+    return "\n".join(["", f"--- remote traceback (task {task_id}) ---",
+                      *exception_lines(exc, fill=False)[1:]])
