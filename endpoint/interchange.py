@@ -362,7 +362,8 @@ class Interchange:
 
     def _dropped(self, ins: Dropped) -> None:
         ids = f": {', '.join(ins.task_ids[:10])}" if ins.task_ids else ""
-        log.warning("%s %s%s", self._origin(ins.mid), ins.why, ids)
+        level = logging.DEBUG if ins.routine else logging.WARNING
+        log.log(level, "%s %s%s", self._origin(ins.mid), ins.why, ids)
 
     def _registered(self, ins: Registered) -> None:
         m = ins.manager

@@ -126,11 +126,14 @@ class Output:
 
 @dataclass(frozen=True, slots=True)
 class Dropped:
-    """Input from ``mid`` refused (``why``, for the log); ``task_ids`` it named."""
+    """Input from ``mid`` refused (``why``, for the log); ``task_ids`` it named.
+    ``routine``: expected in normal operation (a result or RUNNING report that
+    was in flight when its task was cancelled), logged at debug, not warning."""
 
     mid: bytes
     task_ids: list[str]
     why: str
+    routine: bool = False
 
 
 @dataclass(frozen=True, slots=True)

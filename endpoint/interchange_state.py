@@ -162,6 +162,8 @@ class InterchangeState:
         #: refused input, by reason (results for tasks not dispatched to their sender, ...)
         self.stats = {"bad_messages": 0, "foreign_results": 0, "foreign_running": 0,
                       "unregistered": 0, "loop_errors": 0, "cancelled": 0}
+        #: results / RUNNING reports that were in flight when their task was cancelled
+        self.stats["cancelled_late"] = 0
         #: task id -> the manager it was re-queued from when declared lost
         self.lost_from: dict[str, bytes] = {}
         #: held task ids not known here yet -> the manager that holds them
@@ -296,6 +298,7 @@ class InterchangeState:
             return out
         accepted: list[Result | StatusUpdate] = []
         foreign: list[str] = []
+        late: list[str] = []  # in flight when their task was cancelled: routine
         tasks = m.tasks
         mid = ev.mid
         self.received[mid] = self.received.get(mid, 0) + len(ev.results)
@@ -317,8 +320,14 @@ class InterchangeState:
                 del self.refused[tid]
                 m.credits += 1
                 foreign.append(tid)
+            elif tid in self.cancelled:  # killed here meanwhile (its credit came back then)
+                late.append(tid)
             else:  # never dispatched to this manager (or already answered)
                 foreign.append(tid)
+        if late:
+            self.stats["cancelled_late"] += len(late)
+            out.append(Dropped(ev.mid, late, f"sent {len(late)} result(s) for tasks cancelled "
+                                             f"meanwhile; dropped", routine=True))
         if foreign:
             self.stats["foreign_results"] += len(foreign)
             out.append(Dropped(ev.mid, foreign, f"sent {len(foreign)} result(s) for tasks "
@@ -332,11 +341,19 @@ class InterchangeState:
         if m is None:
             return out
         mine = [t for t in dict.fromkeys(ev.task_ids) if t in m.tasks]
-        if len(mine) < len(ev.task_ids):
-            n = len(ev.task_ids) - len(mine)
+        late = [t for t in dict.fromkeys(ev.task_ids) if t not in m.tasks and t in self.cancelled]
+        if late:  # said running before the kill reached it: routine
+            self.stats["cancelled_late"] += len(late)
+            out.append(Dropped(ev.mid, late, f"reported {len(late)} task(s) running that were "
+                                             f"cancelled meanwhile; ignored", routine=True))
+            ev_ids = [t for t in ev.task_ids if t not in late]
+        else:
+            ev_ids = list(ev.task_ids)
+        if len(mine) < len(ev_ids):
+            n = len(ev_ids) - len(mine)
             self.stats["foreign_running"] += n
             others, first = [], set(mine)  # its own once each; strangers and repeats not
-            for t in ev.task_ids:
+            for t in ev_ids:
                 if t in first:
                     first.discard(t)
                 else:

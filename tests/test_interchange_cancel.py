@@ -25,6 +25,7 @@ from endpoint.interchange_state import (
     Output,
     Registered,
     ResultsFrom,
+    RunningFrom,
     SendCancel,
     SendTasks,
     TasksQueued,
@@ -67,7 +68,31 @@ def test_a_late_result_of_a_killed_run_is_refused_once_and_costs_no_credit():
     cancel(s, "t0")
     out = s.handle(ResultsFrom(b"m1", [ok("t0")], 0.5))
     assert outputs(out) == [] and of(out, Dropped)[0].task_ids == ["t0"]
-    assert s.managers[b"m1"].credits == 1 and s.stats["foreign_results"] == 1
+    assert s.managers[b"m1"].credits == 1
+    # in flight when it was cancelled: routine, not a misbehaving manager
+    assert s.stats["foreign_results"] == 0 and s.stats["cancelled_late"] == 1
+    assert of(out, Dropped)[0].routine
+
+
+def test_a_running_report_in_flight_when_cancelled_is_not_counted_as_foreign():
+    s = state()
+    register(s, b"m1", capacity=2)
+    queue(s, "t0", "t1")
+    cancel(s, "t0")
+    out = s.handle(RunningFrom(b"m1", ["t0", "t1", "stranger"], 0.5))
+    assert outputs(out) == [StatusUpdate("running", ["t1"])]
+    drops = {tuple(d.task_ids): d.routine for d in of(out, Dropped)}
+    assert drops == {("t0",): True, ("stranger",): False}
+    assert s.stats["foreign_running"] == 1 and s.stats["cancelled_late"] == 1
+
+
+def test_a_result_for_a_never_dispatched_task_is_still_foreign():
+    s = state()
+    register(s, b"m1", capacity=1)
+    queue(s, "t0")
+    out = s.handle(ResultsFrom(b"m1", [ok("stranger")], 0.5))
+    assert [d.routine for d in of(out, Dropped)] == [False]
+    assert s.stats["foreign_results"] == 1 and s.stats["cancelled_late"] == 0
 
 
 def test_cancels_are_grouped_per_manager():
