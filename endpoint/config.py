@@ -112,8 +112,12 @@ class Config:
     # (at most 60 s for a LocalProvider)
     block_register_timeout: float | None = None
     interchange_port: int = 0  # 0: any free port
+    # re-runs of a task whose worker died (WorkerLost) or whose manager was lost
+    # (ManagerLost); the funcX name of the one option whose Globus Compute name
+    # is max_retries_on_system_failure (either may be given; both are set)
     task_retries_on_manager_lost: int = field(
         default_factory=lambda: int(setting("TASK_RETRIES_ON_MANAGER_LOST")))
+    max_retries_on_system_failure: int | None = None
     walltime: float | None = None  # default per-task seconds; resource_specification may override
     # upper bound of any task's walltime (s), whatever the submitter asks; the
     # service refuses larger requests at submit, and managers clamp to it
@@ -145,6 +149,7 @@ class Config:
         self._check_ignored()
         self._check_mpi()
         self._check_launch_cmd()
+        self._check_system_retries()
         self._check_serializers()
         if self.heartbeat_threshold <= self.heartbeat_period:
             raise ValueError("heartbeat_threshold must exceed heartbeat_period")
@@ -291,6 +296,24 @@ class Config:
         """The nodes of one block (the provider's ``nodes_per_block``, else 1)."""
         n = getattr(self.provider, "nodes_per_block", 1)
         return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
+
+    def _check_system_retries(self) -> None:
+        """One option, two names: max_retries_on_system_failure (Globus Compute)
+        wins over the default of task_retries_on_manager_lost (funcX); both
+        given and different is refused."""
+        funcx_name, gc_name = self.task_retries_on_manager_lost, self.max_retries_on_system_failure
+        for name, value in (("task_retries_on_manager_lost", funcx_name),
+                            ("max_retries_on_system_failure", gc_name)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or not 0 <= value <= 1000):
+                raise ValueError(f"{name} must be a whole number from 0 to 1000")
+        if gc_name is not None:
+            default = int(setting("TASK_RETRIES_ON_MANAGER_LOST"))
+            if funcx_name not in (default, gc_name):
+                raise ValueError("task_retries_on_manager_lost and max_retries_on_system_failure "
+                                 "are one option (two names): give one")
+            self.task_retries_on_manager_lost = gc_name
+        self.max_retries_on_system_failure = self.task_retries_on_manager_lost
 
     def add_warning(self, text: str) -> None:
         """One more thing for :meth:`start_warnings` to say."""

@@ -20,6 +20,7 @@ from funcx.defaults import setting
 from funcx.errors import MaxResultSizeExceeded, ResultSerializationFailed, SerializationError
 from funcx.protocol.messages import Result, Task
 from funcx.protocol.output_limits import MARKER_PREFIX
+from funcx.protocol.retry import error_types
 from funcx.protocol.states import TaskState
 from funcx.sdk.limits import serialized_bytes
 from funcx.serialize import FunctionCache, FuncXSerializer, unpack_buffers
@@ -64,9 +65,12 @@ def serialize_exception(exc: BaseException) -> str:
 
 
 def failure(task: Task, exc: BaseException, skip_frames: int = 0, **details) -> Result:
+    """A failed result; ``details.error_types`` names the exception's class and
+    its bases, which the interchange matches against a retry policy's
+    ``retry_on`` (endpoint.retries) without unpickling anything."""
     return Result(task.task_id, TaskState.FAILED.value, data=remote_traceback(exc, skip_frames),
                   exc_data=serialize_exception(exc), task_group_id=task.task_group_id,
-                  details={**WORKER_ENV, **details})
+                  details={**WORKER_ENV, "error_types": error_types(exc), **details})
 
 
 class Executor:
@@ -114,7 +118,7 @@ class Executor:
         except BaseException as e:  # noqa: BLE001 - the function's failure is the task's result
             if isinstance(e, (KeyboardInterrupt,)):
                 raise
-            return failure(task, e, skip_frames=1)
+            return failure(task, e, skip_frames=1, exec_start=start, exec_end=time.time())
         try:
             data = serialize_result(value, task.result_serializers)
         except ResultSerializationFailed as e:

@@ -60,6 +60,8 @@ def reconcile(st: InterchangeState, ev: ManagerRegistered) -> list:
         wanted.discard(t.task_id)
         if st.lost_from.pop(t.task_id, None) == mid:
             t.attempt = max(0, t.attempt - 1)  # the cut cost no retry
+            if t.attempts and t.attempts[-1].get("error_type") == "ManagerLost":
+                t.attempts.pop()  # nor an attempt: it ran on
             refunded += 1
         m.tasks[t.task_id] = t
         reattached.append(t.task_id)

@@ -94,6 +94,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from endpoint import retries
 from endpoint.interchange_events import (  # noqa: F401 - re-exported
     AskRegister,
     BadMessage,
@@ -123,6 +124,7 @@ from funcx.protocol.messages import Result, StatusUpdate, Task
 from funcx.protocol.states import TaskState
 
 RUNNING = TaskState.RUNNING.value
+FAILED = TaskState.FAILED.value
 WAITING_FOR_LAUNCH = TaskState.WAITING_FOR_LAUNCH.value
 #: results kept for held tasks the interchange has not been handed yet
 MAX_EARLY = 10_000
@@ -161,7 +163,7 @@ class InterchangeState:
         self.idle_since = now  # last tick with work outstanding (scale-in)
         #: refused input, by reason (results for tasks not dispatched to their sender, ...)
         self.stats = {"bad_messages": 0, "foreign_results": 0, "foreign_running": 0,
-                      "unregistered": 0, "loop_errors": 0, "cancelled": 0}
+                      "unregistered": 0, "loop_errors": 0, "cancelled": 0, "retried": 0}
         #: results / RUNNING reports that were in flight when their task was cancelled
         self.stats["cancelled_late"] = 0
         #: task id -> the manager it was re-queued from when declared lost
@@ -306,10 +308,19 @@ class InterchangeState:
             tid = r.task_id
             task = tasks.pop(tid, None)
             if task is not None:
+                m.credits += 1
+                if r.status == FAILED:  # runs again, maybe elsewhere (endpoint.retries)
+                    why = retries.decide(task, r, self.max_retries)
+                    if why is not None:
+                        retries.note_retry(task, r, why, mid.decode(errors="replace"))
+                        self.pending.append(task)
+                        self.stats["retried"] += 1
+                        continue
+                if task.attempts or task.retry_policy:
+                    retries.finish(task, r, mid.decode(errors="replace"))
                 r.task_group_id = task.task_group_id  # from the task, never the message
                 accepted.append(r)
                 self._finished(tid)
-                m.credits += 1
             elif self.awaiting.get(tid) == mid:  # held, its task not handed to us yet
                 del self.awaiting[tid]
                 m.credits += 1
@@ -457,7 +468,7 @@ class InterchangeState:
                 self.received.pop(mid, None)
                 self.capacity.pop(mid, None)
                 self.hand_started.discard(mid)
-                retry, failed = lost_manager_tasks(m, self.max_retries)
+                retry, failed = lost_manager_tasks(m, self.max_retries, now)
                 for t in retry:  # refunded if it comes back holding them
                     self.lost_from[t.task_id] = mid
                 for r in failed:

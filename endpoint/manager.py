@@ -162,6 +162,8 @@ class Manager:
         self.dropped = 0  # messages refused (bad, or not for us)
         self.sent = 0  # results sent since start (the count the interchange acknowledges)
         self.unacked: deque[tuple[int, Result]] = deque()  # (number, result), oldest first
+        #: task id -> the re-run it was last sent for (retried tasks only; bounded)
+        self.reruns: dict[str, int] = {}
         self.reconnects = 0  # times it reconnected
         self.silent_since: float | None = None  # first missed threshold of this outage
         self.next_reconnect = 0.0  # monotonic time of the next try while silent
@@ -349,12 +351,17 @@ class Manager:
             busy = {s.task.task_id for s in self.slots if s.task is not None}
             busy.update(t.task_id for t in self.pending)
             done = {r.task_id: r for _, r in self.unacked}
+            reruns = self.reruns
             for t in unpack_tasks(msg):
                 if t.task_id in busy:  # already ours (a resend): never run it twice
                     log.warning("task %s was sent again; it runs here already", t.task_id)
-                elif t.task_id in done:  # finished here: its result, again
-                    self.results.append(done[t.task_id])
-                elif self.admit(t):
+                elif t.task_id in done and t.rerun == reruns.get(t.task_id, 0):
+                    self.results.append(done[t.task_id])  # finished here: its result, again
+                elif self.admit(t):  # new, or a retry the interchange ordered (endpoint.retries)
+                    if t.rerun:
+                        reruns[t.task_id] = t.rerun
+                        if len(reruns) > MAX_UNACKED:
+                            del reruns[next(iter(reruns))]
                     self.pending.append(t)
         elif msg.kind == Kind.CANCEL:
             self.cancel(msg.header)

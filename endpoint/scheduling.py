@@ -53,16 +53,27 @@ def assign(pending: deque[Task], managers: list[ManagerState]) -> dict[bytes, li
     return out
 
 
-def lost_manager_tasks(manager: ManagerState, max_retries: int) -> tuple[list[Task], list[Result]]:
-    """Tasks of a lost manager to re-dispatch, and failures for those out of retries."""
+def lost_manager_tasks(manager: ManagerState, max_retries: int, now: float | None = None
+                       ) -> tuple[list[Task], list[Result]]:
+    """Tasks of a lost manager to re-dispatch, and failures for those out of
+    retries (``max_retries``: the endpoint's max_retries_on_system_failure);
+    each loss is recorded in the task's attempts (endpoint.retries)."""
+    from endpoint.execute import failure
+    from endpoint.retries import attempt_record, finish, record
+
     retry, failed = [], []
+    name = manager.manager_id.decode(errors="replace")
     for task in manager.tasks.values():
         task.attempt += 1
         if task.attempt > max_retries:
-            from endpoint.execute import failure
-
-            failed.append(failure(task, ManagerLost(manager.manager_id.decode(), task.attempt)))
+            result = failure(task, ManagerLost(name, task.attempt))
+            if task.attempts or task.retry_policy:
+                finish(task, result, name)
+            failed.append(result)
         else:
+            record(task, attempt_record(
+                task, None, name, error_type="ManagerLost",
+                message=f"the manager {name} went silent and was declared lost", end=now))
             retry.append(task)
     return retry, failed
 

@@ -149,7 +149,8 @@ _TABLE: list[tuple[str, list[tuple[str, object, str]]]] = [
         ("WORKER_KILL_GRACE_S", 2.0,
          "a cancelled task's worker gets SIGTERM (with its process group), SIGKILL this "
          "long after"),
-        ("TASK_RETRIES_ON_MANAGER_LOST", 1, "re-dispatches of a task whose manager was lost"),
+        ("TASK_RETRIES_ON_MANAGER_LOST", 1,
+         "re-runs of a task whose worker died or whose manager was lost"),
     ]),
     ("identity", [
         ("AUTH", "local", "`local` (users and tokens in Redis) or `globus` (Globus Auth)"),

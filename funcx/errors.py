@@ -237,7 +237,9 @@ class WorkerLost(EndpointTaskError):
         self.worker_id = worker_id
         super().__init__(
             f"the worker {worker_id} running this task died ({detail or 'no exit status'}); "
-            "the task was not retried because it may be the cause — check memory use or native crashes"
+            "the task may be the cause — check memory use or native crashes (an endpoint runs "
+            "such a task again up to max_retries_on_system_failure times; the task's "
+            "attempts list each run)"
         )
 
 

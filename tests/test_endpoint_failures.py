@@ -241,7 +241,8 @@ def fns(fxc):
 # ---------------------------------------------------------------- 1. workers
 def test_killed_worker_fails_only_its_task(fxc, fns, tmp_path):
     pipe = fifo(tmp_path, "victim")
-    with own_endpoint(fxc, "worker") as ep:
+    # no re-run of a task whose worker died (tests/test_task_retries.py has those)
+    with own_endpoint(fxc, "worker", max_retries_on_system_failure=0) as ep:
         batch = fxc.create_batch()
         batch.add(str(pipe), endpoint_id=ep.eid, function_id=fns["hold"])
         for x in range(4):
@@ -272,7 +273,8 @@ def test_killed_worker_fails_only_its_task(fxc, fns, tmp_path):
 
 
 def test_worker_exiting_by_itself_fails_only_its_task(fxc, fns):
-    with own_endpoint(fxc, "exit") as ep:
+    # no re-run of a task whose worker died (tests/test_task_retries.py has those)
+    with own_endpoint(fxc, "exit", max_retries_on_system_failure=0) as ep:
         batch = fxc.create_batch()
         batch.add(3, endpoint_id=ep.eid, function_id=fns["exit_now"])
         for x in (2, 5, 7):

@@ -53,6 +53,7 @@ from funcx.protocol.messages import (
     endpoint_limits,
     resource_specification,
 )
+from funcx.protocol.retry import RetryPolicyError, retry_policy
 from funcx.serialize.choice import StrategyChoiceError, import_paths
 
 bp = Blueprint("submit", __name__)
@@ -111,6 +112,16 @@ def _result_serializers(raw) -> list[str]:
     except StrategyChoiceError as e:
         raise bad_request(f"result_serializers: {e}", error_codes.RESULT_SERIALIZERS_INVALID) \
             from None
+
+
+def _retry_policy(raw) -> dict:
+    """The submit's retry policy (funcx.protocol.retry), bounded: at most
+    MAX_RETRIES retries and MAX_RETRY_ON exception names; 400
+    RETRY_POLICY_INVALID naming the field."""
+    try:
+        return retry_policy(raw)
+    except RetryPolicyError as e:
+        raise bad_request(str(e), error_codes.RETRY_POLICY_INVALID) from None
 
 
 def _check_payloads(payloads: list) -> None:
@@ -190,9 +201,11 @@ def _submit_v3(user: str, eid: str):
     spec = _resource_spec(field(body, "resource_specification", dict, default=None))
     field(body, "user_endpoint_config", dict, default=None)
     serializers = _result_serializers(body.get("result_serializers"))
+    policy = _retry_policy(field(body, "retry_policy", dict, default=None))
     key = _idempotency_key()
     batch = _prepare(user, eid, by_function, spec)
     batch.result_serializers = serializers
+    batch.retry_policy = policy
     charge_tasks(user, n)
     tids = _queue(user, tg, [batch], key)
     # nothing below can fail: the answer is built from values in hand

@@ -65,6 +65,7 @@ class Batch:
     resource_specification: dict | None = None
     container_specs: dict[str, str] = field(default_factory=dict)  # container id -> JSON
     result_serializers: list[str] = field(default_factory=list)  # import paths, in order
+    retry_policy: dict = field(default_factory=dict)  #: funcx.protocol.retry ({}: no retries)
 
 
 def alias(owner: str, tg: str) -> str:
@@ -172,7 +173,8 @@ def _run(script, owner: str, tg: str, client_tg: str, batches: list[Batch],
             rows.append([tid, index[fid], size])
             tasks.append(Task(tid, fid, payload, tg, container_id=b.containers.get(fid, ""),
                               resource_specification=b.resource_specification or {},
-                              result_serializers=b.result_serializers))
+                              result_serializers=b.result_serializers,
+                              retry_policy=b.retry_policy))
         entry = encode_task_batch(tasks) if tasks else {}
         start = len(argv) + 2
         for k, v in entry.items():

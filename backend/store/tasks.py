@@ -136,6 +136,8 @@ def document(rec: dict) -> dict:
         doc["details"] = json.loads(rec["details"])
         if rec.get("endpoint_id") and isinstance(doc["details"], dict):
             doc["details"].setdefault("endpoint_id", rec["endpoint_id"])
+        if isinstance(doc["details"], dict) and isinstance(doc["details"].get("attempts"), list):
+            doc["attempts"] = doc["details"].pop("attempts")  # each run of a retried task
     if rec.get("reason"):
         doc.setdefault("details", {})["reason"] = rec["reason"]
     if "reason" in doc.get("details", {}):

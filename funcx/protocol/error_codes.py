@@ -11,6 +11,7 @@ RESOURCE_SPEC_INVALID = "RESOURCE_SPEC_INVALID"  #: resource_specification malfo
 RESOURCE_SPEC_OVER_LIMIT = "RESOURCE_SPEC_OVER_LIMIT"  #: above the endpoint owner's bound (400)
 #: an MPI task asks more nodes (num_nodes) than a block of the endpoint has (400)
 MPI_NODES_EXCEEDED = "MPI_NODES_EXCEEDED"
+RETRY_POLICY_INVALID = "RETRY_POLICY_INVALID"  #: retry_policy malformed or over its bounds (400)
 TOO_MANY_TASKS = "TOO_MANY_TASKS"  #: more tasks in one submit than the service takes (413)
 IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"  #: same key, different submit (409)
 #: a submit's result_serializers is not a list of known strategy import paths (400)

@@ -134,6 +134,15 @@ class Task(Struct):
     container_spec: dict = field(default_factory=dict)  # {"type", "location"}, from the agent
     #: strategies the worker serializes the result with (the first that can); [] = default
     result_serializers: list[str] = field(default_factory=list)
+    #: the submitter's retry policy (funcx.protocol.retry; {}: none), applied by the interchange
+    retry_policy: dict = field(default_factory=dict)
+    #: re-runs spent on the policy (failures of the function itself)
+    retried: int = 0
+    #: the attempts that failed so far (interchange only; sent with the final result)
+    attempts: list = field(default_factory=list)
+    #: re-runs ordered after a failed result (endpoint.retries): a manager that kept
+    #: this task's earlier result runs it again rather than resending that result
+    rerun: int = 0
     #: variables the worker sets while it runs this task (set by the manager: MPI
     #: mode's $PARSL_MPI_PREFIX and node list, endpoint.mpi)
     env: dict = field(default_factory=dict)
@@ -147,6 +156,8 @@ class Task(Struct):
                 self.resource_specification).decode()
         if self.result_serializers:
             out["result_serializers"] = msgspec.json.encode(self.result_serializers).decode()
+        if self.retry_policy:
+            out["retry_policy"] = msgspec.json.encode(self.retry_policy).decode()
         return out
 
     @classmethod
@@ -164,6 +175,7 @@ class Task(Struct):
                     msgspec.json.decode(spec) if spec else None),
                 result_serializers=msgspec.json.decode(
                     fields.get("result_serializers") or "[]", type=SerializerPaths),
+                retry_policy=_retry_policy(fields.get("retry_policy")),
             )
         except (KeyError, RecursionError, msgspec.DecodeError, msgspec.ValidationError) as e:
             raise _bad("task entry", e) from None
@@ -171,7 +183,19 @@ class Task(Struct):
     def meta(self) -> TaskMeta:
         return TaskMeta(self.task_id, self.function_id, self.task_group_id, self.container_id,
                         self.resource_specification, self.attempt, self.container_spec,
-                        self.result_serializers, self.env)
+                        self.result_serializers, self.env, self.rerun)
+
+
+def _retry_policy(raw: str | None) -> dict[str, Any]:
+    """A stream entry's retry policy (JSON text), checked; {} when absent."""
+    from funcx.protocol.retry import RetryPolicyError, retry_policy
+
+    if not raw:
+        return {}
+    try:
+        return retry_policy(msgspec.json.decode(raw))
+    except RetryPolicyError as e:
+        raise ProtocolError(str(e)) from None
 
 
 class TaskMeta(Struct, array_like=True):
@@ -186,6 +210,7 @@ class TaskMeta(Struct, array_like=True):
     container_spec: dict[str, str] = field(default_factory=dict)
     result_serializers: SerializerPaths = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)  #: see Task.env
+    rerun: Annotated[int, Meta(ge=0, le=100_000)] = 0  #: see Task.rerun
 
 
 # ------------------------------------------------------------------------ results
@@ -408,7 +433,7 @@ def unpack_tasks(msg: Message) -> list[Task]:
                  container_id=m.container_id,
                  resource_specification=m.resource_specification, attempt=m.attempt,
                  container_spec=m.container_spec, result_serializers=m.result_serializers,
-                 env=m.env)
+                 env=m.env, rerun=m.rerun)
             for i, m in enumerate(msg.header)]
 
 

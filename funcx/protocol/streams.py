@@ -35,6 +35,7 @@ from funcx.protocol.messages import (
     parse_result_entry,
     resource_specification,
 )
+from funcx.protocol.retry import RetryPolicyError, retry_policy
 from funcx.serialize.facade import pack_buffers, unpack_buffers
 
 
@@ -47,6 +48,7 @@ class TaskRow(Struct, array_like=True):
     container_id: OptId = ""
     resource_specification: dict[str, Any] | None = None
     result_serializers: SerializerPaths | None = None
+    retry_policy: dict[str, Any] | None = None  #: funcx.protocol.retry (None: no retries)
 
 
 #: the results-entry fields that carry the tasks' captured output (optional)
@@ -74,7 +76,8 @@ def _unpack(packed: Any, what: str) -> list[str]:
 
 def encode_task_batch(tasks: list[Task]) -> dict[str, str]:
     meta = [TaskRow(t.task_id, t.function_id, t.task_group_id, t.container_id,
-                    t.resource_specification or None, t.result_serializers or None)
+                    t.resource_specification or None, t.result_serializers or None,
+                    t.retry_policy or None)
             for t in tasks]
     return {"kind": "tasks", "v": str(VERSION), "meta": _encoder.encode(meta).decode(),
             "payloads": pack_buffers([t.payload for t in tasks])}
@@ -94,8 +97,16 @@ def decode_task_entry(fields: dict[str, str]) -> list[Task]:
     return [Task(task_id=m.task_id, function_id=m.function_id, task_group_id=m.task_group_id,
                  container_id=m.container_id,
                  resource_specification=resource_specification(m.resource_specification),
-                 result_serializers=m.result_serializers or [], payload=p)
+                 result_serializers=m.result_serializers or [],
+                 retry_policy=_policy(m.retry_policy), payload=p)
             for m, p in zip(meta, payloads)]
+
+
+def _policy(raw: dict[str, Any] | None) -> dict[str, Any]:
+    try:
+        return retry_policy(raw)
+    except RetryPolicyError as e:
+        raise ProtocolError(str(e)) from None
 
 
 def encode_results(results: list[Result]) -> dict[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from funcx.protocol.retry import build_policy
 from funcx.sdk.names import require_ids
 from funcx.serialize import FuncXSerializer
 from funcx.serialize.choice import import_paths
@@ -27,8 +28,13 @@ class Batch:
     #: strategy import paths the endpoint serializes each result with (the first
     #: that can; e.g. ["funcx.serialize.JSONData"]); None: the default
     result_serializers: list[str] | None = None
+    #: re-runs on the endpoint of each task that fails with an exception named in
+    #: ``retry_on`` (classes or names; any exception when None): README "Retries"
+    retries: int = 0
+    retry_on: Any = None
 
     def __post_init__(self) -> None:
+        self.retry_policy = build_policy(self.retries, self.retry_on)  # refused here if bad
         if self.result_serializers is not None:  # instances, classes or paths: made canonical
             self.result_serializers = import_paths(self.result_serializers) or None
 

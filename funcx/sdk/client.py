@@ -219,13 +219,18 @@ class FuncXClient(FunctionsMixin, SharingMixin):
     # -------------------------------------------------------------------- run
     def create_batch(self, task_group_id: str | None = None,
                      resource_specification: dict | None = None,
-                     result_serializers: list[Strategylike] | None = None) -> Batch:
+                     result_serializers: list[Strategylike] | None = None, *,
+                     retries: int = 0, retry_on: Any = None) -> Batch:
         """A :class:`Batch`; ``result_serializers``: the strategies (instances,
         classes or import paths) the endpoint serializes each result with, the
-        first that can (e.g. ``[JSONData()]`` for results any language reads)."""
+        first that can (e.g. ``[JSONData()]`` for results any language reads);
+        ``retries`` / ``retry_on``: each task runs again on the endpoint, up to
+        ``retries`` times, when it fails with one of the ``retry_on`` exception
+        classes (or names; any exception when None): README "Retries"."""
         return Batch(task_group_id=task_group_id or self.session_task_group_id,
                      resource_specification=resource_specification, serializer=self.fx_serializer,
-                     result_serializers=import_paths(result_serializers) or None)
+                     result_serializers=import_paths(result_serializers) or None,
+                     retries=retries, retry_on=retry_on)
 
     def serializer_for(self, endpoint_id: str) -> FuncXSerializer:
         """A serializer whose strategies ``endpoint_id`` accepts: this client's
@@ -249,7 +254,8 @@ class FuncXClient(FunctionsMixin, SharingMixin):
 
 
     def run(self, *args: Any, endpoint_id: str | None = None, function_id: str | None = None,
-            result_serializers: list[Strategylike] | None = None, **kwargs: Any) -> str:
+            result_serializers: list[Strategylike] | None = None, retries: int = 0,
+            retry_on: Any = None, **kwargs: Any) -> str:
         """Run ``function_id`` on ``endpoint_id`` with the given arguments; return the task id.
 
         Both may be ids or names (your function's latest version, ``NAME@N``;
@@ -257,12 +263,16 @@ class FuncXClient(FunctionsMixin, SharingMixin):
         misspelling of it (``endpint=``) rather than passing it to the function.
         ``asynchronous=`` (a parameter of the 0.x reference) is taken by the
         client, not passed to the function: every run is asynchronous here
-        (it returns the task id), so it is accepted with a warning."""
+        (it returns the task id), so it is accepted with a warning.
+        ``retries`` and ``retry_on`` are the client's too (see :meth:`create_batch`):
+        a function's own keyword of that name goes through ``Batch.add(...,
+        kwargs={...})``."""
         require_ids("run()", endpoint_id, function_id, kwargs)
         if "asynchronous" in kwargs:
             warn_asynchronous("run")
             kwargs.pop("asynchronous")
-        batch = self.create_batch(result_serializers=result_serializers)
+        batch = self.create_batch(result_serializers=result_serializers, retries=retries,
+                                  retry_on=retry_on)
         batch.add(*args, endpoint_id=endpoint_id, function_id=function_id, **kwargs)
         return self.batch_run(batch)[0]
 
@@ -295,7 +305,8 @@ class FuncXClient(FunctionsMixin, SharingMixin):
             got = self.submit_tasks(
                 eid, [(batch.tasks[i].function_id, batch.tasks[i].payload) for i in positions],
                 task_group_id=tg, resource_specification=batch.resource_specification,
-                chunk_size=chunk, result_serializers=batch.result_serializers)
+                chunk_size=chunk, result_serializers=batch.result_serializers,
+                retry_policy=getattr(batch, "retry_policy", None))
             for i, tid in zip(positions, got):
                 ids[i] = tid
         return ids
@@ -305,7 +316,8 @@ class FuncXClient(FunctionsMixin, SharingMixin):
                      resource_specification: dict | None = None,
                      chunk_size: int | None = None, web_client: WebClient | None = None,
                      on_chunk: Callable[[int, list[str]], None] | None = None,
-                     result_serializers: list[str] | None = None) -> list[str]:
+                     result_serializers: list[str] | None = None,
+                     retry_policy: dict | None = None) -> list[str]:
         """Queue ``tasks`` — ``(function_id, serialized payload)`` pairs — on one
         endpoint; return their task ids in the same order.  The endpoint and
         the functions may be given by name.
@@ -342,6 +354,8 @@ class FuncXClient(FunctionsMixin, SharingMixin):
             if resource_specification:
                 body["resource_specification"] = resource_specification
             if result_serializers:  # import paths, the first that can serializes each result
+            if retry_policy:  # funcx.protocol.retry: re-runs on the endpoint (README "Retries")
+                body["retry_policy"] = retry_policy
                 body["result_serializers"] = list(result_serializers)
             resp = self._robust("POST", path, json_body=body, idempotent=True, web=web_client,
                                 retry_s=float(setting("SUBMIT_RETRY_S")),

@@ -20,7 +20,10 @@ from typing import Any
 
 from funcx.errors import FuncxError
 from funcx.protocol import error_codes
+from funcx.protocol.retry import build_policy, policy_key
+from funcx.sdk.dependencies import Held, find_futures
 from funcx.sdk.results import task_output, task_status
+from funcx.sdk.task_options import TaskOptions
 from funcx.sdk.web_client import WebClient, retry_pause
 from funcx.serialize import FuncXSerializer
 from funcx.serialize.choice import Strategylike, import_paths
@@ -46,6 +49,10 @@ class FuncXFuture(cf.Future):
         self.task_id = task_id
         self._executor: FuncXExecutor | None = None
         self.submitted = threading.Event()  # set once task_id is known
+        #: the name of the task's function (in a failed dependent's error), when known
+        self.function_name: str | None = None
+        #: each run of a task that had a retry policy or was retried (README "Retries")
+        self.attempts: list[dict] | None = None
         if task_id:
             self.submitted.set()
         self._output: dict[str, str] = {}  # the task's stdout/stderr, set as it completes
@@ -131,7 +138,8 @@ class FuncXExecutor(cf.Executor):
 
     def __init__(self, endpoint_id: str | None = None, container_id: str | None = None,
                  funcx_client: Any = None, task_group_id: str | None = None, label: str = "",
-                 batch_size: int = 1000, *, client: Any = None,
+                 batch_size: int = 1000, *, client: Any = None, retries: int = 0,
+                 retry_on: Any = None,
                  serializer: FuncXSerializer | None = None,
                  result_serializers: list[Strategylike] | None = None,
                  resource_specification: dict | None = None, **kwargs: Any):
@@ -156,6 +164,10 @@ class FuncXExecutor(cf.Executor):
         self.label = label
         self.task_group_id = task_group_id or str(uuid.uuid4())
         self.batch_size = max(1, int(batch_size))
+        #: every task's retry policy unless options() says otherwise (README "Retries")
+        self.retry_policy = build_policy(retries, retry_on)
+        #: tasks waiting for futures among their arguments (funcx.sdk.dependencies)
+        self._held: set[FuncXFuture] = set()
         #: the serializer of functions and arguments (None: the client's, adapted
         #: to the endpoint's allowed_serializers: FuncXClient.serializer_for)
         self.serializer = serializer
@@ -247,12 +259,19 @@ class FuncXExecutor(cf.Executor):
         if not self.endpoint_id:
             raise ValueError("FuncXExecutor.endpoint_id is not set")
         fid = self.register_function(fn)
-        return self.submit_to_registered_function(fid, args, kwargs)
+        return self._submit(fid, args, kwargs, self.retry_policy,
+                            getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None))
 
     def submit_to_registered_function(self, function_id: str, args: tuple | None = None,
                                       kwargs: dict | None = None) -> FuncXFuture:
         """Submit a task of an already registered function (funcX 1.x); by id,
         or by a name of yours (its latest version, or ``NAME@N``)."""
+        return self._submit(function_id, args, kwargs, self.retry_policy, None)
+
+    def _submit(self, function_id: str, args: tuple | None, kwargs: dict | None,
+                policy: dict, name: str | None) -> FuncXFuture:
+        """A future for one task, queued for the submit thread at once, or held
+        until the futures among its arguments are done (funcx.sdk.dependencies)."""
         if self._shutdown:
             raise RuntimeError("cannot submit to a FuncXExecutor after shutdown")
         if not self.endpoint_id:
@@ -260,13 +279,54 @@ class FuncXExecutor(cf.Executor):
         function_id = self.client.resolve_function(function_id)
         fut = FuncXFuture()
         fut._executor = self
-        payload = self._serializer().serialize_payload(tuple(args or ()), kwargs or {})
+        fut.function_name = name or function_id
+        args, kwargs = tuple(args or ()), dict(kwargs or {})
+        deps = find_futures(args, kwargs)
+        if not deps:
+            self._enqueue(fut, self.endpoint_id, function_id, args, kwargs, policy)
+            return fut
+        eid = self.endpoint_id
+        with self._lock:
+            self._held.add(fut)
+        Held(fut, args, kwargs, deps,
+             release=lambda a, k: self._enqueue(fut, eid, function_id, a, k, policy, False),
+             fail=lambda e: fut._finish(exc=e), done=lambda: self._unhold(fut))
+        return fut
+
+    def _enqueue(self, fut: FuncXFuture, eid: str, function_id: str, args: tuple,
+                 kwargs: dict, policy: dict, direct: bool = True) -> None:
+        """Serialize a task's arguments and hand it to the submit thread; an
+        argument that cannot be serialized raises (``direct``: at submit) or
+        fails the future (a released dependent)."""
+        try:
+            payload = self._serializer().serialize_payload(args, kwargs)
+        except Exception as e:
+            if direct:
+                raise
+            fut._finish(exc=e)
+            return
         with self._lock:
             self._in_flight += 1
             if self._in_flight == 1 and not self._pending and self._group_exists:
                 self._lock.notify_all()  # the watcher starts its long-poll alongside the submit
-        self._queue.put((fut, self.endpoint_id, function_id, payload))
-        return fut
+        self._queue.put((fut, eid, function_id, payload, policy))
+
+    def _unhold(self, fut: FuncXFuture) -> None:
+        """A held task was submitted, failed or cancelled: the last one lets a
+        shut-down executor's submit thread end."""
+        with self._lock:
+            self._held.discard(fut)
+            last = not self._held and self._shutdown
+            self._lock.notify_all()
+        if last:
+            self._queue.put(None)
+
+    def options(self, *, retries: int | None = None, retry_on: Any = None) -> TaskOptions:
+        """This executor with other options for the tasks submitted through the
+        returned view (``fxe.options(retries=3).submit(f, x)``), leaving the
+        function's own keyword arguments alone (Ray's ``.options``)."""
+        return TaskOptions(self, build_policy(retries, retry_on) if retries is not None
+                           else self.retry_policy)
 
     def _submit_loop(self) -> None:
         while True:
@@ -291,15 +351,15 @@ class FuncXExecutor(cf.Executor):
         each request is answered."""
         live = [it for it in items if not it[0].cancelled()]
         try:
-            by_ep: dict[str, list] = {}
+            by_ep: dict[tuple, list] = {}  # one request per endpoint and retry policy
             for it in live:
-                by_ep.setdefault(it[1], []).append(it)
-            for eid, its in by_ep.items():
+                by_ep.setdefault((it[1], policy_key(it[4])), []).append(it)
+            for (eid, _), its in by_ep.items():
                 self.client.submit_tasks(
                     eid, [(it[2], it[3]) for it in its], task_group_id=self.task_group_id,
                     web_client=self._submit_web, result_serializers=self.result_serializers,
                     resource_specification=self.resource_specification or None,
-                    on_chunk=functools.partial(self._submitted, its))
+                    retry_policy=its[0][4], on_chunk=functools.partial(self._submitted, its))
         except Exception as e:  # noqa: BLE001 - any failure of a request fails its futures
             for it in live:
                 if it[0].task_id is None and not it[0].done():
@@ -334,9 +394,10 @@ class FuncXExecutor(cf.Executor):
             with self._lock:
                 # until the service has the task group, wait for a submit to create it
                 while not self._pending and not (self._in_flight and self._group_exists) \
-                        and not self._shutdown:
+                        and not (self._shutdown and not self._held):
                     self._lock.wait()
-                if self._shutdown and not self._pending and not self._in_flight:
+                if self._shutdown and not self._pending and not self._in_flight \
+                        and not self._held:
                     return
             try:  # retry_s=0: failures, 429s included, are waited out below
                 resp = self._watch_web.get(f"/v2/taskgroup/{self.task_group_id}/events",
@@ -367,7 +428,8 @@ class FuncXExecutor(cf.Executor):
         cut it short (no spinning), only a shutdown with nothing left to watch."""
         deadline = time.monotonic() + seconds
         with self._lock:
-            while not (self._shutdown and not self._pending and not self._in_flight):
+            while not (self._shutdown and not self._pending and not self._in_flight
+                       and not self._held):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return
@@ -390,6 +452,7 @@ class FuncXExecutor(cf.Executor):
             if fut is None or fut.done():
                 continue
             fut._output = task_output(doc)
+            fut.attempts = doc.get("attempts")
             try:
                 st = task_status(doc, self.client.fx_serializer)
             except Exception as e:  # noqa: BLE001 - a result this side cannot deserialize
@@ -429,18 +492,21 @@ class FuncXExecutor(cf.Executor):
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         if cancel_futures:
             with self._lock:
-                futs = list(self._pending.values())
+                futs = [*self._held, *self._pending.values()]
             for f in futs:
                 f.cancel()
             with self._lock:  # cancelled futures are not waited for
                 for tid in [t for t, f in self._pending.items() if f.cancelled()]:
                     del self._pending[tid]
-        self._shutdown = True
-        self._queue.put(None)
+        with self._lock:  # the submit thread ends once no task waits for its dependencies
+            self._shutdown = True
+            last = not self._held
+        if last:
+            self._queue.put(None)
         if wait:
             self._submitter.join()
             with self._lock:
-                while self._pending or self._in_flight:
+                while self._pending or self._in_flight or self._held:
                     self._lock.wait()
         with self._lock:
             self._lock.notify_all()

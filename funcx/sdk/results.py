@@ -104,6 +104,8 @@ def task_status(doc: dict, serializer: FuncXSerializer) -> dict[str, Any]:
     if not out["pending"]:
         out["completion_t"] = doc.get("completion_t")
         out.update(task_output(doc))
+        if isinstance(doc.get("attempts"), list):  # a retried task's runs (README "Retries")
+            out["attempts"] = doc["attempts"]
         if status == "success" and "result" in doc:
             try:
                 out["result"] = serializer.deserialize(doc["result"])
