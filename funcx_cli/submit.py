@@ -28,6 +28,7 @@ from funcx_cli.context import (
     print_json,
 )
 from funcx_cli.errors import FAILED, INTERRUPTED, PENDING, TERMINATED, USAGE, fail
+from funcx_cli.shell_output import report_shell, shell_fields
 
 
 class Terminated(KeyboardInterrupt):
@@ -67,7 +68,8 @@ def _warn_if_offline(fxc: Any, eid: str, endpoint: str, resume: str) -> None:
             f"fetch the results later with: {resume}")
 
 
-def run_command(function: str = typer.Argument(..., help="function id or name"),
+def run_command(function: str = typer.Argument(None, help="function id or name (not with "
+                                                          "--shell)"),
                 args: list[str] = typer.Argument(
                     None, help="arguments: JSON where they parse, else strings; text starting "
                                "with [ { or \" must be valid JSON"),
@@ -78,6 +80,13 @@ def run_command(function: str = typer.Argument(..., help="function id or name"),
                                              help="print the task id and return"),
                 timeout: float = typer.Option(None, help="seconds to wait for the result "
                                                          "(then exit 6; the task goes on)"),
+                shell: str = typer.Option(
+                    None, "--shell", metavar="CMD",
+                    help="run a shell command (a ShellFunction): {name} fields are filled "
+                         "from --kwargs; prints its stdout/stderr and exits with its status"),
+                walltime: float = typer.Option(
+                    None, "--walltime", help="with --shell: seconds before the command is "
+                                             "killed (exit 124)"),
                 fmt: str = FormatOption) -> None:
     """Run a function on an endpoint and print its result (or the remote traceback).
 
@@ -85,11 +94,28 @@ def run_command(function: str = typer.Argument(..., help="function id or name"),
     (exit 6) leave the task running and print `funcx task result ID` to fetch it.
 
     Example: funcx run fit --endpoint laptop 3 '[1, 2]' --kwargs '{"order": 2}'
+
+    Shell: funcx run --shell 'echo {msg} > out.txt; wc -c out.txt' -e laptop --kwargs '{"msg": "hi"}'
     """
     fmt = check_format(fmt)
     kw = parse_kwargs(kwargs)
     values = [parse_value(a) for a in args or []]
+    if shell is not None and (function is not None or values):
+        fail("with --shell, give the command's arguments with --kwargs '{\"name\": value}' "
+             "(no function and no positional arguments)", USAGE)
+    if shell is None and function is None:
+        fail("give a function id or name, or --shell CMD", USAGE)
+    if walltime is not None and shell is None:
+        fail("--walltime goes with --shell (a Python function's walltime is the endpoint's)",
+             USAGE)
     fxc = client()
+    if shell is not None:
+        from funcx.sdk.shell_function import ShellCommandError, ShellFunction
+
+        try:
+            function = fxc.register_function(ShellFunction(shell, walltime=walltime))
+        except ShellCommandError as e:
+            fail(str(e), USAGE)
     fid, eid = fxc.resolve_function(function), fxc.resolve_endpoint(endpoint)
     catch_sigterm()
     tid = fxc.run(*values, endpoint_id=eid, function_id=fid, **kw)
@@ -121,7 +147,10 @@ def report(tid: str, st: dict, fmt: str) -> None:
         else:
             say(text)
         raise typer.Exit(FAILED)
-    if fmt == "json":
+    shell = shell_fields(st["result"])
+    if shell is not None:  # a shell function's result: its streams and exit status
+        report_shell(tid, st["status"], shell, fmt)
+    elif fmt == "json":
         print_json({"task_id": tid, "status": st["status"], "result": st["result"]})
     else:
         print_result(st["result"])

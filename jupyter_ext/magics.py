@@ -27,6 +27,8 @@ HELP = """%funcx endpoint [NAME|ID]       show or set the notebook's default end
 %funcx endpoints                 your endpoints, with status
 %funcx whoami | login [--token-file F]
 %funcx run f(1, 2) [--endpoint EP] [--no-wait] [--timeout S]
+%funcx shell [--endpoint EP] [--walltime S] [--no-wait] [--timeout S] CMD
+                                 run a shell command there ({x}: the notebook's x, as in !cmd)
 %funcx status [TASK|GROUP]       %funcx result TASK       %funcx monitor [GROUP]
 %funcx panel                     an endpoint panel
 %%funcx [--endpoint EP] [--in a,b] [--out NAME] [--no-wait] [--timeout S]
@@ -35,8 +37,8 @@ HELP = """%funcx endpoint [NAME|ID]       show or set the notebook's default end
 
 
 #: the ``%funcx`` commands (for "did you mean")
-COMMANDS = ("endpoint", "endpoints", "whoami", "login", "run", "status", "result", "monitor",
-            "panel")
+COMMANDS = ("endpoint", "endpoints", "whoami", "login", "run", "shell", "status", "result",
+            "monitor", "panel")
 
 
 def unknown_options(text: str, flags: dict[str, bool], where: str) -> None:
@@ -289,6 +291,25 @@ class FuncXMagics(Magics):
             return fut
         self.wait([fut], _timeout(opts))
         return self._value(fut)
+
+    def _cmd_shell(self, rest: str):
+        from funcx.sdk.shell_function import ShellCommandError, ShellFunction
+        from jupyter_ext import shellmagic
+
+        opts, command = shellmagic.split_shell_line(rest)
+        try:
+            fn = ShellFunction(shellmagic.literal(command), walltime=shellmagic.walltime_of(opts))
+        except ShellCommandError as e:
+            raise UsageError(str(e)) from None
+        eid = self._endpoint(opts.get("endpoint"))
+        fut = self.executor(eid).submit_to_registered_function(self.register(fn), (), {})
+        if opts.get("no_wait"):
+            fut.submitted.wait(SUBMIT_WAIT_S)  # so that its display shows the task id
+            return fut
+        self.wait([fut], _timeout(opts))
+        result = self._value(fut)
+        shellmagic.show(result)
+        return result
 
     def _value(self, fut):
         exc = fut.exception()

@@ -4,7 +4,11 @@ real endpoint, from the SDK and the executor (the CLI's ``funcx run --shell``
 and ``%funcx shell`` are tested with the CLI and the magics)."""
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -183,3 +187,99 @@ def test_the_task_id_variable_is_the_tasks_own_and_put_back_after(fxc, endpoint)
     with applied(Task("t1", "f", "", env={"PARSL_MPI_PREFIX": "mpiexec -n 2"}), env):
         assert env == {"KEEP": "1", "FUNCX_TASK_ID": "t1", "PARSL_MPI_PREFIX": "mpiexec -n 2"}
     assert env == {"KEEP": "1"}
+
+
+# ------------------------------------------------------------------ funcx run
+def funcx_cli(*args: str) -> subprocess.CompletedProcess:
+    """The real ``funcx`` command, as a subprocess (its streams kept apart)."""
+    return subprocess.run([sys.executable, "-m", "funcx_cli.main", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_funcx_run_shell_prints_the_streams_and_exits_with_the_status(endpoint):
+    p = funcx_cli("run", "--shell", "echo {x} > f.txt; cat f.txt; echo warn >&2; exit 3",
+                  "-e", endpoint, "--kwargs", '{"x": "from the CLI"}')
+    assert p.returncode == 3
+    assert p.stdout == "from the CLI\n"
+    assert p.stderr.endswith("warn\n") and "submitted to" in p.stderr
+    p = funcx_cli("run", "--shell", "echo {x}", "-e", endpoint, "--kwargs", '{"x": 1}',
+                  "--format", "json")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["status"] == "success" and doc["result"] == {
+        "cmd": "echo 1", "stdout": "1\n", "stderr": "", "returncode": 0, "exception_name": None}
+    p = funcx_cli("run", "--shell", "sleep 30", "--walltime", "1", "-e", endpoint)
+    assert p.returncode == 124 and "ran past its walltime" in p.stderr
+
+
+def test_funcx_run_a_registered_shell_function_by_name(fxc, endpoint):
+    name = f"greet_{uuid.uuid4().hex[:6]}"
+    fxc.register_function(ShellFunction("echo hello {who}", name=name))
+    p = funcx_cli("run", name, "-e", endpoint, "--kwargs", '{"who": "world"}')
+    assert (p.returncode, p.stdout) == (0, "hello world\n"), p.stderr
+
+
+def test_funcx_run_shell_usage_errors(endpoint):
+    for args, said in ((["--shell", "echo {x}", "-e", endpoint, "x=1"], "with --shell"),
+                       (["-e", endpoint], "give a function id or name, or --shell CMD"),
+                       (["--shell", "echo", "--walltime", "0", "-e", endpoint], "walltime"),
+                       (["--shell", "", "-e", endpoint], "needs a command")):
+        p = funcx_cli("run", *args)
+        assert p.returncode == 2 and said in p.stderr, (args, p.stderr)
+
+
+# ------------------------------------------------------------------- %funcx shell
+@pytest.fixture(scope="module")
+def ipython(endpoint):
+    """A real InteractiveShell with the extension loaded and pytest-ep as its endpoint."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    sh = InteractiveShell.instance()
+    assert sh.run_cell("%load_ext jupyter_ext").success
+    assert sh.run_cell("%funcx endpoint pytest-ep").success
+    yield sh
+    for ex in sh.magics_manager.registry["FuncXMagics"]._executors.values():
+        ex.shutdown(wait=False)
+
+
+def cell(sh, source: str):
+    from IPython.utils.capture import capture_output
+
+    with capture_output() as cap:
+        res = sh.run_cell(source)
+    return res, cap
+
+
+def test_magic_shell_runs_a_command_with_the_notebooks_variables(ipython):
+    ipython.user_ns["who"] = "notebook"
+    # as with IPython's !cmd: {who} is the notebook's, {{ }} a literal brace
+    res, cap = cell(ipython, "%funcx shell echo hi {who} | tr a-z A-Z; "
+                             "awk 'BEGIN {{print \"braces\"}}'; echo err >&2")
+    assert res.success, res.error_in_exec
+    r = res.result
+    assert isinstance(r, ShellResult) and r.returncode == 0
+    assert r.cmd == "echo hi notebook | tr a-z A-Z; awk 'BEGIN {print \"braces\"}'; echo err >&2"
+    assert cap.stdout.startswith("HI NOTEBOOK\nbraces\n") and "err\n" in cap.stderr
+    res, cap = cell(ipython, "%funcx shell echo '{not_a_variable}' ${HOME:+set}")
+    assert res.result.cmd == "echo '{not_a_variable}' ${HOME:+set}"  # runs as written
+    assert res.result.stdout == "{not_a_variable} set\n"
+
+
+def test_magic_shell_exit_status_walltime_and_no_wait(ipython):
+    res, cap = cell(ipython, "%funcx shell --walltime 1 echo started; sleep 30")
+    assert res.success and res.result.returncode == 124
+    assert "[exit status 124 (subprocess.TimeoutExpired: past its walltime)]" in cap.stderr
+    res, cap = cell(ipython, "%funcx shell exit 5")
+    assert res.result.returncode == 5 and "[exit status 5]" in cap.stderr
+    res, _ = cell(ipython, "%funcx shell --no-wait -e pytest-ep echo later")
+    assert res.result.result(RESULT_S).stdout == "later\n"
+
+
+def test_magic_shell_usage_errors(ipython):
+    from IPython.core.error import UsageError
+
+    for line, said in (("%funcx shell", "needs a command"),
+                       ("%funcx shell --wall 3 ls", "unknown option --wall"),
+                       ("%funcx shell --walltime x ls", "--walltime needs a number")):
+        res, _ = cell(ipython, line)
+        assert isinstance(res.error_in_exec, UsageError) and said in str(res.error_in_exec)

@@ -173,6 +173,7 @@ class ShellFunction:
         self.snippet_lines = snippet_lines
         self.return_dict = return_dict
         self.__name__ = name or self._default_name()
+        self.__qualname__ = self.__name__
         self.__doc__ = f"{type(self).__name__}: {cmd}"
 
     def _default_name(self) -> str:
