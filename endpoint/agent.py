@@ -68,6 +68,9 @@ WRITE_LINGER_S = float(setting("AGENT_WRITE_LINGER_S"))
 WRITE_MAX = int(setting("AGENT_WRITE_MAX"))
 STATUS_DEFER_S = float(setting("AGENT_STATUS_DEFER_S"))
 AUTH_ERRORS = ("WRONGPASS", "NOPERM", "NOAUTH", "invalid username-password")
+#: after a refused SCARD (a service whose grant predates it), ask per id for
+#: this long before trying SCARD again (a service upgraded meanwhile is noticed)
+SCARD_RETRY_S = 300.0
 
 
 class _Stopping(Exception):
@@ -131,6 +134,8 @@ class Agent:
             log.error("interchange address: %s", self.address.problem)
             self.health.report(ADDRESS, self.address.problem, time.time())
         self.threads: list[threading.Thread] = []
+        #: when check_cancelled may try SCARD again after it was refused
+        self._scard_retry_at = 0.0
 
     @classmethod
     def registered(cls, name: str, config: Config, web: WebClient, run_dir: Path,
@@ -195,10 +200,13 @@ class Agent:
         if not ids:
             return
         try:
-            try:
-                size: int | None = self.r.scard(key)
-            except redis.ResponseError:  # a service older than SCARD's grant: ask per id
-                size = None
+            size: int | None = None
+            if time.monotonic() >= self._scard_retry_at:
+                try:
+                    size = self.r.scard(key)
+                except redis.ResponseError:  # a service older than SCARD's grant: ask per id
+                    self._scard_retry_at = time.monotonic() + SCARD_RETRY_S
+                    log.debug("SCARD refused on %s; asking per task id", key)
             if size == 0:
                 return
             if size is not None and size <= len(ids):

@@ -22,12 +22,14 @@ def _split(key: str) -> tuple[str, str]:
 _EV_PREFIX, _EV_SUFFIX = _split(keys.task_group_events("\0"))
 _USER_PREFIX, _QUEUED_SUFFIX = _split(keys.user_queued("\0"))
 _BYTES_SUFFIX = keys.user_queued_bytes("\0").split("\0")[1][len(_QUEUED_SUFFIX):]
+_CANCELLED_PREFIX, _CANCELLED_SUFFIX = _split(keys.ep_cancelled("\0"))
 assert keys.user_queued_bytes("U") == keys.user_queued("U") + _BYTES_SUFFIX
 
 VALUES: dict[str, object] = {
     "terminal": "{" + ", ".join(f"['{s}'] = true" for s in sorted(TERMINAL_VALUES)) + "}",
     "CANCELLED": TaskState.CANCELLED.value,
     "ev_prefix": _EV_PREFIX, "ev_suffix": _EV_SUFFIX,
+    "cancelled_prefix": _CANCELLED_PREFIX, "cancelled_suffix": _CANCELLED_SUFFIX,
     "user_prefix": _USER_PREFIX, "queued_suffix": _QUEUED_SUFFIX, "bytes_suffix": _BYTES_SUFFIX,
     "events_maxlen": int(setting("EVENTS_MAXLEN")),
     "task_ttl": int(setting("TASK_TTL_S")),
@@ -194,11 +196,15 @@ return out
 #: {applied, {position, reason}...}: position is the result's 1-based index,
 #: reason "unknown" (no such task) or "foreign" (another endpoint's).  The task
 #: group of the completion event is read from the record, never from the message;
-#: a task that becomes terminal leaves its owner's quotas.
+#: a task that becomes terminal leaves its owner's quotas.  A result refused
+#: because its task was cancelled meanwhile takes the id out of the endpoint's
+#: cancelled set (the agent has finished with it; else the id would stay there,
+#: read by the agent's cancellation check, until the set's TTL).
 APPLY_RESULTS = RELEASE + _lua("""
 local terminal = {{terminal}}
 local eid = ARGV[1]
 local applied, a, refused = 0, 2, {}
+local cancelled_key = '{{cancelled_prefix}}' .. eid .. '{{cancelled_suffix}}'
 for i = 2, #KEYS do
   local tid, status, nf = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
   local rec = redis.call('HMGET', KEYS[i], 'status', 'endpoint_id', 'task_group_id')
@@ -218,6 +224,8 @@ for i = 2, #KEYS do
                  '*', 'task_id', tid, 'status', status)
     end
     applied = applied + 1
+  elseif cur == '{{CANCELLED}}' then
+    redis.call('SREM', cancelled_key, tid)
   end
   a = a + 3 + 2 * nf
 end

@@ -153,7 +153,8 @@ def ep_outstanding(eid: str) -> str:
 
 def ep_cancelled(eid: str) -> str:
     """Set of task ids cancelled (queued or in flight): the agent drops them,
-    killing the ones running, and removes an id when its stream entry is acknowledged."""
+    killing the ones running, and removes an id when its stream entry is acknowledged;
+    the service removes one when it refuses a result because the task was cancelled."""
     return f"{PREFIX}:ep:{eid}:cancelled"
 
 
