@@ -73,6 +73,11 @@ TASK_DOCUMENT = obj({
                     "last_status": {**STR, "description": "while its endpoint is offline: the "
                                     "state the task had reached (e.g. running)"}}),
     "reason": STR,
+    "attempts": {**arr(obj({"n": INT, "status": STR, "error_type": STR, "message": STR,
+                            "manager": STR, "start": {**NUM, "nullable": True},
+                            "end": {**NUM, "nullable": True}})),
+                 "description": "each run of a task that had a retry policy or was run again "
+                                "(the latest 50; README Retries)"},
 }, ["task_id", "status"])
 
 TASK_SUMMARY = obj({k: NULL_STR for k in ("task_id", "status", "function_id", "endpoint_id",
@@ -153,6 +158,12 @@ SCHEMAS: dict[str, dict] = {
         "resource_specification": opt(ANY_OBJECT),
         "user_endpoint_config": opt(ANY_OBJECT),
         "result_serializers": opt(arr(STR)),
+        "retry_policy": opt(obj({
+            "retries": {**INT, "minimum": 0, "maximum": 100},
+            "retry_on": {**arr({**STR, "pattern": "^[A-Za-z_][A-Za-z0-9_.]*$"}), "maxItems": 32},
+        }, extra=False), "re-runs on the endpoint of a task failing with an exception whose "
+                         "class or a base is named in retry_on (any when empty); 400 "
+                         "RETRY_POLICY_INVALID beyond these bounds (README Retries)"),
     }, ["tasks"]),
     "SubmitV3Result": obj({
         "request_id": STR, "task_group_id": STR, "endpoint_id": STR,
