@@ -223,3 +223,26 @@ def test_register_source_code(report):
     if name != "gc419":
         pytest.skip("funcx 1.0.13 has no register_source_code")
     assert step(report, "run_source_code") == 5.0
+
+
+def test_results_as_json_asked_by_the_public_sdk(report, http):
+    """4.19's ``create_batch(result_serializers=[...JSONData])``: the endpoint
+    writes the result as JSON (README "Serializers") and the SDK reads it."""
+    name, _ = report
+    if name != "gc419":
+        pytest.skip("funcx 1.0.13 has no result_serializers")
+    got = step(report, "result_serializers")
+    # JSON has no tuples: the SDK reads back lists
+    assert got["value"] == {"args": [1, "two"], "kwargs": {"k": [3]}, "args_type": "tuple"}
+    doc = http.get(f"{http.base_url}/v2/tasks/{got['task_id']}", timeout=30).json()
+    assert doc["result"].startswith("11\n")
+    assert json.loads(doc["result"][3:])["kwargs"] == {"k": [3]}
+
+
+def test_all_code_strategies_from_the_public_sdk(report):
+    """4.19's ``Client(code_serialization_strategy=AllCodeStrategies())``: the
+    endpoint takes the first of its parts that gives it the function."""
+    name, _ = report
+    if name != "gc419":
+        pytest.skip("funcx 1.0.13 has no AllCodeStrategies")
+    assert step(report, "all_code_strategies") == 81

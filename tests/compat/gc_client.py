@@ -160,6 +160,28 @@ def main() -> int:
 
         step("batch", batch)
 
+        def result_serializers():
+            # issue 18: results as JSON, named by the SDK's own import path
+            b = gcc.create_batch(result_serializers=["globus_compute_sdk.serialize.JSONData"])
+            b.add(fids["echo"], args=(1, "two"), kwargs={"k": [3]})
+            tid = gcc.batch_run(endpoint, b)["tasks"][fids["echo"]][0]
+            return {"task_id": tid, "value": wait_result(tid)}
+
+        step("result_serializers", result_serializers)
+
+        def all_code_strategies():
+            # issue 18: the function sent as AllCodeStrategies (source and dill)
+            from globus_compute_sdk.serialize import AllCodeStrategies
+
+            c2 = Client(authorizer=auth, do_version_check=False,
+                        code_serialization_strategy=AllCodeStrategies())
+            c2.web_service_address = url
+            c2._compute_web_client = _ComputeWebClient(base_url=url, authorizer=auth)
+            fid = c2.register_function(square)
+            return wait_result(c2.run(9, endpoint_id=endpoint, function_id=fid))
+
+        step("all_code_strategies", all_code_strategies)
+
     out["warnings"] = [f"{w.category.__name__}: {w.message}" for w in caught]
     print(json.dumps(out, default=repr))
     return 0
