@@ -35,7 +35,7 @@ IdsArgument = typer.Argument(..., help="task ids (or unambiguous prefixes, as ta
 @app.command()
 @handles_errors
 def status(task_ids: list[str] = IdsArgument, fmt: str = FormatOption) -> None:
-    """Show the status of tasks.
+    """Show the status of tasks (and each run of a retried task: Attempts).
 
     Example: funcx task status 0b7e1f2a 5c1d...
     """
@@ -45,14 +45,28 @@ def status(task_ids: list[str] = IdsArgument, fmt: str = FormatOption) -> None:
     rows = [{"task_id": t, "status": d["status"], "completion_t": d.get("completion_t")}
             for t, d in docs.items()]
     if fmt == "json":
+    for r, d in zip(rows, docs.values()):
+        if d.get("attempts"):  # a retried task's runs (README "Retries")
+            r["attempts"] = d["attempts"]
         print_json(rows)
     else:
-        console().print(table(None, ["Task ID", "Status", "Completed"],
-                              [[r["task_id"], styled_status(r["status"]), when(r["completion_t"])]
+        retried = any("attempts" in r for r in rows)
+        console().print(table(None, ["Task ID", "Status", "Completed",
+                                     *(["Attempts"] if retried else [])],
+                              [[r["task_id"], styled_status(r["status"]), when(r["completion_t"]),
+                                *([attempts_text(r.get("attempts"))] if retried else [])]
                                for r in rows], no_wrap=("Task ID",)))
 
 
 @app.command()
+def attempts_text(attempts: list[dict] | None) -> str:
+    """``3: OSError, OSError, success`` — how many runs, and how each ended."""
+    if not attempts:
+        return ""
+    ends = [str(a.get("error_type") or a.get("status") or "?") for a in attempts]
+    return f"{attempts[-1].get('n', len(attempts))}: " + ", ".join(ends)
+
+
 @handles_errors
 def result(task_ids: list[str] = IdsArgument,
            wait: bool = typer.Option(False, "--wait", help="wait for pending tasks"),

@@ -7,6 +7,7 @@ tenants' tasks untouched; bad policies refused at submit with their code.
 (tests/test_retries.py is about the SDK riding out service outages.)"""
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
@@ -110,6 +111,21 @@ def test_a_task_failing_twice_with_oserror_succeeds_on_its_third_attempt(fxc, fx
     assert all(a["manager"] and a["end"] >= a["start"] for a in attempts)
     assert "attempts" not in doc.get("details", {})
     assert fut.attempts == attempts  # the future carries them too
+
+
+def test_task_status_shows_the_attempts(fxc, fxe, tmp_path):
+    from typer.testing import CliRunner
+
+    from funcx_cli.main import app
+
+    fut = fxe.submit(flaky, str(tmp_path / "m"), 1, "os")
+    assert fut.result(timeout=WAIT_S) == 2
+    r = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["task", "status", fut.task_id])
+    assert r.exit_code == 0, r.output
+    assert "Attempts" in r.stdout and "2: FileNotFoundError, success" in r.stdout
+    r = CliRunner().invoke(app, ["task", "status", fut.task_id, "--format", "json"])
+    [row] = json.loads(r.stdout)
+    assert [a["n"] for a in row["attempts"]] == [1, 2]
 
 
 def test_an_exception_not_in_retry_on_is_not_retried(fxc, fxe, tmp_path):
