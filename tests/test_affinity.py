@@ -261,3 +261,60 @@ def test_real_unpinned_workers_keep_the_managers_cpus_and_variables(tmp_path, mo
     finally:
         pool.shutdown()
         mgr.close()
+
+
+@needs_two_cpus
+def test_a_worker_that_dies_is_replaced_on_its_device_and_cpus(tmp_path):
+    import signal
+
+    cpus = sorted(os.sched_getaffinity(0))[:2]
+    mgr = Manager(f"ipc://{tmp_path}/workers")
+    pool = WorkerPool(f"ipc://{tmp_path}/workers", str(tmp_path), str(tmp_path), 2,
+                      placements=plan(2, ["0", "1"], cpus, "alternating").placements)
+    try:
+        for slot in pool.slots:
+            pool.spawn(slot)
+        mgr.ready({s.identity for s in pool.slots})
+        slot = pool.slots[0]
+        old = slot.proc
+        assert old is not None
+        os.kill(old.pid, signal.SIGKILL)  # a segfault, an OOM kill...
+        old.wait(10)
+        pool.reap(stopping=False)
+        assert slot.proc is not None and slot.proc is not old
+        mgr.ready({slot.identity})
+        assert proc_env(slot.proc.pid)["CUDA_VISIBLE_DEVICES"] == "0"
+        assert proc_status(slot.proc.pid, "Cpus_allowed_list") == str(cpus[0])
+    finally:
+        pool.shutdown()
+        mgr.close()
+
+
+# ------------------------------------------------------- the manager's plan
+def launch(**kw):
+    from endpoint.launch import ManagerLaunch
+
+    return ManagerLaunch(addr="tcp://127.0.0.1:1", curve_keys="/k", **kw)
+
+
+def test_the_manager_runs_one_worker_per_accelerator_and_reports_them():
+    from endpoint.hardware_report import placement_plan, report
+
+    p = placement_plan(launch(workers=8, accelerators="a,b", cpu_affinity="none"))
+    assert [(x.index, x.accelerator, x.cpus) for x in p.placements] == \
+        [(0, "a", None), (1, "b", None)]
+    hw = report(p, "a,b", gpus=False)
+    assert hw is not None and hw.accelerators == ["a", "b"] and not hw.problems
+    assert [(w.worker, w.accelerator, w.cpus) for w in hw.workers] == [(0, "a", ""), (1, "b", "")]
+
+
+def test_a_manager_that_cannot_pin_reports_the_problem_with_its_code():
+    from endpoint.hardware_report import placement_plan, report
+    from funcx.protocol.error_codes import CPU_AFFINITY_UNSATISFIABLE
+
+    too_many = len(os.sched_getaffinity(0)) + 1
+    p = placement_plan(launch(workers=too_many, cpu_affinity="block"))
+    assert len(p.placements) == too_many and all(x.cpus is None for x in p.placements)
+    hw = report(p, "", gpus=False)
+    assert hw is not None and hw.problems[0].code == CPU_AFFINITY_UNSATISFIABLE
+    assert "at least one CPU per worker" in hw.problems[0].message

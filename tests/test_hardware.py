@@ -248,6 +248,37 @@ def test_each_task_sees_exactly_its_workers_device_and_cpu(fxc, hw_ep):
         assert d["cpu_affinity"] == str(cpus[i])
 
 
+def both_workers(fxc, eid) -> dict[str, dict]:
+    """Two tasks at once (one per worker): what each saw, by its device."""
+    from funcx import FuncXExecutor
+
+    with FuncXExecutor(endpoint_id=eid, client=fxc) as ex:
+        seen = [f.result(timeout=120) for f in [ex.submit(whoami, 1.5) for _ in range(2)]]
+    return {d["accelerators"].get("CUDA_VISIBLE_DEVICES", ""): d for d in seen}
+
+
+def test_a_worker_replaced_after_a_cancel_has_its_device_back(fxc, hw_ep):
+    before = both_workers(fxc, hw_ep)
+    assert sorted(before) == DEVICES
+    fid = fxc.register_function(whoami)
+    tid = fxc.run(600, endpoint_id=hw_ep, function_id=fid)
+    assert wait_until(lambda: fxc.get_task(tid).get("status") == "running", 60)
+    assert fxc.cancel_task(tid)
+    cpus = sorted(os.sched_getaffinity(0))
+
+    def replaced():
+        after = both_workers(fxc, hw_ep)
+        if sorted(after) != DEVICES:  # both tasks on one worker: ask again
+            return None
+        changed = [d for d in DEVICES if after[d]["pid"] != before[d]["pid"]]
+        return after if len(changed) == 1 else None
+    # the replacement has the killed worker's device (else a device goes missing)
+    after = wait_until(replaced, 60)
+    assert after is not None, "the cancelled task's worker was not replaced on its device"
+    for i, device in enumerate(DEVICES):
+        assert after[device]["cpu_affinity"] == str(cpus[i])
+
+
 def test_the_sdk_reports_each_workers_hardware(fxc, hw_ep):
     r = wait_until(lambda: reported(fxc, hw_ep), 60)
     assert r is not None, "the endpoint's manager never reported its hardware"
