@@ -494,20 +494,22 @@ class Agent:
                  self.name, self.endpoint_id, self.interchange.url, self.url)
 
     def run_until_stopped(self) -> None:
-        """Scale, and look for cancelled tasks in flight, once a second."""
+        """Look for cancelled tasks in flight, and scale, once a second.
+        Cancellations come first: a slow provider call (an ``sbatch`` that
+        hangs) must not keep a cancelled task running."""
         feed = self.interchange.feeder()  # this thread's, for cancellations
         try:
             while not self.stop_event.wait(1.0):
-                try:
-                    self.scale_once()
-                except Exception:
-                    log.exception("scaling failed")
                 try:
                     self.check_cancelled(feed)
                 except _Stopping:
                     return
                 except Exception:
                     log.exception("checking cancellations failed")
+                try:
+                    self.scale_once()
+                except Exception:
+                    log.exception("scaling failed")
         finally:
             feed.close(linger=0)
 

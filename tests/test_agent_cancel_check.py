@@ -193,3 +193,28 @@ def test_a_result_that_loses_to_a_cancel_takes_the_id_out_of_the_cancelled_set(r
     rig.r.sadd(keys.ep_cancelled(rig.eid), "someone-else")
     ResultStore(rig.r).apply([Result(other, "success", data="00\nthird")], rig.eid)
     assert rig.cancelled_set() == {"someone-else"}
+
+
+def test_a_slow_provider_call_does_not_hold_up_cancellation(rig, monkeypatch):
+    """The agent's once-a-second loop looks for cancelled tasks before it
+    scales: a provider call that hangs (an ``sbatch`` that does not answer)
+    must not keep a cancelled task running (review 16 finding 15)."""
+    keep, gone = rig.submit(2)
+    assert rig.cancel(gone)
+    provider_answers = threading.Event()
+    scaling = threading.Event()
+
+    def slow_scale_once() -> None:
+        scaling.set()
+        provider_answers.wait(120)  # longer than the test waits: released at its end
+
+    monkeypatch.setattr(rig.agent, "scale_once", slow_scale_once)
+    loop = threading.Thread(target=rig.agent.run_until_stopped, daemon=True)
+    loop.start()
+    try:
+        assert scaling.wait(WAIT_S), "the loop never scaled"
+        assert wait_until(lambda: rig.in_flight() == [keep], 8), rig.in_flight()
+    finally:
+        rig.agent.stop_event.set()
+        provider_answers.set()
+        loop.join(WAIT_S)
