@@ -208,6 +208,13 @@ def leftover(prefix: str, limit: int | None = None) -> dict[str, str]:
     return out
 
 
+def discard(prefix: str) -> None:
+    """Remove the capture files ``<prefix>.stdout`` / ``.stderr`` unread (the
+    output of a cancelled task, which goes with it)."""
+    for stream in STREAMS:
+        _unlink(f"{prefix}.{stream}")
+
+
 def _unlink(path: str) -> None:
     """Remove ``path`` if it can be: a directory the function made there is
     left alone (the manager must not fail over it)."""

@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass, field
 
 from endpoint.affinity import CPUS_VAR, Placement
-from endpoint.task_output import leftover
+from endpoint.task_output import discard, leftover
 from endpoint.worker_env import worker_environment
 from funcx.defaults import setting
 from funcx.lifecycle import child_preexec
@@ -183,7 +183,7 @@ class WorkerPool:
         proc, task = slot.proc, slot.task
         self.by_identity.pop(slot.identity, None)  # its late messages are ignored
         # its output goes with it (no result is sent), never to the slot's next task
-        self.leftover_output(slot)
+        discard(self.output_prefix(slot))
         pid = None
         if proc is not None:
             pid = proc.pid

@@ -88,6 +88,34 @@ def test_a_cancelled_tasks_captured_output_is_dropped_with_it(tmp_path):
         p.shutdown()
 
 
+def test_cancel_removes_the_captured_output_without_reading_it(tmp_path, monkeypatch):
+    """The output of a cancelled task is thrown away: cancel unlinks its
+    capture files and never reads (up to twice FUNCX_TASK_OUTPUT_MAX of) them."""
+    from endpoint import task_output
+
+    reads: list[int] = []
+    real_read = task_output.read_bounded
+
+    def counting_read(fd: int, limit: int, stream: str) -> str:
+        reads.append(fd)
+        return real_read(fd, limit, stream)
+
+    monkeypatch.setattr(task_output, "read_bounded", counting_read)
+    p = pool(tmp_path, [])
+    slot = p.slots[0]
+    p.spawn(slot)
+    try:
+        prefix = p.output_prefix(slot)
+        for stream in ("stdout", "stderr"):
+            Path(f"{prefix}.{stream}").write_bytes(b"y" * 1_000_000)
+        running_task(p)
+        p.cancel(slot, time.monotonic())
+        assert reads == []
+        assert not Path(f"{prefix}.stdout").exists() and not Path(f"{prefix}.stderr").exists()
+    finally:
+        p.shutdown()
+
+
 def test_a_group_that_ignores_sigterm_is_killed_after_the_grace(tmp_path):
     p = pool(tmp_path, DEAF, grace=0.5)
     slot = p.slots[0]
