@@ -216,10 +216,16 @@ def restart(name: str = typer.Argument("default", help="endpoint name")) -> None
 
 
 def _manager_argv(addr: str, keys: str, workers: int, prefetch: int, period: float,
-                  threshold: float) -> list[str]:
-    return ["funcx-endpoint", "manager", "--addr", addr, "--keys", keys, "--workers",
+                  threshold: float, accelerators: list[str] | None = None,
+                  cpu_affinity: str = "none") -> list[str]:
+    argv = ["funcx-endpoint", "manager", "--addr", addr, "--keys", keys, "--workers",
             str(workers), "--prefetch", str(prefetch), "--heartbeat-period", f"{period:g}",
             "--heartbeat-threshold", f"{threshold:g}"]
+    if accelerators:
+        argv += ["--accelerators", ",".join(accelerators)]
+    if cpu_affinity != "none":
+        argv += ["--cpu-affinity", cpu_affinity]
+    return argv
 
 
 @app.command("manager-command")
@@ -266,7 +272,8 @@ def manager_command(name: str = typer.Argument("default", help="endpoint name"),
     where = plan(config.address, is_local_provider(config.provider))
     argv = _manager_argv(tcp_url(where.advertise, port), str(keys),
                          workers or config.workers_per_node(), config.prefetch_capacity,
-                         config.heartbeat_period, config.heartbeat_threshold)
+                         config.heartbeat_period, config.heartbeat_threshold,
+                         config.accelerators, config.cpu_affinity)
     typer.echo(f"# Start a manager for endpoint {name!r} by hand.  On the compute node, with "
                f"this funcX installed:\n"
                f"#  1. copy the manager key file {keys} there, private (mode 0600),\n"
@@ -300,6 +307,12 @@ def manager(addr: str = typer.Option(..., "--addr",
             working_dir: str = typer.Option("", help="workers' directory (default: a temporary one)"),
             walltime: float = typer.Option(0.0, help="default per-task walltime, s (0: none)"),
             max_walltime: float = typer.Option(0.0, help="bound on any task's walltime, s (0: none)"),
+            accelerators: str = typer.Option(
+                "", help="accelerator ids, e.g. 0,1,2,3: one worker per accelerator, each "
+                         "with its own CUDA_VISIBLE_DEVICES (available_accelerators)"),
+            cpu_affinity: str = typer.Option(
+                "none", help="pin workers to cores: none, block, block-reverse, alternating "
+                             "or list:0,1:2,3"),
             ) -> None:
     """Run a manager started by hand (e.g. on a compute node), in the foreground.
 
@@ -324,12 +337,20 @@ def manager(addr: str = typer.Option(..., "--addr",
     threshold = heartbeat_threshold or float(setting("HEARTBEAT_THRESHOLD_S"))
     if threshold <= period:
         _fail("--heartbeat-threshold must exceed --heartbeat-period", USAGE)
+    from endpoint.affinity import check_cpu_affinity, parse_accelerators
+
+    try:
+        devices = parse_accelerators(accelerators)
+        cpu_affinity = check_cpu_affinity(cpu_affinity)
+    except ValueError as e:
+        _fail(str(e), USAGE)
     launch = ManagerLaunch(
         addr=addr, workers=workers or os.cpu_count() or 1, curve_keys=keys, block_id=block_id,
         manager_id=manager_id or None, heartbeat_period=period, heartbeat_threshold=threshold,
         prefetch=prefetch if prefetch >= 0 else int(setting("MANAGER_PREFETCH")),
         walltime=walltime or None, max_walltime=max_walltime or None,
-        working_dir=working_dir or None, hand_started=True, reconnect_max=reconnect_max)
+        working_dir=working_dir or None, hand_started=True, reconnect_max=reconnect_max,
+        accelerators=",".join(devices), cpu_affinity=cpu_affinity)
     manager_main(launch.to_argv())
 
 

@@ -318,3 +318,27 @@ def test_a_manager_that_cannot_pin_reports_the_problem_with_its_code():
     hw = report(p, "", gpus=False)
     assert hw is not None and hw.problems[0].code == CPU_AFFINITY_UNSATISFIABLE
     assert "at least one CPU per worker" in hw.problems[0].message
+
+
+# ----------------------------------------------- a manager started by hand
+def test_manager_command_passes_accelerators_and_affinity():
+    from endpoint.cli import _manager_argv
+
+    argv = _manager_argv("tcp://h:1", "/k", 2, 0, 2.0, 10.0, ["0", "GPU-1"], "block")
+    assert argv[-4:] == ["--accelerators", "0,GPU-1", "--cpu-affinity", "block"]
+    assert "--accelerators" not in _manager_argv("tcp://h:1", "/k", 2, 0, 2.0, 10.0)
+
+
+@pytest.mark.parametrize("flag, value, words", [
+    ("--cpu-affinity", "spread", "cpu_affinity must be one of"),
+    ("--accelerators", "0,0", "listed twice"),
+])
+def test_a_hand_started_manager_refuses_bad_placement_options(flag, value, words):
+    from typer.testing import CliRunner
+
+    from endpoint.cli import app
+
+    out = CliRunner().invoke(app, ["manager", "--addr", "tcp://127.0.0.1:1", "--keys",
+                                   "/nonexistent", flag, value])
+    assert out.exit_code == 2
+    assert words in out.output
