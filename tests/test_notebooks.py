@@ -31,7 +31,8 @@ def run_notebook(endpoint, tmp_path, monkeypatch):
 
 def test_committed_notebooks_are_valid_and_cleared():
     names = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
-    assert names == ["01_tutorial.ipynb", "02_executor.ipynb", "03_magics_monitor.ipynb"]
+    assert names == ["01_tutorial.ipynb", "02_executor.ipynb", "03_magics_monitor.ipynb",
+                     "04_shell_mpi_gpu.ipynb"]
     for name in names:
         nb = nbformat.read(NOTEBOOKS / name, as_version=4)
         nbformat.validate(nb)
@@ -110,3 +111,41 @@ def test_magics_monitor_notebook(run_notebook):
     assert tb.count("ValueError: gain 3 saturates the detector") == 1 and "magics.py" not in tb
     panel = next(c for c in nb.cells if c.source.strip() == "%funcx endpoints")
     assert any(WIDGET in o.get("data", {}) for o in panel.outputs)
+
+
+@pytest.fixture
+def mpi_endpoint_for_notebook(fxc, service, monkeypatch):
+    """An endpoint in MPI mode (mpiexec), named for the notebook's kernel."""
+    from test_mpi_function import MPI_CONFIG, endpoint_with_config, need
+
+    need("mpiexec")
+    with endpoint_with_config(fxc, "nb", MPI_CONFIG) as ep:
+        monkeypatch.setenv("FUNCX_TUTORIAL_MPI_ENDPOINT", ep.name)  # the kernel inherits it
+        yield ep
+
+
+def test_shell_mpi_gpu_notebook(run_notebook, mpi_endpoint_for_notebook):
+    nb = run_notebook("04_shell_mpi_gpu.ipynb")
+    texts = cell_texts(nb)
+    everything = "\n".join(texts)
+    by_source = {c.source.strip(): t for c, t in
+                 zip([c for c in nb.cells if c.cell_type == "code"], texts)}
+    greet = next(t for s, t in by_source.items() if s.startswith("greet = "))
+    cmd, code, said, task_dir = greet.strip().splitlines()
+    assert cmd == "echo hello from a shell > out.txt; cat out.txt; basename $(pwd)"
+    assert (code, said) == ("0", "hello from a shell")
+    assert re.fullmatch(r"[0-9a-f-]{36}", task_dir)  # the task's own directory
+    assert re.search(r"^2 ls: cannot access '/no/such/directory'", everything, re.M)
+    assert "124 subprocess.TimeoutExpired started" in everything
+    assert "'stdout': '998\\n999\\n1000\\n'" in everything and "'returncode': 0" in everything
+    assert re.search(r"^xcnuf$", everything, re.M)  # %funcx shell with a notebook variable
+    mpi = next(t for s, t in by_source.items() if s.startswith("root_options"))
+    assert mpi.splitlines()[0].startswith("mpiexec -n 2 --host ")
+    assert "rank 0 of 2\nrank 1 of 2" in mpi
+    assert "MPI_NODES_EXCEEDED\nresource_specification.num_nodes 4 exceeds the 1 node" \
+        in everything
+    assert "succeeded on attempt 3\n['failed', 'failed', 'success']" in everything
+    assert "the area is 144" in everything
+    assert re.search(r"its argument task [0-9a-f-]{36} \(boom\) failed with RuntimeError: "
+                     r"boom 3", everything)
+    assert "CUDA_VISIBLE_DEVICES=" in everything and "manager" in everything
