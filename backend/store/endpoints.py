@@ -3,6 +3,7 @@ and liveness read from the status key the agent refreshes."""
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import time
 import uuid
@@ -206,12 +207,15 @@ def status(r: redis.Redis, eid: str) -> dict:
 
 
 def last_seen(r: redis.Redis, eid: str) -> float | None:
-    """When the endpoint's agent last sent a heartbeat (epoch seconds), if ever."""
+    """When the endpoint's agent last sent a heartbeat (epoch seconds), if ever.
+    The agent writes it: anything but a finite number reads as never seen
+    (``NaN`` or ``Infinity`` is not JSON, and other users read it)."""
     raw = r.hget(keys.ep_seen(eid), "heartbeat_t")
     try:
-        return float(raw) if raw else None
+        seen = float(raw) if raw else None
     except ValueError:
         return None
+    return seen if seen is not None and math.isfinite(seen) else None
 
 
 def reported_problems(r: redis.Redis, eid: str) -> list[dict] | None:
