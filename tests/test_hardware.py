@@ -293,6 +293,16 @@ def test_the_sdk_reports_each_workers_hardware(fxc, hw_ep):
     assert r["status"] == "online" and "GPU-b" in str(r)
 
 
+def test_the_executor_runs_the_report_on_a_worker_as_globus_compute_does(fxc, hw_ep):
+    from funcx import FuncXExecutor
+
+    with FuncXExecutor(endpoint_id=hw_ep, client=fxc) as ex:
+        text = ex.get_worker_hardware_details()
+    assert "== funcX endpoint worker == == worker hardware ==" in text
+    assert "logical cores: " in text and "CPU affinity: " in text
+    assert "CUDA_VISIBLE_DEVICES: GPU-" in text  # the worker's own device
+
+
 def test_funcx_endpoint_show_has_a_hardware_section(fxc, hw_ep):
     from typer.testing import CliRunner
 

@@ -465,6 +465,16 @@ class FuncXExecutor(cf.Executor):
             else:
                 fut._finish(st.get("result"))
 
+    def get_worker_hardware_details(self) -> str:
+        """Globus Compute's: run :func:`funcx.sdk.hardware.run_hardware_report`
+        on a worker of this executor's endpoint and return its text (the host,
+        CPU model, cores, affinity, memory and accelerators that worker sees).
+        ``FuncXClient.get_worker_hardware_details`` answers for every worker
+        without running a task."""
+        from funcx.sdk.hardware import run_hardware_report
+
+        return str(self.submit(run_hardware_report, "funcX endpoint worker").result())
+
     # ------------------------------------------------------------- lifecycle
     def reload_tasks(self) -> list[FuncXFuture]:
         """Futures for every task of this executor's task group: finished ones
