@@ -157,7 +157,11 @@ SCHEMAS: dict[str, dict] = {
         "create_queue": opt(BOOL), "user_runtime": opt(ANY_OBJECT),
         "resource_specification": opt(ANY_OBJECT),
         "user_endpoint_config": opt(ANY_OBJECT),
-        "result_serializers": opt(arr(STR)),
+        "result_serializers": opt({**arr(STR), "maxItems": 16},
+                                  "strategy import paths (e.g. funcx.serialize.JSONData or "
+                                  "globus_compute_sdk.serialize.JSONData) the endpoint "
+                                  "serializes each result with, the first that can; 400 "
+                                  "RESULT_SERIALIZERS_INVALID for an unknown one"),
         "retry_policy": opt(obj({
             "retries": {**INT, "minimum": 0, "maximum": 100},
             "retry_on": {**arr({**STR, "pattern": "^[A-Za-z_][A-Za-z0-9_.]*$"}), "maxItems": 32},
