@@ -238,3 +238,18 @@ def test_a_lost_managers_tasks_record_the_loss_and_a_comeback_refunds_it():
     s.handle(ManagerRegistered(b"m1", Register(manager_id="m1", workers=1, capacity=1,
                                                held=["t1"]), 10.5))
     assert t.attempt == 0 and t.attempts == []  # it ran on: no retry spent, none recorded
+
+
+# ------------------------------------------------------------ the endpoint option
+def test_max_retries_on_system_failure_is_task_retries_on_manager_lost_by_another_name():
+    from endpoint.config import Config
+
+    assert Config(max_retries_on_system_failure=3).task_retries_on_manager_lost == 3
+    assert Config(task_retries_on_manager_lost=2).max_retries_on_system_failure == 2
+    assert Config(max_retries_on_system_failure=0).task_retries_on_manager_lost == 0
+    with pytest.raises(ValueError, match="one option"):
+        Config(task_retries_on_manager_lost=2, max_retries_on_system_failure=3)
+    with pytest.raises(ValueError, match="whole number"):
+        Config(max_retries_on_system_failure=-1)
+    with pytest.raises(ValueError, match="whole number"):
+        Config(max_retries_on_system_failure=True)
