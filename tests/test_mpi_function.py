@@ -30,7 +30,7 @@ from endpoint.mpi import (
     mpi_request,
     task_environment,
 )
-from funcx import FuncXExecutor, MPIFunction
+from funcx import FuncXExecutor, MPIFunction, ShellFunction
 from funcx.errors import ResourceSpecificationError
 from funcx.protocol import error_codes
 from funcx.protocol.messages import NodesOverLimit, check_within_limits, endpoint_limits
@@ -211,6 +211,23 @@ def test_mpiexec_two_ranks_on_an_endpoint_in_mpi_mode(fxc, mpi_endpoint):
     assert env.stdout.split()[::2] == ["2", "2"]  # each rank saw the task's variables
 
 
+def test_an_mpi_task_holds_its_node_and_others_go_ahead(fxc, mpi_endpoint):
+    """Two MPI tasks that each need the block's one node run one after the
+    other; a task without MPI resources runs beside them, not behind them."""
+    timed = MPIFunction("bash -c 'echo $(date +%s.%N); sleep 3; date +%s.%N'")
+    spec = {"num_nodes": 1, "ranks_per_node": 1, "launcher_options": ROOT_OPTIONS}
+    with FuncXExecutor(endpoint_id=mpi_endpoint, client=fxc,
+                       resource_specification=spec) as mpi, \
+            FuncXExecutor(endpoint_id=mpi_endpoint, client=fxc) as plain:
+        both = [mpi.submit(timed), mpi.submit(timed)]
+        beside = plain.submit(ShellFunction("date +%s.%N"))
+        spans = sorted(tuple(map(float, f.result(RESULT_S).stdout.split())) for f in both)
+        started = float(beside.result(RESULT_S).stdout)
+    (s1, e1), (s2, e2) = spans
+    assert s2 >= e1, f"the two MPI tasks overlapped on the one node: {spans}"
+    assert started < s2, "the task without MPI resources waited behind an MPI task"
+
+
 def test_more_nodes_than_a_block_has_is_refused_at_submit(fxc, mpi_endpoint):
     batch = fxc.create_batch(resource_specification={"num_nodes": 3})
     batch.add(endpoint_id=mpi_endpoint, function_id=fxc.register_function(MPIFunction("hostname")))
@@ -218,6 +235,12 @@ def test_more_nodes_than_a_block_has_is_refused_at_submit(fxc, mpi_endpoint):
         fxc.batch_run(batch)
     assert err.value.code == error_codes.MPI_NODES_EXCEEDED
     assert "num_nodes 3 exceeds the 1 node of a block" in err.value.message
+    batch = fxc.create_batch(resource_specification={"num_ranks": 5, "ranks_per_node": 2})
+    batch.add(endpoint_id=mpi_endpoint, function_id=fxc.register_function(MPIFunction("true")))
+    with pytest.raises(ResourceSpecificationError) as err:
+        fxc.batch_run(batch)
+    assert err.value.code == error_codes.RESOURCE_SPEC_INVALID
+    assert "num_ranks=5 does not fit num_nodes=1 x ranks_per_node=2" in err.value.message
 
 
 # --------------------------------------------------------------- Slurm (srun)

@@ -73,9 +73,14 @@ def resource_specification(raw: Any) -> dict[str, Any]:
     if raw is None:
         return {}
     try:
-        return msgspec.to_builtins(msgspec.convert(raw, ResourceSpecification))
+        spec = msgspec.to_builtins(msgspec.convert(raw, ResourceSpecification))
     except (msgspec.ValidationError, TypeError, RecursionError) as e:
         raise _bad("resource_specification", e) from None
+    ranks, nodes, per_node = (spec.get(k) for k in ("num_ranks", "num_nodes", "ranks_per_node"))
+    if ranks and per_node and ranks > (nodes or 1) * per_node:  # MPI: it could never start
+        raise ProtocolError(f"bad resource_specification: num_ranks={ranks} does not fit "
+                            f"num_nodes={nodes or 1} x ranks_per_node={per_node}")
+    return spec
 
 
 class EndpointLimits(Struct, forbid_unknown_fields=True, omit_defaults=True):
