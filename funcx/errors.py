@@ -191,6 +191,25 @@ class TaskPending(FuncxError):
         super().__init__(f"task pending: {reason}")
 
 
+class DependencyFailed(FuncxError):
+    """A future passed as an argument failed, so this task was never submitted.
+    ``dependency_task_id``, ``dependency_function`` and ``error`` (the
+    dependency's own exception, also the ``__cause__``) say which and why."""
+
+    def __init__(self, task_id: str | None, function: str | None, error: BaseException):
+        self.dependency_task_id = task_id
+        self.dependency_function = function
+        self.error = error
+        what = f"task {task_id}" if task_id else "a future"
+        if function:
+            what += f" ({function})"
+        super().__init__(f"this task was not submitted: its argument {what} failed with "
+                         f"{type(error).__name__}: {error}")
+
+    def __reduce__(self):
+        return (type(self), (self.dependency_task_id, self.dependency_function, self.error))
+
+
 class TaskExecutionFailed(FuncxError):
     """The remote function failed; ``remote_data`` is the remote traceback text."""
 

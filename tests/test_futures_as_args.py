@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from faults.faultlib import wait_until
 
-from funcx.sdk.dependencies import DependencyFailed, find_futures, substitute
+from funcx.errors import DependencyFailed
+from funcx.sdk.dependencies import find_futures, substitute
 
 WAIT_S = 60
 
@@ -112,6 +113,7 @@ def test_a_failed_dependency_fails_the_dependent_naming_it(fxe):
     assert err.dependency_task_id == bad.task_id and bad.task_id in str(err)
     assert err.dependency_function == "boom" and "(boom)" in str(err)
     assert "RuntimeError: boom 3" in str(err) and isinstance(err.error, RuntimeError)
+    assert err.__cause__ is err.error
     assert dependent.task_id is None  # never submitted
     with pytest.raises(DependencyFailed, match="DependencyFailed"):
         grand.result(timeout=WAIT_S)

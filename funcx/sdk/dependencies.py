@@ -23,29 +23,12 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from funcx.errors import FuncxError
+from funcx.errors import DependencyFailed
+
+__all__ = ["DependencyFailed", "Held", "find_futures", "substitute"]
 
 #: how deep futures are looked for inside nested containers
 MAX_DEPTH = 16
-
-
-class DependencyFailed(FuncxError):
-    """A future passed as an argument failed, so this task was never submitted.
-    ``dependency_task_id``, ``dependency_function`` and ``error`` (the
-    dependency's own exception, also the ``__cause__``) say which and why."""
-
-    def __init__(self, task_id: str | None, function: str | None, error: BaseException):
-        self.dependency_task_id = task_id
-        self.dependency_function = function
-        self.error = error
-        what = f"task {task_id}" if task_id else "a future"
-        if function:
-            what += f" ({function})"
-        super().__init__(f"this task was not submitted: its argument {what} failed with "
-                         f"{type(error).__name__}: {error}")
-
-    def __reduce__(self):
-        return (type(self), (self.dependency_task_id, self.dependency_function, self.error))
 
 
 def find_futures(args: tuple, kwargs: dict) -> list[cf.Future]:
@@ -100,8 +83,10 @@ def failure_of(dep: cf.Future) -> BaseException | None:
     exc = dep.exception()
     if exc is None:
         return None
-    return DependencyFailed(getattr(dep, "task_id", None), getattr(dep, "function_name", None),
-                            exc)
+    err = DependencyFailed(getattr(dep, "task_id", None), getattr(dep, "function_name", None),
+                           exc)
+    err.__cause__ = exc
+    return err
 
 
 class Held:
