@@ -40,7 +40,7 @@ from funcx.defaults import setting
 from funcx.errors import MaxResultSizeExceeded
 from funcx.protocol import keys
 from funcx.protocol.messages import ProtocolError, Result, StatusUpdate
-from funcx.protocol.output_limits import fit
+from funcx.protocol.output_limits import fit, utf8_size
 from funcx.protocol.states import TaskState
 from funcx.protocol.streams import decode_result_entry
 from funcx.sdk.limits import serialized_bytes
@@ -62,13 +62,13 @@ def _bounded(e: Result | StatusUpdate, limit: int) -> Result | StatusUpdate:
     never makes a result too large) and kept either way."""
     if not isinstance(e, Result):
         return e
-    size = serialized_bytes(e.data) + len(e.exc_data)  # the result's data as decoded
+    size = serialized_bytes(e.data) + utf8_size(e.exc_data)  # the result's data as decoded
     if size > limit:
         err = MaxResultSizeExceeded(size, limit)
         e = Result(e.task_id, TaskState.FAILED.value, data=f"{type(err).__name__}: {err}",
                    completion_t=e.completion_t, details={"reason": "result too large"},
                    stdout=e.stdout, stderr=e.stderr)
-        size = len(e.data)
+        size = utf8_size(e.data)
     output = fit({"stdout": e.stdout, "stderr": e.stderr}, limit - size)
     e.stdout, e.stderr = output["stdout"], output["stderr"]
     return e

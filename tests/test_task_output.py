@@ -155,19 +155,40 @@ def test_cut_text_marks_the_cut_with_its_size_and_setting():
     out = cut_text(text, 100, "stdout", "FUNCX_TASK_OUTPUT_MAX")
     assert out.startswith("A" * 50) and out.endswith("C" * 50)
     assert "B" not in out
-    assert "900 characters of stdout cut here" in out
+    assert "900 bytes of stdout cut here" in out
     assert "FUNCX_TASK_OUTPUT_MAX on the endpoint" in out
     assert cut_text("short", 100, "stdout") == "short"
+
+
+def utf8(*texts: str) -> int:
+    return sum(len(t.encode()) for t in texts)
 
 
 def test_fit_shares_the_budget_and_gives_what_one_stream_leaves_to_the_other():
     out = fit({"stdout": "o" * 1000, "stderr": "e" * 10}, 500)
     assert out["stderr"] == "e" * 10
-    assert kept(out["stdout"]) == "o" * 490 and MARKER_PREFIX in out["stdout"]
-    both = fit({"stdout": "o" * 1000, "stderr": "e" * 1000}, 100)
-    assert kept(both["stdout"]) == "o" * 50 and kept(both["stderr"]) == "e" * 50
+    assert MARKER_PREFIX in out["stdout"] and set(kept(out["stdout"])) == {"o"}
+    assert 300 < len(kept(out["stdout"])) and utf8(*out.values()) <= 500  # markers included
+    both = fit({"stdout": "o" * 1000, "stderr": "e" * 1000}, 600)
+    assert kept(both["stdout"]) == "o" * len(kept(both["stderr"]))  # an equal share each
+    assert set(kept(both["stderr"])) == {"e"} and utf8(*both.values()) <= 600
     assert "FUNCX_MAX_RESULT_BYTES on the service" in both["stdout"]
     assert fit({"stdout": "", "stderr": "x"}, 0)["stderr"].startswith("\n" + MARKER_PREFIX)
+
+
+def test_cut_text_counts_utf8_bytes_and_never_splits_a_character():
+    text = "é" * 1000 + "€" * 1000  # 2 and 3 bytes each
+    out = cut_text(text, 100, "stdout")
+    # 50 bytes from each end: 25 "é"; 16 "€" (48 bytes: whole characters only)
+    assert kept(out) == "é" * 25 + "€" * 16
+    assert f"{utf8(text) - 98} bytes of stdout cut here; 100 bytes are kept" in out
+    assert cut_text("ééé", 6, "stdout") == "ééé"
+
+
+def test_fit_keeps_non_ascii_output_within_the_byte_budget():
+    out = fit({"stdout": "é" * 5000, "stderr": "日本" * 500}, 2000)
+    assert utf8(*out.values()) <= 2000
+    assert set(kept(out["stdout"])) == {"é"} and set(kept(out["stderr"])) <= {"日", "本"}
 
 
 def test_display_tail_shows_the_last_lines_and_says_how_many_it_left_out():
@@ -389,11 +410,16 @@ def test_a_results_entry_with_a_wrong_output_count_is_refused():
 def test_ingester_cuts_output_to_fit_the_result_limit_and_never_refuses_for_it():
     from backend.ingester import _bounded
 
-    r = Result("t1", "success", data="d" * 900, stdout="o" * 5000, stderr="e" * 10)
+    r = Result("t1", "success", data="d" * 600, stdout="o" * 5000, stderr="e" * 10)
     out = _bounded(r, 1000)
-    assert isinstance(out, Result) and out.status == "success" and out.data == "d" * 900
-    assert out.stderr == "e" * 10 and kept(out.stdout) == "o" * 90
+    assert isinstance(out, Result) and out.status == "success" and out.data == "d" * 600
+    assert out.stderr == "e" * 10 and set(kept(out.stdout)) == {"o"}
+    assert 200 < len(kept(out.stdout)) and utf8(out.data, out.stdout, out.stderr) <= 1000
     assert "FUNCX_MAX_RESULT_BYTES" in out.stdout
+    wide = _bounded(Result("t3", "success", data="d" * 500, stdout="é" * 5000), 1000)
+    assert isinstance(wide, Result) and wide.status == "success"
+    assert utf8(wide.data, wide.stdout, wide.stderr) <= 1000  # bytes, not characters
+    assert set(kept(wide.stdout)) == {"é"}
     too_big = _bounded(Result("t2", "success", data="d" * 2000, stdout="kept"), 1000)
     assert isinstance(too_big, Result) and too_big.status == "failed"
     assert "MaxResultSizeExceeded" in too_big.data and too_big.stdout == "kept"
@@ -588,8 +614,11 @@ def test_output_is_cut_to_what_a_result_near_the_service_limit_leaves(fxc, endpo
     tid = _run(fxc, endpoint, fids, "big_result", lo, 50_000)
     st = fxc.get_task(tid)
     assert st["status"] == "success" and len(st["result"]) == lo
-    budget = limit - size(lo)  # what the result leaves (300 or a little more)
-    assert kept(st["stdout"]) == "z" * (budget // 2) + "z" * (budget - budget // 2 - 1) + "\n"
+    from funcx.protocol.output_limits import MARKER_ROOM
+
+    # what the result leaves (300 or a little more), less the marker's room
+    k = limit - size(lo) - MARKER_ROOM
+    assert kept(st["stdout"]) == "z" * (k // 2) + "z" * (k - k // 2 - 1) + "\n"
     assert "raise FUNCX_MAX_RESULT_BYTES on the service" in st["stdout"]
 
 

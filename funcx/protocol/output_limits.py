@@ -41,30 +41,48 @@ def marker(cut: int, stream: str, limit: int, setting: str, unit: str = "bytes")
             f"raise {setting} {where} to keep more]\n")
 
 
+def utf8_size(text: str) -> int:
+    """Bytes ``text`` takes in UTF-8 (what limits in bytes count)."""
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
 def cut_text(text: str, limit: int, stream: str, setting: str = SERVICE_SETTING) -> str:
-    """``text`` bounded to ``limit`` characters (plus the marker when cut)."""
-    head, tail = split(len(text), limit)
-    if head + tail >= len(text):
+    """``text`` bounded to ``limit`` bytes of UTF-8 (plus the marker when
+    cut), never splitting a character."""
+    data = text.encode("utf-8", "surrogatepass")
+    head, tail = split(len(data), limit)
+    if head + tail >= len(data):
         return text
-    cut = len(text) - head - tail
-    return text[:head] + marker(cut, stream, limit, setting, "characters") + (
-        text[len(text) - tail:] if tail else "")
+    first = data[:head].decode("utf-8", "ignore")  # a character cut in two is left out
+    last = data[len(data) - tail:].decode("utf-8", "ignore") if tail else ""
+    cut = len(data) - utf8_size(first) - utf8_size(last)
+    return first + marker(cut, stream, limit, setting) + last
+
+
+#: bytes a marker of :func:`fit` takes at most (reserved beside the text it keeps)
+MARKER_ROOM = utf8_size(marker(10**18, "stdout", 10**18, SERVICE_SETTING))
 
 
 def fit(outputs: dict[str, str], budget: int) -> dict[str, str]:
     """``outputs`` (stream -> text) cut so that together they take at most
-    ``budget`` characters (markers aside): each stream gets an equal share,
-    and what one does not need goes to the other."""
+    ``budget`` bytes of UTF-8, markers included (where the budget leaves room
+    for a marker; a marker is kept even when it does not): each stream gets
+    an equal share, and what one does not need goes to the other."""
     budget = max(0, budget)
-    if sum(len(t) for t in outputs.values()) <= budget:
+    sizes = {s: utf8_size(t) for s, t in outputs.items()}
+    if sum(sizes.values()) <= budget:
         return dict(outputs)
-    small_first = sorted(outputs, key=lambda s: len(outputs[s]))
+    small_first = sorted(outputs, key=lambda s: sizes[s])
     out: dict[str, str] = {}
     left = budget
     for i, stream in enumerate(small_first):
         share = left // (len(small_first) - i)
-        out[stream] = cut_text(outputs[stream], share, stream)
-        left -= min(len(outputs[stream]), share)
+        if sizes[stream] <= share:
+            out[stream] = outputs[stream]
+            left -= sizes[stream]
+        else:
+            out[stream] = cut_text(outputs[stream], max(0, share - MARKER_ROOM), stream)
+            left -= share
     return {s: out[s] for s in outputs}
 
 
