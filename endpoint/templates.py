@@ -26,6 +26,12 @@ COMMON = '''    # worker processes per manager (one manager per node); 0: one pe
     working_dir=None,
     # True: managers (the worker pools) log at DEBUG, in the block's .err file
     worker_debug=False,
+    # GPUs of each node: a count, a list of ids or "0,1"; one worker per
+    # accelerator, each with its own CUDA_VISIBLE_DEVICES (None: none)
+    available_accelerators=None,
+    # pin workers to cores: "none", "block", "block-reverse", "alternating" or
+    # "list:0,1:2,3" (one core list per worker)
+    cpu_affinity="none",
     # milliseconds between the interchange's housekeeping passes
     poll_period=100,
 '''

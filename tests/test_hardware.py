@@ -216,11 +216,12 @@ def hw_ep(service):
 
     ep = EndpointDir(ENDPOINT)
     write_template(ep.config_file, ENDPOINT, workers=0)
-    text = ep.config_file.read_text()
-    ep.config_file.write_text(text.replace(
-        "config = Config(\n",
-        f"config = Config(\n    available_accelerators={DEVICES!r},\n"
-        f"    cpu_affinity='block',\n", 1))
+    text = ep.config_file.read_text()  # the template's lines, set
+    for line, value in (("available_accelerators=None,", f"available_accelerators={DEVICES!r},"),
+                        ('cpu_affinity="none",', "cpu_affinity='block',")):
+        assert text.count(line) == 1, line
+        text = text.replace(line, value)
+    ep.config_file.write_text(text)
     eid = daemon.start(ENDPOINT)
     yield eid
     daemon.stop(ENDPOINT)
