@@ -156,12 +156,18 @@ def test_client_run_and_batches_carry_a_policy(fxc, retry_ep, tmp_path):
     d1, d2 = tmp_path / "a", tmp_path / "b"
     tid = fxc.run(str(d1), 1, "value", endpoint_id=retry_ep, function_id=fid, retries=1,
                   retry_on=["ValueError"])
+    d3, d4 = tmp_path / "c", tmp_path / "d"
     batch = fxc.create_batch(retries=3)  # any exception
     batch.add(str(d2), 3, "value", endpoint_id=retry_ep, function_id=fid)
-    [tid2] = fxc.batch_run(batch)
-    fxc.wait([tid, tid2], timeout=WAIT_S)
-    assert fxc.get_result(tid) == 2 and fxc.get_result(tid2) == 4
+    batch.add(fid, retry_ep, args=(str(d3), 1, "value"), retries=0)  # its own: none
+    batch.add(fid, retry_ep, args=(str(d4), 1, "os"), retries=1, retry_on=OSError)
+    tid2, tid3, tid4 = fxc.batch_run(batch)
+    fxc.wait([tid, tid2, tid3, tid4], timeout=WAIT_S)
+    assert fxc.get_result(tid) == 2 and fxc.get_result(tid2) == 4 and fxc.get_result(tid4) == 2
     assert len(fxc.get_task(tid2)["attempts"]) == 4
+    with pytest.raises(ValueError, match="attempt 1 fails"):
+        fxc.get_result(tid3)
+    assert "attempts" not in fxc.get_task(tid3) and markers(d3) == 1
 
 
 def test_a_worker_killed_mid_task_is_rerun_per_the_endpoint_setting(fxc, retry_ep, tmp_path):

@@ -297,16 +297,17 @@ class FuncXClient(FunctionsMixin, SharingMixin):
 
     def batch_run(self, batch: Batch) -> list[str]:
         """Submit every task of ``batch`` (see :meth:`submit_tasks`: one request
-        per endpoint and chunk); return the task ids in the order the tasks were added."""
+        per endpoint, retry policy and chunk); return the task ids in the order
+        the tasks were added."""
         ids: list[str] = [""] * len(batch.tasks)
         tg = batch.task_group_id or self.session_task_group_id
         chunk = int(setting("BATCH_SUBMIT_SIZE"))
-        for eid, positions in batch.by_endpoint().items():
+        for (eid, _), positions in batch.by_submit().items():
             got = self.submit_tasks(
                 eid, [(batch.tasks[i].function_id, batch.tasks[i].payload) for i in positions],
                 task_group_id=tg, resource_specification=batch.resource_specification,
                 chunk_size=chunk, result_serializers=batch.result_serializers,
-                retry_policy=getattr(batch, "retry_policy", None))
+                retry_policy=batch.policy_of(positions[0]))
             for i, tid in zip(positions, got):
                 ids[i] = tid
         return ids
