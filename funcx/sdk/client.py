@@ -355,9 +355,9 @@ class FuncXClient(FunctionsMixin, SharingMixin):
             if resource_specification:
                 body["resource_specification"] = resource_specification
             if result_serializers:  # import paths, the first that can serializes each result
+                body["result_serializers"] = list(result_serializers)
             if retry_policy:  # funcx.protocol.retry: re-runs on the endpoint (README "Retries")
                 body["retry_policy"] = retry_policy
-                body["result_serializers"] = list(result_serializers)
             resp = self._robust("POST", path, json_body=body, idempotent=True, web=web_client,
                                 retry_s=float(setting("SUBMIT_RETRY_S")),
                                 headers={"Idempotency-Key": str(uuid.uuid4())})
