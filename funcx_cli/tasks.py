@@ -44,10 +44,10 @@ def status(task_ids: list[str] = IdsArgument, fmt: str = FormatOption) -> None:
     docs = fxc.get_batch_result(resolve_task_ids(fxc, task_ids))
     rows = [{"task_id": t, "status": d["status"], "completion_t": d.get("completion_t")}
             for t, d in docs.items()]
-    if fmt == "json":
     for r, d in zip(rows, docs.values()):
         if d.get("attempts"):  # a retried task's runs (README "Retries")
             r["attempts"] = d["attempts"]
+    if fmt == "json":
         print_json(rows)
     else:
         retried = any("attempts" in r for r in rows)
@@ -58,7 +58,6 @@ def status(task_ids: list[str] = IdsArgument, fmt: str = FormatOption) -> None:
                                for r in rows], no_wrap=("Task ID",)))
 
 
-@app.command()
 def attempts_text(attempts: list[dict] | None) -> str:
     """``3: OSError, OSError, success`` — how many runs, and how each ended."""
     if not attempts:
@@ -67,6 +66,7 @@ def attempts_text(attempts: list[dict] | None) -> str:
     return f"{attempts[-1].get('n', len(attempts))}: " + ", ".join(ends)
 
 
+@app.command()
 @handles_errors
 def result(task_ids: list[str] = IdsArgument,
            wait: bool = typer.Option(False, "--wait", help="wait for pending tasks"),
