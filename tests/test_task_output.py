@@ -628,3 +628,20 @@ def test_readme_documents_where_output_goes():
     for needed in ("FUNCX_TASK_OUTPUT_MAX", "get_task", "future.stdout", ".stdout",
                    "funcx task logs", "FUNCX_MAX_RESULT_BYTES"):
         assert needed in section, needed
+
+
+def test_the_output_stream_names_are_defined_once():
+    """``("stdout", "stderr")`` lives in funcx.protocol.output_limits.STREAMS;
+    the capture, the wire formats, the store and the display import it."""
+    import funcx.protocol.output_limits as limits
+
+    root = Path(__file__).resolve().parents[1]
+    literal = re.compile(r"""\(\s*["']stdout["']\s*,\s*["']stderr["']\s*\)""")
+    users = ["endpoint/task_output.py", "funcx/protocol/streams.py", "funcx/protocol/messages.py",
+             "backend/store/tasks.py", "backend/store/results.py", "funcx/sdk/render.py",
+             "funcx/sdk/results.py"]
+    for path in users:
+        text = (root / path).read_text()
+        assert not literal.search(text), f"{path} spells the stream names out again"
+        assert re.search(r"from funcx\.protocol\.output_limits import [^\n]*\bSTREAMS\b", text), path
+    assert limits.STREAMS == ("stdout", "stderr")

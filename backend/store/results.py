@@ -18,8 +18,8 @@ import redis
 from backend.store import scripts
 from funcx.protocol import keys
 from funcx.protocol.messages import Result, StatusUpdate
+from funcx.protocol.output_limits import STREAMS
 from funcx.protocol.states import TERMINAL_VALUES, TaskState, may_transition
-from funcx.protocol.streams import OUTPUT_FIELDS
 
 CHUNK = 500  # results per script call
 
@@ -49,7 +49,7 @@ def _fields(e: Result) -> dict[str, str]:
             out["exc_data"] = e.exc_data
     if e.details:
         out["details"] = msgspec.json.encode(e.details).decode()
-    for stream in OUTPUT_FIELDS:  # absent when the task wrote nothing there
+    for stream in STREAMS:  # absent when the task wrote nothing there
         if getattr(e, stream):
             out[stream] = getattr(e, stream)
     return out

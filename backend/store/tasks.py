@@ -19,6 +19,7 @@ from backend.store import quotas, scripts
 from funcx.defaults import setting
 from funcx.protocol import keys
 from funcx.protocol.messages import Result
+from funcx.protocol.output_limits import STREAMS
 from funcx.protocol.states import TERMINAL_VALUES, TaskState, is_terminal, shown_status
 
 #: every state a task may be cancelled from: all but the terminal ones (a running
@@ -127,7 +128,7 @@ def document(rec: dict) -> dict:
             doc["exception"] = rec["exception"]
         if "exc_data" in rec:
             doc["exception_data"] = rec["exc_data"]
-        for stream in ("stdout", "stderr"):  # the task's captured output, when it wrote any
+        for stream in STREAMS:  # the task's captured output, when it wrote any
             if rec.get(stream):
                 doc[stream] = rec[stream]
     else:

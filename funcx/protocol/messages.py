@@ -27,6 +27,7 @@ import msgspec
 from msgspec import Meta, Struct, field
 
 from funcx.protocol.hardware import NodeHardware
+from funcx.protocol.output_limits import STREAMS
 
 VERSION = 1
 
@@ -248,7 +249,7 @@ class Result(Struct):
             out["exc_data"] = self.exc_data
         if self.details:
             out["details"] = msgspec.json.encode(self.details).decode()
-        for stream in ("stdout", "stderr"):
+        for stream in STREAMS:
             if getattr(self, stream):
                 out[stream] = getattr(self, stream)
         return out

@@ -35,6 +35,7 @@ from funcx.protocol.messages import (
     parse_result_entry,
     resource_specification,
 )
+from funcx.protocol.output_limits import STREAMS
 from funcx.protocol.retry import RetryPolicyError, retry_policy
 from funcx.serialize.facade import pack_buffers, unpack_buffers
 
@@ -50,9 +51,6 @@ class TaskRow(Struct, array_like=True):
     result_serializers: SerializerPaths | None = None
     retry_policy: dict[str, Any] | None = None  #: funcx.protocol.retry (None: no retries)
 
-
-#: the results-entry fields that carry the tasks' captured output (optional)
-OUTPUT_FIELDS = ("stdout", "stderr")
 
 _task_rows = msgspec.json.Decoder(list[TaskRow])
 _result_rows = msgspec.json.Decoder(list[ResultMeta])
@@ -117,7 +115,7 @@ def encode_results(results: list[Result]) -> dict[str, str]:
            "data": pack_buffers([r.data for r in results]),
            "exc": pack_buffers([r.exc_data for r in results])}
     if any(r.stdout or r.stderr for r in results):
-        for stream in OUTPUT_FIELDS:
+        for stream in STREAMS:  # the results-entry fields of the captured output (optional)
             out[stream] = pack_buffers([getattr(r, stream) for r in results])
     return out
 
@@ -125,7 +123,7 @@ def encode_results(results: list[Result]) -> dict[str, str]:
 def _outputs(fields: dict[str, str], n: int) -> dict[str, list[str]]:
     """Each output field's texts, one per result (all empty where absent)."""
     out: dict[str, list[str]] = {}
-    for stream in OUTPUT_FIELDS:
+    for stream in STREAMS:
         if stream not in fields:
             out[stream] = [""] * n
             continue

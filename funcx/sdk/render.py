@@ -116,10 +116,10 @@ def output_lines(exc: Any) -> list[str]:
     """What the task printed before it failed, under a heading per stream:
     the last lines of each (bounded; the exception's ``.stdout`` / ``.stderr``
     keep all of it)."""
-    from funcx.protocol.output_limits import display_tail
+    from funcx.protocol.output_limits import STREAMS, display_tail
 
     out: list[str] = []
-    for stream in ("stdout", "stderr"):
+    for stream in STREAMS:
         text = captured(exc, stream)
         if text.strip():
             out += [f"--- the task's {stream} ---", *display_tail(text, stream)]
