@@ -269,7 +269,7 @@ config = Config(
 @pytest.mark.usefixtures("slurm")
 def test_srun_in_the_slurm_fixture(fxc, service, tmp_path):
     with endpoint_with_config(fxc, "srun", SLURM_CONFIG.format(workdir=str(tmp_path))) as ep:
-        spec = {"num_nodes": 1, "ranks_per_node": 2, "launcher_options": "--overlap"}
+        spec = {"num_nodes": 1, "ranks_per_node": 2}
         with FuncXExecutor(endpoint_id=ep.eid, client=fxc, resource_specification=spec) as fxe:
             r = fxe.submit(MPIFunction("bash -c 'echo rank $SLURM_PROCID of $SLURM_NTASKS "
                                        "in $SLURM_JOB_ID'")).result(180)
