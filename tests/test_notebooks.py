@@ -149,3 +149,6 @@ def test_shell_mpi_gpu_notebook(run_notebook, mpi_endpoint_for_notebook):
     assert re.search(r"its argument task [0-9a-f-]{36} \(boom\) failed with RuntimeError: "
                      r"boom 3", everything)
     assert "CUDA_VISIBLE_DEVICES=" in everything and "manager" in everything
+    # results any language can read: JSON first, dill for what JSON cannot take
+    # (the kernel may split one cell's stream output in two: whitespace between lines varies)
+    assert re.search(r"\['1', '2', '3'\]\s+'11\\n' 0\s+144 \['a', 'b'\]", everything)
