@@ -38,8 +38,11 @@ def placement_plan(launch: ManagerLaunch) -> Plan:
 def report(p: Plan, accelerators: str, gpus: bool = True) -> NodeHardware | None:
     """This node's hardware with each worker's share, or None when it does
     not pass its schema (never expected: every field is cut to its bound)."""
+    # only the workers with a share of their own: the others use all of the
+    # node's CPUs and no accelerator (a 128-worker node unpinned lists none)
     workers = [WorkerHardware(worker=x.index, cpus=format_cpu_list(x.cpus or ()),
-                              accelerator=x.accelerator or "") for x in p.placements]
+                              accelerator=x.accelerator or "") for x in p.placements
+               if x.cpus or x.accelerator]
     problems = [(CPU_AFFINITY_UNSATISFIABLE, p.problem)] if p.problem else []
     hw = checked(node_hardware(workers, parse_accelerators(accelerators), problems, gpus=gpus))
     if hw is None:

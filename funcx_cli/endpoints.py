@@ -2,6 +2,8 @@
 ``funcx-endpoint`` manages the processes on this machine)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from funcx_cli.context import (
@@ -14,6 +16,9 @@ from funcx_cli.context import (
     print_json,
     table,
 )
+
+if TYPE_CHECKING:
+    from funcx.sdk.hardware import HardwareReport
 
 app = typer.Typer(help="Endpoints you may use, as the service sees them.\n\n"
                        "Example: funcx endpoint status laptop", no_args_is_help=True)
@@ -75,7 +80,7 @@ def show(endpoint: str = typer.Argument(..., help="endpoint id or name"),
     _print_hardware(hardware)
 
 
-def _print_hardware(report: dict) -> None:
+def _print_hardware(report: HardwareReport) -> None:
     """Each manager's node and its workers' CPUs and accelerators."""
     from rich.markup import escape
 
@@ -108,11 +113,10 @@ def _print_hardware(report: dict) -> None:
         for p in hw.get("problems") or []:
             out.print(f"[red]problem[/] {escape(str(p.get('code')))} on {escape(host)}: "
                       f"{escape(str(p.get('message')))}", markup=True, highlight=False)
-        for w in hw.get("workers") or []:
-            cpus = w.get("cpus")
-            rows.append([host, w.get("worker"),
-                         f"{cpus} (pinned)" if cpus else f"{hw.get('cpus') or '?'} (not pinned)",
-                         w.get("accelerator") or "-"])
+    for w in report.workers():
+        rows.append([w["hostname"], w["worker"],
+                     f"{w['cpus'] or '?'} ({'pinned' if w['pinned'] else 'not pinned'})",
+                     w["accelerator"] or "-"])
     if rows:
         out.print(table("Workers", ["Host", "Worker", "CPUs", "Accelerator"], rows))
 

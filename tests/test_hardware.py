@@ -193,6 +193,26 @@ def test_report_rows_and_text():
     assert "hardware report refused [HARDWARE_REPORT_REFUSED]: bad" in text
 
 
+def test_unpinned_workers_without_accelerators_are_not_listed_but_shown():
+    """A node of many plain workers reports none of them (the heartbeat stays
+    small); the views still show one row per worker, bounded."""
+    from endpoint.affinity import plan
+    from endpoint.hardware_report import report
+
+    hw = report(plan(128, [], list(range(128)), "none"), "", gpus=False)
+    assert hw is not None and hw.workers == [] and len(msgspec.json.encode(hw)) < 2000
+    status = {"status": "online", "details": {"manager_details": [
+        {"manager_id": "m1", "hostname": "n1", "workers": 3,
+         "hardware": as_dict(NodeHardware(hostname="n1", cpus="0-7",
+                                          workers=[WorkerHardware(1, "", "GPU-z")]))},
+        {"manager_id": "m2", "hostname": "n2", "workers": 10**9},  # a lying count: bounded
+    ]}}
+    rows = HardwareReport.from_status("e", status).workers()
+    assert [(r["worker"], r["cpus"], r["pinned"], r["accelerator"]) for r in rows[:3]] == \
+        [(0, "0-7", False, ""), (1, "0-7", False, "GPU-z"), (2, "0-7", False, "")]
+    assert len(rows) == 3 + MAX_WORKERS
+
+
 # ------------------------------------------------------------ real endpoint
 def whoami(seconds):
     """Where this task runs: its worker's devices and CPUs (slow enough that

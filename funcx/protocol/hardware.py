@@ -79,6 +79,8 @@ class NodeHardware(Struct, forbid_unknown_fields=True, omit_defaults=True):
         field(default_factory=list)
     #: the GPUs nvidia-smi lists (none when it is absent or silent)
     gpus: Annotated[list[GpuInfo], Meta(max_length=MAX_GPUS)] = field(default_factory=list)
+    #: the workers pinned to CPUs or given an accelerator (a worker not listed
+    #: may use all of ``cpus`` and has no accelerator of its own)
     workers: Annotated[list[WorkerHardware], Meta(max_length=MAX_WORKERS)] = \
         field(default_factory=list)
     problems: Annotated[list[HardwareProblem], Meta(max_length=MAX_PROBLEMS)] = \

@@ -189,6 +189,18 @@ def format_bytes(n: object) -> str:
     return "?"
 
 
+def every_worker(manager: dict, hw: dict) -> list[dict[str, Any]]:
+    """All the workers of a manager: those its report lists (pinned, or with
+    an accelerator) and, for the others, ``{"worker": i}`` (no share of their
+    own), up to the manager's worker count."""
+    listed = {w.get("worker"): w for w in hw.get("workers") or [] if isinstance(w, dict)}
+    count = manager.get("workers")
+    n = min(count, MAX_WORKERS) if isinstance(count, int) and not isinstance(count, bool) else 0
+    everyone = [listed.get(i, {"worker": i}) for i in range(n)]
+    return everyone + [w for i, w in sorted(listed.items(), key=lambda kv: str(kv[0]))
+                       if not (isinstance(i, int) and 0 <= i < n)]
+
+
 class HardwareReport(dict):
     """An endpoint's hardware, per manager (node) with its workers, from its
     status: ``{"endpoint_id", "status", "managers": [{"manager_id",
@@ -223,7 +235,7 @@ class HardwareReport(dict):
                     "logical_cores": hw.get("logical_cores", 0),
                     "memory_total": hw.get("memory_total", 0),
                     "memory_available": hw.get("memory_available", 0)}
-            for w in hw.get("workers") or []:
+            for w in every_worker(m, hw):
                 rows.append({**node, "worker": w.get("worker"),
                              "cpus": w.get("cpus") or hw.get("cpus", ""),
                              "pinned": bool(w.get("cpus")),
@@ -252,7 +264,7 @@ class HardwareReport(dict):
             for g in hw.get("gpus") or []:
                 out.append(f"  GPU {g.get('index')}: {g.get('name', '')} "
                            f"({format_bytes(g.get('memory_total'))}) {g.get('uuid', '')}")
-            for w in hw.get("workers") or []:
+            for w in every_worker(m, hw):
                 cpus = w.get("cpus")
                 out.append(f"  worker {w.get('worker')}: CPUs "
                            f"{cpus + ' (pinned)' if cpus else (hw.get('cpus') or '?')}"
