@@ -264,9 +264,9 @@ class FuncXClient(FunctionsMixin, SharingMixin):
         ``asynchronous=`` (a parameter of the 0.x reference) is taken by the
         client, not passed to the function: every run is asynchronous here
         (it returns the task id), so it is accepted with a warning.
-        ``retries`` and ``retry_on`` are the client's too (see :meth:`create_batch`):
-        a function's own keyword of that name goes through ``Batch.add(...,
-        kwargs={...})``."""
+        ``result_serializers``, ``retries`` and ``retry_on`` are the client's too
+        (see :meth:`create_batch`): a function's own keyword of that name goes
+        through ``Batch.add(..., kwargs={...})``."""
         require_ids("run()", endpoint_id, function_id, kwargs)
         if "asynchronous" in kwargs:
             warn_asynchronous("run")
