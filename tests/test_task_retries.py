@@ -147,6 +147,10 @@ def test_exhausted_retries_raise_the_last_error_with_every_attempt(fxc, fxe, tmp
     attempts = fxc.get_task(fut.task_id)["attempts"]
     assert [a["message"] for a in attempts] == ["FileNotFoundError: attempt 1 fails",
                                                 "FileNotFoundError: attempt 2 fails"]
+    err = fut.exception()
+    assert err.attempts == attempts  # on the raised error too, and said in a note:
+    assert "this task ran 2 times; earlier runs ended with:\n  attempt 1: FileNotFoundError: " \
+           "attempt 1 fails" in "\n".join(err.__notes__)
     # options() leaves the executor's own policy and the function's keywords alone
     assert fxe.retry_policy == {"retries": 2, "retry_on": ["OSError"]}
 

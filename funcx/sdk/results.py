@@ -80,6 +80,26 @@ def with_display(exc: BaseException, doc: dict, note_text: str | None) -> BaseEx
     return exc
 
 
+def with_attempts(exc: BaseException, doc: dict) -> BaseException:
+    """A retried task's exception with its runs as ``.attempts`` and, when it
+    ran more than once, a note saying how each earlier run ended (the raised
+    error is the last run's; README "Retries")."""
+    attempts = doc.get("attempts")
+    if not isinstance(attempts, list) or not attempts:
+        return exc
+    try:
+        exc.attempts = attempts  # type: ignore[attr-defined]
+    except AttributeError:
+        pass
+    earlier = [a for a in attempts[:-1] if isinstance(a, dict)]
+    if earlier and hasattr(exc, "add_note"):  # Python 3.11+
+        exc.add_note(f"this task ran {attempts[-1].get('n', len(attempts))} times; earlier "
+                     "runs ended with:\n" + "\n".join(
+                         f"  attempt {a.get('n')}: {a.get('message') or a.get('error_type')}"
+                         for a in earlier[-5:]))
+    return exc
+
+
 def version_hint(details: dict) -> str:
     """Where the endpoint's Python or dill differ from this side's, say so."""
     import platform
@@ -112,7 +132,7 @@ def task_status(doc: dict, serializer: FuncXSerializer) -> dict[str, Any]:
             except SerializationError as e:
                 raise SerializationError(f"{e}{version_hint(doc.get('details') or {})}") from e
         else:
-            out["exception"] = rebuild_exception(doc, serializer)
+            out["exception"] = with_attempts(rebuild_exception(doc, serializer), doc)
     else:
         out["reason"] = doc.get("reason") or (doc.get("details") or {}).get("reason") or status
     return out
