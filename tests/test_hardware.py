@@ -213,6 +213,91 @@ def test_unpinned_workers_without_accelerators_are_not_listed_but_shown():
     assert len(rows) == 3 + MAX_WORKERS
 
 
+# ------------------------------------- a real interchange and manager process
+@pytest.fixture
+def interchange(tmp_path):
+    """A real interchange (in a thread) and a real manager process asked for
+    4 workers with accelerators A and B, pinned "alternating"."""
+    import subprocess
+    import threading
+
+    from endpoint.interchange import Interchange
+    from endpoint.launch import ManagerLaunch
+
+    ix = Interchange("127.0.0.1", 0, lambda batch: None, heartbeat_period=0.5,
+                     heartbeat_threshold=3.0, max_retries=1, poll_period=0.05,
+                     key_dir=tmp_path / "ep" / "run" / "curve")
+    thread = threading.Thread(target=ix.run, name="interchange", daemon=True)
+    thread.start()
+    launch = ManagerLaunch(addr=ix.url, workers=4, curve_keys=str(ix.keys.manager_file),
+                           block_id="1", manager_id="legit", heartbeat_period=0.5,
+                           heartbeat_threshold=3.0, accelerators="A,B",
+                           cpu_affinity="alternating")
+    with open(tmp_path / "manager.log", "wb") as log:
+        proc = subprocess.Popen(launch.command(), stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT)
+    try:
+        assert wait_until(lambda: b"legit" in ix.managers, 30), \
+            (tmp_path / "manager.log").read_text()
+        yield ix
+    finally:
+        ix.stop_event.set()
+        thread.join(10)
+        try:
+            proc.wait(15)  # told to shut down by the interchange
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        ix.close()
+
+
+def details_of(ix, mid: str) -> dict | None:
+    return next((d for d in ix.snapshot()["manager_details"] if d["manager_id"] == mid), None)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+def test_a_real_managers_report_reaches_the_status_and_a_liar_is_refused(interchange):
+    import zmq
+
+    from endpoint.curve import ManagerKeys
+
+    ix = interchange
+    cpus = sorted(os.sched_getaffinity(0))
+    d = details_of(ix, "legit")
+    assert d is not None and d["workers"] == 2  # 4 asked, 2 accelerators: 2 workers
+    hw = d["hardware"]
+    assert hw["accelerators"] == ["A", "B"]
+    assert [(w["worker"], w["cpus"], w["accelerator"]) for w in hw["workers"]] == \
+        [(0, str(cpus[0]), "A"), (1, str(cpus[1]), "B")]
+    assert hw["logical_cores"] == os.cpu_count() and hw["memory_total"] > 0
+    # the available memory comes with every heartbeat
+    ix.hardware.reports["legit"].memory_available = 1
+    assert wait_until(lambda: (details_of(ix, "legit") or {}).get(
+        "hardware", {}).get("memory_available", 1) > 1, 10)
+
+    # a manager with the endpoint's key, lying about its hardware
+    liar = zmq.Context.instance().socket(zmq.DEALER)
+    liar.setsockopt(zmq.LINGER, 0)
+    liar.setsockopt(zmq.IDENTITY, b"liar")
+    ManagerKeys.load(ix.keys.manager_file).apply(liar)
+    liar.connect(ix.url)
+    try:
+        before = ix.stats["bad_messages"]
+        bad = msgspec.to_builtins(Register(manager_id="liar", workers=1, capacity=1))
+        bad["hardware"] = lying(cpu_model="x" * 1_000_000)
+        liar.send_multipart(pack(Kind.REGISTER, bad))
+        assert wait_until(lambda: ix.stats["bad_messages"] > before, 20)
+        assert b"liar" not in ix.managers  # refused: not registered, nothing shown
+        honest = Register(manager_id="liar", workers=1, capacity=1,
+                          hardware=NodeHardware(hostname="n9", cpu_model="Honest CPU"))
+        liar.send_multipart(pack(Kind.REGISTER, honest))
+        assert wait_until(lambda: details_of(ix, "liar"), 20)
+        assert details_of(ix, "liar")["hardware"]["cpu_model"] == "Honest CPU"
+        assert ix.managers.get(b"legit") is not None  # the honest manager goes on
+    finally:
+        liar.close(linger=0)
+
+
 # ------------------------------------------------------------ real endpoint
 def whoami(seconds):
     """Where this task runs: its worker's devices and CPUs (slow enough that
