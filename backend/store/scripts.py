@@ -145,7 +145,8 @@ return {1}
 #: task_id, now, then the statuses a task may be cancelled from.  Returns 1
 #: cancelled, 0 not (it finished), -1 no such task.  The task is terminal at once
 #: (one completion event); a late result from its killed run is refused by
-#: APPLY_RESULTS like any second result.  A cancelled task leaves its quotas.
+#: APPLY_RESULTS like any second result (which also takes the id out of the
+#: cancelled set).  A cancelled task leaves its quotas.
 CANCEL = RELEASE + _lua("""
 local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then return -1 end
