@@ -21,6 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 import zmq
+from faults.faultlib import wait_until
 
 from funcx.protocol.messages import Kind, Result, StatusUpdate, Task, pack
 from funcx.serialize import FuncXSerializer
@@ -162,6 +163,8 @@ def test_cancel_drops_unsent_results_and_resends_unacknowledged_ones(rig):
     mgr.unacked = deque([(1, Result("sent-gone", "success", data=SER.serialize(3)))])
     ids = ["q-gone", "unsent-gone", "sent-gone"]
     rig.ix.cancel(ids, rig.feed)  # the interchange remembers them cancelled
+    assert wait_until(lambda: set(ids) <= set(rig.ix.state.cancelled), WAIT_S), \
+        "the interchange never took the cancel"
     mgr.on_interchange(pack(Kind.CANCEL, ids))  # the message it sends a holder
     assert [t.task_id for t in mgr.pending] == ["q-kept"]
     assert [r.task_id for r in mgr.results] == ["unsent-kept"]
