@@ -32,6 +32,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from tests.faults.faultlib import wait_until
+
 WAIT_S = 90.0
 PERIOD, THRESHOLD = 0.3, 1.5
 
@@ -255,16 +257,31 @@ def test_interchange_port_is_kept_across_starts(tmp_path):
 
     from endpoint.interchange import PORT_FILE, Interchange, saved_port
 
+    def released(port: int) -> bool:
+        """ZeroMQ closes a listener in its I/O thread, after close() returns:
+        a restart in a new process never races it, this test must wait for it."""
+        probe = so.socket()
+        probe.setsockopt(so.SOL_SOCKET, so.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+        finally:
+            probe.close()
+
     run = tmp_path / "run"
     first = Interchange("127.0.0.1", 0, lambda _: None, 0.5, 2.0, 1, key_dir=run / "curve")
     port = first.port
     first.close()
     assert saved_port(run / PORT_FILE) == port
+    assert wait_until(lambda: released(port), 10), "the first interchange's port stayed bound"
     again = Interchange("127.0.0.1", 0, lambda _: None, 0.5, 2.0, 1, key_dir=run / "curve")
     try:
         assert again.port == port
     finally:
         again.close()
+    assert wait_until(lambda: released(port), 10), "the second interchange's port stayed bound"
     squatter = so.socket()
     squatter.bind(("127.0.0.1", port))
     squatter.listen()
