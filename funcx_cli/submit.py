@@ -250,6 +250,8 @@ def _print_in_order(fxc: Any, tg: str, tids: list[str], start: int,
         bar = progress.add_task("tasks", total=len(tids))
         for i, st, done in follow_in_order(fxc, tg, tids, timeout):
             progress.update(bar, completed=done)
+            if i < 0:
+                continue
             if i >= start:
                 row: dict[str, Any] = {"index": i, "task_id": tids[i], "status": st["status"]}
                 if "exception" in st or st["status"] != "success":
@@ -268,9 +270,10 @@ def _print_in_order(fxc: Any, tg: str, tids: list[str], start: int,
 def follow_in_order(fxc: Any, tg: str, tids: list[str],
                     timeout: float | None) -> Iterator[tuple[int, dict, int]]:
     """``(index, status, finished so far)`` of each task in input order, as
-    soon as it and all before it have finished.  Waits on the group's
-    completion events (push, long-poll), fetching only the tasks they name;
-    raises ``TaskPending`` once ``timeout`` s have passed."""
+    soon as it and all before it have finished, and ``(-1, {}, finished so
+    far)`` when only later tasks finished (for a progress bar).  Waits on the
+    group's completion events (push, long-poll), fetching only the tasks they
+    name; raises ``TaskPending`` once ``timeout`` s have passed."""
     from funcx.defaults import setting
     from funcx.errors import TaskPending
 
@@ -290,8 +293,12 @@ def follow_in_order(fxc: Any, tg: str, tids: list[str],
     absorb(list(tids))  # after marking the stream's end: no completion is missed
     nxt = 0
     while True:
+        # every task in ``done`` comes after ``nxt``: the earlier ones were yielded
+        if nxt < len(tids) and tids[nxt] not in done:
+            yield -1, {}, nxt + len(done)
         while nxt < len(tids) and tids[nxt] in done:
-            yield nxt, done.pop(tids[nxt]), nxt + 1 + sum(position[t] > nxt for t in done)
+            st = done.pop(tids[nxt])
+            yield nxt, st, nxt + 1 + len(done)
             nxt += 1
         if nxt >= len(tids):
             return

@@ -163,3 +163,43 @@ def test_watch_summary_counts_states_and_groups_failures():
 def test_exit_codes_are_distinct_and_documented():
     assert len(set(EXIT_CODES)) == len(EXIT_CODES) == 9
     assert all(EXIT_CODES[c] for c in EXIT_CODES)
+
+
+# ------------------------------------------------------ results in order
+class _FakeGroup:
+    """A task group whose tasks finish in a scripted order, one event answer
+    per long-poll (the client surface ``follow_in_order`` uses)."""
+
+    def __init__(self, order: list[list[str]]):
+        self.order, self.finished = list(order), set()
+        self.web_client = self
+
+    def get(self, path, params, **kw):
+        if params["after"] == "$":
+            return {"last_id": "0"}
+        batch = self.order.pop(0) if self.order else []
+        self.finished.update(batch)
+        return {"last_id": str(len(self.finished)), "tasks": [{"task_id": t} for t in batch]}
+
+    def get_batch_result(self, ids):
+        return {t: {"pending": t not in self.finished, "status": "success", "result": t}
+                for t in ids}
+
+
+def test_results_come_in_input_order_with_progress_between():
+    from funcx_cli.submit import follow_in_order
+
+    fake = _FakeGroup([["c"], ["b", "d"], ["a"]])
+    seen = list(follow_in_order(fake, "g", ["a", "b", "c", "d"], timeout=None))
+    rows = [(i, st.get("result"), n) for i, st, n in seen]
+    assert [r for r in rows if r[0] >= 0] == [(0, "a", 4), (1, "b", 4), (2, "c", 4), (3, "d", 4)]
+    assert [n for i, _, n in rows if i < 0] == [0, 1, 3]  # the bar moves before "a" is done
+
+
+def test_following_gives_up_after_the_timeout():
+    from funcx.errors import TaskPending
+    from funcx_cli.submit import follow_in_order
+
+    fake = _FakeGroup([])  # nothing ever finishes
+    with pytest.raises(TaskPending):
+        list(follow_in_order(fake, "g", ["a"], timeout=0.05))
