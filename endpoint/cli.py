@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from funcx_cli.errors import FAILED, NOT_FOUND, UNREACHABLE, USAGE
+from funcx_cli.errors import EXIT_CODES, FAILED, NOT_FOUND, UNREACHABLE, USAGE
 from funcx_cli.version import show_version
 
 #: the state words of both CLIs: the daemon's own words (the funcX manual's
@@ -18,7 +18,9 @@ app = typer.Typer(help="Manage funcX endpoints on this machine.\n\n"
                        "Example: funcx-endpoint configure laptop && funcx-endpoint start laptop\n\n"
                        "Managers may also be started by hand on compute nodes: "
                        "`funcx-endpoint manager-command NAME` prints the command; such "
-                       "managers survive `restart` and `stop` and reconnect.",
+                       "managers survive `restart` and `stop` and reconnect.\n\n"
+                       "Exit codes (as funcx's): " + "; ".join(
+                           f"{c} {m}" for c, m in EXIT_CODES.items() if c <= 5),
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
 
 
