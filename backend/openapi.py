@@ -206,6 +206,13 @@ PATHS: dict[str, dict] = {
         LOOKUP, params=(P_TID,), description="Queued or running: the task is `cancelled` at "
         "once and its endpoint drops it or kills the worker running it (now, or when it is "
         "next online). A no-op (`cancelled: false`) on a finished task.")},
+    "/v2/tasks/cancel": {"post": op(
+        "cancelTasks", "Cancel many tasks in one request", "tasks", "TasksCancel",
+        body="BatchStatusRequest", description="Each id as by `cancelTask`, in one round trip "
+        "(the SDK's `cancel`, the executor's `shutdown(cancel_futures=True)` and `funcx task "
+        "cancel` use it). An id the caller has no task of (unknown or someone else's) answers "
+        "`{cancelled: false, status: unknown}`. At most FUNCX_BATCH_STATUS_MAX ids (400 "
+        "TOO_MANY_TASK_IDS).")},
     "/v2/batch_status": {"post": op(
         "batchStatus", "Task documents of many tasks", "tasks", "BatchStatus",
         body="BatchStatusRequest",

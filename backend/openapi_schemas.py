@@ -189,6 +189,9 @@ SCHEMAS: dict[str, dict] = {
     "TaskList": obj({"tasks": arr(TASK_SUMMARY)}, ["tasks"]),
     "TaskCancel": obj({"task_id": STR, "cancelled": BOOL, "status": NULL_STR},
                       ["task_id", "cancelled", "status"]),
+    "TasksCancel": obj({"results": obj({}, extra=obj(
+        {"cancelled": BOOL, "status": NULL_STR, "reason": STR}, ["cancelled", "status"]))},
+        ["results"]),
     "BatchStatusRequest": obj({"task_ids": arr(UUID, maxItems=int(setting("BATCH_STATUS_MAX")))},
                               ["task_ids"]),
     "BatchStatus": obj({"response": {"type": "string", "enum": ["batch"]},

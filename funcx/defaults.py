@@ -53,7 +53,7 @@ _TABLE: list[tuple[str, list[tuple[str, object, str]]]] = [
         ("SWEEP_PERIOD_S", 300, "period of the RQ job that trims task groups of expired tasks"),
         ("SUBMIT_IDEMPOTENCY_S", 3600,
          "a submit's answer is kept this long under its Idempotency-Key"),
-        ("BATCH_STATUS_MAX", 10_000, "task ids one batch_status request may name"),
+        ("BATCH_STATUS_MAX", 10_000, "task ids one batch_status or batch cancel request may name"),
         ("INGEST_READ_COUNT", 2000, "results-stream entries the ingester reads per stream and call"),
         ("INGEST_BLOCK_MS", 1000, "how long the ingester's blocking read waits"),
         ("INGEST_CLAIM_IDLE_S", 30.0,

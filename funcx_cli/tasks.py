@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 
+from funcx.sdk.cancel import cancel_answers
 from funcx.sdk.render import error_text
 from funcx_cli.context import (
     FormatOption,
@@ -118,18 +119,22 @@ def result(task_ids: list[str] = IdsArgument,
 def cancel(task_ids: list[str] = IdsArgument, fmt: str = FormatOption) -> None:
     """Cancel tasks that have not finished (exit 1 if any had finished already).
 
+    Any number of ids, sent in batches (one request per 10,000).
+
     Example: funcx task cancel 0b7e1f2a
     """
     fmt = check_format(fmt)
     fxc = client()
-    rows = [{"task_id": tid, "cancelled": fxc.cancel_task(tid)}
-            for tid in resolve_task_ids(fxc, task_ids)]
+    answers = cancel_answers(fxc, resolve_task_ids(fxc, task_ids))
+    rows = [{"task_id": tid, "cancelled": bool(a.get("cancelled")), "status": a.get("status")}
+            for tid, a in answers.items()]
     if fmt == "json":
         print_json(rows)
     else:
         for r in rows:
-            typer.echo(f"{r['task_id']}: " + ("cancelled" if r["cancelled"]
-                                              else "not cancelled (it had finished)"))
+            typer.echo(f"{r['task_id']}: " + (
+                "cancelled" if r["cancelled"] else "not found" if r["status"] == "unknown"
+                else f"not cancelled (it had finished: {r['status']})"))
     if sum(not r["cancelled"] for r in rows):
         raise typer.Exit(FAILED)
 

@@ -122,6 +122,14 @@ def test_pick_endpoint_prefers_your_own_of_several():
     with pytest.raises(FuncxAPIError) as ei:
         names.pick_endpoint("gpu", eps, me="carol")
     assert "1 (owner alice)" in str(ei.value) and "2 (owner bob)" in str(ei.value)
+    asked: list[int] = []  # the caller's id is fetched only when several share the name
+
+    def whoami() -> str:
+        asked.append(1)
+        return "bob"
+
+    assert names.pick_endpoint("cpu", eps, whoami) == "3" and not asked
+    assert names.pick_endpoint("gpu", eps, whoami) == "2" and asked == [1]
 
 
 def test_unknown_names_list_the_closest_candidates_first():

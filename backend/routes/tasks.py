@@ -12,6 +12,7 @@ from backend.store import endpoints as ep_store
 from backend.store import quotas
 from backend.store.tasks import as_seen_now, document, summary
 from funcx.defaults import setting
+from funcx.protocol import error_codes
 from funcx.protocol.states import TaskState, is_terminal
 
 bp = Blueprint("tasks", __name__)
@@ -133,15 +134,43 @@ def cancel_task(tid: str):
     return jsonify({"task_id": tid, "cancelled": cancelled, "status": rec.get("status")})
 
 
-@bp.post("/v2/batch_status")
-def batch_status():
+@bp.post("/v2/tasks/cancel")
+def cancel_tasks():
+    """Cancel many tasks in one request (``{"task_ids": [...]}``, at most
+    FUNCX_BATCH_STATUS_MAX): each answered ``{"cancelled", "status"}`` as by
+    :func:`cancel_task`; an id the caller has no task of (unknown, or someone
+    else's: the same answer) ``{"cancelled": false, "status": "unknown"}``."""
+    tids = task_ids_field()
+    user = current_user()
+    recs = tasks().records(tids)
+    mine = [rec for rec in recs if rec and rec.get("owner") == user]
+    done = dict(zip([rec["task_id"] for rec in mine], tasks().cancel_many(mine)))
+    now = dict(zip(tids, tasks().records(tids)))
+    results: dict[str, dict] = {}
+    for tid in tids:
+        if tid in done:
+            results[tid] = {"cancelled": done[tid], "status": now[tid].get("status")}
+        else:
+            results[tid] = {"cancelled": False, "status": "unknown", "reason": "unknown task id"}
+    return jsonify({"results": results})
+
+
+def task_ids_field() -> list[str]:
+    """The body's ``task_ids``: a list of at most FUNCX_BATCH_STATUS_MAX task
+    ids (400 ``TOO_MANY_TASK_IDS`` past it, ``BAD_REQUEST`` if malformed)."""
     ids = field(json_body(), "task_ids", list, required=True)
     most = int(setting("BATCH_STATUS_MAX"))
     if len(ids) > most:
-        raise bad_request(f"at most {most} task ids per request")
+        raise bad_request(f"at most {most} task ids per request (FUNCX_BATCH_STATUS_MAX): "
+                          "split the list", error_codes.TOO_MANY_TASK_IDS)
     if not all(isinstance(t, str) for t in ids):
         raise bad_request("task_ids must be a list of strings")
-    tids = [valid_uuid(t, "task id") for t in ids]
+    return list(dict.fromkeys(valid_uuid(t, "task id") for t in ids))
+
+
+@bp.post("/v2/batch_status")
+def batch_status():
+    tids = task_ids_field()
     user = current_user()
     recs = tasks().fetch(tids, user)
     results: dict[str, dict] = {}

@@ -13,6 +13,8 @@ RESOURCE_SPEC_OVER_LIMIT = "RESOURCE_SPEC_OVER_LIMIT"  #: above the endpoint own
 MPI_NODES_EXCEEDED = "MPI_NODES_EXCEEDED"
 RETRY_POLICY_INVALID = "RETRY_POLICY_INVALID"  #: retry_policy malformed or over its bounds (400)
 TOO_MANY_TASKS = "TOO_MANY_TASKS"  #: more tasks in one submit than the service takes (413)
+#: more task ids in one batch_status or batch cancel request than FUNCX_BATCH_STATUS_MAX (400)
+TOO_MANY_TASK_IDS = "TOO_MANY_TASK_IDS"
 IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"  #: same key, different submit (409)
 #: a submit's result_serializers is not a list of known strategy import paths (400)
 RESULT_SERIALIZERS_INVALID = "RESULT_SERIALIZERS_INVALID"

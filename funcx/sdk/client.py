@@ -17,6 +17,7 @@ from funcx.errors import (
 )
 from funcx.protocol import error_codes
 from funcx.sdk.batch import Batch
+from funcx.sdk.cancel import cancel_answers, cancelled_or_raise
 from funcx.sdk.compat import (
     FUNCX_SCOPE,
     IDENTITY_URN,
@@ -560,9 +561,7 @@ class FuncXClient(FunctionsMixin, SharingMixin):
         if cached:
             return cached
         eps = self._get_quiet("/v2/endpoints", {"role": "any"})
-        hits = [e for e in eps if name_or_id in (e.get("name"), e.get("display_name"))]
-        me = self.whoami()["user_id"] if len({e["uuid"] for e in hits}) > 1 else None
-        eid = pick_endpoint(name_or_id, eps, me)
+        eid = pick_endpoint(name_or_id, eps, lambda: self.whoami()["user_id"])
         self._names[("endpoint", name_or_id)] = (time.monotonic(), eid)
         return eid
 
@@ -593,13 +592,14 @@ class FuncXClient(FunctionsMixin, SharingMixin):
         """Cancel a task that has not finished, queued or running (its endpoint
         kills the worker running it, now or when it is next online); True if it
         was cancelled, False if it had finished already."""
-        return self.web_client.post(f"/v2/tasks/{task_id}/cancel")["cancelled"]
+        return self.cancel([task_id])[task_id]
 
     def cancel(self, task_ids: str | Sequence[str]) -> dict[str, bool]:
-        """Cancel tasks, queued or running (see :meth:`cancel_task`): task id ->
-        whether it was cancelled (False: it had finished)."""
-        ids = [task_ids] if isinstance(task_ids, str) else list(task_ids)
-        return {t: self.cancel_task(t) for t in ids}
+        """Cancel tasks, queued or running (see :meth:`cancel_task`), in batches
+        (funcx.sdk.cancel: a request per FUNCX_BATCH_STATUS_MAX ids): task id ->
+        whether it was cancelled (False: it had finished).  An unknown id
+        raises ``NotFound`` (TASK_NOT_FOUND) after the others were cancelled."""
+        return cancelled_or_raise(cancel_answers(self, task_ids))
 
     def delete_endpoint(self, endpoint_id: str) -> dict:
         """Delete one of your endpoints (by id or name)."""

@@ -21,6 +21,7 @@ from typing import Any
 from funcx.errors import FuncxError
 from funcx.protocol import error_codes
 from funcx.protocol.retry import build_policy, policy_key
+from funcx.sdk.cancel import cancel_answers
 from funcx.sdk.dependencies import Held, find_futures
 from funcx.sdk.results import task_output, task_status
 from funcx.sdk.task_options import TaskOptions
@@ -40,8 +41,9 @@ class FuncXFuture(cf.Future):
     """A future of one funcX task; ``task_id`` is set once the task is submitted.
 
     It stays pending until its result arrives, so ``cancel()`` works until the
-    task starts running on the endpoint: a submitted task is cancelled on the
-    service too.
+    task finishes, running or not: a submitted task is cancelled on the service
+    too (its endpoint kills the worker running it), and one whose submit is
+    still in flight is cancelled on the service as soon as its id is known.
     """
 
     def __init__(self, task_id: str | None = None):
@@ -75,6 +77,10 @@ class FuncXFuture(cf.Future):
         pending while its task runs remotely, so a running task can be stopped."""
         if self.done():
             return self.cancelled()
+        if self.task_id is None and self._executor is not None:
+            with self._executor._lock:  # _submitted sees it cancelled, or sets the id first
+                if self.task_id is None:
+                    return super().cancel()
         if self.task_id is not None and self._executor is not None:
             try:
                 if not self._executor.client.cancel_task(self.task_id):
@@ -182,6 +188,7 @@ class FuncXExecutor(cf.Executor):
         self._pending: dict[str, FuncXFuture] = {}
         self._lock = threading.Condition()
         self._in_flight = 0  # submissions handed to the submit thread, not yet mapped
+        self._sending: list[FuncXFuture] = []  # the futures of the request being sent
         self._early: dict[str, dict] = {}  # results that arrived before their task id was known
         self._group_exists = task_group_id is not None  # a given group may already exist
         self._shutdown = False
@@ -350,6 +357,8 @@ class FuncXExecutor(cf.Executor):
         splits what is over the service's cap); futures get their task ids as
         each request is answered."""
         live = [it for it in items if not it[0].cancelled()]
+        with self._lock:
+            self._sending = [it[0] for it in live]
         try:
             by_ep: dict[tuple, list] = {}  # one request per endpoint and retry policy
             for it in live:
@@ -366,26 +375,43 @@ class FuncXExecutor(cf.Executor):
                     it[0]._finish(exc=e)
         finally:
             with self._lock:
+                self._sending = []
                 self._in_flight -= len(items)
                 if not self._in_flight:
                     self._early.clear()  # ids no submission of ours can claim any more
                 self._lock.notify_all()
 
     def _submitted(self, items: list, start: int, ids: list[str]) -> None:
-        """Hand the task ids of one answered request to their futures."""
-        early = []
+        """Hand the task ids of one answered request to their futures; the
+        tasks of futures cancelled while their submit was in flight are
+        cancelled on the service (in one request) rather than watched."""
+        early, cancelled = [], []
         with self._lock:  # never held across a request
             for it, tid in zip(items[start:start + len(ids)], ids):
                 it[0].task_id = tid
                 it[0].submitted.set()
                 doc = self._early.pop(tid, None)
-                if doc is None:
+                if it[0].cancelled():
+                    cancelled.append(tid)
+                elif doc is None:
                     self._pending[tid] = it[0]
                 else:  # its result arrived before we knew its id
                     early.append((it[0], doc))
             self.task_count_submitted += len(ids)
             self._group_exists = True
         self._finish_all(early)
+        if cancelled:
+            self._cancel_remote(cancelled)
+
+    def _cancel_remote(self, task_ids: list[str]) -> dict[str, dict]:
+        """Cancel tasks on the service in batches (funcx.sdk.cancel); their
+        answers, or {} when the service could not be asked (logged)."""
+        try:
+            return cancel_answers(self.client, task_ids)
+        except FuncxError as e:
+            log.warning("could not cancel %d task(s) on the service (%s): they may still run",
+                        len(task_ids), e)
+            return {}
 
     # --------------------------------------------------------------- watching
     def _watch_loop(self) -> None:
@@ -499,15 +525,31 @@ class FuncXExecutor(cf.Executor):
             self._complete(done)
         return futures
 
+    def _cancel_all(self) -> None:
+        """Cancel every future not done: those held for their dependencies and
+        those queued for the submit thread here (they are never submitted),
+        submitted ones on the service in batches (one request per
+        FUNCX_BATCH_STATUS_MAX ids, not one per future), and those whose
+        submit is in flight as their ids arrive (:meth:`_submitted`)."""
+        with self._queue.mutex:
+            queued = [it[0] for it in self._queue.queue if it is not None]
+        with self._lock:
+            local = [*self._held, *queued, *(f for f in self._sending if f.task_id is None)]
+            remote = dict(self._pending)
+        for f in local:
+            f.cancel()
+        answers = self._cancel_remote(list(remote))
+        gone = [tid for tid, a in answers.items() if a.get("cancelled") and tid in remote]
+        with self._lock:  # cancelled futures are not waited for
+            for tid in gone:
+                self._pending.pop(tid, None)
+            self._lock.notify_all()
+        for tid in gone:
+            cf.Future.cancel(remote[tid])  # without asking the service again
+
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         if cancel_futures:
-            with self._lock:
-                futs = [*self._held, *self._pending.values()]
-            for f in futs:
-                f.cancel()
-            with self._lock:  # cancelled futures are not waited for
-                for tid in [t for t, f in self._pending.items() if f.cancelled()]:
-                    del self._pending[tid]
+            self._cancel_all()
         with self._lock:  # the submit thread ends once no task waits for its dependencies
             self._shutdown = True
             last = not self._held

@@ -6,7 +6,7 @@ from __future__ import annotations
 import difflib
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from funcx.errors import api_error
 from funcx.protocol import error_codes
@@ -41,14 +41,17 @@ def _listing(names: Iterable[str], like: str) -> str:
     return ", ".join(uniq[:SHOWN]) + more
 
 
-def pick_endpoint(name: str, endpoints: list[dict], me: str | None = None) -> str:
+def pick_endpoint(name: str, endpoints: list[dict],
+                  me: str | Callable[[], str] | None = None) -> str:
     """The id of the endpoint ``name`` means among ``endpoints`` (GET /v2/endpoints
     rows): the one whose name or display name it is; of several, the caller's
-    own if exactly one is.  Else ENDPOINT_NOT_FOUND naming the endpoints there
+    own (``me``: the caller's user id, or a call that fetches it, made only
+    then) if exactly one is.  Else ENDPOINT_NOT_FOUND naming the endpoints there
     are, or AMBIGUOUS_NAME naming the candidates with their ids and owners."""
     hits = {e["uuid"]: e for e in endpoints if name in (e.get("name"), e.get("display_name"))}
     if len(hits) > 1 and me is not None:
-        own = [eid for eid, e in hits.items() if e.get("owner") == me]
+        mine = me() if callable(me) else me
+        own = [eid for eid, e in hits.items() if e.get("owner") == mine]
         if len(own) == 1:
             return own[0]
     if len(hits) == 1:
