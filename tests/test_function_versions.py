@@ -100,6 +100,25 @@ def test_new_code_under_a_name_is_its_next_version(fxc, endpoint):
     assert ei.value.code == "FUNCTION_NOT_FOUND" and "versions: 2, 1" in str(ei.value)
 
 
+def test_going_back_to_an_older_version_makes_it_the_latest_again(fxc, endpoint):
+    """A (v1), B (v2), then A again: A's content is not v1 reused (the name
+    would still mean B) but version 3, which the name now means; A once more
+    is version 3 reused."""
+    name = f"back-{_tag()}"
+    v1 = fxc.register_function_info(version_one, function_name=name)
+    v2 = fxc.register_function_info(version_two, function_name=name)
+    back = fxc.register_function_info(version_one, function_name=name)
+    assert (back["version"], back["reused"]) == (3, False)
+    assert back["function_uuid"] not in (v1["function_uuid"], v2["function_uuid"])
+    assert fxc.resolve_function(name) == back["function_uuid"]
+    tid = fxc.run(4, endpoint_id=endpoint, function_id=name)
+    assert fxc.wait([tid], timeout=WAIT_S)[tid]["result"] == ("v1", 4)  # A runs, not B
+    again = fxc.register_function_info(version_one, function_name=name)
+    assert (again["function_uuid"], again["version"], again["reused"]) == \
+        (back["function_uuid"], 3, True)
+    assert [v["version"] for v in fxc.function_versions(name)] == [3, 2, 1]
+
+
 def test_deleting_the_latest_falls_back_and_numbers_are_not_reused(fxc):
     name = f"del-{_tag()}"
     v1 = fxc.register_function(version_one, function_name=name)

@@ -31,8 +31,10 @@ def register_version(r: redis.Redis, owner: str, *, function_name: str, function
 
     The same content registered again by its owner answers with the existing
     id (``reused``: no duplicate row), so a script or an executor may register
-    on every run.  New content under a name the owner already uses is that
-    name's next version (numbers are never reused, even after a delete); a
+    on every run — while it is its name's latest version.  New content under a
+    name the owner already uses is that name's next version (numbers are never
+    reused, even after a delete), and so is going back to an older version's
+    content (A, B, then A again: a new version, so the name means A again); a
     name resolves to its latest version and older ones stay runnable by id.
     """
     content = {"function_name": function_name, "function_code": function_code,
@@ -46,8 +48,10 @@ def register_version(r: redis.Redis, owner: str, *, function_name: str, function
             try:
                 p.watch(digests, versions)
                 known = p.hget(digests, digest)
-                if known and p.exists(keys.function(known)):
-                    version = p.hget(keys.function(known), "version")
+                version = p.hget(keys.function(known), "version") if known else None
+                newest = p.hget(versions, function_name)
+                if known and p.exists(keys.function(known)) and (
+                        version is None or newest is None or int(version) == int(newest)):
                     p.unwatch()
                     return {"function_uuid": known, "function_name": function_name,
                             "version": int(version) if version else None, "reused": True}
