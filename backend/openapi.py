@@ -142,7 +142,10 @@ PATHS: dict[str, dict] = {
                       _query("name", {"type": "string"},
                              "exact name: the caller's own versions of it, latest first "
                              "(hidden ones included)"),
-                      _query("version", {"type": "integer"}, "with name: only that version")),
+                      _query("version", {"type": "integer"}, "with name: only that version"),
+                      _query("mine", {"type": "string", "enum": ["0", "1"]},
+                             "1: only the caller's own functions (a page and its total "
+                             "count only them; `funcx function list`)")),
                   description="Newest first: the caller's own, public ones and those shared "
                               "with the caller's groups; functions registered "
                               "searchable=false are left out."),

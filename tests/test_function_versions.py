@@ -216,6 +216,28 @@ def test_function_list_shows_versions(fxc):
     assert "2 (latest)" in rows[v2] and "(latest)" not in rows[v1]
 
 
+def test_function_list_is_yours_even_behind_many_newer_public_functions(fxc, redis_client, me):
+    """The service filters by owner: a page of 100 is 100 of yours, not 100
+    of everyone's of which yours are the few left after filtering."""
+    from backend.store import users
+
+    mine = fxc.register_function(version_one, function_name=f"buried-{_tag()}")
+    other = FuncXClient(access_token=users.issue_token(
+        redis_client, users.create_user(redis_client, f"publisher-{_tag()}")))
+    other.throttling_enabled = False
+    theirs = [other.register_function(version_two, function_name=f"pub-{_tag()}", public=True)
+              for _ in range(105)]
+    try:
+        listed = fxc.list_functions(limit=100)
+        assert mine in [h["function_uuid"] for h in listed]
+        assert not set(theirs) & {h["function_uuid"] for h in listed}
+        assert all(h["mine"] for h in listed)
+        assert listed.total == len(redis_client.smembers(keys.user_functions(me)))
+    finally:
+        for fid in theirs:
+            other.delete_function(fid)
+
+
 # ------------------------------------------------------------ globals warning
 def uses_module_globals(x):
     return js.dumps({"x": x * SCALE})

@@ -84,10 +84,11 @@ def search_functions():
         raise bad_request("offset, limit and version must be integers") from None
     name = request.args.get("name")
     own_hidden = request.args.get("include_unsearchable", "") in ("1", "true")
+    mine = request.args.get("mine", "") in ("1", "true")
     return jsonify(fn_store.search(redis(), current_user(), request.args.get("q", ""),
                                    offset, limit, current_groups(),
                                    include_unsearchable=own_hidden, name=name or None,
-                                   version=version_n))
+                                   version=version_n, mine_only=mine))
 
 
 @bp.get("/v2/functions/<fid>")

@@ -140,7 +140,7 @@ def _version(raw: str | None) -> int | None:
 
 def search(r: redis.Redis, user_id: str, query: str, offset: int = 0, limit: int = 10,
            groups: AbstractSet[str] = frozenset(), include_unsearchable: bool = False,
-           name: str | None = None, version: int | None = None) -> dict:
+           name: str | None = None, version: int | None = None, mine_only: bool = False) -> dict:
     """Searchable functions the user may run (own, shared with their groups,
     public) whose name or description contains ``query`` (case-insensitive),
     newest first.  A function registered ``searchable=False`` is in no one's
@@ -151,9 +151,10 @@ def search(r: redis.Redis, user_id: str, query: str, offset: int = 0, limit: int
     ``name`` (exact) lists the caller's own versions of that name, latest
     first, hidden ones included; ``version`` narrows them to that number.
     Each hit says its ``version`` and, for the caller's own, whether it is
-    the ``latest`` of its name."""
+    the ``latest`` of its name.  ``mine_only``: the caller's own functions
+    only (so a page and its ``total`` count only them)."""
     ids = r.smembers(keys.user_functions(user_id))
-    if name is None:
+    if name is None and not mine_only:
         ids = ids | r.smembers(keys.PUBLIC_FUNCTIONS)
         for gid in groups:
             ids |= r.smembers(keys.group_functions(gid))

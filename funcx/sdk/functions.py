@@ -164,10 +164,10 @@ class FunctionsMixin:
     def list_functions(self, limit: int = 100) -> SearchResults:
         """Your own functions, newest first, every version, those registered
         ``searchable=False`` included (``funcx function list``).  Each says its
-        ``version`` and whether it is the ``latest`` of its name."""
-        mine = [h for h in self._search_functions("", 0, limit, include_unsearchable=True)
-                if h.get("mine")]
-        return SearchResults(mine, len(mine), 0)
+        ``version`` and whether it is the ``latest`` of its name.  The service
+        filters by owner (``mine=1``), so others' public functions never crowd
+        yours out of the page, and ``total`` counts yours."""
+        return self._search_functions("", 0, limit, include_unsearchable=True, mine=True)
 
     def function_versions(self, name: str, limit: int = 100,
                           version: int | None = None) -> SearchResults:
@@ -180,10 +180,12 @@ class FunctionsMixin:
         return SearchResults(resp["results"], resp["total"], 0)
 
     def _search_functions(self, q: str, offset: int, limit: int,
-                          include_unsearchable: bool = False) -> SearchResults:
+                          include_unsearchable: bool = False, mine: bool = False) -> SearchResults:
         params: dict[str, Any] = {"q": q, "offset": offset, "limit": limit}
         if include_unsearchable:  # your own searchable=False ones too (name lookups)
             params["include_unsearchable"] = "1"
+        if mine:  # your own only, filtered by the service
+            params["mine"] = "1"
         resp = self.web_client.get("/v2/functions", params=params)
         return SearchResults(resp["results"], resp["total"], offset)
 
