@@ -203,7 +203,7 @@ def test_version_on_both_clis():
         assert p.returncode == 0 and p.stdout.startswith(f"{program} {__version__} "), p.stdout
 
 
-def test_not_found_is_3_and_usage_2_in_both_clis(tmp_path):
+def test_not_found_is_3_and_usage_2_in_both_clis(tmp_path, service):
     env = {"FUNCX_HOME": str(tmp_path / "home")}
     for args in (("stop", "nope"), ("status", "nope"), ("logs", "nope"), ("delete", "nope", "-y"),
                  ("restart", "nope"), ("manager-command", "nope")):
