@@ -27,18 +27,16 @@ def run_cell(source, inputs, outputs):
             exec(compile(tree, "<funcx cell>", "exec"), namespace)  # noqa: S102 - the user's cell
             if last is not None:
                 value = eval(compile(last, "<funcx cell>", "eval"), namespace)
-    except BaseException as e:
-        # what the cell printed before it failed: on the exception (as
-        # cell_stdout / cell_stderr), and on the worker's own streams
+    except BaseException:
+        # what the cell printed before it failed goes to the worker's own
+        # streams, which the endpoint captures (bounded) and returns with the
+        # failure; never onto the exception, whose size would then grow with
+        # the output and could hide the real error behind a result-size one
         import sys
 
-        for name, stream, real in (("stdout", out, sys.stdout), ("stderr", err, sys.stderr)):
+        for stream, real in ((out, sys.stdout), (err, sys.stderr)):
             if stream.getvalue():
                 real.write(stream.getvalue())
-                try:
-                    setattr(e, f"cell_{name}", stream.getvalue())
-                except AttributeError:
-                    pass
         raise
     missing = [name for name in outputs if name not in namespace]
     if missing:

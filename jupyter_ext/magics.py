@@ -17,7 +17,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.display import display
 
-from funcx.sdk.render import captured, error_text, exception_lines, fill_source, remote_header
+from funcx.sdk.render import error_text, exception_lines, fill_source, remote_header
 from jupyter_ext.cellfuture import CellFuture
 
 QUIET_WAIT_S = 1.0  # wait this long before showing a progress bar
@@ -56,14 +56,6 @@ class RemoteError(Exception):
     def __init__(self, text: str, original: BaseException | None = None):
         super().__init__(text.strip().splitlines()[-1] if text.strip() else "remote error")
         self.text, self.original = text, original
-        if original is not None:
-            for stream in ("stdout", "stderr"):  # what a %%funcx cell printed before failing
-                cell = getattr(original, f"cell_{stream}", "")
-                if cell and not captured(original, stream):
-                    try:
-                        setattr(original, stream, cell)
-                    except AttributeError:
-                        pass
 
     def _render_traceback_(self) -> list[str]:  # IPython shows this instead of a local traceback
         if self.original is not None:
@@ -91,10 +83,6 @@ def without_cell_runner(lines: list[str]) -> list[str]:
         skip = False
         out.append(line)
     return out
-
-
-#: kept for callers of the earlier name
-with_cell_source = fill_source
 
 
 def parse_flags(line: str, flags: dict[str, bool]) -> tuple[dict[str, Any], list[str]]:

@@ -296,6 +296,20 @@ def test_cell_remote_exception(shell):
     assert "Remote traceback (from the endpoint" in cap.stdout and "magics.py" not in cap.stdout
 
 
+def test_a_cell_that_prints_a_lot_then_fails_shows_its_own_error(shell):
+    """What the cell printed rides with the worker's (bounded) capture, not
+    on the exception: 12 MB printed before a ValueError is the ValueError,
+    not a result-size failure that hides it."""
+    res, _ = run(shell, "%%funcx\nprint('x' * (12 * 1024 * 1024))\n"
+                        "raise ValueError('the real error')\n")
+    err = res.error_in_exec
+    assert isinstance(err, RemoteError) and isinstance(err.original, ValueError), err
+    assert str(err.original) == "the real error"
+    assert not hasattr(err.original, "cell_stdout") and not hasattr(err.original, "cell_stderr")
+    printed = err.original.stdout  # the capture: its tail, cut with a marker
+    assert 0 < len(printed) < 1024 * 1024 and printed.rstrip().endswith("x")
+
+
 # --------------------------------------------------------- status/result/monitor
 def test_status_result_monitor(shell, magics):
     assert run(shell, "def halve(x):\n    return x / 2\n")[0].success
