@@ -114,7 +114,7 @@ def list_(limit: int = typer.Option(100, help="at most this many"), fmt: str = F
     if fmt == "json":
         print_json(list(hits))
     else:
-        console().print(table(None, COLUMNS, _rows(hits)))
+        console().print(table(None, COLUMNS, _rows(hits), no_wrap=("Function ID",)))
 
 
 @app.command()
@@ -130,7 +130,8 @@ def search(query: str, limit: int = typer.Option(10), offset: int = typer.Option
     if fmt == "json":
         print_json({"total": hits.total, "results": list(hits)})
     else:
-        console().print(table(f"{len(hits)} of {hits.total}", COLUMNS, _rows(hits)))
+        console().print(table(f"{len(hits)} of {hits.total}", COLUMNS, _rows(hits),
+                              no_wrap=("Function ID",)))
 
 
 @app.command()
