@@ -57,25 +57,30 @@ class TaskMonitor(w.VBox):
         self.progress = w.IntProgress(value=0, min=0, max=1, description="all tasks",
                                       bar_style="info", layout=w.Layout(width="60%"))
         self.label = w.HTML()
+        self.error_html = w.HTML()  # why the watcher stopped (the ticker never overwrites it)
         self.counts_html = w.HTML()
         self.functions = w.VBox()
         self.failures_html = w.HTML()
         self.table = w.HTML()
         self.finished = threading.Event()
         self._stop = threading.Event()
-        self._lock = threading.RLock()
+        #: the state's own lock: held while it is read here or folded in by a
+        #: watcher; no request to the service is made while it is held
+        self._lock = self.state.lock
         self._bars: dict[str, _FunctionBar] = {}
         self._handles: list[Any] = []  # where this monitor is displayed
-        super().__init__([self.label, w.HBox([self.progress]), self.counts_html,
+        super().__init__([self.label, self.error_html, w.HBox([self.progress]), self.counts_html,
                           self.functions, self.failures_html, self.table])
         self.refresh()
         self._thread: threading.Thread | None = None
+        self._ticker: threading.Thread | None = None
         if start and not self._complete():
             self._thread = threading.Thread(target=self._watch, daemon=True,
                                             name=f"funcx-monitor-{task_group_id[:8]}")
             self._thread.start()
-            threading.Thread(target=self._tick, daemon=True,
-                             name=f"funcx-monitor-tick-{task_group_id[:8]}").start()
+            self._ticker = threading.Thread(target=self._tick, daemon=True,
+                                            name=f"funcx-monitor-tick-{task_group_id[:8]}")
+            self._ticker.start()
 
     @property
     def counts(self) -> dict[str, int]:
@@ -123,38 +128,45 @@ class TaskMonitor(w.VBox):
 
     # ---------------------------------------------------------------- data
     def refresh(self) -> None:
-        """Reload the group from the service, then redraw."""
-        with self._lock:
-            self.state.reload(self.client, self.task_group_id)
-            self._learn()
-            self._draw()
+        """Reload the group from the service, then redraw (the requests are
+        made without holding the lock: a display or ``wait()`` never waits on them)."""
+        self.state.reload(self.client, self.task_group_id)
+        self._learn()
+        self._draw()
 
     def _learn(self) -> None:
-        """Function names; and once the group is done, the errors no event told."""
+        """Function names; and once the group is done, the errors no event
+        told (requests: called without the lock held)."""
         self.state.resolve_names(self.client)
-        if self.state.finished and not self.state.errors_known:
+        with self._lock:
+            errors_missing = self.state.finished and not self.state.errors_known
+        if errors_missing:
             self.state.load_errors(self.client)
 
     def _complete(self) -> bool:
         """Finished, with every failure's error known (nothing left to learn)."""
-        return self.state.finished and self.state.errors_known
+        with self._lock:
+            return self.state.finished and self.state.errors_known
 
     def _watch(self) -> None:
+        """Follow the group's pushed completions (GroupProgress.follow) until
+        it is complete; a failure is shown in its own line, and the ticker
+        stops with the watcher, so neither the message nor a frozen clock is
+        left ticking."""
         try:
-            for docs in self.client.watch_task_group(self.task_group_id):
-                with self._lock:  # the ticker reads the state too
-                    if self.state.apply(docs):  # tasks added since: learn their functions
-                        self.state.reload(self.client, self.task_group_id)
-                    self._learn()
-                    self._draw()
-                    if self._complete():
-                        self._publish_final()
-                        return
+            for _ in self.state.follow(self.client, self.task_group_id):
+                self._learn()
+                self._draw()
+                if self._complete():
+                    self._publish_final()
+                    return
                 if self._stop.is_set():
                     return
         except Exception as e:  # noqa: BLE001 - the service went away: say so in the widget
-            self.label.value += (f" · <span style='color:{status_color('failed')}'>stopped: "
-                                 f"{html.escape(str(e))}</span>")
+            self.error_html.value = (f"<span style='color:{status_color('failed')}'>stopped "
+                                     f"watching: {html.escape(str(e))}</span>")
+        finally:
+            self._stop.set()
 
     def _tick(self) -> None:
         """Keep the elapsed time and ETA moving between results."""

@@ -6,6 +6,7 @@ live widget in the cell's output (what a notebook saved without its kernel
 shows), checked in a real Jupyter kernel."""
 from __future__ import annotations
 
+import threading
 import uuid
 
 import nbformat
@@ -231,3 +232,98 @@ def test_saved_notebook_keeps_the_final_state(endpoint, tmp_path):
     assert "8/8 done in " in data["text/plain"] and "1 × ArithmeticError: three is unlucky" \
         in data["text/plain"]
     assert "'success': 7" in nb.cells[3].outputs[0].text
+
+
+# ------------------------------------------------- watcher failures, locking, new tasks
+class Faulty:
+    """The real client, with one call made to fail or to wait on a gate."""
+
+    def __init__(self, client, fail_watch: bool = False):
+        self.client, self.fail_watch = client, fail_watch
+        self.gate: threading.Event | None = None
+        self.entered = threading.Event()
+        self.list_limits: list[int] = []
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+    def watch_task_group(self, task_group_id, **kw):
+        if self.fail_watch:
+            raise RuntimeError("the service went away")
+        yield from self.client.watch_task_group(task_group_id, **kw)
+
+    def get_function(self, fid):
+        if self.gate is not None:
+            self.entered.set()
+            assert self.gate.wait(60)
+        return self.client.get_function(fid)
+
+    def list_tasks(self, task_group_id=None, status=None, limit=50):
+        self.list_limits.append(limit)
+        return self.client.list_tasks(task_group_id=task_group_id, status=status, limit=limit)
+
+
+@pytest.fixture(scope="module")
+def offline_group(fxc):
+    """A task group whose one task never finishes (its endpoint never runs)."""
+    eid = fxc.register_endpoint(f"monitor-offline-{uuid.uuid4().hex[:8]}")["endpoint_id"]
+    batch = fxc.create_batch(task_group_id=str(uuid.uuid4()))
+    batch.add(2, endpoint_id=eid, function_id=fxc.register_function(square_or_fail))
+    fxc.batch_run(batch)
+    return batch.task_group_id
+
+
+def test_a_watcher_failure_stays_shown_and_the_clock_stops(fxc, offline_group):
+    mon = TaskMonitor(Faulty(fxc, fail_watch=True), offline_group)
+    assert mon._thread is not None and mon._ticker is not None
+    mon._thread.join(30)
+    mon._ticker.join(30)  # the ticker ends with the watcher: it cannot redraw the header
+    assert not mon._thread.is_alive() and not mon._ticker.is_alive()
+    assert "stopped watching: the service went away" in mon.error_html.value
+    assert not mon.finished.is_set()
+
+
+def test_monitor_requests_are_made_without_holding_its_lock(fxc, offline_group):
+    slow = Faulty(fxc)
+    mon = TaskMonitor(slow, offline_group, start=False)
+    mon.state.names.clear()  # the next refresh looks the function's name up again
+    slow.gate = threading.Event()
+    refresher = threading.Thread(target=mon.refresh, daemon=True)
+    refresher.start()
+    try:
+        assert slow.entered.wait(30)  # the name lookup is in flight...
+        assert mon._lock.acquire(timeout=5), "a request was made holding the monitor's lock"
+        try:  # ...and the display can still be read
+            assert "0/1 done" in mon.final_bundle()["text/plain"]
+        finally:
+            mon._lock.release()
+    finally:
+        slow.gate.set()
+    refresher.join(30)
+    assert mon.state.names  # the name arrived afterwards
+
+
+def test_tasks_added_after_the_listing_are_fetched_alone(fxc, endpoint):
+    """A pushed completion of a task the progress has not listed yet fetches
+    the group's newest rows, not the whole group (up to 10,000 rows) again."""
+    from funcx.sdk.progress import GROUP_TASKS_LIMIT
+
+    fid = fxc.register_function(square_or_fail)
+    tg = str(uuid.uuid4())
+    first = fxc.create_batch(task_group_id=tg)
+    first.add(0, endpoint_id=endpoint, function_id=fid)
+    ids = fxc.batch_run(first)
+    spy = Faulty(fxc)
+    p = GroupProgress.of(spy, tg)
+    assert p.total == 1 and spy.list_limits == [GROUP_TASKS_LIMIT]
+    later = fxc.create_batch(task_group_id=tg)
+    for i in range(1, 4):
+        later.add(i, endpoint_id=endpoint, function_id=fid)
+    ids += fxc.batch_run(later)
+    for state in p.follow(spy, tg):
+        if state.total == 4 and state.all_done:
+            break
+    assert set(p.rows) == set(ids)
+    assert all(r.get("function_id") == fid for r in p.rows.values())  # learnt from the rows
+    assert spy.list_limits[0] == GROUP_TASKS_LIMIT and spy.list_limits[1:]
+    assert max(spy.list_limits[1:]) < GROUP_TASKS_LIMIT

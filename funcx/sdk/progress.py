@@ -4,12 +4,15 @@ time and an ETA.  The ``funcx task watch`` table, the notebook
 ``TaskMonitor`` and ``%funcx status GROUP`` all show this.
 
 Only :meth:`GroupProgress.reload`, :meth:`GroupProgress.follow`,
-:meth:`GroupProgress.load_errors` and :meth:`GroupProgress.resolve_names`
-talk to the service; everything else
-folds rows in and reads them out, so it is testable on plain dicts.
+:meth:`GroupProgress.load_new`, :meth:`GroupProgress.load_errors` and
+:meth:`GroupProgress.resolve_names` talk to the service, never while holding
+the progress's ``lock`` (which a display holds while it reads, so a slow
+request never freezes it); everything else folds rows in and reads them
+out, so it is testable on plain dicts.
 """
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -85,6 +88,8 @@ class GroupProgress:
 
     rows: dict[str, dict] = field(default_factory=dict)  # task id -> summary row
     names: dict[str, str] = field(default_factory=dict)  # function id -> function name
+    #: held while rows are folded in; a reader on another thread holds it too
+    lock: Any = field(default_factory=threading.RLock, repr=False, compare=False)
 
     @classmethod
     def of(cls, client: Any, task_group_id: str) -> GroupProgress:
@@ -100,6 +105,10 @@ class GroupProgress:
     def load(self, rows: list[dict]) -> None:
         """Fold in summary rows (``FuncXClient.list_tasks``); what pushed
         documents told us already (an error, a completion time) is kept."""
+        with self.lock:
+            self._load(rows)
+
+    def _load(self, rows: list[dict]) -> None:
         for r in rows:
             row = self.rows.setdefault(r["task_id"], {})
             known_terminal = row.get("status") in TERMINAL_VALUES
@@ -113,6 +122,10 @@ class GroupProgress:
     def apply(self, docs: list[dict]) -> list[str]:
         """Fold in task documents pushed by the service; return the ids of
         tasks not seen before (their function is not known until a reload)."""
+        with self.lock:
+            return self._apply(docs)
+
+    def _apply(self, docs: list[dict]) -> list[str]:
         new = []
         for d in docs:
             if d["task_id"] not in self.rows:
@@ -133,9 +146,27 @@ class GroupProgress:
         forever; stop iterating when done (see :attr:`all_done`).  The first
         answer holds every completion so far (with the failures' errors)."""
         for docs in client.watch_task_group(task_group_id):
-            if self.apply(docs):  # tasks added since the last listing: learn their functions
-                self.reload(client, task_group_id)
+            new = self.apply(docs)
+            if new:  # tasks added since the last listing: learn their functions
+                self.load_new(client, task_group_id, new)
             yield self
+
+    def load_new(self, client: Any, task_group_id: str, new: list[str]) -> None:
+        """Fold in the listing rows of tasks first seen in pushed documents.
+        They were added to the group after the last listing, so they are its
+        newest: the listing's last rows, fetched in growing pages until all
+        are found (not the whole group, up to :data:`GROUP_TASKS_LIMIT` rows,
+        for each new task)."""
+        want = set(new)
+        limit = max(50, 2 * len(want))
+        while True:
+            rows = client.list_tasks(task_group_id=task_group_id,
+                                     limit=min(limit, GROUP_TASKS_LIMIT))
+            self.load(rows)
+            if want <= {r["task_id"] for r in rows} or len(rows) < limit \
+                    or limit >= GROUP_TASKS_LIMIT:
+                return
+            limit *= 4
 
     def load_errors(self, client: Any, most: int = ERRORS_LOADED_MAX) -> None:
         """Fetch the errors of failed tasks whose error is not known (a group
@@ -143,25 +174,32 @@ class GroupProgress:
         ``most`` of them, the rest say so instead of being fetched."""
         from funcx.sdk.render import error_summary
 
-        missing = [t for t, r in self.rows.items() if r.get("status") == "failed" and not r.get("error")]
-        if missing[:most]:
-            for tid, st in client.get_batch_result(missing[:most]).items():
+        with self.lock:
+            missing = [t for t, r in self.rows.items()
+                       if r.get("status") == "failed" and not r.get("error")]
+        fetched = client.get_batch_result(missing[:most]) if missing[:most] else {}
+        with self.lock:
+            for tid, st in fetched.items():
                 exc = st.get("exception")
                 self.rows[tid]["error"] = error_summary(exc) if exc is not None else \
                     error_line(st.get("reason"))
-        for tid in missing[most:]:
-            self.rows[tid]["error"] = "(error not loaded: see funcx task result)"
+            for tid in missing[most:]:
+                self.rows[tid]["error"] = "(error not loaded: see funcx task result)"
 
     def resolve_names(self, client: Any) -> None:
         """Look up the names of functions not named yet (one request each;
         a function you may not read keeps its short id)."""
-        for fid in {r.get("function_id") for r in self.rows.values()} - set(self.names):
+        with self.lock:
+            todo = {r.get("function_id") for r in self.rows.values()} - set(self.names)
+        for fid in todo:
             if not fid:
                 continue
             try:
-                self.names[fid] = client.get_function(fid).get("function_name") or fid[:8]
+                name = client.get_function(fid).get("function_name") or fid[:8]
             except Exception:  # noqa: BLE001 - any failure: show the id instead
-                self.names[fid] = fid[:8]
+                name = fid[:8]
+            with self.lock:
+                self.names[fid] = name
 
     # ------------------------------------------------------------ read out
     @property
