@@ -92,10 +92,10 @@ def test_task_list_reads_like_sacct(sweep, fxc):
     for i, t in enumerate(tids):
         x = rows[t]
         assert x["function_name"] == f"noisy-{TAG}" and x["endpoint_name"] == "pytest-ep"
+        assert x["exec_end"] >= x["exec_start"] >= float(x["created_at"]) - 1  # failed ones too
         if i % 2:
             assert x["error_type"] == "ValueError" and x["error"] == f"ValueError: too noisy: {i}"
         else:
-            assert x["exec_end"] >= x["exec_start"] >= float(x["created_at"]) - 1
             assert "error" not in x
 
 
