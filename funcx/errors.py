@@ -103,7 +103,7 @@ def _api_error_types() -> tuple[dict[str, type[FuncxAPIError]], dict[int, type[F
         ec.RESOURCE_SPEC_OVER_LIMIT: ResourceSpecificationError,
         ec.MPI_NODES_EXCEEDED: ResourceSpecificationError, ec.GROUPS_ARE_GLOBUS: BadRequest,
         ec.AMBIGUOUS_NAME: BadRequest, ec.RESULT_SERIALIZERS_INVALID: BadRequest,
-        ec.RETRY_POLICY_INVALID: BadRequest,
+        ec.RETRY_POLICY_INVALID: BadRequest, ec.TOO_MANY_TASK_IDS: BadRequest,
         ec.UNAUTHORIZED: Unauthorized,
         ec.FORBIDDEN: Forbidden, ec.FUNCTION_NOT_ALLOWED: Forbidden,
         ec.TASK_NOT_FOUND: NotFound, ec.TASK_GROUP_NOT_FOUND: NotFound,

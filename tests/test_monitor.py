@@ -327,3 +327,22 @@ def test_tasks_added_after_the_listing_are_fetched_alone(fxc, endpoint):
     assert all(r.get("function_id") == fid for r in p.rows.values())  # learnt from the rows
     assert spy.list_limits[0] == GROUP_TASKS_LIMIT and spy.list_limits[1:]
     assert max(spy.list_limits[1:]) < GROUP_TASKS_LIMIT
+
+
+def test_the_failure_line_is_defined_once():
+    """The listing's error column, the progress's failure groups and the
+    exception summary read the same line (funcx.protocol.failure_text)."""
+    from backend.routes.tasks import listing_row
+    from funcx.errors import TaskExecutionFailed
+    from funcx.protocol.failure_text import error_type
+    from funcx.sdk.render import error_summary
+
+    tb = TB.format("too noisy", "too noisy") + "\n  \n"
+    row = listing_row({"task_id": "t", "status": "failed", "exception": tb})
+    assert row["error"] == error_line(tb) == error_summary(TaskExecutionFailed(tb)) \
+        == "ValueError: too noisy"
+    assert row["error_type"] == error_type(row["error"]) == "ValueError"
+    assert error_type("numpy.linalg.LinAlgError: singular") == "numpy.linalg.LinAlgError"
+    long = listing_row({"task_id": "t", "status": "failed", "exception": "E: " + "x" * 999})
+    assert long["error"] == error_line("E: " + "x" * 999) and len(long["error"]) == 300
+    assert listing_row({"task_id": "t", "status": "cancelled"})["error"] == "cancelled"

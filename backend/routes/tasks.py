@@ -13,6 +13,7 @@ from backend.store import quotas
 from backend.store.tasks import as_seen_now, document, summary
 from funcx.defaults import setting
 from funcx.protocol import error_codes
+from funcx.protocol.failure_text import error_line, error_type
 from funcx.protocol.states import TaskState, is_terminal
 
 bp = Blueprint("tasks", __name__)
@@ -67,12 +68,9 @@ def listing_row(rec: dict) -> dict:
             if isinstance(details.get(k), (int, float)):
                 row[k] = details[k]
     if rec.get("status") in (TaskState.FAILED.value, TaskState.CANCELLED.value):
-        lines = [ln.strip() for ln in str(rec.get("exception") or rec.get("reason")
-                                          or "").splitlines() if ln.strip()]
-        row["error"] = lines[-1][:300] if lines else rec.get("status")
-        head = row["error"].split(":", 1)[0].strip()
-        row["error_type"] = head if head.replace(".", "").replace("_", "").isalnum() \
-            else row["error"][:40]
+        row["error"] = error_line(rec.get("exception") or rec.get("reason"),
+                                  default=str(rec.get("status")))
+        row["error_type"] = error_type(row["error"])
     return row
 
 

@@ -19,22 +19,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from funcx.protocol.failure_text import error_line
 from funcx.protocol.states import TERMINAL_VALUES
 
 #: tasks of a group loaded at once (``GET /v2/tasks`` limit)
 GROUP_TASKS_LIMIT = 10_000
-#: the longest error text kept per task (a failure group's key)
-ERROR_TEXT_MAX = 300
 #: failed tasks whose errors are fetched one by one when no event told them
 ERRORS_LOADED_MAX = 200
-
-
-def error_line(text: str | None) -> str:
-    """The line that names a failure: the last non-empty line of a remote
-    traceback (``ValueError: too noisy``), cut to :data:`ERROR_TEXT_MAX`."""
-    lines = [ln.strip() for ln in str(text or "").splitlines() if ln.strip()]
-    line = lines[-1] if lines else "unknown error"
-    return line if len(line) <= ERROR_TEXT_MAX else line[:ERROR_TEXT_MAX - 1] + "…"
 
 
 def _epoch(value: Any) -> float | None:

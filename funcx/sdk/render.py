@@ -10,6 +10,8 @@ import linecache
 import re
 from typing import Any
 
+from funcx.protocol.failure_text import last_line
+
 #: status -> HTML colour (notebook reprs, the task monitor, the endpoint panel)
 STATUS_COLORS: dict[str, str] = {
     "success": "#2e7d32", "failed": "#c62828", "cancelled": "#9e9e9e",
@@ -93,10 +95,9 @@ def captured(exc: Any, stream: str) -> str:
 def error_summary(exc: BaseException) -> str:
     """One line naming the failure, ``ValueError: too noisy`` (never the
     type twice): the remote traceback's last line, else ``Type: message``."""
-    text = remote_text(exc)
-    lines = [ln for ln in (text or "").splitlines() if ln.strip()]
-    if lines:
-        return lines[-1].strip()
+    line = last_line(remote_text(exc))
+    if line:
+        return line
     message = str(exc).strip()
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
