@@ -7,8 +7,6 @@ is tests/test_cancel_running.py).  The read-time rule is pure and tested here
 without a service; the busy-workers case on the session's real endpoint."""
 from __future__ import annotations
 
-import time
-
 import pytest
 from faults.faultlib import wait_until
 
@@ -66,36 +64,46 @@ def test_every_state_has_its_meaning_written_down():
 
 
 # ---------------------------------------------------------------- live
-def nap(seconds):
+def hold(release: str, seconds: float = 0.0):
+    """Keep a worker busy until the test creates the file ``release``."""
+    import os
     import time
 
-    time.sleep(seconds)
+    deadline = time.monotonic() + 120
+    while not os.path.exists(release) and time.monotonic() < deadline:
+        time.sleep(0.05)
     return seconds
 
 
-def test_tasks_behind_busy_workers_are_waiting_for_launch(fxc, endpoint, http):
+def test_tasks_behind_busy_workers_are_waiting_for_launch(fxc, endpoint, http, tmp_path):
     """Both workers of the session's endpoint busy: the next task is queued at a
     live endpoint, waiting for a worker (not waiting-for-ep), and reads so in
-    its document and in the task listing; the busy ones read running."""
-    fid = fxc.register_function(nap)
-    busy = [fxc.run(6, endpoint_id=endpoint, function_id=fid) for _ in range(2)]
-    queued = fxc.run(0, endpoint_id=endpoint, function_id=fid)
-    start = time.monotonic()
+    its document and in the task listing; the busy ones read running.  The
+    busy tasks end only when the test releases them, so what is observed
+    before that is ordered by events, not by the clock."""
+    fid = fxc.register_function(hold)
+    release = tmp_path / "release"
+    busy = [fxc.run(str(release), endpoint_id=endpoint, function_id=fid) for _ in range(2)]
+    (tmp_path / "go").touch()
+    queued = fxc.run(str(tmp_path / "go"), endpoint_id=endpoint, function_id=fid)
 
     def state(tid: str) -> dict:
         return http.get(f"{http.base_url}/v2/tasks/{tid}").json()
 
-    doc = wait_until(lambda: (lambda d: d if d["status"] == "waiting-for-launch" else None)(
-        state(queued)), 3)
-    assert doc, state(queued)
-    assert time.monotonic() - start < 6, "seen only after a worker freed up"
-    assert doc["details"]["endpoint_status"] == "online"
-    assert wait_until(lambda: all(state(t)["status"] == "running" for t in busy), 3), \
-        [state(t) for t in busy]
-    rows = http.get(f"{http.base_url}/v2/tasks",
-                    params={"task_group_id": fxc.session_task_group_id, "limit": 50}).json()
-    row = next(r for r in rows["tasks"] if r["task_id"] == queued)
-    assert time.monotonic() - start < 6, "too slow to see the queue (a loaded machine?)"
-    assert row["status"] == "waiting-for-launch", row
-    assert row["details"]["endpoint_status"] == "online"
+    try:
+        doc = wait_until(lambda: (lambda d: d if d["status"] == "waiting-for-launch" else None)(
+            state(queued)), 30)
+        assert doc, state(queued)
+        assert doc["details"]["endpoint_status"] == "online"
+        assert wait_until(lambda: all(state(t)["status"] == "running" for t in busy), 30), \
+            [state(t) for t in busy]
+        rows = http.get(f"{http.base_url}/v2/tasks",
+                        params={"task_group_id": fxc.session_task_group_id, "limit": 50}).json()
+        row = next(r for r in rows["tasks"] if r["task_id"] == queued)
+        assert row["status"] == "waiting-for-launch", row
+        assert row["details"]["endpoint_status"] == "online"
+        # still held: the queue was seen while both workers were busy, not after
+        assert all(state(t)["status"] == "running" for t in busy)
+    finally:
+        release.touch()
     assert fxc.wait(busy + [queued], timeout=60)[queued]["status"] == "success"
