@@ -3,12 +3,17 @@ level, so that what the function prints (``print``, ``sys.stderr.write``),
 what its child processes write (``os.system("echo hi")``, ``subprocess``)
 and what C code writes to fd 1 / fd 2 all land with *this* task's result.
 
-For the duration of a task, fd 1 and fd 2 of the worker point at two
-unlinked temporary files (``dup2``); afterwards Python's and C's stdio
-buffers are flushed and the worker's own descriptors are restored.  A worker
-runs one task at a time, so output never mixes across tasks; a child process
-that outlives its task keeps writing into that task's (deleted) file, never
-into the next one's.  The block's ``.sh.out`` no longer sees task output.
+For the duration of a task, fd 1 and fd 2 of the worker point at two files
+of that task alone (``dup2``): ``<FUNCX_TASK_OUTPUT_PREFIX>.stdout`` /
+``.stderr``, new files each task (emptied once read, removed when the slot's
+next task starts), or unlinked temporary files without a prefix; afterwards
+Python's and C's stdio buffers are flushed and the worker's own descriptors
+are restored.  A worker runs one task at a time, so tasks running side by
+side never mix their output.  Two leftovers are not the task's any more: a
+child process that outlives its task keeps writing into that task's file
+(never into the next one's), and is lost; a *thread* the function left
+running shares the worker's descriptors, so what it prints lands in the
+worker's next task.  The block's ``.sh.out`` no longer sees task output.
 
 Each stream is read back bounded (``FUNCX_TASK_OUTPUT_MAX`` bytes: its start
 and its end, with a marker between saying how much was cut; see

@@ -28,7 +28,8 @@ class CellFuture(cf.Future):
         return self.inner.task_id
 
     def cancel(self) -> bool:
-        """Cancel the cell's task (while it has not started)."""
+        """Cancel the cell's task, queued or running (its endpoint kills the
+        worker running it); False once it has finished."""
         return self.inner.cancel() and super().cancel()
 
     def _inner_done(self, inner: Any) -> None:
