@@ -13,17 +13,19 @@ from funcx.errors import api_error
 from funcx.protocol import error_codes
 
 
-def cancel_answers(fxc: Any, task_ids: str | Sequence[str]) -> dict[str, dict]:
+def cancel_answers(fxc: Any, task_ids: str | Sequence[str], web: Any = None) -> dict[str, dict]:
     """Task id -> the service's answer ``{"cancelled", "status"}`` for each of
     ``task_ids`` (``status: "unknown"`` for an id that is not one of your
     tasks), in the order given, one request per FUNCX_BATCH_STATUS_MAX ids;
-    ``fxc`` is the FuncXClient whose connection sends them."""
+    sent on ``web`` (a WebClient: the executor's own, unthrottled) or the
+    FuncXClient ``fxc``'s connection."""
     ids = list(dict.fromkeys([task_ids] if isinstance(task_ids, str) else task_ids))
     most = int(setting("BATCH_STATUS_MAX"))
     out: dict[str, dict] = {}
     for start in range(0, len(ids), most):
         chunk = ids[start:start + most]
-        answers = fxc._call("POST", "/v2/tasks/cancel", json_body={"task_ids": chunk})["results"]
+        answers = fxc._call("POST", "/v2/tasks/cancel", web=web,
+                            json_body={"task_ids": chunk})["results"]
         for tid in chunk:  # the service answers with normalised (lower-case) ids
             out[tid] = answers.get(tid) or answers.get(tid.lower()) or \
                 {"cancelled": False, "status": "unknown"}
