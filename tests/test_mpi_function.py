@@ -211,21 +211,27 @@ def test_mpiexec_two_ranks_on_an_endpoint_in_mpi_mode(fxc, mpi_endpoint):
     assert env.stdout.split()[::2] == ["2", "2"]  # each rank saw the task's variables
 
 
-def test_an_mpi_task_holds_its_node_and_others_go_ahead(fxc, mpi_endpoint):
+def test_an_mpi_task_holds_its_node_and_others_go_ahead(fxc, mpi_endpoint, tmp_path):
     """Two MPI tasks that each need the block's one node run one after the
-    other; a task without MPI resources runs beside them, not behind them."""
-    timed = MPIFunction("bash -c 'echo $(date +%s.%N); sleep 3; date +%s.%N'")
+    other; a task without MPI resources runs beside them, not behind them.
+    The first holds the node until the test opens a gate (no timing)."""
+    gate = tmp_path / "gate"
+    held = MPIFunction("bash -c 'date +%s.%N; while [ ! -e {gate} ]; do sleep 0.05; done; "
+                       "date +%s.%N'")
     spec = {"num_nodes": 1, "ranks_per_node": 1, "launcher_options": ROOT_OPTIONS}
     with FuncXExecutor(endpoint_id=mpi_endpoint, client=fxc,
                        resource_specification=spec) as mpi, \
             FuncXExecutor(endpoint_id=mpi_endpoint, client=fxc) as plain:
-        both = [mpi.submit(timed), mpi.submit(timed)]
-        beside = plain.submit(ShellFunction("date +%s.%N"))
+        both = [mpi.submit(held, gate=str(gate)) for _ in range(2)]
+        try:  # with the node held (and the second MPI task waiting for it), the
+            # endpoint's other worker runs a task that needs no node
+            assert plain.submit(ShellFunction("true")).result(30).returncode == 0
+            assert not any(f.done() for f in both)
+        finally:  # never leave the MPI tasks (and the executors' shutdown) waiting
+            gate.touch()
         spans = sorted(tuple(map(float, f.result(RESULT_S).stdout.split())) for f in both)
-        started = float(beside.result(RESULT_S).stdout)
     (s1, e1), (s2, e2) = spans
     assert s2 >= e1, f"the two MPI tasks overlapped on the one node: {spans}"
-    assert started < s2, "the task without MPI resources waited behind an MPI task"
 
 
 def test_more_nodes_than_a_block_has_is_refused_at_submit(fxc, mpi_endpoint):
