@@ -283,3 +283,17 @@ def test_magic_shell_usage_errors(ipython):
                        ("%funcx shell --walltime x ls", "--walltime needs a number")):
         res, _ = cell(ipython, line)
         assert isinstance(res.error_in_exec, UsageError) and said in str(res.error_in_exec)
+
+
+def test_return_dict_results_travel_as_json(fxc, endpoint):
+    """return_dict=True with the JSON result serializer: a result any language reads."""
+    from funcx.serialize import JSONData
+
+    sf = ShellFunction("echo {x}", return_dict=True)
+    tid = fxc.run(endpoint_id=endpoint, function_id=fxc.register_function(sf), x="json",
+                  result_serializers=[JSONData()])
+    done = fxc.wait([tid], timeout=RESULT_S)[tid]
+    assert done["result"] == {"cmd": "echo json", "stdout": "json\n", "stderr": "",
+                              "returncode": 0, "exception_name": None}
+    stored = fxc.web_client.get(f"/v2/tasks/{tid}")["result"]  # as stored: JSON text
+    assert stored.startswith("11\n") and json.loads(stored[3:])["stdout"] == "json\n"
