@@ -25,6 +25,16 @@ FORBIDDEN = "FORBIDDEN"  #: may see, may not change (403)
 FUNCTION_NOT_ALLOWED = "FUNCTION_NOT_ALLOWED"  #: the endpoint restricts its functions (403)
 GROUPS_ARE_GLOBUS = "GROUPS_ARE_GLOBUS"  #: local group calls in Globus mode
 AUTH_UNAVAILABLE = "AUTH_UNAVAILABLE"  #: Globus Auth did not answer (503)
+#: a multi-user endpoint maps the submitter's identity to no local account (403; also
+#: a task's details.error_code when the endpoint itself refuses it)
+IDENTITY_UNMAPPED = "IDENTITY_UNMAPPED"
+#: user_endpoint_config outside the multi-user endpoint's schema (400; also a task's
+#: details.error_code when the endpoint's template refuses it)
+USER_ENDPOINT_CONFIG_INVALID = "USER_ENDPOINT_CONFIG_INVALID"
+#: a multi-user endpoint's limit on one account's children is reached (task failure)
+USER_ENDPOINT_LIMIT = "USER_ENDPOINT_LIMIT"
+#: a multi-user endpoint could not start the child for the account (task failure)
+USER_ENDPOINT_START_FAILED = "USER_ENDPOINT_START_FAILED"
 
 # --- not found (404; never says whether the thing exists for someone else)
 TASK_NOT_FOUND = "TASK_NOT_FOUND"

@@ -221,17 +221,21 @@ class FuncXClient(FunctionsMixin, SharingMixin):
     def create_batch(self, task_group_id: str | None = None,
                      resource_specification: dict | None = None,
                      result_serializers: list[Strategylike] | None = None, *,
-                     retries: int = 0, retry_on: Any = None) -> Batch:
+                     retries: int = 0, retry_on: Any = None,
+                     user_endpoint_config: dict | None = None) -> Batch:
         """A :class:`Batch`; ``result_serializers``: the strategies (instances,
         classes or import paths) the endpoint serializes each result with, the
         first that can (e.g. ``[JSONData()]`` for results any language reads);
         ``retries`` / ``retry_on``: each task runs again on the endpoint, up to
         ``retries`` times, when it fails with one of the ``retry_on`` exception
-        classes (or names; any exception when None): README "Retries"."""
+        classes (or names; any exception when None): README "Retries";
+        ``user_endpoint_config``: a multi-user endpoint's template values (README
+        "Multi-user endpoints"), refused at submit when outside its schema."""
         return Batch(task_group_id=task_group_id or self.session_task_group_id,
                      resource_specification=resource_specification, serializer=self.fx_serializer,
                      result_serializers=import_paths(result_serializers) or None,
-                     retries=retries, retry_on=retry_on)
+                     retries=retries, retry_on=retry_on,
+                     user_endpoint_config=user_endpoint_config)
 
     def serializer_for(self, endpoint_id: str) -> FuncXSerializer:
         """A serializer whose strategies ``endpoint_id`` accepts: this client's
@@ -256,7 +260,8 @@ class FuncXClient(FunctionsMixin, SharingMixin):
 
     def run(self, *args: Any, endpoint_id: str | None = None, function_id: str | None = None,
             result_serializers: list[Strategylike] | None = None, retries: int = 0,
-            retry_on: Any = None, **kwargs: Any) -> str:
+            retry_on: Any = None, user_endpoint_config: dict | None = None,
+            **kwargs: Any) -> str:
         """Run ``function_id`` on ``endpoint_id`` with the given arguments; return the task id.
 
         Both may be ids or names (your function's latest version, ``NAME@N``;
@@ -265,7 +270,8 @@ class FuncXClient(FunctionsMixin, SharingMixin):
         ``asynchronous=`` (a parameter of the 0.x reference) is taken by the
         client, not passed to the function: every run is asynchronous here
         (it returns the task id), so it is accepted with a warning.
-        ``result_serializers``, ``retries`` and ``retry_on`` are the client's too
+        ``result_serializers``, ``retries``, ``retry_on`` and
+        ``user_endpoint_config`` are the client's too
         (see :meth:`create_batch`): a function's own keyword of that name goes
         through ``Batch.add(..., kwargs={...})``."""
         require_ids("run()", endpoint_id, function_id, kwargs)
@@ -273,7 +279,7 @@ class FuncXClient(FunctionsMixin, SharingMixin):
             warn_asynchronous("run")
             kwargs.pop("asynchronous")
         batch = self.create_batch(result_serializers=result_serializers, retries=retries,
-                                  retry_on=retry_on)
+                                  retry_on=retry_on, user_endpoint_config=user_endpoint_config)
         batch.add(*args, endpoint_id=endpoint_id, function_id=function_id, **kwargs)
         return self.batch_run(batch)[0]
 
@@ -308,7 +314,8 @@ class FuncXClient(FunctionsMixin, SharingMixin):
                 eid, [(batch.tasks[i].function_id, batch.tasks[i].payload) for i in positions],
                 task_group_id=tg, resource_specification=batch.resource_specification,
                 chunk_size=chunk, result_serializers=batch.result_serializers,
-                retry_policy=batch.policy_of(positions[0]))
+                retry_policy=batch.policy_of(positions[0]),
+                user_endpoint_config=batch.user_endpoint_config)
             for i, tid in zip(positions, got):
                 ids[i] = tid
         return ids
@@ -319,7 +326,8 @@ class FuncXClient(FunctionsMixin, SharingMixin):
                      chunk_size: int | None = None, web_client: WebClient | None = None,
                      on_chunk: Callable[[int, list[str]], None] | None = None,
                      result_serializers: list[str] | None = None,
-                     retry_policy: dict | None = None) -> list[str]:
+                     retry_policy: dict | None = None,
+                     user_endpoint_config: dict | None = None) -> list[str]:
         """Queue ``tasks`` — ``(function_id, serialized payload)`` pairs — on one
         endpoint; return their task ids in the same order.  The endpoint and
         the functions may be given by name.
@@ -359,6 +367,8 @@ class FuncXClient(FunctionsMixin, SharingMixin):
                 body["result_serializers"] = list(result_serializers)
             if retry_policy:  # funcx.protocol.retry: re-runs on the endpoint (README "Retries")
                 body["retry_policy"] = retry_policy
+            if user_endpoint_config:  # a multi-user endpoint's template values
+                body["user_endpoint_config"] = user_endpoint_config
             resp = self._robust("POST", path, json_body=body, idempotent=True, web=web_client,
                                 retry_s=float(setting("SUBMIT_RETRY_S")),
                                 headers={"Idempotency-Key": str(uuid.uuid4())})

@@ -148,7 +148,8 @@ class FuncXExecutor(cf.Executor):
                  retry_on: Any = None,
                  serializer: FuncXSerializer | None = None,
                  result_serializers: list[Strategylike] | None = None,
-                 resource_specification: dict | None = None, **kwargs: Any):
+                 resource_specification: dict | None = None,
+                 user_endpoint_config: dict | None = None, **kwargs: Any):
         from funcx.sdk.client import FuncXClient
 
         unknown = set(kwargs) - set(IGNORED_OPTIONS)
@@ -182,6 +183,9 @@ class FuncXExecutor(cf.Executor):
         #: {"num_nodes": 2, "ranks_per_node": 4} for an MPIFunction, {"walltime": 60};
         #: read when the submit thread sends (README "MPI functions")
         self.resource_specification = resource_specification
+        #: a multi-user endpoint's template values (Globus Compute's attribute), checked
+        #: at submit against its schema; read when the submit thread sends
+        self.user_endpoint_config = user_endpoint_config
         self.task_count_submitted = 0
         self._functions: dict[int, tuple[Callable, str]] = {}
         self._queue: queue.Queue = queue.Queue()
@@ -368,6 +372,7 @@ class FuncXExecutor(cf.Executor):
                     eid, [(it[2], it[3]) for it in its], task_group_id=self.task_group_id,
                     web_client=self._submit_web, result_serializers=self.result_serializers,
                     resource_specification=self.resource_specification or None,
+                    user_endpoint_config=self.user_endpoint_config or None,
                     retry_policy=its[0][4], on_chunk=functools.partial(self._submitted, its))
         except Exception as e:  # noqa: BLE001 - any failure of a request fails its futures
             for it in live:
