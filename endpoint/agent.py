@@ -77,7 +77,10 @@ class _Stopping(Exception):
     """The agent stopped while a Redis call was being retried."""
 
 
-def register(web: WebClient, name: str, config: Config, endpoint_id: str | None) -> dict:
+def register(web: WebClient, name: str, config: Config, endpoint_id: str | None,
+             extra_metadata: dict | None = None) -> dict:
+    """Register (or re-register) the endpoint; ``extra_metadata``: what a
+    multi-user parent publishes (endpoint.multiuser.parent)."""
     body = {
         "endpoint_name": name,
         "display_name": config.display_name or name,
@@ -85,7 +88,7 @@ def register(web: WebClient, name: str, config: Config, endpoint_id: str | None)
         "metadata": {"hostname": socket.gethostname(), "endpoint_version": __version__,
                      "provider": type(config.provider).__name__,
                      "max_workers_per_node": config.max_workers_per_node,
-                     **config.serializer_metadata()},
+                     **config.serializer_metadata(), **(extra_metadata or {})},
     }
     if config.allowed_functions is not None:
         body["allowed_functions"] = list(config.allowed_functions)
@@ -118,10 +121,7 @@ class Agent:
                                 config.allowed_functions, config.allowed_serializer_ids)
         local = is_local_provider(config.provider)
         self.address: AddressPlan = plan(config.address, local)
-        self.interchange = Interchange(self.address.bind, config.interchange_port, self.out.put,
-                                       config.heartbeat_period, config.heartbeat_threshold,
-                                       config.task_retries_on_manager_lost, config.poll_period,
-                                       key_dir=run_dir / "curve")
+        self.interchange = self._make_interchange(config, run_dir)
         #: what managers are told to connect to (never 0.0.0.0; loopback only for local blocks)
         self.url = tcp_url(self.address.advertise, self.interchange.port)
         self.blocks = Blocks(config, self.url, run_dir, self.interchange.keys.manager_file)
@@ -136,6 +136,17 @@ class Agent:
         self.threads: list[threading.Thread] = []
         #: when check_cancelled may try SCARD again after it was refused
         self._scard_retry_at = 0.0
+
+    def _make_interchange(self, config: Config, run_dir: Path) -> Interchange:
+        """Where dispatched tasks go (a multi-user parent routes them instead)."""
+        return Interchange(self.address.bind, config.interchange_port, self.out.put,
+                           config.heartbeat_period, config.heartbeat_threshold,
+                           config.task_retries_on_manager_lost, config.poll_period,
+                           key_dir=run_dir / "curve")
+
+    def registration_metadata(self) -> dict:
+        """Metadata added to the registration ({}; see endpoint.multiuser.parent)."""
+        return {}
 
     @classmethod
     def registered(cls, name: str, config: Config, web: WebClient, run_dir: Path,
@@ -154,7 +165,8 @@ class Agent:
     def _reregister(self) -> None:
         """Fresh Redis credentials (after a Redis restart that lost ACL users)."""
         log.warning("redis at %s refused our credentials; registering again", self.where)
-        self.info = register(self.web, self.name, self.config, self.endpoint_id)
+        self.info = register(self.web, self.name, self.config, self.endpoint_id,
+                             self.registration_metadata())
         self.where = redis_link.where(self.info["redis_url"])
         self.r = self._connect()
 

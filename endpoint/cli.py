@@ -100,10 +100,17 @@ def init() -> None:
 @app.command()
 def configure(name: str = typer.Argument("default", help="endpoint name"),
               workers: int = typer.Option(0, help="workers per node (0: one per core)"),
-              template: str = typer.Option("local", help="local, slurm, pbs or kubernetes")) -> None:
+              template: str = typer.Option("local", help="local, slurm, pbs or kubernetes"),
+              multi_user: bool = typer.Option(
+                  False, "--multi-user",
+                  help="a multi-user endpoint (run by root): each submitter's tasks run as "
+                       "their mapped local account; also writes multi_user.yaml, "
+                       "identity_mapping.json, user_config_template.yaml.j2, "
+                       "user_config_schema.json and a systemd unit")) -> None:
     """Write $FUNCX_HOME/NAME/config.py, a commented template.
 
     Example: funcx-endpoint configure hpc --template slurm
+    Example: funcx-endpoint configure site --multi-user
     """
     from endpoint.config_file import write_template
     from endpoint.paths import BadEndpointName, EndpointDir
@@ -114,6 +121,16 @@ def configure(name: str = typer.Argument("default", help="endpoint name"),
         _fail(str(e), USAGE)
     if ep.exists():
         _fail(f"endpoint {name!r} is already configured at {ep.config_file}")
+    if multi_user:
+        from endpoint.multiuser.configure import unit_name, write
+        from funcx.defaults import funcx_home
+
+        for path in write(ep.path, name, funcx_home()):
+            typer.echo(f"Created {path}")
+        typer.echo(f"Edit identity_mapping.json, then start it with: funcx-endpoint start {name}\n"
+                   f"or at boot: copy {unit_name(name)} to /etc/systemd/system/ "
+                   f"(see its first lines)")
+        return
     try:
         write_template(ep.config_file, name, workers, template)
     except ValueError as e:
@@ -381,8 +398,12 @@ def list_(fmt: str = typer.Option("table", "--format", help="table or json")) ->
         table.add_column(col, no_wrap=True)
     colors = {"online": "green", "offline": "red", "initialized": "yellow"}
     for r in rows:
-        table.add_row(Text(r["name"]), Text(r["status"], style=colors.get(r["status"], "")),
+        table.add_row(Text(r["name"] + (" (multi-user)" if r.get("multi_user") else "")),
+                      Text(r["status"], style=colors.get(r["status"], "")),
                       r["endpoint_id"] or "None")
+        for c in r.get("children", []):  # a multi-user endpoint's children, as which account
+            table.add_row(Text(f"  └ {c['name']} as {c['account']}"),
+                          Text("running" if c.get("alive") else "starting"), f"pid {c.get('pid')}")
     width = max([len(r["name"]) for r in rows] + [13]) + 11 + 36 + 10
     Console(width=max(80, width)).print(table)
 
@@ -422,14 +443,25 @@ def status(name: str = typer.Argument("default", help="endpoint name"),
             origin = "started by hand" if m.get("hand_started") else f"block {m['block_id']}"
             typer.echo(f"    manager {m['manager_id']} on {m['hostname']} ({origin}): "
                        f"{m['workers']} workers, {m['tasks']} task(s)")
+    if info.get("multi_user"):
+        kids = info.get("children", [])
+        typer.echo(f"  multi-user: {len(kids)} child endpoint(s)")
+        for c in kids:
+            typer.echo(f"    {c['name']}: account {c['account']} (uid {c['uid']}) for "
+                       f"{c['identity']}, pid {c['pid']}, {c['outstanding']} outstanding, "
+                       f"{c['tasks']} task(s) so far; log {c['log']}")
 
 
 @app.command()
 def logs(name: str = typer.Argument("default"), lines: int = typer.Option(50, "-n"),
-         follow: bool = typer.Option(False, "-f", "--follow", help="keep printing new lines")) -> None:
+         follow: bool = typer.Option(False, "-f", "--follow", help="keep printing new lines"),
+         child: str = typer.Option("", "--child",
+                                   help="a multi-user endpoint's child (ACCOUNT-ID, as "
+                                        "`status` names it): its log instead")) -> None:
     """Print the end of the endpoint's log.
 
     Example: funcx-endpoint logs laptop -n 100 -f
+    Example: funcx-endpoint logs site --child alice-0123456789ab
     """
     import time
 
@@ -437,6 +469,13 @@ def logs(name: str = typer.Argument("default"), lines: int = typer.Option(50, "-
 
     _existing(name)
     path = EndpointDir(name).log_file
+    if child:
+        from endpoint.multiuser.parent import CHILD_LOG_DIR
+        from endpoint.paths import NAME_RE
+
+        if not NAME_RE.match(child):
+            _fail(f"invalid child name {child!r}", USAGE)
+        path = EndpointDir(name).path / CHILD_LOG_DIR / f"{child}.log"
     if not path.exists():
         _fail(f"no log at {path}", NOT_FOUND)
     with open(path, errors="replace") as f:

@@ -7,6 +7,7 @@ it is not); no polling.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -88,8 +89,25 @@ def status_of(ep: EndpointDir) -> str:
 
 
 def list_endpoints() -> list[dict]:
-    return [{"name": ep.name, "status": status_of(ep), "endpoint_id": saved_id(ep)}
-            for ep in all_endpoint_dirs()]
+    return [{"name": ep.name, "status": status_of(ep), "endpoint_id": saved_id(ep),
+             **children_of(ep)} for ep in all_endpoint_dirs()]
+
+
+def children_of(ep: EndpointDir) -> dict:
+    """``{"multi_user": True, "children": [...]}`` for a multi-user endpoint
+    (its running children, as its router last wrote them), else {}."""
+    from endpoint.multiuser import site_config
+    from endpoint.multiuser.router import CHILDREN_FILE
+
+    if not site_config.is_multi_user(ep.path):
+        return {}
+    children: object = None
+    if running_pid(ep):
+        try:
+            children = json.loads((ep.path / "run" / CHILDREN_FILE).read_text())
+        except (OSError, ValueError):
+            children = None
+    return {"multi_user": True, "children": children if isinstance(children, list) else []}
 
 
 def start(name: str, timeout: float = 60.0) -> str:
@@ -204,14 +222,21 @@ def run_daemon(name: str, ready_fd: int | None) -> int:
         # over the stored token: the endpoint is registered under the client's
         # identity (the Globus Compute guide's "Client Credentials with Clients")
         web = WebClient(address, default_login_manager(address).get_token)
+        step = "reading the multi-user settings"
+        site = multi_user_site(ep)  # None: a single-user endpoint
         step = "registering with the service"
-        info = register(web, name, config, saved_id(ep))
+        info = register(web, name, config, saved_id(ep), site.published() if site else None)
         # the Redis the service hands out must answer from here (within
         # AGENT_REDIS_CHECK_S), else start fails naming host:port, not "running"
         step = "connecting to the service's Redis"
         redis_link.check(info, ep.run_dir, float(setting("AGENT_REDIS_CHECK_S")))
         step = "binding the interchange"
-        agent = Agent(name, config, web, ep.run_dir, saved_id(ep), info)
+        if site is None:
+            agent = Agent(name, config, web, ep.run_dir, saved_id(ep), info)
+        else:
+            from endpoint.multiuser.parent import MultiUserAgent
+
+            agent = MultiUserAgent(name, config, web, ep.run_dir, saved_id(ep), info, site)
         write_private_json(ep.id_file, {"endpoint_id": agent.endpoint_id, "name": name,
                                         "registered_at": time.time()})
         install_signal_handlers(agent)
@@ -252,10 +277,24 @@ def run_daemon(name: str, ready_fd: int | None) -> int:
     return 0
 
 
+def multi_user_site(ep: EndpointDir):
+    """The parent's settings when ``ep`` is a multi-user endpoint, else None
+    (endpoint.multiuser.site_config; its errors name the file)."""
+    from endpoint.multiuser import site_config
+
+    if not site_config.is_multi_user(ep.path):
+        return None
+    try:
+        return site_config.load(ep.path)
+    except site_config.SiteConfigError as e:
+        raise ConfigError(str(e)) from None
+
+
 def endpoint_info(name: str) -> dict:
     ep = EndpointDir(name)
     return {"name": name, "status": status_of(ep), "endpoint_id": saved_id(ep),
-            "pid": running_pid(ep), "directory": str(ep.path), "log": str(ep.log_file)}
+            "pid": running_pid(ep), "directory": str(ep.path), "log": str(ep.log_file),
+            **children_of(ep)}
 
 
 if __name__ == "__main__":

@@ -322,3 +322,47 @@ class ResultSerializationFailed(EndpointTaskError, SerializationError):
         from funcx.protocol.error_codes import RESULT_NOT_SERIALIZABLE
 
         return RESULT_NOT_SERIALIZABLE
+
+
+class IdentityUnmapped(EndpointTaskError):
+    """A multi-user endpoint maps the submitter's identity to no local account
+    (or to one it refuses): ask the endpoint's administrators to map you."""
+
+    @property
+    def code(self) -> str:
+        from funcx.protocol.error_codes import IDENTITY_UNMAPPED
+
+        return IDENTITY_UNMAPPED
+
+
+class UserEndpointConfigInvalid(EndpointTaskError):
+    """A multi-user endpoint's user config template refused the task's
+    ``user_endpoint_config``: change the values the message names."""
+
+    @property
+    def code(self) -> str:
+        from funcx.protocol.error_codes import USER_ENDPOINT_CONFIG_INVALID
+
+        return USER_ENDPOINT_CONFIG_INVALID
+
+
+class UserEndpointLimit(EndpointTaskError):
+    """The multi-user endpoint runs as many child endpoints for your account
+    as it allows: submit with a user_endpoint_config already in use, or later."""
+
+    @property
+    def code(self) -> str:
+        from funcx.protocol.error_codes import USER_ENDPOINT_LIMIT
+
+        return USER_ENDPOINT_LIMIT
+
+
+class UserEndpointStartFailed(EndpointTaskError):
+    """The multi-user endpoint could not start a child endpoint for your
+    account (a site problem: its administrators find why in its log)."""
+
+    @property
+    def code(self) -> str:
+        from funcx.protocol.error_codes import USER_ENDPOINT_START_FAILED
+
+        return USER_ENDPOINT_START_FAILED

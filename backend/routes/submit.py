@@ -35,11 +35,12 @@ import logging
 import re
 import uuid
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, g, jsonify, request
 
 from backend.api_errors import ApiError, bad_request
 from backend.auth import current_user
 from backend.limits import charge_tasks, check_payload, check_task_budget, submit_slot
+from backend.multiuser import check_submit
 from backend.routes.common import check_endpoint, check_function, field, json_body, redis, tasks, valid_uuid
 from backend.store import containers as ctr_store
 from backend.store import endpoints as ep_store
@@ -143,14 +144,19 @@ def _idempotency_key() -> str | None:
     return key
 
 
-def _prepare(user: str, eid: str, by_function: dict[str, list[str]], spec: dict) -> Batch:
-    """Validate one endpoint's tasks (nothing is written)."""
+def _prepare(user: str, eid: str, by_function: dict[str, list[str]], spec: dict,
+             user_config: dict | None = None) -> Batch:
+    """Validate one endpoint's tasks (nothing is written).  A multi-user
+    endpoint's tasks carry the caller's identity (from the token) and their
+    checked user_endpoint_config (backend.multiuser)."""
     eid = valid_uuid(eid, "endpoint id")
     fids = {raw: valid_uuid(raw, "function id") for raw in by_function}
     ep, allowed, fn_recs = ep_store.submit_view(redis(), eid, list(fids.values()))
     ep = check_endpoint(ep, eid, user)
     _check_limits(spec, ep, eid)
     batch = Batch(eid, [], {}, {}, spec or None, {})
+    batch.identity, batch.user_endpoint_config = check_submit(
+        ep, eid, {"id": g.identity.user_id, "username": g.identity.name}, user_config)
     for (fid_raw, payloads), fn in zip(by_function.items(), fn_recs):
         fid = fids[fid_raw]
         fn = check_function(fn, fid, user)
@@ -199,11 +205,11 @@ def _submit_v3(user: str, eid: str):
     _check_count(n)
     tg = _task_group(field(body, "task_group_id", str, default=None))
     spec = _resource_spec(field(body, "resource_specification", dict, default=None))
-    field(body, "user_endpoint_config", dict, default=None)
+    user_config = field(body, "user_endpoint_config", dict, default=None)
     serializers = _result_serializers(body.get("result_serializers"))
     policy = _retry_policy(field(body, "retry_policy", dict, default=None))
     key = _idempotency_key()
-    batch = _prepare(user, eid, by_function, spec)
+    batch = _prepare(user, eid, by_function, spec, user_config)
     batch.result_serializers = serializers
     batch.retry_policy = policy
     charge_tasks(user, n)

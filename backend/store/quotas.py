@@ -66,6 +66,9 @@ class Batch:
     container_specs: dict[str, str] = field(default_factory=dict)  # container id -> JSON
     result_serializers: list[str] = field(default_factory=list)  # import paths, in order
     retry_policy: dict = field(default_factory=dict)  #: funcx.protocol.retry ({}: no retries)
+    #: the submitter ({"id", "username"}) for a multi-user endpoint (issue 19), from the token
+    identity: dict = field(default_factory=dict)
+    user_endpoint_config: dict = field(default_factory=dict)  #: checked against its schema
 
 
 def alias(owner: str, tg: str) -> str:
@@ -174,7 +177,8 @@ def _run(script, owner: str, tg: str, client_tg: str, batches: list[Batch],
             tasks.append(Task(tid, fid, payload, tg, container_id=b.containers.get(fid, ""),
                               resource_specification=b.resource_specification or {},
                               result_serializers=b.result_serializers,
-                              retry_policy=b.retry_policy))
+                              retry_policy=b.retry_policy, identity=b.identity,
+                              user_endpoint_config=b.user_endpoint_config))
         entry = encode_task_batch(tasks) if tasks else {}
         start = len(argv) + 2
         for k, v in entry.items():

@@ -152,6 +152,11 @@ class Task(Struct):
     #: variables the worker sets while it runs this task (set by the manager: MPI
     #: mode's $PARSL_MPI_PREFIX and node list, endpoint.mpi)
     env: dict = field(default_factory=dict)
+    #: who submitted it, as the service knows them ({"id", "username"}; written by the
+    #: service, never the client): a multi-user endpoint maps it to a local account
+    identity: dict = field(default_factory=dict)
+    #: the submitter's values for a multi-user endpoint's user config template
+    user_endpoint_config: dict = field(default_factory=dict)
 
     STREAM_FIELDS = ("task_id", "function_id", "payload", "task_group_id", "container_id")
 

@@ -77,8 +77,28 @@ def encode_task_batch(tasks: list[Task]) -> dict[str, str]:
                     t.resource_specification or None, t.result_serializers or None,
                     t.retry_policy or None)
             for t in tasks]
-    return {"kind": "tasks", "v": str(VERSION), "meta": _encoder.encode(meta).decode(),
-            "payloads": pack_buffers([t.payload for t in tasks])}
+    out = {"kind": "tasks", "v": str(VERSION), "meta": _encoder.encode(meta).decode(),
+           "payloads": pack_buffers([t.payload for t in tasks])}
+    # one submit, one submitter: the identity and user config are the entry's (issue 19)
+    if tasks and tasks[0].identity:
+        out["identity"] = _encoder.encode(tasks[0].identity).decode()
+    if tasks and tasks[0].user_endpoint_config:
+        out["user_endpoint_config"] = _encoder.encode(tasks[0].user_endpoint_config).decode()
+    return out
+
+
+_identity = msgspec.json.Decoder(dict[str, str])
+_user_config = msgspec.json.Decoder(dict[str, Any])
+
+
+def _entry_json(fields: dict[str, str], name: str, decoder: msgspec.json.Decoder) -> dict:
+    raw = fields.get(name)
+    if not raw:
+        return {}
+    try:
+        return decoder.decode(raw)
+    except (RecursionError, msgspec.DecodeError, msgspec.ValidationError) as e:
+        raise ProtocolError(f"bad task batch {name}: {e}") from None
 
 
 def decode_task_entry(fields: dict[str, str]) -> list[Task]:
@@ -92,11 +112,14 @@ def decode_task_entry(fields: dict[str, str]) -> list[Task]:
     payloads = _unpack(fields.get("payloads"), "task batch payloads")
     if len(meta) != len(payloads):
         raise ProtocolError("task batch: meta and payload counts differ")
+    identity = _entry_json(fields, "identity", _identity)
+    user_config = _entry_json(fields, "user_endpoint_config", _user_config)
     return [Task(task_id=m.task_id, function_id=m.function_id, task_group_id=m.task_group_id,
                  container_id=m.container_id,
                  resource_specification=resource_specification(m.resource_specification),
                  result_serializers=m.result_serializers or [],
-                 retry_policy=_policy(m.retry_policy), payload=p)
+                 retry_policy=_policy(m.retry_policy), payload=p,
+                 identity=dict(identity), user_endpoint_config=dict(user_config))
             for m, p in zip(meta, payloads)]
 
 

