@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 # printed by the build backend) are not the user's business: a quiet install
 PIP    := PYTHONWARNINGS=ignore::UserWarning $(VENV)/bin/pip
 
-.PHONY: demo test test-slow test-security test-crosshost lint venv clean
+.PHONY: demo test test-slow test-security test-crosshost test-multiuser lint venv clean
 
 $(VENV)/.stamp-base: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ test-security: $(VENV)/.stamp-test
 ## tcpdump and a TLS-capable redis-server (CI installs them).
 test-crosshost: $(VENV)/.stamp-test
 	@$(PY) -m pytest tests/crosshost -m crosshost $(ARGS)
+
+## The multi-user endpoint suite (tests/multiuser): creates local Unix users; needs root.
+test-multiuser: $(VENV)/.stamp-test
+	@$(PY) -m pytest tests/multiuser -m multiuser $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
