@@ -27,6 +27,7 @@ def serve(addr: str, worker_id: str) -> None:
     # the manager names where this worker's task output is captured (it reads
     # the files of a task it had to kill: endpoint.task_output.leftover)
     executor = Executor(output_prefix=os.environ.get("FUNCX_TASK_OUTPUT_PREFIX") or None)
+    home = os.getcwd()  # tasks' own directories go here, whatever a task's chdir
     sock.send_multipart(pack(Kind.READY, {"pid": os.getpid()}))
     while True:
         try:
@@ -37,7 +38,8 @@ def serve(addr: str, worker_id: str) -> None:
                 continue
             results = []
             for t in unpack_tasks(msg):
-                with applied(t):  # FUNCX_TASK_ID and the manager's variables (MPI)
+                # FUNCX_TASK_ID, its directory and the manager's variables (MPI)
+                with applied(t, base=home):
                     results.append(executor.run(t))
             sock.send_multipart(pack_results(results))
         except ProtocolError as e:

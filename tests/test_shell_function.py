@@ -41,7 +41,7 @@ def test_a_missing_argument_is_named():
 
 def test_local_call_runs_bash_and_answers_a_shell_result(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("FUNCX_TASK_ID", raising=False)
+    monkeypatch.delenv("FUNCX_TASK_SANDBOX_DIR", raising=False)
     sf = ShellFunction("echo {message} > out.txt; cat out.txt; echo oops >&2")
     r = sf(message="hello world")
     assert isinstance(r, ShellResult)
@@ -79,7 +79,7 @@ def test_walltime_kills_the_command_and_its_children_with_124(tmp_path):
 
 def test_snippet_lines_keeps_the_last_lines_and_the_files_keep_all(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("FUNCX_TASK_ID", raising=False)
+    monkeypatch.delenv("FUNCX_TASK_SANDBOX_DIR", raising=False)
     r = ShellFunction("seq 1 {n}", snippet_lines=3)(n=10)
     assert r.stdout == "8\n9\n10\n"
     kept = ShellFunction("seq 1 5; seq 6 7 >&2", stdout="all.out", stderr="all.err",
@@ -128,7 +128,8 @@ def test_mpi_function_without_an_mpi_endpoint_says_what_it_needs(monkeypatch):
 
 # ------------------------------------------------------------ on a real endpoint
 def test_sdk_register_and_run_in_a_per_task_directory(fxc, endpoint):
-    sf = ShellFunction("echo {message} > out.txt; cat out.txt; pwd; echo $FUNCX_TASK_ID")
+    sf = ShellFunction("echo {message} > out.txt; cat out.txt; pwd; echo $FUNCX_TASK_ID; "
+                       "echo $FUNCX_TASK_SANDBOX_DIR")
     fid = fxc.register_function(sf)
     assert fxc.register_function(ShellFunction(sf.cmd)) == fid  # same content, same id
     assert fxc.get_function(fid)["function_name"] == "shell_echo"
@@ -137,8 +138,8 @@ def test_sdk_register_and_run_in_a_per_task_directory(fxc, endpoint):
     assert "result" in done, done
     r = done["result"]
     assert isinstance(r, ShellResult) and r.returncode == 0
-    said, cwd, task_id = r.stdout.splitlines()
-    assert said == "hi there" and task_id == tid
+    said, cwd, task_id, sandbox = r.stdout.splitlines()
+    assert said == "hi there" and task_id == tid and sandbox == cwd
     assert Path(cwd).name == tid  # the task's own directory, kept with its files
     assert (Path(cwd) / "out.txt").read_text() == "hi there\n"
 
@@ -184,9 +185,13 @@ def test_the_task_id_variable_is_the_tasks_own_and_put_back_after(fxc, endpoint)
     from funcx.protocol.messages import Task
 
     env: dict[str, str] = {"KEEP": "1"}
-    with applied(Task("t1", "f", "", env={"PARSL_MPI_PREFIX": "mpiexec -n 2"}), env):
-        assert env == {"KEEP": "1", "FUNCX_TASK_ID": "t1", "PARSL_MPI_PREFIX": "mpiexec -n 2"}
+    with applied(Task("t1", "f", "", env={"PARSL_MPI_PREFIX": "mpiexec -n 2"}), env,
+                 base="/w"):
+        assert env == {"KEEP": "1", "FUNCX_TASK_ID": "t1", "PARSL_MPI_PREFIX": "mpiexec -n 2",
+                       "FUNCX_TASK_SANDBOX_DIR": "/w/t1"}
     assert env == {"KEEP": "1"}
+    with applied(Task("../x", "f", ""), env, base="/w"):  # never a directory outside base
+        assert "FUNCX_TASK_SANDBOX_DIR" not in env
 
 
 # ------------------------------------------------------------------ funcx run

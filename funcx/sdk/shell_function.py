@@ -11,10 +11,10 @@ past ``walltime`` seconds is killed (its whole process group) and answers
 ``returncode`` 124, the ``timeout(1)`` convention.
 
 Where it runs: on an endpoint, each task's command runs in a directory of its
-own, ``<worker cwd>/<task id>/`` (the worker's cwd is the endpoint's
-``working_dir``), created for the task and kept afterwards so that files the
-command writes (``echo hi > out.txt``) can be collected; ``$FUNCX_TASK_ID``
-names the task.  Called outside an endpoint it runs in the current directory.
+own, ``$FUNCX_TASK_SANDBOX_DIR`` = ``<working_dir>/<task id>/`` (the
+endpoint's ``working_dir``, where its workers start), created for the task and
+kept afterwards so that files the command writes (``echo hi > out.txt``) can
+be collected; ``$FUNCX_TASK_ID`` names the task.  Called outside an endpoint it runs in the current directory.
 
 An :class:`MPIFunction` prefixes its command with ``$PARSL_MPI_PREFIX``, the
 launcher command (``mpiexec -n 4 --host a:2,b:2``, ``srun -N 2 ...``) that an
@@ -33,8 +33,8 @@ from typing import Any
 
 #: the returncode of a command killed at its walltime (as ``timeout(1)`` answers)
 WALLTIME_RETURNCODE = 124
-#: where a ShellFunction on an endpoint learns its task's id (set by the worker)
-TASK_ID_VAR = "FUNCX_TASK_ID"
+#: the task's own directory on an endpoint, ``<worker dir>/<task id>`` (set by the worker)
+SANDBOX_VAR = "FUNCX_TASK_SANDBOX_DIR"
 #: the launcher prefix an endpoint in MPI mode sets for each MPI task
 MPI_PREFIX_VAR = "PARSL_MPI_PREFIX"
 #: seconds between SIGTERM and SIGKILL for a command past its walltime
@@ -116,12 +116,12 @@ def last_lines(path: str, n: int) -> str:
 
 
 def task_directory() -> str | None:
-    """The per-task directory a command runs in on an endpoint (created), or
-    None when not on an endpoint (run in the current directory)."""
-    task_id = os.environ.get(TASK_ID_VAR)
-    if not task_id or os.sep in task_id or task_id in (".", ".."):
+    """The per-task directory a command runs in on an endpoint (created):
+    ``$FUNCX_TASK_SANDBOX_DIR``, set by the worker; else None, not on an
+    endpoint (run in the current directory)."""
+    path = os.environ.get(SANDBOX_VAR)
+    if not path:
         return None
-    path = os.path.join(os.getcwd(), task_id)
     os.makedirs(path, exist_ok=True)
     return path
 
