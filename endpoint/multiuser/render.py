@@ -11,6 +11,7 @@ therefore not inject code into the child's configuration.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from typing import Any
@@ -59,7 +60,9 @@ def _environment() -> jinja2.Environment:
                                          autoescape=False, keep_trailing_newline=True)
 
 
+@functools.lru_cache(maxsize=8)
 def compile_template(text: str) -> jinja2.Template:
+    """The compiled template (cached: the parent renders one per new task group)."""
     try:
         return _environment().from_string(text)
     except jinja2.TemplateSyntaxError as e:

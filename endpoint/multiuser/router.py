@@ -66,6 +66,7 @@ class Router:
                  max_retries: int):
         self.cfg, self.on_output, self.run_dir, self.log_dir = cfg, on_output, run_dir, log_dir
         self.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.hb = (heartbeat_period, heartbeat_threshold, max_retries)
         self.mapper = Mapper(cfg)
         self.audit = AuditLog(cfg.directory / "audit.log")
@@ -177,11 +178,12 @@ class Router:
     def _check_limits(self, account: Account) -> None:
         mine = sum(1 for (name, _) in self.children if name == account.name)
         if mine >= self.cfg.max_children_per_user:
-            raise _Limit(f"account {account.name!r} already has {mine} child endpoint(s), "
-                         f"this endpoint's max_children_per_user")
+            raise _Limit(f"account {account.name!r} has {mine} child endpoint(s), this "
+                         f"endpoint's max_children_per_user ({self.cfg.max_children_per_user}): "
+                         "use a user_endpoint_config already running, or wait for one to idle out")
         if len(self.children) >= self.cfg.max_children:
             raise _Limit(f"this endpoint runs {len(self.children)} child endpoints, its "
-                         "max_children")
+                         f"max_children ({self.cfg.max_children}): try again later")
 
     def _refuse(self, t: Task, e: Exception) -> Result:
         self.stats["refused"] += 1
