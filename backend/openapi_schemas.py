@@ -156,7 +156,10 @@ SCHEMAS: dict[str, dict] = {
         "task_group_id": opt(UUID, "minted by the service when absent"),
         "create_queue": opt(BOOL), "user_runtime": opt(ANY_OBJECT),
         "resource_specification": opt(ANY_OBJECT),
-        "user_endpoint_config": opt(ANY_OBJECT),
+        "user_endpoint_config": opt(ANY_OBJECT, "values for a multi-user endpoint's user "
+                                    "config template, checked against the JSON schema it "
+                                    "publishes (400 USER_ENDPOINT_CONFIG_INVALID); ignored "
+                                    "by other endpoints"),
         "result_serializers": opt({**arr(STR), "maxItems": 16},
                                   "strategy import paths (e.g. funcx.serialize.JSONData or "
                                   "globus_compute_sdk.serialize.JSONData) the endpoint "
