@@ -128,6 +128,8 @@ ROWS = [
     ("GET", "/v2/tasks/<tid>", "", False, 200, 404, 404, X, X, X),
     ("POST", "/v2/tasks/<tid>/cancel", "", False, 200, 404, 404, X, X, X),
     ("POST", "/v2/batch_status", "", False, 200, 200, 200, X, X, X),  # others: "unknown"
+    # everyone gets 200 with an answer per id; another's task reads as unknown, uncancelled
+    ("POST", "/v2/tasks/cancel", "", True, 200, 200, 200, X, X, X),
     # the member submitted under this id above, so for them it names their own group
     ("GET", "/v2/taskgroup/<tg>", "", False, 200, 200, 404, X, X, X),
     ("GET", "/v2/taskgroup/<tg>/events", "", False, 200, 200, 404, X, X, X),
@@ -259,7 +261,7 @@ def _request_kw(ctx: Ctx, method: str, rule: str, t: dict, caller: Caller) -> di
         return {"json": {"endpoint_name": f"matrix-put-{ctx.tag}", "public": v == "public-ep"}}
     if rule == "/v2/endpoints/<eid>/whitelist" and method == "POST":
         return {"json": {"func": [ctx.ids["private-fn"]]}}
-    if rule == "/v2/batch_status":
+    if rule in ("/v2/batch_status", "/v2/tasks/cancel"):
         return {"json": {"task_ids": [ctx.ids["tid"]]}}
     if rule == "/v2/containers" and method == "POST":
         return {"json": {"type": "docker", "location": "docker.io/library/python:3.11"}}
@@ -433,6 +435,12 @@ def test_group_member_semantics(ctx):
         assert ctx.call("POST", f"/v2/tasks/{tid}/cancel", who.headers()).status_code == 404
         st = ctx.call("POST", "/v2/batch_status", who.headers(), json={"task_ids": [tid]})
         assert st.json()["results"][tid]["status"] == "unknown"
+        nobody = str(uuid.uuid4())  # another's task is answered as a task nobody has
+        many = ctx.call("POST", "/v2/tasks/cancel", who.headers(), json={"task_ids": [tid, nobody]})
+        assert many.status_code == 200, many.text
+        answers = many.json()["results"]
+        assert answers[tid] == answers[nobody] and answers[tid]["cancelled"] is False, many.text
+    assert ctx.r.hget(f"fx:task:{tid}", "status") != "cancelled"  # nobody else cancelled it
     # nor can the owner add tasks to the member's task group: the same id names a
     # private group of the owner's (answered as a fresh id would be)
     resp = ctx.call("POST", f"/v3/endpoints/{pub}/submit", owner.headers(),
