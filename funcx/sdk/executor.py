@@ -53,6 +53,8 @@ class FuncXFuture(cf.Future):
         self.submitted = threading.Event()  # set once task_id is known
         #: the name of the task's function (in a failed dependent's error), when known
         self.function_name: str | None = None
+        #: the resource_specification it was submitted with (set by the executor)
+        self._resource_specification: dict[str, Any] = {}
         #: each run of a task that had a retry policy or was retried (README "Retries")
         self.attempts: list[dict] | None = None
         if task_id:
@@ -181,7 +183,7 @@ class FuncXExecutor(cf.Executor):
         self.result_serializers = result_serializers
         #: what each task asks of the endpoint (Globus Compute's attribute), e.g.
         #: {"num_nodes": 2, "ranks_per_node": 4} for an MPIFunction, {"walltime": 60};
-        #: read when the submit thread sends (README "MPI functions")
+        #: each task gets the value set when it is submitted (README "MPI functions")
         self.resource_specification = resource_specification
         #: a multi-user endpoint's template values (Globus Compute's attribute), checked
         #: at submit against its schema; read when the submit thread sends
@@ -291,6 +293,8 @@ class FuncXExecutor(cf.Executor):
         fut = FuncXFuture()
         fut._executor = self
         fut.function_name = name or function_id
+        # what the task asks of the endpoint, as set when it was submitted
+        fut._resource_specification = dict(self.resource_specification or {})
         args, kwargs = tuple(args or ()), dict(kwargs or {})
         deps = find_futures(args, kwargs)
         if not deps:
@@ -364,14 +368,16 @@ class FuncXExecutor(cf.Executor):
         with self._lock:
             self._sending = [it[0] for it in live]
         try:
-            by_ep: dict[tuple, list] = {}  # one request per endpoint and retry policy
+            # one request per endpoint, retry policy and resource specification
+            by_ep: dict[tuple, list] = {}
             for it in live:
-                by_ep.setdefault((it[1], policy_key(it[4])), []).append(it)
-            for (eid, _), its in by_ep.items():
+                spec = sorted(it[0]._resource_specification.items())
+                by_ep.setdefault((it[1], policy_key(it[4]), repr(spec)), []).append(it)
+            for (eid, _, _), its in by_ep.items():
                 self.client.submit_tasks(
                     eid, [(it[2], it[3]) for it in its], task_group_id=self.task_group_id,
                     web_client=self._submit_web, result_serializers=self.result_serializers,
-                    resource_specification=self.resource_specification or None,
+                    resource_specification=its[0][0]._resource_specification or None,
                     user_endpoint_config=self.user_endpoint_config or None,
                     retry_policy=its[0][4], on_chunk=functools.partial(self._submitted, its))
         except Exception as e:  # noqa: BLE001 - any failure of a request fails its futures
