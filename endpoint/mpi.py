@@ -39,6 +39,9 @@ class NodesExceeded(MPIRequestError):
                          f"(nodes_per_block={per_block}): ask for at most {per_block}, or ask "
                          f"the endpoint's owner for larger blocks")
 
+    def __reduce__(self) -> tuple[type, tuple[int, int]]:  # rebuilt as itself in the SDK
+        return type(self), (self.asked, self.per_block)
+
 
 @dataclass(frozen=True)
 class MPIRequest:

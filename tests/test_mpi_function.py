@@ -262,6 +262,31 @@ def test_more_nodes_than_a_block_has_is_refused_at_submit(fxc, mpi_endpoint):
     assert "num_ranks=5 does not fit num_nodes=1 x ranks_per_node=2" in err.value.message
 
 
+def test_the_manager_refuses_too_many_nodes_itself(fxc, mpi_endpoint, redis_client):
+    """Defence in depth: a task that reached the endpoint without the submit-time
+    check (a record whose limits predate MPI mode) fails alone, at the manager,
+    naming both numbers; the endpoint keeps serving."""
+    from funcx.protocol import keys
+
+    saved = redis_client.hget(keys.endpoint(mpi_endpoint), "limits")
+    redis_client.hset(keys.endpoint(mpi_endpoint), "limits", "{}")
+    try:
+        batch = fxc.create_batch(resource_specification={"num_nodes": 2})
+        batch.add(endpoint_id=mpi_endpoint,
+                  function_id=fxc.register_function(MPIFunction("hostname")))
+        tid = fxc.batch_run(batch)[0]
+        done = fxc.wait([tid], timeout=RESULT_S)[tid]
+    finally:
+        redis_client.hset(keys.endpoint(mpi_endpoint), "limits", saved)
+    assert done["status"] == "failed"
+    assert isinstance(done["exception"], NodesExceeded)
+    assert "num_nodes=2 but a block of this endpoint has 1 node" in str(done["exception"])
+    raw = fxc.web_client.get(f"/v2/tasks/{tid}")  # the task document as stored
+    assert raw["details"]["error_code"] == error_codes.MPI_NODES_EXCEEDED, raw
+    with FuncXExecutor(endpoint_id=mpi_endpoint, client=fxc) as fxe:  # still serving
+        assert fxe.submit(ShellFunction("echo ok")).result(RESULT_S).stdout == "ok\n"
+
+
 # --------------------------------------------------------------- Slurm (srun)
 SLURM_CONFIG = '''
 from parsl.launchers import SimpleLauncher
