@@ -243,8 +243,10 @@ def test_template_value_outside_schema_refused(mep):
 
 def test_child_idles_out_and_comes_back(mep):
     a, _ = mep["accounts"]
+    status, _ = _result(mep["clients"][a], _run_probe(mep, a, []))
+    assert status == "ok"
     before = [c["pid"] for c in _children(mep["ep"]) if c["account"] == a]
-    assert before, "alice has no child (the earlier tests start one)"
+    assert before, "alice's task ran, yet she has no child"
     gone = wait_until(lambda: not any(c["account"] == a for c in _children(mep["ep"])),
                       IDLE_S + 20, 0.25)
     assert gone, "alice's children did not idle out"
