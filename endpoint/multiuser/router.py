@@ -42,6 +42,8 @@ from funcx.protocol.user_config import UserConfigError
 log = logging.getLogger("funcx.multiuser.router")
 #: the state file `funcx-endpoint status` reads (children, by name)
 CHILDREN_FILE = "children.json"
+#: how often the state file is rewritten while nothing else changes (s)
+STATE_EVERY_S = 1.0
 
 
 class _NoFeed:
@@ -205,10 +207,17 @@ class Router:
     # ------------------------------------------------------------------- loop
     def run(self) -> None:
         """Tend the children until :attr:`stop_event`: idle ones stopped, dead ones
-        with work restarted (at most once a second each), the state file kept."""
+        with work restarted (at most once a second each), the state file kept
+        (rewritten at least every STATE_EVERY_S, for `funcx-endpoint status`)."""
+        saved = 0.0
         while not self.stop_event.wait(0.2):
             try:
-                self.tend(time.monotonic())
+                now = time.monotonic()
+                self.tend(now)
+                if now - saved >= STATE_EVERY_S:
+                    with self.lock:
+                        self._save()
+                    saved = now
             except Exception:
                 log.exception("tending the children failed; continuing")
 

@@ -279,6 +279,36 @@ def test_audit_log_and_status_show_who_ran_what(mep):
     assert f"account {a}" in out.stdout, out.stdout + out.stderr
 
 
+def slow_probe(seconds):
+    import os
+    import time
+
+    time.sleep(seconds)
+    return os.getuid()
+
+
+def test_a_child_that_dies_with_work_is_restarted_and_the_task_runs(mep):
+    a, _ = mep["accounts"]
+    c = mep["clients"][a]
+    status, _ = _result(c, _run_probe(mep, a, []))  # alice's child is up
+    assert status == "ok"
+    tid = c.run(5, endpoint_id=mep["eid"], function_id=c.register_function(slow_probe))
+    mine = [k for k in _children(mep["ep"]) if k["account"] == a and not k["options"].get(
+        "workers") == 3]
+    assert mine
+    pid = mine[0]["pid"]
+    # the state file (rewritten each second) shows the task held by this child
+    assert wait_until(lambda: any(k["pid"] == pid and k["outstanding"] for k in
+                                  _children(mep["ep"])), 20, 0.1)
+    assert c.get_task(tid)["status"] == "running" or wait_until(
+        lambda: c.get_task(tid)["status"] == "running", 10, 0.1)
+    os.killpg(pid, signal.SIGKILL)  # the child and its workers, mid-task
+    status, value = _result(c, tid, timeout=60)
+    assert status == "ok" and value == pwd.getpwnam(a).pw_uid
+    now = [k for k in _children(mep["ep"]) if k["name"] == mine[0]["name"]]
+    assert now and now[0]["pid"] != pid and now[0]["restarts"] >= 1
+
+
 def test_killing_the_parent_stops_the_children(mep):
     from endpoint import daemon
 

@@ -81,3 +81,35 @@ def test_configure_multi_user_and_list(funcx_home):
     assert "(multi-user)" in table.output
     logs = runner.invoke(app, ["logs", name, "--child", "../../etc/passwd"])
     assert logs.exit_code != 0 and "invalid child name" in logs.output
+
+
+def test_external_program_decides_at_the_parent(tmp_path):
+    """With a mapping program only the parent can decide: the service publishes
+    no rules, and the parent refuses what the program does not map."""
+    prog = tmp_path / "map.py"
+    prog.write_text(
+        "import json, sys\n"
+        "i = json.load(sys.stdin)['identities'][0]\n"
+        "out = [{'id': i['id'], 'output': 'nobody'}] if i['username'] == 'alice' else []\n"
+        "print(json.dumps({'DATA_TYPE': 'identity_mapping_output#1.0.0', 'result': out}))\n")
+    import sys
+
+    configure.write(tmp_path / "ep", "site", tmp_path)
+    (tmp_path / "ep" / site_config.MAPPING_FILE).write_text(json.dumps({
+        "DATA_TYPE": "external_identity_mapping#1.0.0", "command": [sys.executable, str(prog)]}))
+    cfg = site_config.load(tmp_path / "ep")
+    assert "identity_mapping" not in cfg.published()  # the service cannot decide
+    cfg.max_children_per_user = 0
+    out: list = []
+    router = Router(cfg, out.extend, tmp_path / "run", tmp_path / "logs", 0.5, 3.0, 0)
+    fid = _id()
+    mallory = Task(_id(), fid, "p", identity={"id": "2", "username": "mallory"})
+    alice = Task(_id(), fid, "p", identity={"id": "1", "username": "alice"})
+    try:
+        router.submit([mallory, alice])
+    finally:
+        router.close()
+    codes = {r.task_id: r.details["error_code"] for r in out}
+    assert codes[mallory.task_id] == error_codes.IDENTITY_UNMAPPED
+    # alice was mapped (to nobody) by the program; only the limit stopped her
+    assert codes[alice.task_id] == error_codes.USER_ENDPOINT_LIMIT
