@@ -309,6 +309,37 @@ def test_a_child_that_dies_with_work_is_restarted_and_the_task_runs(mep):
     assert now and now[0]["pid"] != pid and now[0]["restarts"] >= 1
 
 
+def _gone(procs) -> bool:
+    for p in procs:
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE:
+                return False
+        except psutil.NoSuchProcess:
+            pass
+    return True
+
+
+def test_stop_ends_the_children_and_start_brings_the_endpoint_back(mep):
+    from endpoint import daemon
+
+    a, b = mep["accounts"]
+    for who in (a, b):
+        status, _ = _result(mep["clients"][who], _run_probe(mep, who, []))
+        assert status == "ok"
+    procs = [psutil.Process(k["pid"]) for k in _children(mep["ep"])]
+    procs += [w for p in list(procs) for w in p.children(recursive=True)]
+    assert len(procs) >= 4  # two children and their workers
+    assert daemon.stop(EP)
+    assert wait_until(lambda: _gone(procs), 20, 0.2), "children outlived `stop`"
+    from endpoint.multiuser.audit import read
+
+    audit = [r for r in read(mep["ep"].path / "audit.log") if r["event"] == "child_stopped"]
+    assert any(r["reason"] == "endpoint stopped" for r in audit)
+    assert daemon.start(EP) == mep["eid"]  # the same endpoint, registered again
+    status, r = _result(mep["clients"][a], _run_probe(mep, a, []))
+    assert status == "ok" and r["user"] == a
+
+
 def test_killing_the_parent_stops_the_children(mep):
     from endpoint import daemon
 
@@ -325,13 +356,4 @@ def test_killing_the_parent_stops_the_children(mep):
     assert parent
     os.kill(parent, signal.SIGKILL)
 
-    def all_gone():
-        alive = []
-        for p in procs + workers:
-            try:
-                if p.status() != psutil.STATUS_ZOMBIE:
-                    alive.append(p.pid)
-            except psutil.NoSuchProcess:
-                pass
-        return not alive
-    assert wait_until(all_gone, 30, 0.2), "children outlived their parent"
+    assert wait_until(lambda: _gone(procs + workers), 30, 0.2), "children outlived their parent"
