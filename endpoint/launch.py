@@ -107,5 +107,21 @@ class ManagerLaunch:
 
     @classmethod
     def from_argv(cls, argv: list[str] | None = None) -> ManagerLaunch:
-        """Parse what :meth:`to_argv` made (exits with usage on a bad command line)."""
-        return cls(**vars(cls.parser().parse_args(argv)))
+        """Parse what :meth:`to_argv` made (exits with usage on a bad command line).
+
+        ``--flag=VALUE`` tokens of string options are taken as written: argparse
+        drops a value that is exactly ``--`` (its end-of-options marker)."""
+        args = list(sys.argv[1:] if argv is None else argv)
+        texts = {cls._flag(f.name): f.name for f in fields(cls)
+                 if str(f.type).split("|")[0].strip() == "str"}
+        verbatim: dict[str, str] = {}
+        rest = []
+        for token in args:
+            flag, eq, value = token.partition("=")
+            if eq and flag in texts:
+                verbatim[texts[flag]] = value
+                rest.append(f"{flag}=_")  # still seen (a required option stays satisfied)
+            else:
+                rest.append(token)
+        parsed = vars(cls.parser().parse_args(rest))
+        return cls(**{**parsed, **verbatim})

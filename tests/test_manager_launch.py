@@ -25,6 +25,14 @@ text = st.text(st.characters(blacklist_categories=SURROGATES, blacklist_characte
                max_size=30)
 
 
+@pytest.mark.parametrize("options", ["--", "-", "--x=--", "-- --", "=--"])
+def test_an_option_value_that_looks_like_a_flag_round_trips(options):
+    """argparse drops a value that is exactly ``--`` (found by the property below)."""
+    launch = ManagerLaunch(addr="a", workers=1, curve_keys="--", container_options=options)
+    assert ManagerLaunch.from_argv(launch.to_argv()) == launch
+    assert ManagerLaunch.from_argv(shlex.split(launch.shell())[3:]) == launch
+
+
 @settings(max_examples=200, deadline=None)
 @given(addr=text.filter(bool), workers=st.integers(1, 1000), keys=text.filter(bool),
        block=text, mid=st.none() | text, prefetch=st.integers(0, 100), walltime=opt_float,
