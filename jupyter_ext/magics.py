@@ -151,9 +151,11 @@ class FuncXMagics(Magics):
     def executor(self, endpoint_id: str):
         from funcx import FuncXExecutor
 
-        if endpoint_id not in self._executors:
-            self._executors[endpoint_id] = FuncXExecutor(endpoint_id=endpoint_id, client=self.client)
-        return self._executors[endpoint_id]
+        ex = self._executors.get(endpoint_id)
+        if ex is None or ex._shutdown:  # shut down (by the user, or at exit): a new one
+            ex = self._executors[endpoint_id] = FuncXExecutor(endpoint_id=endpoint_id,
+                                                              client=self.client)
+        return ex
 
     def _user_ns(self) -> dict[str, Any]:
         """The notebook's variables (the magics are always registered with a shell)."""
