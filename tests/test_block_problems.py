@@ -193,6 +193,7 @@ def test_a_block_that_exits_before_registering_is_reported_and_backed_off(fxc, t
         assert "ended before its manager registered" in log
 
 
+@pytest.mark.slow
 def test_a_block_whose_manager_never_registers_is_cancelled_and_resubmitted(fxc, tmp_path,
                                                                            fast_backoff):
     """A block that runs but whose manager never registers (here: worker_init
@@ -263,6 +264,7 @@ def test_loopback_with_a_remote_provider_is_a_problem(fxc, tmp_path):
         assert re.search(r"ERROR interchange address: .*loopback", ep.dir.log_file.read_text())
 
 
+@pytest.mark.slow
 def test_scale_in_is_not_an_error(fxc, tmp_path):
     """A block scaled in when idle: its managers' silence is logged at INFO,
     never as an ERROR "declared lost"."""

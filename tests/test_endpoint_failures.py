@@ -293,6 +293,7 @@ def test_worker_exiting_by_itself_fails_only_its_task(fxc, fns):
 
 
 # --------------------------------------------------------------- 2. managers
+@pytest.mark.slow
 def test_killed_manager_tasks_are_redispatched(fxc, fns, tmp_path):
     pipes = [fifo(tmp_path, f"m{i}") for i in range(2)]
     with own_endpoint(fxc, "mgr-retry", task_retries_on_manager_lost=1) as ep:
@@ -317,6 +318,7 @@ def test_killed_manager_tasks_are_redispatched(fxc, fns, tmp_path):
         assert "endpoint.manager" in " ".join(new_mgr.cmdline())
 
 
+@pytest.mark.slow
 def test_killed_manager_without_retries_fails_with_manager_lost(fxc, fns, tmp_path):
     pipe = fifo(tmp_path, "m")
     with own_endpoint(fxc, "mgr-lost", task_retries_on_manager_lost=0) as ep:
@@ -341,6 +343,7 @@ def _one(fxc, eid, fid, *args, **spec):
 
 
 # ------------------------------------------------------------------ 3. agent
+@pytest.mark.slow
 def test_killed_agent_restarts_and_loses_no_task(fxc, fns, redis_client):
     from endpoint import daemon
     from funcx.protocol import keys
@@ -411,6 +414,7 @@ def test_walltime_kills_the_task_and_the_worker_is_replaced(fxc, fns, tmp_path):
 
 
 # -------------------------------------------------------- 5. status, scaling
+@pytest.mark.slow
 def test_status_is_truthful_and_blocks_scale_out_and_in(fxc, fns, redis_client, tmp_path):
     from endpoint import daemon
     from funcx.protocol import keys

@@ -61,6 +61,7 @@ def noop(x):
     return x
 
 
+@pytest.mark.slow
 def test_ten_thousand_submits_few_requests(fxc, endpoint):
     with FuncXExecutor(endpoint_id=endpoint, client=fxc) as ex:
         futures = [ex.submit(noop, i) for i in range(10_000)]

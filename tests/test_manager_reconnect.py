@@ -167,6 +167,7 @@ def fid(fxc):
 
 
 # ------------------------------------------------------------------- (a) restart
+@pytest.mark.slow
 def test_hand_started_manager_survives_restart(fxc, fid, redis_client, tmp_path):
     from endpoint.interchange import PORT_FILE, saved_port
 

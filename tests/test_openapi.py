@@ -193,6 +193,7 @@ def test_events_query_parameters_are_validated(http, own_task_group):
     assert http.get(url, params={"after": "1-0", "timeout": "-inf"}).status_code == 200
 
 
+@pytest.mark.slow
 def test_events_long_poll_outlasts_the_redis_socket_timeout(http, own_task_group):
     """A wait longer than the Redis client's socket timeout (5 s) is a quiet 200."""
     import time

@@ -57,6 +57,7 @@ def test_token_is_stored_hashed(redis_client, token):
             assert secret not in raw.get(key)
 
 
+@pytest.mark.slow
 def test_embedded_redis_requires_password_and_keeps_aof(redis_client):
     kw = redis_client.connection_pool.connection_kwargs
     anon = redis.Redis(host=kw["host"], port=kw["port"])

@@ -51,6 +51,7 @@ def test_start_names_redis_when_it_cannot_be_reached(home):
     assert cli(home, "service", "status").returncode == 1  # nothing left running
 
 
+@pytest.mark.slow
 def test_start_names_web_and_its_log_when_the_port_is_taken(home):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -68,6 +69,7 @@ def test_start_names_web_and_its_log_when_the_port_is_taken(home):
         assert r is None or r.process() is None, c
 
 
+@pytest.mark.slow
 def test_status_lists_components_and_children_die_with_the_supervisor(home):
     assert cli(home, "service", "start", "--detach", "--port", "0").returncode == 0
     st = json.loads(cli(home, "service", "status", "--format", "json").stdout)

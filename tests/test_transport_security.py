@@ -132,6 +132,7 @@ def test_tls_init_then_detached_start_serves_https(home):
 
 
 @pytest.mark.skipif(off_host_address() is None, reason="no non-loopback address here")
+@pytest.mark.slow
 def test_embedded_redis_serves_other_hosts_over_tls_only(home, tmp_path):
     addr = off_host_address()
     assert addr is not None
