@@ -66,27 +66,29 @@ def accounts():
 
 
 @pytest.fixture(scope="module")
-def child_python(tmp_path_factory):
+def child_python():
     """A Python every account can run, with funcX importable: what a site installs
     (here: a venv of the system's python3.11 that adds this checkout's venv, whose
-    own interpreter lives under /root, mode 0700)."""
+    own interpreter lives under /root, mode 0700).  Made under /tmp directly, not
+    under pytest's base temp dir: a concurrent pytest session resets that to 0700
+    and prunes old runs."""
     here = Path(sys.prefix) / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" \
         / "site-packages"
     system = shutil.which(f"python{sys.version_info[0]}.{sys.version_info[1]}",
                           path="/usr/bin:/usr/local/bin")
     if system is None:
         pytest.skip("no system python of this version for the accounts to run")
-    root = tmp_path_factory.mktemp("childpy")
-    root.chmod(0o755)
-    for d in root.parents:  # pytest's base dir is 0700: let the accounts through
-        if str(d).startswith(tempfile.gettempdir() + "/") and d != Path(tempfile.gettempdir()):
-            d.chmod(d.stat().st_mode | 0o111)
-    venv = root / "py"
-    subprocess.run([system, "-m", "venv", "--without-pip", str(venv)], check=True)
-    sp = next((venv / "lib").glob("python3*/site-packages"))
-    (sp / "funcx_site.pth").write_text(f"import site; site.addsitedir({str(here)!r})\n")
-    subprocess.run(["chmod", "-R", "a+rX", str(root)], check=True)
-    return str(venv / "bin" / "python")
+    root = Path(tempfile.mkdtemp(prefix="funcx-childpy-"))
+    try:
+        root.chmod(0o755)
+        venv = root / "py"
+        subprocess.run([system, "-m", "venv", "--without-pip", str(venv)], check=True)
+        sp = next((venv / "lib").glob("python3*/site-packages"))
+        (sp / "funcx_site.pth").write_text(f"import site; site.addsitedir({str(here)!r})\n")
+        subprocess.run(["chmod", "-R", "a+rX", str(root)], check=True)
+        yield str(venv / "bin" / "python")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
