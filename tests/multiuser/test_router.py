@@ -113,3 +113,22 @@ def test_external_program_decides_at_the_parent(tmp_path):
     assert codes[mallory.task_id] == error_codes.IDENTITY_UNMAPPED
     # alice was mapped (to nobody) by the program; only the limit stopped her
     assert codes[alice.task_id] == error_codes.USER_ENDPOINT_LIMIT
+
+
+def test_a_child_that_cannot_start_fails_its_task_alone(tmp_path):
+    configure.write(tmp_path / "ep", "site", tmp_path)
+    (tmp_path / "ep" / site_config.MAPPING_FILE).write_text(json.dumps({
+        "DATA_TYPE": "expression_identity_mapping#1.0.0",
+        "mappings": [{"source": "{username}", "match": "alice", "output": "nobody"}]}))
+    cfg = site_config.load(tmp_path / "ep")
+    cfg.child_python = str(tmp_path / "no-such-python")
+    out: list = []
+    router = Router(cfg, out.extend, tmp_path / "run", tmp_path / "logs", 0.5, 3.0, 0)
+    t = Task(_id(), _id(), "p", identity={"id": "1", "username": "alice"})
+    try:
+        router.submit([t])
+        assert not router.children  # nothing half-started is kept
+    finally:
+        router.close()
+    assert [r.details["error_code"] for r in out] == [error_codes.USER_ENDPOINT_START_FAILED]
+    assert "child_python" in out[0].data
