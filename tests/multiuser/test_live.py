@@ -111,6 +111,7 @@ def mep(service, funcx_home, redis_client, accounts, child_python):
     site = (ep.path / "multi_user.yaml").read_text()
     (ep.path / "multi_user.yaml").write_text(
         site.replace("idle_timeout_s: 300", f"idle_timeout_s: {IDLE_S}")
+        .replace("max_children_per_user: 2", "max_children_per_user: 4")
         + f"child_python: {child_python}\n")
     clients = {}
     for name in (a, b, f"mallory{uuid.uuid4().hex[:6]}"):
@@ -240,6 +241,20 @@ def test_template_value_outside_schema_refused(mep):
     status, r = _result(mep["clients"][a], tid)
     assert status == "ok" and r["user"] == a
     assert any(c["account"] == a and c["options"].get("workers") == 3
+               for c in _children(mep["ep"]))
+    # the executor sends it too (Globus Compute's Executor.user_endpoint_config)
+    from funcx import FuncXExecutor
+
+    with FuncXExecutor(endpoint_id=mep["eid"], client=mep["clients"][a],
+                       user_endpoint_config={"workers": 4}) as ex:
+        assert ex.submit(probe, []).result(timeout=60)["user"] == a
+        bad = FuncXExecutor(endpoint_id=mep["eid"], client=mep["clients"][a],
+                            user_endpoint_config={"workers": 0})
+        with pytest.raises(FuncxAPIError) as e:
+            bad.submit(probe, []).result(timeout=60)
+        bad.shutdown(wait=False)
+    assert e.value.code == error_codes.USER_ENDPOINT_CONFIG_INVALID
+    assert any(c["account"] == a and c["options"].get("workers") == 4
                for c in _children(mep["ep"]))
 
 
