@@ -74,6 +74,8 @@ class Child:
         self.last_task = time.monotonic()
         self.tasks_run = 0
         self.restarts = 0
+        #: time.monotonic() of the last start of its process (restart back-off)
+        self.launched = time.monotonic()
         self._thread = threading.Thread(target=self.interchange.run, daemon=True,
                                         name=f"interchange-{self.name}")
         self._thread.start()
@@ -94,6 +96,7 @@ class Child:
     def start_process(self) -> None:
         """Fork the child as the account (see the module docstring)."""
         a = self.account
+        self.launched = time.monotonic()
         keys = self.interchange.keys.manager_file.read_text()
         handoff = json.dumps({"endpoint_id": self.endpoint_id, "child": self.name,
                               "manager_keys": keys, "argv": self.launch().to_argv()})

@@ -89,21 +89,30 @@ class Router:
         """Place every task with its submitter's child, or fail it alone."""
         groups: dict[tuple[str, str], list[Task]] = {}
         failed: list[Result] = []
+        #: one submit's tasks share identity and config: place them once
+        placed: dict[str, Child | Exception] = {}
         with self.lock:
             for t in tasks:
-                try:
-                    child = self._child_for(t)
-                except (Unmapped, UserConfigError, TemplateError, _Limit, _StartFailed) as e:
-                    failed.append(self._refuse(t, e))
+                key = json.dumps([t.identity, t.user_endpoint_config], sort_keys=True)
+                if key not in placed:
+                    try:
+                        placed[key] = self._child_for(t)
+                    except (Unmapped, UserConfigError, TemplateError, _Limit,
+                            _StartFailed) as e:
+                        placed[key] = e
+                child_or_error = placed[key]
+                if isinstance(child_or_error, Exception):
+                    failed.append(self._refuse(t, child_or_error))
                     continue
+                child = child_or_error
                 groups.setdefault((child.account.name, child.fingerprint), []).append(t)
                 self.audit.record("dispatched", task_id=t.task_id, function_id=t.function_id,
                                   identity=t.identity.get("username"),
                                   identity_id=t.identity.get("id"),
                                   account=child.account.name, uid=child.account.uid,
                                   child=child.name, child_pid=child.proc.pid if child.proc else None)
-            for key, ts in groups.items():
-                self.children[key].submit(ts)
+            for child_key, ts in groups.items():
+                self.children[child_key].submit(ts)
         if failed:
             self.on_output(failed)
 
@@ -233,7 +242,10 @@ class Router:
                         self.stats["children_idled"] += 1
                         changed = True
                     continue
-                if child.outstanding() and now - child.last_task >= 1.0 * (child.restarts + 1):
+                # a child that keeps dying is restarted after 1, 2, 4 ... 60 s; its tasks
+                # fail once the interchange's retries on a lost manager are spent
+                backoff = min(2.0 ** child.restarts, 60.0)
+                if child.outstanding() and now - child.launched >= backoff:
                     log.error("child %s exited (%s) with %d task(s) outstanding: restarting "
                               "it (log: %s)", child.name, child.proc.returncode if child.proc
                               else "?", child.outstanding(), child.log_path)
