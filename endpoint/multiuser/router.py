@@ -100,6 +100,10 @@ class Router:
                     except (Unmapped, UserConfigError, TemplateError, _Limit,
                             _StartFailed) as e:
                         placed[key] = e
+                    except Exception as e:  # noqa: BLE001 - never stop the agent's reader
+                        log.exception("placing task %s failed", t.task_id)
+                        placed[key] = _StartFailed(f"the endpoint could not place the task "
+                                                   f"({type(e).__name__}); see its log")
                 child_or_error = placed[key]
                 if isinstance(child_or_error, Exception):
                     failed.append(self._refuse(t, child_or_error))
