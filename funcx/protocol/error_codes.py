@@ -71,3 +71,10 @@ RESULT_NOT_SERIALIZABLE = "RESULT_NOT_SERIALIZABLE"
 HARDWARE_REPORT_REFUSED = "HARDWARE_REPORT_REFUSED"
 #: a node cannot pin its workers as cpu_affinity asks: they run unpinned
 CPU_AFFINITY_UNSATISFIABLE = "CPU_AFFINITY_UNSATISFIABLE"
+
+#: the codes that are never the service's HTTP answer (the SDK's own, a task's
+#: failure set by its endpoint, an endpoint's status report): no API error type
+#: maps them, and ``tests/test_sdk_concepts.py`` holds every other code typed
+NOT_HTTP = frozenset({BAD_RESPONSE, HTTP_ERROR, SERIALIZER_NOT_ALLOWED, RESULT_NOT_SERIALIZABLE,
+                      HARDWARE_REPORT_REFUSED, CPU_AFFINITY_UNSATISFIABLE,
+                      USER_ENDPOINT_LIMIT, USER_ENDPOINT_START_FAILED})
