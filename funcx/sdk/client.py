@@ -20,12 +20,11 @@ from funcx.sdk.batch import Batch
 from funcx.sdk.cancel import cancel_answers, cancelled_or_raise
 from funcx.sdk.compat import (
     FUNCX_SCOPE,
-    IDENTITY_URN,
     warn_asynchronous,
     warn_ignored_arguments,
 )
+from funcx.sdk.endpoints import EndpointsMixin
 from funcx.sdk.functions import FunctionsMixin
-from funcx.sdk.hardware import HardwareReport
 from funcx.sdk.limits import check_request_size, chunks, payload_bytes
 from funcx.sdk.login import (
     AuthorizerLoginManager,
@@ -35,7 +34,7 @@ from funcx.sdk.login import (
     default_login_manager,
     from_globus_compute_manager,
 )
-from funcx.sdk.names import as_uuid, pick_endpoint, require_ids
+from funcx.sdk.names import require_ids
 from funcx.sdk.reprs import FunctionSearchResults, SearchResults, TaskStatus
 from funcx.sdk.results import task_status
 from funcx.sdk.service_address import resolve_service_address
@@ -55,7 +54,7 @@ def _version_tuple(v: str) -> tuple[int, ...]:
     return tuple(out)
 
 
-class FuncXClient(FunctionsMixin, SharingMixin):
+class FuncXClient(EndpointsMixin, FunctionsMixin, SharingMixin):
     """The funcX SDK client.
 
     ``FuncXClient()`` with no arguments talks to the service recorded by
@@ -200,22 +199,6 @@ class FuncXClient(FunctionsMixin, SharingMixin):
         if isinstance(cap, int) and cap > 0:
             self.max_tasks_per_submit = cap
         return data
-
-    # -------------------------------------------------------------- endpoints
-    def search_endpoint(self, q: str = "", scope: str = "all", owner_id: str | None = None
-                        ) -> SearchResults:
-        """Endpoints whose name contains ``q``: ``scope`` "my-endpoints" (yours),
-        "shared-with-me" (public ones of others) or "all"."""
-        if scope not in ("all", "my-endpoints", "shared-with-me"):
-            raise ValueError("scope must be 'all', 'my-endpoints' or 'shared-with-me'")
-        if owner_id:  # the documents' form: f"urn:globus:auth:identity:{owner_uuid}"
-            owner_id = owner_id.removeprefix(IDENTITY_URN)
-        me = self.whoami()["user_id"] if scope != "all" or owner_id else None
-        eps = self.get_endpoints(role="owner" if scope == "my-endpoints" else "any")
-        hits = [e for e in eps if q.lower() in f"{e.get('name')} {e.get('display_name')}".lower()
-                and (scope != "shared-with-me" or e.get("owner") != me)
-                and (owner_id is None or e.get("owner") == owner_id)]
-        return SearchResults(hits, len(hits), 0)
 
     # -------------------------------------------------------------------- run
     def create_batch(self, task_group_id: str | None = None,
@@ -529,74 +512,6 @@ class FuncXClient(FunctionsMixin, SharingMixin):
     def get_taskgroup_tasks(self, task_group_id: str) -> list[dict]:
         return self.web_client.get(f"/v2/taskgroup/{task_group_id}")["tasks"]
 
-    # -------------------------------------------------------------- endpoints
-    def register_endpoint(self, name: str, endpoint_uuid: str | None = None,
-                          metadata: dict | None = None, endpoint_version: str | None = None,
-                          description: str | None = None, *, endpoint_id: str | None = None,
-                          public: bool = False,
-                          allowed_functions: list[str] | None = None) -> dict:
-        """Register (or update) an endpoint; return ``{"endpoint_id", ...}``
-        (what its agent needs to connect).  The funcX 1.x signature
-        ``(name, endpoint_uuid, metadata=None, endpoint_version=None)`` and
-        0.x's ``description=`` both work: an ``endpoint_version`` older than
-        the service allows raises ``VersionMismatch``, and it is recorded in
-        the metadata with the description."""
-        endpoint_id = endpoint_id or endpoint_uuid
-        meta = dict(metadata or {})
-        if endpoint_version is not None:
-            self.version_check(endpoint_version=endpoint_version)
-            meta.setdefault("endpoint_version", endpoint_version)
-        if description is not None:
-            meta.setdefault("description", description)
-        body: dict[str, Any] = {"endpoint_name": name, "metadata": meta, "public": public}
-        if allowed_functions is not None:
-            body["allowed_functions"] = allowed_functions
-        self._forget_names()
-        if endpoint_id:
-            return self.web_client.put(f"/v3/endpoints/{endpoint_id}", body)
-        return self.web_client.post("/v3/endpoints", body)
-
-    def get_endpoints(self, role: str = "owner") -> list[dict]:
-        return self.web_client.get("/v2/endpoints", params={"role": role})
-
-    def resolve_endpoint(self, name_or_id: str) -> str:
-        """An endpoint id from an id or the name of an endpoint you may use (of
-        several so named, your own).  An unknown name is ENDPOINT_NOT_FOUND
-        naming the endpoints there are; an ambiguous one AMBIGUOUS_NAME naming
-        the candidates' ids and owners."""
-        eid = as_uuid(name_or_id)
-        if eid is not None:
-            return eid
-        cached = self._cached_name("endpoint", name_or_id)
-        if cached:
-            return cached
-        eps = self._get_quiet("/v2/endpoints", {"role": "any"})
-        eid = pick_endpoint(name_or_id, eps, lambda: self.whoami()["user_id"])
-        self._names[("endpoint", name_or_id)] = (time.monotonic(), eid)
-        return eid
-
-    def get_endpoint_metadata(self, endpoint_id: str) -> dict:
-        """An endpoint's metadata (by id or name)."""
-        return self.web_client.get(f"/v2/endpoints/{self.resolve_endpoint(endpoint_id)}")
-
-    def get_endpoint_status(self, endpoint_id: str) -> dict:
-        from funcx.sdk.reprs import EndpointStatus
-
-        endpoint_id = self.resolve_endpoint(endpoint_id)
-        st = EndpointStatus(self.web_client.get(f"/v2/endpoints/{endpoint_id}/status"))
-        st.endpoint_id = endpoint_id
-        return st
-
-    def get_worker_hardware_details(self, endpoint_id: str) -> HardwareReport:
-        """The hardware of an endpoint's workers, per manager (node): CPU model,
-        logical cores, memory, each worker's pinned CPUs and accelerator, the
-        GPUs nvidia-smi lists, as the managers reported it (no task runs; an
-        offline endpoint has no managers).  ``print()`` it for a table.  Globus
-        Compute's method of this name returns a task id instead; to ask from
-        inside a worker, submit :func:`funcx.sdk.hardware.run_hardware_report`."""
-        endpoint_id = self.resolve_endpoint(endpoint_id)
-        return HardwareReport.from_status(endpoint_id, self.get_endpoint_status(endpoint_id))
-
     # ------------------------------------------------------------------ tasks
     def cancel_task(self, task_id: str) -> bool:
         """Cancel a task that has not finished, queued or running (its endpoint
@@ -610,12 +525,6 @@ class FuncXClient(FunctionsMixin, SharingMixin):
         whether it was cancelled (False: it had finished).  An unknown id
         raises ``NotFound`` (TASK_NOT_FOUND) after the others were cancelled."""
         return cancelled_or_raise(cancel_answers(self, task_ids))
-
-    def delete_endpoint(self, endpoint_id: str) -> dict:
-        """Delete one of your endpoints (by id or name)."""
-        answer = self.web_client.delete(f"/v2/endpoints/{self.resolve_endpoint(endpoint_id)}")
-        self._forget_names()
-        return answer
 
     def __repr__(self) -> str:
         return f"FuncXClient({self.funcx_service_address!r})"
