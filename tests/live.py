@@ -2,7 +2,9 @@
 session's Redis (e.g. with different settings)."""
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 
 from werkzeug.serving import make_server
 
@@ -28,3 +30,39 @@ class Server:
     def close(self) -> None:
         self.srv.shutdown()
         self.thread.join(10)
+
+
+def another_user(redis_client, prefix: str, **client_kwargs):
+    """An unthrottled FuncXClient of a new user of the session's service (a
+    second tenant), ``client_kwargs`` passed to FuncXClient."""
+    import uuid
+
+    from backend.store import users
+    from funcx import FuncXClient
+
+    uid = users.create_user(redis_client, f"{prefix}-{uuid.uuid4().hex[:8]}")
+    client = FuncXClient(access_token=users.issue_token(redis_client, uid), **client_kwargs)
+    client.throttling_enabled = False
+    return client
+
+
+@contextlib.contextmanager
+def running_endpoint(name: str, workers: int, **options) -> Iterator[str]:
+    """Endpoint ``name`` (configured from the template on first use, with the
+    Config ``options`` written as Python literals), started; yields its id and
+    stops it after."""
+    from endpoint import daemon
+    from endpoint.config_file import write_template
+    from endpoint.paths import EndpointDir
+
+    ep = EndpointDir(name)
+    if not ep.exists():
+        write_template(ep.config_file, name, workers=workers)
+        lines = "".join(f"    {k}={v!r},\n" for k, v in options.items())
+        text = ep.config_file.read_text()
+        ep.config_file.write_text(text.replace("config = Config(\n", "config = Config(\n" + lines, 1))
+    eid = daemon.start(name)
+    try:
+        yield eid
+    finally:
+        daemon.stop(name)

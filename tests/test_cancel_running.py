@@ -19,6 +19,7 @@ import pytest
 from faults.faultlib import wait_until
 
 from funcx.protocol import keys
+from tests.live import another_user, running_endpoint
 
 ENDPOINT = "pytest-cancel"
 #: the tests that stop and start the endpoint run in the slow step
@@ -59,34 +60,16 @@ def touch(path):
 # ----------------------------------------------------------------- helpers
 @pytest.fixture(scope="module")
 def cancel_ep(service):
-    """A public endpoint of two workers that this module may stop and start."""
-    from endpoint import daemon
-    from endpoint.config_file import write_template
-    from endpoint.paths import EndpointDir
-
-    ep = EndpointDir(ENDPOINT)
-    if not ep.exists():
-        write_template(ep.config_file, ENDPOINT, workers=2)
-        text = ep.config_file.read_text()  # public: another user's tasks run beside ours
-        ep.config_file.write_text(text.replace("config = Config(\n", "config = Config(\n"
-                                                                      "    public=True,\n", 1))
-    eid = daemon.start(ENDPOINT)
-    yield eid
-    daemon.stop(ENDPOINT)
+    """A public endpoint of two workers that this module may stop and start
+    (public: another user's tasks run beside ours)."""
+    with running_endpoint(ENDPOINT, 2, public=True) as eid:
+        yield eid
 
 
 @pytest.fixture(scope="module")
 def tenant(service, redis_client):
     """A client of a second user."""
-    import uuid
-
-    from backend.store import users
-    from funcx import FuncXClient
-
-    uid = users.create_user(redis_client, f"tenant-{uuid.uuid4().hex[:8]}")
-    c = FuncXClient(access_token=users.issue_token(redis_client, uid))
-    c.throttling_enabled = False
-    return c
+    return another_user(redis_client, "tenant")
 
 
 @pytest.fixture(scope="module")

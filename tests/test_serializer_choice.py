@@ -36,6 +36,7 @@ from funcx.serialize import (
     choice,
     pack_buffers,
 )
+from tests.live import another_user, running_endpoint
 
 JSON_PATH = "funcx.serialize.JSONData"
 GC_JSON_PATH = "globus_compute_sdk.serialize.concretes.JSONData"
@@ -339,34 +340,15 @@ RESTRICTED = "serializer-choice-ep"
 def restricted_ep(service):
     """A public endpoint that accepts DillCodeSource / PureSourceTextInspect
     functions and JSON arguments only."""
-    from endpoint import daemon
-    from endpoint.config_file import write_template
-    from endpoint.paths import EndpointDir
-
-    ep = EndpointDir(RESTRICTED)
-    if not ep.exists():
-        write_template(ep.config_file, RESTRICTED, workers=1)
-        text = ep.config_file.read_text()
-        ep.config_file.write_text(text.replace(
-            "config = Config(\n",
-            f"config = Config(\n    public=True,\n    allowed_serializers={ALLOWED!r},\n", 1))
-    eid = daemon.start(RESTRICTED)
-    yield eid
-    daemon.stop(RESTRICTED)
+    with running_endpoint(RESTRICTED, 1, public=True, allowed_serializers=ALLOWED) as eid:
+        yield eid
 
 
 @pytest.fixture(scope="module")
 def tenant(service, redis_client):
     """A client of a second user, choosing strategies the endpoint allows."""
-    from backend.store import users
-    from funcx import FuncXClient
-
-    uid = users.create_user(redis_client, f"serde-{uuid.uuid4().hex[:8]}")
-    c = FuncXClient(access_token=users.issue_token(redis_client, uid),
-                    code_serialization_strategy=PureSourceTextInspect(),
-                    data_serialization_strategy="globus_compute_sdk.serialize.JSONData")
-    c.throttling_enabled = False
-    return c
+    return another_user(redis_client, "serde", code_serialization_strategy=PureSourceTextInspect(),
+                        data_serialization_strategy="globus_compute_sdk.serialize.JSONData")
 
 
 def test_the_endpoint_shows_its_allowed_serializers(fxc, restricted_ep):

@@ -8,12 +8,12 @@ tenants' tasks untouched; bad policies refused at submit with their code.
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 
 import pytest
 
 from funcx.errors import WorkerLost
+from tests.live import another_user, running_endpoint
 
 ENDPOINT = "pytest-retries"
 WAIT_S = 90
@@ -54,32 +54,14 @@ def square(x):
 @pytest.fixture(scope="module")
 def retry_ep(service):
     """A public endpoint of two workers that re-runs a task whose worker died once."""
-    from endpoint import daemon
-    from endpoint.config_file import write_template
-    from endpoint.paths import EndpointDir
-
-    ep = EndpointDir(ENDPOINT)
-    if not ep.exists():
-        write_template(ep.config_file, ENDPOINT, workers=2)
-        text = ep.config_file.read_text()
-        ep.config_file.write_text(text.replace(
-            "config = Config(\n",
-            "config = Config(\n    public=True,\n    max_retries_on_system_failure=1,\n", 1))
-    eid = daemon.start(ENDPOINT)
-    yield eid
-    daemon.stop(ENDPOINT)
+    with running_endpoint(ENDPOINT, 2, public=True, max_retries_on_system_failure=1) as eid:
+        yield eid
 
 
 @pytest.fixture(scope="module")
 def tenant(service, redis_client):
     """A client of a second user."""
-    from backend.store import users
-    from funcx import FuncXClient
-
-    uid = users.create_user(redis_client, f"tenant-{uuid.uuid4().hex[:8]}")
-    c = FuncXClient(access_token=users.issue_token(redis_client, uid))
-    c.throttling_enabled = False
-    return c
+    return another_user(redis_client, "tenant")
 
 
 @pytest.fixture
