@@ -418,7 +418,7 @@ def test_worker_environment_is_scrubbed_and_outside_funcx_home(rig):
     assert funcx <= {"FUNCX_MANAGER_PID", "FUNCX_WORKER_MEMORY_GB", "FUNCX_CONTAINER_ID",
                      "FUNCX_MAX_RESULT_BYTES", "FUNCX_TASK_OUTPUT_MAX",
                      "FUNCX_TASK_OUTPUT_PREFIX", "FUNCX_WORKER_CPUS",
-                     "FUNCX_TASK_ID"}, funcx  # the task's own id, set while it runs
+                     "FUNCX_TASK_ID", "FUNCX_TASK_SANDBOX_DIR"}, funcx  # set while a task runs
     assert "FUNCX_HOME" not in env and "FUNCX_MANAGER_PID" in env
     keys = (rig.keys.secret.decode(), rig.keys.public.decode(), rig.keys.server_public.decode())
     for value in env.values():
