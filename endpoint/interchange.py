@@ -153,11 +153,17 @@ class Interchange:
     def __init__(self, address: str, port: int, on_output: Callable[[list], None],
                  heartbeat_period: float, heartbeat_threshold: float, max_retries: int,
                  poll_period: float = 0.1, *, key_dir: str | os.PathLike,
-                 port_file: str | os.PathLike | None = None):
+                 port_file: str | os.PathLike | None = None,
+                 max_message_bytes: int | None = None,
+                 max_messages_per_s: float | None = None):
         """Listen on ``address:port`` for managers holding the manager key kept
         in ``key_dir`` (made there on first start).  Port 0: the port saved in
         ``port_file`` (default: ``interchange_port`` beside ``key_dir``, i.e. in
         the endpoint's run dir) when it is free, else any free one, saved there.
+        ``max_message_bytes``: ZMQ_MAXMSGSIZE (a larger frame drops its sender's
+        connection unread); ``max_messages_per_s``: manager messages read per
+        second at most (more wait in ZeroMQ): both for managers run by a user who
+        controls them (a multi-user endpoint's children).
         ``poll_period``: seconds, or a :class:`endpoint.config.Milliseconds`
         (``Config.poll_period``, in milliseconds as the funcX reference has it)."""
         seconds = getattr(poll_period, "seconds", None)  # a Milliseconds value
@@ -174,6 +180,11 @@ class Interchange:
         # a manager reconnecting (same identity, new connection) replaces its old
         # connection, which this side may still think alive after a cut
         self.router.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        if max_message_bytes:
+            self.router.setsockopt(zmq.MAXMSGSIZE, int(max_message_bytes))
+        #: the read budget (a token bucket): messages per second, tokens, last refill
+        self._rate = float(max_messages_per_s or 0.0)
+        self._tokens, self._refilled = self._rate, time.monotonic()
         self.keys.apply_server(self.router)
         host = bind_address(address)
         if ":" in host:
@@ -417,8 +428,25 @@ class Interchange:
                     self._do(self.state.handle(self.inbox.popleft()))
             else:
                 while cast(int, self.router.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+                    if not self._may_read():
+                        break
                     self._on_manager_safe(self.router.recv_multipart())
         self._do(self.state.handle(Tick(time.monotonic())))
+
+    def _may_read(self) -> bool:
+        """Whether the read budget allows one more manager message now; when it
+        is spent, wait (up to a poll period) for it to refill instead."""
+        if not self._rate:
+            return True
+        now = time.monotonic()
+        self._tokens = min(self._rate, self._tokens + (now - self._refilled) * self._rate)
+        self._refilled = now
+        if self._tokens < 1.0:
+            self.stats["throttled"] = self.stats.get("throttled", 0) + 1
+            self.stop_event.wait(min(self.poll_period, (1.0 - self._tokens) / self._rate))
+            return False
+        self._tokens -= 1.0
+        return True
 
     def run(self) -> None:
         """The loop: until :attr:`stop_event`; nothing a manager sends ends it."""

@@ -2,7 +2,10 @@
 (``python -m endpoint.multiuser.child``, started by endpoint.multiuser.children).
 
 It dies with the parent (SIGTERM on the parent's death, set here because a
-uid change clears what was set before it), reads its start-up data from
+uid change clears what was set before it; the parent's pid comes with the
+start-up data, so a parent that is PID 1 in a container is no special case),
+enters the account's home (the parent starts it in ``/``: a root-squashed NFS
+home may be closed to root), reads its start-up data from
 stdin (the manager key; never on a command line or in the environment),
 writes the key 0600 under ``~/.funcx/multi-user/<endpoint id>/<child>/`` in
 the account's own home (so no root-owned directory has to be readable by
@@ -37,10 +40,20 @@ def write_key(path: Path, text: str) -> None:
 
 
 def main() -> None:
-    from funcx.lifecycle import die_with_parent
+    from funcx.lifecycle import _prctl_pdeathsig
 
-    die_with_parent(signal.SIGTERM)
+    _prctl_pdeathsig(signal.SIGTERM)
     data = json.loads(sys.stdin.read())
+    # the parent may be PID 1 (a container): only a changed parent means it died
+    # (before the death signal was set); never "our parent is init"
+    if os.getppid() != int(data.get("parent_pid") or os.getppid()):
+        sys.exit("the parent endpoint is gone")
+    # started in / (a root-squashed home may be closed to root): the home now, as the user
+    try:
+        os.chdir(Path.home())
+    except OSError as e:
+        print(f"cannot enter the home directory {Path.home()}: {e.strerror}; staying in /",
+              file=sys.stderr, flush=True)
     path = key_path(str(data["endpoint_id"]), str(data["child"]))
     write_key(path, data["manager_keys"])
     from endpoint import manager

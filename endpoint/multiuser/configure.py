@@ -39,6 +39,9 @@ idle_timeout_s: 300
 max_children_per_user: 2
 # child endpoints in all
 max_children: 64
+# tasks one account may have in flight here (more fail at once with
+# USER_ENDPOINT_LIMIT), so one user's backlog never stops others' tasks being read
+max_tasks_per_user: 1000
 # accounts no identity may map to (root is always refused), and the lowest uid
 denied_accounts: [root]
 min_uid: 1000

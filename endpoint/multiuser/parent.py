@@ -49,7 +49,7 @@ class MultiUserAgent(Agent):
     def _make_interchange(self, config: Config, run_dir: Path) -> Router:  # type: ignore[override]
         return Router(self.site, self.out.put, run_dir, self.site.directory / CHILD_LOG_DIR,
                       config.heartbeat_period, config.heartbeat_threshold,
-                      config.task_retries_on_manager_lost)
+                      config.task_retries_on_manager_lost, max_inflight=config.max_inflight)
 
     def registration_metadata(self) -> dict:
         return self.site.published()

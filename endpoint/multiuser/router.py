@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -44,6 +45,8 @@ log = logging.getLogger("funcx.multiuser.router")
 CHILDREN_FILE = "children.json"
 #: how often the state file is rewritten while nothing else changes (s)
 STATE_EVERY_S = 1.0
+#: restarts of a child whose manager never registered before its tasks fail
+START_ATTEMPTS = 3
 
 
 class _NoFeed:
@@ -65,7 +68,9 @@ class Router:
 
     def __init__(self, cfg: SiteConfig, on_output: Callable[[list], None], run_dir: Path,
                  log_dir: Path, heartbeat_period: float, heartbeat_threshold: float,
-                 max_retries: int):
+                 max_retries: int, max_inflight: int = 0):
+        """``max_inflight``: the agent's window (tasks it holds at once); one
+        account may hold at most half of it, whatever ``max_tasks_per_user`` says."""
         self.cfg, self.on_output, self.run_dir, self.log_dir = cfg, on_output, run_dir, log_dir
         self.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -80,6 +85,14 @@ class Router:
         self.port, self.url = 0, "(multi-user: one interchange per child)"
         self.stats: dict[str, int] = {"refused": 0, "children_started": 0, "children_idled": 0}
         self.retired_blocks: set[str] = set()
+        self.max_tasks_per_user = cfg.max_tasks_per_user
+        if max_inflight and self.max_tasks_per_user > max_inflight // 2:
+            self.max_tasks_per_user = max(1, max_inflight // 2)
+            log.warning("max_tasks_per_user %d is more than half the agent's window of %d "
+                        "tasks (max_inflight): %d is used", cfg.max_tasks_per_user,
+                        max_inflight, self.max_tasks_per_user)
+        #: starts a child may make without a manager registering before its tasks fail
+        self.start_attempts = START_ATTEMPTS
 
     # ------------------------------------------------------- interchange API
     def feeder(self) -> _NoFeed:
@@ -91,6 +104,8 @@ class Router:
         failed: list[Result] = []
         #: one submit's tasks share identity and config: place them once
         placed: dict[str, Child | Exception] = {}
+        #: tasks in flight per account, this submit's included
+        held: dict[str, int] = {}
         with self.lock:
             for t in tasks:
                 key = json.dumps([t.identity, t.user_endpoint_config], sort_keys=True)
@@ -109,6 +124,17 @@ class Router:
                     failed.append(self._refuse(t, child_or_error))
                     continue
                 child = child_or_error
+                acct = child.account.name
+                if acct not in held:
+                    held[acct] = sum(c.in_flight() for (name, _), c in self.children.items()
+                                     if name == acct)
+                if held[acct] >= self.max_tasks_per_user:
+                    failed.append(self._refuse(t, _Limit(
+                        f"account {acct!r} has {held[acct]} task(s) in flight on this "
+                        f"endpoint, its max_tasks_per_user ({self.max_tasks_per_user}): "
+                        "submit more once some finish")))
+                    continue
+                held[acct] += 1
                 groups.setdefault((child.account.name, child.fingerprint), []).append(t)
                 self.audit.record("dispatched", task_id=t.task_id, function_id=t.function_id,
                                   identity=t.identity.get("username"),
@@ -177,11 +203,14 @@ class Router:
                       self.log_dir, self.on_output, *self.hb, python=self.cfg.child_python)
         try:
             child.start_process()
-        except OSError as e:  # e.g. the account cannot execute child_python
+        except (OSError, subprocess.SubprocessError) as e:
+            # e.g. the account cannot execute child_python (OSError), or the
+            # preexec step failed (SubprocessError): nothing half-started is kept
             child.stop()
+            why = (f"{e.strerror} ({e.filename})" if isinstance(e, OSError)
+                   else type(e).__name__)
             raise _StartFailed(f"the child endpoint for account {account.name!r} could not "
-                               f"start: {e.strerror} ({e.filename}); see multi_user.yaml's "
-                               "child_python") from None
+                               f"start: {why}; see multi_user.yaml's child_python") from None
         self.children[key] = child
         self.stats["children_started"] += 1
         self.audit.record("child_started", account=account.name, uid=account.uid,
@@ -238,6 +267,8 @@ class Router:
         changed = False
         with self.lock:
             for key, child in list(self.children.items()):
+                if child.interchange.managers:  # a manager registered: it starts fine
+                    child.starts_unregistered = 0
                 if child.alive():
                     if child.idle_for(now) >= self.cfg.idle_timeout_s:
                         log.info("child %s idle for %.0fs: stopping it", child.name,
@@ -249,14 +280,26 @@ class Router:
                 # a child that keeps dying is restarted after 1, 2, 4 ... 60 s; its tasks
                 # fail once the interchange's retries on a lost manager are spent
                 backoff = min(2.0 ** child.restarts, 60.0)
-                if child.outstanding() and now - child.launched >= backoff:
+                if child.in_flight() and child.starts_unregistered > self.start_attempts:
+                    n = child.fail_pending(UserEndpointStartFailed(
+                        f"the child endpoint for account {child.account.name!r} exited "
+                        f"{child.starts_unregistered} times before its manager registered; "
+                        "the site administrator finds why in its log"),
+                        error_codes.USER_ENDPOINT_START_FAILED)
+                    log.error("child %s exited %d times without a manager registering: "
+                              "%d task(s) failed, child ended (log: %s)", child.name,
+                              child.starts_unregistered, n, child.log_path)
+                    self._end(key, child, "never registered")
+                    changed = True
+                elif ((child.outstanding() or child.in_flight())
+                      and now - child.launched >= backoff):
                     log.error("child %s exited (%s) with %d task(s) outstanding: restarting "
                               "it (log: %s)", child.name, child.proc.returncode if child.proc
                               else "?", child.outstanding(), child.log_path)
                     child.restarts += 1
                     child.start_process()
                     changed = True
-                elif not child.outstanding():
+                elif not child.outstanding() and not child.in_flight():
                     self._end(key, child, "exited")
                     changed = True
         if changed:

@@ -39,6 +39,10 @@ class SiteConfig:
     max_children_per_user: int = 2
     #: children in all
     max_children: int = 64
+    #: tasks one account may have in flight on this endpoint (more fail at once with
+    #: USER_ENDPOINT_LIMIT): one user's backlog never fills the parent's window of
+    #: FUNCX_AGENT_MAX_INFLIGHT tasks, so other users' tasks are still read
+    max_tasks_per_user: int = 1000
     #: accounts no identity may map to (root always refused)
     denied_accounts: tuple[str, ...] = ("root",)
     #: the lowest uid a child may run as (system accounts below it are refused)
@@ -80,7 +84,8 @@ def load(endpoint_dir: Path) -> SiteConfig:
         raise SiteConfigError(f"{path}: must be a mapping of settings")
     known = {"identity_mapping_config_path", "user_config_template_path",
              "user_config_schema_path", "idle_timeout_s", "max_children_per_user",
-             "max_children", "denied_accounts", "min_uid", "mapping_timeout_s",
+             "max_children", "max_tasks_per_user", "denied_accounts", "min_uid",
+             "mapping_timeout_s",
              "child_python"}
     unknown = set(raw) - known
     if unknown:
@@ -107,7 +112,8 @@ def load(endpoint_dir: Path) -> SiteConfig:
     template = _read(named("user_config_template_path", TEMPLATE_FILE), "user config template")
     cfg = SiteConfig(endpoint_dir, mapping, template, schema)
     for key, kind in (("idle_timeout_s", float), ("max_children_per_user", int),
-                      ("max_children", int), ("min_uid", int), ("mapping_timeout_s", float)):
+                      ("max_children", int), ("max_tasks_per_user", int), ("min_uid", int),
+                      ("mapping_timeout_s", float)):
         if key in raw:
             value = raw[key]
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
