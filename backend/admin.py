@@ -72,6 +72,15 @@ def set_disabled(r: redis.Redis, name: str, disabled: bool = True) -> dict:
     return {"user": name, "user_id": uid, "disabled": disabled}
 
 
+def set_multi_user_admin(r: redis.Redis, name: str, on: bool = True) -> dict:
+    """Make a user a multi-user administrator (or no longer one): the service
+    then runs the identity mapping rules and user config schema their multi-user
+    endpoints publish, refusing unmapped identities and bad configs at submit."""
+    uid = user_id(r, name)
+    users.set_multi_user_admin(r, uid, on)
+    return {"user": name, "user_id": uid, "multi_user_admin": on}
+
+
 def add_client(r: redis.Redis, name: str, acting_as: str | None = None) -> dict:
     """A client id/secret pair: a new service-account user ``name``, or one
     acting as the existing user ``acting_as``."""

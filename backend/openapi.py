@@ -243,7 +243,10 @@ PATHS: dict[str, dict] = {
         "post": op("registerEndpointV3", "Register an endpoint", "endpoints",
                    "EndpointRegistration", CHANGE, body="EndpointRegistrationRequest",
                    description="A new id unless `endpoint_id` names one; re-registering "
-                               "someone else's visible endpoint is a 403."),
+                               "someone else's visible endpoint is a 403; 400 "
+                               "MULTI_USER_METADATA_INVALID: a multi-user endpoint's "
+                               "published identity mapping rules or user config schema "
+                               "are malformed or over their bounds (the problem named)."),
         "get": op("listEndpointsV3", "The caller's endpoints", "endpoints", "EndpointList",
                   (400,), params=(_query("role", {"type": "string", "enum": ["owner", "any"]},
                                          "`any`: public endpoints too (default `owner`)"),)),

@@ -105,6 +105,7 @@ def _api_error_types() -> tuple[dict[str, type[FuncxAPIError]], dict[int, type[F
         ec.AMBIGUOUS_NAME: BadRequest, ec.RESULT_SERIALIZERS_INVALID: BadRequest,
         ec.RETRY_POLICY_INVALID: BadRequest, ec.TOO_MANY_TASK_IDS: BadRequest,
         ec.USER_ENDPOINT_CONFIG_INVALID: BadRequest, ec.IDENTITY_UNMAPPED: Forbidden,
+        ec.MULTI_USER_METADATA_INVALID: BadRequest,
         ec.UNAUTHORIZED: Unauthorized,
         ec.FORBIDDEN: Forbidden, ec.FUNCTION_NOT_ALLOWED: Forbidden,
         ec.TASK_NOT_FOUND: NotFound, ec.TASK_GROUP_NOT_FOUND: NotFound,

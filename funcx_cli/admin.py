@@ -111,6 +111,22 @@ def user_enable(name: str) -> None:
     typer.echo(f"Enabled {name}")
 
 
+@user_app.command("multi-user-admin")
+def user_multi_user_admin(name: str, revoke: bool = typer.Option(
+        False, "--revoke", help="no longer a multi-user administrator")) -> None:
+    """Make a user a multi-user administrator: the service then runs the identity
+    mapping rules and user config schema their multi-user endpoints publish
+    (refusing unmapped identities and bad configs at submit). Others'
+    multi-user endpoints decide alone, after the submit.
+
+    Example: funcx admin user multi-user-admin site-ops
+    """
+    from backend.admin import set_multi_user_admin
+
+    _run(set_multi_user_admin, name, not revoke)
+    typer.echo(f"{name} is {'no longer ' if revoke else ''}a multi-user administrator")
+
+
 @client_app.command("add")
 def client_add(name: str, user: str = typer.Option(None, "--user", help="act as this existing user"),
                fmt: str = FormatOption) -> None:

@@ -7,6 +7,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from backend.api_errors import bad_request
 from backend.auth import current_user
+from backend.multiuser import check_registration
 from backend.routes.common import endpoint_for_user, field, json_body, redis, tasks, valid_name, valid_uuid
 from backend.store import endpoints as ep_store
 from funcx.protocol.error_codes import BAD_REQUEST
@@ -28,6 +29,8 @@ def _register(eid: str | None):
         limits = endpoint_limits(body.get("limits"))
     except ProtocolError as e:
         raise bad_request(f"field 'limits': {e}", BAD_REQUEST) from None
+    metadata = field(body, "metadata", dict, default={})
+    check_registration(metadata)  # a multi-user endpoint's rules and schema (400)
     allowed = field(body, "allowed_functions", list, default=None)
     if allowed is not None:
         allowed = [valid_uuid(f, "function id") for f in allowed]
@@ -39,7 +42,7 @@ def _register(eid: str | None):
         redis(), current_user(), current_app.extensions["funcx_redis_url"],
         eid=eid, name=name,
         display_name=display_name,
-        metadata=field(body, "metadata", dict, default={}),
+        metadata=metadata,
         public=field(body, "public", bool, default=False),
         allowed_functions=allowed, limits=limits,
     )

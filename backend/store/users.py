@@ -159,6 +159,18 @@ def ensure_external(r: redis.Redis, uid: str, name: str) -> None:
         p.execute()
 
 
+def set_multi_user_admin(r: redis.Redis, uid: str, on: bool = True) -> None:
+    """Make user ``uid`` a multi-user administrator (or no longer one): the
+    service runs the identity mapping rules and user config schema that their
+    multi-user endpoints publish (backend.multiuser)."""
+    r.hset(keys.user(uid), "multi_user_admin", "1" if on else "0")
+
+
+def is_multi_user_admin(r: redis.Redis, uid: str) -> bool:
+    """Whether user ``uid`` is a multi-user administrator."""
+    return r.hget(keys.user(uid), "multi_user_admin") == "1"
+
+
 def access(r: redis.Redis, uid: str) -> tuple[str | None, str | None]:
     """``(disabled, tokens_valid_after)`` of user ``uid``."""
     disabled, valid_after = r.hmget(keys.user(uid), "disabled", "tokens_valid_after")

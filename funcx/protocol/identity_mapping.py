@@ -36,6 +36,14 @@ OUTPUT = "identity_mapping_output#1.0.0"
 #: what a local account name may look like (useradd's rule, at most 32 characters)
 ACCOUNT_RE = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
 _FIELDS = ("id", "username", "email")
+#: bounds on a mapping, so that rules published to the service stay cheap to run:
+#: expression rules in all documents, a ``match`` pattern's length, a
+#: ``source``/``output`` template's length, and the filled ``source`` text's
+#: length (longer text matches nothing)
+MAX_RULES = 200
+MAX_PATTERN = 256
+MAX_TEMPLATE = 256
+MAX_TEXT = 512
 
 
 class MappingConfigError(ValueError):
@@ -57,6 +65,8 @@ class Rule:
         try:
             text = self.source.format_map(_Fields(identity))
         except (KeyError, IndexError, ValueError):
+            return None
+        if len(text) > MAX_TEXT:
             return None
         flags = re.IGNORECASE if self.ignore_case else 0
         pattern = re.escape(self.match) if self.literal else self.match
@@ -104,10 +114,12 @@ def _rule(raw: Any, where: str) -> Rule:
     for k in ("ignore_case", "literal"):
         if not isinstance(raw.get(k, False), bool):
             raise MappingConfigError(f"{where}: {k!r} must be true or false")
-    for _, name, _, _ in string.Formatter().parse(raw["source"]):
-        if name is not None and name not in _FIELDS:
-            raise MappingConfigError(f"{where}: source field {{{name}}} is not one of "
-                                     f"{', '.join('{' + f + '}' for f in _FIELDS)}")
+    for k, limit in (("source", MAX_TEMPLATE), ("match", MAX_PATTERN),
+                     ("output", MAX_TEMPLATE)):
+        if len(raw[k]) > limit:
+            raise MappingConfigError(f"{where}: {k!r} is over {limit} characters")
+    _check_template(raw["source"], f"{where}: source", allow_groups=False)
+    _check_template(raw["output"], f"{where}: output", allow_groups=True)
     if not raw.get("literal"):
         try:
             re.compile(raw["match"])
@@ -116,6 +128,26 @@ def _rule(raw: Any, where: str) -> Rule:
                 from None
     return Rule(raw["source"], raw["match"], raw["output"], raw.get("ignore_case", False),
                 raw.get("literal", False))
+
+
+def _check_template(text: str, where: str, allow_groups: bool) -> None:
+    """Fields of a source/output template: identity fields (and, in an output,
+    group numbers) only, with no format spec or conversion (``{username:>9999999}``
+    would allocate what it asks)."""
+    try:
+        parts = list(string.Formatter().parse(text))
+    except ValueError as e:
+        raise MappingConfigError(f"{where} is not a template ({e})") from None
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if spec or conversion:
+            raise MappingConfigError(f"{where} field {{{name}}} may not have a format spec "
+                                     "or conversion")
+        if name not in _FIELDS and not (allow_groups and name.isdigit() and len(name) <= 2):
+            allowed = ", ".join("{" + f + "}" for f in _FIELDS)
+            raise MappingConfigError(f"{where} field {{{name}}} is not one of {allowed}"
+                                     + (" or a group number ({0})" if allow_groups else ""))
 
 
 def parse(raw: Any) -> Mapping:
@@ -144,6 +176,10 @@ def parse(raw: Any) -> Mapping:
                                      f"{EXTERNAL!r}, not {kind!r}")
     if not out:
         raise MappingConfigError("identity mapping: no documents")
+    n_rules = sum(len(items) for kind, items in out if kind == EXPRESSION)
+    if n_rules > MAX_RULES:
+        raise MappingConfigError(f"identity mapping: {n_rules} expression rules, over "
+                                 f"{MAX_RULES}")
     return Mapping(tuple(out))
 
 

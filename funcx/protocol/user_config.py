@@ -26,6 +26,9 @@ def check_schema(schema: Any) -> dict:
         jsonschema.Draft202012Validator.check_schema(schema)
     except jsonschema.SchemaError as e:
         raise UserConfigError(f"the user config schema is not valid: {e.message}") from None
+    except Exception as e:  # noqa: BLE001 - e.g. RecursionError on a very deep schema
+        raise UserConfigError(f"the user config schema is not valid ({type(e).__name__})") \
+            from None
     return schema
 
 
@@ -36,8 +39,12 @@ def validate(values: Any, schema: dict) -> dict:
         raise UserConfigError("user_endpoint_config must be a JSON object")
     if len(json.dumps(values)) > MAX_BYTES:
         raise UserConfigError(f"user_endpoint_config is over {MAX_BYTES} bytes")
-    validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(values), key=lambda e: list(e.absolute_path))
+    try:
+        validator = jsonschema.Draft202012Validator(schema)
+        errors = sorted(validator.iter_errors(values), key=lambda e: list(e.absolute_path))
+    except Exception as exc:  # noqa: BLE001 - a schema never checked (check_schema) can fail
+        raise UserConfigError("the endpoint's user config schema cannot be applied "
+                              f"({type(exc).__name__}); ask its administrators") from None
     if errors:
         e = errors[0]
         where = "/".join(str(p) for p in e.absolute_path) or "(top level)"

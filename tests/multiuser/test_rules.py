@@ -3,6 +3,7 @@ identity mapping rules, the external mapping program's JSON in/out, the user
 config schema and the sandboxed template, the service's submit-time check."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import stat
@@ -53,10 +54,22 @@ def test_rules_in_order_ignore_case_literal_and_bad_accounts():
     ({"DATA_TYPE": im.EXPRESSION, "mappings": [{"source": "{id}", "match": "(",
                                                 "output": "x"}]}, "regular expression"),
     ({"DATA_TYPE": im.EXTERNAL, "command": "prog"}, "list of strings"),
+    ({"DATA_TYPE": im.EXPRESSION, "mappings": [{"source": "{username:>2000000000}",
+                                                "match": "x", "output": "x"}]}, "format spec"),
+    ({"DATA_TYPE": im.EXPRESSION, "mappings": [{"source": "{id}", "match": "(x)",
+                                                "output": "{0!r}"}]}, "format spec"),
+    ({"DATA_TYPE": im.EXPRESSION, "mappings": [{"source": "{id}", "match": "x" * 257,
+                                                "output": "x"}]}, "over 256"),
 ])
 def test_bad_mapping_documents_are_refused_with_the_reason(doc, words):
     with pytest.raises(im.MappingConfigError, match=words):
         im.parse(doc)
+
+
+def test_a_long_filled_source_matches_nothing():
+    m = _rules({"source": "{username}", "match": "(.*)", "output": "x"})
+    assert im.map_by_rules(m, {"id": "1", "username": "a"}) == "x"
+    assert im.map_by_rules(m, {"id": "1", "username": "a" * (im.MAX_TEXT + 1)}) is None
 
 
 def test_external_program_json_in_and_out(tmp_path):
@@ -157,18 +170,23 @@ def test_service_refuses_unmapped_identity_and_bad_config():
             "identity_mapping": [{"DATA_TYPE": im.EXPRESSION, "mappings": [
                 {"source": "{username}", "match": "(alice|bob)", "output": "{0}"}]}]}
     ep = {"metadata": json.dumps(meta)}
-    who, values = check_submit(ep, "e", {"id": "1", "username": "alice"}, {"workers": 2})
+    # run only for an endpoint whose owner is a multi-user administrator (trusted)
+    submit = functools.partial(check_submit, trusted=True)
+    who, values = submit(ep, "e", {"id": "1", "username": "alice"}, {"workers": 2})
     assert who == {"id": "1", "username": "alice"} and values == {"workers": 2}
     with pytest.raises(ApiError) as e:
-        check_submit(ep, "e", {"id": "2", "username": "mallory"}, None)
+        submit(ep, "e", {"id": "2", "username": "mallory"}, None)
     assert (e.value.status, e.value.code) == (403, error_codes.IDENTITY_UNMAPPED)
     with pytest.raises(ApiError) as e:
-        check_submit(ep, "e", {"id": "1", "username": "alice"}, {"workers": 100})
+        submit(ep, "e", {"id": "1", "username": "alice"}, {"workers": 100})
     assert (e.value.status, e.value.code) == (400, error_codes.USER_ENDPOINT_CONFIG_INVALID)
     assert "workers" in e.value.message
     # not multi-user: the config is ignored as before and no identity is written
     assert check_submit({"metadata": "{}"}, "e", {"id": "1", "username": "x"},
                         {"a": 1}) == ({}, {})
+    # an owner who is no administrator: nothing of theirs runs here, the endpoint decides
+    assert check_submit(ep, "e", {"id": "2", "username": "mallory"}, {"workers": 100},
+                        trusted=False) == ({"id": "2", "username": "mallory"}, {"workers": 100})
 
 
 def test_task_entry_carries_identity_and_config():
