@@ -173,17 +173,20 @@ class Router:
         return {c.name for c in list(self.children.values()) if c.outstanding()}
 
     def snapshot(self) -> dict:
-        """The children's interchanges summed, with each child's own view."""
+        """The children's interchanges summed: counts only, since the heartbeat
+        is what every user of a public endpoint sees in its status (no account,
+        uid, identity, pid, option or log path; no per-child manager names, which
+        carry the account).  The detail is in children.json on the host, which
+        `funcx-endpoint status` reads."""
         out: dict[str, Any] = {"managers": 0, "total_workers": 0, "idle_workers": 0,
                                "pending_tasks_in_interchange": 0, "running_tasks": 0,
-                               "manager_details": [], "multi_user": True, "children": []}
+                               "manager_details": [], "multi_user": True, "children": 0}
         for child in list(self.children.values()):
             snap = child.interchange.snapshot()
             for k in ("managers", "total_workers", "idle_workers",
                       "pending_tasks_in_interchange", "running_tasks"):
                 out[k] += int(snap.get(k, 0))
-            out["manager_details"] += snap.get("manager_details", [])
-            out["children"].append(child.view())
+            out["children"] += 1
         return out
 
     # ---------------------------------------------------------------- placing

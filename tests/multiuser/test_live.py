@@ -26,6 +26,8 @@ from faultlib import wait_until  # noqa: E402
 
 EP = "pytest-mep"
 IDLE_S = 4
+#: the parent's max_inflight, and max_tasks_per_user (review 19 H2)
+WINDOW, USER_TASKS = 8, 3
 
 
 def _need_root() -> None:
@@ -117,13 +119,30 @@ def mep(service, funcx_home, redis_client, accounts, child_python, token):
     (ep.path / "multi_user.yaml").write_text(
         site.replace("idle_timeout_s: 300", f"idle_timeout_s: {IDLE_S}")
         .replace("max_children_per_user: 2", "max_children_per_user: 4")
+        .replace("max_tasks_per_user: 1000", f"max_tasks_per_user: {USER_TASKS}")
         + f"child_python: {child_python}\n")
+    # the parent's window of tasks is small, so one user's backlog could fill it
+    cfg = (ep.path / "config.py").read_text()
+    assert "scaling_enabled=False," in cfg
+    (ep.path / "config.py").write_text(cfg.replace(
+        "scaling_enabled=False,", f"scaling_enabled=False, max_inflight={WINDOW},"))
     clients = {}
     for name in (a, b, f"mallory{uuid.uuid4().hex[:6]}"):
         uid = users.create_user(redis_client, name)
         clients[name] = FuncXClient(service, access_token=users.issue_token(redis_client, uid))
         clients[name].throttling_enabled = False  # the tests poll for results
-    eid = daemon.start(EP)
+    # what the parent has and no child may get (children's environment is an allowlist)
+    hidden = {"FUNCX_PROBE_SESSION_SECRET": "s3cret-value", "FUNCX_TLS_KEY": "/fake/key.pem"}
+    saved = {k: os.environ.get(k) for k in hidden}
+    os.environ.update(hidden)
+    try:
+        eid = daemon.start(EP)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     try:
         yield {"eid": eid, "ep": ep, "clients": clients, "accounts": accounts,
                "mallory": [n for n in clients if n.startswith("mallory")][0]}
@@ -143,7 +162,8 @@ def probe(paths):
 
     out = {"uid": os.getuid(), "euid": os.geteuid(), "gid": os.getgid(),
            "user": pwd.getpwuid(os.getuid()).pw_name, "home": os.environ.get("HOME"),
-           "cwd_home": os.path.expanduser("~"), "reads": {}}
+           "cwd_home": os.path.expanduser("~"), "cwd": os.getcwd(), "reads": {},
+           "env": sorted(k for k in os.environ if k.startswith("FUNCX_"))}
     for p in paths:
         try:
             with open(p) as f:
@@ -189,7 +209,6 @@ def test_each_identity_runs_as_its_own_account(mep, funcx_home):
     secret = f"{pb.pw_dir}/secret.txt"
     parent_creds = [str(funcx_home / "credentials" / "token.json"),
                     str(mep["ep"].path / "endpoint.json")]
-    other_key = f"{pb.pw_dir}/.funcx/multi-user/{mep['eid']}"
     ta = _run_probe(mep, a, [secret, *parent_creds])
     tb = _run_probe(mep, b, [secret])
     status, ra = _result(mep["clients"][a], ta)
@@ -198,16 +217,20 @@ def test_each_identity_runs_as_its_own_account(mep, funcx_home):
     assert status == "ok", rb
     assert (ra["uid"], ra["euid"], ra["gid"], ra["user"]) == (pa.pw_uid, pa.pw_uid, pa.pw_gid, a)
     assert ra["home"] == ra["cwd_home"] == pa.pw_dir
+    assert ra["cwd"] == pa.pw_dir  # started in /, entered the home as the account
+    assert "FUNCX_PROBE_SESSION_SECRET" not in ra["env"] and "FUNCX_TLS_KEY" not in ra["env"]
     assert (rb["uid"], rb["user"], rb["home"]) == (pb.pw_uid, b, pb.pw_dir)
     # alice cannot read bob's file nor the parent's credentials; bob reads his own
     assert ra["reads"] == {p: "PermissionError" for p in [secret, *parent_creds]}
     assert rb["reads"] == {secret: "read"}
-    # and alice's task cannot reach bob's child's manager key either
-    tk = _run_probe(mep, a, [f"{other_key}/x/manager.key_secret"])
-    status, rk = _result(mep["clients"][a], tk)
-    assert status == "ok" and rk["reads"] == {f"{other_key}/x/manager.key_secret":
-                                               "PermissionError"}
     kids = {c["account"]: c for c in _children(mep["ep"])}
+    # and alice's task cannot reach bob's child's manager key (which exists) either
+    bob_key = (Path(pb.pw_dir) / ".funcx" / "multi-user" / mep["eid"] / kids[b]["name"]
+               / "manager.key_secret")
+    assert bob_key.is_file()
+    tk = _run_probe(mep, a, [str(bob_key)])
+    status, rk = _result(mep["clients"][a], tk)
+    assert status == "ok" and rk["reads"] == {str(bob_key): "PermissionError"}
     assert set(kids) == {a, b}
     for acct, c in kids.items():  # each child process runs as its account
         assert psutil.Process(c["pid"]).uids().real == pwd.getpwnam(acct).pw_uid
@@ -227,6 +250,40 @@ def test_unmapped_identity_refused_at_submit(mep, service):
         return any(mep["mallory"] in p.read_text(errors="replace") and "refused" in
                    p.read_text(errors="replace") for p in logs_dir().glob("web*.log"))
     assert wait_until(logged, 10), "the service did not log the refusal"
+
+
+def test_status_shows_others_counts_only(mep):
+    """A non-owner's GET /v2/endpoints/<id>/status of the public parent: counts of
+    children, never an account, uid, identity, pid or log path (review M1)."""
+    a, b = mep["accounts"]
+    tid = _run_probe(mep, a, [])
+    assert _result(mep["clients"][a], tid)[0] == "ok"
+    kids = _children(mep["ep"])
+    assert kids, "the router wrote no children.json"
+    who = mep["clients"][mep["mallory"]]  # owns nothing, mapped to nothing
+
+    def published():
+        st = who.get_endpoint_status(mep["eid"])
+        return st if st["details"].get("children", 0) >= 1 else None
+    st = wait_until(published, 15, 0.2)
+    assert st, "the heartbeat never counted the children"
+    d = st["details"]
+    assert d["multi_user"] is True and isinstance(d["children"], int)
+    assert d["manager_details"] == []
+    text = json.dumps(st)
+    for c in kids:
+        for secret in (c["account"], c["identity"], c["name"], c["log"]):
+            assert str(secret) not in text, f"status shows {secret!r}"
+        assert f'"pid": {c["pid"]}' not in text and f'"uid": {c["uid"]}' not in text
+    assert '"uid"' not in text and '"account"' not in text and '"identity"' not in text
+    # the detail stays on the host: funcx-endpoint status reads children.json
+    from typer.testing import CliRunner
+
+    from endpoint.cli import app
+
+    res = CliRunner().invoke(app, ["status", EP])
+    assert res.exit_code == 0, res.output
+    assert f"account {a}" in res.output
 
 
 def test_template_value_outside_schema_refused(mep):
@@ -362,6 +419,92 @@ def test_stop_ends_the_children_and_start_brings_the_endpoint_back(mep):
     assert status == "ok" and r["user"] == a
 
 
+def test_one_accounts_backlog_does_not_starve_another(mep):
+    """Alice fills her child with long tasks; bob's task is still read and run
+    at once (review 19 H2: the parent's window of WINDOW tasks is shared, so
+    each account may hold at most USER_TASKS of it; more fail at once)."""
+    from funcx.errors import FuncxAPIError
+    from funcx.protocol import error_codes
+
+    a, b = mep["accounts"]
+    ca, cb = mep["clients"][a], mep["clients"][b]
+    fid = ca.register_function(slow_probe)
+    ids = [ca.run(60, endpoint_id=mep["eid"], function_id=fid,
+                  user_endpoint_config={"workers": 1}) for _ in range(WINDOW + 1)]
+    try:
+        status, r = _result(cb, _run_probe(mep, b, []), timeout=20)
+        assert status == "ok" and r["user"] == b
+        refused = []
+        for tid in ids[USER_TASKS:]:  # past her share: each fails at once, saying why
+            status, e = _result(ca, tid, timeout=20)
+            assert status == "failed" and isinstance(e, FuncxAPIError), e
+            assert e.code == error_codes.USER_ENDPOINT_LIMIT and "max_tasks_per_user" in str(e)
+            refused.append(tid)
+        assert len(refused) == WINDOW + 1 - USER_TASKS
+        assert all(ca.get_task(t)["status"] in ("waiting-for-launch", "waiting-for-ep",
+                                                 "running", "waiting-for-nodes")
+                   for t in ids[:USER_TASKS])
+    finally:
+        ca.cancel(ids[:USER_TASKS])
+
+
+def test_a_hostile_manager_holding_the_childs_key_is_cut_off(mep):
+    """Alice can read her child's manager key, so she controls her manager: one
+    that sends a frame larger than any result is disconnected by ZeroMQ unread
+    (MAXMSGSIZE on her child's interchange), and the parent and the other
+    users' tasks carry on (review 19 H3)."""
+    import zmq
+
+    from endpoint.curve import ManagerKeys
+    from funcx.protocol.messages import Kind, pack
+
+    a, b = mep["accounts"]
+    assert _result(mep["clients"][a], _run_probe(mep, a, []))[0] == "ok"
+    kid = [k for k in _children(mep["ep"]) if k["account"] == a and k["alive"]][0]
+    key = (Path(pwd.getpwnam(a).pw_dir) / ".funcx" / "multi-user" / mep["eid"] / kid["name"]
+           / "manager.key_secret")
+    port = int((mep["ep"].path / "run" / "users" / kid["name"] / "interchange_port")
+               .read_text())
+    parent = daemon_pid(mep)
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RECONNECT_IVL, 60_000)  # one connection: its end is the answer
+    ManagerKeys.load(key).apply(sock)
+    mon = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
+    try:
+        sock.connect(f"tcp://127.0.0.1:{port}")
+        events: list[int] = []
+
+        def seen(ev: int) -> bool:
+            from zmq.utils.monitor import recv_monitor_message
+
+            while mon.poll(100):
+                events.append(recv_monitor_message(mon)["event"])
+            return ev in events
+        assert wait_until(lambda: seen(zmq.EVENT_HANDSHAKE_SUCCEEDED), 10, 0.05), \
+            "the child's key did not open its interchange"
+        sock.send_multipart(pack(Kind.RESULTS, [], [b"x" * (40 << 20)]))
+        assert wait_until(lambda: seen(zmq.EVENT_DISCONNECTED), 20, 0.05), \
+            "the oversized frame was taken"
+    finally:
+        mon.close(0)
+        sock.close(0)
+        ctx.term()
+    assert daemon_pid(mep) == parent
+    for who in (b, a):  # the other user's tasks, and alice's own, still run
+        status, r = _result(mep["clients"][who], _run_probe(mep, who, []))
+        assert status == "ok" and r["user"] == who
+
+
+def daemon_pid(mep) -> int:
+    from endpoint import daemon
+
+    pid = daemon.running_pid(mep["ep"])
+    assert pid and psutil.pid_exists(pid)
+    return pid
+
+
 def test_killing_the_parent_stops_the_children(mep):
     from endpoint import daemon
 
@@ -379,3 +522,8 @@ def test_killing_the_parent_stops_the_children(mep):
     os.kill(parent, signal.SIGKILL)
 
     assert wait_until(lambda: _gone(procs + workers), 30, 0.2), "children outlived their parent"
+    # the endpoint comes back for whatever test runs next (order-independent)
+    assert wait_until(lambda: daemon.running_pid(mep["ep"]) is None, 10, 0.1)
+    assert daemon.start(EP) == mep["eid"]
+    status, r = _result(mep["clients"][a], _run_probe(mep, a, []))
+    assert status == "ok" and r["user"] == a
