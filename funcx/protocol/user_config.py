@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 import jsonschema
+from referencing import Registry
 
 #: a user_endpoint_config larger than this (JSON bytes) is refused as is
 MAX_BYTES = 16384
@@ -40,7 +41,9 @@ def validate(values: Any, schema: dict) -> dict:
     if len(json.dumps(values)) > MAX_BYTES:
         raise UserConfigError(f"user_endpoint_config is over {MAX_BYTES} bytes")
     try:
-        validator = jsonschema.Draft202012Validator(schema)
+        # an empty registry: a $ref to anything outside the schema is unresolvable,
+        # never fetched (jsonschema's default would still GET a remote $ref)
+        validator = jsonschema.Draft202012Validator(schema, registry=Registry())
         errors = sorted(validator.iter_errors(values), key=lambda e: list(e.absolute_path))
     except Exception as exc:  # noqa: BLE001 - a schema never checked (check_schema) can fail
         raise UserConfigError("the endpoint's user config schema cannot be applied "

@@ -199,3 +199,36 @@ def test_task_entry_carries_identity_and_config():
     back = decode_task_entry(encode_task_batch([t]))[0]
     assert back.identity == {"id": "1", "username": "alice"}
     assert back.user_endpoint_config == {"workers": 2}
+
+
+def test_a_remote_ref_in_a_schema_is_never_fetched():
+    """jsonschema >= 4.18 (pinned, review M7) resolves no remote $ref: the schema
+    fails as unusable and nothing is requested from the address it names."""
+    import http.server
+    import threading
+
+    hits: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            hits.append(self.path)
+            body = b'{"type": "object"}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    srv = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    th = threading.Thread(target=srv.serve_forever, daemon=True)
+    th.start()
+    try:
+        schema = {"$ref": f"http://127.0.0.1:{srv.server_address[1]}/schema.json"}
+        with pytest.raises(UserConfigError, match="cannot be applied"):
+            validate({"a": 1}, schema)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert hits == []
