@@ -42,9 +42,13 @@ max_children: 64
 # tasks one account may have in flight here (more fail at once with
 # USER_ENDPOINT_LIMIT), so one user's backlog never stops others' tasks being read
 max_tasks_per_user: 1000
-# accounts no identity may map to (root is always refused), and the lowest uid
-denied_accounts: [root]
+# accounts no identity may map to (root is always refused), the lowest and the
+# highest uid (nobody, 65534, is above it), and groups whose members are refused
+# (root-equivalent or reading secrets; "root" is gid 0)
+denied_accounts: [nobody, root]
 min_uid: 1000
+max_uid: 60000
+denied_groups: [adm, disk, docker, lxd, root, shadow, sudo, wheel]
 # seconds an external identity mapping program may take
 mapping_timeout_s: 10
 # the Python children run (as the mapped accounts, who must be able to execute it

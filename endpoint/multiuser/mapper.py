@@ -1,10 +1,12 @@
 """Identity -> local account, at the parent: the mapping documents in order
 (expression rules; an external program run with the identity on stdin),
 then the account looked up in the passwd database and checked against the
-site's bounds (never root, never a denied account, never a uid below min_uid).
+site's bounds (never root, never a denied account, never a uid outside
+min_uid..max_uid, never a member of a denied group: :func:`check_account`).
 """
 from __future__ import annotations
 
+import grp
 import json
 import logging
 import os
@@ -38,18 +40,43 @@ class Account:
     shell: str
 
 
+def check_account(name: str, uid: int, groups: dict[int, str], cfg: SiteConfig) -> None:
+    """Unmapped unless account ``name`` (``uid``, in ``groups``: gid -> name, its
+    primary group included) is within the site's bounds (pure: no lookups)."""
+    if name in cfg.denied_accounts or name == "root":
+        raise Unmapped(f"account {name!r} is denied on this endpoint")
+    if uid == 0 or uid < cfg.min_uid:
+        raise Unmapped(f"account {name!r} has uid {uid}, below this endpoint's "
+                       f"min_uid {cfg.min_uid} (system accounts are refused)")
+    if uid > cfg.max_uid:
+        raise Unmapped(f"account {name!r} has uid {uid}, above this endpoint's "
+                       f"max_uid {cfg.max_uid}")
+    for gid, gname in sorted(groups.items()):
+        if gname in cfg.denied_groups or (gid == 0 and "root" in cfg.denied_groups):
+            raise Unmapped(f"account {name!r} is in group {gname!r}, denied on this "
+                           "endpoint (its members are refused: see denied_groups)")
+
+
+def _group_names(gids: list[int]) -> dict[int, str]:
+    out = {}
+    for gid in gids:
+        try:
+            out[gid] = grp.getgrgid(gid).gr_name
+        except KeyError:
+            out[gid] = str(gid)
+    return out
+
+
 def lookup(name: str, cfg: SiteConfig) -> Account:
     """The passwd entry of ``name`` within the site's bounds, else Unmapped."""
-    if name in cfg.denied_accounts:
+    if name in cfg.denied_accounts or name == "root":
         raise Unmapped(f"account {name!r} is denied on this endpoint")
     try:
         pw = pwd.getpwnam(name)
     except KeyError:
         raise Unmapped(f"the mapped account {name!r} does not exist on this host") from None
-    if pw.pw_uid == 0 or pw.pw_uid < cfg.min_uid:
-        raise Unmapped(f"account {name!r} has uid {pw.pw_uid}, below this endpoint's "
-                       f"min_uid {cfg.min_uid} (system accounts are refused)")
     groups = tuple(sorted(set(os.getgrouplist(name, pw.pw_gid))))
+    check_account(name, pw.pw_uid, _group_names(list(groups)), cfg)
     return Account(name, pw.pw_uid, pw.pw_gid, groups, pw.pw_dir, pw.pw_shell)
 
 

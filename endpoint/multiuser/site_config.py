@@ -21,6 +21,11 @@ TEMPLATE_FILE = "user_config_template.yaml.j2"
 SCHEMA_FILE = "user_config_schema.json"
 
 
+#: the defaults of denied_accounts and denied_groups (review M2)
+DENIED_ACCOUNTS = ("nobody", "root")
+DENIED_GROUPS = ("adm", "disk", "docker", "lxd", "root", "shadow", "sudo", "wheel")
+
+
 class SiteConfigError(ValueError):
     """multi_user.yaml or a file it names is unusable; the message names which."""
 
@@ -44,9 +49,15 @@ class SiteConfig:
     #: FUNCX_AGENT_MAX_INFLIGHT tasks, so other users' tasks are still read
     max_tasks_per_user: int = 1000
     #: accounts no identity may map to (root always refused)
-    denied_accounts: tuple[str, ...] = ("root",)
+    denied_accounts: tuple[str, ...] = DENIED_ACCOUNTS
     #: the lowest uid a child may run as (system accounts below it are refused)
     min_uid: int = 1000
+    #: the highest uid a child may run as (nobody, 65534, and other high service
+    #: ids above it are refused)
+    max_uid: int = 60000
+    #: an account in any of these groups (primary or supplementary) is refused:
+    #: membership in them is root-equivalent or reads secrets; "root" is gid 0
+    denied_groups: tuple[str, ...] = DENIED_GROUPS
     #: seconds an external mapping program may run
     mapping_timeout_s: float = 10.0
     #: the Python the children run: one every mapped account can execute, with
@@ -85,6 +96,7 @@ def load(endpoint_dir: Path) -> SiteConfig:
     known = {"identity_mapping_config_path", "user_config_template_path",
              "user_config_schema_path", "idle_timeout_s", "max_children_per_user",
              "max_children", "max_tasks_per_user", "denied_accounts", "min_uid",
+             "max_uid", "denied_groups",
              "mapping_timeout_s",
              "child_python"}
     unknown = set(raw) - known
@@ -113,6 +125,7 @@ def load(endpoint_dir: Path) -> SiteConfig:
     cfg = SiteConfig(endpoint_dir, mapping, template, schema)
     for key, kind in (("idle_timeout_s", float), ("max_children_per_user", int),
                       ("max_children", int), ("max_tasks_per_user", int), ("min_uid", int),
+                      ("max_uid", int),
                       ("mapping_timeout_s", float)):
         if key in raw:
             value = raw[key]
@@ -130,6 +143,14 @@ def load(endpoint_dir: Path) -> SiteConfig:
         if not (isinstance(denied, list) and all(isinstance(a, str) for a in denied)):
             raise SiteConfigError(f"{path}: denied_accounts must be a list of account names")
         cfg.denied_accounts = tuple(sorted(set(denied) | {"root"}))
+    if "denied_groups" in raw:
+        groups = raw["denied_groups"]
+        if not (isinstance(groups, list) and all(isinstance(g, str) for g in groups)):
+            raise SiteConfigError(f"{path}: denied_groups must be a list of group names")
+        cfg.denied_groups = tuple(sorted(set(groups)))
+    if cfg.max_uid < cfg.min_uid:
+        raise SiteConfigError(f"{path}: max_uid ({cfg.max_uid}) is below min_uid "
+                              f"({cfg.min_uid}): no account could be mapped")
     # a template that does not even parse is an administrator's error: say so at start
     from endpoint.multiuser.render import TemplateError, compile_template
 

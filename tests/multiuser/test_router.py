@@ -21,12 +21,20 @@ def _id() -> str:
     return str(uuid.uuid4())
 
 
+def _allow_nobody(cfg: site_config.SiteConfig) -> site_config.SiteConfig:
+    """The explicit allow these tests need: they map to ``nobody`` (an account
+    every host has), which the defaults refuse by name and by uid (65534)."""
+    cfg.denied_accounts = ("root",)
+    cfg.max_uid = 65534
+    return cfg
+
+
 def test_unplaceable_tasks_fail_alone_with_their_codes(tmp_path):
     configure.write(tmp_path / "ep", "site", tmp_path)
     (tmp_path / "ep" / site_config.MAPPING_FILE).write_text(json.dumps({
         "DATA_TYPE": "expression_identity_mapping#1.0.0",
         "mappings": [{"source": "{username}", "match": "alice", "output": "nobody"}]}))
-    cfg = site_config.load(tmp_path / "ep")
+    cfg = _allow_nobody(site_config.load(tmp_path / "ep"))
     cfg.max_children_per_user = 0  # nobody (uid 65534) may have no child: the limit refuses
     out: list = []
     router = Router(cfg, out.extend, tmp_path / "run", tmp_path / "logs", 0.5, 3.0, 0)
@@ -97,7 +105,7 @@ def test_external_program_decides_at_the_parent(tmp_path):
     configure.write(tmp_path / "ep", "site", tmp_path)
     (tmp_path / "ep" / site_config.MAPPING_FILE).write_text(json.dumps({
         "DATA_TYPE": "external_identity_mapping#1.0.0", "command": [sys.executable, str(prog)]}))
-    cfg = site_config.load(tmp_path / "ep")
+    cfg = _allow_nobody(site_config.load(tmp_path / "ep"))
     assert "identity_mapping" not in cfg.published()  # the service cannot decide
     cfg.max_children_per_user = 0
     out: list = []
@@ -120,7 +128,7 @@ def test_a_child_that_cannot_start_fails_its_task_alone(tmp_path):
     (tmp_path / "ep" / site_config.MAPPING_FILE).write_text(json.dumps({
         "DATA_TYPE": "expression_identity_mapping#1.0.0",
         "mappings": [{"source": "{username}", "match": "alice", "output": "nobody"}]}))
-    cfg = site_config.load(tmp_path / "ep")
+    cfg = _allow_nobody(site_config.load(tmp_path / "ep"))
     cfg.child_python = str(tmp_path / "no-such-python")
     out: list = []
     router = Router(cfg, out.extend, tmp_path / "run", tmp_path / "logs", 0.5, 3.0, 0)

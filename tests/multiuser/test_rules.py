@@ -232,3 +232,73 @@ def test_a_remote_ref_in_a_schema_is_never_fetched():
         srv.shutdown()
         srv.server_close()
     assert hits == []
+
+
+def test_default_bounds_refuse_privileged_groups_high_uids_and_nobody():
+    """Review M2: max_uid, privileged groups (gid 0 too) and nobody are refused by
+    default; each bound names itself."""
+    from endpoint.multiuser.mapper import check_account
+
+    cfg = _defaults()
+    check_account("alice", 1001, {1001: "alice", 100: "users"}, cfg)  # an ordinary user
+    for groups, words in (({1001: "alice", 27: "sudo"}, "'sudo'"),
+                          ({1001: "alice", 10: "wheel"}, "'wheel'"),
+                          ({1001: "alice", 999: "docker"}, "'docker'"),
+                          ({1001: "alice", 4: "adm"}, "'adm'"),
+                          ({0: "root"}, "'root'"),
+                          ({0: "0"}, "'0'")):  # gid 0 whatever its name
+        with pytest.raises(Unmapped, match=f"group {words}"):
+            check_account("alice", 1001, groups, cfg)
+    with pytest.raises(Unmapped, match="max_uid 60000"):
+        check_account("svc", 65000, {65000: "svc"}, cfg)
+    with pytest.raises(Unmapped, match="denied"):
+        check_account("nobody", 1001, {1001: "x"}, cfg)
+    # each is the site's to change
+    cfg.denied_groups = ("wheel",)
+    cfg.max_uid = 70000
+    check_account("alice", 1001, {1001: "alice", 999: "docker"}, cfg)
+    check_account("svc", 65000, {65000: "svc"}, cfg)
+    check_account("alice", 1001, {0: "root"}, cfg)
+
+
+def _defaults() -> site_config.SiteConfig:
+    return site_config.SiteConfig(Path("/nonexistent"), _rules(
+        {"source": "{username}", "match": "(.*)", "output": "{0}"}), "", {})
+
+
+def test_nobody_is_refused_unless_the_site_allows_it(tmp_path):
+    import grp
+    import pwd
+
+    cfg = _site(tmp_path, {"DATA_TYPE": im.EXPRESSION, "mappings": [
+        {"source": "{username}", "match": "(.*)", "output": "{0}"}]})
+    assert "nobody" in cfg.denied_accounts and cfg.max_uid == 60000
+    with pytest.raises(Unmapped, match="denied"):
+        Mapper(cfg).map({"id": "1", "username": "nobody"})
+    # allowed by name only: its uid (65534) is still above max_uid
+    site = tmp_path / "ep" / site_config.FILE
+    site.write_text(site.read_text().replace("denied_accounts: [nobody, root]",
+                                             "denied_accounts: [root]"))
+    cfg = site_config.load(tmp_path / "ep")
+    with pytest.raises(Unmapped, match="max_uid"):
+        Mapper(cfg).map({"id": "1", "username": "nobody"})
+    site.write_text(site.read_text().replace("max_uid: 60000", "max_uid: 65534"))
+    cfg = site_config.load(tmp_path / "ep")
+    nobody = pwd.getpwnam("nobody")
+    assert Mapper(cfg).map({"id": "1", "username": "nobody"}).uid == nobody.pw_uid
+    # and its group, once denied, refuses it again (a real group lookup)
+    cfg.denied_groups = (grp.getgrgid(nobody.pw_gid).gr_name,)
+    with pytest.raises(Unmapped, match="denied_groups"):
+        Mapper(cfg).map({"id": "1", "username": "nobody"})
+
+
+def test_max_uid_below_min_uid_is_refused(tmp_path):
+    configure.write(tmp_path / "ep", "site", tmp_path)
+    site = tmp_path / "ep" / site_config.FILE
+    site.write_text(site.read_text().replace("max_uid: 60000", "max_uid: 10"))
+    with pytest.raises(site_config.SiteConfigError, match="max_uid"):
+        site_config.load(tmp_path / "ep")
+    site.write_text(site.read_text().replace("max_uid: 10", "max_uid: 60000")
+                    .replace("denied_groups: [", "denied_groups: [7, "))
+    with pytest.raises(site_config.SiteConfigError, match="denied_groups"):
+        site_config.load(tmp_path / "ep")
