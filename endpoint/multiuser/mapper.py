@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import pwd
+import selectors
 import subprocess
 import threading
 import time
@@ -22,6 +23,10 @@ from funcx.protocol import identity_mapping as im
 log = logging.getLogger("funcx.multiuser.mapper")
 #: how long a mapping (or a refusal) is reused before it is asked again
 CACHE_S = 60.0
+#: identities whose mapping is cached at once (the oldest are dropped beyond it)
+CACHE_MAX = 4096
+#: the most an external mapping program may print (bytes); more is a failure
+PROGRAM_OUTPUT_MAX = 65536
 
 
 class Unmapped(Exception):
@@ -80,24 +85,74 @@ def lookup(name: str, cfg: SiteConfig) -> Account:
     return Account(name, pw.pw_uid, pw.pw_gid, groups, pw.pw_dir, pw.pw_shell)
 
 
-def run_program(command: tuple[str, ...], identity: dict[str, str], timeout: float) -> str | None:
-    """Ask an external mapping program; None when it maps nothing (or fails: logged)."""
+class _ProgramFailed(Exception):
+    """The mapping program failed; the message says how (logged, never shown)."""
+
+
+def _read_bounded(command: tuple[str, ...], stdin: bytes, timeout: float) -> bytes:
+    """The program's stdout, at most PROGRAM_OUTPUT_MAX bytes within ``timeout``
+    (stderr discarded); _ProgramFailed otherwise, the program killed."""
+    proc = subprocess.Popen(list(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, close_fds=True,
+                            env={"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"})
+    assert proc.stdin is not None and proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    out = bytearray()
     try:
-        proc = subprocess.run(list(command), input=json.dumps(im.program_input(identity)),
-                              capture_output=True, text=True, timeout=timeout,
-                              env={"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"},
-                              check=False)
-    except (OSError, subprocess.TimeoutExpired) as e:
+        try:
+            proc.stdin.write(stdin)
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass  # it did not read its input: its answer (or exit status) says the rest
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stdout, selectors.EVENT_READ)
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise _ProgramFailed(f"took over {timeout:g}s")
+                if not sel.select(left):
+                    continue
+                chunk = os.read(proc.stdout.fileno(), 65536)
+                if not chunk:
+                    break
+                out += chunk
+                if len(out) > PROGRAM_OUTPUT_MAX:
+                    raise _ProgramFailed(f"printed over {PROGRAM_OUTPUT_MAX} bytes")
+        try:
+            code = proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            raise _ProgramFailed(f"took over {timeout:g}s") from None
+        if code != 0:
+            raise _ProgramFailed(f"exited {code}")
+        return bytes(out)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+
+
+def run_program(command: tuple[str, ...], identity: dict[str, str], timeout: float) -> str | None:
+    """Ask an external mapping program (run as the parent: root); None when it
+    maps nothing or fails (logged): a timeout, an exit status, output over
+    PROGRAM_OUTPUT_MAX bytes, not UTF-8, not JSON, too deep, or a malformed answer."""
+    stdin = json.dumps(im.program_input(identity)).encode()
+    try:
+        raw = _read_bounded(command, stdin, timeout)
+    except OSError as e:
         log.error("identity mapping program %s failed: %s", command[0], type(e).__name__)
         return None
-    if proc.returncode != 0:
-        log.error("identity mapping program %s exited %d", command[0], proc.returncode)
+    except _ProgramFailed as e:
+        log.error("identity mapping program %s failed: %s", command[0], e)
         return None
     try:
-        return im.program_output(json.loads(proc.stdout or "null"), identity)
-    except json.JSONDecodeError:
-        log.error("identity mapping program %s answered something not JSON", command[0])
-        return None
+        return im.program_output(json.loads(raw.decode("utf-8") or "null"), identity)
+    except UnicodeDecodeError:
+        log.error("identity mapping program %s answered something not UTF-8", command[0])
+    except (ValueError, RecursionError):
+        log.error("identity mapping program %s answered something not JSON (or too "
+                  "deep)", command[0])
+    return None
 
 
 class Mapper:
@@ -137,7 +192,15 @@ class Mapper:
             found: Account | str = lookup(name, self.cfg)
         except Unmapped as e:
             found = str(e)
+        except Exception as e:  # noqa: BLE001 - a mapping that fails maps nothing
+            log.error("identity mapping failed: %s", type(e).__name__)
+            found = "the identity mapping failed on this endpoint: ask its administrators"
         with self._lock:
+            if len(self._cache) >= CACHE_MAX:
+                for k in [k for k, (until, _) in self._cache.items() if until <= now]:
+                    del self._cache[k]
+                while len(self._cache) >= CACHE_MAX:  # the oldest first
+                    del self._cache[next(iter(self._cache))]
             self._cache[key] = (now + CACHE_S, found)
         if isinstance(found, str):
             raise Unmapped(found)

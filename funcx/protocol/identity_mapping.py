@@ -205,7 +205,10 @@ def program_output(raw: Any, identity: dict[str, str]) -> str | None:
     (an answer that is malformed, names another id or a bad account: None)."""
     if not isinstance(raw, dict) or raw.get("DATA_TYPE") != OUTPUT:
         return None
-    for item in raw.get("result") or []:
+    result = raw.get("result")
+    if not isinstance(result, list):
+        return None
+    for item in result:
         if isinstance(item, dict) and item.get("id") == identity.get("id") \
                 and isinstance(item.get("output"), str) and ACCOUNT_RE.fullmatch(item["output"]):
             return item["output"]

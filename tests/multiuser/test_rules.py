@@ -302,3 +302,48 @@ def test_max_uid_below_min_uid_is_refused(tmp_path):
                     .replace("denied_groups: [", "denied_groups: [7, "))
     with pytest.raises(site_config.SiteConfigError, match="denied_groups"):
         site_config.load(tmp_path / "ep")
+
+
+@pytest.mark.parametrize("body, words", [
+    ("sys.stdout.buffer.write(b'\\xff\\xfe not utf-8')", "not UTF-8"),
+    ("print('[' * 30000 + ']' * 30000)", "not JSON"),
+    ("print(json.dumps({'DATA_TYPE': 'identity_mapping_output#1.0.0', 'result': 7}))", None),
+    ("print(json.dumps({'DATA_TYPE': 'identity_mapping_output#1.0.0', "
+     "'result': 'alice'}))", None),
+    ("sys.stdout.write('x' * 10_000_000)", "printed over 65536 bytes"),
+    ("sys.exit(3)", "exited 3"),
+    ("import time; time.sleep(60)", "took over 1s"),
+])
+def test_a_misbehaving_mapping_program_maps_nothing(tmp_path, caplog, body, words):
+    """Review L4: whatever the program does, the answer is "unmapped" (logged),
+    never an exception, an unbounded read or a wait past mapping_timeout_s."""
+    import time
+
+    prog = tmp_path / "map.py"
+    prog.write_text(f"import json, sys\nsys.stdin.read()\n{body}\n")
+    t0 = time.monotonic()
+    with caplog.at_level("ERROR", logger="funcx.multiuser.mapper"):
+        assert run_program((sys.executable, str(prog)), ALICE, 1.0) is None
+    assert time.monotonic() - t0 < 5
+    if words:
+        assert words in caplog.text
+    # through the Mapper too: Unmapped with the reason, never another exception
+    cfg = _site(tmp_path, {"DATA_TYPE": im.EXTERNAL, "command": [sys.executable, str(prog)]})
+    cfg.mapping_timeout_s = 1.0
+    with pytest.raises(Unmapped, match="no mapping"):
+        Mapper(cfg).map(ALICE)
+
+
+def test_the_mapping_cache_is_bounded(tmp_path, monkeypatch):
+    from endpoint.multiuser import mapper as mapper_mod
+
+    monkeypatch.setattr(mapper_mod, "CACHE_MAX", 8)
+    cfg = _site(tmp_path, {"DATA_TYPE": im.EXPRESSION, "mappings": [
+        {"source": "{username}", "match": "(.*)", "output": "{0}"}]})
+    m = Mapper(cfg)
+    for i in range(50):
+        with pytest.raises(Unmapped):
+            m.map({"id": str(i), "username": f"no-such-account-{i}"})
+        assert len(m._cache) <= 8
+    # the newest stay cached
+    assert (("id", "49"), ("username", "no-such-account-49")) in m._cache
