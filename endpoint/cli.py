@@ -478,13 +478,16 @@ def logs(name: str = typer.Argument("default"), lines: int = typer.Option(50, "-
         path = EndpointDir(name).path / CHILD_LOG_DIR / f"{child}.log"
     if not path.exists():
         _fail(f"no log at {path}", NOT_FOUND)
+    from endpoint.multiuser.log_text import printable  # a child's log is its user's bytes
+
+    show = printable if child else str
     with open(path, errors="replace") as f:
-        sys.stdout.write("".join(f.readlines()[-lines:]))
+        sys.stdout.write("".join(show(x) for x in f.readlines()[-lines:]))
         sys.stdout.flush()
         while follow:
             line = f.readline()
             if line:
-                sys.stdout.write(line)
+                sys.stdout.write(show(line))
                 sys.stdout.flush()
             else:
                 time.sleep(0.25)  # like tail -f

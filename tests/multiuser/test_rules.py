@@ -347,3 +347,28 @@ def test_the_mapping_cache_is_bounded(tmp_path, monkeypatch):
         assert len(m._cache) <= 8
     # the newest stay cached
     assert (("id", "49"), ("username", "no-such-account-49")) in m._cache
+
+
+def test_a_childs_log_is_printed_without_control_characters(funcx_home):
+    """Review L7: a child's log holds its user's bytes; `logs --child` shows
+    terminal escapes and other control characters escaped."""
+    import uuid
+
+    from typer.testing import CliRunner
+
+    from endpoint.cli import app
+    from endpoint.multiuser.log_text import printable
+    from endpoint.multiuser.parent import CHILD_LOG_DIR
+
+    assert printable("ok\tline\n") == "ok\tline\n"
+    assert printable("\x1b]0;owned\x07\r\x08\x9b2J") == "\\x1b]0;owned\\x07\\x0d\\x08\\x9b2J"
+    name = f"mu-log-{uuid.uuid4().hex[:6]}"
+    runner = CliRunner()
+    assert runner.invoke(app, ["configure", name, "--multi-user"]).exit_code == 0
+    logs = funcx_home / name / CHILD_LOG_DIR
+    logs.mkdir(parents=True, exist_ok=True)
+    (logs / "alice-0123.log").write_text("task ran\n\x1b[2J\x1b]0;pwned\x07evil\r\n")
+    res = runner.invoke(app, ["logs", name, "--child", "alice-0123"])
+    assert res.exit_code == 0, res.output
+    assert "task ran\n" in res.output and "\\x1b[2J\\x1b]0;pwned\\x07evil\n" in res.output
+    assert "\x1b" not in res.output and "\x07" not in res.output and "\r" not in res.output
