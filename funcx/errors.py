@@ -349,8 +349,9 @@ class UserEndpointConfigInvalid(EndpointTaskError):
 
 
 class UserEndpointLimit(EndpointTaskError):
-    """The multi-user endpoint runs as many child endpoints for your account
-    as it allows: submit with a user_endpoint_config already in use, or later."""
+    """The multi-user endpoint runs as many child endpoints, or holds as many
+    tasks in flight, for your account as it allows: submit with a
+    user_endpoint_config already in use, or later."""
 
     @property
     def code(self) -> str:

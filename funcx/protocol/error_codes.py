@@ -34,7 +34,8 @@ USER_ENDPOINT_CONFIG_INVALID = "USER_ENDPOINT_CONFIG_INVALID"
 #: a multi-user endpoint's registration publishes identity mapping rules or a user
 #: config schema that are malformed or over their bounds (400)
 MULTI_USER_METADATA_INVALID = "MULTI_USER_METADATA_INVALID"
-#: a multi-user endpoint's limit on one account's children is reached (task failure)
+#: a multi-user endpoint's limit on one account's children or tasks in flight is reached
+#: (task failure)
 USER_ENDPOINT_LIMIT = "USER_ENDPOINT_LIMIT"
 #: a multi-user endpoint could not start the child for the account (task failure)
 USER_ENDPOINT_START_FAILED = "USER_ENDPOINT_START_FAILED"
