@@ -21,6 +21,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,12 @@ class Router:
         self.mapper = Mapper(cfg)
         self.audit = AuditLog(cfg.directory / "audit.log")
         self.children: dict[tuple[str, str], Child] = {}
+        #: guards self.children and the state file; held only for bookkeeping
         self.lock = threading.RLock()
+        #: one placement at a time (mapping, rendering, starting run under it)
+        self.place_lock = threading.Lock()
+        #: the one thread every child process is started from (see _start)
+        self._starter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="child-starter")
         self.stop_event = threading.Event()
         self.endpoint_id = ""
         self.keys = _Keys()
@@ -106,7 +112,10 @@ class Router:
         placed: dict[str, Child | Exception] = {}
         #: tasks in flight per account, this submit's included
         held: dict[str, int] = {}
-        with self.lock:
+        # mapping (maybe a program), rendering and starting a child run outside
+        # self.lock, so tend / cancel / status never wait on them (place_lock only
+        # keeps two placements from starting the same child twice)
+        with self.place_lock:
             for t in tasks:
                 key = json.dumps([t.identity, t.user_endpoint_config], sort_keys=True)
                 if key not in placed:
@@ -126,8 +135,9 @@ class Router:
                 child = child_or_error
                 acct = child.account.name
                 if acct not in held:
-                    held[acct] = sum(c.in_flight() for (name, _), c in self.children.items()
-                                     if name == acct)
+                    with self.lock:
+                        held[acct] = sum(c.in_flight() for (name, _), c in
+                                         self.children.items() if name == acct)
                 if held[acct] >= self.max_tasks_per_user:
                     failed.append(self._refuse(t, _Limit(
                         f"account {acct!r} has {held[acct]} task(s) in flight on this "
@@ -136,13 +146,23 @@ class Router:
                     continue
                 held[acct] += 1
                 groups.setdefault((child.account.name, child.fingerprint), []).append(t)
-                self.audit.record("dispatched", task_id=t.task_id, function_id=t.function_id,
-                                  identity=t.identity.get("username"),
-                                  identity_id=t.identity.get("id"),
-                                  account=child.account.name, uid=child.account.uid,
-                                  child=child.name, child_pid=child.proc.pid if child.proc else None)
-            for child_key, ts in groups.items():
-                self.children[child_key].submit(ts)
+            with self.lock:
+                for child_key, ts in groups.items():
+                    target = self.children.get(child_key)  # tend may have ended it since
+                    if target is None:
+                        failed += [self._refuse(t, _StartFailed(
+                            "the child endpoint ended while the task was placed; submit "
+                            "it again")) for t in ts]
+                        continue
+                    for t in ts:
+                        self.audit.record("dispatched", task_id=t.task_id,
+                                          function_id=t.function_id,
+                                          identity=t.identity.get("username"),
+                                          identity_id=t.identity.get("id"),
+                                          account=target.account.name,
+                                          uid=target.account.uid, child=target.name,
+                                          child_pid=target.proc.pid if target.proc else None)
+                    target.submit(ts)
         if failed:
             self.on_output(failed)
 
@@ -198,14 +218,15 @@ class Router:
         options = render(self.cfg.template, self.cfg.schema, t.user_endpoint_config or {})
         fp = fingerprint(options)
         key = (account.name, fp)
-        child = self.children.get(key)
-        if child is not None:
-            return child
-        self._check_limits(account)
+        with self.lock:
+            child = self.children.get(key)
+            if child is not None:
+                return child
+            self._check_limits(account)
         child = Child(account, t.identity, fp, options, self.endpoint_id, self.run_dir,
                       self.log_dir, self.on_output, *self.hb, python=self.cfg.child_python)
         try:
-            child.start_process()
+            self._start(child)
         except (OSError, subprocess.SubprocessError) as e:
             # e.g. the account cannot execute child_python (OSError), or the
             # preexec step failed (SubprocessError): nothing half-started is kept
@@ -214,13 +235,20 @@ class Router:
                    else type(e).__name__)
             raise _StartFailed(f"the child endpoint for account {account.name!r} could not "
                                f"start: {why}; see multi_user.yaml's child_python") from None
-        self.children[key] = child
-        self.stats["children_started"] += 1
+        with self.lock:
+            self.children[key] = child
+            self.stats["children_started"] += 1
+            self._save()
         self.audit.record("child_started", account=account.name, uid=account.uid,
                           identity=t.identity.get("username"), child=child.name,
                           child_pid=child.proc.pid if child.proc else None)
-        self._save()
         return child
+
+    def _start(self, child: Child) -> None:
+        """Start ``child``'s process from the one long-lived starter thread: Linux
+        sends PR_SET_PDEATHSIG when the *thread* that forked ends, so no child is
+        started from a thread that may end before the parent (review 19 L2)."""
+        self._starter.submit(child.start_process).result()
 
     def _check_limits(self, account: Account) -> None:
         mine = sum(1 for (name, _) in self.children if name == account.name)
@@ -267,7 +295,10 @@ class Router:
                 log.exception("tending the children failed; continuing")
 
     def tend(self, now: float) -> None:
+        """Decide under the lock; stop and restart children outside it."""
         changed = False
+        ended: list[tuple[Child, str]] = []
+        restart: list[Child] = []
         with self.lock:
             for key, child in list(self.children.items()):
                 if child.interchange.managers:  # a manager registered: it starts fine
@@ -276,7 +307,7 @@ class Router:
                     if child.idle_for(now) >= self.cfg.idle_timeout_s:
                         log.info("child %s idle for %.0fs: stopping it", child.name,
                                  child.idle_for(now))
-                        self._end(key, child, "idle")
+                        ended.append((self._forget(key), "idle"))
                         self.stats["children_idled"] += 1
                         changed = True
                     continue
@@ -292,7 +323,7 @@ class Router:
                     log.error("child %s exited %d times without a manager registering: "
                               "%d task(s) failed, child ended (log: %s)", child.name,
                               child.starts_unregistered, n, child.log_path)
-                    self._end(key, child, "never registered")
+                    ended.append((self._forget(key), "never registered"))
                     changed = True
                 elif ((child.outstanding() or child.in_flight())
                       and now - child.launched >= backoff):
@@ -300,17 +331,30 @@ class Router:
                               "it (log: %s)", child.name, child.proc.returncode if child.proc
                               else "?", child.outstanding(), child.log_path)
                     child.restarts += 1
-                    child.start_process()
-                    changed = True
+                    restart.append(child)
                 elif not child.outstanding() and not child.in_flight():
-                    self._end(key, child, "exited")
+                    ended.append((self._forget(key), "exited"))
                     changed = True
+        for child, why in ended:
+            self._end(child, why)
+        for child in restart:
+            try:
+                self._start(child)
+            except (OSError, subprocess.SubprocessError) as e:  # tried again after backoff
+                log.error("child %s could not be restarted (%s)", child.name,
+                          type(e).__name__)
+            changed = True
         if changed:
-            self._save()
+            with self.lock:
+                self._save()
 
-    def _end(self, key: tuple[str, str], child: Child, why: str) -> None:
+    def _forget(self, key: tuple[str, str]) -> Child:
+        """Take a child off the books (caller holds the lock); stop it with _end."""
+        return self.children.pop(key)
+
+    def _end(self, child: Child, why: str) -> None:
+        """Stop a child already forgotten (outside the lock: it waits for the process)."""
         child.stop()
-        del self.children[key]
         self.audit.record("child_stopped", account=child.account.name, child=child.name,
                           reason=why, tasks=child.tasks_run)
 
@@ -324,9 +368,11 @@ class Router:
         """Stop every child (the agent is stopping)."""
         self.stop_event.set()
         with self.lock:
-            for key, child in list(self.children.items()):
-                self._end(key, child, "endpoint stopped")
+            children = [self._forget(key) for key in list(self.children)]
             self._save()
+        for child in children:
+            self._end(child, "endpoint stopped")
+        self._starter.shutdown(wait=False)
         self.audit.close()
 
 

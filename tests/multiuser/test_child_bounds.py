@@ -160,3 +160,72 @@ def test_a_start_failing_after_the_fork_fails_its_task_alone(tmp_path, monkeypat
         router.close()
     assert [r.details["error_code"] for r in out] == [error_codes.USER_ENDPOINT_START_FAILED]
     assert "could not start: SubprocessError" in out[0].data
+
+
+def test_a_slow_mapping_program_does_not_hold_the_routers_lock(tmp_path):
+    """Mapping (here a program that waits for the test), rendering and starting
+    run outside the lock that tend, cancel and status take (review 19 M4)."""
+    import threading
+
+    started, release = tmp_path / "started", tmp_path / "release"
+    prog = tmp_path / "map.py"
+    prog.write_text(
+        "import json, os, sys, time\n"
+        f"open({str(started)!r}, 'w').close()\n"
+        f"while not os.path.exists({str(release)!r}): time.sleep(0.02)\n"
+        "print(json.dumps({'DATA_TYPE': 'identity_mapping_output#1.0.0', 'result': []}))\n")
+    configure.write(tmp_path / "ep", "site", tmp_path)
+    (tmp_path / "ep" / site_config.MAPPING_FILE).write_text(json.dumps({
+        "DATA_TYPE": "external_identity_mapping#1.0.0", "command": [sys.executable, str(prog)]}))
+    out: list = []
+    router = Router(site_config.load(tmp_path / "ep"), out.extend, tmp_path / "run",
+                    tmp_path / "logs", 0.5, 3.0, 0)
+    t = Task(_id(), _id(), "p", identity={"id": "1", "username": "alice"})
+    placing = threading.Thread(target=router.submit, args=([t],))
+    placing.start()
+    try:
+        assert wait_until(started.exists, 10, 0.02), "the mapping program did not start"
+        got = router.lock.acquire(timeout=1)
+        if got:
+            router.lock.release()
+        import time
+
+        router.tend(time.monotonic())  # the loop carries on meanwhile
+        router.cancel(["x"])
+    finally:
+        release.touch()
+        placing.join(15)
+        router.close()
+    assert got, "the router's lock was held while the mapping program ran"
+    assert [r.details["error_code"] for r in out] == [error_codes.IDENTITY_UNMAPPED]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="starting a child as an account needs root")
+def test_children_start_from_one_long_lived_thread(tmp_path, monkeypatch):
+    """PR_SET_PDEATHSIG follows the thread that forked: every child is started
+    from the router's starter thread, not from whichever thread submitted
+    (here one that ends at once) (review 19 L2)."""
+    import threading
+
+    from endpoint.multiuser import children
+
+    threads: list[str] = []
+    real = children.Child.start_process
+
+    def start(self):
+        threads.append(threading.current_thread().name)
+        real(self)
+    monkeypatch.setattr(children.Child, "start_process", start)
+    out: list = []
+    router = _router(tmp_path, out, "/bin/true")
+    try:
+        for n in range(2):
+            t = Task(_id(), _id(), "p", identity={"id": "1", "username": "alice"},
+                     user_endpoint_config={"workers": n + 1})
+            th = threading.Thread(target=router.submit, args=([t],), name=f"reader-{n}")
+            th.start()
+            th.join(15)
+    finally:
+        router.close()
+    assert len(threads) == 2 and len(set(threads)) == 1
+    assert threads[0].startswith("child-starter"), threads
