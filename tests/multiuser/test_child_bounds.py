@@ -229,3 +229,27 @@ def test_children_start_from_one_long_lived_thread(tmp_path, monkeypatch):
         router.close()
     assert len(threads) == 2 and len(set(threads)) == 1
     assert threads[0].startswith("child-starter"), threads
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not __import__("shutil").which("unshare"),
+                    reason="a PID namespace (unshare) needs root")
+def test_a_child_whose_parent_is_pid_1_runs(tmp_path):
+    """In a container the parent may be PID 1: the child compares its parent
+    with the pid handed to it, never with 1 (review 19 L3).  Here the parent is
+    PID 1 of a new PID namespace; the child gets past the check to its manager
+    (whose arguments are left empty, so it stops there)."""
+    import subprocess
+
+    handoff = json.dumps({"endpoint_id": "e", "child": "c", "parent_pid": 1,
+                          "manager_keys": "k", "argv": []})
+    parent = (f"import subprocess, sys; p = subprocess.Popen([sys.executable, '-m', "
+              f"'endpoint.multiuser.child'], stdin=subprocess.PIPE); "
+              f"p.communicate({handoff!r}.encode()); sys.exit(p.returncode)")
+    env = {**os.environ, "HOME": str(tmp_path)}
+    r = subprocess.run(["unshare", "--fork", "--pid", "--mount-proc", sys.executable, "-c",
+                        parent], capture_output=True, text=True, timeout=60, env=env,
+                       cwd=str(Path(__file__).resolve().parents[2]))
+    assert "child c as uid" in r.stderr, r.stderr
+    assert "parent endpoint is gone" not in r.stderr
+    assert (tmp_path / ".funcx" / "multi-user" / "e" / "c" / "manager.key_secret").read_text() \
+        == "k"
