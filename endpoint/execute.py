@@ -19,7 +19,7 @@ from endpoint.task_output import OutputCapture, output_limit
 from funcx.defaults import setting
 from funcx.errors import MaxResultSizeExceeded, ResultSerializationFailed, SerializationError
 from funcx.protocol.messages import Result, Task
-from funcx.protocol.output_limits import MARKER_PREFIX
+from funcx.protocol.output_limits import MARKER_PREFIX, cut_text
 from funcx.protocol.retry import error_types
 from funcx.protocol.states import TaskState
 from funcx.sdk.limits import serialized_bytes
@@ -67,9 +67,18 @@ def serialize_exception(exc: BaseException) -> str:
 def failure(task: Task, exc: BaseException, skip_frames: int = 0, **details) -> Result:
     """A failed result; ``details.error_types`` names the exception's class and
     its bases, which the interchange matches against a retry policy's
-    ``retry_on`` (endpoint.retries) without unpickling anything."""
-    return Result(task.task_id, TaskState.FAILED.value, data=remote_traceback(exc, skip_frames),
-                  exc_data=serialize_exception(exc), task_group_id=task.task_group_id,
+    ``retry_on`` (endpoint.retries) without unpickling anything.  The traceback
+    is cut, and the serialized exception left out, past FUNCX_MAX_RESULT_BYTES:
+    a huge exception message is no larger a result than a huge return value
+    (and passes a multi-user child's size limit)."""
+    limit = int(setting("MAX_RESULT_BYTES"))
+    text, exc_data = remote_traceback(exc, skip_frames), serialize_exception(exc)
+    if len(text) > limit:
+        text = cut_text(text, limit, "traceback")
+    if len(exc_data) > limit:
+        exc_data = ""  # the SDK falls back to TaskExecutionFailed with the text
+    return Result(task.task_id, TaskState.FAILED.value, data=text,
+                  exc_data=exc_data, task_group_id=task.task_group_id,
                   details={**WORKER_ENV, "error_types": error_types(exc), **details})
 
 

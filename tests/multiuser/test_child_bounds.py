@@ -253,3 +253,17 @@ def test_a_child_whose_parent_is_pid_1_runs(tmp_path):
     assert "parent endpoint is gone" not in r.stderr
     assert (tmp_path / ".funcx" / "multi-user" / "e" / "c" / "manager.key_secret").read_text() \
         == "k"
+
+
+def test_a_huge_exception_is_a_bounded_failure(monkeypatch):
+    """An honest task raising an exception with a huge message sends a failure
+    within FUNCX_MAX_RESULT_BYTES (traceback cut, exception object left out), so
+    a multi-user child's size limit never cuts off its honest manager."""
+    from endpoint.execute import failure
+
+    monkeypatch.setenv("FUNCX_MAX_RESULT_BYTES", "10000")
+    r = failure(Task(_id(), _id(), "p"), ValueError("x" * 50_000))
+    assert r.status == "failed" and r.exc_data == ""
+    assert len(r.data) < 10_000 + 300 and "ValueError" in r.data and "cut here" in r.data
+    small = failure(Task(_id(), _id(), "p"), ValueError("small"))
+    assert isinstance(FuncXSerializer().deserialize(small.exc_data), ValueError)
