@@ -7,9 +7,14 @@ the task's ``user_endpoint_config`` (endpoint.multiuser.render), and hand the
 task to the child for (account, rendered config) — started on the first
 task, within the site's limits.  A task that cannot be placed fails alone
 with a specific error code (IDENTITY_UNMAPPED, USER_ENDPOINT_CONFIG_INVALID,
-USER_ENDPOINT_LIMIT), logged and audited.  The loop (:meth:`run`) stops
-children idle past ``idle_timeout_s`` and restarts a child that died with
-tasks outstanding (its interchange re-dispatches them).
+USER_ENDPOINT_LIMIT — also past ``max_tasks_per_user`` in flight, so one
+account's backlog never fills the agent's shared window), logged and
+audited.  The loop (:meth:`run`) stops children idle past ``idle_timeout_s``
+and restarts a child that died with tasks outstanding (its interchange
+re-dispatches them); one whose manager never registers in START_ATTEMPTS
+restarts fails its tasks (USER_ENDPOINT_START_FAILED) and is ended.
+Mapping, rendering and starting run outside :attr:`lock`; every child is
+started from one long-lived thread (PR_SET_PDEATHSIG follows the thread).
 
 It offers what :class:`endpoint.agent.Agent` uses of an interchange.
 """
