@@ -5,9 +5,13 @@ config) pair with
   CurveZMQ keys (``<endpoint dir>/run/users/<child>/curve``, root's, 0700):
   only the holder of this child's manager key can connect, so one user's
   processes can neither fetch another user's tasks nor send their results;
+  the user controls that manager, so the interchange refuses frames past
+  :func:`max_message_bytes`, reads at most MESSAGES_PER_S messages a second,
+  and every result is size-checked again here (:meth:`Child._output`);
 * its process, started as the account: fork, then (``subprocess.Popen``'s
   ``user``/``group``/``extra_groups``) the account's gid, supplementary groups
-  and uid, a clean environment, the account's home as cwd, and SIGTERM when
+  and uid, an allowlisted environment, ``/`` as cwd (the child enters its home
+  itself, as the account: a root-squashed home may be closed to root), and SIGTERM when
   the parent dies (``PR_SET_PDEATHSIG``, set again after the uid change by the
   child itself).  It reads its manager key from stdin, writes it 0600 in its
   own home, and runs a manager (with its workers) against the interchange.
