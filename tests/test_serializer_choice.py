@@ -408,3 +408,23 @@ def test_a_bad_allowlist_in_config_py_says_why_at_load(tmp_path):
                     "config = Config(allowed_serializers=['funcx.serialize.JSONData'])\n")
     with pytest.raises(ConfigError, match="config.py:2: .*one code and one data"):
         load(path)
+
+
+def test_an_unreachable_service_leaves_the_clients_own_serializer_and_no_memory(service, endpoint,
+                                                                                monkeypatch):
+    """The executor's submit asks serializer_for: while the service is down it
+    must not raise (the executor takes submissions through an outage: the
+    fault suite's service restart), nor remember the fallback."""
+    from funcx import FuncXClient
+    from funcx.errors import ServiceUnreachable
+
+    client = FuncXClient()
+
+    def down(eid):
+        raise ServiceUnreachable("the service is restarting")
+
+    monkeypatch.setattr(client, "get_endpoint_metadata", down)
+    assert client.serializer_for(endpoint) is client.fx_serializer
+    assert endpoint not in client._ep_serializers
+    monkeypatch.undo()
+    assert client.serializer_for(endpoint) is not None and endpoint in client._ep_serializers

@@ -11,6 +11,7 @@ from typing import Any
 from funcx.defaults import setting
 from funcx.errors import (
     FuncxAPIError,
+    ServiceUnreachable,
     TaskPending,
     VersionMismatch,
     api_error,
@@ -224,12 +225,16 @@ class FuncXClient(EndpointsMixin, FunctionsMixin, SharingMixin):
         """A serializer whose strategies ``endpoint_id`` accepts: this client's
         own, unless the endpoint's metadata lists ``allowed_serializers`` that
         exclude them (then the first allowed code and data strategies).  Asked
-        once per endpoint and client; an endpoint it cannot read gets the client's."""
+        once per endpoint and client; an endpoint it cannot read gets the client's.
+        While the service is unreachable the client's is used and nothing is
+        remembered (an executor keeps taking submissions through an outage)."""
         eid = self.resolve_endpoint(endpoint_id)
         if eid not in self._ep_serializers:
             try:
                 allowed = self.get_endpoint_metadata(eid).get("metadata", {}).get(
                     "allowed_serializers")
+            except ServiceUnreachable:
+                return self.fx_serializer
             except FuncxAPIError:
                 allowed = None
             ser = self.fx_serializer
