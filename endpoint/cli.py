@@ -397,15 +397,19 @@ def list_(fmt: str = typer.Option("table", "--format", help="table or json")) ->
     for col in ("Endpoint Name", "Status", "Endpoint ID"):
         table.add_column(col, no_wrap=True)
     colors = {"online": "green", "offline": "red", "initialized": "yellow"}
+    cells: list[tuple[str, str, str]] = []
     for r in rows:
-        table.add_row(Text(r["name"] + (" (multi-user)" if r.get("multi_user") else "")),
-                      Text(r["status"], style=colors.get(r["status"], "")),
-                      r["endpoint_id"] or "None")
+        cells.append((r["name"] + (" (multi-user)" if r.get("multi_user") else ""),
+                      r["status"], r["endpoint_id"] or "None"))
         for c in r.get("children", []):  # a multi-user endpoint's children, as which account
-            table.add_row(Text(f"  └ {c['name']} as {c['account']}"),
-                          Text("running" if c.get("alive") else "starting"), f"pid {c.get('pid')}")
-    width = max([len(r["name"]) for r in rows] + [13]) + 11 + 36 + 10
-    Console(width=max(80, width)).print(table)
+            cells.append((f"  └ {c['name']} as {c['account']}",
+                          "running" if c.get("alive") else "starting", f"pid {c.get('pid')}"))
+    for name_cell, state, ident in cells:
+        table.add_row(Text(name_cell), Text(state, style=colors.get(state, "")), ident)
+    # wide enough that no cell is cut: 3 columns' padding and borders are 10
+    widths = [max([len(c[i]) for c in cells] + [len(h)])
+              for i, h in enumerate(("Endpoint Name", "Status", "Endpoint ID"))]
+    Console(width=max(80, sum(widths) + 10)).print(table)
 
 
 @app.command()
