@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 from werkzeug.serving import make_server
 
@@ -66,3 +67,31 @@ def running_endpoint(name: str, workers: int, **options) -> Iterator[str]:
         yield eid
     finally:
         daemon.stop(name)
+
+
+@contextlib.contextmanager
+def endpoint_with_config(fxc, prefix: str, config: str) -> Iterator[SimpleNamespace]:
+    """A fresh endpoint named ``<prefix>-<random>`` whose config.py is
+    ``config``: started; yields ``name``, ``eid`` and ``dir``; prints the tail
+    of its log if the test fails; stopped and deleted after."""
+    import uuid
+
+    from endpoint import daemon
+    from endpoint.paths import EndpointDir
+
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    ep = EndpointDir(name)
+    ep.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ep.config_file.write_text(config)
+    eid = daemon.start(name)
+    try:
+        yield SimpleNamespace(name=name, eid=eid, dir=ep)
+    except BaseException:
+        print(f"--- {ep.log_file} ---\n{ep.log_file.read_text()[-6000:]}")
+        raise
+    finally:
+        daemon.stop(name)
+        try:
+            fxc.delete_endpoint(eid)
+        except Exception:  # noqa: BLE001 - best-effort cleanup
+            pass

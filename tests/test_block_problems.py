@@ -14,14 +14,13 @@ import json
 import re
 import time
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
-from types import SimpleNamespace
 
 import psutil
 import pytest
 
 from tests.faults.faultlib import wait_until as poll_until
+from tests.live import endpoint_with_config
 
 WAIT_S = 60
 
@@ -75,29 +74,10 @@ def wait_until(predicate, timeout: float = WAIT_S, step: float = 0.2):
     return poll_until(predicate, timeout, step)
 
 
-@contextmanager
 def endpoint_with(fxc, tag: str, config: str, attempts: Path):
     """An endpoint whose config.py ends with ``config``; started, then stopped
     and deleted."""
-    from endpoint import daemon
-    from endpoint.paths import EndpointDir
-
-    name = f"blk-{tag}-{uuid.uuid4().hex[:6]}"
-    ep = EndpointDir(name)
-    ep.path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    ep.config_file.write_text(PREAMBLE.format(attempts=str(attempts)) + config)
-    eid = daemon.start(name)
-    try:
-        yield SimpleNamespace(name=name, eid=eid, dir=ep)
-    except BaseException:
-        print(f"--- {ep.log_file} ---\n{ep.log_file.read_text()[-6000:]}")
-        raise
-    finally:
-        daemon.stop(name)
-        try:
-            fxc.delete_endpoint(eid)
-        except Exception:  # noqa: BLE001 - best-effort cleanup
-            pass
+    return endpoint_with_config(fxc, f"blk-{tag}", PREAMBLE.format(attempts=str(attempts)) + config)
 
 
 def problems(fxc, eid: str, kind: str) -> list[dict]:

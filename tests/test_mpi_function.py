@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
-from contextlib import contextmanager
-from types import SimpleNamespace
 
 import pytest
 from test_slurm import slurm  # noqa: F401 - the one-node Slurm fixture
@@ -34,6 +31,7 @@ from funcx import FuncXExecutor, MPIFunction, ShellFunction
 from funcx.errors import ResourceSpecificationError
 from funcx.protocol import error_codes
 from funcx.protocol.messages import NodesOverLimit, check_within_limits, endpoint_limits
+from tests.live import endpoint_with_config as running_config
 
 RESULT_S = 90
 #: as root, OpenMPI refuses to start without this option
@@ -157,28 +155,9 @@ config = Config(
 '''
 
 
-@contextmanager
 def endpoint_with_config(fxc, tag: str, config: str):
     """An endpoint with ``config`` as its config.py; started, then stopped and deleted."""
-    from endpoint import daemon
-    from endpoint.paths import EndpointDir
-
-    name = f"mpi-{tag}-{uuid.uuid4().hex[:6]}"
-    ep = EndpointDir(name)
-    ep.path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    ep.config_file.write_text(config)
-    eid = daemon.start(name)
-    try:
-        yield SimpleNamespace(name=name, eid=eid, dir=ep)
-    except BaseException:
-        print(f"--- {ep.log_file} ---\n{ep.log_file.read_text()[-6000:]}")
-        raise
-    finally:
-        daemon.stop(name)
-        try:
-            fxc.delete_endpoint(eid)
-        except Exception:  # noqa: BLE001 - best-effort cleanup
-            pass
+    return running_config(fxc, f"mpi-{tag}", config)
 
 
 def need(program: str) -> None:
