@@ -46,6 +46,9 @@ _TABLE: list[tuple[str, list[tuple[str, object, str]]]] = [
         ("RQ_WORKERS", 1, "RQ worker processes for background jobs"),
         ("MAX_PAYLOAD_BYTES", 10 * 1024 * 1024, "largest submit request body / task payload"),
         ("MAX_RESULT_BYTES", 10 * 1024 * 1024, "largest serialized result an endpoint may return"),
+        ("BLOB_MIN_BYTES", 64 * 1024,
+         "task inputs and results at least this large travel as raw bytes beside the JSON "
+         "(the funcX SDK's binary path), not base64 inside it"),
         ("TASK_TTL_S", 14 * 24 * 3600, "task records expire this long after submit"),
         ("RESULT_RETENTION_S", 24 * 3600, "a result is kept this long after its first fetch"),
         ("TOKEN_TTL_S", 365 * 24 * 3600, "lifetime of an issued bearer token"),

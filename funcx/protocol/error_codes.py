@@ -40,6 +40,14 @@ USER_ENDPOINT_LIMIT = "USER_ENDPOINT_LIMIT"
 #: a multi-user endpoint could not start the child for the account (task failure)
 USER_ENDPOINT_START_FAILED = "USER_ENDPOINT_START_FAILED"
 
+#: a binary submit body (application/vnd.funcx.frames) that does not follow
+#: its format, or a payload referring to a frame it does not carry (400)
+FRAMES_INVALID = "FRAMES_INVALID"
+#: a task's input blob was gone when the endpoint came to run it (task failure)
+BLOB_MISSING = "BLOB_MISSING"
+#: an endpoint's result named a blob it had not written (the result becomes a failure)
+RESULT_BLOB_MISSING = "RESULT_BLOB_MISSING"
+
 # --- not found (404; never says whether the thing exists for someone else)
 TASK_NOT_FOUND = "TASK_NOT_FOUND"
 TASK_GROUP_NOT_FOUND = "TASK_GROUP_NOT_FOUND"

@@ -164,6 +164,19 @@ def ep_seen(eid: str) -> str:
     return f"{PREFIX}:ep:{eid}:seen"
 
 
+def ep_blob(eid: str, bid: str) -> str:
+    """A large task input or result in binary form (funcx.serialize.binary),
+    under the endpoint's prefix so its agent may read (inputs) and write
+    (results) it; the ingester moves a result's to :func:`task_blob`."""
+    return f"{PREFIX}:ep:{eid}:blob:{bid}"
+
+
+def task_blob(tid: str) -> str:
+    """A task's result in binary form, out of the endpoint's reach (the
+    ingester renamed it here from :func:`ep_blob`); expires with the record."""
+    return f"{PREFIX}:task:{tid}:blob"
+
+
 def ep_acl_user(eid: str) -> str:
     return f"fxep-{eid}"
 
