@@ -369,3 +369,15 @@ class UserEndpointStartFailed(EndpointTaskError):
         from funcx.protocol.error_codes import USER_ENDPOINT_START_FAILED
 
         return USER_ENDPOINT_START_FAILED
+
+
+class BlobMissing(EndpointTaskError):
+    """A large input of the task (a blob, sent beside the JSON by the funcX
+    SDK's binary path) was gone when the endpoint came to run it (it expired,
+    or was deleted): submit the task again."""
+
+    @property
+    def code(self) -> str:
+        from funcx.protocol.error_codes import BLOB_MISSING
+
+        return BLOB_MISSING

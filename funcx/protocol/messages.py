@@ -46,6 +46,10 @@ Count = Annotated[int, Meta(ge=1, le=1_000_000)]
 Name = Annotated[str, Meta(max_length=256)]
 #: the most task ids a manager may say it holds when it registers
 MAX_HELD = 100_000
+#: the most blobs (large items in binary form, funcx.serialize.binary) one task's
+#: payload or one result may carry as extra frames
+MAX_BLOBS = 64
+Blobs = Annotated[int, Meta(ge=0, le=MAX_BLOBS)]
 
 
 class ProtocolError(ValueError):
@@ -157,6 +161,9 @@ class Task(Struct):
     identity: dict = field(default_factory=dict)
     #: the submitter's values for a multi-user endpoint's user config template
     user_endpoint_config: dict = field(default_factory=dict)
+    #: the input blobs its payload's reference items name, in their order (the
+    #: agent fetched them: endpoint.blobs); extra frames on the sockets
+    blobs: list = field(default_factory=list)
 
     STREAM_FIELDS = ("task_id", "function_id", "payload", "task_group_id", "container_id")
 
@@ -194,7 +201,7 @@ class Task(Struct):
     def meta(self) -> TaskMeta:
         return TaskMeta(self.task_id, self.function_id, self.task_group_id, self.container_id,
                         self.resource_specification, self.attempt, self.container_spec,
-                        self.result_serializers, self.env, self.rerun)
+                        self.result_serializers, self.env, self.rerun, len(self.blobs))
 
 
 def _retry_policy(raw: str | None) -> dict[str, Any]:
@@ -222,6 +229,7 @@ class TaskMeta(Struct, array_like=True):
     result_serializers: SerializerPaths = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)  #: see Task.env
     rerun: Annotated[int, Meta(ge=0, le=100_000)] = 0  #: see Task.rerun
+    blobs: Blobs = 0  #: frames after its code and payload (see Task.blobs)
 
 
 # ------------------------------------------------------------------------ results
@@ -241,6 +249,9 @@ class Result(Struct):
     #: what the task wrote to fd 1 / fd 2, bounded (see funcx.protocol.output_limits)
     stdout: str = ""
     stderr: str = ""
+    #: a success's value in binary form when ``data`` is the reference item
+    #: ``bb\n<task_id>`` (endpoint.blobs); extra frames on the sockets
+    blobs: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.completion_t:
@@ -280,7 +291,7 @@ class Result(Struct):
 
     def meta(self) -> ResultMeta:
         return ResultMeta(self.task_id, cast(ResultStatus, self.status), self.task_group_id,
-                          self.completion_t, self.details or None)
+                          self.completion_t, self.details or None, len(self.blobs))
 
 
 class ResultMeta(Struct, array_like=True):
@@ -292,6 +303,7 @@ class ResultMeta(Struct, array_like=True):
     task_group_id: OptId = ""
     completion_t: EpochStr = ""
     details: dict[str, Any] | None = None
+    blobs: Blobs = 0  #: frames after its usual ones (see Result.blobs)
 
 
 class StatusUpdate(Struct):
@@ -420,24 +432,30 @@ def unpack(frames: list[bytes]) -> Message:
     return Message(kind, header, list(frames[2:]))
 
 
-def _texts(blobs: list[bytes], what: str) -> list[str]:
+def _texts(blobs: list[Any], what: str) -> list[str]:
+    """Frames (bytes, or memoryviews of received frames) as UTF-8 text."""
     try:
-        return [b.decode() for b in blobs]
+        return [str(b, "utf-8") for b in blobs]
     except UnicodeDecodeError as e:
         raise _bad(what, e) from None
 
 
-def pack_tasks(tasks: list[Task]) -> list[bytes]:
-    blobs: list[bytes] = []
+def pack_tasks(tasks: list[Task]) -> list[Any]:
+    """Per task: its code, its payload, then its blobs (as they are: no copy)."""
+    blobs: list[Any] = []
     for t in tasks:
         blobs.append(t.function_code.encode())
         blobs.append(t.payload.encode())
+        blobs.extend(t.blobs)
     return pack(Kind.TASKS, [t.meta() for t in tasks], blobs)
 
 
 def unpack_tasks(msg: Message) -> list[Task]:
-    if msg.kind != Kind.TASKS or len(msg.blobs) != 2 * len(msg.header):
+    extra = sum(m.blobs for m in msg.header) if msg.kind == Kind.TASKS else -1
+    if extra < 0 or len(msg.blobs) != 2 * len(msg.header) + extra:
         raise ProtocolError("task batch frame count mismatch")
+    if extra:  # some tasks carry blobs: walk the frames
+        return list(_tasks_with_blobs(msg.header, msg.blobs))
     texts = _texts(msg.blobs, "task batch")
     return [Task(task_id=m.task_id, function_id=m.function_id, payload=texts[2 * i + 1],
                  task_group_id=m.task_group_id, function_code=texts[2 * i],
@@ -448,25 +466,44 @@ def unpack_tasks(msg: Message) -> list[Task]:
             for i, m in enumerate(msg.header)]
 
 
-def pack_results(results: list[Result]) -> list[bytes]:
+def _tasks_with_blobs(header: list[TaskMeta], frames: list[Any]) -> Iterable[Task]:
+    at = 0
+    for m in header:
+        code, payload = _texts(frames[at:at + 2], "task batch")
+        blobs = frames[at + 2:at + 2 + m.blobs]
+        at += 2 + m.blobs
+        yield Task(task_id=m.task_id, function_id=m.function_id, payload=payload,
+                   task_group_id=m.task_group_id, function_code=code,
+                   container_id=m.container_id,
+                   resource_specification=m.resource_specification, attempt=m.attempt,
+                   container_spec=m.container_spec, result_serializers=m.result_serializers,
+                   env=m.env, rerun=m.rerun, blobs=blobs)
+
+
+def pack_results(results: list[Result]) -> list[Any]:
     """Two frames per result (data, exception), or four (and stdout, stderr)
-    for every result of a batch in which any task wrote output."""
+    for every result of a batch in which any task wrote output; then that
+    result's blobs (as they are: no copy)."""
     output = any(r.stdout or r.stderr for r in results)
-    blobs: list[bytes] = []
+    blobs: list[Any] = []
     for r in results:
         blobs.append(r.data.encode())
         blobs.append(r.exc_data.encode())
         if output:
             blobs.append(r.stdout.encode())
             blobs.append(r.stderr.encode())
+        blobs.extend(r.blobs)
     return pack(Kind.RESULTS, [r.meta() for r in results], blobs)
 
 
 def unpack_results(msg: Message) -> list[Result]:
     n = len(msg.header) if msg.kind == Kind.RESULTS else -1
-    if n < 0 or len(msg.blobs) not in (2 * n, 4 * n):
+    extra = sum(m.blobs for m in msg.header) if n > 0 else 0
+    if n < 0 or len(msg.blobs) - extra not in (2 * n, 4 * n):
         raise ProtocolError("result batch frame count mismatch")
-    per = len(msg.blobs) // n if n else 2
+    per = (len(msg.blobs) - extra) // n if n else 2
+    if extra:  # some results carry blobs: walk the frames
+        return list(_results_with_blobs(msg.header, msg.blobs, per))
     texts = _texts(msg.blobs, "result batch")
     return [Result(task_id=m.task_id, status=m.status, data=texts[per * i],
                    exc_data=texts[per * i + 1], task_group_id=m.task_group_id,
@@ -474,3 +511,15 @@ def unpack_results(msg: Message) -> list[Result]:
                    stdout=texts[per * i + 2] if per == 4 else "",
                    stderr=texts[per * i + 3] if per == 4 else "")
             for i, m in enumerate(msg.header)]
+
+
+def _results_with_blobs(header: list[ResultMeta], frames: list[Any], per: int) -> Iterable[Result]:
+    at = 0
+    for m in header:
+        texts = _texts(frames[at:at + per], "result batch")
+        blobs = frames[at + per:at + per + m.blobs]
+        at += per + m.blobs
+        yield Result(task_id=m.task_id, status=m.status, data=texts[0], exc_data=texts[1],
+                     task_group_id=m.task_group_id, completion_t=m.completion_t,
+                     details=m.details or {}, stdout=texts[2] if per == 4 else "",
+                     stderr=texts[3] if per == 4 else "", blobs=blobs)
