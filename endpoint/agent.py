@@ -50,6 +50,7 @@ from endpoint.agent_state import (
     Write,
     WriteCommitted,
 )
+from endpoint.blobs import InputBlobs, result_blobs
 from endpoint.block_health import ADDRESS, BlockHealth, register_timeout_for
 from endpoint.blocks import Blocks
 from endpoint.config import Config
@@ -67,6 +68,7 @@ WRITE_BUSY_S = float(setting("AGENT_WRITE_BUSY_S"))
 WRITE_LINGER_S = float(setting("AGENT_WRITE_LINGER_S"))
 WRITE_MAX = int(setting("AGENT_WRITE_MAX"))
 STATUS_DEFER_S = float(setting("AGENT_STATUS_DEFER_S"))
+BLOB_TTL_S = int(setting("TASK_TTL_S"))  # a result blob lives as long as a task record
 AUTH_ERRORS = ("WRONGPASS", "NOPERM", "NOAUTH", "invalid username-password")
 #: after a refused SCARD (a service whose grant predates it), ask per id for
 #: this long before trying SCARD again (a service upgraded meanwhile is noticed)
@@ -136,6 +138,9 @@ class Agent:
         self.threads: list[threading.Thread] = []
         #: when check_cancelled may try SCARD again after it was refused
         self._scard_retry_at = 0.0
+        #: input blobs of the tasks in flight (endpoint.blobs), read with a bytes client
+        self.inputs = InputBlobs(self.endpoint_id, config.allowed_serializer_ids)
+        self._bin: tuple[Any, redis.Redis] | None = None
 
     def _make_interchange(self, config: Config, run_dir: Path) -> Interchange:
         """Where dispatched tasks go (a multi-user parent routes them instead)."""
@@ -194,11 +199,31 @@ class Agent:
                 raise _Stopping
             backoff = min(backoff * 2, 5)
 
-    def _ack(self, r: redis.Redis, entry_ids: list[str]) -> None:
+    def _ack(self, r: redis.Redis, entry_ids: list[str], blobs: list[str] | None = None) -> None:
         with r.pipeline(transaction=True) as p:
             p.xack(self.info["task_stream"], self.info["agent_group"], *entry_ids)
             p.xdel(self.info["task_stream"], *entry_ids)
+            if blobs:  # the input blobs of those entries' tasks
+                p.delete(*blobs)
             p.execute()
+
+    def _binary(self) -> redis.Redis:
+        """A client answering bytes (input blobs), on the current credentials."""
+        if self._bin is None or self._bin[0] is not self.r:
+            self._bin = (self.r, redis_link.connect(self.info, self.run_dir,
+                                                    decode_responses=False))
+        return self._bin[1]
+
+    def _dispatch(self, tasks: list, feed: Any) -> None:
+        """Attach the input blobs the tasks name (one MGET; a task whose blob
+        is gone fails alone, endpoint.blobs), then hand them to the interchange."""
+        tasks, failed = self.inputs.attach(
+            tasks, lambda ks: self._redis(lambda r: self._binary().mget(ks),
+                                          "fetching input blobs"), self.state.entry_of.get)
+        if failed:
+            self.out.put(failed)
+        if tasks:
+            self.interchange.submit(tasks, feed)
 
     def check_cancelled(self, feed: Any) -> None:
         """Find the tasks in flight that were cancelled at the service (the
@@ -253,7 +278,7 @@ class Agent:
         ``feed``: the calling thread's feeder socket (default: the reader's)."""
         match ins:
             case Dispatch(tasks=tasks):
-                self.interchange.submit(tasks, feed or self.feed)
+                self._dispatch(tasks, feed or self.feed)
             case CancelTasks(task_ids=ids):
                 self.interchange.cancel(ids, feed or self.feed)
             case CheckCancelled(task_ids=ids):
@@ -266,7 +291,8 @@ class Agent:
             case Ack(entry_ids=ids, dropped=dropped):
                 for entry_id, reason in dropped:
                     log.error("dropping malformed task entry %s: %s", entry_id, reason)
-                self._redis(lambda r: self._ack(r, ids), "acknowledging task entries")
+                drop = self.inputs.take(ids)
+                self._redis(lambda r: self._ack(r, ids, drop), "acknowledging task entries")
             case FetchContainers(container_ids=ids):
                 prefix = self.info["container_key_prefix"]
                 specs = self._redis(lambda r: r.mget([prefix + c for c in ids]),
@@ -377,17 +403,22 @@ class Agent:
         state machine plans it; see :meth:`AgentState._results_ready`)."""
         write = self._handle(ResultsReady(batch))[0]
         assert isinstance(write, Write)
+        drop = self.inputs.take(write.ack_entries)  # input blobs, deleted with the ack
         backoff = 0.1
         while write:
             try:
                 with self.r.pipeline(transaction=True) as p:
-                    if write.results:
+                    if write.results:  # result blobs first, then the entry naming them
+                        for task_id, blob in result_blobs(write.results):
+                            p.set(self.inputs.key(task_id), blob, ex=BLOB_TTL_S)
                         p.xadd(results_stream, encode_results(write.results))
                     for u in write.updates:
                         p.xadd(results_stream, u.to_fields())
                     if write.ack_entries:
                         p.xack(stream, group, *write.ack_entries)
                         p.xdel(stream, *write.ack_entries)
+                    if drop:
+                        p.delete(*drop)
                     if write.forget:  # cancelled tasks of those entries: done with
                         p.srem(self.info["cancelled_key"], *write.forget)
                     p.execute()

@@ -15,6 +15,7 @@ import traceback
 
 import dill
 
+from endpoint import blobs
 from endpoint.task_output import OutputCapture, output_limit
 from funcx.defaults import setting
 from funcx.errors import MaxResultSizeExceeded, ResultSerializationFailed, SerializationError
@@ -22,7 +23,6 @@ from funcx.protocol.messages import Result, Task
 from funcx.protocol.output_limits import MARKER_PREFIX, cut_text
 from funcx.protocol.retry import error_types
 from funcx.protocol.states import TaskState
-from funcx.sdk.limits import serialized_bytes
 from funcx.serialize import FunctionCache, FuncXSerializer, unpack_buffers
 from funcx.serialize.choice import serialize_from_list
 
@@ -115,9 +115,12 @@ class Executor:
         start = time.time()
         try:
             fn = self.functions.get(task.function_code)
-            args_buf, kwargs_buf = unpack_buffers(task.payload)
-            args = _serializer.deserialize(args_buf)
-            kwargs = _serializer.deserialize(kwargs_buf)
+            if task.blobs:  # large arguments beside the payload (endpoint.blobs)
+                args, kwargs = blobs.arguments(task, _serializer)
+            else:
+                args_buf, kwargs_buf = unpack_buffers(task.payload)
+                args = _serializer.deserialize(args_buf)
+                kwargs = _serializer.deserialize(kwargs_buf)
         except Exception as e:
             err = e if isinstance(e, SerializationError) else SerializationError(
                 f"cannot deserialize the function or its arguments: {type(e).__name__}: {e}")
@@ -128,16 +131,16 @@ class Executor:
             if isinstance(e, (KeyboardInterrupt,)):
                 raise
             return failure(task, e, skip_frames=1, exec_start=start, exec_end=time.time())
-        try:
-            data = serialize_result(value, task.result_serializers)
+        try:  # a large default-strategy result goes as a blob (endpoint.blobs)
+            data, out_blobs, size = blobs.serialize_result(
+                value, task.result_serializers, task.task_id, serialize_result)
         except ResultSerializationFailed as e:
             return failure(task, e, error_code=e.code)
         except Exception as e:
             return failure(task, SerializationError(
                 f"the function returned a {type(value).__name__} that cannot be serialized: {e}"))
-        size = serialized_bytes(data)  # decoded: an 8 MB array fits a 10 MiB limit
-        if size > self.max_result:
+        if size > self.max_result:  # decoded: an 8 MB array fits a 10 MiB limit
             return failure(task, MaxResultSizeExceeded(size, self.max_result))
-        return Result(task.task_id, TaskState.SUCCESS.value, data=data,
+        return Result(task.task_id, TaskState.SUCCESS.value, data=data, blobs=out_blobs,
                       task_group_id=task.task_group_id,
                       details={**WORKER_ENV, "exec_start": start, "exec_end": time.time()})

@@ -56,6 +56,7 @@ from typing import Any, cast
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
+from endpoint import blobs
 from endpoint.curve import CurveKeys
 from endpoint.hardware_report import HardwareBook
 from endpoint.interchange_state import (
@@ -353,7 +354,7 @@ class Interchange:
 
     def _send_tasks(self, ins: SendTasks) -> None:
         try:
-            self.router.send_multipart([ins.mid, *pack_tasks(ins.tasks)])
+            blobs.send(self.router, [ins.mid, *pack_tasks(ins.tasks)])  # large frames: no copy
         except zmq.ZMQError as e:  # manager vanished between poll and send
             log.warning("cannot send to %s: %s", self._origin(ins.mid), e)
             self._do(self.state.handle(SendFailed(ins.mid, ins.tasks)))
@@ -430,7 +431,7 @@ class Interchange:
                 while cast(int, self.router.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
                     if not self._may_read():
                         break
-                    self._on_manager_safe(self.router.recv_multipart())
+                    self._on_manager_safe(blobs.recv(self.router))
         self._do(self.state.handle(Tick(time.monotonic())))
 
     def _may_read(self) -> bool:

@@ -69,6 +69,7 @@ from collections import deque
 
 import zmq
 
+from endpoint import blobs
 from endpoint.curve import KeyFileError, ManagerKeys
 from endpoint.execute import failure
 from endpoint.hardware_report import available_memory, placement_plan, report
@@ -313,7 +314,7 @@ class Manager:
         slot.deadline = time.monotonic() + slot.walltime if slot.walltime else None
         log.debug("task %s to worker %d%s", task.task_id, slot.index,
                   f" (container {slot.container})" if slot.container else "")
-        self.down.send_multipart([slot.identity, *pack_tasks([task])])
+        blobs.send(self.down, [slot.identity, *pack_tasks([task])])  # large frames: no copy
         self.running.append(task.task_id)
 
     # -------------------------------------------------------------- messages
@@ -419,7 +420,7 @@ class Manager:
         """Send to the interchange without blocking; False when the connection's
         queue is full (a long outage): the caller keeps what it could not send."""
         try:
-            self.up.send_multipart(frames, flags=zmq.NOBLOCK)
+            blobs.send(self.up, frames, zmq.NOBLOCK)
             return True
         except zmq.Again:
             return False
@@ -521,12 +522,12 @@ class Manager:
             if sock is self.up:
                 while int(self.up.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
                     self._handle("the interchange", self.on_interchange,
-                                 self.up.recv_multipart())
+                                 blobs.recv(self.up))
             elif sock is self.mon:
                 self.on_handshake()
             else:
                 while int(self.down.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
-                    frames = self.down.recv_multipart()
+                    frames = blobs.recv(self.down)
                     self._handle(f"worker {frames[0][:32].decode(errors='replace')}",
                                  self.on_worker, frames)
         self.reap()

@@ -13,6 +13,7 @@ import sys
 
 import zmq
 
+from endpoint import blobs
 from endpoint.execute import Executor
 from endpoint.task_env import applied
 from funcx.protocol.messages import Kind, ProtocolError, pack, pack_results, unpack, unpack_tasks
@@ -31,7 +32,7 @@ def serve(addr: str, worker_id: str) -> None:
     sock.send_multipart(pack(Kind.READY, {"pid": os.getpid()}))
     while True:
         try:
-            msg = unpack(sock.recv_multipart())
+            msg = unpack(blobs.recv(sock))  # large frames: views, not copies
             if msg.kind == Kind.SHUTDOWN:
                 break
             if msg.kind != Kind.TASKS:
@@ -41,7 +42,7 @@ def serve(addr: str, worker_id: str) -> None:
                 # FUNCX_TASK_ID, its directory and the manager's variables (MPI)
                 with applied(t, base=home):
                     results.append(executor.run(t))
-            sock.send_multipart(pack_results(results))
+            blobs.send(sock, pack_results(results))
         except ProtocolError as e:
             print(f"worker {worker_id}: dropping bad message: {e}", file=sys.stderr)
         except Exception as e:  # noqa: BLE001 - one message never ends the worker
