@@ -30,6 +30,7 @@ def create_app(redis_url: str | None = None) -> Flask:
     api_errors.register(app)
     auth.register(app)
     from backend.routes import (
+        blobs,
         containers,
         endpoints,
         functions,
@@ -43,7 +44,7 @@ def create_app(redis_url: str | None = None) -> Flask:
     )
 
     for mod in (version, functions, endpoints, submit, tasks, taskgroups, containers, identity,
-                groups, openapi):
+                groups, openapi, blobs):
         app.register_blueprint(mod.bp)
     from backend import limits
 

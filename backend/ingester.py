@@ -33,7 +33,7 @@ from typing import Any
 import redis
 
 from backend.redis_conn import connect
-from backend.store import deadletters
+from backend.store import blobs, deadletters
 from backend.store.result_streams import ResultStreams, gone_from_this_host
 from backend.store.results import ResultStore
 from funcx.defaults import setting
@@ -203,6 +203,8 @@ class Ingester:
                 except Exception as e:  # noqa: BLE001 - any bad entry is refused alone
                     self._refuse(eid, stream, entry_id, str(e)[:500], fields)
             if ids:
+                # blob results: moved out of the endpoint's reach, or failed (backend/store/blobs.py)
+                entries = blobs.settle(self.r, eid, entries, self.max_result)
                 self._apply(eid, stream, entries, ids)
             handled += len(ids)
         return handled

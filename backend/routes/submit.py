@@ -41,6 +41,7 @@ from backend.api_errors import ApiError, bad_request
 from backend.auth import current_user
 from backend.limits import charge_tasks, check_payload, check_task_budget, submit_slot
 from backend.multiuser import check_submit
+from backend.routes import blobs as blob_inputs
 from backend.routes.common import check_endpoint, check_function, field, json_body, redis, tasks, valid_uuid
 from backend.store import containers as ctr_store
 from backend.store import endpoints as ep_store
@@ -196,13 +197,14 @@ def submit_v3(eid: str):
 
 
 def _submit_v3(user: str, eid: str):
-    body = json_body()
+    body, frames = blob_inputs.submit_body()  # JSON, or a frames body (the binary path)
     by_function = field(body, "tasks", dict, required=True)
     for fid, payloads in by_function.items():
         if not isinstance(payloads, list):
             raise bad_request(f"tasks[{fid!r}] must be a list of payloads")
     n = sum(len(p) for p in by_function.values())
     _check_count(n)
+    inputs = blob_inputs.bind(by_function, frames)  # blob references checked and renamed
     tg = _task_group(field(body, "task_group_id", str, default=None))
     spec = _resource_spec(field(body, "resource_specification", dict, default=None))
     user_config = field(body, "user_endpoint_config", dict, default=None)
@@ -212,8 +214,10 @@ def _submit_v3(user: str, eid: str):
     batch = _prepare(user, eid, by_function, spec, user_config)
     batch.result_serializers = serializers
     batch.retry_policy = policy
+    batch.extra_bytes = inputs.extra_bytes(by_function)
     charge_tasks(user, n)
-    tids = _queue(user, tg, [batch], key)
+    with inputs.stored(user, batch.eid, key):
+        tids = _queue(user, tg, [batch], key)
     # nothing below can fail: the answer is built from values in hand
     out, i = {}, 0
     for fid_raw, payloads in by_function.items():
@@ -243,6 +247,7 @@ def _submit_v2(user: str):
         if not (isinstance(t, list) and len(t) >= 3 and all(isinstance(x, str) for x in t[:3])):
             raise bad_request("each task must be [function_id, endpoint_id, payload]")
     _check_payloads([t[2] for t in triples])  # a 413 refuses the whole request: before any queueing
+    blob_inputs.bind({"": [t[2] for t in triples]}, [])  # no blob references: they need frames
     # group by endpoint, remembering each task's position to answer in order
     per_ep: dict[str, dict[str, list[str]]] = {}
     slots: dict[str, dict[str, list[int]]] = {}

@@ -23,6 +23,7 @@ from flask import Blueprint, jsonify, request
 
 from backend.api_errors import ApiError, bad_request, not_found
 from backend.auth import current_user
+from backend.routes.blobs import shown
 from backend.routes.common import redis, tasks, valid_uuid
 from backend.store import longpolls
 from backend.store.quotas import resolve_task_group
@@ -109,4 +110,4 @@ def taskgroup_events(tg: str):
     tids = list(dict.fromkeys(f["task_id"] for _, f in events))
     recs = tasks().fetch(tids, user)
     return jsonify({"taskgroup_id": tg, "last_id": last,
-                    "tasks": [document(r) for r in recs if r and r.get("owner") == user]})
+                    "tasks": shown([document(r) for r in recs if r and r.get("owner") == user])})

@@ -7,6 +7,7 @@ from flask import Blueprint, jsonify
 
 from backend.api_errors import bad_request, not_found
 from backend.auth import current_user
+from backend.routes.blobs import shown
 from backend.routes.common import field, json_body, redis, tasks, valid_uuid
 from backend.store import endpoints as ep_store
 from backend.store import quotas
@@ -80,7 +81,7 @@ def get_task(tid: str):
     rec = tasks().fetch([tid], current_user())[0]
     if not rec or rec.get("owner") != current_user():
         raise not_found("task", tid)
-    return jsonify(with_problems(rec, document(rec), {}))
+    return jsonify(with_problems(rec, shown([document(rec)])[0], {}))
 
 
 def with_problems(rec: dict, doc: dict, seen: dict[str, list[dict]]) -> dict:
@@ -178,4 +179,5 @@ def batch_status():
             results[tid] = with_problems(rec, document(rec), problems)
         else:
             results[tid] = {"task_id": tid, "status": "unknown", "reason": "unknown task id"}
+    shown(list(results.values()))  # blob results as text (or references: blobs=1)
     return jsonify({"response": "batch", "results": results})

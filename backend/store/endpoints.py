@@ -28,6 +28,8 @@ AGENT_COMMANDS = (
     "xlen",  # read-only, for diagnostics of its own streams
     "hset", "expire", "del",  # the heartbeat status key (and deleting it on stop)
     "mget",  # the function code and container specs the service copied for it
+    # (and its tasks' input blobs, deleted with "del" once their entry is acknowledged)
+    "set",  # a large result's blob, fx:ep:{eid}:blob:{task id}, before its results entry
     "smismember", "srem",  # the set of tasks cancelled (queued or in flight)
     "scard", "smembers",  # ... and checking it for tasks in flight (usually empty)
 )

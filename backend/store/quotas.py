@@ -69,6 +69,9 @@ class Batch:
     #: the submitter ({"id", "username"}) for a multi-user endpoint (issue 19), from the token
     identity: dict = field(default_factory=dict)
     user_endpoint_config: dict = field(default_factory=dict)  #: checked against its schema
+    #: bytes each task's input blobs hold (a binary submit's frames), in items'
+    #: order; counted with the payloads for the stored-bytes quota ([]: none)
+    extra_bytes: list[int] = field(default_factory=list)
 
 
 def alias(owner: str, tg: str) -> str:
@@ -131,7 +134,8 @@ def _precheck(r: redis.Redis, owner: str, batches: list[Batch]) -> None:
     queued, held = usage(r, owner)
     if queued + n > int(setting("QUOTA_QUEUED_TASKS")):
         raise _refusal(error_codes.QUOTA_QUEUED_TASKS, n, 0, str(queued))
-    nbytes = sum(len(p.encode()) for b in batches for _, p in b.items)
+    nbytes = sum(len(p.encode()) for b in batches for _, p in b.items) \
+        + sum(sum(b.extra_bytes) for b in batches)
     if held + nbytes > int(setting("QUOTA_STORED_BYTES")):
         raise _refusal(error_codes.QUOTA_STORED_BYTES, n, nbytes, str(held))
 
@@ -168,9 +172,9 @@ def _run(script, owner: str, tg: str, client_tg: str, batches: list[Batch],
         fids = list(dict.fromkeys(fid for fid, _ in b.items))
         index = {fid: i + 1 for i, fid in enumerate(fids)}
         rows, tasks = [], []
-        for fid, payload in b.items:
+        for j, (fid, payload) in enumerate(b.items):
             tid = str(uuid.uuid4())
-            size = len(payload.encode())
+            size = len(payload.encode()) + (b.extra_bytes[j] if b.extra_bytes else 0)
             nbytes += size
             tids.append(tid)
             rows.append([tid, index[fid], size])

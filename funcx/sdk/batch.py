@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from funcx.protocol.retry import build_policy, policy_key
+from funcx.sdk.blobs import serialize_payload
 from funcx.sdk.names import require_ids
 from funcx.serialize import FuncXSerializer
 from funcx.serialize.choice import import_paths
@@ -70,7 +71,7 @@ class Batch:
         elif function_id is None or endpoint_id is None:
             require_ids("Batch.add()", endpoint_id, function_id, kwargs)
         self.tasks.append(BatchTask(str(endpoint_id), str(function_id),
-                                    self.serializer.serialize_payload(args, kwargs), policy))
+                                    serialize_payload(self.serializer, args, kwargs), policy))
 
     def __len__(self) -> int:
         return len(self.tasks)

@@ -17,6 +17,7 @@ from funcx.errors import (
     api_error,
 )
 from funcx.protocol import error_codes
+from funcx.sdk import blobs as sdk_blobs
 from funcx.sdk.batch import Batch
 from funcx.sdk.cancel import cancel_answers, cancelled_or_raise
 from funcx.sdk.compat import (
@@ -357,9 +358,17 @@ class FuncXClient(EndpointsMixin, FunctionsMixin, SharingMixin):
                 body["retry_policy"] = retry_policy
             if user_endpoint_config:  # a multi-user endpoint's template values
                 body["user_endpoint_config"] = user_endpoint_config
-            resp = self._robust("POST", path, json_body=body, idempotent=True, web=web_client,
-                                retry_s=float(setting("SUBMIT_RETRY_S")),
-                                headers={"Idempotency-Key": str(uuid.uuid4())})
+            headers = {"Idempotency-Key": str(uuid.uuid4())}
+            send: dict[str, Any] = {"json_body": body}
+            binary_body = sdk_blobs.submit_body(body)  # large inputs as raw frames
+            if binary_body is not None and web_client is None \
+                    and not isinstance(self.web_client, WebClient):  # a JSON-only transport
+                body["tasks"] = {f: [sdk_blobs.inline(p) for p in ps] for f, ps in by_fn.items()}
+            elif binary_body is not None:
+                send = {"data": binary_body[0]}
+                headers["Content-Type"] = binary_body[1]
+            resp = self._robust("POST", path, idempotent=True, web=web_client,
+                                retry_s=float(setting("SUBMIT_RETRY_S")), headers=headers, **send)
             if len(by_fn) == 1:  # the common case: one function, ids in order as sent
                 got = list(next(iter(resp["tasks"].values())))
             else:

@@ -21,6 +21,7 @@ from typing import Any
 from funcx.errors import FuncxError
 from funcx.protocol import error_codes
 from funcx.protocol.retry import build_policy, policy_key
+from funcx.sdk.blobs import fetch_result, is_blob_result, serialize_payload
 from funcx.sdk.cancel import cancel_answers
 from funcx.sdk.dependencies import Held, find_futures
 from funcx.sdk.results import task_output, task_status
@@ -314,7 +315,7 @@ class FuncXExecutor(cf.Executor):
         argument that cannot be serialized raises (``direct``: at submit) or
         fails the future (a released dependent)."""
         try:
-            payload = self._serializer().serialize_payload(args, kwargs)
+            payload = serialize_payload(self._serializer(), args, kwargs)  # large: raw frames
         except Exception as e:
             if direct:
                 raise
@@ -438,7 +439,8 @@ class FuncXExecutor(cf.Executor):
                     return
             try:  # retry_s=0: failures, 429s included, are waited out below
                 resp = self._watch_web.get(f"/v2/taskgroup/{self.task_group_id}/events",
-                                           params={"after": self._cursor, "timeout": LONGPOLL_S},
+                                           params={"after": self._cursor, "timeout": LONGPOLL_S,
+                                                   "blobs": 1},  # large results by reference
                                            timeout=LONGPOLL_S + 30, retry_s=0)
                 backoff = WATCH_BACKOFF_S[0]
             except FuncxError as e:
@@ -491,6 +493,10 @@ class FuncXExecutor(cf.Executor):
             fut._output = task_output(doc)
             fut.attempts = doc.get("attempts")
             try:
+                if is_blob_result(doc):  # its bytes fetched here, outside the lock
+                    fut._finish(fetch_result(self._watch_web, doc["task_id"],
+                                             self.client.fx_serializer))
+                    continue
                 st = task_status(doc, self.client.fx_serializer)
             except Exception as e:  # noqa: BLE001 - a result this side cannot deserialize
                 fut._finish(exc=e)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from funcx.errors import MaxRequestSizeExceeded, SerializationError
+from funcx.sdk.blobs import blob_bytes
 from funcx.serialize.facade import unpack_buffers
 
 #: a payload this long or shorter is counted at its length (an upper bound of the
@@ -72,6 +73,7 @@ def chunks(tasks: Sequence[tuple[str, str]], size: int, limit: int | None,
             n = len(payload)
             if n > SMALL_PAYLOAD:
                 n = payload_bytes(payload)
+            n += blob_bytes(payload)  # a large input's raw frames (funcx.sdk.blobs)
             if check:
                 check_request_size(n, len(payload), limit, f"the input of task {i}")
         if i > start and (i - start >= size or (limit is not None and used + n > limit)):

@@ -123,7 +123,7 @@ class WebClient:
         if json_body is not None:
             data = json.dumps(json_body, separators=(",", ":")).encode()
         if data is not None:
-            headers["Content-Type"] = "application/json"
+            headers.setdefault("Content-Type", "application/json")
         if throttle:
             for hook in self.request_hooks:
                 hook(method, path, len(data or b""))
@@ -146,6 +146,8 @@ class WebClient:
             raise _api_error(resp)
         if not resp.data:
             return None
+        if resp.headers.get("Content-Type", "").startswith("application/octet-stream"):
+            return resp.data  # a blob result (funcx.sdk.blobs): its bytes as they are
         try:
             return json.loads(resp.data)
         except ValueError:

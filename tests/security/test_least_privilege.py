@@ -70,7 +70,7 @@ def test_endpoint_acl_user_has_exactly_the_agents_commands(attacker, redis_clien
     rules = [w for w in line.split() if w[0] in "+-" and w[1:2] != "@" or w[1:2] == "@"]
     assert _effective_commands(redis_client, rules) == set(AGENT_COMMANDS), line
     assert not {"select", "keys", "scan", "eval", "evalsha", "config", "flushall", "flushdb",
-                "xgroup", "set", "rename", "client|kill", "acl"} & set(AGENT_COMMANDS)
+                "xgroup", "rename", "client|kill", "acl"} & set(AGENT_COMMANDS)
     assert granted["keys"] == [f"fx:ep:{eid}:*"] and granted["channels"] == []
 
     agent = _agent(mine)
@@ -87,6 +87,8 @@ def test_endpoint_acl_user_has_exactly_the_agents_commands(attacker, redis_clien
     assert agent.smismember(mine["cancelled_key"], ["x"]) == [0]
     assert agent.srem(mine["cancelled_key"], "x") == 0
     assert agent.delete(status) == 1
+    # a large result's blob (issue 20): SET on its own prefix only
+    assert agent.set(f"fx:ep:{eid}:blob:{uuid.uuid4()}", b"00\nraw", ex=60)
 
     secret = f"fx:task:{uuid.uuid4()}"
     redis_client.hset(secret, "payload", "secret")
@@ -99,6 +101,8 @@ def test_endpoint_acl_user_has_exactly_the_agents_commands(attacker, redis_clien
                 lambda: agent.hgetall(f"fx:endpoint:{eid}"),  # even its own record
                 lambda: agent.xlen(theirs["task_stream"]),  # another endpoint's keys
                 lambda: agent.xadd(theirs["result_stream"], {"kind": "x"}),
+                lambda: agent.set(f"fx:ep:{theirs['endpoint_id']}:blob:x", b"forged"),
+                lambda: agent.set(secret, "overwritten"),
                 lambda: agent.delete(theirs["status_key"]),
                 lambda: agent.keys("*"),  # enumeration
                 lambda: agent.scan(0),
@@ -114,7 +118,8 @@ def test_endpoint_acl_user_has_exactly_the_agents_commands(attacker, redis_clien
                 lambda: agent.info(),
                 lambda: agent.publish("fx", "x"),
                 # its own keys, but commands the agent never sends
-                lambda: agent.set(mine["status_key"], "x"),
+                lambda: agent.append(mine["status_key"], "x"),
+                lambda: agent.getset(mine["status_key"], "x"),
                 lambda: agent.execute_command("XGROUP", "DESTROY", mine["result_stream"],
                                               "ingester"),
                 lambda: agent.rename(mine["result_stream"], mine["status_key"]),

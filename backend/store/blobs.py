@@ -1,0 +1,163 @@
+"""Large task inputs and results held in Redis as bytes (the binary path,
+issue 20; funcx.serialize.binary).
+
+* Inputs: each frame of a binary submit body is a Redis string
+  :func:`keys.ep_blob` ``(endpoint, blob id)``, written just before the
+  submit script queues the tasks that reference it (and deleted again if it
+  refuses them); the endpoint's agent reads it and deletes it when the task
+  entry is acknowledged.  It expires with the task records (``TASK_TTL_S``).
+* Results: an endpoint writes a large result as ``ep_blob(endpoint, task id)``
+  and reports ``data = "bb\\n<task id>"``.  :func:`settle` (the ingester)
+  checks the task is that endpoint's and still open, then RENAMEs the blob to
+  :func:`keys.task_blob` (O(1), out of the endpoint's reach), gives it the
+  record's expiry, and the record's result becomes ``bb\\n<size>``.  A
+  reference to a blob the endpoint did not write makes that task fail with
+  ``RESULT_BLOB_MISSING``; the other results of the entry are unaffected.
+* Reading: :func:`follow_record` gives a result blob the record's (possibly
+  shortened, on first fetch) expiry; :func:`result_bytes` reads it.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import redis
+
+from funcx.errors import MaxResultSizeExceeded, SerializationError
+from funcx.protocol import error_codes, keys
+from funcx.protocol.messages import Result, StatusUpdate
+from funcx.protocol.states import TERMINAL_VALUES, TaskState
+from funcx.serialize import binary
+
+# --------------------------------------------------------------------- inputs
+
+
+def store_inputs(r: redis.Redis, eid: str, blobs: Sequence[tuple[str, bytes | memoryview]],
+                 ttl_s: int) -> None:
+    """Write each ``(blob id, bytes)`` as ``ep_blob(eid, id)`` expiring in
+    ``ttl_s`` (one round trip; the bytes are not copied on the way)."""
+    if not blobs:
+        return
+    with r.pipeline(transaction=False) as p:
+        for bid, data in blobs:
+            p.set(keys.ep_blob(eid, bid), data, ex=ttl_s)
+        p.execute()
+
+
+def drop_inputs(r: redis.Redis, eid: str, bids: Sequence[str]) -> None:
+    """Delete input blobs a refused submit had written."""
+    if bids:
+        r.delete(*(keys.ep_blob(eid, b) for b in bids))
+
+
+# -------------------------------------------------------------------- results
+#: KEYS: the task record, ep_blob(eid, tid), task_blob(tid).  ARGV: endpoint
+#: id, the result limit in bytes, then the terminal states.  Answers
+#: {verdict, blob length}: ok (renamed, the record's expiry given), missing,
+#: large (deleted), or unknown / foreign / terminal (the endpoint's blob is
+#: deleted; the results script refuses or ignores the result itself).
+SETTLE = """
+local rec = redis.call('HMGET', KEYS[1], 'endpoint_id', 'status')
+local verdict = nil
+if not rec[1] then verdict = 'unknown'
+elseif rec[1] ~= ARGV[1] then verdict = 'foreign' end
+for i = 3, #ARGV do if rec[2] == ARGV[i] then verdict = 'terminal' end end
+if verdict then
+  redis.call('DEL', KEYS[2])
+  return {verdict, 0}
+end
+if redis.call('EXISTS', KEYS[2]) == 0 then return {'missing', 0} end
+local n = redis.call('STRLEN', KEYS[2])
+if n - 3 > tonumber(ARGV[2]) then
+  redis.call('DEL', KEYS[2])
+  return {'large', n}
+end
+redis.call('RENAME', KEYS[2], KEYS[3])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) else redis.call('PERSIST', KEYS[3]) end
+return {'ok', n}
+"""
+
+#: KEYS: the task record, task_blob(tid): the blob gets the record's expiry
+#: (shortened to RESULT_RETENTION_S on first fetch); answers whether it exists.
+FOLLOW = """
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+return redis.call('EXISTS', KEYS[2])
+"""
+
+
+def _failed(e: Result, text: str, reason: str) -> Result:
+    return Result(e.task_id, TaskState.FAILED.value, data=text, completion_t=e.completion_t,
+                  details={"reason": reason}, stdout=e.stdout, stderr=e.stderr)
+
+
+def missing_text(tid: str, what: str) -> str:
+    """The failure text of a result whose blob is not there."""
+    return (f"{error_codes.RESULT_BLOB_MISSING}: the result of task {tid} {what}; the task "
+            "is failed (run it again)")
+
+
+def settle(r: redis.Redis, eid: str, entries: list[Result | StatusUpdate],
+           max_result: int) -> list[Result | StatusUpdate]:
+    """``entries`` (endpoint ``eid``'s, decoded) with every blob result moved
+    out of the endpoint's reach and its ``data`` made ``bb\\n<size>``; a
+    reference the endpoint cannot back becomes a RESULT_BLOB_MISSING
+    failure, a blob over ``max_result`` a MaxResultSizeExceeded one."""
+    todo = [i for i, e in enumerate(entries) if isinstance(e, Result)
+            and e.status == TaskState.SUCCESS.value and binary.is_ref(e.data)]
+    if not todo:
+        return entries
+    out = list(entries)
+    calls: list[int] = []
+    script = r.register_script(SETTLE)
+    with r.pipeline(transaction=False) as p:
+        for i in todo:
+            e = out[i]
+            assert isinstance(e, Result)
+            try:
+                name = binary.ref_name(e.data)
+            except SerializationError:
+                name = ""
+            if name != e.task_id:  # only its own task's blob, under the endpoint's prefix
+                out[i] = _failed(e, missing_text(e.task_id, "named a blob other than its own"),
+                                 "result blob missing")
+                continue
+            script(keys=[keys.task(e.task_id), keys.ep_blob(eid, e.task_id),
+                         keys.task_blob(e.task_id)],
+                   args=[eid, max_result, *TERMINAL_VALUES], client=p)
+            calls.append(i)
+        answers = p.execute() if calls else []
+    for i, (verdict, n) in zip(calls, answers):
+        e = out[i]
+        assert isinstance(e, Result)
+        verdict = verdict.decode() if isinstance(verdict, bytes) else verdict
+        if verdict == "ok":
+            e.data = binary.ref(str(max(0, int(n) - 3)))
+        elif verdict == "missing":
+            out[i] = _failed(e, missing_text(e.task_id, "named a blob its endpoint had not "
+                                             "written"), "result blob missing")
+        elif verdict == "large":
+            err = MaxResultSizeExceeded(int(n) - 3, max_result)
+            out[i] = _failed(e, f"{type(err).__name__}: {err}", "result too large")
+    return out
+
+
+def follow_record(raw: redis.Redis, tids: Sequence[str]) -> list[bool]:
+    """Give each task's result blob its record's expiry; whether each exists."""
+    script = raw.register_script(FOLLOW)
+    with raw.pipeline(transaction=False) as p:
+        for tid in tids:
+            script(keys=[keys.task(tid), keys.task_blob(tid)], client=p)
+        return [bool(x) for x in p.execute()]
+
+
+def result_bytes(raw: redis.Redis, tids: Sequence[str]) -> list[bytes | None]:
+    """Each task's result blob (the binary item), after :func:`follow_record`;
+    None where it is gone.  ``raw`` answers bytes."""
+    script = raw.register_script(FOLLOW)
+    with raw.pipeline(transaction=False) as p:
+        for tid in tids:
+            script(keys=[keys.task(tid), keys.task_blob(tid)], client=p)
+            p.get(keys.task_blob(tid))
+        out = p.execute()
+    return [v if isinstance(v, bytes) else None for v in out[1::2]]
