@@ -90,6 +90,19 @@ def op(op_id: str, summary: str, tag: str, ok: str, errors: tuple[int, ...] = ()
     return out
 
 
+def _bytes_answer(operation: dict) -> dict:
+    """``operation`` answering raw bytes (a binary item) instead of JSON."""
+    operation["responses"]["200"] = {"description": "OK: the binary item", "content": {
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}
+    return operation
+
+
+#: ?blobs=1 (the funcX SDK): a large result stays a reference ``bb\n<size>``
+P_BLOBS = _query("blobs", {"type": "string", "enum": ["0", "1"]},
+                 "1: a large result is answered as the reference `bb\\n<size in bytes>` "
+                 "(its bytes from GET /v3/tasks/{tid}/result); otherwise as its text form")
+
+
 # Error statuses that reading one resource by id can answer: invalid id, unknown.
 LOOKUP = (400, 404)
 # ... and changing one: also 403 for someone who may see but not change it.
@@ -187,7 +200,12 @@ PATHS: dict[str, dict] = {
                     "task_group_id another user holds is answered as a fresh one (the caller "
                     "gets a private group under that id).  409: the Idempotency-Key was used for "
                     "another submit.  A client that did not get the answer (a reset "
-                    "connection, 503) may send the request again with the same key.")},
+                    "connection, 503) may send the request again with the same key.  The "
+                    "body may instead be `application/vnd.funcx.frames` (the funcX SDK's "
+                    "binary path for large inputs: this JSON as its header, raw frames after "
+                    "it, a payload item `bb\\n<k>` standing for frame k); 400 FRAMES_INVALID: "
+                    "a malformed frames body or reference, a frame missing, referenced twice "
+                    "or never, or a reference in a JSON body.")},
     "/v2/submit": {"post": op(
         "submitV2", "Submit [function, endpoint, payload] triples (funcX 1.0)", "tasks",
         "SubmitV2Result", (404,), body="SubmitV2",
@@ -206,7 +224,14 @@ PATHS: dict[str, dict] = {
                 _query("task_group_id", {"type": "string", "format": "uuid"},
                        "only this task group's (404 if it is not the caller's)")))},
     "/v2/tasks/{tid}": {"get": op("getTask", "A task document", "tasks", "TaskDocument",
-                                  LOOKUP, params=(P_TID,))},
+                                  LOOKUP, params=(P_TID, P_BLOBS))},
+    "/v3/tasks/{tid}/result": {"get": _bytes_answer(op(
+        "getTaskResultBytes", "A task's large result, as bytes (the binary path)", "tasks",
+        "TaskDocument", LOOKUP, params=(P_TID,),
+        description="The result of a task whose document (asked with `blobs=1`) holds a "
+                    "reference `bb\\n<size>`, as its binary item: the two-character "
+                    "serializer id, a newline and the raw bytes.  404 TASK_NOT_FOUND: not the "
+                    "caller's task, or its result is not a blob."))},
     "/v2/tasks/{tid}/cancel": {"post": op(
         "cancelTask", "Cancel a task that has not finished", "tasks", "TaskCancel",
         LOOKUP, params=(P_TID,), description="Queued or running: the task is `cancelled` at "
@@ -221,7 +246,7 @@ PATHS: dict[str, dict] = {
         "TOO_MANY_TASK_IDS).")},
     "/v2/batch_status": {"post": op(
         "batchStatus", "Task documents of many tasks", "tasks", "BatchStatus",
-        body="BatchStatusRequest",
+        body="BatchStatusRequest", params=(P_BLOBS,),
         description="An id the caller has no task of answers `{status: unknown, reason}`.")},
     "/v2/taskgroup/{tg}": {"get": op("getTaskGroup", "The tasks of a task group", "tasks",
                                      "TaskGroup", LOOKUP, params=(P_TG,))},
@@ -234,7 +259,7 @@ PATHS: dict[str, dict] = {
                    "a cursor to wait from), or the `last_id` of a previous answer"),
             _query("timeout", {"type": "number"},
                    "seconds to wait for the first event (default 0, capped at "
-                   "FUNCX_LONGPOLL_MAX_S)")),
+                   "FUNCX_LONGPOLL_MAX_S)"), P_BLOBS),
         description="Only the caller's tasks.  429 LONGPOLL_LIMIT (with Retry-After): the "
                     "caller has FUNCX_LONGPOLL_PER_IDENTITY long-polls open already, or the "
                     "service's long-poll threads are all waiting and nothing is there yet.")},
