@@ -50,7 +50,7 @@ from endpoint.agent_state import (
     Write,
     WriteCommitted,
 )
-from endpoint.blobs import InputBlobs, result_blobs
+from endpoint.blobs import InputBlobs, redis_options, result_blobs
 from endpoint.block_health import ADDRESS, BlockHealth, register_timeout_for
 from endpoint.blocks import Blocks
 from endpoint.config import Config
@@ -165,7 +165,7 @@ class Agent:
 
     def _connect(self) -> redis.Redis:
         """A client of the endpoint's Redis: TLS (verified) for ``rediss://``."""
-        return redis_link.connect(self.info, self.run_dir)
+        return redis_link.connect(self.info, self.run_dir, **redis_options())  # blobs: no copy
 
     def _reregister(self) -> None:
         """Fresh Redis credentials (after a Redis restart that lost ACL users)."""
@@ -211,7 +211,7 @@ class Agent:
         """A client answering bytes (input blobs), on the current credentials."""
         if self._bin is None or self._bin[0] is not self.r:
             self._bin = (self.r, redis_link.connect(self.info, self.run_dir,
-                                                    decode_responses=False))
+                                                    decode_responses=False, **redis_options()))
         return self._bin[1]
 
     def _dispatch(self, tasks: list, feed: Any) -> None:

@@ -53,6 +53,39 @@ def send(sock: zmq.Socket, frames: list[Any], flags: int = 0) -> None:
     sock.send_multipart(frames, flags, copy=False)
 
 
+def command_packer() -> Any:
+    """A redis-py command packer that hands a large value (a blob) to the
+    socket as it is, and packs every other command with hiredis as usual
+    (hiredis copies a 10 MiB SET value into one string: ~18 ms of CPU, against
+    ~1.4 ms).  None where redis-py lacks these classes (its default then)."""
+    try:
+        from redis.connection import (
+            HIREDIS_AVAILABLE,
+            Encoder,
+            HiredisRespSerializer,
+            PythonRespSerializer,
+        )
+    except ImportError:
+        return None
+    plain = PythonRespSerializer(6000, Encoder("utf-8", "strict", False).encode)
+    fast = HiredisRespSerializer() if HIREDIS_AVAILABLE else plain
+
+    class _Packer:
+        def pack(self, *args: Any) -> Any:
+            for a in args:
+                if isinstance(a, (bytes, memoryview)) and len(a) >= LARGE_FRAME:
+                    return plain.pack(*args)
+            return fast.pack(*args)
+
+    return _Packer()
+
+
+def redis_options() -> dict[str, Any]:
+    """Connection options for the agent's clients (see :func:`command_packer`)."""
+    packer = command_packer()
+    return {"command_packer": packer} if packer is not None else {}
+
+
 # ------------------------------------------------------------ references
 def refs(payload: str) -> list[str]:
     """The names of the reference items of a packed payload, in order

@@ -366,3 +366,24 @@ def test_a_blob_outside_the_endpoints_allowed_serializers_is_refused(redis_url):
                                                   keys.ep_blob(eid, "nothere")])
     assert inputs.take(["e1"]) == []
     rb.close()
+
+
+def test_the_agents_redis_clients_send_a_blob_as_it_is(redis_url):
+    """The agent's command packer hands a large value to the socket as the
+    very object it was given (no copy into one string); small commands are
+    packed as usual; both reach Redis intact."""
+    packer = blobs.command_packer()
+    big = memoryview(array(1).tobytes())
+    assert any(chunk is big for chunk in packer.pack("SET", "k", big))
+    r = redis.Redis.from_url(redis_url, **blobs.redis_options())
+    rb = redis.Redis.from_url(redis_url)
+    try:
+        with r.pipeline(transaction=True) as p:
+            p.set("blob-k", big, ex=60)
+            p.xadd("blob-s", {"data": binary.ref("t1")})
+            p.execute()
+        assert rb.get("blob-k") == big.tobytes()
+        assert rb.xrange("blob-s")[-1][1] == {b"data": b"bb\nt1"}
+    finally:
+        r.close()
+        rb.close()
