@@ -112,8 +112,6 @@ def main() -> None:
     fid = functions.register(r, uid, function_name="echo", function_code=code)
     info = endpoints.register(r, uid, url, name="m")
     eid = info["endpoint_id"]
-    if "set" not in endpoints.AGENT_COMMANDS:
-        r.execute_command("ACL", "SETUSER", keys.ep_acl_user(eid), "+set")
     config = Config(provider=LocalProvider(init_blocks=1, min_blocks=1, max_blocks=1),
                     max_workers_per_node=1)
     agent = Agent("m", config, None, Path(tempfile.mkdtemp()), eid, info)  # type: ignore[arg-type]

@@ -255,8 +255,6 @@ def rig(redis_url: str, tmp_path_factory) -> Iterator[SimpleNamespace]:
         codes[functions.register(r, uid, function_name=fn.__name__, function_code=code)] = code
     info = endpoints.register(r, uid, redis_url, name="blob-ep")
     eid = info["endpoint_id"]
-    if "set" not in endpoints.AGENT_COMMANDS:  # step 6 needs SET on its own keys (reported)
-        r.execute_command("ACL", "SETUSER", keys.ep_acl_user(eid), "+set")
     config = Config(provider=LocalProvider(init_blocks=1, min_blocks=1, max_blocks=1),
                     max_workers_per_node=2, heartbeat_period=0.5, heartbeat_threshold=5)
     agent = Agent("blob-ep", config, None, tmp_path_factory.mktemp("blob-ep"), eid,  # type: ignore[arg-type]
