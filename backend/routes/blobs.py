@@ -28,7 +28,6 @@ from flask import Blueprint, Response, current_app, request
 
 from backend.api_errors import ApiError, bad_request, not_found
 from backend.auth import current_user
-from backend.redis_conn import raw_twin
 from backend.routes.common import json_body, redis, tasks, valid_uuid
 from backend.store import blobs as store
 from funcx.defaults import setting
@@ -42,11 +41,11 @@ bp = Blueprint("blobs", __name__)
 
 
 def raw_redis():
-    """The service's Redis answering bytes (made once per app)."""
+    """The service's Redis for blobs: bytes, no copies (made once per app)."""
     ext = current_app.extensions
-    if "funcx_redis_raw" not in ext:
-        ext["funcx_redis_raw"] = raw_twin(redis())
-    return ext["funcx_redis_raw"]
+    if "funcx_redis_blobs" not in ext:
+        ext["funcx_redis_blobs"] = store.blob_client(redis())
+    return ext["funcx_redis_blobs"]
 
 
 def _invalid(message: str) -> ApiError:
@@ -86,7 +85,7 @@ class Inputs:
         """Write the blobs for the block's queueing; delete them if it raises.
         A replayed request (its Idempotency-Key answered already) stores
         nothing: the first request's tasks reference the first one's blobs."""
-        r = redis()
+        r = raw_redis()
         if not self.frames or (request_key and r.exists(keys.submit_request(user, request_key))):
             yield
             return
