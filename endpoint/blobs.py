@@ -21,6 +21,9 @@ as base64 text, and are not copied at each hop.
 """
 from __future__ import annotations
 
+import codecs
+import os
+import pickle
 import threading
 from collections.abc import Callable, Iterable
 from functools import lru_cache
@@ -32,8 +35,10 @@ from funcx.errors import BlobMissing, SerializationError, SerializerNotAllowed
 from funcx.protocol import keys
 from funcx.protocol.error_codes import SERIALIZER_NOT_ALLOWED
 from funcx.protocol.messages import Result, Task
+from funcx.sdk.limits import serialized_bytes
 from funcx.serialize import binary
 from funcx.serialize.buffers import pack_buffers, unpack_buffers
+from funcx.serialize.strategies import _plain  # the test binary.dumps makes
 
 #: frames at least this long are received as a view of the frame, not copied
 #: (pyzmq's own copy threshold: below it a copy is cheaper than a Frame)
@@ -245,24 +250,45 @@ def binary_result(result_serializers: list[str]) -> bool:
     return not result_serializers or _default_first(result_serializers[0])
 
 
+_MIN_BYTES: dict[str | None, int] = {}
+
+
+def _dumps(value: Any) -> bytes:
+    """``binary.dumps(value)``, with its common case (plain data) first."""
+    if _plain(value, [1000]):
+        try:
+            return b"00\n" + pickle.dumps(value, protocol=5)
+        except Exception:  # noqa: BLE001 - binary.dumps tries dill
+            pass
+    return binary.dumps(value)
+
+
+def _blob_min_bytes() -> int:
+    """FUNCX_BLOB_MIN_BYTES, parsed once per value (this runs for every result)."""
+    raw = os.environ.get("FUNCX_BLOB_MIN_BYTES")
+    value = _MIN_BYTES.get(raw)
+    if value is None:
+        value = _MIN_BYTES[raw] = binary.blob_min_bytes()
+    return value
+
+
 def serialize_result(value: Any, result_serializers: list[str], task_id: str,
                      text: Callable[[Any, list[str]], str]) -> tuple[str, list[Any], int]:
     """``(data, blobs, size)`` of a success: with the default strategy, the
     binary form made once (``binary.dumps``), sent as the result's blob with
-    ``data`` = ``bb\\n<task_id>`` when it is at least FUNCX_BLOB_MIN_BYTES,
+    ``data`` = ``bb\n<task_id>`` when it is at least FUNCX_BLOB_MIN_BYTES,
     else as its text form; other strategies: ``text(value, result_serializers)``.
     ``size``: the decoded bytes FUNCX_MAX_RESULT_BYTES bounds."""
-    from funcx.sdk.limits import serialized_bytes
-
     if binary_result(result_serializers):
         try:
-            raw = binary.dumps(value)
+            raw = _dumps(value)
         except Exception:  # noqa: BLE001 - the text path tries the other strategies
             raw = None
         if raw is not None:
             size = binary.size(raw)
-            if size >= binary.blob_min_bytes():
+            if size >= _blob_min_bytes():
                 return binary.ref(task_id), [raw], size
-            return binary.to_text(raw), [], size
+            # binary.to_text's "00" text (MIME base64), without its checks: raw is ours
+            return "00\n" + codecs.encode(raw[3:], "base64").decode(), [], size
     data = text(value, result_serializers)
     return data, [], serialized_bytes(data)
