@@ -385,3 +385,14 @@ def test_the_agents_redis_clients_send_a_blob_as_it_is(redis_url):
     finally:
         r.close()
         rb.close()
+
+
+def test_a_childs_result_is_measured_with_its_blobs():
+    """A multi-user child's manager runs as the user: the parent re-checks a
+    result's size with its blobs counted, so blob frames cannot carry more
+    than FUNCX_MAX_RESULT_BYTES past it (endpoint.multiuser.children)."""
+    from endpoint.multiuser.children import oversized
+
+    r = Result("t1", "success", data=binary.ref("t1"), blobs=[b"x" * 600, memoryview(b"y" * 600)])
+    assert oversized(r, 1000) == len(r.data) + 1200
+    assert oversized(Result("t1", "success", data=binary.ref("t1"), blobs=[b"x" * 10]), 1000) == 0

@@ -85,8 +85,8 @@ def max_message_bytes() -> int:
 
 
 def oversized(r: Result, limit: int) -> int:
-    """The bytes of ``r`` when they pass ``limit``, else 0."""
-    size = sum(len(x) for x in (r.data, r.exc_data, r.stdout, r.stderr))
+    """The bytes of ``r`` (its blobs included) when they pass ``limit``, else 0."""
+    size = sum(len(x) for x in (r.data, r.exc_data, r.stdout, r.stderr, *r.blobs))
     return size if size > limit else 0
 
 
