@@ -197,6 +197,22 @@ def test_a_numpy_argument_and_result_cross_every_hop_as_bytes(fabric, endpoint, 
     assert np.array_equal(public_sdk_decode(doc["result"]), arr * 2)
 
 
+def test_funcx_client_runs_a_large_argument_and_reads_the_result_as_json_text(fabric, endpoint):
+    """FuncXClient's own path: Batch / run send the frames body; get_result
+    reads the public JSON text of a blob result."""
+    client = fabric.client()
+    fid = client.register_function(doubled)
+    arr = np.arange(MiB // 8, dtype=np.float32)
+    batch = client.create_batch()
+    batch.add(arr, endpoint_id=endpoint, function_id=fid)
+    batch.add(3, endpoint_id=endpoint, function_id=fid)
+    big, small = client.batch_run(batch)
+    done = client.wait([big, small], timeout=120)
+    assert done[big]["status"] == "success", done[big]
+    assert np.array_equal(client.get_result(big), arr * 2) and client.get_result(small) == 6
+    assert fabric.r.exists(keys.task_blob(big)) and not fabric.r.exists(keys.task_blob(small))
+
+
 def test_the_input_waits_in_redis_as_raw_bytes_behind_a_small_entry(fabric):
     """Submitted to an endpoint that is not running: the queued entry holds a
     reference, the blob the raw pickle (its array bytes verbatim)."""

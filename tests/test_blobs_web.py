@@ -91,9 +91,18 @@ def test_a_frames_submit_stores_each_frame_as_a_blob_and_queues_a_small_entry(ht
     assert int(redis_client.hget(keys.task(tid), "payload_bytes")) >= binary.size(frame)
 
 
-def test_a_json_submit_is_queued_as_before(http, parked, redis_client):
+@pytest.mark.parametrize("arg", [3, "array"], ids=["small", "bb-in-base64"])
+def test_a_json_submit_is_queued_as_before(http, parked, redis_client, arg):
+    """Also one whose base64 happens to hold ``bb\n`` at a line's end (not
+    a reference item: only a whole packed item is)."""
     eid, _, fid = parked
-    payload = FuncXSerializer().serialize_payload((3,), {})
+    if arg == "array":
+        import numpy as np
+
+        arg = np.arange(40_000, dtype=np.float64)
+    payload = FuncXSerializer().serialize_payload((arg,), {})
+    if not isinstance(arg, int):
+        assert binary.REF_PREFIX in payload
     resp = http.post(f"{http.base_url}/v3/endpoints/{eid}/submit",
                      json={"tasks": {fid: [payload]}}, timeout=30)
     assert resp.status_code == 200, resp.text

@@ -11,6 +11,8 @@ fetches each large result's bytes from ``GET /v3/tasks/<id>/result``.
 """
 from __future__ import annotations
 
+import io
+import pickle
 from typing import Any
 
 from funcx.serialize import FuncXSerializer, binary, frames
@@ -57,6 +59,42 @@ def _estimate(obj: Any, budget: list[int]) -> int:
     return 0
 
 
+_SCALARS = (type(None), bool, int, float, complex, str, bytes, bytearray)
+
+
+def _data_only(obj: Any, budget: list[int]) -> bool:
+    """Builtin data and numpy arrays (not of objects) only, in at most
+    ``_SCAN_BUDGET`` objects: what the standard pickle writes as dill would,
+    much faster (dill's pure-Python pickler walks the containers around an
+    array: ~18 ms for a 10 MiB array in a tuple, against ~2 ms)."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        return False
+    if isinstance(obj, _SCALARS):
+        return type(obj) in _SCALARS
+    if type(obj) in (list, tuple, set, frozenset):
+        return all(_data_only(x, budget) for x in obj)
+    if type(obj) is dict:
+        return all(_data_only(k, budget) and _data_only(v, budget) for k, v in obj.items())
+    if type(obj).__module__ == "numpy":
+        return getattr(getattr(obj, "dtype", None), "hasobject", True) is False
+    return False
+
+
+def _dumps(obj: Any) -> bytes:
+    """``obj``'s binary ``00`` item (funcx.serialize.binary.dumps, with the
+    standard pickle for containers of arrays too)."""
+    if _data_only(obj, [_SCAN_BUDGET]):
+        buf = io.BytesIO()
+        buf.write(b"00\n")  # the pickle written after it: no copy to prepend the id
+        try:
+            pickle.Pickler(buf, protocol=5).dump(obj)
+            return buf.getvalue()
+        except Exception:  # noqa: BLE001 - binary.dumps tries dill
+            pass
+    return binary.dumps(obj)
+
+
 def serialize_payload(serializer: FuncXSerializer, args: tuple, kwargs: dict) -> str:
     """The task payload of ``(args, kwargs)``: as ``serializer`` makes it,
     unless an item is large (at least ``FUNCX_BLOB_MIN_BYTES`` as bytes) and
@@ -68,7 +106,7 @@ def serialize_payload(serializer: FuncXSerializer, args: tuple, kwargs: dict) ->
     items: list[str] = []
     blobs: list[bytes] = []
     for obj in (tuple(args), dict(kwargs)):
-        raw = binary.dumps(obj)
+        raw = _dumps(obj)
         if binary.size(raw) >= minimum:
             items.append(binary.ref(str(len(blobs))))
             blobs.append(raw)
