@@ -70,6 +70,16 @@ def summary(*args, **kwargs):
             "kwargs": {k: float(np.asarray(v).sum()) for k, v in kwargs.items()}}
 
 
+def delete_then_sum(x, url="", key=""):
+    """First run: deletes the input blob from Redis and fails; the retry must
+    still have the array (held with the task, not fetched again)."""
+    import redis
+
+    if redis.Redis.from_url(url).delete(key):
+        raise RuntimeError("first attempt fails after deleting its input blob")
+    return float(x.sum())
+
+
 def array(mib: float, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).random(int(mib * MIB) // 8)
 
@@ -250,7 +260,7 @@ def rig(redis_url: str, tmp_path_factory) -> Iterator[SimpleNamespace]:
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     uid = users.create_user(r, "blobber")
     codes = {}
-    for fn in (echo, summary):
+    for fn in (echo, summary, delete_then_sum):
         code = SER.serialize_function(fn)
         codes[functions.register(r, uid, function_name=fn.__name__, function_code=code)] = code
     info = endpoints.register(r, uid, redis_url, name="blob-ep")
@@ -261,20 +271,21 @@ def rig(redis_url: str, tmp_path_factory) -> Iterator[SimpleNamespace]:
                   info)
     agent.start()
     rb = redis.Redis.from_url(redis_url)  # bytes
-    fids = {fn: fid for fid, fn in zip(codes, ("echo", "summary"))}
-    yield SimpleNamespace(r=r, rb=rb, uid=uid, eid=eid, codes=codes, fids=fids, agent=agent)
+    fids = {fn: fid for fid, fn in zip(codes, ("echo", "summary", "delete_then_sum"))}
+    yield SimpleNamespace(r=r, rb=rb, uid=uid, eid=eid, codes=codes, fids=fids, agent=agent,
+                          url=redis_url)
     agent.stop()
     rb.close()
     r.close()
 
 
-def submit(rig, items: list[tuple[str, str]]) -> list[str]:
+def submit(rig, items: list[tuple[str, str]], **batch_fields) -> list[str]:
     """Queue ``(function name, payload)`` tasks as one entry, by the service's script."""
     from backend.store import quotas
     from backend.store.tasks import TaskStore
 
     batch = quotas.Batch(rig.eid, [(rig.fids[f], p) for f, p in items],
-                         {rig.fids[f]: rig.codes[rig.fids[f]] for f, _ in items})
+                         {rig.fids[f]: rig.codes[rig.fids[f]] for f, _ in items}, **batch_fields)
     return TaskStore(rig.r).submit_batches(rig.uid, str(uuid.uuid4()), [batch])
 
 
@@ -344,6 +355,21 @@ def test_blobs_for_args_and_kwargs_arrive_in_their_references_order(rig):
     assert SER.deserialize(got[tid].data) == {"args": [float(a.sum())],
                                              "kwargs": {"k": float(b.sum())}}
     assert rig.rb.exists(keys.ep_blob(rig.eid, b_args), keys.ep_blob(rig.eid, b_kwargs)) == 0
+
+
+def test_a_retry_runs_with_the_blob_held_by_the_task(rig):
+    a = array(0.5, 6)
+    bid = put_blob(rig, (a,))
+    key = keys.ep_blob(rig.eid, bid)
+    kwargs = SER.serialize({"url": rig.url, "key": key})
+    (tid,) = submit(rig, [("delete_then_sum", blob_payload(binary.ref(bid), kwargs))],
+                    retry_policy={"retries": 1})
+    got, _ = results(rig, [tid])
+    assert got[tid].status == "success", got[tid].data
+    assert SER.deserialize(got[tid].data) == float(a.sum())
+    attempts = got[tid].details.get("attempts", [])  # the first run failed after deleting it
+    assert [(x["status"], x.get("error_type")) for x in attempts] == [
+        ("failed", "RuntimeError"), ("success", None)], attempts
 
 
 def test_a_blob_outside_the_endpoints_allowed_serializers_is_refused(redis_url):
