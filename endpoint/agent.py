@@ -219,7 +219,7 @@ class Agent:
         is gone fails alone, endpoint.blobs), then hand them to the interchange."""
         tasks, failed = self.inputs.attach(
             tasks, lambda ks: self._redis(lambda r: self._binary().mget(ks),
-                                          "fetching input blobs"), self.state.entry_of.get)
+                                          "fetching input blobs"))
         if failed:
             self.out.put(failed)
         if tasks:
@@ -353,8 +353,9 @@ class Agent:
                 backoff = min(backoff * 2, 5)
                 self._handle(Outage())  # after an outage, re-check what we hold
                 continue
-            self._carry_out(EntriesRead(res[0][1] if res else [],
-                                        have_nodes=bool(self.interchange.managers)))
+            entries = res[0][1] if res else []
+            self.inputs.note_entries(entries)  # their input blobs go with their ack
+            self._carry_out(EntriesRead(entries, have_nodes=bool(self.interchange.managers)))
 
     # --------------------------------------------------------------- writing
     def writer(self) -> None:

@@ -126,13 +126,13 @@ def arguments(task: Task, serializer: Any) -> tuple[Any, Any]:
 
 # ------------------------------------------------------------- the agent
 class InputBlobs:
-    """Input blobs of the tasks in flight: fetched at dispatch, deleted with
-    their task-stream entry's acknowledgement."""
+    """Input blobs of the tasks in flight: noted when their task-stream entry
+    is read, fetched at dispatch, deleted with the entry's acknowledgement."""
 
     def __init__(self, endpoint_id: str, allowed_serializers: frozenset[str] | None = None):
         self.endpoint_id = endpoint_id
         self.allowed = allowed_serializers
-        #: task-stream entry id -> the blob keys its dispatched tasks named
+        #: task-stream entry id -> the blob keys its tasks name
         self.of_entry: dict[str, list[str]] = {}
         self.lock = threading.Lock()  # the reader notes, the writer takes
 
@@ -154,11 +154,33 @@ class InputBlobs:
                 need[t.task_id] = [self.key(n) for n in names]
         return need, bad
 
-    def attach(self, tasks: list[Task], mget: Callable[[list[str]], list[Any]],
-               entry_of: Callable[[str], str | None]) -> tuple[list[Task], list[Result]]:
+    def note_entries(self, entries: list) -> None:
+        """Remember the blob keys each task-stream entry just read names (every
+        task's, whether it will run or not), to delete them with its
+        acknowledgement.  Entries without a reference cost one substring search."""
+        for entry_id, fields in entries:
+            packed = (fields or {}).get("payloads") or (fields or {}).get("payload")
+            if not isinstance(packed, str) or binary.REF_PREFIX not in packed:
+                continue
+            try:
+                payloads = unpack_buffers(packed) if "payloads" in fields else [packed]
+            except (ValueError, SerializationError):
+                continue  # malformed: the agent drops the entry
+            found: list[str] = []
+            for payload in payloads:
+                try:
+                    found += [self.key(n) for n in refs(payload)]
+                except SerializationError:
+                    continue  # a malformed reference names no key
+            if found:
+                with self.lock:
+                    self.of_entry[entry_id] = found
+
+    def attach(self, tasks: list[Task], mget: Callable[[list[str]], list[Any]]
+               ) -> tuple[list[Task], list[Result]]:
         """Fetch (``mget``: one MGET of a binary client) and attach the blobs
-        the tasks name; note them under their entry (``entry_of``).  The tasks
-        ready to run, and failures for those whose blobs are missing or refused."""
+        the tasks name.  The tasks ready to run, and failures for those whose
+        blobs are missing or refused."""
         from endpoint.execute import failure
 
         need, bad = self.wanted(tasks)
@@ -169,11 +191,7 @@ class InputBlobs:
         ready: list[Task] = []
         failed: list[Result] = []
         for t in tasks:
-            entry = entry_of(t.task_id)
             wanted = need.get(t.task_id, [])
-            if entry is not None and wanted:
-                with self.lock:
-                    self.of_entry.setdefault(entry, []).extend(wanted)
             if t.task_id in bad:
                 err = BlobMissing(
                     f"the task's payload holds a malformed blob reference: {bad[t.task_id]}")

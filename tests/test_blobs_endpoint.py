@@ -49,7 +49,7 @@ from funcx.protocol.messages import (
     unpack_results,
     unpack_tasks,
 )
-from funcx.protocol.streams import decode_result_entry
+from funcx.protocol.streams import decode_result_entry, encode_task_batch
 from funcx.serialize import FuncXSerializer, binary, pack_buffers
 
 SER = FuncXSerializer()
@@ -357,6 +357,22 @@ def test_blobs_for_args_and_kwargs_arrive_in_their_references_order(rig):
     assert rig.rb.exists(keys.ep_blob(rig.eid, b_args), keys.ep_blob(rig.eid, b_kwargs)) == 0
 
 
+def test_the_input_blob_of_a_task_refused_before_it_ran_goes_with_its_ack(rig):
+    """A task whose function code the endpoint lacks fails before dispatch;
+    its entry's blobs were noted when it was read and are deleted with it."""
+    from backend.store import quotas
+    from backend.store.tasks import TaskStore
+
+    bid = put_blob(rig, (array(0.1),))
+    batch = quotas.Batch(rig.eid, [(str(uuid.uuid4()), blob_payload(binary.ref(bid), "11\n{}"))],
+                         {})
+    (tid,) = TaskStore(rig.r).submit_batches(rig.uid, str(uuid.uuid4()), [batch])
+    got, _ = results(rig, [tid])
+    assert got[tid].status == "failed" and "not available" in got[tid].data
+    assert rig.rb.exists(keys.ep_blob(rig.eid, bid)) == 0
+    assert rig.r.xlen(keys.ep_tasks(rig.eid)) == 0
+
+
 def test_a_retry_runs_with_the_blob_held_by_the_task(rig):
     a = array(0.5, 6)
     bid = put_blob(rig, (a,))
@@ -382,10 +398,12 @@ def test_a_blob_outside_the_endpoints_allowed_serializers_is_refused(redis_url):
     inputs = blobs.InputBlobs(eid, frozenset({"11", "12"}))
     tasks = [Task(task_id=t, function_id="f", payload=blob_payload(binary.ref(b), "11\n{}"))
              for t, b in (("t1", bid), ("t2", "nothere"))]
-    ready, failed = inputs.attach(tasks, rb.mget, lambda tid: "e1")
+    ready, failed = inputs.attach(tasks, rb.mget)
     assert ready == []
     codes = {r.task_id: r.details.get("error_code") for r in failed}
     assert codes == {"t1": error_codes.SERIALIZER_NOT_ALLOWED, "t2": error_codes.BLOB_MISSING}
+    inputs.note_entries([("e1", encode_task_batch(tasks)), ("e2", {}),
+                         ("e3", encode_task_batch([task_with([])]))])
     assert sorted(inputs.take(["e1"])) == sorted([keys.ep_blob(eid, bid),
                                                   keys.ep_blob(eid, "nothere")])
     assert inputs.take(["e1"]) == []
