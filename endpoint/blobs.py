@@ -16,8 +16,10 @@ as base64 text, and are not copied at each hop.
   :func:`serialize_result` makes a default-strategy result's binary form
   once and, when it is large, sends it as the result's blob with ``data`` =
   ``bb\\n<task_id>``.
-* Agent, writing: :func:`result_blob` says which result blob to SET (under
-  the endpoint's prefix, before the results entry that names it).
+* Agent, writing: :func:`result_blobs` says which result blobs to SET (under
+  the endpoint's prefix, before the results entry that names them).
+* Redis: :func:`redis_options` has the agent's clients send a blob without
+  copying it into one string first.
 """
 from __future__ import annotations
 
@@ -294,7 +296,7 @@ def serialize_result(value: Any, result_serializers: list[str], task_id: str,
                      text: Callable[[Any, list[str]], str]) -> tuple[str, list[Any], int]:
     """``(data, blobs, size)`` of a success: with the default strategy, the
     binary form made once (``binary.dumps``), sent as the result's blob with
-    ``data`` = ``bb\n<task_id>`` when it is at least FUNCX_BLOB_MIN_BYTES,
+    ``data`` = ``bb\\n<task_id>`` when it is at least FUNCX_BLOB_MIN_BYTES,
     else as its text form; other strategies: ``text(value, result_serializers)``.
     ``size``: the decoded bytes FUNCX_MAX_RESULT_BYTES bounds."""
     if binary_result(result_serializers):
