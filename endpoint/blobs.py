@@ -37,6 +37,7 @@ from funcx.errors import BlobMissing, SerializationError, SerializerNotAllowed
 from funcx.protocol import keys
 from funcx.protocol.error_codes import SERIALIZER_NOT_ALLOWED
 from funcx.protocol.messages import Result, Task
+from funcx.sdk.blobs import _dumps as data_dumps  # the SDK's binary.dumps
 from funcx.sdk.limits import serialized_bytes
 from funcx.serialize import binary
 from funcx.serialize.buffers import pack_buffers, unpack_buffers
@@ -274,13 +275,15 @@ _MIN_BYTES: dict[str | None, int] = {}
 
 
 def _dumps(value: Any) -> bytes:
-    """``binary.dumps(value)``, with its common case (plain data) first."""
+    """``binary.dumps(value)``, with its common case (small plain data) first
+    and containers of arrays through the standard pickle as the SDK does them
+    (dill walks a tuple around a 10 MiB array in ~18 ms, pickle in ~2)."""
     if _plain(value, [1000]):
         try:
             return b"00\n" + pickle.dumps(value, protocol=5)
         except Exception:  # noqa: BLE001 - binary.dumps tries dill
             pass
-    return binary.dumps(value)
+    return data_dumps(value)
 
 
 def _blob_min_bytes() -> int:
