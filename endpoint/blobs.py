@@ -118,13 +118,28 @@ def arguments(task: Task, serializer: Any) -> tuple[Any, Any]:
         if binary.is_ref(item):
             if k >= len(task.blobs):
                 raise SerializationError("the payload names more blobs than the task carries")
-            values.append(binary.loads(task.blobs[k], serializer))
+            values.append(_loads(task.blobs[k], serializer))
             k += 1
         else:
             values.append(serializer.deserialize(item))
     if k != len(task.blobs):
         raise SerializationError("the task carries blobs its payload does not name")
     return values[0], values[1]
+
+
+def _loads(blob: Any, serializer: Any) -> Any:
+    """``binary.loads(blob, serializer)``; a ``00`` blob is tried with the
+    standard pickle on the frame itself first (dill.loads copies it into a
+    file and reads it back: 8 ms for 10 MiB against 1-3 ms), dill after it
+    for what only dill reads."""
+    view = memoryview(blob)
+    allowed = getattr(serializer, "allowed", None)
+    if bytes(view[:3]) == b"00\n" and (allowed is None or "00" in allowed):
+        try:
+            return pickle.loads(view[3:])
+        except Exception:  # noqa: BLE001 - dill's own pickles, __main__ objects
+            pass
+    return binary.loads(blob, serializer)
 
 
 # ------------------------------------------------------------- the agent

@@ -440,3 +440,18 @@ def test_a_childs_result_is_measured_with_its_blobs():
     r = Result("t1", "success", data=binary.ref("t1"), blobs=[b"x" * 600, memoryview(b"y" * 600)])
     assert oversized(r, 1000) == len(r.data) + 1200
     assert oversized(Result("t1", "success", data=binary.ref("t1"), blobs=[b"x" * 10]), 1000) == 0
+
+
+def test_a_blob_only_dill_reads_still_reaches_the_function():
+    """The worker reads a ``00`` blob with the standard pickle first; what
+    only dill's unpickler reads (here its old module name ``dill.dill``,
+    unknown to pickle) is read by dill, and a dill-made lambda either way."""
+    import dill
+
+    legacy = b"00\n(cdill.dill\n_create_function\ntp0\n."  # a 1-tuple, protocol 0
+    res = run(echo, ref_payload(), [legacy])
+    assert res.status == "success", res.data
+    assert SER.deserialize(res.data) is dill._dill._create_function
+    res = run(echo, ref_payload(), [b"00\n" + dill.dumps(((lambda v: v * 3),))])
+    assert res.status == "success", res.data
+    assert SER.deserialize(res.data)(5) == 15
