@@ -56,9 +56,11 @@ def test_a_submit_body_numbers_frames_across_tasks_one_frame_per_reference():
     a = serialize_payload(FuncXSerializer(), (BIG,), {})
     b = serialize_payload(FuncXSerializer(), (BIG,), {"more": BIG * 2})
     plain = FuncXSerializer().serialize_payload((1,), {})
-    body, ctype = submit_body({"tasks": {"f1": [a, plain], "f2": [b]}, "task_group_id": "tg"})
+    parts, ctype = submit_body({"tasks": {"f1": [a, plain], "f2": [b]}, "task_group_id": "tg"})
     assert ctype == frames.MEDIA_TYPE
-    header, got = frames.decode(body)
+    assert any(part is a.blobs[0] for part in parts)  # sent as it is, not copied into a body
+    header, got = frames.decode(b"".join(parts))
+    assert b"".join(parts) == frames.encode(header, [bytes(f) for f in got])  # one format
     assert header["task_group_id"] == "tg"
     assert header["tasks"]["f1"][1] == plain
     refs = [it for p in (*header["tasks"]["f1"], *header["tasks"]["f2"])

@@ -12,6 +12,7 @@ fetches each large result's bytes from ``GET /v3/tasks/<id>/result``.
 from __future__ import annotations
 
 import io
+import json
 import pickle
 from typing import Any
 
@@ -117,10 +118,21 @@ def serialize_payload(serializer: FuncXSerializer, args: tuple, kwargs: dict) ->
     return BlobPayload(pack_buffers(items), blobs)
 
 
-def submit_body(body: dict[str, Any]) -> tuple[bytes, str] | None:
-    """``(request body, content type)`` for a submit whose payloads hold blobs
-    (their references renumbered to the frames of the whole body); None when
-    none does (the body goes as JSON)."""
+def frames_parts(header: dict[str, Any], got: list[bytes]) -> list[bytes]:
+    """:func:`funcx.serialize.frames.encode` as a list of parts whose
+    concatenation is that body: the frames themselves are parts, so a large
+    one is sent as it is, never copied into one body."""
+    head = json.dumps(header, separators=(",", ":")).encode()
+    parts = [frames.MAGIC + b"%d\n" % len(head) + head + b"%d\n" % len(got)]
+    for f in got:
+        parts += [b"%d\n" % len(f), f]
+    return parts
+
+
+def submit_body(body: dict[str, Any]) -> tuple[list[bytes], str] | None:
+    """``(request body in parts, content type)`` for a submit whose payloads
+    hold blobs (their references renumbered to the frames of the whole
+    body); None when none does (the body goes as JSON)."""
     tasks: dict[str, list[str]] = body["tasks"]
     if not any(getattr(p, "blobs", None) for ps in tasks.values() for p in ps):
         return None
@@ -138,7 +150,7 @@ def submit_body(body: dict[str, Any]) -> tuple[bytes, str] | None:
             row.append(pack_buffers([
                 binary.ref(str(base + int(binary.ref_name(it)))) if binary.is_ref(it) else it
                 for it in unpack_buffers(p)]))
-    return frames.encode({**body, "tasks": renumbered}, out), frames.MEDIA_TYPE
+    return frames_parts({**body, "tasks": renumbered}, out), frames.MEDIA_TYPE
 
 
 def inline(payload: str) -> str:
@@ -165,4 +177,10 @@ def fetch_result(web: Any, task_id: str, serializer: FuncXSerializer) -> Any:
         from funcx.errors import SerializationError
 
         raise SerializationError(f"the result of task {task_id} did not come back as bytes")
-    return binary.loads(bytes(raw) if isinstance(raw, bytearray) else raw, serializer)
+    raw = bytes(raw) if isinstance(raw, bytearray) else raw
+    if raw[:3] == b"00\n" and (serializer.allowed is None or "00" in serializer.allowed):
+        try:  # the standard unpickler: dill's subclass takes twice as long on a large array
+            return pickle.loads(memoryview(raw)[3:])
+        except Exception:  # noqa: BLE001 - dill knows more: binary.loads says what is wrong
+            pass
+    return binary.loads(raw, serializer)

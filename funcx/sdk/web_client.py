@@ -64,7 +64,7 @@ class WebClient:
 
     def request(self, method: str, path: str, *, json_body: Any = None,
                 params: dict | None = None, timeout: float | None = None,
-                data: bytes | None = None, throttle: bool = True, retry_s: float | None = None,
+                data: bytes | list[bytes] | None = None, throttle: bool = True, retry_s: float | None = None,
                 idempotent: bool | None = None, headers: dict | None = None) -> Any:
         """One request, retried within a time budget where that is safe.
 
@@ -114,9 +114,11 @@ class WebClient:
                 throttle = False  # a retry is not a new request for the throttle
 
     def _request_once(self, method: str, path: str, *, json_body: Any, params: dict | None,
-                      timeout: float | None, data: bytes | None, throttle: bool,
+                      timeout: float | None, data: bytes | list[bytes] | None, throttle: bool,
                       headers: dict | None) -> Any:
         headers = {"User-Agent": "funcx-sdk", **(headers or {})}
+        if isinstance(data, list):  # a body in parts (large blobs), sent without joining them
+            headers["Content-Length"] = str(sum(len(part) for part in data))
         tok = self.token
         if tok:
             headers["Authorization"] = f"Bearer {tok}"
@@ -126,7 +128,7 @@ class WebClient:
             headers.setdefault("Content-Type", "application/json")
         if throttle:
             for hook in self.request_hooks:
-                hook(method, path, len(data or b""))
+                hook(method, path, int(headers.get("Content-Length") or len(data or b"")))
         self.request_count += 1
         url = f"{self.base_url}{path}"
         if params:
