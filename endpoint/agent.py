@@ -211,7 +211,7 @@ class Agent:
         """A client answering bytes (input blobs), on the current credentials."""
         if self._bin is None or self._bin[0] is not self.r:
             self._bin = (self.r, redis_link.connect(self.info, self.run_dir,
-                                                    decode_responses=False, **redis_options()))
+                                                    **redis_options(for_blobs=True)))
         return self._bin[1]
 
     def _dispatch(self, tasks: list, feed: Any) -> None:

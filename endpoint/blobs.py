@@ -88,10 +88,14 @@ def command_packer() -> Any:
     return _Packer()
 
 
-def redis_options() -> dict[str, Any]:
-    """Connection options for the agent's clients (see :func:`command_packer`)."""
+def redis_options(for_blobs: bool = False) -> dict[str, Any]:
+    """Connection options for the agent's clients (see :func:`command_packer`);
+    ``for_blobs``: for the client that reads blobs (bytes, 1 MiB socket reads)."""
     packer = command_packer()
-    return {"command_packer": packer} if packer is not None else {}
+    options: dict[str, Any] = {"command_packer": packer} if packer is not None else {}
+    if for_blobs:
+        options.update(decode_responses=False, socket_read_size=1 << 20)
+    return options
 
 
 # ------------------------------------------------------------ references
