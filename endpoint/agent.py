@@ -141,6 +141,8 @@ class Agent:
         #: input blobs of the tasks in flight (endpoint.blobs), read with a bytes client
         self.inputs = InputBlobs(self.endpoint_id, config.allowed_serializer_ids)
         self._bin: tuple[Any, redis.Redis] | None = None
+        #: the same for the reader's SCARD beside each read (its own thread)
+        self._read_scard_at = 0.0
 
     def _make_interchange(self, config: Config, run_dir: Path) -> Interchange:
         """Where dispatched tasks go (a multi-user parent routes them instead)."""
@@ -335,8 +337,7 @@ class Agent:
             if read is None:
                 return
             try:
-                res: Any = self.r.xreadgroup(group, consumer, {stream: read.cursor},
-                                             count=read.count, block=read.block_ms)
+                res, none_cancelled = self._read(stream, group, consumer, read)
                 backoff = 0.1
             except redis.ResponseError as e:
                 if any(x in str(e) for x in AUTH_ERRORS):
@@ -355,7 +356,19 @@ class Agent:
                 continue
             entries = res[0][1] if res else []
             self.inputs.note_entries(entries)  # their input blobs go with their ack
-            self._carry_out(EntriesRead(entries, have_nodes=bool(self.interchange.managers)))
+            self._carry_out(EntriesRead(entries, have_nodes=bool(self.interchange.managers),
+                                        none_cancelled=none_cancelled))
+
+    def _read(self, stream: str, group: str, consumer: str, read: Any) -> tuple[Any, bool]:
+        """The read, and whether the cancelled set was empty after it
+        (:func:`endpoint.redis_link.read_tasks`; a refused SCARD: not tried with
+        the reads of the next SCARD_RETRY_S)."""
+        res, empty = redis_link.read_tasks(self.r, stream, group, consumer, read,
+                                           self.info["cancelled_key"],
+                                           time.monotonic() >= self._read_scard_at)
+        if empty is None:
+            self._read_scard_at = time.monotonic() + SCARD_RETRY_S
+        return res, bool(empty)
 
     # --------------------------------------------------------------- writing
     def writer(self) -> None:
@@ -385,9 +398,12 @@ class Agent:
                 held = batch
                 continue
             held = []
-            # under load (results were written moments ago) linger briefly so one
-            # transaction carries many results; when idle, write at once
-            busy = time.monotonic() - last_results_write < WRITE_BUSY_S
+            # under load (a write moments ago, more in flight than this batch ends)
+            # linger so one transaction carries many results; else write at once
+            finishing = sum(1 for i in batch if isinstance(i, Result))
+            with self.room:
+                others = self.state.inflight > finishing
+            busy = others and time.monotonic() - last_results_write < WRITE_BUSY_S
             deadline = time.monotonic() + (WRITE_LINGER_S if busy else 0.0)
             while len(batch) < WRITE_MAX:
                 left = deadline - time.monotonic()

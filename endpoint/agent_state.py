@@ -12,6 +12,7 @@ One task's path::
 
     next_read()                    -> Read(cursor, count, block_ms) | None (no room)
     EntriesRead(entries)           -> [Reclaiming] [Ack(empty/malformed)] CheckCancelled
+                                      (or straight on, when none_cancelled)
     CancelledFlags(ids, flags)     -> [ForgetCancelled] [Ack] [FetchContainers | FetchFunctions]
     ContainerSpecs(specs)          -> [FetchFunctions]
     FunctionCodes(codes)           -> [Fail] [Report(waiting-for-nodes)] Dispatch
@@ -76,6 +77,9 @@ class EntriesRead:
 
     entries: list
     have_nodes: bool = True
+    #: the endpoint's cancelled set was empty when they were read (SCARD in the
+    #: read's pipeline): none of them can be cancelled, so nothing is asked
+    none_cancelled: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,7 +349,7 @@ class AgentState:
                     take.failed.append(failure(task, FunctionNotAllowed(task.function_id)))
                 else:
                     take.tasks.append(task)
-        if take.tasks:  # drop tasks cancelled while they were queued
+        if take.tasks and not ev.none_cancelled:  # drop tasks cancelled while queued
             self._take = take
             out.append(CheckCancelled([t.task_id for t in take.tasks]))
             return out

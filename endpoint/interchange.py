@@ -219,6 +219,8 @@ class Interchange:
                                       hold_lost=heartbeat_threshold)
         #: tasks and cancellations handed over by other threads, in order
         self.inbox: deque[TasksQueued | CancelRequested] = deque()
+        #: results and status updates of the current loop step, for the agent
+        self._outbox: list = []
         #: each registered manager's hardware report (as it registered; memory per beat)
         self.hardware = HardwareBook()
         self.stop_event = threading.Event()
@@ -370,7 +372,14 @@ class Interchange:
                 pass
 
     def _output(self, ins: Output) -> None:
-        self.on_output(ins.items)
+        self._outbox.extend(ins.items)  # handed over once per loop step (_flush_output)
+
+    def _flush_output(self) -> None:
+        """Hand the agent what this loop step produced, in one call (one
+        wake-up of its writer, not one per message)."""
+        if self._outbox:
+            out, self._outbox = self._outbox, []
+            self.on_output(out)
 
     def _dropped(self, ins: Dropped) -> None:
         ids = f": {', '.join(ins.task_ids[:10])}" if ins.task_ids else ""
@@ -433,6 +442,7 @@ class Interchange:
                         break
                     self._on_manager_safe(blobs.recv(self.router))
         self._do(self.state.handle(Tick(time.monotonic())))
+        self._flush_output()
 
     def _may_read(self) -> bool:
         """Whether the read budget allows one more manager message now; when it
@@ -461,6 +471,7 @@ class Interchange:
                 self.stats["loop_errors"] += 1
                 log.exception("interchange loop error; continuing")
                 self.stop_event.wait(self.poll_period)
+        self._flush_output()
         self._shutdown_managers()
 
     def _shutdown_managers(self) -> None:

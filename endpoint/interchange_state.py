@@ -136,6 +136,13 @@ MAX_ASKED = 10_000
 MAX_CANCELLED = 100_000
 
 
+def refill_batch(capacity: int, workers: int) -> int:
+    """Credits a manager that has a task for each of its workers gets back
+    before more are sent to it: half its prefetch (at least 1), so its queue is
+    refilled in batches (one message, not one per result) and never runs dry."""
+    return max(1, (capacity - workers) // 2)
+
+
 # ------------------------------------------------------------ the machine
 class InterchangeState:
     """The interchange's bookkeeping.  Not thread-safe: the interchange loop alone
@@ -519,7 +526,9 @@ class InterchangeState:
             self.release_at = None
 
     def _dispatch(self, sent: set[str]) -> list:
-        """Hand pending tasks to managers by credit; the tasks handed out are
+        """Hand pending tasks to managers by credit (a manager that still holds
+        a task for each of its workers only once :func:`refill_batch` credits
+        are back); the tasks handed out are
         ``waiting-for-launch`` until their manager reports them running (the
         agent drops that update for tasks whose result follows within its
         status deferral, so short tasks cost no write).  ``sent`` gets their ids."""
@@ -527,7 +536,11 @@ class InterchangeState:
         launching: list[str] = []
         managers = self.managers
         lost_from, said = self.lost_from, self.said_waiting
-        for mid, tasks in assign(self.pending, list(managers.values())).items():
+        capacity = self.capacity
+        hungry = [m for m in managers.values()
+                  if m.credits >= refill_batch(capacity.get(m.manager_id, m.credits), m.workers)
+                  or len(m.tasks) < m.workers]
+        for mid, tasks in assign(self.pending, hungry).items():
             m = managers[mid]
             m.credits -= len(tasks)
             held = m.tasks

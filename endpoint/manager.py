@@ -6,6 +6,13 @@ Flow control is by credit: the manager announces ``capacity`` (workers +
 prefetch) when it registers, and every result it returns gives one credit
 back, so the interchange never sends more than the manager can hold.
 
+The per-task path is kept short (issue 20): the workers are looked at once
+per loop step, not once per queued task; a task is reported running only once
+it has run ``FUNCX_MANAGER_RUNNING_DEFER_S`` (a shorter one goes straight to
+its result, with no RUNNING message); kept results are found by task id
+(:mod:`endpoint.unacked`).  The link to the interchange is
+:mod:`endpoint.manager_link`.
+
 A worker that dies fails only its task (``WorkerLost``) and is replaced; a
 task past its walltime is killed with its worker (``TaskTimeout``).  A task
 the interchange cancels (``CANCEL``, issue 16) is dropped from the queue, or
@@ -55,6 +62,7 @@ Launch and trust (issue 12):
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import shlex
@@ -72,23 +80,23 @@ import zmq
 from endpoint import blobs
 from endpoint.curve import KeyFileError, ManagerKeys
 from endpoint.execute import failure
-from endpoint.hardware_report import available_memory, placement_plan, report
+from endpoint.hardware_report import placement_plan, report
 from endpoint.launch import ManagerLaunch
+from endpoint.manager_link import InterchangeLink
 from endpoint.mpi import NodesExceeded, mode_for
 from endpoint.scheduling import SlotView, pick_worker, task_walltime
+from endpoint.unacked import MAX_UNACKED, Unacked
 from endpoint.worker_pool import WorkerPool, WorkerSlot
+from funcx.defaults import setting
 from funcx.errors import TaskTimeout, WorkerLost
-from funcx.lifecycle import die_with_parent, supervisor_alive
+from funcx.lifecycle import die_with_parent
 from funcx.protocol.error_codes import MPI_NODES_EXCEEDED, RESOURCE_SPEC_INVALID
 from funcx.protocol.messages import (
-    MAX_HELD,
     Kind,
     ProtocolError,
-    Register,
     Result,
     Task,
     pack,
-    pack_results,
     pack_tasks,
     resource_specification,
     unpack,
@@ -98,11 +106,10 @@ from funcx.protocol.messages import (
 
 log = logging.getLogger("funcx.manager")
 
-SUPERVISOR_CHECK_S = 0.5  #: how often a manager checks that its endpoint daemon lives
-#: results kept for a resend until acknowledged (beyond: the oldest are let go)
-MAX_UNACKED = 100_000
+#: how often a manager looks for workers that died (a waitpid per worker)
+REAP_EVERY_S = 0.02
 
-class Manager:
+class Manager(InterchangeLink):
     def __init__(self, launch: ManagerLaunch, keys: ManagerKeys | None = None):
         """Connect to ``launch.addr`` as a CURVE client (``keys``, default: read
         from ``launch.curve_keys``) and prepare ``launch.workers`` worker slots."""
@@ -156,13 +163,17 @@ class Manager:
         self.by_identity = self.pool.by_identity
         self.pending: deque[Task] = deque()
         self.results: list[Result] = []
-        self.running: list[str] = []
+        #: task id -> when it started, until reported running (after RUNNING_DEFER_S:
+        #: a task that finishes sooner is never reported running, its result says it all)
+        self.running: dict[str, float] = {}
+        self.running_defer = float(setting("MANAGER_RUNNING_DEFER_S"))
+        self.last_reap = 0.0
         self.stopping = False
         self.last_heard = time.monotonic()
         self.last_beat = 0.0
         self.dropped = 0  # messages refused (bad, or not for us)
         self.sent = 0  # results sent since start (the count the interchange acknowledges)
-        self.unacked: deque[tuple[int, Result]] = deque()  # (number, result), oldest first
+        self.unacked = Unacked()  # (number, result) by task id, oldest first
         #: task id -> the re-run it was last sent for (retried tasks only; bounded)
         self.reruns: dict[str, int] = {}
         self.reconnects = 0  # times it reconnected
@@ -170,47 +181,6 @@ class Manager:
         self.next_reconnect = 0.0  # monotonic time of the next try while silent
         self.backoff = self.threshold
         self.last_register = 0.0  # monotonic time of the last REGISTER sent
-
-    def _connect(self) -> tuple[zmq.Socket, zmq.Socket]:
-        """A fresh DEALER to the interchange (this manager's id, its CURVE keys)
-        and a monitor of its handshakes, both polled when the loop runs."""
-        up = self.ctx.socket(zmq.DEALER)
-        up.setsockopt(zmq.IDENTITY, self.id.encode())
-        up.setsockopt(zmq.LINGER, 2000)
-        up.ipv6 = True  # the interchange may listen on an IPv6 address
-        # a connect attempt into a cut link gives up soon and is tried again
-        # (every 100 ms), instead of waiting out TCP's SYN back-off: a link that
-        # comes back is used within seconds (the interchange holds a lost
-        # manager's tasks for one threshold)
-        up.setsockopt(zmq.CONNECT_TIMEOUT, max(100, int(min(self.threshold / 2, 5.0) * 1000)))
-        self.keys.apply(up)
-        mon = up.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
-        up.connect(self.launch.addr)
-        if self.poller is not None:
-            self.poller.register(up, zmq.POLLIN)
-            self.poller.register(mon, zmq.POLLIN)
-        return up, mon
-
-    def _close_up(self, linger: int) -> None:
-        if self.poller is not None:
-            self.poller.unregister(self.up)
-            self.poller.unregister(self.mon)
-        self.up.disable_monitor()
-        self.mon.close(linger=0)
-        self.up.close(linger=linger)
-
-    def on_handshake(self) -> None:
-        """The connection to the interchange was (re-)established.  The first
-        handshake of a socket carries the REGISTER queued when it was made; a
-        later one means the interchange went away and came back (a restart, a
-        dropped TCP connection): register again on it at once."""
-        while int(self.mon.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
-            self.mon.recv_multipart()
-            self.handshakes += 1
-            if self.handshakes > 1:
-                log.warning("reconnected to the interchange at %s; registering again",
-                            self.launch.addr)
-                self.register_again()
 
     # ---------------------------------------------------------------- workers
     def reap(self) -> None:
@@ -221,6 +191,7 @@ class Manager:
             lost = failure(task, WorkerLost(slot.identity.decode(), detail))
             lost.stdout, lost.stderr = self.pool.leftover_output(slot)
             self.results.append(lost)
+            self.running.pop(task.task_id, None)
 
     def cancel(self, task_ids: list[str]) -> None:
         """The interchange cancelled these tasks: drop those queued here, kill
@@ -232,7 +203,7 @@ class Manager:
         now = time.monotonic()
         killed = [(slot.task.task_id, self.pool.cancel(slot, now)) for slot in self.slots
                   if slot.task is not None and slot.task.task_id in ids]
-        self.running = [t for t in self.running if t not in ids]
+        self.running = {t: at for t, at in self.running.items() if t not in ids}
         self.results = [r for r in self.results if r.task_id not in ids]
         for tid, pid in killed:
             log.info("task %s cancelled: its worker (pid %s) is killed and replaced", tid, pid)
@@ -248,6 +219,7 @@ class Manager:
                 w = slot.walltime or 0.0
                 timeout = failure(slot.task, TaskTimeout(
                     int(w) if w.is_integer() else w))  # "1 s", not "1.0 s"
+                self.running.pop(slot.task.task_id, None)
                 slot.task, slot.ready = None, False  # no new task for a dying worker
                 self.pool.kill_now(slot)  # reap() replaces the worker
                 # what it printed so far (its files, before the slot's next task)
@@ -262,17 +234,28 @@ class Manager:
 
     def dispatch(self) -> None:
         """Hand pending tasks to idle workers of their container, restarting
-        idle workers into another container when none is warm."""
-        waiting: deque[Task] = deque()
+        idle workers into another container when none is warm.  The workers
+        are looked at once per call (a waitpid each), not once per task: with
+        every worker busy, the queue is left as it is at once."""
+        if not self.pending:
+            return
+        views = [SlotView(s.index, s.container,
+                          s.ready and s.proc is not None and s.proc.poll() is None,
+                          s.task is not None) for s in self.slots]
+        idle = sum(1 for v in views if v.ready and not v.busy)
+        if not idle:  # all busy or starting: every task would wait
+            return
         if self.mpi is not None:  # nodes of finished tasks are free again
             self.mpi.pool.keep_only(s.task.task_id for s in self.slots if s.task is not None)
+        waiting: deque[Task] = deque()
         while self.pending:
+            if not idle:  # the rest wait, in order
+                waiting.extend(self.pending)
+                self.pending.clear()
+                break
             task = self.pending.popleft()
             try:
                 container = self.container_of(task)
-                views = [SlotView(s.index, s.container,
-                                  s.ready and s.proc is not None and s.proc.poll() is None,
-                                  s.task is not None) for s in self.slots]
                 action, index = pick_worker(container, views)
                 if index is None:  # "wait": one is starting, or all are busy
                     waiting.append(task)
@@ -281,9 +264,13 @@ class Manager:
                     if self.mpi is not None and not self.claim_nodes(task):
                         waiting.append(task)  # its nodes are busy: it waits for them
                         continue
+                    views[index].busy = True
+                    idle -= 1
                     self.send_to(self.slots[index], task)
                     continue
-                if action == "respawn":
+                if action == "respawn":  # that idle worker starts again, in `container`
+                    views[index] = SlotView(index, container, False, False)
+                    idle -= 1
                     self.pool.respawn_as(self.slots[index], container, task.container_spec)
                 waiting.append(task)
             except Exception as e:  # noqa: BLE001 - this task fails, the others go on
@@ -315,7 +302,7 @@ class Manager:
         log.debug("task %s to worker %d%s", task.task_id, slot.index,
                   f" (container {slot.container})" if slot.container else "")
         blobs.send(self.down, [slot.identity, *pack_tasks([task])])  # large frames: no copy
-        self.running.append(task.task_id)
+        self.running[task.task_id] = time.monotonic()
 
     # -------------------------------------------------------------- messages
     def admit(self, task: Task) -> bool:
@@ -351,13 +338,13 @@ class Manager:
         if msg.kind == Kind.TASKS:
             busy = {s.task.task_id for s in self.slots if s.task is not None}
             busy.update(t.task_id for t in self.pending)
-            done = {r.task_id: r for _, r in self.unacked}
-            reruns = self.reruns
+            unacked, reruns = self.unacked, self.reruns
             for t in unpack_tasks(msg):
                 if t.task_id in busy:  # already ours (a resend): never run it twice
                     log.warning("task %s was sent again; it runs here already", t.task_id)
-                elif t.task_id in done and t.rerun == reruns.get(t.task_id, 0):
-                    self.results.append(done[t.task_id])  # finished here: its result, again
+                elif (done := unacked.get(t.task_id)) is not None \
+                        and t.rerun == reruns.get(t.task_id, 0):
+                    self.results.append(done)  # finished here: its result, again
                 elif self.admit(t):  # new, or a retry the interchange ordered (endpoint.retries)
                     if t.rerun:
                         reruns[t.task_id] = t.rerun
@@ -394,6 +381,7 @@ class Manager:
                     r.details.setdefault("manager", self.id)
                     r.task_group_id = slot.task.task_group_id
                     self.results.append(r)
+                    self.running.pop(r.task_id, None)  # its result says it ran
                     log.debug("task %s done on worker %d", r.task_id, slot.index)
                     slot.task, slot.deadline = None, None
                     if self.single_use and slot.container and not self.stopping:
@@ -416,109 +404,30 @@ class Manager:
             log.exception("dropping message from %s that could not be handled: %s", origin,
                           type(e).__name__)
 
-    def send_up(self, frames: list[bytes]) -> bool:
-        """Send to the interchange without blocking; False when the connection's
-        queue is full (a long outage): the caller keeps what it could not send."""
-        try:
-            blobs.send(self.up, frames, zmq.NOBLOCK)
-            return True
-        except zmq.Again:
-            return False
-
     def flush(self) -> None:
-        if self.running and self.send_up(pack(Kind.RUNNING, self.running)):
-            self.running = []
+        """Report running the tasks started at least ``running_defer`` ago that
+        have not finished (oldest first), and send the results."""
+        if self.running:
+            due = time.monotonic() - self.running_defer
+            started = [t for t, at in self.running.items() if at <= due]
+            if started and self.send_up(pack(Kind.RUNNING, started)):
+                for t in started:
+                    del self.running[t]
         if self.results and self.send_results(self.results):
             self.results = []
 
-    def send_results(self, results: list[Result]) -> bool:
-        """Send ``results`` and keep each, numbered, until it is acknowledged
-        (False: not sent; the caller keeps them)."""
-        if not self.send_up(pack_results(results)):
-            return False
-        for r in results:
-            self.sent += 1
-            self.unacked.append((self.sent, r))
-        if len(self.unacked) > MAX_UNACKED:
-            log.warning("the interchange has not acknowledged %d results; forgetting the "
-                        "oldest (a reconnect will not send them again)", len(self.unacked))
-            while len(self.unacked) > MAX_UNACKED:
-                self.unacked.popleft()
-        return True
-
-    def acknowledged(self, count: int) -> None:
-        """The interchange received the first ``count`` results sent: forget them."""
-        while self.unacked and self.unacked[0][0] <= count:
-            self.unacked.popleft()
-
-    def held_ids(self) -> set[str]:
-        """Tasks this manager holds: running, queued here, or finished with a
-        result not known to be delivered."""
-        held = {s.task.task_id for s in self.slots if s.task is not None}
-        held.update(t.task_id for t in self.pending)
-        held.update(r.task_id for r in self.results)
-        held.update(r.task_id for _, r in self.unacked)
-        return held
-
-    def reconnect(self) -> None:
-        """Replace the connection to the interchange and register again."""
-        self.reconnects += 1
-        self._close_up(linger=0)  # what it still queues is resent by register_again
-        self.up, self.mon = self._connect()
-        self.handshakes = 0
-        self.register_again()
-
-    def register_again(self) -> None:
-        """Register, naming what it holds; then send again the results the
-        interchange has not acknowledged (after the REGISTER, so they count)."""
-        self.register()
-        again = [r for _, r in self.unacked]
-        log.info("registered again with %d task(s) held; sending %d unacknowledged result(s) "
-                 "again", len(self.held_ids()), len(again))
-        self.unacked.clear()
-        if again and not self.send_results(again):
-            self.results[:0] = again  # sent with the next flush
-        self.last_beat = time.monotonic()
-
-    def heartbeat(self) -> None:
-        now = time.monotonic()
-        if now - self.last_beat >= self.period:
-            self.send_up(pack(Kind.HEARTBEAT, {  # one lost in an outage does not matter
-                "t": time.time(), "containers": sorted({s.container for s in self.slots}),
-                "memory_available": available_memory()}))
-            self.last_beat = now
-        if now - self.last_heard > self.threshold and now >= self.next_reconnect:
-            if self.silent_since is None:
-                self.silent_since = self.last_heard
-            log.warning("no word from the interchange at %s for %.1fs; reconnecting (try %d, "
-                        "holding %d task(s) and %d unacknowledged result(s))",
-                        self.launch.addr, now - self.silent_since, self.reconnects + 1,
-                        len(self.held_ids()), len(self.unacked))
-            self.reconnect()
-            self.next_reconnect = now + self.backoff
-            self.backoff = min(self.backoff * 2, self.reconnect_max)
-        if self.supervisor and now - self.last_supervisor_check >= SUPERVISOR_CHECK_S:
-            self.last_supervisor_check = now
-            if not supervisor_alive(self.supervisor):
-                log.error("the endpoint daemon that started this block (%s) is gone; exiting",
-                          self.supervisor)
-                self.up.setsockopt(zmq.LINGER, 0)  # nobody is left to deliver to
-                self.stopping = True
+    def next_wake(self, tick: float) -> float:
+        """How long the loop may wait for a message: ``tick``, or less when a
+        task's running report falls due sooner (one already due and not sent,
+        the link being full, waits for the next tick like the results)."""
+        if not self.running:
+            return tick
+        due_in = next(iter(self.running.values())) + self.running_defer - time.monotonic()
+        return tick if due_in <= 0 else min(tick, due_in)
 
     # ------------------------------------------------------------------- loop
-    def register(self) -> None:
-        """(Re-)register: who it is, what it can hold, what it holds now, and
-        the number its next result gets less one (the interchange counts from it)."""
-        held = sorted(self.held_ids())[:MAX_HELD]
-        self.last_register = time.monotonic()
-        self.up.send_multipart(pack(Kind.REGISTER, Register(
-            manager_id=self.id, block_id=self.block_id, hostname=socket.gethostname(),
-            workers=self.n_workers, capacity=self.n_workers + self.prefetch,
-            pid=os.getpid(), python=sys.version.split()[0], held=held,
-            results_base=self.sent, hand_started=self.hand_started, hardware=self.hardware)))
-
     def _step(self, poller: zmq.Poller, tick: float) -> None:
-        for sock, _ in poller.poll(int(tick * 1000)):
+        for sock, _ in poller.poll(math.ceil(self.next_wake(tick) * 1000)):
             if sock is self.up:
                 while int(self.up.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
                     self._handle("the interchange", self.on_interchange,
@@ -530,8 +439,11 @@ class Manager:
                     frames = blobs.recv(self.down)
                     self._handle(f"worker {frames[0][:32].decode(errors='replace')}",
                                  self.on_worker, frames)
-        self.reap()
-        self.pool.tend(time.monotonic())
+        now = time.monotonic()
+        if now - self.last_reap >= REAP_EVERY_S:
+            self.last_reap = now
+            self.reap()
+        self.pool.tend(now)
         self.enforce_walltime()
         self.dispatch()
         self.flush()

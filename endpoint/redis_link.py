@@ -10,6 +10,7 @@ import logging
 import os
 import ssl
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import redis
@@ -116,3 +117,24 @@ def check(info: dict, run_dir: Path, timeout: float) -> None:
             f"answer within {timeout:g}s: {cause} ({type(e).__name__})") from None
     finally:
         r.close()
+
+
+def read_tasks(r: redis.Redis, stream: str, group: str, consumer: str, read: Any,
+               cancelled_key: str, scard: bool) -> tuple[Any, bool | None]:
+    """XREADGROUP for ``read`` (an :class:`endpoint.agent_state.Read`) and, with
+    ``scard``, in the same round trip (a pipeline, not a transaction: the SCARD
+    runs once the read returns) whether the endpoint's cancelled set is empty:
+    if so, no task read can be cancelled and the take asks nothing about them.
+    The entries, and True / False, or None for a refused SCARD (a service whose
+    grant predates it: ask per id).  A failed read raises as XREADGROUP does."""
+    p = r.pipeline(transaction=False)
+    p.xreadgroup(group, consumer, {stream: read.cursor}, count=read.count, block=read.block_ms)
+    if scard:
+        p.scard(cancelled_key)
+    res, *size = p.execute(raise_on_error=False)
+    if isinstance(res, Exception):
+        raise res
+    if size and isinstance(size[0], Exception):
+        log.debug("SCARD refused on %s; the reader asks per task id", cancelled_key)
+        return res, None
+    return res, bool(size) and size[0] == 0

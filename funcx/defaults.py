@@ -146,6 +146,8 @@ _TABLE: list[tuple[str, list[tuple[str, object, str]]]] = [
         ("AGENT_REDIS_CHECK_S", 10.0,
          "at start the agent's Redis must answer PING within this long, else start fails"),
         ("MANAGER_PREFETCH", 10, "tasks a manager holds beyond one per worker"),
+        ("MANAGER_RUNNING_DEFER_S", 0.02,
+         "a task is reported running once it has run this long (a shorter one never is)"),
         ("TASK_OUTPUT_MAX", 64 * 1024,
          "bytes of a task's stdout, and of its stderr, kept with its result (read by the "
          "workers): longer output keeps its start and end with a marker where it was cut"),

@@ -146,26 +146,29 @@ def test_a_task_cancelled_in_flight_leaves_the_agent_and_reaches_the_interchange
 
 
 def test_without_scard_the_agent_asks_per_id_and_backs_off_scard(rig):
-    rig.r.execute_command("ACL", "SETUSER", rig.acl_user, "-scard")  # an older grant
     rig.r.acl_log_reset()
-    keep, gone = rig.submit(2)
+    rig.r.execute_command("ACL", "SETUSER", rig.acl_user, "-scard")  # an older grant
+    keep, gone = rig.submit(2)  # the reader's SCARD beside its read: refused once
     rig.agent.check_cancelled(rig.feed)  # SCARD refused: asks per id, finds nothing
     assert sorted(rig.in_flight()) == sorted([keep, gone])
-    assert rig.scard_refusals() == 1
+    assert rig.scard_refusals() == 2  # the reader's and the check's, each backing off
     assert rig.cancel(gone)
     for _ in range(3):
         rig.agent.check_cancelled(rig.feed)
     assert rig.in_flight() == [keep]  # found through SMISMEMBER
-    assert rig.scard_refusals() == 1  # not asked again every second
+    third = rig.submit(1)  # the reader asks per id too, SCARD not tried again
+    assert sorted(rig.in_flight()) == sorted([keep, *third])
+    assert rig.scard_refusals() == 2  # not asked again every second, nor every read
 
 
 def test_the_agent_asks_scard_again_after_the_back_off(rig, monkeypatch):
     from endpoint import agent as agent_module
 
     monkeypatch.setattr(agent_module, "SCARD_RETRY_S", 0.0)
+    rig.agent._read_scard_at = float("inf")  # here only the cancellation check asks SCARD
     rig.r.execute_command("ACL", "SETUSER", rig.acl_user, "-scard")
+    rig.submit(1)  # the read that returns it ends the reader's last SCARD, if it sent one
     rig.r.acl_log_reset()
-    rig.submit(1)
     rig.agent.check_cancelled(rig.feed)
     rig.agent.check_cancelled(rig.feed)
     assert rig.scard_refusals() == 2  # a service upgraded meanwhile is noticed
@@ -218,3 +221,21 @@ def test_a_slow_provider_call_does_not_hold_up_cancellation(rig, monkeypatch):
         rig.agent.stop_event.set()
         provider_answers.set()
         loop.join(WAIT_S)
+
+
+def test_each_read_learns_in_the_same_round_trip_whether_anything_is_cancelled(rig):
+    """issue 20: the reader's XREADGROUP carries SCARD of the cancelled set in
+    its pipeline; only an empty set lets a take skip asking about each task."""
+    from endpoint.agent_state import Read
+
+    info = rig.agent.info
+
+    def read() -> tuple:  # a consumer of its own, walking its (empty) pending list
+        return rig.agent._read(info["task_stream"], info["agent_group"], "probe",
+                               Read("0", 10, None))
+
+    assert read()[1] is True
+    rig.r.sadd(keys.ep_cancelled(rig.eid), "someone-else")
+    assert read()[1] is False
+    rig.r.srem(keys.ep_cancelled(rig.eid), "someone-else")
+    assert read()[1] is True

@@ -469,3 +469,19 @@ def test_answers_out_of_turn_are_refused():
     handle(s, EntriesRead([("1-0", entry("t1"))]))
     with pytest.raises(RuntimeError):
         s.handle(EntriesRead([("2-0", entry("t2"))]))
+
+
+def test_a_read_with_the_cancelled_set_empty_asks_nothing_about_cancellation():
+    """issue 20: the agent reads with SCARD of the cancelled set in the same
+    round trip; an empty set means none of the tasks read is cancelled, so
+    the take goes straight on (here: to the function code, then dispatch)."""
+    s = started()
+    out = handle(s, EntriesRead([("1-0", entry("t1", "t2"))], none_cancelled=True))
+    assert out == [FetchFunctions(["f1"])]
+    out = handle(s, FunctionCodes({"f1": "code-1"}))
+    assert kinds(out) == [Dispatch]
+    assert [t.task_id for t in out[0].tasks] == ["t1", "t2"]
+    out = handle(s, EntriesRead([("2-0", entry("t3"))], none_cancelled=True))
+    assert kinds(out) == [Dispatch]  # code cached: one event, one instruction
+    # without the flag, it asks as before
+    assert handle(s, EntriesRead([("3-0", entry("t4"))])) == [CheckCancelled(["t4"])]

@@ -609,3 +609,56 @@ def test_a_forgotten_manager_that_still_beats_is_asked_to_register_once_a_period
     assert of(s.handle(HeartbeatFrom(b"m1", None, t + PERIOD)), AskRegister) == [AskRegister(b"m1")]
     register(s, b"m1", capacity=1, now=t + PERIOD, held=["t0"])
     assert b"m1" not in s.asked and list(s.managers[b"m1"].tasks) == ["t0"]
+
+
+# ------------------------------------------------------ refills in batches (issue 20)
+def register_prefetch(s: InterchangeState, mid: bytes, workers: int, capacity: int) -> None:
+    reg = Register(manager_id=mid.decode(), workers=workers, capacity=capacity, block_id="b0")
+    s.handle(ManagerRegistered(mid, reg, 0.0))
+
+
+def test_a_manager_with_work_for_each_worker_is_refilled_in_batches():
+    """A manager holding a task for each of its workers gets more only once
+    half its prefetch of credits is back: one message per few results, not
+    one per result; its queue never runs dry, and every task goes out once."""
+    from endpoint.interchange_state import refill_batch
+
+    s = state()
+    register_prefetch(s, b"m1", workers=2, capacity=12)
+    assert refill_batch(12, 2) == 5
+    out = queue(s, *[f"t{i}" for i in range(40)])
+    assert sent(out) == {b"m1": [f"t{i}" for i in range(12)]}
+    shipped = list(sent(out)[b"m1"])
+    for i in range(4):  # four results back: it still holds 8, more than its 2 workers
+        out = s.handle(ResultsFrom(b"m1", [ok(f"t{i}")], 0.1))
+        assert [r.task_id for r in outputs(out)] == [f"t{i}"]
+        assert sent(s.handle(Tick(0.1))) == {}
+    s.handle(ResultsFrom(b"m1", [ok("t4")], 0.1))  # the fifth: one batch of five
+    out = s.handle(Tick(0.1))
+    assert sent(out) == {b"m1": [f"t{i}" for i in range(12, 17)]}
+    shipped += sent(out)[b"m1"]
+    assert len(s.managers[b"m1"].tasks) == 12 and s.managers[b"m1"].credits == 0
+    # whatever the order results come back in, each task is sent exactly once
+    done = [f"t{i}" for i in range(5)]
+    while len(done) < 40:
+        held = sorted(s.managers[b"m1"].tasks, key=lambda t: int(t[1:]))
+        s.handle(ResultsFrom(b"m1", [ok(held[-1])], 0.2))  # newest first, for a change
+        done.append(held[-1])
+        shipped += sent(s.handle(Tick(0.2))).get(b"m1", [])
+        assert len(s.managers[b"m1"].tasks) >= 2 or len(shipped) == 40  # never dry
+    assert sorted(shipped) == sorted(f"t{i}" for i in range(40)) == sorted(done)
+
+
+def test_a_manager_with_an_idle_worker_gets_a_task_at_once():
+    """Below one task per worker there is no waiting for a batch (a lone
+    task's latency), and a manager without prefetch is refilled per credit."""
+    s = state()
+    register_prefetch(s, b"m1", workers=2, capacity=12)
+    assert sent(queue(s, "a")) == {b"m1": ["a"]}
+    assert sent(queue(s, "b")) == {b"m1": ["b"]}  # holds 1 < 2 workers
+    assert sent(queue(s, "c")) == {b"m1": ["c"]}  # holds 2, but 9 credits are free
+    s2 = state()
+    register_prefetch(s2, b"m2", workers=2, capacity=2)  # no prefetch: batch of 1
+    queue(s2, "x", "y", "z")
+    s2.handle(ResultsFrom(b"m2", [ok("x")], 0.1))
+    assert sent(s2.handle(Tick(0.1))) == {b"m2": ["z"]}

@@ -160,7 +160,8 @@ def test_cancel_drops_unsent_results_and_resends_unacknowledged_ones(rig):
     mgr.results = [Result("unsent-gone", "success", data=SER.serialize(1)),
                    Result("unsent-kept", "success", data=SER.serialize(2))]
     mgr.sent = 1
-    mgr.unacked = deque([(1, Result("sent-gone", "success", data=SER.serialize(3)))])
+    mgr.unacked.clear()
+    mgr.unacked.add(1, Result("sent-gone", "success", data=SER.serialize(3)))
     ids = ["q-gone", "unsent-gone", "sent-gone"]
     rig.ix.cancel(ids, rig.feed)  # the interchange remembers them cancelled
     assert wait_until(lambda: set(ids) <= set(rig.ix.state.cancelled), WAIT_S), \
