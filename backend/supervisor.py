@@ -1,9 +1,10 @@
 """``funcx service``: run and supervise the service's processes.
 
 One supervisor process per ``$FUNCX_HOME`` starts the embedded redis-server
-(unless ``FUNCX_REDIS_URL`` names another), gunicorn serving the Flask app,
-the result ingester and an RQ worker; it restarts any that dies and stops
-them all on SIGTERM.  Logs go to ``$FUNCX_HOME/service/logs/``.
+(unless ``FUNCX_REDIS_URL`` names another), gunicorn serving the Flask app
+(``WEB_WORKERS`` processes), the result ingesters (``INGESTERS``: ``ingester``,
+``ingester-1``...; sizes from the cores by default, backend/sizing.py) and an
+RQ worker; it restarts any that dies and stops them all on SIGTERM.  Logs go to ``$FUNCX_HOME/service/logs/``.
 
 Transport (:mod:`backend.tls`): with a certificate gunicorn serves HTTPS and
 readiness is checked over https against the CA; a non-loopback address
@@ -17,7 +18,7 @@ so even a ``kill -9`` of the supervisor leaves nothing behind.  The record
 restarts; a supervisor that starts ends whatever a dead predecessor's record
 names that still runs, and writes ``ready: true`` only once redis answers
 PING, the gunicorn master *it* started holds the port and answers
-``/v2/version``, and the ingester and RQ workers run (DESIGN decision 10).
+``/v2/version``, and the ingesters and RQ workers run (DESIGN decision 10).
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from typing import IO, TYPE_CHECKING
 
 import psutil
 
+from backend import sizing
 from backend.tls import Plan
 from funcx.defaults import setting
 from funcx.home import read_json, service_dir, service_record_path, write_private_json
@@ -284,14 +286,16 @@ class Supervisor:
         https = ["--certfile", str(tls.cert), "--keyfile", str(tls.key)] if tls else []
         bind = f"[{self.host}]" if ":" in self.host else self.host
         py = sys.executable
-        workers, threads = int(setting("WEB_WORKERS")), int(setting("WEB_THREADS"))
+        workers, threads = sizing.web_workers(), int(setting("WEB_THREADS"))
         self.children = [
             Child("web", [py, "-m", "gunicorn", "-k", "gthread", "-w", str(workers),
                           "--threads", str(threads), "-b", f"{bind}:{self.port}", *https,
                           "--keep-alive", "30", "--graceful-timeout", "5",
                           "--log-level", "warning", "backend.wsgi:app"],
                   logs_dir() / "web.log", env=web_env),
-            Child("ingester", [py, "-m", "backend.ingester"], logs_dir() / "ingester.log", env=env),
+            *[Child(sizing.ingester_name(i), [py, "-m", "backend.ingester"],
+                    logs_dir() / f"{sizing.ingester_name(i)}.log", env=env)
+              for i in range(sizing.ingesters())],
             *[Child(f"rq-{i}", [py, "-m", "backend.jobs"], logs_dir() / f"rq-{i}.log", env=env)
               for i in range(int(setting("RQ_WORKERS")))],
         ]

@@ -40,10 +40,15 @@ _TABLE: list[tuple[str, list[tuple[str, object, str]]]] = [
     ("the service", [
         ("SERVICE_HOST", "127.0.0.1", "address the web service listens on"),
         ("SERVICE_PORT", 5000, "port the web service listens on (0: any free port)"),
-        ("WEB_WORKERS", 2, "gunicorn worker processes"),
+        ("WEB_WORKERS", 0,
+         "gunicorn worker processes (0: sized to the host's cores, max(2, cores // 2); see "
+         "\"Sizing a service host\")"),
         ("WEB_THREADS", 32, "request threads per web worker process (waiting long-polls hold "
                             "some: WEB_LONGPOLL_THREADS)"),
         ("RQ_WORKERS", 1, "RQ worker processes for background jobs"),
+        ("INGESTERS", 0,
+         "result ingester processes on this host (0: sized to its cores, max(1, cores // 4)); "
+         "the endpoints' results streams are shared out among the live ingesters of every host"),
         ("MAX_PAYLOAD_BYTES", 10 * 1024 * 1024, "largest submit request body / task payload"),
         ("MAX_RESULT_BYTES", 10 * 1024 * 1024, "largest serialized result an endpoint may return"),
         ("BLOB_MIN_BYTES", 64 * 1024,
@@ -59,10 +64,11 @@ _TABLE: list[tuple[str, list[tuple[str, object, str]]]] = [
         ("BATCH_STATUS_MAX", 10_000, "task ids one batch_status or batch cancel request may name"),
         ("INGEST_READ_COUNT", 2000, "results-stream entries the ingester reads per stream and call"),
         ("INGEST_BLOCK_MS", 1000, "how long the ingester's blocking read waits"),
-        ("INGEST_CLAIM_IDLE_S", 30.0,
-         "results-stream entries another ingester read this long ago and never acknowledged "
-         "are claimed (XAUTOCLAIM) by a live one, checked every half of it (a dead ingester "
-         "of the same host: at once)"),
+        ("INGEST_LEASE_S", 6.0,
+         "each endpoint's results are applied by the one ingester holding its lease, renewed "
+         "every third of this; a dead ingester's endpoints move to the others when its leases "
+         "lapse (one of the same host: at once), and what it read unacknowledged is applied "
+         "first"),
         ("INGEST_CONSUMER_EXPIRE_S", 3600.0,
          "an ingester consumer silent this long with nothing pending is removed from the "
          "consumer groups"),

@@ -1,12 +1,14 @@
-"""Several result ingesters on one Redis (one per service host).
+"""Several result ingesters on one Redis (several per service host, several hosts).
 
 A real redis-server, real ``python -m backend.ingester`` processes and results
 written by the endpoint's own Redis ACL user, as an agent writes them.  Each
-ingester reads under its own consumer name, so two share the work and every
-result is applied exactly once (task record + one completion event); what a
-dead ingester read and never acknowledged is claimed by a live one.  One of
-the ingesters runs in its own UTS namespace (``unshare --uts``) so it is, to
-the others, an ingester of another host.
+ingester reads under its own consumer name; each endpoint's results are read
+and applied by the one ingester holding its lease (rendezvous hashing over the
+live ingesters), so every result is applied exactly once (task record + one
+completion event) and one endpoint's results in the order they were written;
+what a dead ingester read and never acknowledged is claimed by the one that
+takes its streams over.  One ingester may run in its own UTS namespace
+(``unshare --uts``) so it is, to the others, an ingester of another host.
 """
 from __future__ import annotations
 
@@ -204,21 +206,44 @@ def _in_wake_group(f: Fabric, name: str) -> bool:
     return name in f.consumers("fx:ingester:wake")
 
 
-def test_two_ingesters_share_the_work_and_apply_each_result_once(fabric, tmp_path):
+def _names(procs: list[IngesterProc]) -> list[str]:
+    names = [p.name() for p in procs]
+    assert len(set(names)) == len(names)
+    return names
+
+
+def _settled(f: Fabric, names: list[str]) -> bool:
+    """Every endpoint's lease is held by the ingester rendezvous hashing means
+    it for, among exactly ``names`` (all of them live)."""
+    from backend.store.ingest_leases import owner
+
+    live = set(f.r.zrange("fx:ingester:live", 0, -1))
+    return live == set(names) and all(
+        f.r.get(f"fx:ingester:lease:{e}") == owner(e, names) for e in f.eids)
+
+
+def _in_order(f: Fabric, work: dict[str, tuple[str, list[str]]]) -> None:
+    """Each endpoint's completion events came in the order its results were
+    written: its entries were applied by one ingester at a time, in order."""
+    for eid, (tg, tids) in work.items():
+        assert f.events(tg) == tids, f"endpoint {eid}: results applied out of order"
+
+
+def test_ingesters_share_the_endpoints_and_apply_each_one_in_order(fabric, tmp_path):
     f = fabric
-    first = f.endpoint()
-    a = IngesterProc(f.url, tmp_path / "a", tmp_path / "a.log", host="service-host-a")
-    b = IngesterProc(f.url, tmp_path / "b", tmp_path / "b.log")
+    procs = [IngesterProc(f.url, tmp_path / "a", tmp_path / "a.log", host="service-host-a"),
+             IngesterProc(f.url, tmp_path / "b", tmp_path / "b.log"),
+             IngesterProc(f.url, tmp_path / "c", tmp_path / "c.log")]
     try:
-        names = {a.name(), b.name()}
-        assert len(names) == 2
+        names = _names(procs)
         assert any(n.startswith("service-host-a:") for n in names)
-        until(lambda: all(_in_wake_group(f, n) for n in names), 30, "both ingesters to read")
-        # an endpoint registered now: its wake entry reaches one ingester, yet both read it
-        second = f.endpoint()
-        until(lambda: set(f.consumers(f"fx:ep:{second}:results")) >= names, 30,
-              "both ingesters to read the new endpoint's results stream")
-        work = {eid: f.submit(eid, 300) for eid in (first, second)}
+        until(lambda: _settled(f, names), 60, "all three ingesters to be live")
+        # endpoints registered now: each wake entry reaches one ingester, the owner takes it
+        for _ in range(5):
+            f.endpoint()
+        until(lambda: _settled(f, names), 30, "the new endpoints to be shared out")
+        holder = {e: f.r.get(f"fx:ingester:lease:{e}") for e in f.eids}
+        work = {eid: f.submit(eid, 120) for eid in f.eids}
         for eid, (_, tids) in work.items():
             f.report(eid, tids, per_entry=3)
         every = [t for _, tids in work.values() for t in tids]
@@ -228,20 +253,128 @@ def test_two_ingesters_share_the_work_and_apply_each_result_once(fabric, tmp_pat
             f.report(eid, tids, per_entry=50)
         until(lambda: all(f.r.xlen(f"fx:ep:{e}:results") == 0 for e in work), 60,
               "the resent results to be read and acknowledged")
+        assert holder == {e: f.r.get(f"fx:ingester:lease:{e}") for e in f.eids}  # stable
+        # only an endpoint's holder ever read its stream
+        for eid in f.eids:
+            assert set(f.consumers(f"fx:ep:{eid}:results")) == {holder[eid]}
     finally:
-        counts = [a.stop(), b.stop()]
-    assert sum(c["applied"] for c in counts) == len(every), counts  # each applied once
-    assert all(c["applied"] > 0 for c in counts), counts  # by both, each its own share
-    assert all(c["refused"] == 0 for c in counts), counts
-    for tg, tids in work.values():
-        events = f.events(tg)
-        assert sorted(events) == sorted(tids), "one completion event per task"
+        counts = dict(zip(names, [p.stop() for p in procs]))
+    for name, c in counts.items():  # each applied exactly the results of its own endpoints
+        assert c["applied"] == sum(len(work[e][1]) for e in f.eids if holder[e] == name), counts
+        assert c["refused"] == 0, counts
+    _in_order(f, work)
     recs = [f.r.hgetall(f"fx:task:{t}") for t in every[:50]]
     assert all(rec["result"] == f"00\nresult-{rec['task_id']}" for rec in recs)
     for eid in work:
         assert f.r.xpending(f"fx:ep:{eid}:results", "ingester")["pending"] == 0
         assert f.r.get(f"fx:ep:{eid}:outstanding") in (None, "0")
     assert f.r.xlen("fx:deadletters") == 0
+    # a clean stop hands everything back at once
+    assert f.r.zcard("fx:ingester:live") == 0
+    assert all(f.r.get(f"fx:ingester:lease:{e}") is None for e in f.eids)
+
+
+def test_a_killed_ingester_s_endpoints_are_taken_over_and_nothing_is_applied_twice(fabric,
+                                                                                   tmp_path):
+    f = fabric
+    for _ in range(4):
+        f.endpoint()
+    procs = [IngesterProc(f.url, tmp_path / n, tmp_path / f"{n}.log", FUNCX_INGEST_LEASE_S="3")
+             for n in ("a", "b", "c")]
+    names = _names(procs)
+    until(lambda: _settled(f, names), 60, "the endpoints to be shared out")
+    holder = {e: f.r.get(f"fx:ingester:lease:{e}") for e in f.eids}
+    victim = max(names, key=lambda n: sum(1 for h in holder.values() if h == n))
+    work = {eid: f.submit(eid, 400) for eid in f.eids}
+    stop = threading.Event()
+
+    def write() -> None:  # results keep coming while the victim dies
+        for i in range(0, 400, 8):
+            for eid, (_, tids) in work.items():
+                f.report(eid, tids[i:i + 8], per_entry=2)
+            if stop.wait(0.05):
+                return
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    every = [t for _, tids in work.values() for t in tids]
+    mine = [t for e, (_, tids) in work.items() if holder[e] == victim for t in tids]
+    try:
+        until(lambda: sum(s == "success" for s in f.statuses(mine)) >= 40, 60,
+              "the victim to apply some of its endpoints' results")
+        assert writer.is_alive(), "the kill came after the last result was written"
+        procs[names.index(victim)].kill()  # SIGKILL
+        writer.join(120)
+        until(lambda: f.all_done(every), 120, "every result to be applied after the kill")
+        until(lambda: all(f.r.xlen(f"fx:ep:{e}:results") == 0 for e in work), 60,
+              "every entry to be acknowledged")
+        survivors = [n for n in names if n != victim]
+        until(lambda: _settled(f, survivors), 30, "the victim's endpoints to be taken over")
+    finally:
+        stop.set()
+        writer.join(30)
+        counts = [p.stop() for n, p in zip(names, procs) if n != victim]
+    assert all(c["refused"] == 0 for c in counts), counts
+    logs = "".join(p.log.read_text() for n, p in zip(names, procs) if n != victim)
+    assert f"ingesters {victim} of this host are gone" in logs
+    for tg, tids in work.values():  # one completion event per task: none applied twice
+        assert len(f.events(tg)) == len(tids)
+    _in_order(f, work)  # and each endpoint's in order, through the takeover
+    for eid in work:
+        assert f.r.xpending(f"fx:ep:{eid}:results", "ingester")["pending"] == 0
+        assert f.r.get(f"fx:ep:{eid}:outstanding") in (None, "0")
+
+
+def test_an_ingester_without_the_lease_writes_nothing(fabric):
+    """The fence: an ingester whose lease went to another (it was paused, the
+    other took over) applies and acknowledges nothing; what it read stays
+    pending, and the holder claims and applies it."""
+    from backend.ingester import Ingester
+    from backend.redis_conn import connect
+
+    f = fabric
+    eid = f.endpoint()
+    tg, tids = f.submit(eid, 6)
+    stream = f"fx:ep:{eid}:results"
+    old = Ingester(connect(f.url), consumer="host-a:1:1.00")
+    old.refresh_streams()
+    old.tick()
+    assert old.held == [stream]
+    f.report(eid, tids, per_entry=3)
+    _, got = old.io.new(old.held, 10, 100)  # it reads ... and is paused before applying
+    assert sum(len(items) for _, items in got) == 2
+    # meanwhile another (live) ingester took the lease over
+    f.r.zadd("fx:ingester:live", {"host-b:2:2.00": time.time() * 1000 + 60_000})
+    f.r.set(f"fx:ingester:lease:{eid}", "host-b:2:2.00")
+    assert old.handle(got) == 2
+    assert old.applied == 0 and old.held == [] and f.statuses(tids) == ["waiting-for-ep"] * 6
+    assert f.r.xpending(stream, "ingester")["pending"] == 2 and f.r.xlen(stream) == 2
+    assert f.events(tg) == []
+    f.r.delete(f"fx:ingester:lease:{eid}")
+    f.r.zrem("fx:ingester:live", "host-a:1:1.00")  # the old one is gone
+    new = Ingester(connect(f.url), consumer="host-b:2:2.00")
+    new.refresh_streams()
+    new.tick()  # takes the lease, claims what the old one read, applies it
+    assert new.held == [stream] and new.applied == 6 and new.claimed == 2
+    assert f.all_done(tids) and f.events(tg) == tids
+    assert f.r.xpending(stream, "ingester")["pending"] == 0 and f.r.xlen(stream) == 0
+
+
+def test_rendezvous_shares_endpoints_evenly_and_moves_only_a_leaver_s_share():
+    import uuid
+
+    from backend.store.ingest_leases import owner
+
+    eids = [str(uuid.uuid4()) for _ in range(3000)]
+    four = [f"host:{i}:1.00" for i in range(4)]
+    by = {e: owner(e, four) for e in eids}
+    shares = [sum(1 for o in by.values() if o == n) for n in four]
+    assert all(600 < s < 900 for s in shares), shares  # 750 each, give or take
+    three = four[:3]
+    for e in eids:  # only the leaver's endpoints move
+        assert owner(e, three) == by[e] or by[e] == four[3]
+    assert owner(eids[0], []) is None
+    assert owner(eids[0], list(reversed(four))) == by[eids[0]]  # whatever the order
 
 
 def _read_then_die(f: Fabric, eid: str, ingester: IngesterProc, entries: Callable[[], object]) \
@@ -261,55 +394,55 @@ def _read_then_die(f: Fabric, eid: str, ingester: IngesterProc, entries: Callabl
 
 
 @pytest.mark.slow  # an endpoint (or ingester) waited through timeouts: the slow CI step
-def test_a_dead_ingester_of_another_host_has_its_entries_claimed_after_idle(fabric, tmp_path):
+def test_a_dead_ingester_of_another_host_has_its_streams_taken_over_when_its_lease_lapses(
+        fabric, tmp_path):
     f = fabric
     eid = f.endpoint()
     tg, tids = f.submit(eid, 60)
-    dead = IngesterProc(f.url, tmp_path / "a", tmp_path / "a.log", host="service-host-a")
+    dead = IngesterProc(f.url, tmp_path / "a", tmp_path / "a.log", host="service-host-a",
+                        FUNCX_INGEST_LEASE_S="3")
     stream = f"fx:ep:{eid}:results"
     # the first entry (40 results) goes to the stopped ingester; the last 20 stay unread
     name = _read_then_die(f, eid, dead, lambda: (f.report(eid, tids[:40], per_entry=40),
                                                  f.report(eid, tids[40:], per_entry=5)))
-    died = time.monotonic()
     held = f.consumers(stream)[name]["pending"]
     assert held == 1
     live = IngesterProc(f.url, tmp_path / "b", tmp_path / "b.log",
-                        FUNCX_INGEST_CLAIM_IDLE_S="3", FUNCX_INGEST_CONSUMER_EXPIRE_S="2")
+                        FUNCX_INGEST_LEASE_S="3", FUNCX_INGEST_CONSUMER_EXPIRE_S="2")
     try:
         live_name = live.name()
-        # the unread results are applied at once; the dead one's wait for the idle time
-        until(lambda: f.all_done(tids[40:]), 60, "the unread results to be applied")
-        until(lambda: f.all_done(tids), 60, "the dead ingester's results to be claimed")
-        assert time.monotonic() - died >= 3 - 0.5, "claimed before the idle time"
+        # nothing is applied while the dead one's lease holds; then all of it, its entry first
+        until(lambda: f.all_done(tids), 60, "the dead ingester's stream to be taken over")
+        assert f.events(tg) == tids
         # the dead consumer, holding nothing now, is removed from the groups
         until(lambda: name not in f.consumers(stream) and not _in_wake_group(f, name), 30,
               "the dead ingester's consumer to be removed")
         assert live_name in f.consumers(stream)
     finally:
         counts = live.stop()
-    assert counts["applied"] == 60 and counts["claimed"] >= 1, counts
-    assert sorted(f.events(tg)) == sorted(tids)
-    assert "idle over 3s" in live.log.read_text()
+    assert counts["applied"] == 60 and counts["claimed"] == 1, counts
+    assert f"claimed 1 entries of {stream} that {name} held" in live.log.read_text()
     assert f.r.xpending(stream, "ingester")["pending"] == 0 and f.r.xlen(stream) == 0
 
 
-def test_a_dead_ingester_of_this_host_is_claimed_at_once(fabric, tmp_path):
+def test_a_dead_ingester_of_this_host_is_taken_over_at_once(fabric, tmp_path):
     """After a crash or power cut, a restarted ingester (new pid, so a new
-    name) takes over what its predecessor held without waiting for idleness."""
+    name) takes over what its predecessor held without waiting for its lease
+    (10 minutes here) to lapse."""
     f = fabric
     eid = f.endpoint()
     tg, tids = f.submit(eid, 30)
-    dead = IngesterProc(f.url, tmp_path / "a", tmp_path / "a.log")
+    dead = IngesterProc(f.url, tmp_path / "a", tmp_path / "a.log", FUNCX_INGEST_LEASE_S="600")
     name = _read_then_die(f, eid, dead, lambda: f.report(eid, tids, per_entry=30))
-    live = IngesterProc(f.url, tmp_path / "b", tmp_path / "b.log",
-                        FUNCX_INGEST_CLAIM_IDLE_S="600")
+    assert f.r.get(f"fx:ingester:lease:{eid}") == name
+    live = IngesterProc(f.url, tmp_path / "b", tmp_path / "b.log")
     try:
         until(lambda: f.all_done(tids), 60, "the predecessor's results to be claimed")
     finally:
         counts = live.stop()
     assert counts == {"applied": 30, "refused": 0, "claimed": 1}
-    assert f"that {name} (gone) held" in live.log.read_text()
-    assert sorted(f.events(tg)) == sorted(tids)
+    assert f"ingesters {name} of this host are gone" in live.log.read_text()
+    assert f.events(tg) == tids
 
 
 @pytest.fixture(autouse=True)
@@ -331,6 +464,8 @@ def test_forgetting_a_consumer_never_loses_what_it_held(fabric):
     stream = f"fx:ep:{eid}:results"
     me = Ingester(connect(f.url), consumer="host-b:2:2.00")
     me.refresh_streams()
+    me.tick()  # it holds the stream's lease: it is the one that forgets there
+    assert me.held == [stream]
     ghost = Ingester(connect(f.url), consumer="host-a:1:1.00")
     ghost.refresh_streams()
     assert ghost.io.pending(stream, 10) == [[stream.encode(), []]]  # it exists, holding nothing

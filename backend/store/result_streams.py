@@ -5,14 +5,16 @@ Results streams are written by endpoints, each a separate tenant, so they
 are read with a client that does not decode replies: an entry's bytes reach
 the ingester as they were written, and it decodes them one by one.
 
-Several ingesters (one per service host, all on one Redis) share the group,
-each under its own consumer name (:func:`consumer_name`: host, pid, start
-time), so each entry is delivered to one of them.  What a dead one read and
-never acknowledged stays in its pending list: :meth:`ResultStreams.claim_idle`
-(XAUTOCLAIM) and :meth:`ResultStreams.claim_from` move it to a live one.  Each
-ingester's read of its own pending wake entries (:meth:`ResultStreams.heartbeat`)
-keeps its idle time in the wake stream's group near zero: that is how the
-others tell a live ingester from a dead one.
+Several ingesters (``INGESTERS`` per service host, and several hosts, all on
+one Redis) share the group, each under its own consumer name
+(:func:`consumer_name`: host, pid, start time).  Each endpoint's stream is read
+only by the ingester holding its lease (backend/store/ingest_leases.py); what
+another consumer read and never acknowledged (a dead or paused one) stays in
+its pending list until the holder claims it (:meth:`ResultStreams.held_by_others`,
+:meth:`ResultStreams.claim_from`).  Each ingester's read of its own pending wake
+entries (:meth:`ResultStreams.heartbeat`) keeps its idle time in the wake
+stream's group near zero: that is how a consumer long gone is told from a live one
+(:meth:`ResultStreams.forget`).
 """
 from __future__ import annotations
 
@@ -131,29 +133,19 @@ class ResultStreams:
             out[s] = [(_text(c["name"]), int(c["pending"]), int(c["idle"])) for c in ans]
         return out
 
-    def claim_idle(self, streams: list[str], min_idle_ms: int, count: int) -> int:
-        """XAUTOCLAIM for this consumer every entry of ``streams`` (and of the
-        wake stream) that another consumer read over ``min_idle_ms`` ago and
-        never acknowledged; return how many results-stream entries were
-        claimed (read them with :meth:`pending`)."""
-        claimed = 0
-        for s in [keys.INGEST_WAKE, *streams]:
-            for _ in range(1000):  # bounded: the rest waits for the next call
-                try:
-                    # from the start each time: what this call claimed is no longer idle
-                    ids = self.r.xautoclaim(s, keys.INGEST_GROUP, self.consumer, min_idle_ms,
-                                            start_id="0-0", count=count, justid=True)
-                except redis.ResponseError as e:
-                    if "NOGROUP" in str(e):
-                        break
-                    raise
-                if ids and s == keys.INGEST_WAKE:
-                    self.r.xack(s, keys.INGEST_GROUP, *ids)
-                elif ids:
-                    claimed += len(ids)
-                if len(ids) < count:
-                    break
-        return claimed
+    def held_by_others(self, streams: list[str]) -> dict[str, list[str]]:
+        """For each of ``streams`` with entries read and not acknowledged,
+        the consumers holding them (this one included), in one round trip."""
+        with self.r.pipeline(transaction=False) as p:
+            for s in streams:
+                p.xpending(s, keys.INGEST_GROUP)
+            answers = p.execute(raise_on_error=False)
+        out: dict[str, list[str]] = {}
+        for s, ans in zip(streams, answers):
+            if isinstance(ans, Exception) or not ans or not ans.get("pending"):
+                continue  # NOGROUP (the stream is gone) or nothing pending
+            out[s] = [_text(c["name"]) for c in ans.get("consumers") or [] if int(c["pending"])]
+        return out
 
     def claim_from(self, stream: str, consumer: str, count: int) -> int:
         """Claim at once every entry ``consumer`` (a dead ingester) holds on
@@ -186,13 +178,6 @@ class ResultStreams:
                 p.xrange(stream, i, i)
             found = [item for rows in p.execute() for item in rows]
         return [(stream.encode(), found)] if found else []
-
-    def ack(self, stream: str, ids: list[str]) -> None:
-        """Acknowledge and delete entries of ``stream`` (after they were applied)."""
-        with self.r.pipeline(transaction=True) as p:
-            p.xack(stream, keys.INGEST_GROUP, *ids)
-            p.xdel(stream, *ids)
-            p.execute()
 
     @staticmethod
     def wake_stream() -> str:

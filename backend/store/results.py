@@ -33,26 +33,36 @@ def _predecessors(status: str) -> list[str]:
 
 @dataclass
 class Applied:
-    """What one call applied, and the task ids it refused with their reasons."""
+    """What one call applied, and the task ids it refused with their reasons;
+    ``fenced``: the endpoint's lease was another ingester's, so nothing past
+    that point was written (nor acknowledged)."""
 
     applied: int = 0
     refused: list[tuple[str, str]] = field(default_factory=list)
+    fenced: bool = False
 
 
-def _fields(e: Result) -> dict[str, str]:
-    out = {"completion_t": e.completion_t}
-    if e.status == TaskState.SUCCESS.value:
-        out["result"] = e.data
+_SUCCESS = TaskState.SUCCESS.value
+
+
+def _argv(e: Result, out: list[str]) -> None:
+    """Append ``e``'s APPLY_RESULTS arguments to ``out``: task id, status,
+    field count, then its record fields (output only when not empty)."""
+    at = len(out)
+    out += (e.task_id, e.status, "", "completion_t", e.completion_t)
+    if e.status == _SUCCESS:
+        out += ("result", e.data)
     else:
-        out["exception"] = e.data
+        out += ("exception", e.data)
         if e.exc_data:
-            out["exc_data"] = e.exc_data
+            out += ("exc_data", e.exc_data)
     if e.details:
-        out["details"] = msgspec.json.encode(e.details).decode()
+        out += ("details", msgspec.json.encode(e.details).decode())
     for stream in STREAMS:  # absent when the task wrote nothing there
-        if getattr(e, stream):
-            out[stream] = getattr(e, stream)
-    return out
+        text = getattr(e, stream)
+        if text:
+            out += (stream, text)
+    out[at + 2] = str((len(out) - at - 3) // 2)
 
 
 class ResultStore:
@@ -62,44 +72,55 @@ class ResultStore:
         self.r = r
         self._results = r.register_script(scripts.APPLY_RESULTS)
         self._status = r.register_script(scripts.APPLY_STATUS)
+        self._ack = r.register_script(scripts.ACK_RESULTS)
 
     def apply(self, entries: list[Result | StatusUpdate], eid: str,
-              then_ack: tuple[str, str, list] | None = None) -> Applied:
+              then_ack: tuple[str, str, list] | None = None, holder: str = "") -> Applied:
         """Apply endpoint ``eid``'s results and status updates; ``then_ack`` =
         (stream, group, entry ids) are acknowledged and deleted in the same
         round trip, after the writes (a crash in between only means a
-        re-apply, which first-result-wins ignores)."""
+        re-apply, which first-result-wins ignores).  With ``holder`` (an
+        ingester's consumer name) each script writes only while ``holder``
+        holds the endpoint's lease (backend/store/ingest_leases.py)."""
         results = [e for e in entries if isinstance(e, Result)]
         updates = [e for e in entries if isinstance(e, StatusUpdate) and e.task_ids]
+        lease = keys.ingest_lease(eid)
         calls: list[list[str]] = []
         with self.r.pipeline(transaction=False) as p:
             for start in range(0, len(results), CHUNK):
                 chunk = results[start:start + CHUNK]
-                argv: list[str] = [eid]
+                argv: list[str] = [eid, holder]
                 for e in chunk:
-                    fields = _fields(e)
-                    argv += [e.task_id, e.status, str(len(fields))]
-                    for k, v in fields.items():
-                        argv += [k, v]
-                self._results(keys=[keys.ep_outstanding(eid), *(keys.task(e.task_id) for e in chunk)],
+                    _argv(e, argv)
+                self._results(keys=[keys.ep_outstanding(eid), lease,
+                                    *[keys.task(e.task_id) for e in chunk]],
                               args=argv, client=p)
                 calls.append([e.task_id for e in chunk])
             for u in updates:
-                self._status(keys=[keys.task(t) for t in u.task_ids],
-                             args=[eid, u.status, *_predecessors(u.status)], client=p)
+                self._status(keys=[lease, *[keys.task(t) for t in u.task_ids]],
+                             args=[eid, holder, u.status, *_predecessors(u.status)], client=p)
                 calls.append(list(u.task_ids))
-            if then_ack:
+            if then_ack and then_ack[2]:
                 stream, group, ids = then_ack
-                if ids:
-                    p.xack(stream, group, *ids)
-                    p.xdel(stream, *ids)
+                self._ack(keys=[lease, stream], args=[holder, group, *ids], client=p)
             out = p.execute()
         done = Applied()
         n_results = (len(results) + CHUNK - 1) // CHUNK
         for i, (tids, (count, refused)) in enumerate(zip(calls, out)):
+            if int(count) < 0:
+                done.fenced = True
+                continue
             if i < n_results:
                 done.applied += int(count)
             for pos, why in refused:
                 why = why.decode() if isinstance(why, bytes) else why
                 done.refused.append((tids[int(pos) - 1], REASONS.get(why, why)))
+        if then_ack and then_ack[2] and int(out[-1]) < 0:
+            done.fenced = True
         return done
+
+    def ack(self, stream: str, ids: list[str], eid: str, holder: str = "") -> bool:
+        """Acknowledge and delete entries of endpoint ``eid``'s ``stream``
+        (while ``holder`` holds its lease, when given); whether it was done."""
+        return int(self._ack(keys=[keys.ingest_lease(eid), stream],
+                             args=[holder, keys.INGEST_GROUP, *ids])) > 0

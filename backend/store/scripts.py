@@ -111,17 +111,25 @@ redis.call('ZADD', h.user_tgs_key, h.now, h.tg)
 for _, fc in ipairs(h.codes) do redis.call('SET', fc[1], ARGV[fc[2]], 'NX') end
 for _, cs in ipairs(h.containers) do redis.call('SET', cs[1], ARGV[cs[2]]) end
 local expires = h.now + h.ttl
-local all = {}
+local all, queued_set = {}, {}
+local aliased = h.client_tg ~= h.tg
 for _, b in ipairs(h.batches) do
   for _, t in ipairs(b.tasks) do
     local tid, bytes = t[1], t[3]
     local k = h.task_prefix .. tid
-    redis.call('HSET', k, 'task_id', tid, 'status', h.status, 'function_id', b.fids[t[2]],
-               'endpoint_id', b.eid, 'task_group_id', h.tg, 'owner', h.owner,
-               'created_at', h.now_s, 'payload_bytes', bytes)
-    if h.client_tg ~= h.tg then redis.call('HSET', k, 'client_task_group_id', h.client_tg) end
+    if aliased then
+      redis.call('HSET', k, 'task_id', tid, 'status', h.status, 'function_id', b.fids[t[2]],
+                 'endpoint_id', b.eid, 'task_group_id', h.tg, 'owner', h.owner,
+                 'created_at', h.now_s, 'payload_bytes', bytes,
+                 'client_task_group_id', h.client_tg)
+    else
+      redis.call('HSET', k, 'task_id', tid, 'status', h.status, 'function_id', b.fids[t[2]],
+                 'endpoint_id', b.eid, 'task_group_id', h.tg, 'owner', h.owner,
+                 'created_at', h.now_s, 'payload_bytes', bytes)
+    end
     redis.call('EXPIRE', k, h.ttl)
-    redis.call('ZADD', KEYS[1], expires, tid .. ':' .. bytes)
+    queued_set[#queued_set + 1] = expires
+    queued_set[#queued_set + 1] = tid .. ':' .. bytes
     all[#all + 1] = tid
   end
   local entry = {}
@@ -130,6 +138,9 @@ for _, b in ipairs(h.batches) do
   redis.call('INCRBY', b.outstanding, #b.tasks)
 end
 redis.call('INCRBY', KEYS[2], h.nbytes)
+for i = 1, #queued_set, 1000 do
+  redis.call('ZADD', KEYS[1], unpack(queued_set, i, math.min(i + 999, #queued_set)))
+end
 for i = 1, #all, 1000 do
   redis.call('RPUSH', h.tg_tasks_key, unpack(all, i, math.min(i + 999, #all)))
 end
@@ -191,35 +202,50 @@ return out
 """)
 
 #: Apply one endpoint's results (first terminal result wins; only tasks whose
-#: record names this endpoint).  KEYS[1]: the endpoint's outstanding counter;
-#: KEYS[2..]: the task records, one per result.  ARGV: endpoint id, then per
-#: result: task_id, status, field count, field/value pairs.  Returns
-#: {applied, {position, reason}...}: position is the result's 1-based index,
-#: reason "unknown" (no such task) or "foreign" (another endpoint's).  The task
-#: group of the completion event is read from the record, never from the message;
-#: a task that becomes terminal leaves its owner's quotas.  A result refused
-#: because its task was cancelled meanwhile takes the id out of the endpoint's
-#: cancelled set (the agent has finished with it; else the id would stay there,
-#: read by the agent's cancellation check, until the set's TTL).
-APPLY_RESULTS = RELEASE + _lua("""
+#: record names this endpoint), if the applying ingester still holds the
+#: endpoint's lease (backend/store/ingest_leases.py: a fence, so one endpoint's
+#: results are applied by one ingester at a time).  KEYS[1]: the endpoint's
+#: outstanding counter; KEYS[2]: the endpoint's ingest lease; KEYS[3..]: the task
+#: records, one per result.  ARGV: endpoint id, the ingester's consumer name
+#: ('': no fence, for the service's own failures), then per result: task_id,
+#: status, field count, field/value pairs.  Returns {applied, {position,
+#: reason}...}: position is the result's 1-based index, reason "unknown" (no such
+#: task) or "foreign" (another endpoint's); or {-1, {}} with nothing written when
+#: the lease is another's.  The task group of the completion event is read from
+#: the record, never from the message.  Tasks that become terminal leave their
+#: owners' quotas (as ``fx_release`` does, one ZMSCORE / ZREM / DECRBY per owner
+#: and call instead of per task).  A result refused because its task was
+#: cancelled meanwhile takes the id out of the endpoint's cancelled set (the
+#: agent has finished with it; else the id would stay there, read by the agent's
+#: cancellation check, until the set's TTL).
+APPLY_RESULTS = _lua("""
 local terminal = {{terminal}}
-local eid = ARGV[1]
-local applied, a, refused = 0, 2, {}
+local eid, holder = ARGV[1], ARGV[2]
+if holder ~= '' and redis.call('GET', KEYS[2]) ~= holder then return {-1, {}} end
+local applied, a, refused = 0, 3, {}
 local cancelled_key = '{{cancelled_prefix}}' .. eid .. '{{cancelled_suffix}}'
-for i = 2, #KEYS do
+local freed, owners = {}, {}
+for i = 3, #KEYS do
   local tid, status, nf = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
-  local rec = redis.call('HMGET', KEYS[i], 'status', 'endpoint_id', 'task_group_id')
+  local rec = redis.call('HMGET', KEYS[i], 'status', 'endpoint_id', 'task_group_id', 'owner',
+                         'payload_bytes')
   local cur, ep, tg = rec[1], rec[2], rec[3]
   if not cur then
-    refused[#refused + 1] = {i - 1, 'unknown'}
+    refused[#refused + 1] = {i - 2, 'unknown'}
   elseif ep ~= eid then
-    refused[#refused + 1] = {i - 1, 'foreign'}
+    refused[#refused + 1] = {i - 2, 'foreign'}
   elseif not terminal[cur] then
-    redis.call('HSET', KEYS[i], 'status', status)
-    for f = a + 3, a + 2 + 2 * nf, 2 do
-      redis.call('HSET', KEYS[i], ARGV[f], ARGV[f + 1])
+    redis.call('HSET', KEYS[i], 'status', status, unpack(ARGV, a + 3, a + 2 + 2 * nf))
+    if rec[4] and rec[5] then
+      local f = freed[rec[4]]
+      if not f then
+        f = {m = {}, b = {}}
+        freed[rec[4]] = f
+        owners[#owners + 1] = rec[4]
+      end
+      f.m[#f.m + 1] = tid .. ':' .. rec[5]
+      f.b[#f.b + 1] = tonumber(rec[5])
     end
-    fx_release(KEYS[i], tid)
     if tg and tg ~= '' then
       redis.call('XADD', '{{ev_prefix}}' .. tg .. '{{ev_suffix}}', 'MAXLEN', '~', {{events_maxlen}},
                  '*', 'task_id', tid, 'status', status)
@@ -230,25 +256,109 @@ for i = 2, #KEYS do
   end
   a = a + 3 + 2 * nf
 end
+-- the quotas: a task still in its owner's queued set leaves it, with its bytes
+for _, o in ipairs(owners) do
+  local base, f = '{{user_prefix}}' .. o .. '{{queued_suffix}}', freed[o]
+  local there = redis.call('ZMSCORE', base, unpack(f.m))
+  local gone, bytes = {}, 0
+  for j = 1, #f.m do
+    if there[j] then
+      gone[#gone + 1] = f.m[j]
+      bytes = bytes + f.b[j]
+    end
+  end
+  if #gone > 0 then
+    redis.call('ZREM', base, unpack(gone))
+    if redis.call('DECRBY', base .. '{{bytes_suffix}}', bytes) < 0 then
+      redis.call('SET', base .. '{{bytes_suffix}}', 0)
+    end
+  end
+end
 if applied > 0 then redis.call('DECRBY', KEYS[1], applied) end
 return {applied, refused}
 """)
 
-#: Move tasks of one endpoint to a new non-terminal status.  KEYS: task records.
-#: ARGV: endpoint id, the new status, then the statuses it may replace.  Returns
-#: {changed, {position, reason}...} as APPLY_RESULTS does.
+#: Acknowledge and delete applied entries of an endpoint's results stream, if
+#: the ingester still holds the endpoint's lease.  KEYS[1]: the endpoint's ingest
+#: lease; KEYS[2]: its results stream.  ARGV: the ingester's consumer name ('':
+#: no fence), the consumer group, then the entry ids.  Returns 1, or -1 (nothing
+#: done) when the lease is another's: the entries stay pending for its holder.
+ACK_RESULTS = _lua("""
+if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+for i = 3, #ARGV, 1000 do
+  local j = math.min(i + 999, #ARGV)
+  redis.call('XACK', KEYS[2], ARGV[2], unpack(ARGV, i, j))
+  redis.call('XDEL', KEYS[2], unpack(ARGV, i, j))
+end
+return 1
+""")
+
+#: Move tasks of one endpoint to a new non-terminal status, if the applying
+#: ingester still holds the endpoint's lease (as APPLY_RESULTS).  KEYS[1]: the
+#: endpoint's ingest lease; KEYS[2..]: task records.  ARGV: endpoint id, the
+#: ingester's consumer name ('': no fence), the new status, then the statuses it
+#: may replace.  Returns {changed, {position, reason}...} as APPLY_RESULTS does
+#: ({-1, {}}: the lease is another's, nothing written).
 APPLY_STATUS = _lua("""
 local eid = ARGV[1]
+if ARGV[2] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[2] then return {-1, {}} end
 local allowed = {}
-for i = 3, #ARGV do allowed[ARGV[i]] = true end
+for i = 4, #ARGV do allowed[ARGV[i]] = true end
 local n, refused = 0, {}
-for i, k in ipairs(KEYS) do
+for i = 2, #KEYS do
+  local k = KEYS[i]
   local rec = redis.call('HMGET', k, 'status', 'endpoint_id')
-  if not rec[1] then refused[#refused + 1] = {i, 'unknown'}
-  elseif rec[2] ~= eid then refused[#refused + 1] = {i, 'foreign'}
-  elseif allowed[rec[1]] then redis.call('HSET', k, 'status', ARGV[2]); n = n + 1 end
+  if not rec[1] then refused[#refused + 1] = {i - 1, 'unknown'}
+  elseif rec[2] ~= eid then refused[#refused + 1] = {i - 1, 'foreign'}
+  elseif allowed[rec[1]] then redis.call('HSET', k, 'status', ARGV[3]); n = n + 1 end
 end
 return {n, refused}
+""")
+
+#: Renew one ingester's membership of the live set (backend/store/ingest_leases.py).
+#: KEYS[1]: the live set (member: consumer name, score: when it lapses, ms on
+#: Redis's clock).  ARGV: the ingester's name, the lease in ms, then names of
+#: ingesters known to be dead (removed).  Lapsed members are removed.  Returns the
+#: live members.
+INGEST_LIVE = _lua("""
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for i = 3, #ARGV do redis.call('ZREM', KEYS[1], ARGV[i]) end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+""")
+
+#: Take, renew or give up endpoints' ingest leases for one ingester.  KEYS[1]: the
+#: live set; KEYS[2..]: the endpoints' lease keys.  ARGV: the ingester's name, the
+#: lease in ms, then one flag per lease key: '1' the endpoint is meant for this
+#: ingester (take it if free, renew it if held), '0' it is not (give it up if
+#: held).  A lease whose holder is not in the live set (or has lapsed there) is
+#: free.  Returns, per lease key, 1 held by this ingester now, else 0.
+INGEST_LEASES = _lua("""
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local me, ms = ARGV[1], ARGV[2]
+local out = {}
+for i = 2, #KEYS do
+  local k, want = KEYS[i], ARGV[1 + i] == '1'
+  local cur = redis.call('GET', k)
+  if cur and cur ~= me then
+    local until_ms = redis.call('ZSCORE', KEYS[1], cur)
+    if not until_ms or tonumber(until_ms) < now then
+      redis.call('DEL', k)
+      cur = false
+    end
+  end
+  if want and (not cur or cur == me) then
+    redis.call('SET', k, me, 'PX', ms)
+    out[i - 1] = 1
+  else
+    if cur == me then redis.call('DEL', k) end
+    out[i - 1] = 0
+  end
+end
+return out
 """)
 
 #: Take a long-poll slot.  KEYS[1]: the identity's open polls (a sorted set by

@@ -82,6 +82,17 @@ def container(cid: str) -> str:
 
 ENDPOINTS = f"{PREFIX}:endpoints"  # set of every registered endpoint id
 INGEST_WAKE = f"{PREFIX}:ingester:wake"  # stream: "a new results stream exists"
+#: sorted set of the live ingesters: consumer name -> when its membership lapses (ms)
+INGEST_LIVE = f"{PREFIX}:ingester:live"
+
+
+def ingest_lease(eid: str) -> str:
+    """The consumer name of the one ingester applying endpoint ``eid``'s results
+    (expiring; backend/store/ingest_leases.py).  Outside the endpoint's own
+    ``fx:ep:{eid}:*`` namespace: its Redis user cannot touch it."""
+    return f"{PREFIX}:ingester:lease:{eid}"
+
+
 #: stream of refused entries: {origin, stream, entry_id, reason, t, fields (truncated JSON)}
 DEAD_LETTERS = f"{PREFIX}:deadletters"
 
