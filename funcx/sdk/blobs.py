@@ -40,24 +40,30 @@ def blob_bytes(payload: str) -> int:
     return sum(binary.size(b) for b in getattr(payload, "blobs", ()))
 
 
+_NO_BUFFER = frozenset({type(None), bool, int, float, complex})
+_SIZED = frozenset({bytes, bytearray, str})
+_CONTAINERS = frozenset({list, tuple, set, frozenset})
+
+
 def _estimate(obj: Any, budget: list[int]) -> int:
     """A cheap lower bound of ``obj``'s pickled size: array and buffer bytes,
-    looked for in at most ``_SCAN_BUDGET`` objects."""
+    looked for in at most ``_SCAN_BUDGET`` objects (0 for a task of scalars)."""
+    t = type(obj)
+    if t in _NO_BUFFER:
+        return 0
     budget[0] -= 1
     if budget[0] < 0:
         return 0
-    if isinstance(obj, (bytes, bytearray, str)):
+    if t in _SIZED:
         return len(obj)
-    if isinstance(obj, memoryview):
+    if t in _CONTAINERS:
+        return sum(_estimate(x, budget) for x in obj)
+    if t is dict:
+        return sum(_estimate(v, budget) for v in obj.values())
+    if t is memoryview:
         return obj.nbytes
     nbytes = getattr(obj, "nbytes", None)  # numpy arrays, pandas objects
-    if isinstance(nbytes, int):
-        return nbytes
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return sum(_estimate(x, budget) for x in obj)
-    if isinstance(obj, dict):
-        return sum(_estimate(v, budget) for v in obj.values())
-    return 0
+    return nbytes if isinstance(nbytes, int) else 0
 
 
 _SCALARS = (type(None), bool, int, float, complex, str, bytes, bytearray)
@@ -100,9 +106,14 @@ def serialize_payload(serializer: FuncXSerializer, args: tuple, kwargs: dict) ->
     """The task payload of ``(args, kwargs)``: as ``serializer`` makes it,
     unless an item is large (at least ``FUNCX_BLOB_MIN_BYTES`` as bytes) and
     the data strategy is the default ``00``: then a :class:`BlobPayload`."""
+    budget, estimate = [_SCAN_BUDGET], 0
+    for value in (*args, *kwargs.values()):
+        if type(value) not in _NO_BUFFER:  # (a task of scalars: one type test each)
+            estimate += _estimate(value, budget)
+    if not estimate or serializer.data_order[0] != "00":  # no buffers: no setting to read
+        return serializer.serialize_payload(args, kwargs)
     minimum = binary.blob_min_bytes()
-    if serializer.data_order[0] != "00" or \
-            _estimate((args, kwargs), [_SCAN_BUDGET]) < minimum // 2:
+    if estimate < minimum // 2:
         return serializer.serialize_payload(args, kwargs)
     items: list[str] = []
     blobs: list[bytes] = []
