@@ -11,15 +11,29 @@ with Retry-After; past ``WEB_LONGPOLL_THREADS`` waiting in one web process a
 poll does not wait: it answers at once with what is there, or, with nothing
 there, 429 ``LONGPOLL_LIMIT`` with Retry-After (so a client backs off instead of
 spinning), and request threads always remain for everyone else.
+
+Asked with ``Accept: text/event-stream``, the events route streams instead of
+answering once (server-sent events; the SDK's side is funcx.sdk.event_stream):
+each answer of the long-poll is a ``data:`` message as soon as its events are
+in, and the request goes on until ``timeout``, so a client waiting on task
+after task pays for one request, one authentication and one slot per
+``timeout`` rather than per answer.  A comment line (a heartbeat) goes out
+after each ``XREAD_SLICE_MS`` without events: the client sees the stream is
+alive, and a client that has gone is noticed at that write, which ends the
+stream and frees its slot.
 """
 from __future__ import annotations
 
+import logging
 import math
 import random
 import re
 import time
+from collections.abc import Iterator
 
-from flask import Blueprint, jsonify, request
+import msgspec
+import redis as redis_lib
+from flask import Blueprint, Response, jsonify, request, stream_with_context
 
 from backend.api_errors import ApiError, bad_request, not_found
 from backend.auth import current_user
@@ -32,11 +46,16 @@ from funcx.defaults import setting
 from funcx.protocol import error_codes
 
 bp = Blueprint("taskgroups", __name__)
+log = logging.getLogger(__name__)
 STREAM_ID = re.compile(r"[0-9]{1,19}(-[0-9]{1,19})?")
 XREAD_SLICE_MS = 2000
 #: Retry-After of a refused long-poll, drawn from this range so that refused
 #: pollers do not all come back in the same instant
 RETRY_AFTER_S = (1, 4)
+#: the media type of a streamed events answer (server-sent events)
+STREAM_TYPE = "text/event-stream"
+#: a stream's first bytes (its headers go out with them) and its heartbeat
+OPENED, HEARTBEAT = b": open\n\n", b": idle\n\n"
 
 
 def _owned(tg: str) -> tuple[str, str]:
@@ -85,6 +104,7 @@ def taskgroup_events(tg: str):
     except ValueError:
         raise bad_request("timeout must be a number of seconds") from None
     wait_s = max(0.0, min(timeout, float(setting("LONGPOLL_MAX_S"))))
+    stream = wait_s > 0 and request.accept_mimetypes.best == STREAM_TYPE
     slot = None
     if wait_s > 0:
         slot = longpolls.Slot(redis(), user, wait_s)
@@ -92,7 +112,12 @@ def taskgroup_events(tg: str):
             raise _busy(f"you have {int(setting('LONGPOLL_PER_IDENTITY'))} long-polls open "
                         "already, the most one identity may")
         if not slot.thread:  # this process's long-poll threads are all waiting: do not wait
-            wait_s = 0.0
+            wait_s, stream = 0.0, False
+    if stream and slot is not None:
+        resp = Response(stream_with_context(_stream(internal, tg, user, after, wait_s)),
+                        mimetype=STREAM_TYPE, headers={"Cache-Control": "no-store"})
+        resp.call_on_close(slot.release)  # however it ends: done, client gone, an error
+        return resp
     try:
         deadline = time.monotonic() + wait_s
         while True:  # block in slices shorter than the Redis client's socket timeout (5 s)
@@ -106,8 +131,39 @@ def taskgroup_events(tg: str):
             slot.release()
     if degraded and not events:
         raise _busy("the service is busy with other long-polls")
+    return jsonify(_answer(tg, user, after, events))
+
+
+def _answer(tg: str, user: str, after: str, events: list) -> dict:
+    """One answer: the caller's terminal task documents of ``events`` (read in
+    one round trip, which starts their retention clock) and the cursor after them."""
     last = events[-1][0] if events else after
     tids = list(dict.fromkeys(f["task_id"] for _, f in events))
     recs = tasks().fetch(tids, user)
-    return jsonify({"taskgroup_id": tg, "last_id": last,
-                    "tasks": shown([document(r) for r in recs if r and r.get("owner") == user])})
+    return {"taskgroup_id": tg, "last_id": last,
+            "tasks": shown([document(r) for r in recs if r and r.get("owner") == user])}
+
+
+def _stream(internal: str, tg: str, user: str, after: str, wait_s: float) -> Iterator[bytes]:
+    """The streamed events answer (in the request's context): a ``data:``
+    message per batch of events as they come (the blocking XREAD is woken by
+    the XADD itself), a heartbeat after each quiet slice, until ``wait_s``
+    has passed.  A Redis failure ends the stream (logged); the client's next
+    request gets the service's 503."""
+    deadline = time.monotonic() + wait_s
+    yield OPENED
+    while True:
+        left_ms = int((deadline - time.monotonic()) * 1000)
+        if left_ms <= 0:
+            return
+        try:
+            events = tasks().events_after(internal, after, min(left_ms, XREAD_SLICE_MS))
+            answer = _answer(tg, user, after, events) if events else None
+        except redis_lib.RedisError as e:
+            log.warning("events stream of task group %s ended: %s", tg, type(e).__name__)
+            return
+        if answer is None:
+            yield HEARTBEAT
+            continue
+        after = answer["last_id"]
+        yield b"data: " + msgspec.json.encode(answer) + b"\n\n"

@@ -1,9 +1,10 @@
 """``FuncXExecutor``: a ``concurrent.futures.Executor`` over a funcX endpoint.
 
 ``submit`` returns a future at once.  A submit thread coalesces queued
-submissions into batch requests; a watcher thread long-polls the task
-group's completion events (results are pushed: no per-task request, no
-fixed-interval polling) and completes futures as results arrive.
+submissions into batch requests (one goes out at once when it is alone); a
+watcher thread listens to the task group's completion events over one
+streamed request (funcx.sdk.event_stream: results are pushed, no per-task
+request, no fixed-interval polling) and completes futures as results arrive.
 """
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ from funcx.protocol.retry import build_policy, policy_key
 from funcx.sdk.blobs import fetch_result, is_blob_result, serialize_payload
 from funcx.sdk.cancel import cancel_answers
 from funcx.sdk.dependencies import Held, find_futures
+from funcx.sdk.event_stream import EventStream
+from funcx.sdk.future import FuncXFuture
 from funcx.sdk.results import task_output, task_status
 from funcx.sdk.task_options import TaskOptions
 from funcx.sdk.web_client import WebClient, retry_pause
@@ -36,83 +39,6 @@ LONGPOLL_S = 20.0
 WATCH_BACKOFF_S = (0.5, 10.0)
 #: the longest the watcher waits on a service's Retry-After before polling again
 RETRY_AFTER_MAX_S = 60.0
-
-
-class FuncXFuture(cf.Future):
-    """A future of one funcX task; ``task_id`` is set once the task is submitted.
-
-    It stays pending until its result arrives, so ``cancel()`` works until the
-    task finishes, running or not: a submitted task is cancelled on the service
-    too (its endpoint kills the worker running it), and one whose submit is
-    still in flight is cancelled on the service as soon as its id is known.
-    """
-
-    def __init__(self, task_id: str | None = None):
-        super().__init__()
-        self.task_id = task_id
-        self._executor: FuncXExecutor | None = None
-        self.submitted = threading.Event()  # set once task_id is known
-        #: the name of the task's function (in a failed dependent's error), when known
-        self.function_name: str | None = None
-        #: the resource_specification it was submitted with (set by the executor)
-        self._resource_specification: dict[str, Any] = {}
-        #: each run of a task that had a retry policy or was retried (README "Retries")
-        self.attempts: list[dict] | None = None
-        if task_id:
-            self.submitted.set()
-        self._output: dict[str, str] = {}  # the task's stdout/stderr, set as it completes
-
-    @property
-    def stdout(self) -> str | None:
-        """What the task wrote to stdout ("" when nothing; None until done)."""
-        return self._output.get("stdout", "") if self.done() else None
-
-    @property
-    def stderr(self) -> str | None:
-        """What the task wrote to stderr ("" when nothing; None until done)."""
-        return self._output.get("stderr", "") if self.done() else None
-
-    def cancel(self) -> bool:
-        """Cancel the task, queued or running: the service cancels it (a running
-        task's worker is killed by its endpoint) and this future ends cancelled
-        (``result()`` raises ``CancelledError``); False once the task has
-        finished.  Unlike a local ``concurrent.futures`` future, this one stays
-        pending while its task runs remotely, so a running task can be stopped."""
-        if self.done():
-            return self.cancelled()
-        if self.task_id is None and self._executor is not None:
-            with self._executor._lock:  # _submitted sees it cancelled, or sets the id first
-                if self.task_id is None:
-                    return super().cancel()
-        if self.task_id is not None and self._executor is not None:
-            try:
-                if not self._executor.client.cancel_task(self.task_id):
-                    return False  # it finished first
-            except FuncxError:
-                return False
-        return super().cancel()
-
-    def _finish(self, result: Any = None, exc: BaseException | None = None) -> None:
-        if not self.set_running_or_notify_cancel():
-            return  # cancelled: its result is discarded
-        if exc is not None:
-            self.set_exception(exc)
-        else:
-            self.set_result(result)
-
-    def __repr__(self) -> str:
-        return f"<FuncXFuture task_id={self.task_id} state={self._state}>"
-
-    def _repr_html_(self) -> str:
-        from funcx.sdk.reprs import task_html
-
-        if self.cancelled():
-            return task_html("FuncXFuture", self.task_id, "cancelled")
-        if not self.done():
-            return task_html("FuncXFuture", self.task_id, "pending")
-        exc = self.exception()
-        return task_html("FuncXFuture", self.task_id, "failed" if exc else "success",
-                         None if exc else self.result(), exc, done=True)
 
 
 #: options of earlier FuncXExecutor generations that have no meaning here, and why;
@@ -200,6 +126,7 @@ class FuncXExecutor(cf.Executor):
         self._group_exists = task_group_id is not None  # a given group may already exist
         self._shutdown = False
         self._cursor = "0"
+        self._stream: EventStream | None = None  # the watcher's open events stream
         # its own connections: one for submitting, one for the long-poll; the
         # executor batches by design, so the client's request throttle does not apply
         self._submit_web = WebClient(self.client.funcx_service_address, self.client._token,
@@ -437,11 +364,8 @@ class FuncXExecutor(cf.Executor):
                 if self._shutdown and not self._pending and not self._in_flight \
                         and not self._held:
                     return
-            try:  # retry_s=0: failures, 429s included, are waited out below
-                resp = self._watch_web.get(f"/v2/taskgroup/{self.task_group_id}/events",
-                                           params={"after": self._cursor, "timeout": LONGPOLL_S,
-                                                   "blobs": 1},  # large results by reference
-                                           timeout=LONGPOLL_S + 30, retry_s=0)
+            try:  # failures, 429s included, are waited out below
+                self._listen()
                 backoff = WATCH_BACKOFF_S[0]
             except FuncxError as e:
                 if getattr(e, "code", None) == error_codes.TASK_GROUP_NOT_FOUND \
@@ -458,9 +382,31 @@ class FuncXExecutor(cf.Executor):
                         else logging.WARNING,
                         "waiting for results failed (%s); retrying in %.1f s", e, pause)
                 self._pause(pause)
-                continue
-            self._cursor = resp["last_id"]
-            self._complete(resp["tasks"])
+
+    def _idle(self) -> bool:  # nothing to watch: no task unfinished or on its way
+        with self._lock:
+            return not self._pending and not self._in_flight and not self._held
+
+    def _listen(self) -> None:
+        """One events stream, until it ends (its timeout) or, at a heartbeat, nothing
+        is left to watch: open between tasks that follow closely, a lone task's
+        result comes on a request already waiting."""
+        self._stream = stream = EventStream(
+            self._watch_web, f"/v2/taskgroup/{self.task_group_id}/events",
+            {"after": self._cursor, "timeout": LONGPOLL_S, "blobs": 1},  # large results: refs
+            LONGPOLL_S + 30)
+        try:
+            for answer in stream:
+                if answer is None:  # a heartbeat
+                    if self._idle():
+                        return
+                    continue
+                self._cursor = answer.last_id
+                self._complete(answer.tasks)
+                if self._shutdown and self._idle():
+                    return
+        finally:
+            stream.close()
 
     def _pause(self, seconds: float) -> None:
         """Wait ``seconds`` before the next long-poll: a submit's notify does not
@@ -579,3 +525,5 @@ class FuncXExecutor(cf.Executor):
                     self._lock.wait()
         with self._lock:
             self._lock.notify_all()
+        if self._stream is not None and self._idle():  # free its long-poll slot now
+            self._stream.close()
