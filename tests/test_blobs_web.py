@@ -145,6 +145,21 @@ def test_a_hostile_frames_body_is_refused_with_frames_invalid_and_stores_nothing
     assert raw.xlen(keys.ep_tasks(eid)) == queued_before
 
 
+def test_a_retried_frames_submit_stores_its_blobs_once(http, parked, raw):
+    """The same Idempotency-Key again: the first answer, and no second copy
+    of the frames (the first request's tasks reference the first blobs)."""
+    eid, _, fid = parked
+    header = {"tasks": {fid: [_payload("bb\n0")]}, "task_group_id": str(uuid.uuid4())}
+    before = _blob_keys(raw, eid)
+    key = uuid.uuid4().hex
+    first = _post_frames(http, eid, header, [binary.dumps((BIG,))], **{"Idempotency-Key": key})
+    stored = _blob_keys(raw, eid) - before
+    again = _post_frames(http, eid, header, [binary.dumps((BIG,))], **{"Idempotency-Key": key})
+    assert first.status_code == again.status_code == 200, again.text
+    assert again.json()["tasks"] == first.json()["tasks"]
+    assert len(stored) == 1 and _blob_keys(raw, eid) - before == stored
+
+
 @pytest.mark.parametrize("route", ["v3", "v2"])
 def test_a_json_submit_may_not_hold_a_blob_reference(http, parked, raw, route):
     """A reference only names a frame of its own body: a JSON body naming a
