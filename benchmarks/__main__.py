@@ -1,7 +1,8 @@
 """The benchmark suite: funcX beside Parsl HTEX, Dask, Ray and a
-multiprocessing pool, all with 2 workers, in one run.
+multiprocessing pool, all with 2 workers unless a figure says otherwise, in one run.
 
-    python -m benchmarks run [--quick] [--only NAMES] [--repeat N]
+    python -m benchmarks run [--quick] [--only NAMES] [--repeat N] [--workers 1,2,4]
+        [--endpoints 1,2,4] [--agg-workers W] [--agg-tasks N] [--payload-mib 1,10,100]
 
 It starts a funcX service and endpoints itself (in a throwaway FUNCX_HOME),
 runs each figure for funcX and for each peer, repeats it, and prints the
@@ -16,36 +17,50 @@ numbers mean little).  Figures (``--only`` takes a comma-separated subset):
   batch       funcX batch_run + wait + get_batch_result beside the executor
   memory      Redis bytes per queued task and per result; service RSS
   cli         ``funcx --help`` start-up beside peer CLIs
-  scaling     executor tasks/s for 1, 2, 4 workers and for growing task counts
+  scaling     tasks/s of 10,000 no-ops at each --workers count for funcX (one
+              endpoint with that many workers) and Parsl HTEX, Dask, Ray
+              (restarted with that many); funcX for growing task counts
+  aggregate   E endpoints (--endpoints) on the one service, one client process
+              each, all at once: E*N / (last end - first start)
+  large-payload  a 1, 10, 100 MiB numpy array (--payload-mib) to an identity
+              task and back: funcX executor, Dask scatter+submit+gather, Ray
+              put+remote+get, Parsl HTEX; p50
 """
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import signal
 import statistics
 import sys
 import time
+from typing import Any
 
+from benchmarks import aggregate as agg
 from benchmarks import harness as h
+from benchmarks import large_payload as lp
+from benchmarks import options
+from benchmarks import scaling as sc
+from benchmarks.options import FIGURES, Plan
 from benchmarks.peers import PEERS, Peer
 
-FIGURES = ["throughput", "roundtrip", "payload", "startup", "batch", "memory", "cli", "scaling"]
 FUNCX_FIGURES = set(FIGURES) - {"cli"}
-PEER_FIGURES = {"throughput", "roundtrip", "payload", "startup"}
-SIZES = {
+PEER_FIGURES = {"throughput", "roundtrip", "payload", "startup", "scaling", "large-payload"}
+SIZES: dict[str, dict[str, Any]] = {
     "quick": dict(tasks=500, rtt=20, payload=5, queued=1_000, results=1_000, rss=2_000,
-                  workers_tasks=1_000, counts=(200, 1_000, 2_000), cli_runs=2),
+                  counts=(200, 1_000, 2_000), cli_runs=2),
     "full": dict(tasks=10_000, rtt=200, payload=20, queued=10_000, results=10_000,
-                 rss=100_000, workers_tasks=10_000, counts=(1_000, 10_000, 100_000), cli_runs=10),
+                 rss=100_000, counts=(1_000, 10_000, 100_000), cli_runs=10),
 }
 MIB = 1024 * 1024
 FUNCX = "funcX (FuncXExecutor, via service)"
 
 
 class Suite:
-    def __init__(self, mode: str, repeat: int, only: set[str]):
-        self.s, self.repeat, self.only = SIZES[mode], repeat, only
+    def __init__(self, mode: str, repeat: int, only: set[str], plan: Plan):
+        self.s, self.repeat, self.only, self.plan = SIZES[mode], repeat, only, plan
+        self.quick = mode == "quick"
         # start-up samples: each costs a whole cluster start (Ray's alone takes
         # 10-20 s on a busy 2-core machine), so --quick takes one
         self.starts = 1 if mode == "quick" else repeat
@@ -60,7 +75,6 @@ class Suite:
             "batch": f"5 batch_run {s['tasks']:,} + wait + get_batch_result",
             "memory": "6 service memory",
             "cli": f"7 CLI --help start-up ({s['cli_runs']} runs)",
-            "workers": f"8 scaling: workers ({s['workers_tasks']:,} no-ops)",
             "counts": "8 scaling: task count (2 workers)",
         }
 
@@ -114,17 +128,17 @@ class Suite:
             return
         h.log("funcX: starting the service and an endpoint with 2 workers")
         try:
-            with Fabric() as fab:
+            with Fabric(large_mib=max(self.plan.payload_mib)) as fab:
                 for f in figs:
                     h.log(f"funcX: {f}")
-                    getattr(self, f"funcx_{f}")(fab)
+                    getattr(self, f"funcx_{f.replace('-', '_')}")(fab)
         except Exception as e:  # the fabric itself did not start (or stop)
             h.log(f"funcX fabric failed: {type(e).__name__}: {e}")
             done = {r.figure for r in self.table.rows if r.system.startswith("funcX")}
             for f in figs:
-                for key in self.keys(f):
-                    if self.F[key] not in done:
-                        self.table.na(self.F[key], FUNCX, f"{type(e).__name__}: {e}", ref=True)
+                for fig in self.names(f):
+                    if fig not in done:
+                        self.table.na(fig, FUNCX, f"{type(e).__name__}: {e}", ref=True)
 
     def funcx_throughput(self, fab) -> None:
         self.throughput(FUNCX, lambda n: fab.run_tasks(fab.ex, n), ref=True)
@@ -175,58 +189,119 @@ class Suite:
         h.guard(t, fig, sysname, go)
 
     def funcx_scaling(self, fab) -> None:
-        t = self.table
-        for key, label, points in (
-                ("workers", "{0} worker{2}", [(w, self.s["workers_tasks"]) for w in (1, 2, 4)]),
-                ("counts", "{1:,} tasks", [(2, n) for n in self.s["counts"]])):
-            fig, base = self.F[key], None
-            for w, n in points:
-                system = "funcX, " + label.format(w, n, "" if w == 1 else "s")
+        t, n = self.table, self.plan.scaling_tasks
+        for w in self.plan.workers:  # one endpoint with w workers; the peers run later
+            def one(w: int = w) -> None:
+                with fab.workers(w) as ex:
+                    t.add(sc.figure(w, n), FUNCX,
+                          sc.rates(lambda k: fab.run_tasks(ex, k), n, self.repeat), "tasks/s",
+                          ref=True)
 
-                def go(w=w, n=n, system=system, fig=fig) -> None:
-                    nonlocal base
-                    rates = fab.scaling(w, n, self.repeat)
-                    us = 1e6 / statistics.median(rates)
-                    base = base or us
-                    t.add(fig, system, rates, "tasks/s",
-                          note=f"{us:,.0f} µs/task ({us / base:.2f}× the first row)")
+            h.guard(t, sc.figure(w, n), FUNCX, one, ref=True)
+        fig, base = self.F["counts"], None
+        for n in self.s["counts"]:
+            system = f"funcX, {n:,} tasks"
 
-                h.guard(t, fig, system, go)
+            def go(n=n, system=system) -> None:
+                nonlocal base
+                rates = fab.scaling(2, n, self.repeat)
+                us = 1e6 / statistics.median(rates)
+                base = base or us
+                t.add(fig, system, rates, "tasks/s",
+                      note=f"{us:,.0f} µs/task ({us / base:.2f}× the first row)")
+
+            h.guard(t, fig, system, go)
+
+    def funcx_aggregate(self, fab) -> None:
+        p = self.plan
+        agg.measure(self.table, fab, p.endpoints, p.agg_workers, p.agg_tasks, self.repeat,
+                    fab.service_tier())
+
+    def funcx_large_payload(self, fab) -> None:
+        self.large_payload(FUNCX, fab.call_large, ref=True)
+
+    def large_payload(self, system: str, call, ref: bool = False) -> None:
+        lp.measure(self.table, system, call, self.plan.payload_mib,
+                   lambda mib: self.plan.calls(mib, self.quick), self.repeat, ref=ref)
 
     # ------------------------------------------------------------------ peers
     def run_peers(self) -> None:
         if not self.only & PEER_FIGURES:
             return
+        counts = self.plan.workers
         for cls in PEERS:
-            peer = cls()
-            name, fig = peer.name, self.F["startup"]
+            peer = cls()  # 2 workers
+            name = peer.name
             session = [f for f in ("throughput", "roundtrip", "payload") if self.want(f)]
-            h.log(f"{name}: {', '.join(session + ['startup'] if self.want('startup') else session)}")
-            starts: list[float] = []
-            try:  # the session's own start is the first start-up sample
-                peer.load()
-                t0 = time.perf_counter()
-                with peer:
-                    if peer.call(1) != 1:
-                        raise AssertionError("wrong result")
-                    starts.append(time.perf_counter() - t0)
-                    for f in session:
-                        getattr(self, f)(name, peer.map_noop if f == "throughput" else peer.call)
-            except Exception as e:
-                h.log(f"{name} failed: {type(e).__name__}: {e}")
-                wanted = session + (["startup"] if self.want("startup") else [])
-                for key in [k for f in wanted for k in self.keys(f)]:
-                    if not any(r.figure == self.F[key] and r.system == name
-                               for r in self.table.rows) and (key != "startup" or not starts):
-                        self.table.na(self.F[key], name, f"{type(e).__name__}: {e}")
-            if self.want("startup") and starts:
-                h.guard(self.table, fig, name, lambda fig=fig, name=name, starts=starts, cls=cls:
-                        self.table.add(fig, name, starts + [peer_startup(cls)
-                                                            for _ in range(self.starts - 1)], "s"))
+            if self.want("startup"):
+                session.append("startup")
+            scaling = cls.scales and self.want("scaling")
+            if scaling and 2 in counts:
+                session.append("scaling")
+            if cls.large and self.want("large-payload"):
+                session.append("large-payload")
+            if session:
+                h.log(f"{name}: {', '.join(session)}")
+                self.peer_session(peer, session)
+            for w in counts if scaling else []:
+                if w != 2:
+                    h.log(f"{name}: scaling, {w} worker{'' if w == 1 else 's'}")
+                    self.peer_scaling(cls, w)
 
-    def keys(self, figure: str) -> list[str]:
-        """The table's figure keys of one ``--only`` name."""
-        return {"roundtrip": ["p50", "p99"], "scaling": ["workers", "counts"]}.get(figure, [figure])
+    def peer_session(self, peer: Peer, session: list[str]) -> None:
+        """One start of ``peer`` with 2 workers for every figure of ``session``;
+        that start is the first start-up sample."""
+        name, fig = peer.name, self.F["startup"]
+        starts: list[float] = []
+        try:
+            peer.load()
+            t0 = time.perf_counter()
+            with peer:
+                if peer.call(1) != 1:
+                    raise AssertionError("wrong result")
+                starts.append(time.perf_counter() - t0)
+                for f in session:
+                    if f in ("throughput", "roundtrip", "payload"):
+                        getattr(self, f)(name, peer.map_noop if f == "throughput" else peer.call)
+                    elif f == "scaling":
+                        sc.measure(self.table, name, peer.map_noop, 2, self.plan.scaling_tasks,
+                                   self.repeat)
+                    elif f == "large-payload":
+                        self.large_payload(name, peer.call_large)
+        except Exception as e:
+            h.log(f"{name} failed: {type(e).__name__}: {e}")
+            figs = [x for f in session
+                    for x in (self.names(f) if f != "scaling" else [sc.figure(2, self.plan.scaling_tasks)])]
+            for x in figs:
+                if not any(r.figure == x and r.system == name for r in self.table.rows) \
+                        and (x != fig or not starts):
+                    self.table.na(x, name, f"{type(e).__name__}: {e}")
+        if "startup" in session and starts:
+            cls = type(peer)
+            h.guard(self.table, fig, name, lambda: self.table.add(
+                fig, name, starts + [peer_startup(cls) for _ in range(self.starts - 1)], "s"))
+
+    def peer_scaling(self, cls: type[Peer], workers: int) -> None:
+        """The scaling row of peer ``cls`` started with ``workers`` workers."""
+        n, peer = self.plan.scaling_tasks, cls(workers)
+
+        def go() -> None:
+            with peer:
+                self.table.add(sc.figure(workers, n), peer.name,
+                               sc.rates(peer.map_noop, n, self.repeat), "tasks/s")
+
+        h.guard(self.table, sc.figure(workers, n), peer.name, go)
+
+    def names(self, figure: str) -> list[str]:
+        """The table's figure names of one ``--only`` name."""
+        p = self.plan
+        if figure == "scaling":
+            return [sc.figure(w, p.scaling_tasks) for w in p.workers] + [self.F["counts"]]
+        if figure == "aggregate":
+            return [agg.figure(p.agg_workers, p.agg_tasks)]
+        if figure == "large-payload":
+            return [lp.figure(m, p.calls(m, self.quick)) for m in p.payload_mib]
+        return [self.F[k] for k in {"roundtrip": ["p50", "p99"]}.get(figure, [figure])]
 
     # -------------------------------------------------------------------- cli
     def run_cli(self) -> None:
@@ -263,7 +338,9 @@ def peer_startup(cls: type[Peer]) -> float:
         return time.perf_counter() - t0
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, checked: a bad option exits 2 with a message naming
+    it.  Adds ``only`` (figure names), ``mode``, ``repeats`` and ``plan``."""
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -273,26 +350,34 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--only", default="", help=f"comma-separated subset of {','.join(FIGURES)}")
     run.add_argument("--repeat", type=int, default=None,
                      help="repeats of each figure (default 3; 2 with --quick)")
+    options.add_arguments(run)
     a = ap.parse_args(argv)
-    only = {x.strip() for x in a.only.split(",") if x.strip()} or set(FIGURES)
-    if only - set(FIGURES):
-        ap.error(f"unknown figure(s) {', '.join(sorted(only - set(FIGURES)))}; "
-                 f"choose from {', '.join(FIGURES)}")
-    mode = "quick" if a.quick else "full"
-    repeat = max(1, a.repeat or (2 if a.quick else 3))
+    a.only = {x.strip() for x in a.only.split(",") if x.strip()} or set(FIGURES)
+    if a.only - set(FIGURES):
+        run.error(f"unknown figure(s) {', '.join(sorted(a.only - set(FIGURES)))} in --only; "
+                  f"choose from {', '.join(FIGURES)}")
+    a.mode = "quick" if a.quick else "full"
+    a.repeats = max(1, a.repeat or (2 if a.quick else 3))
+    a.plan = options.plan(a, quick=a.quick)
+    return a
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse(argv)
     # SIGTERM unwinds like Ctrl-C, so every service, endpoint and cluster is stopped
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    sys.stdout.reconfigure(errors="replace")  # the table has – µ → × in it
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="replace")  # the table has – µ → × in it
     load0, t0 = h.loadavg(), time.perf_counter()
-    suite = Suite(mode, repeat, only)
+    suite = Suite(a.mode, a.repeats, a.only, a.plan)
     suite.run_funcx()
     suite.run_peers()
     suite.run_cli()
-    print(h.machine_header(load0, mode, repeat))
+    sc.annotate(suite.table, suite.plan.workers, suite.plan.scaling_tasks)
+    print(h.machine_header(load0, a.mode, a.repeats))
     print(f"took      {time.perf_counter() - t0:.0f} s\n")
     print(suite.table.render(), flush=True)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -23,8 +23,8 @@ COMPAT = ROOT / ".venv-compat"
 def globus_compute_endpoint(install: bool) -> Path | None:
     """The peer's console script: an existing compat venv's, else one
     installed into ``.venv-compat/gcep`` (when ``install``)."""
-    for venv in ("gc419", "gcep"):
-        exe = COMPAT / venv / "bin" / "globus-compute-endpoint"
+    for name in ("gc419", "gcep"):
+        exe = COMPAT / name / "bin" / "globus-compute-endpoint"
         if exe.exists():
             return exe
     if not install:

@@ -5,6 +5,11 @@ and the funcX side of every figure.
 gunicorn, ingester, RQ worker) and one endpoint with 2 workers; leaving the
 block stops every endpoint and the service (killing what does not stop) and
 removes the home, also on errors.
+
+The service runs with BENCH_ENV over the defaults: no other ``FUNCX_*``
+variable of the caller reaches it, except the service tier's size
+(:data:`KEEP_ENV`), so ``FUNCX_WEB_WORKERS=8 python -m benchmarks run`` sizes
+the web tier the aggregate figure measures.
 """
 from __future__ import annotations
 
@@ -12,20 +17,48 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import psutil
 
 from benchmarks.harness import log, timed
-from benchmarks.peers import noop
+from benchmarks.peers import identity, noop
 
 RESULT_TIMEOUT_S = 600.0
 MAIN = "bench"  # the endpoint with 2 workers
+AGG = "bench-agg-{}"  # the aggregate figure's endpoints
+MIB = 1024 * 1024
+#: task input and result limits that let the large-payload figure's 100 MiB
+#: array through (the defaults, 10 MiB, refuse it)
+LARGE_LIMIT = 128 * MIB
 # generous server-side limits: the limiter still runs (its cost is measured),
 # but never refuses the benchmark's own traffic
 # the benchmarks measure the fabric, not the per-identity fair-share throttles
 BENCH_ENV = {"FUNCX_RATE_LIMIT_READ": "1000000 per minute",
              "FUNCX_RATE_LIMIT_WRITE": "1000000 per minute",
-             "FUNCX_RATE_LIMIT_TASKS": "off", "FUNCX_SUBMIT_CONCURRENCY_PER_IDENTITY": "0"}
+             "FUNCX_RATE_LIMIT_TASKS": "off", "FUNCX_SUBMIT_CONCURRENCY_PER_IDENTITY": "0",
+             "FUNCX_MAX_PAYLOAD_BYTES": str(LARGE_LIMIT), "FUNCX_MAX_RESULT_BYTES": str(LARGE_LIMIT)}
+#: the caller's settings that size the service tier pass through to the service
+KEEP_ENV = ("FUNCX_WEB_WORKERS", "FUNCX_WEB_THREADS", "FUNCX_INGESTERS")
+
+
+def run_tasks(ex, n: int, fn: Callable = noop) -> list:
+    """Submit ``n`` tasks ``fn(i)`` to executor ``ex``, collect every result,
+    and check each is its ``i``."""
+    futs = [ex.submit(fn, i) for i in range(n)]
+    got = [f.result(RESULT_TIMEOUT_S) for f in futs]
+    if got != list(range(n)):
+        raise AssertionError("wrong results")
+    return got
+
+
+def limits_for(mib: int) -> dict[str, str]:
+    """Task input and result limits for an array of ``mib`` MiB (at least
+    :data:`LARGE_LIMIT`; the pickled array is a little larger than its data)."""
+    limit = str(max(LARGE_LIMIT, (mib + 16) * MIB))
+    return {"FUNCX_MAX_PAYLOAD_BYTES": limit, "FUNCX_MAX_RESULT_BYTES": limit}
 
 
 def _kill_tree(pid: int | None) -> None:
@@ -45,21 +78,25 @@ def _kill_tree(pid: int | None) -> None:
 
 
 class Fabric:
-    def __init__(self) -> None:
+    def __init__(self, large_mib: int = 100) -> None:
+        self.large_mib = large_mib  # the largest array of the large-payload figure
         self.home: str | None = None
         self.saved_env: dict[str, str] = {}
         self.sup_pid: int | None = None
         self.started: dict[str, int | None] = {}  # endpoint name -> daemon pid
+        self.eids: dict[str, str] = {}  # the aggregate figure's endpoints: name -> id
         self.executors: list = []
-        self.fxc = self.ex = None
+        self.fxc: Any = None
+        self.ex: Any = None
 
     # ------------------------------------------------------------- lifecycle
     def __enter__(self) -> Fabric:
         self.saved_env = {k: v for k, v in os.environ.items() if k.startswith("FUNCX_")}
         for k in self.saved_env:  # e.g. a test session's FUNCX_HOME or payload limit
-            del os.environ[k]
+            if k not in KEEP_ENV:
+                del os.environ[k]
         self.home = tempfile.mkdtemp(prefix="funcx-bench-")
-        os.environ.update(BENCH_ENV, FUNCX_HOME=self.home)
+        os.environ.update(BENCH_ENV, **limits_for(self.large_mib), FUNCX_HOME=self.home)
         try:
             self._start()
         except BaseException:
@@ -147,10 +184,8 @@ class Fabric:
 
     # --------------------------------------------------------------- figures
     @staticmethod
-    def run_tasks(ex, n: int) -> None:
-        futs = [ex.submit(noop, i) for i in range(n)]
-        if [f.result(RESULT_TIMEOUT_S) for f in futs] != list(range(n)):
-            raise AssertionError("wrong results")
+    def run_tasks(ex, n: int) -> list:
+        return run_tasks(ex, n)
 
     def throughput(self, n: int) -> float:
         """Tasks/s of ``n`` no-ops through the executor (submit all, collect all)."""
@@ -158,6 +193,10 @@ class Fabric:
 
     def call(self, arg):
         return self.ex.submit(noop, arg).result(RESULT_TIMEOUT_S)
+
+    def call_large(self, arr):
+        """The large-payload figure's call, as a user writes it."""
+        return self.ex.submit(identity, arr).result(RESULT_TIMEOUT_S)
 
     def startup(self) -> float:
         """Seconds from ``daemon.start`` of a stopped endpoint to its first result."""
@@ -190,19 +229,78 @@ class Fabric:
         fxc.func_table.clear()
         return rate
 
-    def scaling(self, workers: int, n: int, repeat: int) -> list[float]:
-        """Executor tasks/s of ``n`` no-ops on an endpoint with ``workers``
-        workers, ``repeat`` times."""
+    @contextmanager
+    def workers(self, workers: int) -> Iterator:
+        """An executor on an endpoint with ``workers`` workers: the main one for
+        2, else an endpoint started for the block and stopped after it."""
         if workers == 2:
-            return [self.throughput(n) for _ in range(repeat)]
+            yield self.ex
+            return
         name = f"bench-w{workers}"
         ex = self.executor(self.endpoint(name, workers))
         try:
-            self.run_tasks(ex, 100)  # warm up
-            return [n / timed(lambda: self.run_tasks(ex, n)) for _ in range(repeat)]
+            yield ex
         finally:
             self.close_executor(ex)
             self.stop_endpoint(name)
+
+    def scaling(self, workers: int, n: int, repeat: int) -> list[float]:
+        """Executor tasks/s of ``n`` no-ops on an endpoint with ``workers``
+        workers, ``repeat`` times."""
+        with self.workers(workers) as ex:
+            self.run_tasks(ex, 100)  # warm up
+            return [n / timed(lambda: self.run_tasks(ex, n)) for _ in range(repeat)]
+
+    # ------------------------------------------------------------- aggregate
+    def aggregate_endpoints(self, count: int, workers: int) -> list[str]:
+        """Ids of ``count`` endpoints with ``workers`` workers each, started
+        as needed (the aggregate figure adds endpoints as its count grows)."""
+        return [self.eids.get(AGG.format(i)) or self._start_agg(i, workers)
+                for i in range(count)]
+
+    def _start_agg(self, i: int, workers: int) -> str:
+        name = AGG.format(i)
+        self.eids[name] = eid = self.endpoint(name, workers)
+        return eid
+
+    def stop_aggregate_endpoints(self) -> None:
+        for name in [n for n in self.eids if n.startswith(AGG.format(""))]:
+            self.eids.pop(name)
+            self.stop_endpoint(name)
+
+    def service_tier(self) -> str:
+        """The service tier in effect: its web workers and ingesters, as set
+        (``funcx.defaults.setting``) and as counted among its processes."""
+        from funcx.defaults import setting
+
+        def value(name: str) -> str:
+            try:
+                return str(setting(name))
+            except KeyError:  # a setting this version of funcX does not have
+                return "(no setting)"
+
+        web, ingesters = self.service_processes()
+        return (f"FUNCX_WEB_WORKERS {value('WEB_WORKERS')} → {web} web workers, "
+                f"FUNCX_INGESTERS {value('INGESTERS')} → {ingesters} ingester"
+                f"{'' if ingesters == 1 else 's'} (0: sized to the cores)")
+
+    def service_processes(self) -> tuple[int, int]:
+        """(gunicorn workers, ingesters) running under the service's supervisor."""
+        try:
+            procs = psutil.Process(self.sup_pid).children(recursive=True)
+        except psutil.Error:
+            return 0, 0
+        web = ingesters = 0
+        for p in procs:
+            try:
+                cmd = " ".join(p.cmdline())
+                if "backend.ingester" in cmd:
+                    ingesters += 1
+                elif "gunicorn" in cmd and "gunicorn" in " ".join(p.parent().cmdline()):
+                    web += 1
+            except psutil.Error:
+                pass
+        return web, ingesters
 
     # ---------------------------------------------------------------- memory
     def redis(self):

@@ -138,7 +138,7 @@ class Table:
         return "\n".join(out)
 
 
-def guard(table: Table, figures: str | list[str], system: str, fn: Callable[[], None],
+def guard(table: Table, figures: str | list[str], system: str, fn: Callable[[], object],
           ref: bool = False) -> bool:
     """Run ``fn`` (which adds its own rows); if it fails, add an n/a row for
     each of ``figures`` that it did not fill in."""

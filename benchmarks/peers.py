@@ -1,10 +1,14 @@
-"""The peers funcX is measured against, each with 2 workers on this machine:
-Parsl's HighThroughputExecutor driven directly, a Dask distributed
-LocalCluster, Ray, and ``multiprocessing.Pool`` (the no-service floor).
+"""The peers funcX is measured against, each with 2 workers on this machine
+unless a figure asks for another count (``Peer(workers=8)``): Parsl's
+HighThroughputExecutor driven directly, a Dask distributed LocalCluster, Ray,
+and ``multiprocessing.Pool`` (the no-service floor).
 
 Every peer has the same small interface: ``start()``, ``map_noop(n)`` (submit
 ``n`` no-op tasks, collect every result), ``call(arg)`` (one task, wait for
-its result) and ``stop()``, which must leave no process behind.
+its result) and ``stop()``, which must leave no process behind.  Peers that
+have their own way of moving a large object also have ``call_large(arr)``:
+the array to a worker, through ``identity`` and back, as that system's users
+would do it (Dask: scatter + submit + gather; Ray: put + remote + get).
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -24,6 +29,11 @@ TIMEOUT_S = 300.0  # one result or one batch; a hung peer must not hang the suit
 
 
 def noop(x=None):
+    return x
+
+
+def identity(x):
+    """The large-payload figure's task: its argument, returned."""
     return x
 
 
@@ -41,6 +51,13 @@ def _worker_env() -> None:
 class Peer:
     name = "peer"
     modules: tuple[str, ...] = ()
+    #: whether :meth:`call_large` is implemented (the large-payload figure)
+    large = False
+    #: whether the scaling figure runs it at each worker count
+    scales = False
+
+    def __init__(self, workers: int = 2) -> None:
+        self.workers = workers
 
     def load(self) -> None:
         """Import the peer's library (not part of its start-up time)."""
@@ -62,6 +79,10 @@ class Peer:
     def call(self, arg):
         raise NotImplementedError
 
+    def call_large(self, arr):
+        """``identity(arr)`` on a worker, by the system's own large-object route."""
+        raise NotImplementedError
+
     def __enter__(self) -> Peer:
         self.load()
         self._before = {p.pid for p in psutil.Process().children(recursive=True)}
@@ -77,7 +98,7 @@ class Peer:
 
     def close(self) -> None:
         """``stop()``, then kill whatever the peer started that outlived it."""
-        before = getattr(self, "_before", set())
+        before: set[int] = getattr(self, "_before", set())
         ours = [p for p in psutil.Process().children(recursive=True)
                 if p.pid not in before and not _shared_helper(p)]
         try:
@@ -103,9 +124,14 @@ def _shared_helper(proc: psutil.Process) -> bool:
 class ParslPeer(Peer):
     name = "Parsl HTEX (direct)"
     modules = ("parsl", "parsl.executors", "parsl.providers")
+    large = True
+    scales = True
 
-    def __init__(self) -> None:
-        self.dfk = self.htex = self.run_dir = None
+    def __init__(self, workers: int = 2) -> None:
+        super().__init__(workers)
+        self.dfk: Any = None
+        self.htex: Any = None
+        self.run_dir: str | None = None
 
     def start(self) -> None:
         import parsl
@@ -115,7 +141,7 @@ class ParslPeer(Peer):
 
         self.run_dir = run_dir = tempfile.mkdtemp(prefix="parsl-bench-")
         self.htex = HighThroughputExecutor(
-            max_workers_per_node=2, provider=LocalProvider(init_blocks=1, max_blocks=1))
+            max_workers_per_node=self.workers, provider=LocalProvider(init_blocks=1, max_blocks=1))
         self.dfk = parsl.load(Config(executors=[self.htex], run_dir=run_dir))
 
     def stop(self) -> None:
@@ -138,18 +164,26 @@ class ParslPeer(Peer):
     def call(self, arg):
         return self.htex.submit(noop, {}, arg).result(TIMEOUT_S)
 
+    def call_large(self, arr):
+        """HTEX has no object store: the array goes pickled in the task."""
+        return self.htex.submit(identity, {}, arr).result(TIMEOUT_S)
+
 
 class DaskPeer(Peer):
     name = "Dask distributed"
     modules = ("dask.distributed",)
+    large = True
+    scales = True
 
-    def __init__(self) -> None:
-        self.cluster = self.client = None
+    def __init__(self, workers: int = 2) -> None:
+        super().__init__(workers)
+        self.cluster: Any = None
+        self.client: Any = None
 
     def start(self) -> None:
         from dask.distributed import Client, LocalCluster
 
-        self.cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+        self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
                                     dashboard_address=None, silence_logs=logging.ERROR)
         self.client = Client(self.cluster)
 
@@ -171,13 +205,27 @@ class DaskPeer(Peer):
             warnings.simplefilter("ignore")
             return self.client.submit(noop, arg, pure=False).result(TIMEOUT_S)
 
+    def call_large(self, arr):
+        """scatter + submit + gather: Dask's documented route for large data."""
+        [data] = self.client.scatter([arr], hash=False)
+        fut = self.client.submit(identity, data, pure=False)
+        try:
+            return fut.result(TIMEOUT_S)
+        finally:
+            fut.release()
+            data.release()
+
 
 class RayPeer(Peer):
     name = "Ray"
     modules = ("ray",)
+    large = True
+    scales = True
 
-    def __init__(self) -> None:
-        self.remote = None
+    def __init__(self, workers: int = 2) -> None:
+        super().__init__(workers)
+        self.remote: Any = None
+        self.remote_identity: Any = None
         self.started = False
 
     def start(self) -> None:
@@ -188,11 +236,12 @@ class RayPeer(Peer):
         self.started = True
         sigterm = signal.getsignal(signal.SIGTERM)
         try:
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+            ray.init(num_cpus=self.workers, include_dashboard=False, log_to_driver=False,
                      logging_level=logging.ERROR, configure_logging=True)
         finally:  # ray.init installs its own SIGTERM handler; keep the suite's
             signal.signal(signal.SIGTERM, sigterm)
         self.remote = ray.remote(noop)
+        self.remote_identity = ray.remote(identity)
 
     def stop(self) -> None:
         if self.started:
@@ -211,13 +260,21 @@ class RayPeer(Peer):
 
         return ray.get(self.remote.remote(arg), timeout=TIMEOUT_S)
 
+    def call_large(self, arr):
+        """put + remote + get: the array goes once into Ray's object store."""
+        import ray
+
+        ref = ray.put(arr)
+        return ray.get(self.remote_identity.remote(ref), timeout=TIMEOUT_S)
+
 
 class PoolPeer(Peer):
     name = "multiprocessing.Pool (floor)"
     modules = ("multiprocessing.pool",)
 
-    def __init__(self) -> None:
-        self.pool = None
+    def __init__(self, workers: int = 2) -> None:
+        super().__init__(workers)
+        self.pool: Any = None
 
     def start(self) -> None:
         import multiprocessing
@@ -225,7 +282,7 @@ class PoolPeer(Peer):
         # forkserver, not fork: this process runs the SDK's threads (executor,
         # watcher, HTTP pools), and a child forked while one of them holds a
         # lock can hang on it forever
-        self.pool = multiprocessing.get_context("forkserver").Pool(2)
+        self.pool = multiprocessing.get_context("forkserver").Pool(self.workers)
 
     def stop(self) -> None:
         if self.pool is not None:

@@ -14,6 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 LIMIT_S = 230  # under 4 minutes, with time left to stop it cleanly
 PEERS = ("funcX", "multiprocessing.Pool", "Parsl HTEX", "Dask distributed", "Ray")
+SCALING_PEERS = ("funcX", "Parsl HTEX", "Dask distributed", "Ray")
 
 
 def block(out: str, figure_prefix: str) -> str:
@@ -52,7 +53,24 @@ def test_quick_benchmark_suite_runs():
         rows = block(out, prefix)
         for peer in PEERS:
             assert peer in rows, f"no {peer} row in figure {prefix!r}:\n{rows}"
-    for prefix in ("5 batch_run", "6 service memory", "7 CLI", "8 scaling: workers",
-                   "8 scaling: task count"):
+    for prefix in ("5 batch_run", "6 service memory", "7 CLI", "8 scaling: task count"):
         assert block(out, prefix).count("\n") >= 1, f"figure {prefix!r} has too few rows"
     assert "funcx --help" in block(out, "7 CLI")
+    # the new figures: scaling at each worker count (here 1,2) for funcX and the
+    # peers, aggregate over 1 and 2 endpoints, 1 and 10 MiB arrays
+    for prefix in ("8 scaling: 1 worker (", "8 scaling: 2 workers (", "10 large payload: 1 MiB",
+                   "10 large payload: 10 MiB"):
+        rows = block(out, prefix)
+        for peer in SCALING_PEERS:
+            assert peer in rows, f"no {peer} row in figure {prefix!r}:\n{rows}"
+    for prefix in ("8 scaling: 1 worker (", "10 large payload: 10 MiB"):
+        assert "n/a" not in _row(block(out, prefix), "funcX"), block(out, prefix)
+    aggregate = block(out, "9 aggregate")
+    for row in ("funcX, 1 endpoint (1 client process)", "funcX, 2 endpoints (2 client processes)"):
+        assert row in aggregate and "n/a" not in _row(aggregate, row), aggregate
+    assert "FUNCX_WEB_WORKERS" in aggregate and "FUNCX_INGESTERS" in aggregate
+    assert "funcX / Parsl" in block(out, "8 scaling: 2 workers (")
+
+
+def _row(rows: str, system: str) -> str:
+    return next(line for line in rows.splitlines() if system in line)
