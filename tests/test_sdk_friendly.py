@@ -208,7 +208,9 @@ def test_an_input_over_the_limit_names_setting_host_and_sizes(fxc, endpoint):
     assert "FUNCX_MAX_PAYLOAD_BYTES" in msg and "funcX service" in msg and "service host" in msg
     decoded = int(msg.split(" bytes serialized")[0].rsplit(" ", 1)[1])
     encoded = int(msg.split(" bytes encoded as sent")[0].rsplit("(", 1)[1])
-    assert LIMIT + 4096 <= decoded < LIMIT + 4096 + 200 and encoded > decoded * 4 // 3
+    # the funcX SDK sends a large input as raw bytes (README "Large inputs and
+    # results"): as sent is about its serialized size, not base64's 4/3 of it
+    assert LIMIT + 4096 <= decoded < LIMIT + 4096 + 200 and decoded <= encoded < decoded + 200
     assert f"limit of {LIMIT} bytes" in msg
     with FuncXExecutor(endpoint_id=endpoint, funcx_client=fxc) as ex:  # the executor's future
         exc = ex.submit(size_of, data).exception(timeout=WAIT_S)

@@ -129,9 +129,11 @@ def bind(by_function: dict[str, list], got: list[memoryview]) -> Inputs:
                                                 for it in items])
             extra.append(sum(sizes))
             if sizes and _task_size(payloads[j], sizes) > limit:
+                sent = len(payloads[j].encode()) + sum(sizes) + 3 * len(sizes)
                 raise ApiError(413, error_codes.TASK_PAYLOAD_TOO_LARGE,
                                f"the input of task {n} is {_task_size(payloads[j], sizes)} "
-                               f"bytes serialized, over the service's limit of {limit} bytes "
+                               f"bytes serialized ({sent} bytes encoded as sent, mostly raw "
+                               f"frames), over the service's limit of {limit} bytes "
                                "(FUNCX_MAX_PAYLOAD_BYTES, enforced by the funcX service: set "
                                "it in the environment of `funcx service start` on the service "
                                "host to raise it); or send less per task")
