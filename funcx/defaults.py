@@ -136,7 +136,7 @@ _TABLE: list[tuple[str, list[tuple[str, object, str]]]] = [
         ("AGENT_MAX_INFLIGHT", 4000, "tasks an agent holds (pulled, not yet finished)"),
         ("AGENT_READ_COUNT", 1000, "task-stream entries an agent reads per call (XREADGROUP COUNT)"),
         ("AGENT_WRITE_BUSY_S", 0.005, "a results write this recent means results are streaming in"),
-        ("AGENT_WRITE_LINGER_S", 0.002, "then the agent waits this long to fill one transaction"),
+        ("AGENT_WRITE_LINGER_S", 0.01, "then the agent waits this long to fill one transaction"),
         ("AGENT_WRITE_MAX", 2000, "results per agent transaction at most"),
         ("AGENT_STATUS_DEFER_S", 0.05, "status-only updates wait this long for results to join"),
         ("INTERCHANGE_ADDRESS", "detect",
