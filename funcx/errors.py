@@ -104,6 +104,7 @@ def _api_error_types() -> tuple[dict[str, type[FuncxAPIError]], dict[int, type[F
         ec.MPI_NODES_EXCEEDED: ResourceSpecificationError, ec.GROUPS_ARE_GLOBUS: BadRequest,
         ec.AMBIGUOUS_NAME: BadRequest, ec.RESULT_SERIALIZERS_INVALID: BadRequest,
         ec.RETRY_POLICY_INVALID: BadRequest, ec.TOO_MANY_TASK_IDS: BadRequest,
+        ec.FRAMES_INVALID: BadRequest,
         ec.USER_ENDPOINT_CONFIG_INVALID: BadRequest, ec.IDENTITY_UNMAPPED: Forbidden,
         ec.MULTI_USER_METADATA_INVALID: BadRequest,
         ec.UNAUTHORIZED: Unauthorized,

@@ -556,7 +556,9 @@ def test_request_size_limit_measured_on_what_the_user_sent(service, endpoint, fn
     assert "throttling_enabled = False" in msg
     decoded = int(msg.split(" bytes serialized")[0].rsplit(" ", 1)[1])
     encoded = int(msg.split(" bytes as sent")[0].rsplit("(", 1)[1])
-    assert 400_000 < decoded < 400_200 and encoded > decoded * 4 // 3
+    # a large input goes as raw frames (README "Large inputs and results"):
+    # as sent is about its serialized size, not base64's 4/3 of it
+    assert 400_000 < decoded < 400_200 and decoded <= encoded < decoded + 200
 
     # a batch is split into requests of at most the limit each
     batch = c.create_batch()

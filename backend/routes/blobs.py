@@ -32,7 +32,7 @@ from backend.routes.common import json_body, redis, tasks, valid_uuid
 from backend.store import blobs as store
 from funcx.defaults import setting
 from funcx.errors import SerializationError
-from funcx.protocol import error_codes, keys
+from funcx.protocol import error_codes
 from funcx.protocol.states import TaskState
 from funcx.serialize import binary, frames
 from funcx.serialize.buffers import pack_buffers, unpack_buffers
@@ -86,7 +86,7 @@ class Inputs:
         A replayed request (its Idempotency-Key answered already) stores
         nothing: the first request's tasks reference the first one's blobs."""
         r = raw_redis()
-        if not self.frames or (request_key and r.exists(keys.submit_request(user, request_key))):
+        if not self.frames or store.answered(r, user, request_key):
             yield
             return
         store.store_inputs(r, eid, list(zip(self.bids, self.frames)),

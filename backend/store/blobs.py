@@ -22,10 +22,11 @@ from collections.abc import Sequence
 
 import redis
 
+from backend.store import scripts
 from funcx.errors import MaxResultSizeExceeded, SerializationError
 from funcx.protocol import error_codes, keys
 from funcx.protocol.messages import Result, StatusUpdate
-from funcx.protocol.states import TERMINAL_VALUES, TaskState
+from funcx.protocol.states import TaskState
 from funcx.serialize import binary
 
 #: socket reads of a blob connection (hiredis reads into one buffer this big)
@@ -66,6 +67,12 @@ def store_inputs(r: redis.Redis, eid: str, blobs: Sequence[tuple[str, bytes | me
         p.execute()
 
 
+def answered(r: redis.Redis, user: str, request_key: str | None) -> bool:
+    """Whether ``user``'s submit under Idempotency-Key ``request_key`` was
+    answered already (a replay stores no blobs)."""
+    return bool(request_key) and bool(r.exists(keys.submit_request(user, request_key or "")))
+
+
 def drop_inputs(r: redis.Redis, eid: str, bids: Sequence[str]) -> None:
     """Delete input blobs a refused submit had written."""
     if bids:
@@ -73,42 +80,6 @@ def drop_inputs(r: redis.Redis, eid: str, bids: Sequence[str]) -> None:
 
 
 # -------------------------------------------------------------------- results
-#: KEYS: the task record, ep_blob(eid, tid), task_blob(tid).  ARGV: endpoint
-#: id, the result limit in bytes, then the terminal states.  Answers
-#: {verdict, blob length}: ok (renamed, the record's expiry given), missing,
-#: large (deleted), or unknown / foreign / terminal (the endpoint's blob is
-#: deleted; the results script refuses or ignores the result itself).
-SETTLE = """
-local rec = redis.call('HMGET', KEYS[1], 'endpoint_id', 'status')
-local verdict = nil
-if not rec[1] then verdict = 'unknown'
-elseif rec[1] ~= ARGV[1] then verdict = 'foreign' end
-for i = 3, #ARGV do if rec[2] == ARGV[i] then verdict = 'terminal' end end
-if verdict then
-  redis.call('DEL', KEYS[2])
-  return {verdict, 0}
-end
-if redis.call('EXISTS', KEYS[2]) == 0 then return {'missing', 0} end
-local n = redis.call('STRLEN', KEYS[2])
-if n - 3 > tonumber(ARGV[2]) then
-  redis.call('DEL', KEYS[2])
-  return {'large', n}
-end
-redis.call('RENAME', KEYS[2], KEYS[3])
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) else redis.call('PERSIST', KEYS[3]) end
-return {'ok', n}
-"""
-
-#: KEYS: the task record, task_blob(tid): the blob gets the record's expiry
-#: (shortened to RESULT_RETENTION_S on first fetch); answers whether it exists.
-FOLLOW = """
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
-return redis.call('EXISTS', KEYS[2])
-"""
-
-
 def _failed(e: Result, text: str, reason: str) -> Result:
     return Result(e.task_id, TaskState.FAILED.value, data=text, completion_t=e.completion_t,
                   details={"reason": reason}, stdout=e.stdout, stderr=e.stderr)
@@ -132,7 +103,7 @@ def settle(r: redis.Redis, eid: str, entries: list[Result | StatusUpdate],
         return entries
     out = list(entries)
     calls: list[int] = []
-    script = r.register_script(SETTLE)
+    script = r.register_script(scripts.SETTLE_BLOB)
     with r.pipeline(transaction=False) as p:
         for i in todo:
             e = out[i]
@@ -147,7 +118,7 @@ def settle(r: redis.Redis, eid: str, entries: list[Result | StatusUpdate],
                 continue
             script(keys=[keys.task(e.task_id), keys.ep_blob(eid, e.task_id),
                          keys.task_blob(e.task_id)],
-                   args=[eid, max_result, *TERMINAL_VALUES], client=p)
+                   args=[eid, max_result], client=p)
             calls.append(i)
         answers = p.execute() if calls else []
     for i, (verdict, n) in zip(calls, answers):
@@ -167,7 +138,7 @@ def settle(r: redis.Redis, eid: str, entries: list[Result | StatusUpdate],
 
 def follow_record(raw: redis.Redis, tids: Sequence[str]) -> list[bool]:
     """Give each task's result blob its record's expiry; whether each exists."""
-    script = raw.register_script(FOLLOW)
+    script = raw.register_script(scripts.FOLLOW_BLOB)
     with raw.pipeline(transaction=False) as p:
         for tid in tids:
             script(keys=[keys.task(tid), keys.task_blob(tid)], client=p)
@@ -177,7 +148,7 @@ def follow_record(raw: redis.Redis, tids: Sequence[str]) -> list[bool]:
 def result_bytes(raw: redis.Redis, tids: Sequence[str]) -> list[bytes | None]:
     """Each task's result blob (the binary item), after :func:`follow_record`;
     None where it is gone.  ``raw`` answers bytes."""
-    script = raw.register_script(FOLLOW)
+    script = raw.register_script(scripts.FOLLOW_BLOB)
     with raw.pipeline(transaction=False) as p:
         for tid in tids:
             script(keys=[keys.task(tid), keys.task_blob(tid)], client=p)

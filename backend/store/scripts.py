@@ -382,3 +382,41 @@ if not uid then return false end
 local rec = redis.call('HMGET', ARGV[1] .. uid, 'name', 'disabled', 'tokens_valid_after')
 return {uid, rec[1] or false, rec[2] or false, tok[2] or false, rec[3] or false}
 """)
+
+#: Move an endpoint's result blob out of its reach (the binary path,
+#: backend/store/blobs.py).  KEYS: the task record, ep_blob(eid, tid),
+#: task_blob(tid).  ARGV: endpoint id, the result limit in bytes.  Answers
+#: {verdict, blob length}: ok (renamed, given the record's expiry), missing,
+#: large (deleted), or unknown / foreign / terminal (the endpoint's blob is
+#: deleted; the results script refuses or ignores the result itself).
+SETTLE_BLOB = _lua("""
+local terminal = {{terminal}}
+local rec = redis.call('HMGET', KEYS[1], 'endpoint_id', 'status')
+local verdict = nil
+if not rec[1] then verdict = 'unknown'
+elseif rec[1] ~= ARGV[1] then verdict = 'foreign'
+elseif terminal[rec[2]] then verdict = 'terminal' end
+if verdict then
+  redis.call('DEL', KEYS[2])
+  return {verdict, 0}
+end
+if redis.call('EXISTS', KEYS[2]) == 0 then return {'missing', 0} end
+local n = redis.call('STRLEN', KEYS[2])
+if n - 3 > tonumber(ARGV[2]) then
+  redis.call('DEL', KEYS[2])
+  return {'large', n}
+end
+redis.call('RENAME', KEYS[2], KEYS[3])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) else redis.call('PERSIST', KEYS[3]) end
+return {'ok', n}
+""")
+
+#: A task's result blob gets its record's expiry (shortened to
+#: RESULT_RETENTION_S on the first fetch).  KEYS: the task record,
+#: task_blob(tid).  Answers whether the blob exists.
+FOLLOW_BLOB = _lua("""
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+return redis.call('EXISTS', KEYS[2])
+""")

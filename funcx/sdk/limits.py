@@ -52,8 +52,9 @@ def check_request_size(decoded: int, encoded: int, limit: int, what: str) -> Non
     data are over ``limit``; the message names the limit's setting and both sizes."""
     if decoded > limit:
         raise MaxRequestSizeExceeded(
-            f"{what} is {decoded} bytes serialized ({encoded} bytes as sent, base64 and "
-            f"JSON encoded), over the client limit of {limit} bytes per request "
+            f"{what} is {decoded} bytes serialized ({encoded} bytes as sent: base64 in "
+            f"JSON, or raw frames for a large one), over the client limit of {limit} bytes "
+            "per request "
             "(FuncXClient.throttle.max_request_size, the documented 5 MB, enforced by this "
             "SDK before sending; nothing was sent); send less data per task, raise that "
             "limit, or set throttling_enabled = False (the service then applies its own "
@@ -75,7 +76,8 @@ def chunks(tasks: Sequence[tuple[str, str]], size: int, limit: int | None,
                 n = payload_bytes(payload)
             n += blob_bytes(payload)  # a large input's raw frames (funcx.sdk.blobs)
             if check:
-                check_request_size(n, len(payload), limit, f"the input of task {i}")
+                check_request_size(n, len(payload) + blob_bytes(payload), limit,
+                                   f"the input of task {i}")
         if i > start and (i - start >= size or (limit is not None and used + n > limit)):
             yield start, i
             start, used = i, 0
