@@ -262,7 +262,11 @@ PATHS: dict[str, dict] = {
                    "FUNCX_LONGPOLL_MAX_S)"), P_BLOBS),
         description="Only the caller's tasks.  429 LONGPOLL_LIMIT (with Retry-After): the "
                     "caller has FUNCX_LONGPOLL_PER_IDENTITY long-polls open already, or the "
-                    "service's long-poll threads are all waiting and nothing is there yet.")},
+                    "service's long-poll threads are all waiting and nothing is there yet.  "
+                    "With `Accept: text/event-stream` and a timeout the answer is a stream "
+                    "(server-sent events) lasting `timeout` seconds: each answer as a `data:` "
+                    "message as its events come, a comment line after each quiet 2 s; an "
+                    "answer that comes at once is this JSON.")},
     # ----------------------------------------------------------------- endpoints
     "/v3/endpoints": {
         "post": op("registerEndpointV3", "Register an endpoint", "endpoints",
