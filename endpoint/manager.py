@@ -9,9 +9,10 @@ back, so the interchange never sends more than the manager can hold.
 The per-task path is kept short (issue 20): the workers are looked at once
 per loop step, not once per queued task; a task is reported running only once
 it has run ``FUNCX_MANAGER_RUNNING_DEFER_S`` (a shorter one goes straight to
-its result, with no RUNNING message); kept results are found by task id
-(:mod:`endpoint.unacked`).  The link to the interchange is
-:mod:`endpoint.manager_link`.
+its result, with no RUNNING message); while workers still run tasks, results
+wait up to ``FUNCX_MANAGER_RESULT_LINGER_S`` to go up together (the last one
+goes at once); kept results are found by task id (:mod:`endpoint.unacked`).
+The link to the interchange is :mod:`endpoint.manager_link`.
 
 A worker that dies fails only its task (``WorkerLost``) and is replaced; a
 task past its walltime is killed with its worker (``TaskTimeout``).  A task
@@ -167,6 +168,9 @@ class Manager(InterchangeLink):
         #: a task that finishes sooner is never reported running, its result says it all)
         self.running: dict[str, float] = {}
         self.running_defer = float(setting("MANAGER_RUNNING_DEFER_S"))
+        #: results wait this long for others while workers still run (results_due)
+        self.result_linger = float(setting("MANAGER_RESULT_LINGER_S"))
+        self.results_since: float | None = None  # when the oldest held result came
         self.last_reap = 0.0
         self.stopping = False
         self.last_heard = time.monotonic()
@@ -413,17 +417,33 @@ class Manager(InterchangeLink):
             if started and self.send_up(pack(Kind.RUNNING, started)):
                 for t in started:
                     del self.running[t]
-        if self.results and self.send_results(self.results):
-            self.results = []
+        if self.results and self.results_due() <= 0 and self.send_results(self.results):
+            self.results, self.results_since = [], None
+
+    def results_due(self) -> float:
+        """Seconds until the results held here go (0: now).  While a worker
+        still runs a task, more results are coming: they wait up to
+        ``result_linger`` to leave together (one message, not one each); the
+        last result, or any when stopping, goes at once."""
+        now = time.monotonic()
+        if self.results_since is None:
+            self.results_since = now
+        if self.stopping or not any(s.task is not None for s in self.slots):
+            return 0.0
+        return max(0.0, self.results_since + self.result_linger - now)
 
     def next_wake(self, tick: float) -> float:
         """How long the loop may wait for a message: ``tick``, or less when a
-        task's running report falls due sooner (one already due and not sent,
-        the link being full, waits for the next tick like the results)."""
-        if not self.running:
-            return tick
-        due_in = next(iter(self.running.values())) + self.running_defer - time.monotonic()
-        return tick if due_in <= 0 else min(tick, due_in)
+        task's running report or the held results fall due sooner (what is
+        due and not sent, the link being full, waits for the next tick)."""
+        wake = tick
+        if self.results:
+            due_in = self.results_due()
+            wake = wake if due_in <= 0 else min(wake, due_in)
+        if self.running:
+            due_in = next(iter(self.running.values())) + self.running_defer - time.monotonic()
+            wake = wake if due_in <= 0 else min(wake, due_in)
+        return wake
 
     # ------------------------------------------------------------------- loop
     def _step(self, poller: zmq.Poller, tick: float) -> None:

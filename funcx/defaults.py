@@ -154,6 +154,9 @@ _TABLE: list[tuple[str, list[tuple[str, object, str]]]] = [
         ("MANAGER_PREFETCH", 10, "tasks a manager holds beyond one per worker"),
         ("MANAGER_RUNNING_DEFER_S", 0.02,
          "a task is reported running once it has run this long (a shorter one never is)"),
+        ("MANAGER_RESULT_LINGER_S", 0.002,
+         "while its workers still run tasks, a manager holds a result this long for others "
+         "to go with it (the last one goes at once)"),
         ("TASK_OUTPUT_MAX", 64 * 1024,
          "bytes of a task's stdout, and of its stderr, kept with its result (read by the "
          "workers): longer output keeps its start and end with a marker where it was cut"),

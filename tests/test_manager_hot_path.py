@@ -3,7 +3,8 @@ worker process and a real interchange over CurveZMQ (the rig of
 tests/test_manager_cancel.py; the test thread turns the manager's loop):
 
 - tasks queued behind a busy worker run one by one, in order, each result
-  once, while the manager looks at its workers once per loop step;
+  once, while the manager looks at its workers once per loop step, and
+  however long results may wait for others while the worker is busy;
 - a task that finishes within ``running_defer`` is never reported running
   (its result says it ran: no RUNNING message, no status write), and one
   still running after it is reported, once.
@@ -29,9 +30,14 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
     r.close()
 
 
-def test_queued_tasks_run_in_order_each_result_once_and_short_ones_never_said_running(rig):
+@pytest.mark.parametrize("linger", [0.0, 60.0])
+def test_queued_tasks_run_in_order_each_result_once_and_short_ones_never_said_running(
+        rig, linger):
+    """With a result linger longer than the test, results held while the
+    worker runs the next task still all arrive: the last one goes at once."""
     mgr = rig.mgr
     mgr.running_defer = 60.0  # longer than any of these tasks can take
+    mgr.result_linger = linger
     ids = [f"sq{i}" for i in range(30)]
     rig.ix.submit([task(t, square, i) for i, t in enumerate(ids)], rig.feed)
     rig.step_until(lambda: all(rig.out.results(t) for t in ids), "every result")
