@@ -49,16 +49,29 @@ LARGE_FRAME = 64 * 1024
 
 
 # ------------------------------------------------------------------ sockets
+#: plain ints: pyzmq's recv_multipart / send_multipart combine its enum flags
+#: once per frame (an enum object each, a few microseconds per message)
+_SNDMORE = int(zmq.SNDMORE)
+
+
 def recv(sock: zmq.Socket, flags: int = 0) -> list[Any]:
     """One multipart message: small frames as bytes, large ones as
     memoryviews of the received frames (no copy)."""
-    return [f.bytes if len(f) < LARGE_FRAME else f.buffer
-            for f in sock.recv_multipart(flags, copy=False)]
+    f = sock.recv(flags, copy=False)
+    out = [f.bytes if len(f) < LARGE_FRAME else f.buffer]
+    while f.more:
+        f = sock.recv(flags, copy=False)
+        out.append(f.bytes if len(f) < LARGE_FRAME else f.buffer)
+    return out
 
 
 def send(sock: zmq.Socket, frames: list[Any], flags: int = 0) -> None:
-    """Send ``frames``; large ones are handed to ZeroMQ without a copy."""
-    sock.send_multipart(frames, flags, copy=False)
+    """Send ``frames`` as one message; large ones are handed to ZeroMQ
+    without a copy."""
+    flags = int(flags)
+    more, last = flags | _SNDMORE, len(frames) - 1
+    for i, frame in enumerate(frames):
+        sock.send(frame, more if i < last else flags, copy=False)
 
 
 def command_packer() -> Any:

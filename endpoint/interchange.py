@@ -97,6 +97,8 @@ from funcx.protocol.messages import (
 log = logging.getLogger("funcx.interchange")
 FEED_ADDR = "inproc://funcx-tasks"
 WILDCARDS = ("0.0.0.0", "*")  # every interface: only when configured exactly so
+#: plain ints (pyzmq's enum flags cost an object per use, several per message)
+EVENTS, POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
 
 
 class InterchangeAddressError(FuncxError):
@@ -432,12 +434,12 @@ class Interchange:
     def _step(self, poller: zmq.Poller) -> None:
         for sock, _ in poller.poll(int(self.poll_period * 1000)):
             if sock is self.feed:
-                while cast(int, self.feed.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+                while cast(int, self.feed.getsockopt(EVENTS)) & POLLIN:
                     self.feed.recv()
                 while self.inbox:  # may answer with results that arrived first
                     self._do(self.state.handle(self.inbox.popleft()))
             else:
-                while cast(int, self.router.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+                while cast(int, self.router.getsockopt(EVENTS)) & POLLIN:
                     if not self._may_read():
                         break
                     self._on_manager_safe(blobs.recv(self.router))

@@ -75,6 +75,7 @@ import tempfile
 import time
 import uuid
 from collections import deque
+from typing import cast
 
 import zmq
 
@@ -109,6 +110,8 @@ log = logging.getLogger("funcx.manager")
 
 #: how often a manager looks for workers that died (a waitpid per worker)
 REAP_EVERY_S = 0.02
+#: plain ints (pyzmq's enum flags cost an object per use, several per message)
+EVENTS, POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
 
 class Manager(InterchangeLink):
     def __init__(self, launch: ManagerLaunch, keys: ManagerKeys | None = None):
@@ -449,13 +452,13 @@ class Manager(InterchangeLink):
     def _step(self, poller: zmq.Poller, tick: float) -> None:
         for sock, _ in poller.poll(math.ceil(self.next_wake(tick) * 1000)):
             if sock is self.up:
-                while int(self.up.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+                while cast(int, self.up.getsockopt(EVENTS)) & POLLIN:
                     self._handle("the interchange", self.on_interchange,
                                  blobs.recv(self.up))
             elif sock is self.mon:
                 self.on_handshake()
             else:
-                while int(self.down.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+                while cast(int, self.down.getsockopt(EVENTS)) & POLLIN:
                     frames = blobs.recv(self.down)
                     self._handle(f"worker {frames[0][:32].decode(errors='replace')}",
                                  self.on_worker, frames)
