@@ -245,12 +245,18 @@ def test_a_hostile_frames_body_is_refused_while_another_tenants_tasks_complete(f
                b"FXF1\n99999999999\n{}", frames.encode({"tasks": {fid: ["4\nbb\n1"]}},
                                                        [binary.dumps(arr)])]
     answers: list[requests.Response] = []
+    from backend.store import users
 
-    def attack() -> None:
+    plain = redis.Redis(connection_pool=redis.ConnectionPool(
+        **{**fabric.r.connection_pool.connection_kwargs, "decode_responses": True}))
+    mallory = users.issue_token(plain, users.create_user(plain, f"mallory-{uuid.uuid4().hex[:6]}"))
+    plain.close()
+
+    def attack() -> None:  # another tenant, at the same endpoint
         for body in hostile * 5:
             answers.append(requests.post(
                 f"{fabric.url}/v3/endpoints/{endpoint}/submit", data=body, timeout=60,
-                headers={"Authorization": f"Bearer {fabric.token}",
+                headers={"Authorization": f"Bearer {mallory}",
                          "Content-Type": frames.MEDIA_TYPE}))
 
     t = threading.Thread(target=attack)
