@@ -68,6 +68,9 @@ def recv(sock: zmq.Socket, flags: int = 0) -> list[Any]:
 def send(sock: zmq.Socket, frames: list[Any], flags: int = 0) -> None:
     """Send ``frames`` as one message; large ones are handed to ZeroMQ
     without a copy."""
+    for frame in frames:  # as send_multipart: a bad frame fails before any is sent
+        if not isinstance(frame, (bytes, memoryview, zmq.Frame)):
+            memoryview(frame)
     flags = int(flags)
     more, last = flags | _SNDMORE, len(frames) - 1
     for i, frame in enumerate(frames):
