@@ -98,8 +98,8 @@ def cut(lines: list[tuple[float, str]], tid: str, eid: str, t0: float, t_done: f
               _first(lines, tid, "XADD", keys.ep_tasks(eid)),
               details.get("exec_start"), details.get("exec_end"),
               # the result entry, not the "running" status update that also names it
-              _first(lines, tid, "XADD", keys.ep_results(eid), '"kind" "result'),
-              _first(lines, tid, "HSET", keys.task(tid), "success"),
+              _first(lines, tid, "XADD", keys.ep_results(eid), "kind result"),
+              _first(lines, tid, "HSET", keys.task(tid), "status success"),
               t_done]
     if any(p is None for p in points):
         return None
