@@ -182,8 +182,11 @@ def is_blob_result(doc: dict) -> bool:
 
 
 def fetch_result(web: Any, task_id: str, serializer: FuncXSerializer) -> Any:
-    """The value of a task's blob result, read as bytes from the service."""
-    raw = web.get(f"/v3/tasks/{task_id}/result", retry_s=0)
+    """The value of a task's blob result, read as bytes from the service
+    (retried through a brief outage, as every idempotent read)."""
+    from funcx.defaults import setting
+
+    raw = web.get(f"/v3/tasks/{task_id}/result", retry_s=float(setting("HTTP_RETRY_S")))
     if not isinstance(raw, (bytes, bytearray)):
         from funcx.errors import SerializationError
 
