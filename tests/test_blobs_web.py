@@ -371,3 +371,20 @@ def test_another_endpoints_blob_result_for_a_task_is_not_taken(parked, raw, redi
         assert not raw.exists(keys.task_blob(tid)) and not raw.exists(keys.ep_blob(other, tid))
     finally:
         fxc.delete_endpoint(reg["endpoint_id"])
+
+
+def test_a_settled_blob_expires_with_its_record(parked, raw, redis_client, http):
+    """settle() gives the moved blob the record's remaining time (so it goes
+    when the record does), and the first fetch shortens both alike."""
+    from backend.store import blobs
+
+    eid, agent_url, fid = parked
+    _, tid = _submit_one(http, eid, fid)
+    agent = redis.Redis.from_url(agent_url)
+    blob = binary.dumps(b"y" * 100_000)
+    agent.set(keys.ep_blob(eid, tid), blob, ex=60)  # its own expiry, shorter
+    agent.close()
+    out = blobs.settle(redis_client, eid, [Result(tid, "success", data=binary.ref(tid))], 10**6)
+    assert out[0].status == "success" and out[0].data == binary.ref(str(binary.size(blob)))
+    record_ms, blob_ms = raw.pttl(keys.task(tid)), raw.pttl(keys.task_blob(tid))
+    assert record_ms > 3600 * 1000 and abs(record_ms - blob_ms) < 5000
