@@ -160,6 +160,18 @@ def test_a_retried_frames_submit_stores_its_blobs_once(http, parked, raw):
     assert len(stored) == 1 and _blob_keys(raw, eid) - before == stored
 
 
+def test_a_frames_header_with_a_lone_surrogate_is_a_clean_400(http, parked, raw):
+    eid, _, fid = parked
+    before = _blob_keys(raw, eid)
+    body = frames.encode({"tasks": {fid: [_payload("bb\n0")]}, "task_group_id": "\ud800"},
+                         [binary.dumps((BIG,))])
+    resp = http.post(f"{http.base_url}/v3/endpoints/{eid}/submit", data=body,
+                     headers={"Content-Type": frames.MEDIA_TYPE}, timeout=30)
+    assert resp.status_code == 400 and resp.json()["code"] == error_codes.BAD_REQUEST
+    assert "surrogate" in resp.json()["message"]
+    assert _blob_keys(raw, eid) == before
+
+
 @pytest.mark.parametrize("route", ["v3", "v2"])
 def test_a_json_submit_may_not_hold_a_blob_reference(http, parked, raw, route):
     """A reference only names a frame of its own body: a JSON body naming a

@@ -28,7 +28,7 @@ from flask import Blueprint, Response, current_app, request
 
 from backend.api_errors import ApiError, bad_request, not_found
 from backend.auth import current_user
-from backend.routes.common import json_body, redis, tasks, valid_uuid
+from backend.routes.common import _has_lone_surrogate, json_body, redis, tasks, valid_uuid
 from backend.store import blobs as store
 from funcx.defaults import setting
 from funcx.errors import SerializationError
@@ -62,6 +62,8 @@ def submit_body() -> tuple[dict, list[memoryview]]:
         header, got = frames.decode(request.get_data(cache=False))
     except frames.FramesError as e:
         raise _invalid(f"the frames body is malformed: {e}") from None
+    if _has_lone_surrogate(header):  # as json_body: no Redis write could encode it
+        raise bad_request("the request body has a string with a lone UTF-16 surrogate")
     return header, got
 
 
