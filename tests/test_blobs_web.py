@@ -400,3 +400,31 @@ def test_a_settled_blob_expires_with_its_record(parked, raw, redis_client, http)
     assert out[0].status == "success" and out[0].data == binary.ref(str(binary.size(blob)))
     record_ms, blob_ms = raw.pttl(keys.task(tid)), raw.pttl(keys.task_blob(tid))
     assert record_ms > 3600 * 1000 and abs(record_ms - blob_ms) < 5000
+
+
+def test_mangled_frames_bodies_never_get_a_5xx(http, parked):
+    """Truncations and flipped bytes of a valid frames body: each is
+    answered (200 when still well-formed, 400/413 naming the problem), never 5xx."""
+    import random
+
+    eid, _, fid = parked
+    good = frames.encode({"tasks": {fid: [_payload("bb\n0", "bb\n1")]}},
+                         [binary.dumps((b"a" * 70_000,)), binary.dumps({"k": b"b" * 70_000})])
+    rng = random.Random(20)
+    seen = set()
+    for i in range(60):
+        body = bytearray(good)
+        if i % 2:
+            body = body[:rng.randrange(len(body))]
+        else:  # flip bytes where the structure is: the magic, lengths, the header
+            for _ in range(rng.randint(1, 4)):
+                body[rng.randrange(min(len(body), 400))] = rng.randrange(256)
+        resp = http.post(f"{http.base_url}/v3/endpoints/{eid}/submit", data=bytes(body),
+                         headers={"Content-Type": frames.MEDIA_TYPE}, timeout=30)
+        assert resp.status_code < 500, (i, resp.status_code, resp.text[:300])
+        if resp.status_code >= 400:
+            assert resp.json()["code"] in (error_codes.FRAMES_INVALID, error_codes.BAD_REQUEST,
+                                           error_codes.TASK_PAYLOAD_TOO_LARGE,
+                                           error_codes.FUNCTION_NOT_FOUND), resp.text
+        seen.add(resp.status_code)
+    assert 400 in seen
