@@ -13,7 +13,8 @@ import pytest
 from funcx import FuncXExecutor
 from funcx.errors import BadRequest, FuncxAPIError, NotFound
 from funcx.protocol import error_codes, keys
-from funcx.sdk.event_stream import EventsAnswer, EventStream, decode_answer, messages
+from funcx.protocol.events import EventsAnswer, messages
+from funcx.sdk.event_stream import EventStream, decode_answer
 from funcx.sdk.web_client import WebClient
 
 

@@ -31,7 +31,6 @@ import re
 import time
 from collections.abc import Iterator
 
-import msgspec
 import redis as redis_lib
 from flask import Blueprint, Response, jsonify, request, stream_with_context
 
@@ -44,6 +43,7 @@ from backend.store.quotas import resolve_task_group
 from backend.store.tasks import document
 from funcx.defaults import setting
 from funcx.protocol import error_codes
+from funcx.protocol.events import HEARTBEAT, OPENED, STREAM_TYPE, data_message
 
 bp = Blueprint("taskgroups", __name__)
 log = logging.getLogger(__name__)
@@ -52,10 +52,6 @@ XREAD_SLICE_MS = 2000
 #: Retry-After of a refused long-poll, drawn from this range so that refused
 #: pollers do not all come back in the same instant
 RETRY_AFTER_S = (1, 4)
-#: the media type of a streamed events answer (server-sent events)
-STREAM_TYPE = "text/event-stream"
-#: a stream's first bytes (its headers go out with them) and its heartbeat
-OPENED, HEARTBEAT = b": open\n\n", b": idle\n\n"
 
 
 def _owned(tg: str) -> tuple[str, str]:
@@ -166,4 +162,4 @@ def _stream(internal: str, tg: str, user: str, after: str, wait_s: float) -> Ite
             yield HEARTBEAT
             continue
         after = answer["last_id"]
-        yield b"data: " + msgspec.json.encode(answer) + b"\n\n"
+        yield data_message(answer)

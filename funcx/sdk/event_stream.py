@@ -1,7 +1,7 @@
 """A task group's completion events as one streamed request (server-sent
 events): many answers over one request, so a watcher waiting on task after
 task pays for one HTTP request, one authentication and one long-poll slot per
-``timeout`` rather than per answer (README "Results are pushed").
+``timeout`` rather than per answer (README "How results reach the SDK").
 
 The service streams ``GET /v2/taskgroup/{tg}/events`` when asked with
 ``Accept: text/event-stream``: each ``data:`` message is one answer of the
@@ -9,8 +9,8 @@ long-poll (``{"taskgroup_id", "last_id", "tasks"}``) and a comment line is a
 heartbeat, sent when no event came for a while (the watcher's chance to stop
 listening).  A service that answers JSON instead (an older one, or one whose
 long-poll threads are all busy) gives one answer and the stream ends there.
-Every answer is decoded through :class:`EventsAnswer`: the service is not
-trusted to send what it should.
+Every answer is decoded through :class:`funcx.protocol.events.EventsAnswer`:
+the service is not trusted to send what it should.
 """
 from __future__ import annotations
 
@@ -22,43 +22,18 @@ import msgspec
 import urllib3
 
 from funcx.errors import FuncxAPIError, ServiceUnreachable
-from funcx.protocol import error_codes
+from funcx.protocol import error_codes, events
+from funcx.protocol.events import STREAM_TYPE, EventsAnswer, messages
 from funcx.sdk.web_client import WebClient, _api_error, _is_tls_failure, _reason
-
-STREAM_TYPE = "text/event-stream"
-
-
-class EventsAnswer(msgspec.Struct):
-    """One answer of the events route: terminal task documents after a cursor."""
-
-    last_id: str
-    tasks: list[dict[str, Any]]
-    taskgroup_id: str = ""
 
 
 def decode_answer(data: bytes) -> EventsAnswer:
     """One answer, checked; FuncxAPIError BAD_RESPONSE if it is not one."""
     try:
-        return msgspec.json.decode(data, type=EventsAnswer)
+        return events.decode(data)
     except (msgspec.ValidationError, msgspec.DecodeError) as e:
         raise FuncxAPIError(200, error_codes.BAD_RESPONSE,
                             f"the service's events answer is malformed: {e}") from None
-
-
-def messages(chunks: Iterator[bytes]) -> Iterator[bytes | None]:
-    """The ``data`` of each server-sent message in ``chunks`` (None for a
-    message with no data: a heartbeat), however the bytes were split."""
-    buf = b""
-    for chunk in chunks:
-        buf += chunk
-        while True:
-            end = buf.find(b"\n\n")
-            if end < 0:
-                break
-            block, buf = buf[:end], buf[end + 2:]
-            data = [line[5:].lstrip(b" ") for line in block.split(b"\n")
-                    if line.startswith(b"data:")]
-            yield b"\n".join(data) if data else None
 
 
 class EventStream:
@@ -99,6 +74,8 @@ class EventStream:
         resp = self._resp = self._open()
         whole = False  # read to its end: the connection may be reused
         try:
+            if self._closed:  # closed while it was being opened
+                return
             if not resp.headers.get("Content-Type", "").startswith(STREAM_TYPE):
                 data = resp.read()
                 whole = True
