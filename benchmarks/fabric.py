@@ -55,10 +55,16 @@ def run_tasks(ex, n: int, fn: Callable = noop) -> list:
 
 
 def limits_for(mib: int) -> dict[str, str]:
-    """Task input and result limits for an array of ``mib`` MiB (at least
-    :data:`LARGE_LIMIT`; the pickled array is a little larger than its data)."""
+    """Service settings for arrays of up to ``mib`` MiB: task input and result
+    limits (at least :data:`LARGE_LIMIT`; the pickled array is a little larger
+    than its data), and for arrays past 170 MiB a larger embedded-Redis bound,
+    since every result stays FUNCX_RESULT_RETENTION_S (a day) after it is
+    fetched: about 12 results of the largest size in a full run."""
     limit = str(max(LARGE_LIMIT, (mib + 16) * MIB))
-    return {"FUNCX_MAX_PAYLOAD_BYTES": limit, "FUNCX_MAX_RESULT_BYTES": limit}
+    env = {"FUNCX_MAX_PAYLOAD_BYTES": limit, "FUNCX_MAX_RESULT_BYTES": limit}
+    if mib > 170:  # the default 4gb holds a full run's results up to here
+        env["FUNCX_REDIS_MAXMEMORY"] = f"{4096 + 12 * (mib + 16)}mb"
+    return env
 
 
 def _kill_tree(pid: int | None) -> None:

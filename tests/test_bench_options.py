@@ -101,6 +101,9 @@ def test_the_bench_service_accepts_the_100_mib_array():
     bigger = limits_for(500)  # --payload-mib 500 raises the limits with it
     assert int(bigger["FUNCX_MAX_PAYLOAD_BYTES"]) > 500 * MIB
     assert bigger["FUNCX_MAX_RESULT_BYTES"] == bigger["FUNCX_MAX_PAYLOAD_BYTES"]
+    # results are kept a day after their fetch: Redis's bound grows past 170 MiB
+    assert "FUNCX_REDIS_MAXMEMORY" not in limits_for(100)
+    assert bigger["FUNCX_REDIS_MAXMEMORY"] == f"{4096 + 12 * 516}mb"
 
 
 def test_aggregate_rate_is_all_tasks_over_first_start_to_last_end():
