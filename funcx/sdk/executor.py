@@ -47,10 +47,10 @@ IGNORED_OPTIONS = {
     "batch_enabled": "submissions are always coalesced into batch requests",
     "batch_interval": "the submit thread sends whatever has queued as soon as the "
                       "previous request is answered",
-    "poll_interval": "results are pushed by long-poll, not polled",
-    "heartbeat_period": "results are pushed by long-poll; there is no socket to keep alive",
-    "results_ws_uri": "results come over the service's HTTPS long-poll, not a web socket "
-                      "or AMQP",
+    "poll_interval": "results are pushed over a stream of events, not polled",
+    "heartbeat_period": "the service's stream of results sends its own heartbeats",
+    "results_ws_uri": "results come over the service's HTTPS event stream, not a web "
+                      "socket or AMQP",
     "warn_about_url_mismatch": "there is no separate results URL to compare",
 }
 
