@@ -7,7 +7,8 @@ each round waits on a barrier shared with the others, runs N no-ops and
 reports its start and end (``time.monotonic``, one clock for every process
 of the host).  A round's aggregate is E*N / (last end − first start); the
 note gives the spread of the clients' own rates and the service tier in
-effect (web workers, ingesters).
+effect (web workers, ingesters) and the service's CPU per task by component
+(psutil CPU times of its processes around the rounds, clients' warm-up included).
 """
 from __future__ import annotations
 
@@ -50,6 +51,14 @@ def aggregate_rate(spans: list[Span], tasks: int) -> float:
 def client_rates(spans: list[Span], tasks: int) -> list[float]:
     """Each client's own tasks/s in a round."""
     return [tasks / (s.end - s.start) for s in spans]
+
+
+def cpu_per_task(before: dict[str, float], after: dict[str, float], tasks: int) -> str:
+    """The service's CPU µs per task by component, from two
+    ``Fabric.service_cpu`` samples around ``tasks`` tasks (warm-ups included)."""
+    parts = {k: (after[k] - before.get(k, 0.0)) * 1e6 / tasks for k in after}
+    shown = [f"{k} {parts[k]:,.0f}" for k in ("web", "ingesters", "redis") if k in parts]
+    return f"service CPU µs/task {sum(parts.values()):,.0f} ({', '.join(shown)})"
 
 
 def client_main(index: int, endpoint_id: str, tasks: int, rounds: int, barrier, out) -> None:
@@ -147,11 +156,14 @@ def measure(table: h.Table, fab, counts: list[int], workers: int, tasks: int, re
         def go(e: int = e, name: str = name) -> None:
             nonlocal first
             eids = fab.aggregate_endpoints(e, workers)
+            cpu0 = fab.service_cpu()
             rounds = run_clients(eids, tasks, repeat)
+            cpu = cpu_per_task(cpu0, fab.service_cpu(), e * (tasks * repeat + min(tasks, 200)))
             rates = [aggregate_rate(spans, tasks) for spans in rounds]
             per_client = [x for spans in rounds for x in client_rates(spans, tasks)]
             row = table.add(fig, name, rates, "tasks/s")
-            notes = [f"per client {h.fmt(min(per_client))}–{h.fmt(max(per_client))} tasks/s"]
+            notes = [f"per client {h.fmt(min(per_client))}–{h.fmt(max(per_client))} tasks/s",
+                     cpu]
             if first is None:
                 first = row
                 notes.append(tier)

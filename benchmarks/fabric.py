@@ -290,23 +290,50 @@ class Fabric:
                 f"FUNCX_INGESTERS {value('INGESTERS')} → {ingesters} ingester"
                 f"{'' if ingesters == 1 else 's'} (0: sized to the cores)")
 
+    def _service_procs(self) -> list[psutil.Process]:
+        try:
+            root = psutil.Process(self.sup_pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return []
+
+    @staticmethod
+    def _component(p: psutil.Process) -> str:
+        """Which part of the service process ``p`` is: web, ingesters, redis, other."""
+        cmd = " ".join(p.cmdline())
+        if "backend.ingester" in cmd:
+            return "ingesters"
+        if "redis-server" in p.name():
+            return "redis"
+        return "web" if "gunicorn" in cmd else "other"
+
     def service_processes(self) -> tuple[int, int]:
         """(gunicorn workers, ingesters) running under the service's supervisor."""
-        try:
-            procs = psutil.Process(self.sup_pid).children(recursive=True)
-        except psutil.Error:
-            return 0, 0
         web = ingesters = 0
-        for p in procs:
+        for p in self._service_procs():
             try:
-                cmd = " ".join(p.cmdline())
-                if "backend.ingester" in cmd:
+                kind = self._component(p)
+                if kind == "ingesters":
                     ingesters += 1
-                elif "gunicorn" in cmd and "gunicorn" in " ".join(p.parent().cmdline()):
-                    web += 1
+                elif kind == "web" and "gunicorn" in " ".join(p.parent().cmdline()):
+                    web += 1  # a worker (its parent is the gunicorn master)
             except psutil.Error:
                 pass
         return web, ingesters
+
+    def service_cpu(self) -> dict[str, float]:
+        """CPU seconds (user + system) the service's processes have used so
+        far, by component (web, ingesters, redis, other): deltas over a
+        figure give its CPU cost per task on the service host."""
+        out: dict[str, float] = {}
+        for p in self._service_procs():
+            try:
+                t = p.cpu_times()
+                kind = self._component(p)
+                out[kind] = out.get(kind, 0.0) + t.user + t.system
+            except psutil.Error:
+                pass
+        return out
 
     # ---------------------------------------------------------------- memory
     def redis(self):

@@ -112,6 +112,13 @@ def test_aggregate_rate_is_all_tasks_over_first_start_to_last_end():
     assert agg.client_rates(spans, 1000) == pytest.approx([500.0, 1000 / 3.0])
 
 
+def test_service_cpu_per_task_by_component():
+    before = {"web": 1.0, "ingesters": 0.5, "redis": 2.0}
+    after = {"web": 1.2, "ingesters": 0.55, "redis": 2.02, "other": 0.01, "new": 0.0}
+    assert agg.cpu_per_task(before, after, 1000) == \
+        "service CPU µs/task 280 (web 200, ingesters 50, redis 20)"
+
+
 def test_a_scaling_figure_per_worker_count_notes_funcx_over_parsl():
     t = h.Table()
     t.add(sc.figure(4, 100), "funcX (FuncXExecutor, via service)", [3000, 3000], "tasks/s",
