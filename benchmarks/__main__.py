@@ -7,7 +7,7 @@ multiprocessing pool, all with 2 workers unless a figure says otherwise, in one 
 It starts a funcX service and endpoints itself (in a throwaway FUNCX_HOME),
 runs each figure for funcX and for each peer, repeats it, and prints the
 median, min–max and the ratio funcX / peer.  ``--quick`` runs the same code
-on small sizes in well under a minute or two (CI proves the suite works; its
+on small sizes in about two minutes on 2 cores (CI proves the suite works; its
 numbers mean little).  Figures (``--only`` takes a comma-separated subset):
 
   throughput  no-op tasks through the whole fabric, submit all + collect all
