@@ -37,7 +37,6 @@ from funcx.errors import BlobMissing, SerializationError, SerializerNotAllowed
 from funcx.protocol import keys
 from funcx.protocol.error_codes import SERIALIZER_NOT_ALLOWED
 from funcx.protocol.messages import Result, Task
-from funcx.sdk.blobs import _dumps as data_dumps  # the SDK's binary.dumps
 from funcx.sdk.limits import serialized_bytes
 from funcx.serialize import binary
 from funcx.serialize.buffers import pack_buffers, unpack_buffers
@@ -138,28 +137,13 @@ def arguments(task: Task, serializer: Any) -> tuple[Any, Any]:
         if binary.is_ref(item):
             if k >= len(task.blobs):
                 raise SerializationError("the payload names more blobs than the task carries")
-            values.append(_loads(task.blobs[k], serializer))
+            values.append(binary.loads(task.blobs[k], serializer))
             k += 1
         else:
             values.append(serializer.deserialize(item))
     if k != len(task.blobs):
         raise SerializationError("the task carries blobs its payload does not name")
     return values[0], values[1]
-
-
-def _loads(blob: Any, serializer: Any) -> Any:
-    """``binary.loads(blob, serializer)``; a ``00`` blob is tried with the
-    standard pickle on the frame itself first (dill.loads copies it into a
-    file and reads it back: 8 ms for 10 MiB against 1-3 ms), dill after it
-    for what only dill reads."""
-    view = memoryview(blob)
-    allowed = getattr(serializer, "allowed", None)
-    if bytes(view[:3]) == b"00\n" and (allowed is None or "00" in allowed):
-        try:
-            return pickle.loads(view[3:])
-        except Exception:  # noqa: BLE001 - dill's own pickles, __main__ objects
-            pass
-    return binary.loads(blob, serializer)
 
 
 # ------------------------------------------------------------- the agent
@@ -310,15 +294,13 @@ _MIN_BYTES: dict[str | None, int] = {}
 
 
 def _dumps(value: Any) -> bytes:
-    """``binary.dumps(value)``, with its common case (small plain data) first
-    and containers of arrays through the standard pickle as the SDK does them
-    (dill walks a tuple around a 10 MiB array in ~18 ms, pickle in ~2)."""
+    """``binary.dumps(value)``, with its common case (small plain data) first."""
     if _plain(value, [1000]):
         try:
             return b"00\n" + pickle.dumps(value, protocol=5)
         except Exception:  # noqa: BLE001 - binary.dumps tries dill
             pass
-    return data_dumps(value)
+    return binary.dumps(value)
 
 
 def _blob_min_bytes() -> int:

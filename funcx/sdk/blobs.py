@@ -11,16 +11,14 @@ fetches each large result's bytes from ``GET /v3/tasks/<id>/result``.
 """
 from __future__ import annotations
 
-import io
 import json
-import pickle
 from typing import Any
 
 from funcx.serialize import FuncXSerializer, binary, frames
 from funcx.serialize.buffers import pack_buffers, unpack_buffers
 
 #: containers an argument-size estimate looks into, and how many items at most
-_SCAN_BUDGET = 256
+binary.SCAN_BUDGET = 256
 
 
 class BlobPayload(str):
@@ -47,7 +45,7 @@ _CONTAINERS = frozenset({list, tuple, set, frozenset})
 
 def _estimate(obj: Any, budget: list[int]) -> int:
     """A cheap lower bound of ``obj``'s pickled size: array and buffer bytes,
-    looked for in at most ``_SCAN_BUDGET`` objects (0 for a task of scalars)."""
+    looked for in at most ``binary.SCAN_BUDGET`` objects (0 for a task of scalars)."""
     t = type(obj)
     if t in _NO_BUFFER:
         return 0
@@ -66,47 +64,11 @@ def _estimate(obj: Any, budget: list[int]) -> int:
     return nbytes if isinstance(nbytes, int) else 0
 
 
-_SCALARS = (type(None), bool, int, float, complex, str, bytes, bytearray)
-
-
-def _data_only(obj: Any, budget: list[int]) -> bool:
-    """Builtin data and numpy arrays (not of objects) only, in at most
-    ``_SCAN_BUDGET`` objects: what the standard pickle writes as dill would,
-    much faster (dill's pure-Python pickler walks the containers around an
-    array: ~18 ms for a 10 MiB array in a tuple, against ~2 ms)."""
-    budget[0] -= 1
-    if budget[0] < 0:
-        return False
-    if isinstance(obj, _SCALARS):
-        return type(obj) in _SCALARS
-    if type(obj) in (list, tuple, set, frozenset):
-        return all(_data_only(x, budget) for x in obj)
-    if type(obj) is dict:
-        return all(_data_only(k, budget) and _data_only(v, budget) for k, v in obj.items())
-    if type(obj).__module__ == "numpy":
-        return getattr(getattr(obj, "dtype", None), "hasobject", True) is False
-    return False
-
-
-def _dumps(obj: Any) -> bytes:
-    """``obj``'s binary ``00`` item (funcx.serialize.binary.dumps, with the
-    standard pickle for containers of arrays too)."""
-    if _data_only(obj, [_SCAN_BUDGET]):
-        buf = io.BytesIO()
-        buf.write(b"00\n")  # the pickle written after it: no copy to prepend the id
-        try:
-            pickle.Pickler(buf, protocol=5).dump(obj)
-            return buf.getvalue()
-        except Exception:  # noqa: BLE001 - binary.dumps tries dill
-            pass
-    return binary.dumps(obj)
-
-
 def serialize_payload(serializer: FuncXSerializer, args: tuple, kwargs: dict) -> str:
     """The task payload of ``(args, kwargs)``: as ``serializer`` makes it,
     unless an item is large (at least ``FUNCX_BLOB_MIN_BYTES`` as bytes) and
     the data strategy is the default ``00``: then a :class:`BlobPayload`."""
-    budget, estimate = [_SCAN_BUDGET], 0
+    budget, estimate = [binary.SCAN_BUDGET], 0
     for value in (*args, *kwargs.values()):
         if type(value) not in _NO_BUFFER:  # (a task of scalars: one type test each)
             estimate += _estimate(value, budget)
@@ -118,7 +80,7 @@ def serialize_payload(serializer: FuncXSerializer, args: tuple, kwargs: dict) ->
     items: list[str] = []
     blobs: list[bytes] = []
     for obj in (tuple(args), dict(kwargs)):
-        raw = _dumps(obj)
+        raw = binary.dumps(obj)
         if binary.size(raw) >= minimum:
             items.append(binary.ref(str(len(blobs))))
             blobs.append(raw)
@@ -191,10 +153,4 @@ def fetch_result(web: Any, task_id: str, serializer: FuncXSerializer) -> Any:
         from funcx.errors import SerializationError
 
         raise SerializationError(f"the result of task {task_id} did not come back as bytes")
-    raw = bytes(raw) if isinstance(raw, bytearray) else raw
-    if raw[:3] == b"00\n" and (serializer.allowed is None or "00" in serializer.allowed):
-        try:  # the standard unpickler: dill's subclass takes twice as long on a large array
-            return pickle.loads(memoryview(raw)[3:])
-        except Exception:  # noqa: BLE001 - dill knows more: binary.loads says what is wrong
-            pass
     return binary.loads(raw, serializer)

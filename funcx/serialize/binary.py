@@ -22,6 +22,7 @@ blobs; smaller ones stay inline text, where base64 costs less than a hop.
 from __future__ import annotations
 
 import binascii
+import io
 import pickle
 from typing import Any
 
@@ -77,7 +78,7 @@ def mime_b64(raw: bytes | memoryview) -> str:
     return b"\n".join(lines).decode("ascii")
 
 
-def _split(blob: bytes | memoryview) -> tuple[str, memoryview]:
+def _split(blob: bytes | bytearray | memoryview) -> tuple[str, memoryview]:
     view = memoryview(blob)
     if len(view) < 3 or view[2] != 0x0A:
         raise SerializationError("a binary item must start with a two-character identifier "
@@ -104,7 +105,7 @@ def to_binary(item: str) -> bytes:
     return ident.encode() + b"\n" + raw
 
 
-def to_text(blob: bytes | memoryview) -> str:
+def to_text(blob: bytes | bytearray | memoryview) -> str:
     """The text (wire) form of a binary item (SerializationError if malformed)."""
     ident, body = _split(blob)
     if ident in BASE64_IDS:
@@ -121,31 +122,64 @@ def size(blob: bytes | memoryview) -> int:
 
 
 # ------------------------------------------------------ direct (de)serialize
+#: objects :func:`_data_only` looks at before it gives dill the value
+SCAN_BUDGET = 256
+_SCALARS = (type(None), bool, int, float, complex, str, bytes, bytearray)
+
+
+def _data_only(obj: Any, budget: list[int]) -> bool:
+    """Builtin data and numpy arrays (not of objects) only, in at most
+    ``budget`` objects: what the standard pickle writes as dill would, much
+    faster (dill's pure-Python pickler walks the containers around an array:
+    ~18 ms for a 10 MiB array in a tuple, against ~2 ms)."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        return False
+    if isinstance(obj, _SCALARS):
+        return type(obj) in _SCALARS
+    if type(obj) in (list, tuple, set, frozenset):
+        return all(_data_only(x, budget) for x in obj)
+    if type(obj) is dict:
+        return all(_data_only(k, budget) and _data_only(v, budget) for k, v in obj.items())
+    if type(obj).__module__ == "numpy":
+        return getattr(getattr(obj, "dtype", None), "hasobject", True) is False
+    return False
+
+
 def dumps(obj: Any) -> bytes:
     """``obj`` in the binary form of the ``00`` strategy (pickled data),
-    without ever making its text form: pickle protocol 5 for plain data and
-    arrays, dill for the rest (as :class:`~funcx.serialize.strategies.DillDataBase64`)."""
-    from funcx.serialize.strategies import _plain
-
-    if _plain(obj, [1000]) or type(obj).__module__ == "numpy":
+    without ever making its text form: the standard pickle (protocol 5) for
+    builtin data and numpy arrays, written after the identifier (no copy to
+    prepend it); dill for the rest, as
+    :class:`~funcx.serialize.strategies.DillDataBase64` does."""
+    if _data_only(obj, [SCAN_BUDGET]):
+        buf = io.BytesIO()
+        buf.write(b"00\n")
         try:
-            return b"00\n" + pickle.dumps(obj, protocol=5)
+            pickle.Pickler(buf, protocol=5).dump(obj)
+            return buf.getvalue()
         except Exception:  # noqa: BLE001 - dill tries what pickle cannot
             pass
     return b"00\n" + dill.dumps(obj)
 
 
-def loads(blob: bytes | memoryview, serializer: Any = None) -> Any:
+def loads(blob: bytes | bytearray | memoryview, serializer: Any = None) -> Any:
     """The value of a binary item.  ``serializer`` (a FuncXSerializer) applies
     its allow-list and handles the text strategies; the ``00`` data strategy
-    is read straight from the bytes."""
+    is read straight from the bytes: by the standard unpickler first (dill's
+    copies the data into a file object and takes about twice as long on a
+    large array), then by dill for what only dill resolves."""
     ident, body = _split(blob)
     if serializer is not None and serializer.allowed is not None \
             and ident not in serializer.allowed:
         return serializer.deserialize(to_text(blob))  # refused there, with its message
     if ident == "00":
         try:
-            return dill.loads(body)
+            return pickle.loads(body)
+        except Exception:  # noqa: BLE001 - dill knows more, and says what is wrong
+            pass
+        try:
+            return dill.loads(bytes(body))
         except Exception as e:
             raise SerializationError(f"cannot deserialize '00' data: {type(e).__name__}: {e}") \
                 from e
