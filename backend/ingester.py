@@ -52,6 +52,7 @@ from funcx.protocol.output_limits import fit, utf8_size
 from funcx.protocol.states import TaskState
 from funcx.protocol.streams import decode_result_entry
 from funcx.sdk.limits import serialized_bytes
+from funcx.serialize import binary
 
 log = logging.getLogger("funcx.ingester")
 
@@ -64,15 +65,27 @@ def _text(fields: Any) -> dict[str, str]:
         raise ProtocolError(f"entry is not UTF-8 text: {e}") from None
 
 
+def _data_bytes(data: str, blob: bool) -> int:
+    """Bytes of data a result carries: a blob result's reference names its
+    size once it was moved (``blobs.settle``), else the serialized text's
+    data as decoded."""
+    if blob:
+        name = data[len(binary.REF_PREFIX):]
+        if name.isdigit():
+            return int(name)
+    return serialized_bytes(data)
+
+
 def _bounded(e: Result | StatusUpdate, limit: int) -> Result | StatusUpdate:
     """A result larger than the service keeps becomes a failure saying so; its
     captured output is cut to what the result leaves of ``limit`` (output
     never makes a result too large) and kept either way."""
     if not isinstance(e, Result):
         return e
-    if len(e.data) + len(e.exc_data) + len(e.stdout) + len(e.stderr) <= limit // 4:
+    blob = binary.is_ref(e.data)
+    if not blob and len(e.data) + len(e.exc_data) + len(e.stdout) + len(e.stderr) <= limit // 4:
         return e  # far within the limit however it is counted (4 bytes a character at most)
-    size = serialized_bytes(e.data) + utf8_size(e.exc_data)  # the result's data as decoded
+    size = _data_bytes(e.data, blob) + utf8_size(e.exc_data)  # the result's data as decoded
     if size > limit:
         err = MaxResultSizeExceeded(size, limit)
         e = Result(e.task_id, TaskState.FAILED.value, data=f"{type(err).__name__}: {err}",
@@ -247,12 +260,14 @@ class Ingester:
                 if not fields:  # already deleted (seen when re-reading pending)
                     continue
                 try:
-                    entries += [_bounded(e, limit) for e in decode_result_entry(_text(fields))]
+                    entries += decode_result_entry(_text(fields))
                 except Exception as e:  # noqa: BLE001 - any bad entry is refused alone
                     self._refuse(eid, stream, entry_id, str(e)[:500], fields)
             if ids:
-                # blob results: moved out of the endpoint's reach, or failed (backend/store/blobs.py)
-                entries = blobs.settle(self.r, eid, entries, self.max_result)
+                # blob results: moved out of the endpoint's reach, or failed (backend/store/blobs.py);
+                # then each result bounded, a blob's by the size its reference now names
+                entries = [_bounded(e, limit)
+                           for e in blobs.settle(self.r, eid, entries, self.max_result)]
                 self._apply(eid, stream, entries, ids)
             handled += len(ids)
             if time.monotonic() >= self._next_tick:  # a long batch: keep the leases

@@ -480,3 +480,22 @@ def test_forgetting_a_consumer_never_loses_what_it_held(fabric):
     assert "host-a:1:1.00" not in f.consumers(stream)
     assert f.all_done(tids) and sorted(f.events(tg)) == sorted(tids)
     assert me.applied == 10 and f.r.xlen(stream) == 0
+
+
+def test_results_are_applied_after_redis_forgets_its_scripts(fabric):
+    """The apply path sends its scripts by EVALSHA alone (no SCRIPT EXISTS
+    round trip each batch); after a Redis restart (here SCRIPT FLUSH) they are
+    loaded again and the batch applied, once."""
+    from backend.store.results import ResultStore
+
+    f = fabric
+    eid = f.endpoint()
+    tg, tids = f.submit(eid, 4)
+    store = ResultStore(f.r)
+    done = store.apply([Result(tids[0], "success", data="00\na")], eid)
+    assert done.applied == 1 and not done.fenced
+    f.r.script_flush()
+    done = store.apply([Result(t, "success", data="00\nb") for t in tids], eid)
+    assert done.applied == 3 and f.all_done(tids)
+    assert f.events(tg) == tids  # one completion event each
+    assert f.r.hget(f"fx:task:{tids[0]}", "result") == "00\na"  # the first result stands

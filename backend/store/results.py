@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 import redis
+from redis.commands.core import Script
 
 from backend.store import scripts
 from funcx.protocol import keys
@@ -73,6 +74,7 @@ class ResultStore:
         self._results = r.register_script(scripts.APPLY_RESULTS)
         self._status = r.register_script(scripts.APPLY_STATUS)
         self._ack = r.register_script(scripts.ACK_RESULTS)
+        self._loaded = False
 
     def apply(self, entries: list[Result | StatusUpdate], eid: str,
               then_ack: tuple[str, str, list] | None = None, holder: str = "") -> Applied:
@@ -86,24 +88,24 @@ class ResultStore:
         updates = [e for e in entries if isinstance(e, StatusUpdate) and e.task_ids]
         lease = keys.ingest_lease(eid)
         calls: list[list[str]] = []
-        with self.r.pipeline(transaction=False) as p:
-            for start in range(0, len(results), CHUNK):
-                chunk = results[start:start + CHUNK]
-                argv: list[str] = [eid, holder]
-                for e in chunk:
-                    _argv(e, argv)
-                self._results(keys=[keys.ep_outstanding(eid), lease,
-                                    *[keys.task(e.task_id) for e in chunk]],
-                              args=argv, client=p)
-                calls.append([e.task_id for e in chunk])
-            for u in updates:
-                self._status(keys=[lease, *[keys.task(t) for t in u.task_ids]],
-                             args=[eid, holder, u.status, *_predecessors(u.status)], client=p)
-                calls.append(list(u.task_ids))
-            if then_ack and then_ack[2]:
-                stream, group, ids = then_ack
-                self._ack(keys=[lease, stream], args=[holder, group, *ids], client=p)
-            out = p.execute()
+        # (script, keys, args) of each call, sent by EVALSHA in one pipeline
+        script_calls: list[tuple[Script, list[str], list[str]]] = []
+        for start in range(0, len(results), CHUNK):
+            chunk = results[start:start + CHUNK]
+            argv: list[str] = [eid, holder]
+            for e in chunk:
+                _argv(e, argv)
+            script_calls.append((self._results, [keys.ep_outstanding(eid), lease,
+                                                 *[keys.task(e.task_id) for e in chunk]], argv))
+            calls.append([e.task_id for e in chunk])
+        for u in updates:
+            script_calls.append((self._status, [lease, *[keys.task(t) for t in u.task_ids]],
+                                 [eid, holder, u.status, *_predecessors(u.status)]))
+            calls.append(list(u.task_ids))
+        if then_ack and then_ack[2]:
+            stream, group, ids = then_ack
+            script_calls.append((self._ack, [lease, stream], [holder, group, *ids]))
+        out = self._run(script_calls)
         done = Applied()
         n_results = (len(results) + CHUNK - 1) // CHUNK
         for i, (tids, (count, refused)) in enumerate(zip(calls, out)):
@@ -118,6 +120,29 @@ class ResultStore:
         if then_ack and then_ack[2] and int(out[-1]) < 0:
             done.fenced = True
         return done
+
+    def _run(self, script_calls: list[tuple[Script, list[str], list[str]]]) -> list:
+        """Every call by EVALSHA in one round trip.  (A pipeline of registered
+        scripts would first ask SCRIPT EXISTS each time: a second round trip
+        on every batch.)  The scripts are loaded once; after a Redis restart
+        (NOSCRIPT) they are loaded again and the calls sent again, which
+        changes nothing that was already written (first result wins, and
+        acknowledging twice is acknowledging once)."""
+        for attempt in range(2):
+            if not self._loaded:
+                for sc in (self._results, self._status, self._ack):
+                    sc.sha = self.r.script_load(sc.script)
+                self._loaded = True
+            with self.r.pipeline(transaction=False) as p:
+                for sc, k, a in script_calls:
+                    p.evalsha(sc.sha, len(k), *k, *a)
+                try:
+                    return p.execute()
+                except redis.exceptions.NoScriptError:
+                    if attempt:
+                        raise
+                    self._loaded = False
+        raise AssertionError("unreachable")
 
     def ack(self, stream: str, ids: list[str], eid: str, holder: str = "") -> bool:
         """Acknowledge and delete entries of endpoint ``eid``'s ``stream``
