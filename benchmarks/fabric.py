@@ -84,8 +84,9 @@ def _kill_tree(pid: int | None) -> None:
 
 
 class Fabric:
-    def __init__(self, large_mib: int = 100) -> None:
-        self.large_mib = large_mib  # the largest array of the large-payload figure
+    def __init__(self, large_mib: int | None = None) -> None:
+        #: the largest array of the large-payload figure; None: BENCH_ENV's limits as they are
+        self.large_mib = large_mib
         self.home: str | None = None
         self.saved_env: dict[str, str] = {}
         self.sup_pid: int | None = None
@@ -102,7 +103,9 @@ class Fabric:
             if k not in KEEP_ENV:
                 del os.environ[k]
         self.home = tempfile.mkdtemp(prefix="funcx-bench-")
-        os.environ.update(BENCH_ENV, **limits_for(self.large_mib), FUNCX_HOME=self.home)
+        os.environ.update(BENCH_ENV, FUNCX_HOME=self.home)
+        if self.large_mib is not None:
+            os.environ.update(limits_for(self.large_mib))
         try:
             self._start()
         except BaseException:
