@@ -251,8 +251,8 @@ def set_allowed(r: redis.Redis, eid: str, add: Sequence[str] = (),
 
 def _endpoint_keys(r: redis.Redis, eid: str) -> list[str]:
     """Every key of the endpoint: its record and ``fx:endpoint:{eid}:*``
-    (service-owned), and ``fx:ep:{eid}:*`` (the agent's)."""
-    found = [keys.endpoint(eid), keys.endpoint_allowed(eid)]
+    (service-owned), its ingest lease, and ``fx:ep:{eid}:*`` (the agent's)."""
+    found = [keys.endpoint(eid), keys.endpoint_allowed(eid), keys.ingest_lease(eid)]
     for pattern in (f"{keys.endpoint(eid)}:*", f"{keys.ep_prefix(eid)}*"):
         found += r.scan_iter(match=pattern, count=1000)
     return sorted(set(found))

@@ -78,8 +78,9 @@ class Leases:
         if not eids:
             return set(), members
         flags = ["1" if owner(e, members) == self.me else "0" for e in eids]
-        held = self._leases(keys=[keys.INGEST_LIVE, *[keys.ingest_lease(e) for e in eids]],
-                            args=[self.me, self.lease_ms, *flags])
+        held = self._leases(keys=[keys.INGEST_LIVE, keys.ENDPOINTS,
+                                  *[keys.ingest_lease(e) for e in eids]],
+                            args=[self.me, self.lease_ms, *flags, *eids])
         return {e for e, h in zip(eids, held) if int(h)}, members
 
     def leave(self, eids: Iterable[str]) -> None:
@@ -87,6 +88,7 @@ class Leases:
         clean stop: the others take its streams over at their next renewal)."""
         eids = list(eids)
         if eids:
-            self._leases(keys=[keys.INGEST_LIVE, *[keys.ingest_lease(e) for e in eids]],
-                         args=[self.me, self.lease_ms, *["0"] * len(eids)])
+            self._leases(keys=[keys.INGEST_LIVE, keys.ENDPOINTS,
+                               *[keys.ingest_lease(e) for e in eids]],
+                         args=[self.me, self.lease_ms, *["0"] * len(eids), *eids])
         self.r.zrem(keys.INGEST_LIVE, self.me)

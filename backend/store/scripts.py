@@ -330,18 +330,23 @@ return redis.call('ZRANGE', KEYS[1], 0, -1)
 """)
 
 #: Take, renew or give up endpoints' ingest leases for one ingester.  KEYS[1]: the
-#: live set; KEYS[2..]: the endpoints' lease keys.  ARGV: the ingester's name, the
-#: lease in ms, then one flag per lease key: '1' the endpoint is meant for this
-#: ingester (take it if free, renew it if held), '0' it is not (give it up if
-#: held).  A lease whose holder is not in the live set (or has lapsed there) is
-#: free.  Returns, per lease key, 1 held by this ingester now, else 0.
+#: live set; KEYS[2]: the set of registered endpoints; KEYS[3..]: the endpoints'
+#: lease keys.  ARGV: the ingester's name, the lease in ms, then one flag per
+#: lease key: '1' the endpoint is meant for this ingester (take it if free, renew
+#: it if held), '0' it is not (give it up if held), then the endpoint id of each
+#: lease key.  A lease whose holder is not in the live set (or has lapsed there)
+#: is free; the lease of an endpoint no longer registered is never taken (so a
+#: deleted endpoint leaves no lease behind).  Returns, per lease key, 1 held by
+#: this ingester now, else 0.
 INGEST_LEASES = _lua("""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local me, ms = ARGV[1], ARGV[2]
+local n = #KEYS - 2
 local out = {}
-for i = 2, #KEYS do
-  local k, want = KEYS[i], ARGV[1 + i] == '1'
+for i = 1, n do
+  local k, want = KEYS[2 + i], ARGV[2 + i] == '1'
+  if want and redis.call('SISMEMBER', KEYS[2], ARGV[2 + n + i]) == 0 then want = false end
   local cur = redis.call('GET', k)
   if cur and cur ~= me then
     local until_ms = redis.call('ZSCORE', KEYS[1], cur)
@@ -352,10 +357,10 @@ for i = 2, #KEYS do
   end
   if want and (not cur or cur == me) then
     redis.call('SET', k, me, 'PX', ms)
-    out[i - 1] = 1
+    out[i] = 1
   else
     if cur == me then redis.call('DEL', k) end
-    out[i - 1] = 0
+    out[i] = 0
   end
 end
 return out
