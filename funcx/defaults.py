@@ -181,6 +181,9 @@ _TABLE: list[tuple[str, list[tuple[str, object, str]]]] = [
         ("HTTP_TIMEOUT_S", 60.0, "the SDK's HTTP timeout"),
         ("HTTP_RETRY_S", 60.0,
          "how long batch_run, wait() and the executor retry an unanswered safe request"),
+        ("EXECUTOR_EVENT_STREAM", True,
+         "FuncXExecutor listens for results on one streamed request (server-sent events) "
+         "instead of a long-poll per answer"),
         ("BATCH_SUBMIT_SIZE", 1000, "tasks per submit request the SDK sends"),
         ("SUBMIT_RETRY_S", 180.0,
          "how long one submit request is retried while the service paces it (429 with "

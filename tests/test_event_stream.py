@@ -182,3 +182,16 @@ def test_executor_completes_task_after_task_over_one_stream(fxc, endpoint):
         stream = ex._stream
     # shut down with nothing left to watch: its stream was closed
     assert stream is not None and stream.closed
+
+
+def test_executor_with_the_stream_off_long_polls_once_per_answer(fxc, endpoint, monkeypatch):
+    """FUNCX_EXECUTOR_EVENT_STREAM=0: the watcher asks for plain JSON answers,
+    a long-poll per answer (what the service answers a client that does not
+    ask for a stream), and every result still arrives."""
+    monkeypatch.setenv("FUNCX_EXECUTOR_EVENT_STREAM", "0")
+    with FuncXExecutor(endpoint_id=endpoint, client=fxc) as ex:
+        assert ex.submit(double, 0).result(timeout=60) == 0
+        before = ex._watch_web.request_count
+        assert [ex.submit(double, i).result(timeout=60) for i in range(5)] == \
+            [2 * i for i in range(5)]
+        assert ex._watch_web.request_count - before >= 5  # one request per answer

@@ -42,13 +42,17 @@ class EventStream:
     :meth:`close` may be called from another thread: it ends the iteration
     (the connection is dropped, not reused)."""
 
-    def __init__(self, web: WebClient, path: str, params: dict[str, Any], timeout: float):
+    def __init__(self, web: WebClient, path: str, params: dict[str, Any], timeout: float,
+                 stream: bool = True):
         self.web, self.path, self.params, self.timeout = web, path, params, timeout
+        #: False: ask for one JSON answer (a plain long-poll), a one-answer stream
+        self.stream = stream
         self._resp: urllib3.BaseHTTPResponse | None = None
         self._closed = False
 
     def _open(self) -> urllib3.BaseHTTPResponse:
-        headers = {"User-Agent": "funcx-sdk", "Accept": STREAM_TYPE}
+        headers = {"User-Agent": "funcx-sdk",
+                   "Accept": STREAM_TYPE if self.stream else "application/json"}
         tok = self.web.token
         if tok:
             headers["Authorization"] = f"Bearer {tok}"

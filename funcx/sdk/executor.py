@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+from funcx.defaults import setting
 from funcx.errors import FuncxError
 from funcx.protocol import error_codes
 from funcx.protocol.retry import build_policy, policy_key
@@ -394,7 +395,7 @@ class FuncXExecutor(cf.Executor):
         self._stream = stream = EventStream(
             self._watch_web, f"/v2/taskgroup/{self.task_group_id}/events",
             {"after": self._cursor, "timeout": LONGPOLL_S, "blobs": 1},  # large results: refs
-            LONGPOLL_S + 30)
+            LONGPOLL_S + 30, stream=bool(setting("EXECUTOR_EVENT_STREAM")))
         try:
             for answer in stream:
                 if answer is None:  # a heartbeat
