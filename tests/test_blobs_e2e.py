@@ -306,6 +306,7 @@ def test_a_forged_result_reference_fails_only_that_task(fabric):
         client.delete_endpoint(eid)
 
 
+@pytest.mark.slow  # 100 MiB through every hop (~6 s with teardown): the slow CI step
 def test_a_100_mib_input_fits_when_the_payload_limit_is_128_mib(fabric, endpoint):
     from funcx import FuncXExecutor
 

@@ -274,6 +274,7 @@ def test_ingesters_share_the_endpoints_and_apply_each_one_in_order(fabric, tmp_p
     assert all(f.r.get(f"fx:ingester:lease:{e}") is None for e in f.eids)
 
 
+@pytest.mark.slow  # SIGKILL and takeover, ~4 s per Redis binary: the slow CI step
 def test_a_killed_ingester_s_endpoints_are_taken_over_and_nothing_is_applied_twice(fabric,
                                                                                    tmp_path):
     f = fabric

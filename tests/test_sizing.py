@@ -59,6 +59,7 @@ def _until(pred, timeout: float, what: str):
 
 
 @pytest.mark.timeout(240)
+@pytest.mark.slow  # a whole service started and an ingester killed (~7 s): the slow CI step
 def test_the_supervisor_runs_INGESTERS_ingesters_and_restarts_a_dead_one(tmp_path):
     home = tmp_path / "home"
     home.mkdir(mode=0o700)
