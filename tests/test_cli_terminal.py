@@ -147,6 +147,7 @@ def test_run_interrupted_on_an_offline_endpoint_names_the_task(tmp_path, fns, of
     fxc.cancel_task(tid)
 
 
+@pytest.mark.slow  # a real timeout, then the resume (~5 s): the slow CI step
 def test_timeout_exit_6_then_resume_prints_the_rest_in_order(tmp_path, fns, endpoint):
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     inp.write_text('[0]\n{"args": [0], "kwargs": {"tag": "b"}}\n[4]\n[0]\n')

@@ -387,6 +387,7 @@ def test_killed_agent_restarts_and_loses_no_task(fxc, fns, redis_client):
 
 
 # --------------------------------------------------------------- 4. walltime
+@pytest.mark.slow  # a walltime runs out and a worker is replaced (~4 s): the slow CI step
 def test_walltime_kills_the_task_and_the_worker_is_replaced(fxc, fns, tmp_path):
     with own_endpoint(fxc, "walltime", walltime=1.5) as ep:
         per_task = fxc.batch_run(_one(fxc, ep.eid, fns["sleep_for"], 30,

@@ -121,6 +121,7 @@ def test_a_stream_ends_at_its_timeout_with_a_heartbeat_and_frees_its_slot(
     assert _until(lambda: _polls(redis_client, user) == 0)
 
 
+@pytest.mark.slow  # waits for a heartbeat slice to notice the client left (~4 s): the slow CI step
 def test_a_client_that_stops_listening_frees_the_slot(idle_group, redis_client):
     web, user, tg = idle_group
     stream = EventStream(web, f"/v2/taskgroup/{tg}/events", {"after": "0", "timeout": 30}, 40)

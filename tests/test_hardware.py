@@ -363,6 +363,7 @@ def both_workers(fxc, eid) -> dict[str, dict]:
     return {d["accelerators"].get("CUDA_VISIBLE_DEVICES", ""): d for d in seen}
 
 
+@pytest.mark.slow  # a cancel kills a worker and its replacement starts (~4 s): the slow CI step
 def test_a_worker_replaced_after_a_cancel_has_its_device_back(fxc, hw_ep):
     before = both_workers(fxc, hw_ep)
     assert sorted(before) == DEVICES

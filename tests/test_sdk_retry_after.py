@@ -321,6 +321,7 @@ class _Seen(logging.Handler):
             self.event.set()
 
 
+@pytest.mark.slow  # waits out a real Retry-After (~4 s): the slow CI step
 def test_executor_rides_out_a_real_longpoll_limit(fxc, endpoint, redis_client):
     """The identity's long-poll slots are all taken (as if by 16 other polls):
     the real service answers 429 LONGPOLL_LIMIT; once they are free the

@@ -35,9 +35,17 @@ def gone(pid: int) -> bool:
 
 
 def group_of(pid: int) -> list[int]:
-    """The pids of ``pid``'s process group (itself first), once its child is up."""
+    """The pids of ``pid``'s process group (itself first), once its ``sleep 600``
+    child is up.  Only that child is counted: a short-lived process the worker
+    runs while it starts would end by itself and look like a kill."""
     def members() -> list[int] | None:
-        kids = [c.pid for c in psutil.Process(pid).children(recursive=True)]
+        kids = []
+        for c in psutil.Process(pid).children(recursive=True):
+            try:
+                if c.name() == "sleep":
+                    kids.append(c.pid)
+            except psutil.NoSuchProcess:
+                continue
         return [pid, *kids] if kids else None
     found = wait_until(members, 10)
     assert found, "the worker's child never started"
