@@ -2,7 +2,7 @@
 
 Per no-op task the web workers spend about twice the CPU an ingester does
 (submit and result fetch, about 13 µs, against the apply path, about 6 µs;
-measured with tests/service_cpu.py, README "Sizing a service host"), and the
+measured with benchmarks/service_cpu.py, README "Sizing a service host"), and the
 site's one Redis needs a core of its own as the load grows.  So a host gives
 half its cores to web workers, a quarter to ingesters and leaves the rest to
 Redis, the RQ worker and the system:

@@ -199,3 +199,32 @@ def machine_header(load_at_start: str, mode: str, repeat: int) -> str:
         "ratio     funcX median / peer median: for tasks/s above 1 means funcX is faster; "
         "for ms, s and MiB below 1 means funcX is faster",
     ])
+
+
+def private_redis(directory: str):
+    """A throwaway redis-server (the embedded binary) on a free loopback port
+    with a random password, nothing persisted; (process, url) once it answers."""
+    import secrets
+    import subprocess
+
+    import redis
+
+    from backend.embedded import free_port, redis_server_binary
+
+    password, port = secrets.token_urlsafe(16), free_port()
+    proc = subprocess.Popen([redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
+                             "--requirepass", password, "--dir", directory, "--save", "",
+                             "--appendonly", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://:{password}@127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            return proc, url
+        except redis.ConnectionError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("the private redis-server did not start") from None
+            time.sleep(0.05)

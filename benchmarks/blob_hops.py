@@ -8,9 +8,9 @@ Not a test (pytest does not collect it).  It drives the code on its
 ``PYTHONPATH``, so running it from a worktree of an older commit measures the
 old code::
 
-    FUNCX_HOME=$(mktemp -d) .venv/bin/python tests/measure_blob_hops.py --mode blob
+    FUNCX_HOME=$(mktemp -d) .venv/bin/python -m benchmarks.blob_hops --mode blob
     git worktree add /tmp/old 2b8059f && cd /tmp/old && FUNCX_HOME=$(mktemp -d) \\
-        PYTHONPATH=/tmp/old /work/main/.venv/bin/python /work/main/tests/measure_blob_hops.py --mode text
+        PYTHONPATH=/tmp/old /work/main/.venv/bin/python -m benchmarks.blob_hops --mode text
 
 The task is ``echo(array)``: an argument of the size goes in, a result of the
 size comes back.  Tasks run one at a time (warm-up first); the driver's own
@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -43,24 +41,10 @@ def echo(x):
     return x
 
 
-def start_redis(d: str) -> tuple[subprocess.Popen, str]:
-    from backend.embedded import free_port, redis_server_binary
+def start_redis(d: str):
+    from benchmarks.harness import private_redis
 
-    password, port = secrets.token_urlsafe(16), free_port()
-    proc = subprocess.Popen([redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
-                             "--requirepass", password, "--dir", d, "--save", "",
-                             "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"redis://:{password}@127.0.0.1:{port}/0"
-    c = redis.Redis.from_url(url)
-    for _ in range(100):
-        try:
-            c.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    return proc, url
-
+    return private_redis(d)
 
 def cpu_of(redis_pid: int, port: int) -> dict[str, float]:
     """CPU seconds so far: this process but its main thread (the driver) —

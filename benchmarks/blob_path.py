@@ -1,6 +1,6 @@
 """A/B of the binary path, whole fabric (not a test; run by hand):
 
-    .venv/bin/python tests/measure_blob_path.py 1,10,100
+    .venv/bin/python -m benchmarks.blob_path 1,10,100
 
 CPU per task of this client process (time.process_time) and of every fabric
 process (psutil cpu_times deltas: gunicorn web workers, ingester,

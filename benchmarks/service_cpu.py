@@ -12,7 +12,7 @@ Redis's own time per command (INFO commandstats):
 * fetch: the results read back through ``/v2/batch_status`` (a web worker's
   other share of a task).
 
-    python tests/service_cpu.py [--tasks 20000] [--batch 1000] [--entry 200] [--profile]
+    python -m benchmarks.service_cpu [--tasks 20000] [--batch 1000] [--entry 200] [--profile]
 
 To compare two versions in one run, point PYTHONPATH at each in turn (e.g. a
 ``git archive`` of the old commit's backend/ and funcx/).
@@ -24,34 +24,16 @@ import cProfile
 import json
 import os
 import pstats
-import secrets
-import subprocess
 import tempfile
 import time
 
 import psutil
 
 
-def _redis(tmp: str) -> tuple[subprocess.Popen, str]:
-    import redis
+def _redis(d: str):
+    from benchmarks.harness import private_redis
 
-    from backend.embedded import free_port, redis_server_binary
-
-    password, port = secrets.token_urlsafe(16), free_port()
-    proc = subprocess.Popen([redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
-                             "--requirepass", password, "--dir", tmp, "--save", "",
-                             "--appendonly", "no"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    url = f"redis://:{password}@127.0.0.1:{port}/0"
-    c = redis.Redis.from_url(url)
-    for _ in range(200):
-        try:
-            c.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    return proc, url
-
+    return private_redis(d)
 
 def _cpu(p: psutil.Process) -> float:
     t = p.cpu_times()
