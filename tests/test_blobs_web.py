@@ -428,3 +428,53 @@ def test_mangled_frames_bodies_never_get_a_5xx(http, parked):
                                            error_codes.FUNCTION_NOT_FOUND), resp.text
         seen.add(resp.status_code)
     assert 400 in seen
+
+
+def test_a_frames_body_sent_chunked_or_in_small_pieces_arrives_whole(http, parked, raw):
+    """The body is read in large steps when its length is known, and by
+    werkzeug's reader when it is chunked; both give the bytes as sent."""
+    eid, _, fid = parked
+    frame = binary.dumps((BIG,))
+    kwargs = FuncXSerializer().serialize({})
+    header = {"tasks": {fid: [_payload("bb\n0", kwargs)]}, "task_group_id": str(uuid.uuid4())}
+    body = frames.encode(header, [frame])
+    url = f"{http.base_url}/v3/endpoints/{eid}/submit"
+    pieces = [body[i:i + 4093] for i in range(0, len(body), 4093)]
+    for data in (iter(pieces), body):  # a generator: Transfer-Encoding chunked
+        resp = http.post(url, data=data, headers={"Content-Type": frames.MEDIA_TYPE}, timeout=60)
+        assert resp.status_code == 200, resp.text
+        task = _stream_task(raw, eid, resp.json()["tasks"][fid][0])
+        assert raw.get(keys.ep_blob(eid, binary.ref_name(unpack_buffers(task.payload)[0]))) \
+            == frame
+
+
+def _stream_task(raw, eid: str, tid: str):
+    for _, fields in reversed(raw.xrange(keys.ep_tasks(eid))):
+        for t in decode_task_entry({k.decode(): v.decode() for k, v in fields.items()}):
+            if t.task_id == tid:
+                return t
+    raise AssertionError(f"task {tid} not in the stream")
+
+
+def test_a_frames_body_cut_short_is_a_400_and_stores_nothing(http, parked, raw, token):
+    import socket
+    from urllib.parse import urlsplit
+
+    eid, _, fid = parked
+    frame = binary.dumps((BIG,))
+    header = {"tasks": {fid: [_payload("bb\n0", FuncXSerializer().serialize({}))]}}
+    body = frames.encode(header, [frame])
+    before = _blob_keys(raw, eid)
+    u = urlsplit(http.base_url)
+    with socket.create_connection((u.hostname, u.port), timeout=60) as s:
+        s.sendall((f"POST /v3/endpoints/{eid}/submit HTTP/1.1\r\nHost: {u.netloc}\r\n"
+                   f"Authorization: Bearer {token}\r\nContent-Type: {frames.MEDIA_TYPE}\r\n"
+                   f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+                  + body[:len(body) // 2])
+        s.shutdown(socket.SHUT_WR)  # the client goes away half way through
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    status = answer.split(b"\r\n", 1)[0]
+    assert b" 400 " in status, answer[:300]  # werkzeug's ClientDisconnected
+    assert _blob_keys(raw, eid) == before

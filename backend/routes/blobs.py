@@ -19,10 +19,12 @@ results (the binary path)").
 """
 from __future__ import annotations
 
+import io
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import cast
 
 from flask import Blueprint, Response, current_app, request
 
@@ -59,12 +61,37 @@ def submit_body() -> tuple[dict, list[memoryview]]:
     if ctype != frames.MEDIA_TYPE:
         return json_body(), []
     try:
-        header, got = frames.decode(request.get_data(cache=False))
+        header, got = frames.decode(read_body())
     except frames.FramesError as e:
         raise _invalid(f"the frames body is malformed: {e}") from None
     if _has_lone_surrogate(header):  # as json_body: no Redis write could encode it
         raise bad_request("the request body has a string with a lone UTF-16 surrogate")
     return header, got
+
+
+#: bytes asked of the server's body reader at a time (see read_body)
+BODY_STEP = 4 << 20
+
+
+def read_body() -> memoryview:
+    """The request body, read in large steps into one buffer.  Werkzeug's
+    ``get_data`` reads 64 KiB at a time, and gunicorn's reader copies the rest
+    of its 1 MiB read-ahead again at each such step: about ten copies of every
+    byte, a third of the web's CPU for a 100 MiB input (issue 20)."""
+    n = request.content_length
+    if n is None:  # chunked: werkzeug's reader
+        return memoryview(request.get_data(cache=False))
+    # 413 past MAX_CONTENT_LENGTH, before anything is allocated; werkzeug's
+    # LimitedStream, a RawIOBase (typed as IO[bytes])
+    stream = cast(io.RawIOBase, request.stream)
+    view = memoryview(bytearray(n))
+    pos = 0
+    while pos < n:
+        got = stream.readinto(view[pos:pos + BODY_STEP])
+        if not got:  # werkzeug raised ClientDisconnected (400) already
+            break
+        pos += got
+    return view[:pos]
 
 
 @dataclass
