@@ -24,7 +24,7 @@ from typing import Any
 
 import redis
 
-from endpoint import redis_link
+from endpoint import local_socket, redis_link
 from endpoint.addresses import AddressPlan, is_local_provider, plan, tcp_url
 from endpoint.agent_state import (
     Ack,
@@ -126,7 +126,9 @@ class Agent:
         self.interchange = self._make_interchange(config, run_dir)
         #: what managers are told to connect to (never 0.0.0.0; loopback only for local blocks)
         self.url = tcp_url(self.address.advertise, self.interchange.port)
-        self.blocks = Blocks(config, self.url, run_dir, self.interchange.keys.manager_file)
+        # blocks that stay on this host connect over the Unix socket (endpoint.local_socket)
+        self.blocks = Blocks(config, getattr(self.interchange, "local_url", None) or self.url,
+                             run_dir, self.interchange.keys.manager_file)
         self.health_lock = threading.Lock()  # the scaling loop writes, the heartbeat reads
         self.health = BlockHealth(
             register_timeout_for(config.block_register_timeout, local,
@@ -149,7 +151,8 @@ class Agent:
         return Interchange(self.address.bind, config.interchange_port, self.out.put,
                            config.heartbeat_period, config.heartbeat_threshold,
                            config.task_retries_on_manager_lost, config.poll_period,
-                           key_dir=run_dir / "curve")
+                           key_dir=run_dir / "curve",
+                           local_dir=local_socket.for_provider(config.provider, run_dir))
 
     def registration_metadata(self) -> dict:
         """Metadata added to the registration ({}; see endpoint.multiuser.parent)."""

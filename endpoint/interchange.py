@@ -10,7 +10,9 @@ Managers are a separate tenant (DESIGN decision 8) and are distrusted:
 
 * the ROUTER is a CurveZMQ server that accepts, through a ZAP handler, only
   the endpoint's manager key (:mod:`endpoint.curve`); any other client —
-  no CURVE at all, or another keypair — is refused at the handshake;
+  no CURVE at all, or another keypair — is refused at the handshake; the
+  same socket may also listen on a Unix socket in a 0700 directory, without
+  CURVE, for managers on this host (:mod:`endpoint.local_socket`);
 * it binds exactly the configured address (``0.0.0.0`` only when that is what
   the owner configured), never every interface behind the owner's back;
 * every message is decoded through its schema in :mod:`funcx.protocol.messages`
@@ -56,7 +58,7 @@ from typing import Any, cast
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
-from endpoint import blobs
+from endpoint import blobs, local_socket
 from endpoint.curve import CurveKeys
 from endpoint.hardware_report import HardwareBook
 from endpoint.interchange_state import (
@@ -158,7 +160,8 @@ class Interchange:
                  poll_period: float = 0.1, *, key_dir: str | os.PathLike,
                  port_file: str | os.PathLike | None = None,
                  max_message_bytes: int | None = None,
-                 max_messages_per_s: float | None = None):
+                 max_messages_per_s: float | None = None,
+                 local_dir: Path | None = None):
         """Listen on ``address:port`` for managers holding the manager key kept
         in ``key_dir`` (made there on first start).  Port 0: the port saved in
         ``port_file`` (default: ``interchange_port`` beside ``key_dir``, i.e. in
@@ -168,7 +171,10 @@ class Interchange:
         second at most (more wait in ZeroMQ): both for managers run by a user who
         controls them (a multi-user endpoint's children).
         ``poll_period``: seconds, or a :class:`endpoint.config.Milliseconds`
-        (``Config.poll_period``, in milliseconds as the funcX reference has it)."""
+        (``Config.poll_period``, in milliseconds as the funcX reference has it).
+        ``local_dir``: a private directory (endpoint.local_socket) where the same
+        socket also listens on a Unix socket, without CURVE, for managers on this
+        host (:attr:`local_url`)."""
         seconds = getattr(poll_period, "seconds", None)  # a Milliseconds value
         if isinstance(seconds, float):
             poll_period = seconds
@@ -206,6 +212,9 @@ class Interchange:
                 f"set `address` in the endpoint config to an address of this host") from None
         self.port = port
         self.bound = host
+        self.local_dir = local_dir
+        #: the Unix socket local managers connect to (None: none, CurveZMQ for all)
+        self.local_url = self._bind_local(local_dir) if local_dir is not None else None
         #: blocks the agent cancelled (scale-in): their managers' silence is expected
         self.retired_blocks: set[str] = set()
         self.feed = self.ctx.socket(zmq.PULL)
@@ -248,6 +257,21 @@ class Interchange:
             f"tcp://[{host}]" if ":" in host else f"tcp://{host}")
         save_port(self.port_file, port)
         return port
+
+    def _bind_local(self, directory: Path) -> str | None:
+        """Also listen on ``directory``'s Unix socket, without CURVE.  Options
+        are copied into each listener when it binds, so the TCP listener bound
+        above keeps CURVE (tests/test_local_socket.py holds this)."""
+        url = local_socket.socket_url(directory)
+        self.router.curve_server = False
+        try:
+            self.router.bind(url)
+        except zmq.ZMQError as e:
+            log.warning("local managers use CurveZMQ: cannot listen on %s (%s)", url, e)
+            return None
+        finally:
+            self.keys.apply_server(self.router)  # anything bound later is CURVE again
+        return url
 
     @property
     def url(self) -> str:
@@ -489,3 +513,5 @@ class Interchange:
         self.router.close(linger=500)
         self.feed.close()
         self.auth.stop()
+        if self.local_url is not None and self.local_dir is not None:
+            local_socket.remove(self.local_dir)

@@ -48,6 +48,9 @@ Launch and trust (issue 12):
   holding the interchange's public key and the manager keypair
   (:mod:`endpoint.curve`).  Only that path is on the command line; the keys
   are never in ``ps``, a submit script, a worker's environment or a log.
+  A manager told an ``ipc://`` address (a block on the endpoint's own host,
+  :mod:`endpoint.local_socket`) connects without CURVE: the 0700 directory
+  of that socket is the proof.
 * Nothing a submitter sends can crash it: a task's walltime is read
   defensively (missing or bad: the endpoint's default) and clamped to the
   owner's ``max_walltime``; a task whose resource specification is otherwise

@@ -17,6 +17,7 @@ import zmq
 
 from endpoint import blobs
 from endpoint.hardware_report import available_memory
+from endpoint.local_socket import is_local_url
 from endpoint.unacked import MAX_UNACKED, Unacked
 from funcx.lifecycle import supervisor_alive
 from funcx.protocol.messages import MAX_HELD, Kind, Register, Result, Task, pack, pack_results
@@ -79,7 +80,8 @@ class InterchangeLink:
         # comes back is used within seconds (the interchange holds a lost
         # manager's tasks for one threshold)
         up.setsockopt(zmq.CONNECT_TIMEOUT, max(100, int(min(self.threshold / 2, 5.0) * 1000)))
-        self.keys.apply(up)
+        if not is_local_url(self.launch.addr):  # the Unix socket: no CURVE (local_socket)
+            self.keys.apply(up)
         mon = up.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
         up.connect(self.launch.addr)
         if self.poller is not None:

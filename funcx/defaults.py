@@ -143,6 +143,11 @@ _TABLE: list[tuple[str, list[tuple[str, object, str]]]] = [
          "address the interchange binds and managers connect to; `detect`: 127.0.0.1 for a "
          "LocalProvider, else the address of the interface that routes off this host; "
          "`0.0.0.0`: bind every interface and advertise the detected address"),
+        ("INTERCHANGE_IPC", True,
+         "managers of blocks that stay on this host (a LocalProvider with Parsl's "
+         "SingleNodeLauncher or SimpleLauncher) connect over a Unix socket in a 0700 "
+         "directory instead of CurveZMQ over TCP (same trust, a tenth of the cost); off: "
+         "every manager uses CurveZMQ"),
         ("BLOCK_REGISTER_TIMEOUT_S", 300.0,
          "a block whose job runs this long without a manager registering is reported, "
          "cancelled and resubmitted with back-off (a LocalProvider's: at most 60 s)"),
