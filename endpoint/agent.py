@@ -26,6 +26,7 @@ import redis
 
 from endpoint import local_socket, redis_link
 from endpoint.addresses import AddressPlan, is_local_provider, plan, tcp_url
+from endpoint.agent_blocks import BlockScaling
 from endpoint.agent_state import (
     Ack,
     AgentState,
@@ -55,7 +56,6 @@ from endpoint.block_health import ADDRESS, BlockHealth, register_timeout_for
 from endpoint.blocks import Blocks
 from endpoint.config import Config
 from endpoint.interchange import Interchange
-from endpoint.strategy import ScalingInput, decide
 from funcx.defaults import setting
 from funcx.protocol.messages import Result
 from funcx.protocol.streams import encode_results
@@ -101,7 +101,7 @@ def register(web: WebClient, name: str, config: Config, endpoint_id: str | None,
     return web.post("/v3/endpoints", body)
 
 
-class Agent:
+class Agent(BlockScaling):
     """The I/O shell around :class:`AgentState`: its threads read and write
     Redis and talk to the interchange, and only carry out what the state
     machine answers.  Every call into the state machine holds ``self.room``
@@ -457,7 +457,7 @@ class Agent:
             self.state.handle(WriteCommitted(write))
             self.room.notify_all()
 
-    # ------------------------------------------------------ heartbeat, scale
+    # ------------------------------------------------------------- heartbeat
     def heartbeat(self) -> None:
         key = self.info["status_key"]
         seen = self.info.get("seen_key")  # a service before issue 16 has none
@@ -482,68 +482,6 @@ class Agent:
             except redis.RedisError as e:
                 log.warning("heartbeat to redis at %s failed: %s", self.where, type(e).__name__)
             self.stop_event.wait(self.config.heartbeat_period)
-
-    def scale_once(self) -> None:
-        """One scaling round: note which blocks run, registered, ended or are
-        overdue (:class:`BlockHealth`), then add or remove blocks, adding only
-        when the back-off after failed blocks allows."""
-        gone = self.blocks.forget_finished()
-        now, wall = time.monotonic(), time.time()
-        registered = {m.block_id for m in list(self.interchange.managers.values())}
-        with self.health_lock:
-            self.health.registered(registered)
-            for b in self.blocks.running:
-                self.health.running(b, now)
-            failed = self.health.ended(gone, now, wall)
-            overdue = [b for b in self.health.overdue(now, wall) if b in self.blocks.jobs]
-        for b in failed:
-            log.error("block %s ended before its manager registered; next block in %.0fs",
-                      b, self.health.backoff())
-        if overdue:
-            log.error("block(s) %s: no manager registered within %gs; cancelling, next "
-                      "block in %.0fs", overdue, self.health.register_timeout,
-                      self.health.backoff())
-            self.cancel_blocks(overdue)
-        if not self.config.scaling_enabled:
-            return
-        with self.room:
-            outstanding = self.state.inflight
-        delta = decide(ScalingInput(
-            outstanding=outstanding, blocks=len(self.blocks.jobs),
-            workers_per_block=self.config.workers_per_node(),
-            min_blocks=self.blocks.min_blocks, max_blocks=self.blocks.max_blocks,
-            idle_for=time.monotonic() - self.interchange.idle_since,
-            max_idletime=self.config.max_idletime))
-        if delta > 0:
-            self.submit_blocks(delta)
-        elif delta < 0:
-            busy = self.interchange.busy_blocks()
-            idle = [b for b in self.blocks.jobs if b not in busy]
-            self.cancel_blocks(idle[: -delta])
-            with self.health_lock:
-                self.health.cancelled(idle[: -delta])
-
-    def cancel_blocks(self, block_ids: list[str]) -> None:
-        """Cancel blocks; their managers' silence that follows is expected."""
-        self.interchange.retire_blocks(set(block_ids))
-        self.blocks.scale_in(block_ids)
-
-    def submit_blocks(self, n: int) -> list[str]:
-        """Submit up to ``n`` blocks unless backing off; a failed submission
-        becomes a problem and pushes the next one back."""
-        now = time.monotonic()
-        with self.health_lock:
-            if not self.health.may_submit(now):
-                return []
-        started = self.blocks.scale_out(n)
-        with self.health_lock:
-            for b in started:
-                self.health.submitted(b, now)
-            error = self.blocks.last_error
-            if error is not None:
-                delay = self.health.submit_failed(error, now, time.time())
-                log.error("next block submission in %.0fs", delay)
-        return started
 
     # ----------------------------------------------------------------- life
     def start(self) -> None:

@@ -86,14 +86,12 @@ def double(x):
 
 
 def test_a_real_endpoint_s_manager_connects_over_the_socket(endpoint, fxc):
-    from conftest import ENDPOINT
-
     from endpoint.paths import EndpointDir
 
     tid = fxc.run(21, endpoint_id=endpoint, function_id=fxc.register_function(double))
     fxc.wait([tid], timeout=60)
     assert fxc.get_result(tid) == 42
-    run = EndpointDir(ENDPOINT).run_dir
+    run = EndpointDir("pytest-ep").run_dir  # the session endpoint (tests/conftest.py)
     url = local_socket.socket_url(run / "ipc")
     managers = [p for p in psutil.process_iter(["cmdline"])
                 if "endpoint.manager" in " ".join(p.info["cmdline"] or [])

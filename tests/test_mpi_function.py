@@ -190,6 +190,7 @@ def test_mpiexec_two_ranks_on_an_endpoint_in_mpi_mode(fxc, mpi_endpoint):
     assert env.stdout.split()[::2] == ["2", "2"]  # each rank saw the task's variables
 
 
+@pytest.mark.slow  # 5-7 s of real mpiexec runs: the slow CI step
 def test_each_task_keeps_the_resource_specification_it_was_submitted_with(fxc, mpi_endpoint):
     """Changing the executor's resource_specification affects later submits only,
     even for tasks still queued in the same batch."""
@@ -203,6 +204,7 @@ def test_each_task_keeps_the_resource_specification_it_was_submitted_with(fxc, m
     assert [c.split()[:3] for c in cmds] == [["mpiexec", "-n", str(n)] for n in (1, 2, 1)]
 
 
+@pytest.mark.slow  # 5-7 s of real mpiexec runs: the slow CI step
 def test_an_mpi_task_holds_its_node_and_others_go_ahead(fxc, mpi_endpoint, tmp_path):
     """Two MPI tasks that each need the block's one node run one after the
     other; a task without MPI resources runs beside them, not behind them.
