@@ -155,7 +155,11 @@ class Ingester:
 
     def renew(self) -> None:
         """Renew membership and leases; :attr:`held` becomes the streams
-        whose lease this ingester holds now."""
+        whose lease this ingester holds now.  A stream taken here is read
+        only after :meth:`tick` has claimed what its previous holder left:
+        renewing in the middle of a long batch (:meth:`handle`) asks for a
+        tick before the next read, or the stream's newer entries would be
+        applied before the older ones the previous holder read."""
         self._next_tick = time.monotonic() + self.lease_s / 3
         stream_of = {keys.endpoint_of(s): s for s in self.streams}
         eids = list(stream_of)
@@ -174,6 +178,7 @@ class Ingester:
         if taken:
             log.info("now applying the results of %d more endpoint(s) (%d in all; %d ingester(s) "
                      "live)", len(taken), len(self.held), len(members))
+            self._next_tick = 0.0  # claim before reading (a tick does, at the next maintain)
 
     def take_over(self, streams: list[str]) -> int:
         """Claim every entry of ``streams`` (held by this ingester) that another

@@ -500,3 +500,36 @@ def test_results_are_applied_after_redis_forgets_its_scripts(fabric):
     assert done.applied == 3 and f.all_done(tids)
     assert f.events(tg) == tids  # one completion event each
     assert f.r.hget(f"fx:task:{tids[0]}", "result") == "00\na"  # the first result stands
+
+
+def test_a_stream_taken_in_the_middle_of_a_batch_is_claimed_before_it_is_read(fabric):
+    """An ingester renews its leases while it applies a long batch, and may
+    take a stream there.  What the previous holder read and never
+    acknowledged is applied before that stream's newer entries (a full run
+    once applied the newer ones first: results out of order after a kill)."""
+    from backend.ingester import Ingester
+    from backend.redis_conn import connect
+
+    f = fabric
+    eid = f.endpoint()
+    tg, tids = f.submit(eid, 8)
+    stream = f"fx:ep:{eid}:results"
+    old = Ingester(connect(f.url), consumer="host-a:1:1.00")
+    old.refresh_streams()
+    old.tick()
+    assert old.held == [stream]
+    f.report(eid, tids[:4], per_entry=2)
+    _, got = old.io.new(old.held, 10, 100)  # it reads two entries ... and is gone
+    assert sum(len(items) for _, items in got) == 2
+    f.report(eid, tids[4:], per_entry=2)  # two newer entries, unread
+    f.r.delete(f"fx:ingester:lease:{eid}")
+    f.r.zrem("fx:ingester:live", "host-a:1:1.00")
+    new = Ingester(connect(f.url), consumer="host-b:2:2.00")
+    new.refresh_streams()
+    new.dirty = False  # a running ingester: its streams are known
+    new.renew()  # as handle() renews in the middle of a batch: the lease is taken here
+    assert new.held == [stream] and new.claimed == 0
+    new.run_once()  # the next read: the previous holder's entries are claimed first
+    assert new.claimed == 2
+    until(lambda: f.all_done(tids), 30, "every result to be applied")
+    assert f.events(tg) == tids
