@@ -326,6 +326,23 @@ def test_a_killed_ingester_s_endpoints_are_taken_over_and_nothing_is_applied_twi
         assert f.r.get(f"fx:ep:{eid}:outstanding") in (None, "0")
 
 
+def _held_by_old(f: Fabric, n: int):
+    """A new endpoint with ``n`` tasks submitted, whose results stream is held
+    by an in-process ingester named as one of another host:
+    (eid, task group, task ids, stream, that ingester)."""
+    from backend.ingester import Ingester
+    from backend.redis_conn import connect
+
+    eid = f.endpoint()
+    tg, tids = f.submit(eid, n)
+    stream = f"fx:ep:{eid}:results"
+    old = Ingester(connect(f.url), consumer="host-a:1:1.00")
+    old.refresh_streams()
+    old.tick()
+    assert old.held == [stream]
+    return eid, tg, tids, stream, old
+
+
 def test_an_ingester_without_the_lease_writes_nothing(fabric):
     """The fence: an ingester whose lease went to another (it was paused, the
     other took over) applies and acknowledges nothing; what it read stays
@@ -334,13 +351,7 @@ def test_an_ingester_without_the_lease_writes_nothing(fabric):
     from backend.redis_conn import connect
 
     f = fabric
-    eid = f.endpoint()
-    tg, tids = f.submit(eid, 6)
-    stream = f"fx:ep:{eid}:results"
-    old = Ingester(connect(f.url), consumer="host-a:1:1.00")
-    old.refresh_streams()
-    old.tick()
-    assert old.held == [stream]
+    eid, tg, tids, stream, old = _held_by_old(f, 6)
     f.report(eid, tids, per_entry=3)
     _, got = old.io.new(old.held, 10, 100)  # it reads ... and is paused before applying
     assert sum(len(items) for _, items in got) == 2
@@ -511,13 +522,7 @@ def test_a_stream_taken_in_the_middle_of_a_batch_is_claimed_before_it_is_read(fa
     from backend.redis_conn import connect
 
     f = fabric
-    eid = f.endpoint()
-    tg, tids = f.submit(eid, 8)
-    stream = f"fx:ep:{eid}:results"
-    old = Ingester(connect(f.url), consumer="host-a:1:1.00")
-    old.refresh_streams()
-    old.tick()
-    assert old.held == [stream]
+    eid, tg, tids, stream, old = _held_by_old(f, 8)
     f.report(eid, tids[:4], per_entry=2)
     _, got = old.io.new(old.held, 10, 100)  # it reads two entries ... and is gone
     assert sum(len(items) for _, items in got) == 2
