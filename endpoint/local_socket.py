@@ -8,10 +8,10 @@ endpoint's user, root) may also read the 0600 manager key file.  CurveZMQ
 costs about 100 us of CPU per small message round trip and about 4 ms per
 MiB; a Unix socket costs a tenth of that (issue 20, "large payloads").
 
-Which blocks stay on this host is decided conservatively: a Parsl
-``LocalProvider`` whose launcher is exactly ``SingleNodeLauncher`` or
-``SimpleLauncher``.  Any other launcher (srun, mpiexec, a subclass that wraps
-the command to run elsewhere) keeps CurveZMQ.  ``FUNCX_INTERCHANGE_IPC=0``
+Which blocks stay on this host is decided conservatively: Parsl's
+``LocalProvider`` itself (not a subclass) whose launcher is exactly
+``SingleNodeLauncher`` or ``SimpleLauncher``.  Any other launcher (srun,
+mpiexec, a subclass that wraps the command to run elsewhere) keeps CurveZMQ.  ``FUNCX_INTERCHANGE_IPC=0``
 keeps CurveZMQ for every manager.
 """
 from __future__ import annotations
@@ -39,7 +39,7 @@ def stays_on_host(provider: object) -> bool:
         from parsl.providers import LocalProvider
     except ImportError:  # pragma: no cover - parsl is a dependency
         return False
-    if not isinstance(provider, LocalProvider):
+    if type(provider) is not LocalProvider:  # a subclass may start managers elsewhere
         return False
     return type(getattr(provider, "launcher", None)) in (SingleNodeLauncher, SimpleLauncher)
 

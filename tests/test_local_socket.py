@@ -20,6 +20,10 @@ class Elsewhere(SimpleLauncher):
     """A launcher that may wrap the command to run on another node."""
 
 
+class Remote(LocalProvider):
+    """A provider that may start its jobs on another node."""
+
+
 @pytest.mark.parametrize("provider, local", [
     (LocalProvider(), True),  # Parsl's default: SingleNodeLauncher
     (LocalProvider(launcher=SingleNodeLauncher()), True),
@@ -27,6 +31,7 @@ class Elsewhere(SimpleLauncher):
     (LocalProvider(launcher=SrunLauncher()), False),
     (LocalProvider(launcher=MpiExecLauncher()), False),
     (LocalProvider(launcher=Elsewhere()), False),  # a subclass is not trusted to stay
+    (Remote(), False),  # nor is a subclass of the provider
     (SlurmProvider(), False),
     (None, False),
 ])
