@@ -127,7 +127,7 @@ class Agent(BlockScaling):
         #: what managers are told to connect to (never 0.0.0.0; loopback only for local blocks)
         self.url = tcp_url(self.address.advertise, self.interchange.port)
         # blocks that stay on this host connect over the Unix socket (endpoint.local_socket)
-        self.blocks = Blocks(config, getattr(self.interchange, "local_url", None) or self.url,
+        self.blocks = Blocks(config, self.interchange.local_url or self.url,
                              run_dir, self.interchange.keys.manager_file)
         self.health_lock = threading.Lock()  # the scaling loop writes, the heartbeat reads
         self.health = BlockHealth(

@@ -261,7 +261,8 @@ class Interchange:
     def _bind_local(self, directory: Path) -> str | None:
         """Also listen on ``directory``'s Unix socket, without CURVE.  Options
         are copied into each listener when it binds, so the TCP listener bound
-        above keeps CURVE (tests/test_local_socket.py holds this)."""
+        above keeps CURVE (tests/security/test_local_socket_trust.py holds
+        this).  None, with a warning, when it cannot listen there."""
         url = local_socket.socket_url(directory)
         self.router.curve_server = False
         try:
@@ -513,5 +514,5 @@ class Interchange:
         self.router.close(linger=500)
         self.feed.close()
         self.auth.stop()
-        if self.local_url is not None and self.local_dir is not None:
+        if self.local_dir is not None:
             local_socket.remove(self.local_dir)

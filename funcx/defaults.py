@@ -144,7 +144,7 @@ _TABLE: list[tuple[str, list[tuple[str, object, str]]]] = [
          "LocalProvider, else the address of the interface that routes off this host; "
          "`0.0.0.0`: bind every interface and advertise the detected address"),
         ("INTERCHANGE_IPC", True,
-         "managers of blocks that stay on this host (a LocalProvider with Parsl's "
+         "managers of blocks that stay on this host (Parsl's LocalProvider itself with its "
          "SingleNodeLauncher or SimpleLauncher) connect over a Unix socket in a 0700 "
          "directory instead of CurveZMQ over TCP (same trust, a tenth of the cost); off: "
          "every manager uses CurveZMQ"),

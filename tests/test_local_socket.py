@@ -75,15 +75,20 @@ def test_the_socket_answers_and_is_removed_when_the_interchange_closes(tmp_path,
     assert not d.exists()
 
 
-def test_an_unusable_directory_leaves_curve_for_everyone(tmp_path):
+def test_a_socket_that_cannot_be_bound_leaves_curve_for_everyone(tmp_path, caplog):
     run = tmp_path / "run"
     run.mkdir()
-    ix = _interchange(run, None)
+    d = local_socket.socket_dir(run)
+    assert d is not None
+    (d / local_socket.SOCKET_NAME).mkdir()  # a directory where the socket would be
+    ix = _interchange(run, d)
     try:
         assert ix.local_url is None
-        assert ix.router.curve_server  # the TCP port is CURVE
+        assert "local managers use CurveZMQ: cannot listen on" in caplog.text
+        assert ix.router.curve_server  # the TCP port (and anything bound later) is CURVE
     finally:
         ix.close()
+    assert d.exists()  # not ours to remove: something else is in it
 
 
 def double(x):

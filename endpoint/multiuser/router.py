@@ -94,6 +94,7 @@ class Router:
         self.endpoint_id = ""
         self.keys = _Keys()
         self.port, self.url = 0, "(multi-user: one interchange per child)"
+        self.local_url: str | None = None  # its children's interchanges have their own
         self.stats: dict[str, int] = {"refused": 0, "children_started": 0, "children_idled": 0}
         self.retired_blocks: set[str] = set()
         self.max_tasks_per_user = cfg.max_tasks_per_user
